@@ -1,0 +1,125 @@
+# liblog — plain Makefile. Honours CFLAGS, LDFLAGS, CPPFLAGS, PREFIX, DESTDIR.
+#   make              build lib/liblog.so (+ soname links) and lib/liblog.a
+#   make check        install missing deps, build, run every test
+#   make check-asan   the same tests under AddressSanitizer + UBSan
+#   make bench-store  segment store benchmark vs. the fdatasync floor
+#   make install      PREFIX=/usr/local DESTDIR=
+
+VERSION_MAJOR := $(shell sed -n 's/^\#define RLOG_VERSION_MAJOR \([0-9]*\)/\1/p' include/liblog.h)
+VERSION_MINOR := $(shell sed -n 's/^\#define RLOG_VERSION_MINOR \([0-9]*\)/\1/p' include/liblog.h)
+VERSION_PATCH := $(shell sed -n 's/^\#define RLOG_VERSION_PATCH \([0-9]*\)/\1/p' include/liblog.h)
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALL ?= install
+
+CC ?= cc
+OPT ?= -O2 -g
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS ?=
+LDFLAGS ?=
+# The build's own flags come first so user CFLAGS can override -O, add -march...
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fvisibility=hidden \
+              -Iinclude -Ilib $(SAN_FLAGS) $(CPPFLAGS) $(CFLAGS)
+LIBS := -luv -lraft -lxxhash -lpthread
+TEST_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -lpthread)
+
+BUILD ?= build
+LIB_SRC := $(shell find lib -name '*.c' | sort)
+LIB_PIC_OBJ := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/static/%.o)
+
+SONAME := liblog.so.$(VERSION_MAJOR)
+SHARED := lib/liblog.so.$(VERSION)
+STATIC := lib/liblog.a
+
+TEST_LIB_SRC := $(wildcard test/lib/*.c)
+TEST_SRC := $(sort $(wildcard test/unit/test_*.c))
+TEST_BIN := $(TEST_SRC:test/unit/%.c=$(BUILD)/test/%)
+BENCH_STORE := $(BUILD)/bench/bench_store
+
+.PHONY: all deps check check-asan test install uninstall clean bench-store
+
+all: $(SHARED) $(STATIC) lib/liblog.so pkgconfig/liblog.pc
+
+deps:
+	@./.ci/install-deps
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -MMD -MP -c $< -o $@
+
+$(BUILD)/static/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(SHARED): $(LIB_PIC_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(SAN_FLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+lib/$(SONAME): $(SHARED)
+	ln -sf $(notdir $(SHARED)) $@
+
+lib/liblog.so: lib/$(SONAME)
+	ln -sf $(SONAME) $@
+
+$(STATIC): $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+pkgconfig/liblog.pc: pkgconfig/liblog.pc.in Makefile include/liblog.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+# Tests link the static library: they reach internal (hidden) symbols.
+$(BUILD)/test/%: test/unit/%.c $(TEST_LIB_SRC) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itest $(LDFLAGS) -o $@ $< $(TEST_LIB_SRC) $(STATIC) $(LIBS) $(TEST_LIBS)
+
+$(BENCH_STORE): bench/bench_store.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lm
+
+test: $(TEST_BIN) all
+	@./test/run-unit $(TEST_BIN)
+
+check: deps
+	@$(MAKE) --no-print-directory test
+
+# Separate build tree so sanitized and plain objects never mix.
+check-asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	    SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	    STATIC=build-asan/liblog.a SHARED=build-asan/liblog.so.$(VERSION) \
+	    test-asan
+
+test-asan: $(TEST_BIN) $(STATIC)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    ./test/run-unit $(TEST_BIN)
+
+bench-store: deps $(BENCH_STORE)
+	@$(BENCH_STORE) $(BENCH_ARGS)
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+	    $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
+	$(INSTALL) -m 644 include/liblog.h $(DESTDIR)$(INCLUDEDIR)/
+	$(INSTALL) -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(notdir $(SHARED)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/liblog.so
+	$(INSTALL) -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	$(INSTALL) -m 644 pkgconfig/liblog.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	$(INSTALL) -m 644 man/man3/*.3 $(DESTDIR)$(MANDIR)/man3/
+	$(INSTALL) -m 644 man/man7/*.7 $(DESTDIR)$(MANDIR)/man7/
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/liblog.h $(DESTDIR)$(LIBDIR)/liblog.* \
+	    $(DESTDIR)$(PKGCONFIGDIR)/liblog.pc
+	cd man && for f in man3/*.3 man7/*.7; do rm -f $(DESTDIR)$(MANDIR)/$$f; done
+
+clean:
+	rm -rf build build-asan lib/liblog.so* lib/liblog.a pkgconfig/liblog.pc
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,435 @@
+/*
+ * The file-I/O layer. In production each call is the plain syscall with EINTR
+ * and short-transfer handling. Under test, a process-global fault plan can
+ * fail the k-th write/sync/zero-fill or simulate power loss.
+ *
+ * Power loss is modelled by an undo log: while a fault plan is armed, every
+ * write first saves the bytes it overwrites (its pre-image). A successful
+ * fdatasync of a file forgets that file's pre-images (they are durable). At
+ * the crash, pre-images are restored newest first, which leaves each file as
+ * it was at its last fdatasync; the newest write may keep a torn prefix.
+ */
+#include "fs/fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct undo {
+    struct undo *prev;
+    dev_t dev;
+    ino_t ino;
+    char *path;         /* to restore after the fd is closed */
+    uint64_t off;
+    size_t len;
+    size_t old_len;     /* bytes that existed before (the rest was beyond EOF) */
+    uint64_t old_size;  /* file size before the write */
+    unsigned char *old; /* pre-image */
+};
+
+static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool armed;
+static bool crashed;
+static struct rl_fs_faults plan;
+static struct rl_fs_counters counters;
+static unsigned n_writes, n_syncs, n_zero_fills;
+static struct undo *undo_top;
+
+/* Paths of open fds, so pre-images can be restored after a close. */
+#define FD_PATHS 1024
+static char *fd_path[FD_PATHS];
+
+static void undo_free(struct undo *u)
+{
+    free(u->path);
+    free(u->old);
+    free(u);
+}
+
+static void undo_drop_all(void)
+{
+    while (undo_top) {
+        struct undo *u = undo_top;
+        undo_top = u->prev;
+        undo_free(u);
+    }
+}
+
+void rl_fs_faults_set(const struct rl_fs_faults *f)
+{
+    pthread_mutex_lock(&fault_mu);
+    plan = *f;
+    armed = true;
+    crashed = false;
+    n_writes = n_syncs = n_zero_fills = 0;
+    undo_drop_all();
+    pthread_mutex_unlock(&fault_mu);
+}
+
+void rl_fs_faults_clear(void)
+{
+    pthread_mutex_lock(&fault_mu);
+    memset(&plan, 0, sizeof plan);
+    armed = false;
+    crashed = false;
+    undo_drop_all();
+    pthread_mutex_unlock(&fault_mu);
+}
+
+int rl_fs_crashed(void)
+{
+    pthread_mutex_lock(&fault_mu);
+    int c = crashed;
+    pthread_mutex_unlock(&fault_mu);
+    return c;
+}
+
+void rl_fs_counters(struct rl_fs_counters *out)
+{
+    pthread_mutex_lock(&fault_mu);
+    *out = counters;
+    pthread_mutex_unlock(&fault_mu);
+}
+
+static int restore_one(const struct undo *u, size_t keep)
+{
+    int fd = open(u->path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno; /* file deleted since: nothing to restore */
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_dev != u->dev || st.st_ino != u->ino) {
+        close(fd);
+        return 0; /* a different file now has this name */
+    }
+    if (keep < u->old_len) {
+        ssize_t w = pwrite(fd, u->old + keep, u->old_len - keep,
+                           (off_t)(u->off + keep));
+        (void)w;
+    }
+    if (u->off + u->len > u->old_size) {
+        uint64_t end = u->off + keep > u->old_size ? u->off + keep : u->old_size;
+        if (ftruncate(fd, (off_t)end) != 0) {
+            /* best effort in a test-only path */
+        }
+    }
+    close(fd);
+    return 0;
+}
+
+/* Called with fault_mu held. Rolls every file back to its last sync. */
+static void crash_now(void)
+{
+    bool newest = true;
+    while (undo_top) {
+        struct undo *u = undo_top;
+        size_t keep = 0;
+        if (newest && plan.tear_bytes > 0)
+            keep = (size_t)plan.tear_bytes < u->len ? (size_t)plan.tear_bytes : u->len;
+        newest = false;
+        restore_one(u, keep);
+        undo_top = u->prev;
+        undo_free(u);
+    }
+    crashed = true;
+}
+
+/* Saves the pre-image of [off, off+len) of fd. Called with fault_mu held. */
+static void undo_record(int fd, uint64_t off, size_t len)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || fd < 0 || fd >= FD_PATHS || fd_path[fd] == NULL)
+        return;
+    struct undo *u = calloc(1, sizeof *u);
+    if (!u)
+        abort(); /* test-only path: an OOM here would silently weaken tests */
+    u->dev = st.st_dev;
+    u->ino = st.st_ino;
+    u->path = strdup(fd_path[fd]);
+    u->off = off;
+    u->len = len;
+    u->old_size = (uint64_t)st.st_size;
+    u->old_len = off >= u->old_size ? 0
+               : (u->old_size - off < len ? (size_t)(u->old_size - off) : len);
+    u->old = malloc(u->old_len ? u->old_len : 1);
+    if (!u->path || !u->old)
+        abort();
+    size_t got = 0;
+    while (got < u->old_len) {
+        ssize_t r = pread(fd, u->old + got, u->old_len - got, (off_t)(off + got));
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    u->old_len = got;
+    u->prev = undo_top;
+    undo_top = u;
+}
+
+/* Forgets pre-images of the file behind fd: its data is now durable. */
+static void undo_forget(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return;
+    struct undo **pp = &undo_top;
+    while (*pp) {
+        struct undo *u = *pp;
+        if (u->dev == st.st_dev && u->ino == st.st_ino) {
+            *pp = u->prev;
+            undo_free(u);
+        } else {
+            pp = &u->prev;
+        }
+    }
+}
+
+int rl_fs_open(const char *path, int flags, int mode, int *fd_out)
+{
+    if (rl_fs_crashed())
+        return -EIO;
+    int fd;
+    do {
+        fd = open(path, flags | O_CLOEXEC, mode);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return -errno;
+    pthread_mutex_lock(&fault_mu);
+    if (fd < FD_PATHS) {
+        free(fd_path[fd]);
+        fd_path[fd] = strdup(path);
+    }
+    pthread_mutex_unlock(&fault_mu);
+    *fd_out = fd;
+    return 0;
+}
+
+int rl_fs_close(int fd)
+{
+    pthread_mutex_lock(&fault_mu);
+    if (fd >= 0 && fd < FD_PATHS) {
+        free(fd_path[fd]);
+        fd_path[fd] = NULL;
+    }
+    pthread_mutex_unlock(&fault_mu);
+    return close(fd) == 0 ? 0 : -errno;
+}
+
+int rl_fs_pread(int fd, void *buf, size_t len, uint64_t off, size_t *nread)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    *nread = got;
+    return 0;
+}
+
+/* Decides the fate of one write under the fault plan: 0 to go ahead, or a
+ * negative errno with *partial bytes to write before failing. */
+static int write_fault(int fd, uint64_t off, size_t len, size_t *partial)
+{
+    int rv = 0;
+    *partial = len;
+    pthread_mutex_lock(&fault_mu);
+    if (armed) {
+        if (crashed) {
+            rv = -EIO;
+            *partial = 0;
+        } else {
+            n_writes++;
+            if (plan.write_fail_at && n_writes == plan.write_fail_at) {
+                rv = -(plan.write_errno ? plan.write_errno : EIO);
+                *partial = plan.write_short_bytes < len ? plan.write_short_bytes : len;
+            }
+            if (*partial)
+                undo_record(fd, off, *partial);
+        }
+    }
+    counters.writes++;
+    counters.bytes_written += *partial;
+    pthread_mutex_unlock(&fault_mu);
+    return rv;
+}
+
+static int pwritev_all(int fd, const struct iovec *iov_in, int iovcnt,
+                       uint64_t off, size_t limit)
+{
+    struct iovec iov[64];
+    const struct iovec *src = iov_in;
+    int left = iovcnt;
+    while (left > 0 && limit > 0) {
+        int n = left < 64 ? left : 64;
+        size_t chunk = 0;
+        int k;
+        for (k = 0; k < n && chunk < limit; k++) {
+            iov[k] = src[k];
+            if (iov[k].iov_len > limit - chunk)
+                iov[k].iov_len = limit - chunk;
+            chunk += iov[k].iov_len;
+        }
+        /* write this group fully, retrying short writes */
+        struct iovec *cur = iov;
+        int cnt = k;
+        size_t group = chunk;
+        while (group > 0) {
+            ssize_t w = pwritev(fd, cur, cnt, (off_t)off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0)
+                return -errno;
+            if (w == 0)
+                return -EIO;
+            off += (uint64_t)w;
+            group -= (size_t)w;
+            limit -= (size_t)w;
+            size_t adv = (size_t)w;
+            while (cnt > 0 && adv >= cur->iov_len) {
+                adv -= cur->iov_len;
+                cur++;
+                cnt--;
+            }
+            if (cnt > 0) {
+                cur->iov_base = (char *)cur->iov_base + adv;
+                cur->iov_len -= adv;
+            }
+        }
+        src += k;
+        left -= k;
+    }
+    return 0;
+}
+
+int rl_fs_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    size_t partial;
+    int fault = write_fault(fd, off, total, &partial);
+    int rv = pwritev_all(fd, iov, iovcnt, off, partial);
+    return fault ? fault : rv;
+}
+
+int rl_fs_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    return rl_fs_pwritev(fd, &iov, 1, off);
+}
+
+int rl_fs_fdatasync(int fd)
+{
+    pthread_mutex_lock(&fault_mu);
+    counters.syncs++;
+    if (armed) {
+        if (crashed) {
+            pthread_mutex_unlock(&fault_mu);
+            return -EIO;
+        }
+        n_syncs++;
+        if (plan.crash_at_sync && n_syncs == plan.crash_at_sync) {
+            crash_now();
+            pthread_mutex_unlock(&fault_mu);
+            return -EIO;
+        }
+        if (plan.sync_fail_at && n_syncs == plan.sync_fail_at) {
+            pthread_mutex_unlock(&fault_mu);
+            return -(plan.sync_errno ? plan.sync_errno : EIO);
+        }
+    }
+    pthread_mutex_unlock(&fault_mu);
+    int rv;
+    do {
+        rv = fdatasync(fd);
+    } while (rv != 0 && errno == EINTR);
+    if (rv != 0)
+        return -errno;
+    pthread_mutex_lock(&fault_mu);
+    if (armed)
+        undo_forget(fd);
+    pthread_mutex_unlock(&fault_mu);
+    return 0;
+}
+
+int rl_fs_zero_fill(int fd, uint64_t size)
+{
+    pthread_mutex_lock(&fault_mu);
+    counters.zero_fills++;
+    if (armed) {
+        n_zero_fills++;
+        if (crashed || (plan.zero_fill_fail_at && n_zero_fills == plan.zero_fill_fail_at)) {
+            int e = crashed ? EIO : (plan.zero_fill_errno ? plan.zero_fill_errno : ENOSPC);
+            pthread_mutex_unlock(&fault_mu);
+            return -e;
+        }
+    }
+    pthread_mutex_unlock(&fault_mu);
+
+    /* Reserve first so ENOSPC shows before any byte is written, then write
+     * real zeros so later overwrites need no extent conversion at sync. */
+    int rv = posix_fallocate(fd, 0, (off_t)size);
+    if (rv != 0 && rv != EOPNOTSUPP && rv != EINVAL)
+        return -rv;
+    static const unsigned char zeros[1 << 16];
+    for (uint64_t off = 0; off < size;) {
+        size_t n = size - off < sizeof zeros ? (size_t)(size - off) : sizeof zeros;
+        ssize_t w = pwrite(fd, zeros, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -EIO;
+        off += (uint64_t)w;
+    }
+    do {
+        rv = fdatasync(fd);
+    } while (rv != 0 && errno == EINTR);
+    return rv == 0 ? 0 : -errno;
+}
+
+int rl_fs_file_size(int fd, uint64_t *size)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+int rl_fs_unlink(const char *path)
+{
+    if (rl_fs_crashed())
+        return -EIO;
+    return unlink(path) == 0 ? 0 : -errno;
+}
+
+int rl_fs_rename(const char *from, const char *to)
+{
+    if (rl_fs_crashed())
+        return -EIO;
+    return rename(from, to) == 0 ? 0 : -errno;
+}
+
+int rl_fs_fsync_dir(const char *dir)
+{
+    if (rl_fs_crashed())
+        return -EIO;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rv = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rv;
+}

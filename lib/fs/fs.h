@@ -1,0 +1,64 @@
+/*
+ * fs — the one thin layer every byte liblog puts on or takes off disk passes
+ * through, so tests can inject faults by countdown (SQLite's test6.c, raft's
+ * test/lib/fault.h are the models).
+ *
+ * All functions return 0 or a negative errno (-EIO, -ENOSPC, ...); none of
+ * them prints. Short reads/writes of regular files are retried internally, so
+ * success always means the whole buffer.
+ *
+ * Fault injection (tests only; process-global, thread-safe):
+ *  - fail the k-th write / fdatasync / preallocation with a chosen errno,
+ *    optionally after writing part of the buffer (a short write);
+ *  - simulate power loss at the k-th fdatasync: every byte written since the
+ *    last successful fdatasync of its file is rolled back to what was there
+ *    before (optionally keeping the first tear_bytes of the newest write, a
+ *    torn write), and from then on every call fails with -EIO as if the
+ *    machine were gone. Directory operations (create, rename, unlink) are
+ *    modelled as immediately durable.
+ */
+#ifndef RL_FS_H
+#define RL_FS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+int rl_fs_open(const char *path, int flags, int mode, int *fd_out);
+int rl_fs_close(int fd);
+int rl_fs_pread(int fd, void *buf, size_t len, uint64_t off, size_t *nread);
+int rl_fs_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+int rl_fs_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
+int rl_fs_fdatasync(int fd);
+/* Creates blocks for [0, size) by writing zeros (measured faster to overwrite
+ * later than fallocate'd or appended space on ext4) and fdatasyncs them. */
+int rl_fs_zero_fill(int fd, uint64_t size);
+int rl_fs_file_size(int fd, uint64_t *size);
+int rl_fs_unlink(const char *path);
+int rl_fs_rename(const char *from, const char *to);
+int rl_fs_fsync_dir(const char *dir);
+
+struct rl_fs_faults {
+    unsigned write_fail_at;   /* 1-based count of writes; 0 = never */
+    int write_errno;          /* e.g. EIO, ENOSPC */
+    size_t write_short_bytes; /* bytes written before the failure */
+    unsigned sync_fail_at;    /* 1-based count of fdatasyncs; 0 = never */
+    int sync_errno;
+    unsigned zero_fill_fail_at; /* 1-based count of zero fills; 0 = never */
+    int zero_fill_errno;
+    unsigned crash_at_sync;   /* simulate power loss at this fdatasync */
+    long tear_bytes;          /* with crash: keep this many bytes of the
+                                 newest write; < 0 keeps none */
+};
+
+struct rl_fs_counters {
+    uint64_t writes, syncs, zero_fills, bytes_written;
+};
+
+void rl_fs_faults_set(const struct rl_fs_faults *f);
+void rl_fs_faults_clear(void);
+/* 1 once a simulated crash has happened (until rl_fs_faults_clear). */
+int rl_fs_crashed(void);
+void rl_fs_counters(struct rl_fs_counters *out);
+
+#endif

@@ -1,0 +1,166 @@
+/*
+ * store — liblog's durable segment store, which is also the Raft log.
+ *
+ * One data directory holds:
+ *   FORMAT          what this directory is and its format version (text)
+ *   LOCK            exclusive lock; holds the owner's pid
+ *   meta-a, meta-b  term, vote, trim point, write generation: two alternating
+ *                   checksummed copies, the newer valid one wins
+ *   seg-<seq>.log   segments: a header, then framed entries; preallocated
+ *                   and zero-filled so a full disk shows at creation
+ *   seg-<seq>.idx   sparse index of a sealed segment (rebuilt if damaged)
+ *
+ * Entries are Raft entries: index (dense, from 1), term, type, payload, and
+ * the number of user records the payload carries. The store assigns each
+ * entry the base record offset (offsets are dense across the log; entries
+ * with zero records take none), so reads can go by index or by offset.
+ *
+ * Threads: a store belongs to the libuv loop given at open. Every function
+ * must be called on that loop's thread; callbacks run there. Writes and
+ * fdatasyncs run on libuv's threadpool, never on the loop thread, except
+ * rl_store_set_term_vote(), which libraft requires to be durable on return.
+ *
+ * Requests (append, truncate, trim) complete in submission order, each
+ * callback exactly once. Concurrent appends are coalesced: all requests
+ * queued while a write is in flight go out as one pwritev + one fdatasync per
+ * segment touched. A callback with status 0 means the data is durable.
+ *
+ * Failure: after a failed write or fdatasync the store latches fatal; every
+ * later call returns RLOG_EFATAL and rl_store_errmsg() names the first cause.
+ * A full disk when creating a segment is not fatal: the appends that needed
+ * the segment fail with RLOG_ENOSPC and everything stored stays readable.
+ */
+#ifndef RL_STORE_H
+#define RL_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define RL_STORE_DEFAULT_SEGMENT_SIZE (64u << 20)
+#define RL_STORE_MIN_SEGMENT_SIZE (64u << 10)
+#define RL_STORE_DEFAULT_INDEX_INTERVAL (64u << 10)
+/* Bytes of framing around each payload (payloads are padded to 8). */
+#define RL_STORE_FRAME_HEADER_SIZE 56u
+#define RL_STORE_SEGMENT_HEADER_SIZE 64u
+
+struct rl_store;
+
+struct rl_store_config {
+    const char *dir;          /* created if missing */
+    uint64_t segment_size;    /* 0 = default; >= RL_STORE_MIN_SEGMENT_SIZE */
+    uint32_t index_interval;  /* bytes between sparse index samples; 0 = default */
+    size_t max_batch_bytes;   /* cap on one coalesced write; 0 = 8 MiB */
+};
+
+/* An entry as appended (offset ignored) or as read back. */
+struct rl_store_entry {
+    uint64_t index;
+    uint64_t term;
+    uint64_t offset;   /* base record offset */
+    uint32_t records;  /* user records in the payload (0 for raft-internal) */
+    uint8_t type;
+    const void *buf;
+    uint32_t len;
+};
+
+struct rl_store_req;
+typedef void (*rl_store_cb)(struct rl_store_req *req, int status);
+
+/* Caller-allocated request; must stay valid until its callback. The store
+ * fills first_index/first_offset for appends when accepted. */
+struct rl_store_req {
+    void *data;             /* for the caller */
+    uint64_t first_index;   /* append: index of the first entry */
+    uint64_t first_offset;  /* append: base offset of the first entry */
+    /* private */
+    int kind;
+    rl_store_cb cb;
+    struct rl_store_req *next;
+    const struct rl_store_entry *entries;
+    unsigned n;
+    unsigned done;          /* entries already handed to a write */
+    unsigned char *headers; /* n frame headers */
+    uint64_t arg;
+};
+
+/* Opens (creating if needed) the store in cfg->dir on `loop`.
+ * Errors: RLOG_EINVAL (config), RLOG_EBUSY (locked; errmsg names the pid),
+ * RLOG_EFOREIGN, RLOG_EVERSION, RLOG_ECORRUPT (errmsg names file and byte),
+ * RLOG_EIO, RLOG_ENOSPC, RLOG_ENOMEM. On error *out is NULL and errmsg (if
+ * given) says why. */
+int rl_store_open(uv_loop_t *loop, const struct rl_store_config *cfg,
+                  struct rl_store **out, char *errmsg, size_t errlen);
+
+/* Cancels queued requests (RLOG_ECANCELED), waits for the write in flight,
+ * releases the lock and frees the store, then calls cb (may be NULL) on the
+ * loop thread. */
+void rl_store_close(struct rl_store *s, void (*cb)(void *arg), void *arg);
+
+/* Appends n >= 1 entries with consecutive indexes starting at the next index
+ * (rl_store_next_index()). Payload buffers must stay valid until cb.
+ * Errors returned now (cb never fires): RLOG_EINVAL (index gap, n == 0),
+ * RLOG_ETOOBIG (an entry cannot fit in a segment), RLOG_EFATAL, RLOG_ECLOSED.
+ * Errors through cb: RLOG_ENOSPC (no room for a new segment; the request and
+ * every later queued one fail, the next index returns to the durable end),
+ * RLOG_EIO (store is now fatal), RLOG_ECANCELED (closed first). */
+int rl_store_append(struct rl_store *s, struct rl_store_req *req,
+                    const struct rl_store_entry *entries, unsigned n,
+                    rl_store_cb cb);
+
+/* Deletes entries with index >= `index` (Raft conflict resolution), after
+ * every request queued before it. The next append must use `index`.
+ * cb may be NULL. Errors now: RLOG_EINVAL (index below first or above next),
+ * RLOG_EFATAL, RLOG_ECLOSED. */
+int rl_store_truncate(struct rl_store *s, struct rl_store_req *req,
+                      uint64_t index, rl_store_cb cb);
+
+/* Drops entries with index < `index` (retention). Reads below it then fail
+ * with RLOG_ETRIMMED. Whole segments are deleted; the rest of a partly
+ * trimmed segment stays on disk but is never returned. cb may be NULL.
+ * Errors now: RLOG_EINVAL (index beyond the durable end + 1), RLOG_EFATAL,
+ * RLOG_ECLOSED. */
+int rl_store_trim(struct rl_store *s, struct rl_store_req *req,
+                  uint64_t index, rl_store_cb cb);
+
+/* Reads the durable entry at `index` / the entry holding record `offset`.
+ * On success out->buf is malloc'd (caller frees; NULL if len == 0).
+ * Errors: RLOG_ENOTFOUND (beyond the durable end), RLOG_ETRIMMED (before the
+ * first index/offset), RLOG_ECORRUPT (checksum; errmsg names file and byte),
+ * RLOG_EIO, RLOG_EFATAL. */
+int rl_store_read(struct rl_store *s, uint64_t index, struct rl_store_entry *out);
+int rl_store_read_offset(struct rl_store *s, uint64_t offset,
+                         struct rl_store_entry *out);
+
+/* Term and vote, durable when this returns (synchronous fdatasync). */
+int rl_store_set_term_vote(struct rl_store *s, uint64_t term, uint64_t vote);
+uint64_t rl_store_term(const struct rl_store *s);
+uint64_t rl_store_vote(const struct rl_store *s);
+
+/* Durable bounds. An empty store has first_index = last_index + 1. */
+uint64_t rl_store_first_index(const struct rl_store *s);
+uint64_t rl_store_last_index(const struct rl_store *s);
+uint64_t rl_store_first_offset(const struct rl_store *s);
+uint64_t rl_store_next_offset(const struct rl_store *s); /* after last durable */
+/* Index the next rl_store_append must start at (counts queued appends). */
+uint64_t rl_store_next_index(const struct rl_store *s);
+
+/* The detailed message of the last error (or of the fatal latch). */
+const char *rl_store_errmsg(const struct rl_store *s);
+/* What recovery did at open ("" when the directory was clean). */
+const char *rl_store_recovery_note(const struct rl_store *s);
+bool rl_store_is_fatal(const struct rl_store *s);
+
+struct rl_store_stats {
+    uint64_t batches;        /* coalesced writes */
+    uint64_t syncs;          /* fdatasyncs of segment data */
+    uint64_t entries;        /* entries written */
+    uint64_t bytes;          /* bytes written to segments */
+    uint64_t segments;       /* segment files in use */
+    uint64_t rollovers;      /* times a write moved to a new segment */
+    uint64_t spare_waits;    /* times a write waited for a segment to be made */
+};
+void rl_store_stats(const struct rl_store *s, struct rl_store_stats *out);
+
+#endif
