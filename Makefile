@@ -84,6 +84,7 @@ $(BENCH_STORE): bench/bench_store.c $(STATIC)
 
 test: $(TEST_BIN) all
 	@./test/run-unit $(TEST_BIN)
+	@./test/check-docs
 
 check: deps
 	@$(MAKE) --no-print-directory test

@@ -1,0 +1,732 @@
+/*
+ * writer — group commit and every other change to the segment files.
+ *
+ * Happy path: requests queue in submission order. When no write is in
+ * flight, kick() takes every queued append (up to max_batch_bytes) and builds
+ * one iovec list per segment touched; a threadpool job checksums the frames,
+ * does one pwritev and one fdatasync per segment, and on the loop thread the
+ * completion updates the in-memory index and fires the callbacks in order.
+ * Appends submitted meanwhile wait for the next write, so throughput grows
+ * with load while a lone append goes out at once.
+ *
+ * A write never waits for a file to be created: the next segment (the spare)
+ * is zero-filled ahead of time by its own job. A batch may roll over into the
+ * spare once; the segment it leaves is sealed and its index file written in
+ * the background.
+ *
+ * Truncate and trim run as jobs in the same queue, so they are ordered with
+ * appends, and never alongside a spare or index job that touches the same
+ * files.
+ *
+ * Failure: a failed write or fdatasync latches the store fatal (the page
+ * cache can no longer be trusted). A spare that cannot be made fails only the
+ * appends that need it, with RLOG_ENOSPC, and the next append tries again.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/fs.h"
+#include "store/internal.h"
+
+static const unsigned char zero_pad[8];
+
+struct frame_loc {
+    struct rl_segment *seg;
+    unsigned char *hdr;
+    const void *payload;
+    uint32_t len, records;
+    uint64_t index, offset, pos;
+};
+
+struct extent {
+    struct rl_segment *seg;
+    uint64_t pos;
+    int iov0, niov;
+    bool opens_segment;
+    unsigned char seghdr[RL_SEG_HDR];
+};
+
+enum job_kind { JOB_APPEND, JOB_TRUNCATE, JOB_TRIM, JOB_SPARE, JOB_INDEX };
+
+struct rl_batch {
+    uv_work_t work;
+    struct rl_store *s;
+    enum job_kind kind;
+    /* append */
+    struct iovec *iov;
+    int niov, iovcap;
+    struct extent ext[2];
+    int next;
+    struct frame_loc *frames;
+    unsigned nframes, framecap;
+    /* truncate / trim */
+    struct rl_store_req *req;
+    uint64_t index, offset, pos, prev_pos;
+    struct rl_segment *seg; /* truncate target / spare / segment to index */
+    size_t drop_from, drop_to; /* segs[] range whose files go */
+    bool drop_spare;
+    /* outcome */
+    int err;
+    char errmsg[240];
+};
+
+static void job_fail(struct rl_batch *b, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void job_fail(struct rl_batch *b, int err, const char *fmt, ...)
+{
+    if (b->err)
+        return;
+    b->err = err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b->errmsg, sizeof b->errmsg, fmt, ap);
+    va_end(ap);
+}
+
+static struct rl_segment *active(struct rl_store *s)
+{
+    return s->nsegs ? s->segs[s->nsegs - 1] : NULL;
+}
+
+static bool idle(const struct rl_store *s)
+{
+    return !s->inflight && !s->spare_busy && s->bg_jobs == 0;
+}
+
+static struct rl_store_req *queue_pop(struct rl_store *s)
+{
+    struct rl_store_req *r = s->head;
+    if (r) {
+        s->head = r->next;
+        if (!s->head)
+            s->tail = NULL;
+        r->next = NULL;
+        free(r->headers);
+        r->headers = NULL;
+    }
+    return r;
+}
+
+/* Fails every queued request not yet handed to a write. */
+static void fail_queued(struct rl_store *s, int status)
+{
+    s->next_index = s->last_index + 1;
+    s->next_offset_sub = s->next_offset;
+    struct rl_store_req *r;
+    while ((r = queue_pop(s)) != NULL)
+        if (r->cb)
+            r->cb(r, status);
+}
+
+static void latch_fatal(struct rl_store *s, int code, const char *msg)
+{
+    if (!s->fatal) {
+        char cause[sizeof s->errmsg];
+        snprintf(cause, sizeof cause, "%s", msg); /* msg may be s->errmsg */
+        s->fatal = code;
+        snprintf(s->errmsg, sizeof s->errmsg, "fatal: %.*s", (int)sizeof s->errmsg - 8, cause);
+    }
+}
+
+static void after_job(uv_work_t *w, int status);
+
+static void queue_job(struct rl_store *s, struct rl_batch *b, uv_work_cb work)
+{
+    b->s = s;
+    b->work.data = b;
+    int rv = uv_queue_work(s->loop, &b->work, work, after_job);
+    if (rv != 0) /* only on a closing loop: nothing sensible left to do */
+        abort();
+}
+
+/* ---- spare segment --------------------------------------------------- */
+
+static void spare_work(uv_work_t *w)
+{
+    struct rl_batch *b = w->data;
+    struct rl_store *s = b->s;
+    char path[4200];
+    rl_seg_path(s, path, sizeof path, b->seg->seq, "log");
+    int rv = rl_fs_open(path, O_RDWR | O_CREAT | O_TRUNC, 0644, &b->seg->fd);
+    if (rv == 0)
+        rv = rl_fs_zero_fill(b->seg->fd, b->seg->size);
+    if (rv == 0)
+        rv = rl_fs_fsync_dir(s->dir);
+    if (rv != 0) {
+        job_fail(b, rl_errno_to_rlog(rv), "cannot create segment %s (%" PRIu64 " bytes): %s",
+                 path, b->seg->size, strerror(-rv));
+        if (b->seg->fd >= 0) {
+            rl_fs_close(b->seg->fd);
+            b->seg->fd = -1;
+        }
+        rl_fs_unlink(path);
+    }
+}
+
+void rl_writer_prepare_spare(struct rl_store *s)
+{
+    if (s->spare || s->spare_busy || s->closing || s->fatal)
+        return;
+    struct rl_batch *b = calloc(1, sizeof *b);
+    struct rl_segment *seg = rl_segment_new(active(s) ? active(s)->seq + 1 : 1);
+    if (!b || !seg) {
+        free(b);
+        rl_segment_free(seg);
+        return; /* retried at the next need */
+    }
+    seg->size = s->segment_size;
+    b->kind = JOB_SPARE;
+    b->seg = seg;
+    s->spare_busy = true;
+    queue_job(s, b, spare_work);
+}
+
+/* ---- appends ---------------------------------------------------------- */
+
+static int push_iov(struct rl_batch *b, const void *base, size_t len)
+{
+    if (b->niov == b->iovcap) {
+        int cap = b->iovcap ? b->iovcap * 2 : 64;
+        struct iovec *p = realloc(b->iov, (size_t)cap * sizeof *p);
+        if (!p)
+            return RLOG_ENOMEM;
+        b->iov = p;
+        b->iovcap = cap;
+    }
+    b->iov[b->niov++] = (struct iovec){.iov_base = (void *)base, .iov_len = len};
+    return 0;
+}
+
+static int push_frame(struct rl_batch *b, const struct frame_loc *f)
+{
+    if (b->nframes == b->framecap) {
+        unsigned cap = b->framecap ? b->framecap * 2 : 32;
+        struct frame_loc *p = realloc(b->frames, cap * sizeof *p);
+        if (!p)
+            return RLOG_ENOMEM;
+        b->frames = p;
+        b->framecap = cap;
+    }
+    b->frames[b->nframes++] = *f;
+    return 0;
+}
+
+static void append_work(uv_work_t *w)
+{
+    struct rl_batch *b = w->data;
+    char name[64];
+    /* Checksums here, off the loop thread. */
+    for (unsigned i = 0; i < b->nframes; i++)
+        rl_frame_seal(b->frames[i].hdr, b->frames[i].payload, b->frames[i].len);
+    for (int e = 0; e < b->next; e++) {
+        struct extent *x = &b->ext[e];
+        int rv = rl_fs_pwritev(x->seg->fd, b->iov + x->iov0, x->niov, x->pos);
+        if (rv != 0) {
+            snprintf(name, sizeof name, "seg-%016" PRIx64 ".log", x->seg->seq);
+            job_fail(b, rl_errno_to_rlog(rv), "write to %s at byte %" PRIu64 " failed: %s", name,
+                     x->pos, strerror(-rv));
+            return;
+        }
+    }
+    for (int e = 0; e < b->next; e++) {
+        int rv = rl_fs_fdatasync(b->ext[e].seg->fd);
+        if (rv != 0) {
+            snprintf(name, sizeof name, "seg-%016" PRIx64 ".log", b->ext[e].seg->seq);
+            job_fail(b, rl_errno_to_rlog(rv), "fdatasync of %s failed: %s", name, strerror(-rv));
+            return;
+        }
+    }
+}
+
+static void free_batch(struct rl_batch *b)
+{
+    free(b->iov);
+    free(b->frames);
+    free(b);
+}
+
+/* Builds and queues one coalesced write; returns false if it must wait. */
+static bool start_appends(struct rl_store *s)
+{
+    struct rl_batch *b = calloc(1, sizeof *b);
+    if (!b)
+        return false;
+    b->kind = JOB_APPEND;
+    struct rl_segment *seg = active(s);
+    uint64_t wpos = seg ? seg->end_pos : 0;
+    uint64_t batch_first = 0;
+    size_t bytes = 0;
+    bool rolled = false, need_spare = false;
+    struct extent *x = NULL;
+
+    for (struct rl_store_req *r = s->head; r && r->kind == RL_REQ_APPEND; r = r->next) {
+        while (r->done < r->n) {
+            const struct rl_store_entry *e = &r->entries[r->done];
+            unsigned char *hdr = r->headers + (size_t)r->done * RL_FRAME_HDR;
+            uint64_t fsz = RL_FRAME_HDR + rl_pad8(e->len);
+            if (b->nframes > 0 && bytes + fsz > s->max_batch_bytes)
+                goto full;
+            if (!seg || wpos + fsz > seg->size) {
+                if (rolled)
+                    goto full;
+                if (!s->spare) {
+                    need_spare = b->nframes == 0;
+                    goto full;
+                }
+                seg = s->spare;
+                rolled = true;
+                x = &b->ext[b->next++];
+                *x = (struct extent){.seg = seg, .pos = 0, .iov0 = b->niov, .opens_segment = true};
+                struct rl_seg_hdr sh = {.seq = seg->seq, .first_index = e->index,
+                                        .first_offset = rl_get64(hdr + 24),
+                                        .dir_id = s->dir_id, .gen = s->meta.gen};
+                rl_seg_hdr_encode(x->seghdr, &sh);
+                if (push_iov(b, x->seghdr, RL_SEG_HDR) != 0)
+                    goto oom;
+                wpos = RL_SEG_HDR;
+            } else if (!x) {
+                x = &b->ext[b->next++];
+                *x = (struct extent){.seg = seg, .pos = wpos, .iov0 = b->niov};
+            }
+            if (!batch_first)
+                batch_first = e->index;
+            rl_put64(hdr + 32, batch_first);
+            rl_put32(hdr + 48, s->meta.gen);
+            struct frame_loc f = {.seg = seg, .hdr = hdr, .payload = e->buf, .len = e->len,
+                                  .records = e->records, .index = e->index,
+                                  .offset = rl_get64(hdr + 24), .pos = wpos};
+            if (push_frame(b, &f) != 0 || push_iov(b, hdr, RL_FRAME_HDR) != 0 ||
+                (e->len && push_iov(b, e->buf, e->len) != 0) ||
+                (rl_pad8(e->len) != e->len &&
+                 push_iov(b, zero_pad, rl_pad8(e->len) - e->len) != 0))
+                goto oom;
+            wpos += fsz;
+            bytes += fsz;
+            r->done++;
+        }
+    }
+full:
+    if (b->nframes == 0) {
+        free_batch(b);
+        if (need_spare) {
+            s->spare_needed = true;
+            s->stats.spare_waits++;
+            rl_writer_prepare_spare(s);
+        }
+        return false;
+    }
+    for (int i = 0; i < b->next; i++)
+        b->ext[i].niov = (i + 1 < b->next ? b->ext[i + 1].iov0 : b->niov) - b->ext[i].iov0;
+    s->inflight = b;
+    queue_job(s, b, append_work);
+    return true;
+oom:
+    /* Undo what this batch claimed; the requests stay queued. */
+    for (struct rl_store_req *r = s->head; r && r->kind == RL_REQ_APPEND; r = r->next) {
+        unsigned mine = 0;
+        for (unsigned i = 0; i < b->nframes; i++)
+            if (b->frames[i].index >= r->first_index && b->frames[i].index < r->first_index + r->n)
+                mine++;
+        r->done -= mine;
+    }
+    free_batch(b);
+    return false;
+}
+
+static void index_work(uv_work_t *w)
+{
+    struct rl_batch *b = w->data;
+    rl_segment_write_index(b->s, b->seg); /* failure only costs a rebuild */
+}
+
+static void seal(struct rl_store *s, struct rl_segment *seg)
+{
+    seg->sealed = true;
+    struct rl_batch *b = calloc(1, sizeof *b);
+    if (!b)
+        return;
+    b->kind = JOB_INDEX;
+    b->seg = seg;
+    s->bg_jobs++;
+    queue_job(s, b, index_work);
+}
+
+static int push_segment(struct rl_store *s, struct rl_segment *seg)
+{
+    if (s->nsegs == s->segcap) {
+        size_t cap = s->segcap ? s->segcap * 2 : 16;
+        struct rl_segment **p = realloc(s->segs, cap * sizeof *p);
+        if (!p)
+            return RLOG_ENOMEM;
+        s->segs = p;
+        s->segcap = cap;
+    }
+    s->segs[s->nsegs++] = seg;
+    return 0;
+}
+
+static void append_done(struct rl_store *s, struct rl_batch *b)
+{
+    if (b->err) {
+        latch_fatal(s, b->err, b->errmsg);
+        /* Requests the failed write carried get its cause; the rest learn
+         * the store is fatal. */
+        int status = b->err;
+        struct rl_store_req *r;
+        while ((r = s->head) && r->kind == RL_REQ_APPEND && r->done > 0) {
+            queue_pop(s);
+            if (r->cb)
+                r->cb(r, status);
+        }
+        fail_queued(s, RLOG_EFATAL);
+        return;
+    }
+    for (int i = 0; i < b->next; i++) {
+        struct extent *x = &b->ext[i];
+        if (!x->opens_segment)
+            continue;
+        struct rl_segment *seg = x->seg, *prev = active(s);
+        struct rl_seg_hdr sh;
+        rl_seg_hdr_decode(x->seghdr, &sh);
+        seg->first_index = sh.first_index;
+        seg->first_offset = sh.first_offset;
+        seg->gen = sh.gen;
+        seg->last_index = seg->first_index - 1;
+        seg->next_offset = seg->first_offset;
+        seg->end_pos = RL_SEG_HDR;
+        seg->has_header = true;
+        if (push_segment(s, seg) != 0) {
+            latch_fatal(s, RLOG_ENOMEM, "out of memory tracking a new segment");
+            fail_queued(s, RLOG_EFATAL);
+            return;
+        }
+        s->spare = NULL;
+        s->stats.rollovers++;
+        s->stats.segments = s->nsegs;
+        if (prev)
+            seal(s, prev);
+    }
+    for (unsigned i = 0; i < b->nframes; i++) {
+        const struct frame_loc *f = &b->frames[i];
+        rl_segment_add_sample(f->seg, f->index, f->offset, f->pos, s->index_interval);
+        f->seg->last_index = f->index;
+        f->seg->last_pos = f->pos;
+        f->seg->end_pos = f->pos + RL_FRAME_HDR + rl_pad8(f->len);
+        f->seg->next_offset = f->offset + f->records;
+        s->stats.bytes += RL_FRAME_HDR + rl_pad8(f->len);
+    }
+    const struct frame_loc *last = &b->frames[b->nframes - 1];
+    s->last_index = last->index;
+    s->next_offset = last->offset + last->records;
+    s->stats.batches++;
+    s->stats.syncs += (uint64_t)b->next;
+    s->stats.entries += b->nframes;
+
+    struct rl_store_req *r;
+    while ((r = s->head) && r->kind == RL_REQ_APPEND && r->done == r->n) {
+        queue_pop(s);
+        if (r->cb)
+            r->cb(r, 0);
+    }
+    if (!s->spare)
+        rl_writer_prepare_spare(s);
+}
+
+/* ---- truncate and trim --------------------------------------------------- */
+
+static void unlink_segment_files(struct rl_batch *b, uint64_t seq, bool sync_dir)
+{
+    char path[4200];
+    rl_seg_path(b->s, path, sizeof path, seq, "log");
+    int rv = rl_fs_unlink(path);
+    if (rv != 0 && rv != -ENOENT)
+        job_fail(b, rl_errno_to_rlog(rv), "unlink %s: %s", path, strerror(-rv));
+    rl_seg_path(b->s, path, sizeof path, seq, "idx");
+    rl_fs_unlink(path);
+    if (sync_dir && !b->err && (rv = rl_fs_fsync_dir(b->s->dir)) != 0)
+        job_fail(b, rl_errno_to_rlog(rv), "fsync of %s: %s", b->s->dir, strerror(-rv));
+}
+
+struct cut {
+    uint64_t seq, pos;
+};
+
+static void edit_cut(struct rl_meta *m, const void *arg)
+{
+    const struct cut *c = arg;
+    m->gen++;
+    m->cut_seq = c->seq;
+    m->cut_pos = c->pos;
+    m->cut_gen = m->gen;
+}
+
+/* Files go newest first, each unlink made durable before the next, so a
+ * crash leaves a contiguous run of segments. Then the cut is recorded: from
+ * then on the frames at and after it are stale. */
+static void truncate_work(uv_work_t *w)
+{
+    struct rl_batch *b = w->data;
+    struct rl_store *s = b->s;
+    if (!b->seg)
+        return; /* nothing durable to cut */
+    if (b->drop_spare)
+        unlink_segment_files(b, s->spare->seq, true);
+    for (size_t i = b->drop_to; i > b->drop_from && !b->err; i--)
+        unlink_segment_files(b, s->segs[i - 1]->seq, true);
+    if (b->err)
+        return;
+    struct cut c = {b->seg->seq, b->pos};
+    int rv = rl_meta_update(s, edit_cut, &c);
+    if (rv != 0) {
+        job_fail(b, rl_errno_to_rlog(rv), "writing metadata for truncation: %s", strerror(-rv));
+        return;
+    }
+    char path[4200];
+    rl_seg_path(s, path, sizeof path, b->seg->seq, "idx");
+    rl_fs_unlink(path);
+}
+
+static bool start_truncate(struct rl_store *s, struct rl_store_req *req)
+{
+    struct rl_batch *b = calloc(1, sizeof *b);
+    if (!b)
+        return false;
+    b->kind = JOB_TRUNCATE;
+    b->req = req;
+    b->index = req->arg;
+    if (b->index <= s->last_index) {
+        size_t k = s->nsegs;
+        while (k > 0 && s->segs[k - 1]->first_index > b->index)
+            k--;
+        struct rl_segment *seg = s->segs[k - 1];
+        struct rl_store_entry e;
+        int rv = 0;
+        b->pos = RL_SEG_HDR;
+        b->offset = seg->first_offset;
+        if (b->index > seg->first_index) {
+            rv = rl_segment_find(s, seg, b->index, false, &e, &b->pos, false);
+            b->offset = e.offset;
+            if (rv == 0 && b->index - 1 > seg->first_index)
+                rv = rl_segment_find(s, seg, b->index - 1, false, &e, &b->prev_pos, false);
+            else
+                b->prev_pos = RL_SEG_HDR;
+        }
+        if (rv != 0) {
+            latch_fatal(s, rv, s->errmsg);
+            free(b);
+            fail_queued(s, RLOG_EFATAL);
+            return false;
+        }
+        b->seg = seg;
+        b->drop_from = k;
+        b->drop_to = s->nsegs;
+        b->drop_spare = s->spare && b->drop_to > b->drop_from;
+        /* Readers stop seeing the suffix now. */
+        s->last_index = b->index - 1;
+        s->next_offset = b->offset;
+    }
+    s->inflight = b;
+    queue_job(s, b, truncate_work);
+    return true;
+}
+
+static void truncate_done(struct rl_store *s, struct rl_batch *b)
+{
+    if (b->err) {
+        latch_fatal(s, b->err, b->errmsg);
+        queue_pop(s);
+        if (b->req->cb)
+            b->req->cb(b->req, b->err);
+        fail_queued(s, RLOG_EFATAL);
+        return;
+    }
+    if (b->seg) {
+        for (size_t i = b->drop_to; i > b->drop_from; i--)
+            rl_segment_free(s->segs[i - 1]);
+        s->nsegs = b->drop_from;
+        if (b->drop_spare) {
+            rl_segment_free(s->spare);
+            s->spare = NULL;
+        }
+        struct rl_segment *seg = b->seg;
+        seg->sealed = false;
+        seg->last_index = b->index - 1;
+        seg->next_offset = b->offset;
+        seg->end_pos = b->pos;
+        seg->last_pos = b->index > seg->first_index ? b->prev_pos : 0;
+        while (seg->nsamples && seg->samples[seg->nsamples - 1].index >= b->index)
+            seg->nsamples--;
+        s->stats.segments = s->nsegs;
+    }
+    queue_pop(s);
+    if (b->req->cb)
+        b->req->cb(b->req, 0);
+    if (!s->spare)
+        rl_writer_prepare_spare(s);
+}
+
+struct trim_point {
+    uint64_t index, offset;
+};
+
+static void edit_trim(struct rl_meta *m, const void *arg)
+{
+    const struct trim_point *t = arg;
+    m->first_index = t->index;
+    m->first_offset = t->offset;
+}
+
+/* The trim point is recorded first; segments wholly before it go after. A
+ * crash in between leaves segments that the next open deletes. */
+static void trim_work(uv_work_t *w)
+{
+    struct rl_batch *b = w->data;
+    struct rl_store *s = b->s;
+    struct trim_point t = {b->index, b->offset};
+    int rv = rl_meta_update(s, edit_trim, &t);
+    if (rv != 0) {
+        job_fail(b, rl_errno_to_rlog(rv), "writing metadata for trim: %s", strerror(-rv));
+        return;
+    }
+    for (size_t i = b->drop_from; i < b->drop_to; i++)
+        unlink_segment_files(b, s->segs[i]->seq, false);
+    if (b->drop_to > b->drop_from && (rv = rl_fs_fsync_dir(s->dir)) != 0)
+        job_fail(b, rl_errno_to_rlog(rv), "fsync of %s: %s", s->dir, strerror(-rv));
+}
+
+static bool start_trim(struct rl_store *s, struct rl_store_req *req)
+{
+    struct rl_batch *b = calloc(1, sizeof *b);
+    if (!b)
+        return false;
+    b->kind = JOB_TRIM;
+    b->req = req;
+    b->index = req->arg > s->first_index ? req->arg : s->first_index;
+    b->offset = s->first_offset;
+    if (b->index > s->last_index) {
+        b->offset = s->next_offset;
+    } else if (b->index > s->first_index) {
+        size_t k = s->nsegs;
+        while (k > 0 && s->segs[k - 1]->first_index > b->index)
+            k--;
+        struct rl_store_entry e;
+        int rv = rl_segment_find(s, s->segs[k - 1], b->index, false, &e, NULL, false);
+        if (rv != 0) {
+            latch_fatal(s, rv, s->errmsg);
+            free(b);
+            fail_queued(s, RLOG_EFATAL);
+            return false;
+        }
+        b->offset = e.offset;
+    }
+    /* Whole segments before the trim point go, but never the active one. */
+    size_t n = 0;
+    while (n + 1 < s->nsegs && s->segs[n]->last_index < b->index)
+        n++;
+    b->drop_from = 0;
+    b->drop_to = n;
+    s->inflight = b;
+    queue_job(s, b, trim_work);
+    return true;
+}
+
+static void trim_done(struct rl_store *s, struct rl_batch *b)
+{
+    if (b->err) {
+        latch_fatal(s, b->err, b->errmsg);
+        queue_pop(s);
+        if (b->req->cb)
+            b->req->cb(b->req, b->err);
+        fail_queued(s, RLOG_EFATAL);
+        return;
+    }
+    for (size_t i = b->drop_from; i < b->drop_to; i++)
+        rl_segment_free(s->segs[i]);
+    memmove(s->segs, s->segs + b->drop_to, (s->nsegs - b->drop_to) * sizeof *s->segs);
+    s->nsegs -= b->drop_to;
+    s->stats.segments = s->nsegs;
+    if (b->index > s->first_index) {
+        s->first_index = b->index;
+        s->first_offset = b->offset;
+    }
+    queue_pop(s);
+    if (b->req->cb)
+        b->req->cb(b->req, 0);
+}
+
+/* ---- the queue ----------------------------------------------------------- */
+
+void rl_writer_kick(struct rl_store *s)
+{
+    while (!s->inflight && s->head && !s->fatal && !s->closing && !s->completing) {
+        struct rl_store_req *r = s->head;
+        bool started;
+        if (r->kind == RL_REQ_APPEND) {
+            started = start_appends(s);
+        } else {
+            /* These touch files that spare and index jobs also touch. */
+            if (s->spare_busy || s->bg_jobs)
+                return;
+            started = r->kind == RL_REQ_TRUNCATE ? start_truncate(s, r) : start_trim(s, r);
+        }
+        if (!started)
+            return;
+    }
+}
+
+static void after_job(uv_work_t *w, int status)
+{
+    struct rl_batch *b = w->data;
+    struct rl_store *s = b->s;
+    (void)status;
+    s->completing = true;
+    switch (b->kind) {
+    case JOB_APPEND:
+        s->inflight = NULL;
+        append_done(s, b);
+        break;
+    case JOB_TRUNCATE:
+        s->inflight = NULL;
+        truncate_done(s, b);
+        break;
+    case JOB_TRIM:
+        s->inflight = NULL;
+        trim_done(s, b);
+        break;
+    case JOB_SPARE:
+        s->spare_busy = false;
+        if (b->err) {
+            rl_segment_free(b->seg);
+            if (s->spare_needed) {
+                /* The appends waiting for room fail; later ones retry. */
+                s->spare_needed = false;
+                snprintf(s->errmsg, sizeof s->errmsg, "%s", b->errmsg);
+                fail_queued(s, b->err == RLOG_ENOSPC ? RLOG_ENOSPC : b->err);
+            }
+        } else if (s->closing) {
+            s->spare = b->seg; /* kept as the spare of the next open */
+        } else {
+            s->spare = b->seg;
+            s->spare_needed = false;
+        }
+        break;
+    case JOB_INDEX:
+        s->bg_jobs--;
+        break;
+    }
+    s->completing = false;
+    free_batch(b);
+    if (s->closing)
+        rl_writer_finish_close_if_idle(s);
+    else
+        rl_writer_kick(s);
+}
+
+bool rl_writer_idle(const struct rl_store *s)
+{
+    return idle(s);
+}
