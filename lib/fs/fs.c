@@ -123,20 +123,43 @@ static int restore_one(const struct undo *u, size_t keep)
     return 0;
 }
 
-/* Called with fault_mu held. Rolls every file back to its last sync. */
+/* Called with fault_mu held. Rolls every file back to its last sync; the
+ * newest write may then keep a torn prefix (read before the rollback, put
+ * back after it, so older rolled-back writes cannot erase it). */
 static void crash_now(void)
 {
-    bool newest = true;
+    struct undo *newest = undo_top;
+    size_t keep = 0;
+    unsigned char *kept = NULL;
+    char *kept_path = NULL;
+    if (newest && plan.tear_bytes > 0) {
+        keep = (size_t)plan.tear_bytes < newest->len ? (size_t)plan.tear_bytes : newest->len;
+        kept = malloc(keep ? keep : 1);
+        kept_path = strdup(newest->path);
+        int fd = open(newest->path, O_RDONLY | O_CLOEXEC);
+        ssize_t r = fd >= 0 ? pread(fd, kept, keep, (off_t)newest->off) : -1;
+        if (fd >= 0)
+            close(fd);
+        if (r != (ssize_t)keep)
+            keep = 0;
+    }
+    uint64_t kept_off = newest ? newest->off : 0;
     while (undo_top) {
         struct undo *u = undo_top;
-        size_t keep = 0;
-        if (newest && plan.tear_bytes > 0)
-            keep = (size_t)plan.tear_bytes < u->len ? (size_t)plan.tear_bytes : u->len;
-        newest = false;
-        restore_one(u, keep);
+        restore_one(u, 0);
         undo_top = u->prev;
         undo_free(u);
     }
+    if (keep) {
+        int fd = open(kept_path, O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t w = pwrite(fd, kept, keep, (off_t)kept_off);
+            (void)w;
+            close(fd);
+        }
+    }
+    free(kept);
+    free(kept_path);
     crashed = true;
 }
 
@@ -223,6 +246,9 @@ int rl_fs_close(int fd)
 
 int rl_fs_pread(int fd, void *buf, size_t len, uint64_t off, size_t *nread)
 {
+    *nread = 0;
+    if (rl_fs_crashed())
+        return -EIO;
     size_t got = 0;
     while (got < len) {
         ssize_t r = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));

@@ -159,13 +159,16 @@ static void drop_files(struct rl_store *s, uint64_t seq)
  * (zero header) or a spare whose first write was torn (dropped). */
 static int open_segments(struct rl_store *s, const uint64_t *seqs, size_t n)
 {
+    for (size_t i = 1; i < n; i++)
+        if (seqs[i] != seqs[i - 1] + 1)
+            return rl_store_fail(s, RLOG_ECORRUPT,
+                                 "%s: seg-%016" PRIx64 ".log follows seg-%016" PRIx64
+                                 ".log but seg-%016" PRIx64 ".log is missing",
+                                 s->dir, seqs[i], seqs[i - 1], seqs[i - 1] + 1);
     for (size_t i = 0; i < n; i++) {
         char path[4200], name[64];
         rl_seg_path(s, path, sizeof path, seqs[i], "log");
         snprintf(name, sizeof name, "seg-%016" PRIx64 ".log", seqs[i]);
-        if (i > 0 && seqs[i] != seqs[i - 1] + 1)
-            return rl_store_fail(s, RLOG_ECORRUPT, "%s: segment seg-%016" PRIx64 ".log is missing",
-                                 s->dir, seqs[i - 1] + 1);
         struct rl_segment *seg = rl_segment_new(seqs[i]);
         if (!seg)
             return RLOG_ENOMEM;
@@ -197,8 +200,10 @@ static int open_segments(struct rl_store *s, const uint64_t *seqs, size_t n)
         }
         if (hv != 0) {
             rl_segment_free(seg);
-            return rl_store_fail(s, hv, "%s/%s: %s segment header", s->dir, name,
-                                 hv == RLOG_EVERSION ? "unsupported version of" : "damaged");
+            return rl_store_fail(s, hv, "%s/%s: %s", s->dir, name,
+                                 hv == RLOG_EVERSION ? "unsupported segment format version"
+                                 : zero ? "unused segment followed by later segments"
+                                        : "damaged segment header");
         }
         if (h.seq != seqs[i] || h.dir_id != s->dir_id || h.gen > s->meta.gen) {
             rl_segment_free(seg);

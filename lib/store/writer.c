@@ -385,6 +385,7 @@ static void append_done(struct rl_store *s, struct rl_batch *b)
         fail_queued(s, RLOG_EFATAL);
         return;
     }
+    struct rl_segment *sealed = NULL;
     for (int i = 0; i < b->next; i++) {
         struct extent *x = &b->ext[i];
         if (!x->opens_segment)
@@ -407,8 +408,7 @@ static void append_done(struct rl_store *s, struct rl_batch *b)
         s->spare = NULL;
         s->stats.rollovers++;
         s->stats.segments = s->nsegs;
-        if (prev)
-            seal(s, prev);
+        sealed = prev;
     }
     for (unsigned i = 0; i < b->nframes; i++) {
         const struct frame_loc *f = &b->frames[i];
@@ -425,6 +425,9 @@ static void append_done(struct rl_store *s, struct rl_batch *b)
     s->stats.batches++;
     s->stats.syncs += (uint64_t)b->next;
     s->stats.entries += b->nframes;
+    /* Only now does the old segment hold its final frames. */
+    if (sealed)
+        seal(s, sealed);
 
     struct rl_store_req *r;
     while ((r = s->head) && r->kind == RL_REQ_APPEND && r->done == r->n) {
