@@ -113,7 +113,8 @@ static int list_segments(struct rl_store *s, uint64_t **seqs_out, size_t *n_out)
     }
     closedir(d);
     if (rv == 0) {
-        qsort(seqs, n, sizeof *seqs, cmp_u64);
+        if (n)
+            qsort(seqs, n, sizeof *seqs, cmp_u64);
         for (size_t i = 0; i < ni; i++) {
             if (n && bsearch(&idx[i], seqs, n, sizeof *seqs, cmp_u64))
                 continue;
@@ -632,6 +633,7 @@ int rl_store_set_term_vote(struct rl_store *s, uint64_t term, uint64_t vote)
         snprintf(s->errmsg, sizeof s->errmsg, "fatal: writing term/vote metadata: %s",
                  strerror(-rv));
         s->fatal = rl_errno_to_rlog(rv);
+        rl_writer_fail_all(s, RLOG_EFATAL);
         return RLOG_EFATAL;
     }
     return 0;

@@ -222,20 +222,20 @@ static void append_work(uv_work_t *w)
     /* Checksums here, off the loop thread. */
     for (unsigned i = 0; i < b->nframes; i++)
         rl_frame_seal(b->frames[i].hdr, b->frames[i].payload, b->frames[i].len);
+    /* Extent by extent, each durable before the next is written: a new
+     * segment's header must never reach the disk ahead of the frames that
+     * end the segment before it, or recovery would find a gap. */
     for (int e = 0; e < b->next; e++) {
         struct extent *x = &b->ext[e];
+        snprintf(name, sizeof name, "seg-%016" PRIx64 ".log", x->seg->seq);
         int rv = rl_fs_pwritev(x->seg->fd, b->iov + x->iov0, x->niov, x->pos);
         if (rv != 0) {
-            snprintf(name, sizeof name, "seg-%016" PRIx64 ".log", x->seg->seq);
             job_fail(b, rl_errno_to_rlog(rv), "write to %s at byte %" PRIu64 " failed: %s", name,
                      x->pos, strerror(-rv));
             return;
         }
-    }
-    for (int e = 0; e < b->next; e++) {
-        int rv = rl_fs_fdatasync(b->ext[e].seg->fd);
+        rv = rl_fs_fdatasync(x->seg->fd);
         if (rv != 0) {
-            snprintf(name, sizeof name, "seg-%016" PRIx64 ".log", b->ext[e].seg->seq);
             job_fail(b, rl_errno_to_rlog(rv), "fdatasync of %s failed: %s", name, strerror(-rv));
             return;
         }
@@ -649,8 +649,10 @@ static void trim_done(struct rl_store *s, struct rl_batch *b)
     }
     for (size_t i = b->drop_from; i < b->drop_to; i++)
         rl_segment_free(s->segs[i]);
-    memmove(s->segs, s->segs + b->drop_to, (s->nsegs - b->drop_to) * sizeof *s->segs);
-    s->nsegs -= b->drop_to;
+    if (b->drop_to) {
+        memmove(s->segs, s->segs + b->drop_to, (s->nsegs - b->drop_to) * sizeof *s->segs);
+        s->nsegs -= b->drop_to;
+    }
     s->stats.segments = s->nsegs;
     if (b->index > s->first_index) {
         s->first_index = b->index;
@@ -727,6 +729,11 @@ static void after_job(uv_work_t *w, int status)
         rl_writer_finish_close_if_idle(s);
     else
         rl_writer_kick(s);
+}
+
+void rl_writer_fail_all(struct rl_store *s, int status)
+{
+    fail_queued(s, status);
 }
 
 bool rl_writer_idle(const struct rl_store *s)
