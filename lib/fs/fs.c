@@ -98,29 +98,23 @@ void rl_fs_counters(struct rl_fs_counters *out)
     pthread_mutex_unlock(&fault_mu);
 }
 
-static int restore_one(const struct undo *u, size_t keep)
+/* Puts back the bytes one write replaced (and the size it extended). */
+static void restore_one(const struct undo *u)
 {
     int fd = open(u->path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
-        return -errno; /* file deleted since: nothing to restore */
+        return; /* deleted since: nothing to restore */
     struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_dev != u->dev || st.st_ino != u->ino) {
-        close(fd);
-        return 0; /* a different file now has this name */
-    }
-    if (keep < u->old_len) {
-        ssize_t w = pwrite(fd, u->old + keep, u->old_len - keep,
-                           (off_t)(u->off + keep));
-        (void)w;
-    }
-    if (u->off + u->len > u->old_size) {
-        uint64_t end = u->off + keep > u->old_size ? u->off + keep : u->old_size;
-        if (ftruncate(fd, (off_t)end) != 0) {
+    if (fstat(fd, &st) == 0 && st.st_dev == u->dev && st.st_ino == u->ino) {
+        if (u->old_len > 0) {
+            ssize_t w = pwrite(fd, u->old, u->old_len, (off_t)u->off);
+            (void)w; /* best effort in a test-only path */
+        }
+        if (u->off + u->len > u->old_size && ftruncate(fd, (off_t)u->old_size) != 0) {
             /* best effort in a test-only path */
         }
     }
     close(fd);
-    return 0;
 }
 
 /* Called with fault_mu held. Rolls every file back to its last sync; the
@@ -146,7 +140,7 @@ static void crash_now(void)
     uint64_t kept_off = newest ? newest->off : 0;
     while (undo_top) {
         struct undo *u = undo_top;
-        restore_one(u, 0);
+        restore_one(u);
         undo_top = u->prev;
         undo_free(u);
     }
