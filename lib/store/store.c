@@ -650,6 +650,14 @@ const char *rl_store_errmsg(const struct rl_store *s) { return s->errmsg; }
 const char *rl_store_recovery_note(const struct rl_store *s) { return s->note; }
 bool rl_store_is_fatal(const struct rl_store *s) { return s->fatal != 0; }
 
+bool rl_store_appending(const struct rl_store *s)
+{
+    for (const struct rl_store_req *r = s->head; r; r = r->next)
+        if (r->kind == RL_REQ_APPEND)
+            return true;
+    return false;
+}
+
 void rl_store_stats(const struct rl_store *s, struct rl_store_stats *out)
 {
     *out = s->stats;

@@ -146,6 +146,9 @@ uint64_t rl_store_next_offset(const struct rl_store *s); /* after last durable *
 /* Index the next rl_store_append must start at (counts queued appends). */
 uint64_t rl_store_next_index(const struct rl_store *s);
 
+/* True while any append is queued or being written. */
+bool rl_store_appending(const struct rl_store *s);
+
 /* The detailed message of the last error (or of the fatal latch). */
 const char *rl_store_errmsg(const struct rl_store *s);
 /* What recovery did at open ("" when the directory was clean). */
