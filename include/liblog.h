@@ -13,6 +13,9 @@
 #ifndef LIBLOG_H
 #define LIBLOG_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -77,6 +80,153 @@ RLOG_API const char *rlog_strerror(int err);
 /* rlog_errname - the code's name, e.g. "RLOG_ECORRUPT" ("RLOG_OK" for 0,
  * "RLOG_EUNKNOWN" for anything else). Never NULL. */
 RLOG_API const char *rlog_errname(int err);
+
+
+/* ---- The log handle -------------------------------------------------------
+ * One rlog is one node of a replicated log. Each node runs its own event-loop
+ * thread; every function below is thread-safe, and callbacks run on that
+ * loop thread (they must not block, and must not call the blocking forms).
+ *
+ * Records are opaque byte strings. Offsets are dense: 0, 1, 2, ... across the
+ * whole log. A record is visible (to append callbacks, reads and iterators)
+ * only once it is committed: durable on a quorum and safe from being
+ * overwritten by a later leader. */
+typedef struct rlog rlog;
+
+/* A member of the initial cluster. */
+struct rlog_peer {
+    uint64_t id;         /* >= 1, unique in the cluster */
+    const char *address; /* "host:port" (IPv4 or a hostname), where it listens */
+};
+
+#define RLOG_MAX_PEERS 16
+
+struct rlog_config {
+    uint64_t id;               /* this node's id; must be one of peers */
+    const char *address;       /* this node's "host:port"; must match its peer entry */
+    const char *data_dir;      /* created if missing; one node per directory */
+    const struct rlog_peer *peers; /* the initial cluster, this node included */
+    unsigned n_peers;          /* 1 .. RLOG_MAX_PEERS */
+
+    /* Tuning; rlog_config_init() sets the defaults given here. */
+    uint64_t segment_size;       /* bytes per segment file; 64 MiB */
+    uint32_t max_record_size;    /* largest record accepted; 512 KiB */
+    uint32_t batch_max_bytes;    /* bytes of records per replicated entry; 1 MiB */
+    uint32_t batch_max_records;  /* records per replicated entry; 8192 */
+    uint64_t cache_bytes;        /* read cache budget; 64 MiB */
+    unsigned election_timeout_ms;  /* 1000 */
+    unsigned heartbeat_timeout_ms; /* 100 */
+
+    /* Diagnostics: called on the loop thread with one line (no newline).
+     * NULL logs warnings and errors to stderr. level: 0 debug .. 3 error. */
+    void (*log_fn)(void *arg, int level, const char *line);
+    void *log_arg;
+};
+
+/* rlog_config_init - fills *cfg with defaults and zeroes the rest. */
+RLOG_API void rlog_config_init(struct rlog_config *cfg);
+
+/* rlog_open - validates cfg, opens (or creates) the data directory, starts
+ * the node's loop thread and joins the cluster (a new cluster bootstraps with
+ * cfg->peers). Returns 0 and *out, or an error with a message naming the
+ * field or file in errbuf (if errbuf is not NULL). Errors: RLOG_EINVAL (bad
+ * config: duplicate ids, own id missing, bad address, impossible sizes),
+ * RLOG_EBUSY (directory locked by another process or handle), RLOG_EFOREIGN,
+ * RLOG_EVERSION, RLOG_ECORRUPT, RLOG_EIO, RLOG_ENOSPC, RLOG_ENOMEM. */
+RLOG_API int rlog_open(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen);
+
+/* rlog_close - stops the node gracefully: a leader first hands leadership to
+ * a caught-up follower (bounded wait), pending appends fail with
+ * RLOG_ECLOSED, and the thread stops. Frees the handle. Must not be called
+ * from a callback. Returns 0, or the first storage error seen. */
+RLOG_API int rlog_close(rlog *log);
+
+/* A record to append: the bytes are copied before rlog_append* returns. */
+struct rlog_buf {
+    const void *base;
+    size_t len;
+};
+
+/* status: 0 or an error; first_offset: the offset of the first record. */
+typedef void (*rlog_append_cb)(void *arg, int status, uint64_t first_offset);
+
+/* rlog_append_async - appends n records (1..batch_max_records) as one
+ * contiguous run of offsets. cb fires exactly once, on the loop thread, after
+ * a quorum has the records durable and they are committed, unless this
+ * returns an error (then it never fires). Errors now: RLOG_EINVAL,
+ * RLOG_ETOOBIG (a record over max_record_size), RLOG_ENOTLEADER (errmsg names
+ * the leader's id and address), RLOG_ECLOSED, RLOG_EFATAL. Errors through cb:
+ * RLOG_ENOTLEADER (leadership lost before commit; the records may or may not
+ * be in the log), RLOG_ECLOSED, RLOG_EFATAL, RLOG_ENOSPC. */
+RLOG_API int rlog_append_async(rlog *log, const struct rlog_buf *recs, unsigned n,
+                               rlog_append_cb cb, void *arg);
+
+/* rlog_append - blocking form: appends one record, waits for its commit, and
+ * stores its offset in *offset (may be NULL). Errors as rlog_append_async. */
+RLOG_API int rlog_append(rlog *log, const void *rec, size_t len, uint64_t *offset);
+
+/* rlog_append_batch - blocking form of rlog_append_async. */
+RLOG_API int rlog_append_batch(rlog *log, const struct rlog_buf *recs, unsigned n,
+                               uint64_t *first_offset);
+
+/* rlog_read - copies the committed record at `offset` into a new buffer
+ * (*buf, free with rlog_free) of *len bytes. Works on any node. Errors:
+ * RLOG_ENOTFOUND (not committed yet, or beyond the end), RLOG_ETRIMMED,
+ * RLOG_ECORRUPT (reported, never returned as data), RLOG_EIO, RLOG_EFATAL. */
+RLOG_API int rlog_read(rlog *log, uint64_t offset, void **buf, size_t *len);
+
+/* rlog_free - frees a buffer returned by rlog_read. */
+RLOG_API void rlog_free(void *buf);
+
+/* An iterator over committed records [from, to). Not thread-safe itself;
+ * use one iterator per thread. */
+typedef struct rlog_iter rlog_iter;
+
+/* rlog_iter_open - iterates from `from` up to `to` (exclusive; UINT64_MAX
+ * for "the committed end at each step"). Errors: RLOG_ETRIMMED, RLOG_EINVAL. */
+RLOG_API int rlog_iter_open(rlog *log, uint64_t from, uint64_t to, rlog_iter **out);
+
+/* rlog_iter_next - the next record: *rec points into the iterator's memory,
+ * valid until the next call or close. Returns 0, RLOG_ENOTFOUND at the end
+ * (nothing more committed yet, or `to` reached), or an error. */
+RLOG_API int rlog_iter_next(rlog_iter *it, const void **rec, size_t *len, uint64_t *offset);
+
+/* rlog_iter_close - frees the iterator. */
+RLOG_API void rlog_iter_close(rlog_iter *it);
+
+enum rlog_role { RLOG_ROLE_UNAVAILABLE, RLOG_ROLE_FOLLOWER, RLOG_ROLE_CANDIDATE, RLOG_ROLE_LEADER };
+
+struct rlog_peer_status {
+    uint64_t id;
+    char address[64];
+    int voter;              /* 1 if it votes */
+    uint64_t match_index;   /* leader only: last raft index known stored on that peer */
+};
+
+struct rlog_status {
+    uint64_t id;
+    int role;               /* enum rlog_role */
+    uint64_t term;
+    uint64_t leader_id;     /* 0 if unknown */
+    char leader_address[64];
+    uint64_t first_offset;  /* first readable record */
+    uint64_t commit_offset; /* records [first_offset, commit_offset) are committed */
+    uint64_t last_offset;   /* offset after the last record stored here */
+    uint64_t last_index, commit_index; /* raft log positions */
+    unsigned n_peers;
+    struct rlog_peer_status peers[RLOG_MAX_PEERS];
+    int fatal;              /* nonzero: failed stop with this code; see rlog_errmsg */
+};
+
+/* rlog_status - a snapshot of the node's state. */
+RLOG_API int rlog_status(rlog *log, struct rlog_status *st);
+
+/* rlog_errmsg - the detailed message of the last error on this handle, on
+ * this thread ("" if none). Valid until the next call on this thread. */
+RLOG_API const char *rlog_errmsg(rlog *log);
+
+/* rlog_role_name - "leader", "follower", "candidate" or "unavailable". */
+RLOG_API const char *rlog_role_name(int role);
 
 #ifdef __cplusplus
 }

@@ -258,9 +258,25 @@ static int load_meta(struct rl_store *s, bool fresh)
     return 0;
 }
 
+/* mkdir -p */
+static int make_dirs(const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 int rl_dir_open(struct rl_store *s)
 {
-    if (mkdir(s->dir, 0755) != 0 && errno != EEXIST)
+    if (make_dirs(s->dir) != 0)
         return rl_store_fail(s, rl_errno_to_rlog(-errno), "%s: cannot create: %s", s->dir,
                              strerror(errno));
     struct stat st;

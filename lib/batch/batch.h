@@ -1,0 +1,51 @@
+/*
+ * batch — the payload of one replicated COMMAND entry: many host records.
+ *
+ *   0  magic u32 "RLB1", 4 version u16, 6 flags u16 (0),
+ *   8  count u32, 12 data_len u32, 16 timestamp u64 (leader clock, us),
+ *  24  checksum u64: xxh3-64 of bytes 32.. seeded with xxh3-64 of bytes 0..24
+ *  32  the records' bytes back to back (data_len), zero padding to 4,
+ *      then count u32 cumulative end positions within the data, padding to 8.
+ * The end table comes last so records can be copied in as they arrive and
+ * the table appended when the batch is sealed; it gives O(1) access to any
+ * record of the batch.
+ */
+#ifndef RL_BATCH_H
+#define RL_BATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RL_BATCH_HDR 32u
+
+struct rl_batch_builder {
+    unsigned char *buf; /* raft_malloc'd: libraft takes it with raft_apply */
+    size_t cap, len;    /* len: header + data so far */
+    uint32_t count;
+    uint32_t *ends;     /* malloc'd */
+    uint32_t ends_cap;
+};
+
+void rl_batch_builder_init(struct rl_batch_builder *b);
+void rl_batch_builder_free(struct rl_batch_builder *b);
+/* Bytes the sealed batch would take with one more record of len bytes. */
+size_t rl_batch_size_with(const struct rl_batch_builder *b, size_t len);
+int rl_batch_add(struct rl_batch_builder *b, const void *rec, size_t len);
+/* Seals: appends the table, fills the header. Returns the buffer (ownership
+ * to the caller, allocated with raft_malloc) and its length; the builder is
+ * reset for the next batch. NULL on allocation failure. */
+void *rl_batch_seal(struct rl_batch_builder *b, uint64_t timestamp_us, size_t *len);
+
+struct rl_batch_view {
+    const unsigned char *data;
+    const unsigned char *ends; /* u32 little-endian */
+    uint32_t count, data_len;
+    uint64_t timestamp;
+};
+/* Validates a sealed batch (checksum, table) and sets up a view. */
+bool rl_batch_parse(const void *buf, size_t len, struct rl_batch_view *v);
+/* Record i of a parsed batch. */
+void rl_batch_record(const struct rl_batch_view *v, uint32_t i, const void **rec, size_t *len);
+
+#endif

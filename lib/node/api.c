@@ -1,0 +1,481 @@
+/*
+ * The public API: validates arguments on the caller's thread, copies what it
+ * must, and hands operations to the node's loop thread (lib/node/node.c).
+ * Blocking forms wait on a per-call condition variable.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/node.h"
+#include "store/store.h"
+
+#define DEFAULT_SEGMENT (64u << 20)
+#define DEFAULT_MAX_RECORD (512u << 10)
+#define DEFAULT_BATCH_BYTES (1u << 20)
+#define DEFAULT_BATCH_RECORDS 8192u
+#define DEFAULT_CACHE (64u << 20)
+
+static _Thread_local char tls_err[512];
+
+static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tls_err, sizeof tls_err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *rlog_errmsg(rlog *log)
+{
+    (void)log;
+    return tls_err;
+}
+
+const char *rlog_role_name(int role)
+{
+    switch (role) {
+    case RLOG_ROLE_LEADER:
+        return "leader";
+    case RLOG_ROLE_FOLLOWER:
+        return "follower";
+    case RLOG_ROLE_CANDIDATE:
+        return "candidate";
+    default:
+        return "unavailable";
+    }
+}
+
+void rlog_config_init(struct rlog_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->segment_size = DEFAULT_SEGMENT;
+    cfg->max_record_size = DEFAULT_MAX_RECORD;
+    cfg->batch_max_bytes = DEFAULT_BATCH_BYTES;
+    cfg->batch_max_records = DEFAULT_BATCH_RECORDS;
+    cfg->cache_bytes = DEFAULT_CACHE;
+    cfg->election_timeout_ms = 1000;
+    cfg->heartbeat_timeout_ms = 100;
+}
+
+/* "host:port" with a non-empty host and a port in 1..65535. */
+static bool valid_address(const char *a, char *host, size_t hostlen)
+{
+    if (!a || !*a || strlen(a) >= 64)
+        return false;
+    const char *colon = strrchr(a, ':');
+    if (!colon || colon == a || (size_t)(colon - a) >= hostlen)
+        return false;
+    char *end;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || errno || port < 1 || port > 65535)
+        return false;
+    memcpy(host, a, (size_t)(colon - a));
+    host[colon - a] = '\0';
+    return true;
+}
+
+static int validate(const struct rlog_config *c, char *err, size_t errlen)
+{
+#define BAD(...) (snprintf(err, errlen, __VA_ARGS__), RLOG_EINVAL)
+    char host[64];
+    if (!c)
+        return BAD("config is NULL");
+    if (c->id == 0)
+        return BAD("config.id must be >= 1");
+    if (!c->data_dir || !c->data_dir[0])
+        return BAD("config.data_dir is required");
+    if (!valid_address(c->address, host, sizeof host))
+        return BAD("config.address \"%s\" is not HOST:PORT", c->address ? c->address : "(null)");
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int gai = getaddrinfo(host, NULL, &hints, &ai);
+    if (gai != 0)
+        return BAD("config.address \"%s\": cannot resolve \"%s\": %s", c->address, host,
+                   gai_strerror(gai));
+    freeaddrinfo(ai);
+    if (!c->peers || c->n_peers == 0 || c->n_peers > RLOG_MAX_PEERS)
+        return BAD("config.peers: between 1 and %d peers are required (got %u)", RLOG_MAX_PEERS,
+                   c->n_peers);
+    bool self = false;
+    for (unsigned i = 0; i < c->n_peers; i++) {
+        const struct rlog_peer *p = &c->peers[i];
+        if (p->id == 0)
+            return BAD("config.peers[%u].id must be >= 1", i);
+        if (!valid_address(p->address, host, sizeof host))
+            return BAD("config.peers[%u].address \"%s\" is not HOST:PORT", i,
+                       p->address ? p->address : "(null)");
+        for (unsigned j = 0; j < i; j++) {
+            if (c->peers[j].id == p->id)
+                return BAD("config.peers: duplicate id %" PRIu64, p->id);
+            if (!strcmp(c->peers[j].address, p->address))
+                return BAD("config.peers: duplicate address %s (ids %" PRIu64 " and %" PRIu64 ")",
+                           p->address, c->peers[j].id, p->id);
+        }
+        if (p->id == c->id) {
+            self = true;
+            if (strcmp(p->address, c->address) != 0)
+                return BAD("config.peers: this node (id %" PRIu64 ") is listed at %s but config.address is %s",
+                           c->id, p->address, c->address);
+        }
+    }
+    if (!self)
+        return BAD("config.peers: this node's id %" PRIu64 " is not in the cluster", c->id);
+    if (c->segment_size < RL_STORE_MIN_SEGMENT_SIZE || c->segment_size % 4096)
+        return BAD("config.segment_size %" PRIu64 " must be a multiple of 4096 and >= %u",
+                   c->segment_size, RL_STORE_MIN_SEGMENT_SIZE);
+    if (c->max_record_size == 0)
+        return BAD("config.max_record_size must be >= 1");
+    if (c->batch_max_records == 0 || c->batch_max_records > (1u << 20))
+        return BAD("config.batch_max_records %u must be between 1 and 1048576", c->batch_max_records);
+    if ((uint64_t)c->batch_max_bytes < (uint64_t)c->max_record_size + 64)
+        return BAD("config.batch_max_bytes %u must exceed max_record_size %u by 64 bytes or more",
+                   c->batch_max_bytes, c->max_record_size);
+    if ((uint64_t)c->batch_max_bytes + 4096 > c->segment_size)
+        return BAD("config.batch_max_bytes %u does not fit in a %" PRIu64 "-byte segment",
+                   c->batch_max_bytes, c->segment_size);
+    if (c->heartbeat_timeout_ms == 0 || c->election_timeout_ms <= c->heartbeat_timeout_ms)
+        return BAD("config.heartbeat_timeout_ms (%u) must be >= 1 and below election_timeout_ms (%u)",
+                   c->heartbeat_timeout_ms, c->election_timeout_ms);
+    return 0;
+#undef BAD
+}
+
+static void free_log(rlog *log)
+{
+    for (unsigned i = 0; i < log->cfg.n_peers && log->peers; i++)
+        free((char *)log->peers[i].address);
+    free(log->peers);
+    free(log->address);
+    free(log->data_dir);
+    free(log->tail);
+    pthread_mutex_destroy(&log->mu);
+    pthread_cond_destroy(&log->open_cv);
+    free(log);
+}
+
+int rlog_open(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen)
+{
+    char err[512] = "";
+    if (out)
+        *out = NULL;
+    int rv = out ? validate(cfg, err, sizeof err) : (snprintf(err, sizeof err, "out is NULL"), RLOG_EINVAL);
+    rlog *log = NULL;
+    if (rv == 0 && !(log = calloc(1, sizeof *log)))
+        rv = RLOG_ENOMEM;
+    if (rv == 0) {
+        log->cfg = *cfg;
+        log->address = strdup(cfg->address);
+        log->data_dir = strdup(cfg->data_dir);
+        log->peers = calloc(cfg->n_peers, sizeof *log->peers);
+        pthread_mutex_init(&log->mu, NULL);
+        pthread_cond_init(&log->open_cv, NULL);
+        bool ok = log->address && log->data_dir && log->peers;
+        for (unsigned i = 0; ok && i < cfg->n_peers; i++) {
+            log->peers[i].id = cfg->peers[i].id;
+            ok = (log->peers[i].address = strdup(cfg->peers[i].address)) != NULL;
+        }
+        log->cfg.address = log->address;
+        log->cfg.data_dir = log->data_dir;
+        log->cfg.peers = log->peers;
+        if (!ok)
+            rv = RLOG_ENOMEM;
+    }
+    if (rv == 0) {
+        rl_batch_builder_init(&log->bb);
+        if (uv_thread_create(&log->thread, rl_node_thread, log) != 0) {
+            rv = RLOG_ENOMEM;
+            snprintf(err, sizeof err, "cannot start the node thread");
+        } else {
+            pthread_mutex_lock(&log->mu);
+            while (!log->open_done)
+                pthread_cond_wait(&log->open_cv, &log->mu);
+            rv = log->open_rv;
+            pthread_mutex_unlock(&log->mu);
+            if (rv != 0) {
+                snprintf(err, sizeof err, "%s", log->open_err);
+                uv_thread_join(&log->thread);
+            }
+        }
+    }
+    if (rv != 0) {
+        if (rv == RLOG_ENOMEM && !err[0])
+            snprintf(err, sizeof err, "out of memory");
+        if (log)
+            free_log(log);
+        fail(rv, "%s", err);
+        if (errbuf && errlen)
+            snprintf(errbuf, errlen, "%s", err);
+        return rv;
+    }
+    *out = log;
+    return 0;
+}
+
+/* Queues op to the loop; fails it (no callback) if the node is not taking work. */
+static int submit(rlog *log, struct rl_op *op)
+{
+    pthread_mutex_lock(&log->mu);
+    if (!log->accepting) {
+        int fatal = log->pub_fatal;
+        pthread_mutex_unlock(&log->mu);
+        return fatal ? fail(RLOG_EFATAL, "%s", log->pub_fatal_msg) : fail(RLOG_ECLOSED, "log is closing");
+    }
+    op->next = NULL;
+    if (log->inbox_tail)
+        log->inbox_tail->next = op;
+    else
+        log->inbox_head = op;
+    log->inbox_tail = op;
+    pthread_mutex_unlock(&log->mu);
+    uv_async_send(&log->wake);
+    return 0;
+}
+
+static bool on_loop_thread(rlog *log)
+{
+    uv_thread_t self = uv_thread_self();
+    return uv_thread_equal(&self, &log->thread);
+}
+
+/* Runs op on the loop and waits; returns its status. op stays the caller's. */
+static int run_blocking(rlog *log, struct rl_op *op)
+{
+    if (on_loop_thread(log))
+        return fail(RLOG_EINVAL, "blocking call from a liblog callback would deadlock");
+    struct rl_waiter w = {.done = false};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    op->waiter = &w;
+    int rv = submit(log, op);
+    if (rv == 0) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        rv = op->status;
+        if (rv != 0)
+            fail(rv, "%s", op->errmsg);
+    }
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return rv;
+}
+
+int rlog_close(rlog *log)
+{
+    if (!log)
+        return RLOG_EINVAL;
+    if (on_loop_thread(log))
+        return fail(RLOG_EINVAL, "rlog_close from a liblog callback would deadlock");
+    struct rl_op op = {.kind = RL_OP_CLOSE};
+    int rv = run_blocking(log, &op);
+    if (rv == RLOG_ECLOSED)
+        rv = 0; /* already stopping */
+    uv_thread_join(&log->thread);
+    int fatal = log->pub_fatal;
+    free_log(log);
+    return fatal ? fatal : rv;
+}
+
+/* Copies the records into a new append op, after checking them. */
+static int make_append(rlog *log, const struct rlog_buf *recs, unsigned n, struct rl_op **out)
+{
+    if (!log || !recs || n == 0)
+        return fail(RLOG_EINVAL, "append: no records");
+    if (n > log->cfg.batch_max_records)
+        return fail(RLOG_ETOOBIG, "append: %u records in one call; batch_max_records is %u", n,
+                    log->cfg.batch_max_records);
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (recs[i].len && !recs[i].base)
+            return fail(RLOG_EINVAL, "append: record %u has no buffer", i);
+        if (recs[i].len > log->cfg.max_record_size)
+            return fail(RLOG_ETOOBIG, "append: record %u is %zu bytes; max_record_size is %u", i,
+                        recs[i].len, log->cfg.max_record_size);
+        total += recs[i].len;
+    }
+    if (total + 4u * n + 64 > log->cfg.batch_max_bytes)
+        return fail(RLOG_ETOOBIG, "append: %zu bytes in one call; batch_max_bytes is %u", total,
+                    log->cfg.batch_max_bytes);
+    pthread_mutex_lock(&log->mu);
+    int role = log->pub_role, fatal = log->pub_fatal;
+    uint64_t leader = log->pub_leader_id;
+    char addr[64];
+    snprintf(addr, sizeof addr, "%s", log->pub_leader_addr);
+    pthread_mutex_unlock(&log->mu);
+    if (fatal)
+        return fail(RLOG_EFATAL, "%s", log->pub_fatal_msg);
+    if (role != RLOG_ROLE_LEADER) {
+        if (leader)
+            return fail(RLOG_ENOTLEADER, "not the leader; leader is %" PRIu64 " at %s", leader, addr);
+        return fail(RLOG_ENOTLEADER, "not the leader; no leader is known yet");
+    }
+    struct rl_op *op = calloc(1, sizeof *op);
+    if (op) {
+        op->lens = malloc(n * sizeof *op->lens);
+        op->data = malloc(total ? total : 1);
+    }
+    if (!op || !op->lens || !op->data) {
+        if (op) {
+            free(op->lens);
+            free(op->data);
+        }
+        free(op);
+        return fail(RLOG_ENOMEM, "append: out of memory");
+    }
+    op->kind = RL_OP_APPEND;
+    op->n = n;
+    op->bytes = total;
+    size_t pos = 0;
+    for (unsigned i = 0; i < n; i++) {
+        op->lens[i] = recs[i].len;
+        if (recs[i].len)
+            memcpy(op->data + pos, recs[i].base, recs[i].len);
+        pos += recs[i].len;
+    }
+    *out = op;
+    return 0;
+}
+
+static void free_op(struct rl_op *op)
+{
+    free(op->lens);
+    free(op->data);
+    free(op->buf);
+    free(op);
+}
+
+int rlog_append_async(rlog *log, const struct rlog_buf *recs, unsigned n, rlog_append_cb cb,
+                      void *arg)
+{
+    struct rl_op *op;
+    int rv = make_append(log, recs, n, &op);
+    if (rv != 0)
+        return rv;
+    op->cb = cb;
+    op->cb_arg = arg;
+    rv = submit(log, op);
+    if (rv != 0)
+        free_op(op);
+    return rv;
+}
+
+int rlog_append_batch(rlog *log, const struct rlog_buf *recs, unsigned n, uint64_t *first_offset)
+{
+    struct rl_op *op;
+    int rv = make_append(log, recs, n, &op);
+    if (rv != 0)
+        return rv;
+    rv = run_blocking(log, op);
+    if (rv == 0 && first_offset)
+        *first_offset = op->first_offset;
+    free_op(op);
+    return rv;
+}
+
+int rlog_append(rlog *log, const void *rec, size_t len, uint64_t *offset)
+{
+    struct rlog_buf b = {.base = rec, .len = len};
+    return rlog_append_batch(log, &b, 1, offset);
+}
+
+int rlog_read(rlog *log, uint64_t offset, void **buf, size_t *len)
+{
+    if (!log || !buf || !len)
+        return fail(RLOG_EINVAL, "read: NULL argument");
+    struct rl_op op = {.kind = RL_OP_READ, .offset = offset};
+    int rv = run_blocking(log, &op);
+    if (rv == 0) {
+        *buf = op.buf;
+        *len = op.len;
+    } else {
+        free(op.buf);
+    }
+    return rv;
+}
+
+void rlog_free(void *buf)
+{
+    free(buf);
+}
+
+int rlog_status(rlog *log, struct rlog_status *st)
+{
+    if (!log || !st)
+        return fail(RLOG_EINVAL, "status: NULL argument");
+    struct rl_op op = {.kind = RL_OP_STATUS, .st = st};
+    return run_blocking(log, &op);
+}
+
+/* ---- iterator ----------------------------------------------------------------- */
+
+struct rlog_iter {
+    rlog *log;
+    uint64_t next, to;
+    void *entry;          /* current entry payload */
+    size_t entry_len;
+    uint64_t base;        /* offset of its first record */
+    uint32_t count;       /* visible records in it */
+    struct rl_batch_view view;
+};
+
+int rlog_iter_open(rlog *log, uint64_t from, uint64_t to, rlog_iter **out)
+{
+    if (!log || !out || to < from)
+        return fail(RLOG_EINVAL, "iter_open: bad arguments");
+    rlog_iter *it = calloc(1, sizeof *it);
+    if (!it)
+        return fail(RLOG_ENOMEM, "out of memory");
+    it->log = log;
+    it->next = from;
+    it->to = to;
+    *out = it;
+    return 0;
+}
+
+int rlog_iter_next(rlog_iter *it, const void **rec, size_t *len, uint64_t *offset)
+{
+    if (!it || !rec || !len)
+        return fail(RLOG_EINVAL, "iter_next: NULL argument");
+    if (it->next >= it->to)
+        return fail(RLOG_ENOTFOUND, "end of range");
+    if (!it->entry || it->next < it->base || it->next >= it->base + it->count) {
+        free(it->entry);
+        it->entry = NULL;
+        struct rl_op op = {.kind = RL_OP_FETCH, .offset = it->next};
+        int rv = run_blocking(it->log, &op);
+        if (rv != 0) {
+            free(op.buf);
+            return rv;
+        }
+        it->entry = op.buf;
+        it->entry_len = op.len;
+        it->base = op.first_offset;
+        it->count = op.count;
+        if (!rl_batch_parse(it->entry, it->entry_len, &it->view)) {
+            free(it->entry);
+            it->entry = NULL;
+            return fail(RLOG_ECORRUPT, "entry at offset %" PRIu64 " is not a valid batch", it->base);
+        }
+    }
+    rl_batch_record(&it->view, (uint32_t)(it->next - it->base), rec, len);
+    if (offset)
+        *offset = it->next;
+    it->next++;
+    return 0;
+}
+
+void rlog_iter_close(rlog_iter *it)
+{
+    if (!it)
+        return;
+    free(it->entry);
+    free(it);
+}

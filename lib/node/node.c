@@ -1,0 +1,794 @@
+/*
+ * The node's loop thread: raft, the commit-visibility fence, the batcher and
+ * the operations host threads queue.
+ *
+ * Appends: host records gather in a batch builder; a batch becomes one raft
+ * entry (raft_apply) at once when nothing is in flight, otherwise when the
+ * entry in flight commits or the batch is full (bytes or records), with a few
+ * batches in flight at most. An append is acknowledged when the fence passes
+ * its entry and the entry there still has the term it was proposed in.
+ */
+#include "node/node.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "raftio/io.h"
+#include "raftio/snapshot.h"
+#include "wire/codec.h"
+
+#define MAX_INFLIGHT 8
+#define SNAPSHOT_THRESHOLD 256
+#define SNAPSHOT_TRAILING 1024
+
+void rl_log(struct rlog *log, int level, const char *fmt, ...)
+{
+    char line[600];
+    int n = snprintf(line, sizeof line, "liblog[%" PRIu64 "]: ", log->cfg.id);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (log->cfg.log_fn)
+        log->cfg.log_fn(log->cfg.log_arg, level, line);
+    else if (level >= 2)
+        fprintf(stderr, "%s\n", line);
+}
+
+void rl_op_finish(struct rlog *log, struct rl_op *op)
+{
+    (void)log;
+    if (op->waiter) {
+        pthread_mutex_lock(&op->waiter->mu);
+        op->waiter->done = true;
+        pthread_cond_signal(&op->waiter->cv);
+        pthread_mutex_unlock(&op->waiter->mu);
+        return; /* the waiting thread owns op */
+    }
+    if (op->kind == RL_OP_APPEND && op->cb)
+        op->cb(op->cb_arg, op->status, op->first_offset);
+    free(op->lens);
+    free(op->data);
+    free(op->buf);
+    free(op);
+}
+
+static void op_fail(struct rlog *log, struct rl_op *op, int status, const char *msg)
+{
+    op->status = status;
+    snprintf(op->errmsg, sizeof op->errmsg, "%s", msg ? msg : rlog_strerror(status));
+    rl_op_finish(log, op);
+}
+
+static void not_leader_msg(struct rlog *log, char *buf, size_t len)
+{
+    raft_id id = 0;
+    const char *addr = NULL;
+    if (log->raft_started && !log->raft_closing)
+        raft_leader(&log->raft, &id, &addr);
+    if (id)
+        snprintf(buf, len, "not the leader; leader is %" PRIu64 " at %s", (uint64_t)id, addr);
+    else
+        snprintf(buf, len, "not the leader; no leader is known yet");
+}
+
+static void fail_list(struct rlog *log, struct rl_op **head, struct rl_op **tail, int status)
+{
+    char msg[256];
+    if (status == RLOG_ENOTLEADER)
+        not_leader_msg(log, msg, sizeof msg);
+    else
+        snprintf(msg, sizeof msg, "%s", status == RLOG_EFATAL ? log->fatal_msg : rlog_strerror(status));
+    while (*head) {
+        struct rl_op *op = *head;
+        *head = op->next;
+        op_fail(log, op, status, msg);
+    }
+    *tail = NULL;
+}
+
+/* ---- the fence ------------------------------------------------------------ */
+
+static int tail_push(struct rlog *log, uint64_t index, uint64_t term, uint64_t offset,
+                     uint32_t records)
+{
+    while (log->tail_n && log->tail[log->tail_n - 1].index >= index)
+        log->tail_n--; /* replaced after a truncation */
+    if (log->tail_n == log->tail_cap) {
+        size_t cap = log->tail_cap ? log->tail_cap * 2 : 256;
+        struct rl_tail_entry *t = realloc(log->tail, cap * sizeof *t);
+        if (!t)
+            return RLOG_ENOMEM;
+        log->tail = t;
+        log->tail_cap = cap;
+    }
+    log->tail[log->tail_n++] = (struct rl_tail_entry){index, term, offset, records};
+    return 0;
+}
+
+static void ifl_free_if_done(struct rl_inflight *f)
+{
+    if (f->apply_done && f->settled)
+        free(f);
+}
+
+/* Settles the head of the in-flight list with `status` (0: acknowledged at
+ * base offset `offset`). */
+static void ifl_settle_head(struct rlog *log, int status, uint64_t offset)
+{
+    struct rl_inflight *f = log->ifl_head;
+    log->ifl_head = f->next;
+    if (!log->ifl_head)
+        log->ifl_tail = NULL;
+    log->n_inflight--;
+    char msg[256] = "";
+    if (status == RLOG_ENOTLEADER)
+        not_leader_msg(log, msg, sizeof msg);
+    uint64_t off = offset;
+    while (f->ops) {
+        struct rl_op *op = f->ops;
+        f->ops = op->next;
+        op->status = status;
+        op->first_offset = off;
+        off += op->n;
+        if (status)
+            snprintf(op->errmsg, sizeof op->errmsg, "%s", msg[0] ? msg : rlog_strerror(status));
+        rl_op_finish(log, op);
+    }
+    f->settled = true;
+    ifl_free_if_done(f);
+}
+
+static void fence_update(struct rlog *log)
+{
+    if (!log->raft_started || log->raft_closed || log->tail_n == 0)
+        return;
+    uint64_t commit = log->raft.commit_index, term = log->raft.current_term;
+    uint64_t durable = rl_store_last_index(log->store);
+    uint64_t limit = commit < durable ? commit : durable;
+    size_t k = log->tail_n;
+    while (k > 0 && (log->tail[k - 1].index > limit || log->tail[k - 1].term != term))
+        k--;
+    if (k == 0)
+        return;
+    for (size_t i = 0; i < k; i++) {
+        const struct rl_tail_entry *e = &log->tail[i];
+        while (log->ifl_head && log->ifl_head->index < e->index)
+            ifl_settle_head(log, RLOG_ENOTLEADER, 0); /* its entry was replaced */
+        if (log->ifl_head && log->ifl_head->index == e->index)
+            ifl_settle_head(log, e->term == log->ifl_head->term ? 0 : RLOG_ENOTLEADER, e->offset);
+        log->visible_index = e->index;
+        log->visible_offset = e->offset + e->records;
+    }
+    memmove(log->tail, log->tail + k, (log->tail_n - k) * sizeof *log->tail);
+    log->tail_n -= k;
+}
+
+/* ---- the batcher ----------------------------------------------------------- */
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+    struct rl_inflight *f = req->data;
+    struct rlog *log = f->log;
+    (void)result;
+    f->apply_done = true;
+    if (status != 0 && !f->settled) {
+        /* Leadership lost or shutting down: the entry may still commit under
+         * another leader, which is what the error tells the host. */
+        struct rl_inflight **pp = &log->ifl_head, *prev = NULL;
+        while (*pp && *pp != f) {
+            prev = *pp;
+            pp = &(*pp)->next;
+        }
+        if (*pp) {
+            *pp = f->next;
+            if (log->ifl_tail == f)
+                log->ifl_tail = prev;
+            f->next = log->ifl_head;
+            log->ifl_head = f;
+            if (!log->ifl_tail)
+                log->ifl_tail = f;
+            ifl_settle_head(log, log->stopping ? RLOG_ECLOSED : RLOG_ENOTLEADER, 0);
+            return; /* settle freed it (apply_done is set) */
+        }
+    }
+    ifl_free_if_done(f);
+}
+
+static bool op_fits(struct rlog *log, const struct rl_op *op)
+{
+    if (log->bb.count == 0)
+        return true;
+    if (log->bb.count + op->n > log->cfg.batch_max_records)
+        return false;
+    size_t size = log->bb.len ? log->bb.len : RL_BATCH_HDR;
+    return size + op->bytes + 4u * (log->bb.count + op->n) + 16 <= log->cfg.batch_max_bytes;
+}
+
+static void flush(struct rlog *log)
+{
+    struct rl_inflight *f = calloc(1, sizeof *f);
+    size_t len = 0;
+    void *buf = f ? rl_batch_seal(&log->bb, uv_hrtime() / 1000, &len) : NULL;
+    struct rl_op *ops = log->open_head;
+    log->open_head = log->open_tail = NULL;
+    if (!buf) {
+        free(f);
+        for (struct rl_op *op = ops, *next; op; op = next) {
+            next = op->next;
+            op_fail(log, op, RLOG_ENOMEM, "out of memory building a batch");
+        }
+        return;
+    }
+    f->log = log;
+    f->ops = ops;
+    f->req.data = f;
+    struct raft_buffer rb = {.base = buf, .len = len};
+    int rv = raft_apply(&log->raft, &f->req, &rb, 1, apply_cb);
+    if (rv != 0) {
+        raft_free(buf);
+        int st = rv == RAFT_NOTLEADER || rv == RAFT_LEADERSHIPLOST ? RLOG_ENOTLEADER : RLOG_EIO;
+        char msg[256];
+        if (st == RLOG_ENOTLEADER)
+            not_leader_msg(log, msg, sizeof msg);
+        else
+            snprintf(msg, sizeof msg, "raft_apply: %s", raft_errmsg(&log->raft));
+        for (struct rl_op *op = ops, *next; op; op = next) {
+            next = op->next;
+            op_fail(log, op, st, msg);
+        }
+        free(f);
+        return;
+    }
+    f->index = raft_last_index(&log->raft);
+    f->term = log->raft.current_term;
+    if (log->ifl_tail)
+        log->ifl_tail->next = f;
+    else
+        log->ifl_head = f;
+    log->ifl_tail = f;
+    log->n_inflight++;
+}
+
+static void pump(struct rlog *log)
+{
+    if (log->fatal) {
+        fail_list(log, &log->pend_head, &log->pend_tail, RLOG_EFATAL);
+        fail_list(log, &log->open_head, &log->open_tail, RLOG_EFATAL);
+        return;
+    }
+    if (!log->raft_started || log->raft.state != RAFT_LEADER || log->stopping) {
+        int st = log->stopping ? RLOG_ECLOSED : RLOG_ENOTLEADER;
+        fail_list(log, &log->pend_head, &log->pend_tail, st);
+        if (log->open_head) {
+            rl_batch_builder_free(&log->bb);
+            rl_batch_builder_init(&log->bb);
+            fail_list(log, &log->open_head, &log->open_tail, st);
+        }
+        return;
+    }
+    while (log->pend_head) {
+        struct rl_op *op = log->pend_head;
+        if (!op_fits(log, op)) {
+            if (log->n_inflight >= MAX_INFLIGHT)
+                break;
+            flush(log);
+            continue;
+        }
+        bool ok = true;
+        size_t pos = 0;
+        for (unsigned i = 0; i < op->n && ok; i++) {
+            ok = rl_batch_add(&log->bb, op->data + pos, op->lens[i]) == 0;
+            pos += op->lens[i];
+        }
+        log->pend_head = op->next;
+        if (!log->pend_head)
+            log->pend_tail = NULL;
+        op->next = NULL;
+        if (!ok) {
+            op_fail(log, op, RLOG_ENOMEM, "out of memory building a batch");
+            continue;
+        }
+        if (log->open_tail)
+            log->open_tail->next = op;
+        else
+            log->open_head = op;
+        log->open_tail = op;
+    }
+    if (log->open_head && log->n_inflight == 0)
+        flush(log);
+}
+
+/* ---- events ------------------------------------------------------------------ */
+
+static void publish(struct rlog *log)
+{
+    raft_id id = 0;
+    const char *addr = NULL;
+    if (log->raft_started && !log->raft_closed)
+        raft_leader(&log->raft, &id, &addr);
+    pthread_mutex_lock(&log->mu);
+    log->pub_role = log->raft_started && !log->raft_closed ? log->raft.state : RAFT_UNAVAILABLE;
+    log->pub_leader_id = id;
+    snprintf(log->pub_leader_addr, sizeof log->pub_leader_addr, "%s", addr ? addr : "");
+    log->pub_fatal = log->fatal;
+    snprintf(log->pub_fatal_msg, sizeof log->pub_fatal_msg, "%s", log->fatal_msg);
+    pthread_mutex_unlock(&log->mu);
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct rlog *log = req->data;
+    log->barrier_pending = false;
+    (void)status;
+}
+
+static void hook_after_event(void *arg)
+{
+    struct rlog *log = arg;
+    if (!log->raft_started || log->raft_closed)
+        return;
+    int role = log->raft.state;
+    raft_id leader = 0;
+    const char *addr = NULL;
+    raft_leader(&log->raft, &leader, &addr);
+    if (role != log->last_role || leader != log->last_leader) {
+        if (role == RAFT_LEADER && log->last_role != RAFT_LEADER) {
+            rl_log(log, 1, "became leader in term %" PRIu64, (uint64_t)log->raft.current_term);
+            /* An entry of our own term, so the fence can move (guard 1). */
+            log->barrier.data = log;
+            if (!log->barrier_pending &&
+                raft_barrier(&log->raft, &log->barrier, barrier_cb) == 0)
+                log->barrier_pending = true;
+        } else if (role != RAFT_LEADER && log->last_role == RAFT_LEADER) {
+            rl_log(log, 1, "lost leadership in term %" PRIu64, (uint64_t)log->raft.current_term);
+        }
+        log->last_role = role;
+        log->last_leader = leader;
+        publish(log);
+    }
+    fence_update(log);
+    pump(log);
+}
+
+static void hook_on_append(void *arg, uint64_t index, uint64_t term, uint64_t offset,
+                           uint32_t records)
+{
+    struct rlog *log = arg;
+    if (tail_push(log, index, term, offset, records) != 0)
+        rl_log(log, 3, "out of memory tracking entry %" PRIu64, index);
+}
+
+static void hook_on_truncate(void *arg, uint64_t index)
+{
+    struct rlog *log = arg;
+    while (log->tail_n && log->tail[log->tail_n - 1].index >= index)
+        log->tail_n--;
+}
+
+static void hook_on_fatal(void *arg, int code, const char *msg)
+{
+    struct rlog *log = arg;
+    if (log->fatal)
+        return;
+    log->fatal = code;
+    snprintf(log->fatal_msg, sizeof log->fatal_msg, "storage failure: %s", msg);
+    publish(log);
+}
+
+static uint64_t hook_visible_index(void *arg)
+{
+    return ((struct rlog *)arg)->visible_index;
+}
+
+static bool hook_is_leader(void *arg)
+{
+    struct rlog *log = arg;
+    return log->raft_started && log->raft.state == RAFT_LEADER;
+}
+
+static void hook_log(void *arg, int level, const char *line)
+{
+    rl_log(arg, level, "%s", line);
+}
+
+/* ---- operations ------------------------------------------------------------------- */
+
+static void do_read(struct rlog *log, struct rl_op *op, bool whole_entry)
+{
+    if (log->fatal) {
+        op_fail(log, op, RLOG_EFATAL, log->fatal_msg);
+        return;
+    }
+    if (op->offset < rl_store_first_offset(log->store)) {
+        snprintf(op->errmsg, sizeof op->errmsg, "offset %" PRIu64 " was trimmed; the log starts at %" PRIu64,
+                 op->offset, rl_store_first_offset(log->store));
+        op->status = RLOG_ETRIMMED;
+        rl_op_finish(log, op);
+        return;
+    }
+    if (op->offset >= log->visible_offset) {
+        snprintf(op->errmsg, sizeof op->errmsg, "offset %" PRIu64 " is not committed (committed: %" PRIu64 " records)",
+                 op->offset, log->visible_offset);
+        op->status = RLOG_ENOTFOUND;
+        rl_op_finish(log, op);
+        return;
+    }
+    struct rl_store_entry e;
+    int rv = rl_store_read_offset(log->store, op->offset, &e);
+    if (rv != 0) {
+        op_fail(log, op, rv, rl_store_errmsg(log->store));
+        return;
+    }
+    struct rl_batch_view v;
+    if (!rl_batch_parse(e.buf, e.len, &v) || v.count != e.records) {
+        free((void *)e.buf);
+        snprintf(op->errmsg, sizeof op->errmsg, "entry %" PRIu64 " holding offset %" PRIu64 " is not a valid batch",
+                 e.index, op->offset);
+        op->status = RLOG_ECORRUPT;
+        rl_op_finish(log, op);
+        return;
+    }
+    if (whole_entry) {
+        uint64_t visible = log->visible_offset - e.offset;
+        op->count = (uint32_t)(visible < e.records ? visible : e.records);
+        op->first_offset = e.offset;
+        op->buf = (void *)e.buf;
+        op->len = e.len;
+    } else {
+        const void *rec;
+        size_t len;
+        rl_batch_record(&v, (uint32_t)(op->offset - e.offset), &rec, &len);
+        op->buf = malloc(len ? len : 1);
+        if (op->buf)
+            memcpy(op->buf, rec, len);
+        op->len = len;
+        free((void *)e.buf);
+        if (!op->buf) {
+            op_fail(log, op, RLOG_ENOMEM, NULL);
+            return;
+        }
+    }
+    op->status = 0;
+    rl_op_finish(log, op);
+}
+
+static void do_status(struct rlog *log, struct rl_op *op)
+{
+    struct rlog_status *st = op->st;
+    memset(st, 0, sizeof *st);
+    st->id = log->cfg.id;
+    st->fatal = log->fatal;
+    st->first_offset = rl_store_first_offset(log->store);
+    st->commit_offset = log->visible_offset;
+    st->last_offset = rl_store_next_offset(log->store);
+    st->last_index = rl_store_last_index(log->store);
+    st->commit_index = log->visible_index;
+    if (log->raft_started && !log->raft_closed) {
+        st->role = log->raft.state;
+        st->term = log->raft.current_term;
+        raft_id id = 0;
+        const char *addr = NULL;
+        raft_leader(&log->raft, &id, &addr);
+        st->leader_id = id;
+        snprintf(st->leader_address, sizeof st->leader_address, "%s", addr ? addr : "");
+        const struct raft_configuration *c = &log->raft.configuration;
+        for (unsigned i = 0; i < c->n && i < RLOG_MAX_PEERS; i++) {
+            struct rlog_peer_status *p = &st->peers[st->n_peers++];
+            p->id = c->servers[i].id;
+            snprintf(p->address, sizeof p->address, "%s", c->servers[i].address);
+            p->voter = c->servers[i].role == RAFT_VOTER;
+            if (log->raft.state == RAFT_LEADER && log->raft.leader_state.progress)
+                p->match_index = log->raft.leader_state.progress[i].match_index;
+        }
+    }
+    op->status = 0;
+    rl_op_finish(log, op);
+}
+
+static void raft_closed_cb(struct raft *r)
+{
+    struct rlog *log = r->data;
+    log->raft_closed = true;
+    log->store = NULL; /* closed by io->close */
+    rl_batch_builder_free(&log->bb);
+    if (log->close_op) {
+        uv_close((uv_handle_t *)&log->close_timer, NULL);
+        uv_close((uv_handle_t *)&log->wake, NULL);
+        struct rl_op *op = log->close_op;
+        log->close_op = NULL;
+        op->status = log->fatal;
+        rl_op_finish(log, op);
+    }
+}
+
+static void begin_raft_close(struct rlog *log)
+{
+    if (log->raft_closing)
+        return;
+    log->raft_closing = true;
+    fail_list(log, &log->pend_head, &log->pend_tail, log->fatal ? RLOG_EFATAL : RLOG_ECLOSED);
+    fail_list(log, &log->open_head, &log->open_tail, log->fatal ? RLOG_EFATAL : RLOG_ECLOSED);
+    raft_close(&log->raft, raft_closed_cb);
+}
+
+static void close_timeout(uv_timer_t *t)
+{
+    struct rlog *log = t->data;
+    rl_log(log, 1, "leadership transfer did not finish in time; closing anyway");
+    begin_raft_close(log);
+}
+
+static void transfer_cb(struct raft_transfer *req)
+{
+    struct rlog *log = req->data;
+    uv_timer_stop(&log->close_timer);
+    begin_raft_close(log);
+}
+
+static void do_close(struct rlog *log, struct rl_op *op)
+{
+    pthread_mutex_lock(&log->mu);
+    log->accepting = false;
+    pthread_mutex_unlock(&log->mu);
+    log->stopping = true;
+    log->close_op = op;
+    if (log->raft_closed) {
+        raft_closed_cb(&log->raft);
+        return;
+    }
+    unsigned voters = 0;
+    for (unsigned i = 0; i < log->raft.configuration.n; i++)
+        voters += log->raft.configuration.servers[i].role == RAFT_VOTER;
+    if (log->raft.state == RAFT_LEADER && voters > 1 && !log->fatal) {
+        /* Hand over first, so the cluster does not wait out an election. */
+        log->transfer.data = log;
+        if (raft_transfer(&log->raft, &log->transfer, 0, transfer_cb) == 0) {
+            uv_timer_start(&log->close_timer, close_timeout, 2 * log->cfg.election_timeout_ms, 0);
+            return;
+        }
+    }
+    begin_raft_close(log);
+}
+
+static void wake_cb(uv_async_t *a)
+{
+    struct rlog *log = a->data;
+    pthread_mutex_lock(&log->mu);
+    struct rl_op *ops = log->inbox_head;
+    log->inbox_head = log->inbox_tail = NULL;
+    pthread_mutex_unlock(&log->mu);
+    while (ops) {
+        struct rl_op *op = ops;
+        ops = op->next;
+        op->next = NULL;
+        switch (op->kind) {
+        case RL_OP_APPEND:
+            if (log->pend_tail)
+                log->pend_tail->next = op;
+            else
+                log->pend_head = op;
+            log->pend_tail = op;
+            break;
+        case RL_OP_READ:
+            do_read(log, op, false);
+            break;
+        case RL_OP_FETCH:
+            do_read(log, op, true);
+            break;
+        case RL_OP_STATUS:
+            do_status(log, op);
+            break;
+        case RL_OP_CLOSE:
+            do_close(log, op);
+            break;
+        }
+    }
+    if (!log->raft_closing) {
+        if (log->fatal && log->raft_started) {
+            begin_raft_close(log); /* fail-stop: leave the cluster */
+            publish(log);
+        }
+        pump(log);
+    }
+}
+
+/* ---- startup ---------------------------------------------------------------------- */
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    (void)fsm;
+    (void)buf;
+    *result = NULL; /* the log is the state; the fence decides visibility */
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n)
+{
+    (void)fsm;
+    *bufs = raft_calloc(1, sizeof **bufs);
+    if (!*bufs)
+        return RAFT_NOMEM;
+    (*bufs)[0].base = raft_calloc(1, 8);
+    if (!(*bufs)[0].base) {
+        raft_free(*bufs);
+        return RAFT_NOMEM;
+    }
+    (*bufs)[0].len = 8;
+    *n = 1;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    (void)fsm;
+    raft_free(buf->base);
+    return 0;
+}
+
+/* Fence position and the entries after it, from the store. */
+static int load_tail(struct rlog *log, char *err, size_t errlen)
+{
+    struct rl_snapshot_desc d;
+    char e[256];
+    int rv = rl_snapshot_load(log->data_dir, &d, e, sizeof e);
+    if (rv < 0) {
+        snprintf(err, errlen, "%s", e);
+        return rv;
+    }
+    uint64_t visible = rv == 0 ? d.visible : 0;
+    rl_snapshot_desc_close(&d);
+    uint64_t first = rl_store_first_index(log->store), last = rl_store_last_index(log->store);
+    if (visible > last)
+        visible = last;
+    log->visible_index = visible;
+    log->visible_offset = rl_store_first_offset(log->store);
+    if (visible >= first) {
+        struct rl_store_entry en;
+        if ((rv = rl_store_read(log->store, visible, &en)) != 0) {
+            snprintf(err, errlen, "%s", rl_store_errmsg(log->store));
+            return rv;
+        }
+        log->visible_offset = en.offset + en.records;
+        free((void *)en.buf);
+    }
+    for (uint64_t i = (visible + 1 > first ? visible + 1 : first); i <= last; i++) {
+        struct rl_store_entry en;
+        if ((rv = rl_store_read(log->store, i, &en)) != 0) {
+            snprintf(err, errlen, "%s", rl_store_errmsg(log->store));
+            return rv;
+        }
+        free((void *)en.buf);
+        if ((rv = tail_push(log, en.index, en.term, en.offset, en.records)) != 0)
+            return rv;
+    }
+    return 0;
+}
+
+static int start(struct rlog *log)
+{
+    char *err = log->open_err;
+    size_t errlen = sizeof log->open_err;
+    int rv = uv_loop_init(&log->loop);
+    if (rv != 0) {
+        snprintf(err, errlen, "uv_loop_init: %s", uv_strerror(rv));
+        return RLOG_EIO;
+    }
+    struct rl_store_config scfg = {.dir = log->data_dir, .segment_size = log->cfg.segment_size};
+    rv = rl_store_open(&log->loop, &scfg, &log->store, err, errlen);
+    if (rv != 0)
+        return rv;
+    if ((rv = load_tail(log, err, errlen)) != 0)
+        return rv;
+    struct rl_io_config icfg = {
+        .loop = &log->loop,
+        .store = log->store,
+        .dir = log->data_dir,
+        .trailing = SNAPSHOT_TRAILING,
+        /* libraft 0.15 sends a lagging follower every entry it holds in one
+         * AppendEntries; the cap must cover that window (bounded by bytes
+         * with the catch-up work). */
+        .max_frame_body = 1u << 30,
+        .hooks = {.arg = log, .after_event = hook_after_event, .on_append = hook_on_append,
+                  .on_truncate = hook_on_truncate, .on_fatal = hook_on_fatal,
+                  .visible_index = hook_visible_index, .is_leader = hook_is_leader,
+                  .log = hook_log},
+    };
+    if ((rv = rl_io_init(&log->io, &icfg)) != 0) {
+        snprintf(err, errlen, "%s", log->io.errmsg);
+        return rv;
+    }
+    log->fsm = (struct raft_fsm){.version = 1, .apply = fsm_apply, .snapshot = fsm_snapshot,
+                                 .restore = fsm_restore};
+    rv = raft_init(&log->raft, &log->io, &log->fsm, log->cfg.id, log->address);
+    if (rv != 0) {
+        snprintf(err, errlen, "raft_init: %.200s", log->io.errmsg[0] ? log->io.errmsg : raft_strerror(rv));
+        return RLOG_EIO;
+    }
+    log->raft.data = log;
+    raft_set_election_timeout(&log->raft, log->cfg.election_timeout_ms);
+    raft_set_heartbeat_timeout(&log->raft, log->cfg.heartbeat_timeout_ms);
+    raft_set_snapshot_threshold(&log->raft, SNAPSHOT_THRESHOLD);
+    raft_set_snapshot_trailing(&log->raft, SNAPSHOT_TRAILING);
+    if (rl_store_last_index(log->store) == 0) {
+        struct raft_configuration conf;
+        raft_configuration_init(&conf);
+        for (unsigned i = 0; i < log->cfg.n_peers && rv == 0; i++)
+            rv = raft_configuration_add(&conf, log->peers[i].id, log->peers[i].address,
+                                        RAFT_VOTER);
+        if (rv == 0)
+            rv = raft_bootstrap(&log->raft, &conf);
+        raft_configuration_close(&conf);
+        if (rv != 0) {
+            snprintf(err, errlen, "bootstrap: %s", raft_errmsg(&log->raft));
+            return RLOG_EIO;
+        }
+    }
+    rv = raft_start(&log->raft);
+    if (rv != 0) {
+        snprintf(err, errlen, "raft_start: %s", raft_errmsg(&log->raft));
+        return rv == RAFT_CORRUPT ? RLOG_ECORRUPT : RLOG_EIO;
+    }
+    log->raft_started = true;
+    log->last_role = log->raft.state;
+    uv_async_init(&log->loop, &log->wake, wake_cb);
+    log->wake.data = log;
+    uv_timer_init(&log->loop, &log->close_timer);
+    log->close_timer.data = log;
+    publish(log);
+    return 0;
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void rl_node_thread(void *arg)
+{
+    struct rlog *log = arg;
+    /* A peer closing its socket must not kill the host with SIGPIPE; it is
+     * sent to the writing thread, so blocking it here turns it into EPIPE. */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+    int rv = start(log);
+    pthread_mutex_lock(&log->mu);
+    log->open_done = true;
+    log->open_rv = rv;
+    log->accepting = rv == 0;
+    pthread_cond_signal(&log->open_cv);
+    pthread_mutex_unlock(&log->mu);
+    if (rv != 0) {
+        /* Undo a partial start: raft (and through it io and the store) or
+         * just the store. */
+        if (log->raft_started || log->io.impl) {
+            if (log->io.impl && !log->raft_started) {
+                log->io.close(&log->io, NULL);
+                log->store = NULL;
+            } else {
+                raft_close(&log->raft, NULL);
+                log->store = NULL;
+            }
+        } else if (log->store) {
+            rl_store_close(log->store, NULL, NULL);
+            log->store = NULL;
+        }
+        uv_run(&log->loop, UV_RUN_DEFAULT);
+        uv_walk(&log->loop, close_walk, NULL);
+        uv_run(&log->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&log->loop);
+        return;
+    }
+    uv_run(&log->loop, UV_RUN_DEFAULT);
+    uv_walk(&log->loop, close_walk, NULL);
+    uv_run(&log->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&log->loop);
+}

@@ -1,0 +1,133 @@
+/*
+ * node — one member of the replicated log: the libuv loop thread that owns
+ * the struct raft, the store (through lib/raftio), the commit-visibility
+ * fence and the batcher. Public calls (lib/node/api.c) reach it only as
+ * operations queued to the loop; nothing here is touched by other threads
+ * except the inbox and the published status, under `mu`.
+ *
+ * The fence (DESIGN.md, guard 1): libraft 0.15 may count replicas of an
+ * earlier term's entry as committed (Raft's Figure 8). An entry is shown only
+ * once some entry of the current term at or after it is committed and
+ * durable here, which no later leader can overwrite; a leader appends a
+ * barrier when it wins so that point comes promptly.
+ */
+#ifndef RL_NODE_H
+#define RL_NODE_H
+
+#include <pthread.h>
+#include <raft.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "batch/batch.h"
+#include "liblog.h"
+#include "store/store.h"
+
+enum rl_op_kind { RL_OP_APPEND, RL_OP_READ, RL_OP_FETCH, RL_OP_STATUS, RL_OP_CLOSE };
+
+struct rl_waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+};
+
+/* A request from a host thread to the loop. */
+struct rl_op {
+    enum rl_op_kind kind;
+    struct rl_op *next;
+    struct rl_waiter *waiter;   /* blocking forms; NULL for async */
+    /* append */
+    unsigned n;
+    size_t *lens;
+    unsigned char *data;        /* the records, back to back (copied) */
+    size_t bytes;
+    rlog_append_cb cb;
+    void *cb_arg;
+    /* read / fetch */
+    uint64_t offset;
+    /* results */
+    int status;
+    char errmsg[256];
+    uint64_t first_offset;      /* append: first record; fetch: entry base */
+    uint32_t count;             /* fetch: visible records in the entry */
+    void *buf;                  /* read: record copy; fetch: entry payload */
+    size_t len;
+    struct rlog_status *st;
+};
+
+struct rl_tail_entry {
+    uint64_t index, term, offset;
+    uint32_t records;
+};
+
+struct rl_inflight {
+    struct raft_apply req;
+    struct rlog *log;
+    uint64_t index, term;
+    struct rl_op *ops;          /* in record order */
+    bool apply_done, settled;
+    struct rl_inflight *next;
+};
+
+struct rlog {
+    /* Immutable after open. */
+    struct rlog_config cfg;
+    char *address, *data_dir;
+    struct rlog_peer *peers;
+    uv_thread_t thread;
+    unsigned long thread_id;
+
+    /* Shared with host threads, under mu. */
+    pthread_mutex_t mu;
+    struct rl_op *inbox_head, *inbox_tail;
+    bool accepting;             /* false once closing or stopped */
+    int pub_role;
+    uint64_t pub_leader_id;
+    char pub_leader_addr[64];
+    int pub_fatal;
+    char pub_fatal_msg[256];
+
+    /* Open handshake. */
+    pthread_cond_t open_cv;
+    bool open_done;
+    int open_rv;
+    char open_err[256];
+
+    /* Loop thread only. */
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_timer_t close_timer;
+    struct raft raft;
+    struct raft_io io;
+    struct raft_fsm fsm;
+    struct rl_store *store;
+    bool raft_started, raft_closing, raft_closed, stopping;
+    struct rl_op *close_op;
+    struct raft_transfer transfer;
+
+    struct rl_tail_entry *tail; /* entries after the fence, ascending */
+    size_t tail_n, tail_cap;
+    uint64_t visible_index, visible_offset;
+
+    struct rl_batch_builder bb;
+    struct rl_op *pend_head, *pend_tail;   /* not yet in a batch */
+    struct rl_op *open_head, *open_tail;   /* in the batch being built */
+    struct rl_inflight *ifl_head, *ifl_tail;
+    unsigned n_inflight;
+    int last_role;
+    uint64_t last_leader;
+    struct raft_barrier barrier;
+    bool barrier_pending;
+    int fatal;
+    char fatal_msg[256];
+};
+
+/* The loop thread's body: opens everything, reports through open_cv, runs. */
+void rl_node_thread(void *arg);
+/* Completes an op: fires its callback or wakes its waiter. Loop thread. */
+void rl_op_finish(struct rlog *log, struct rl_op *op);
+void rl_log(struct rlog *log, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

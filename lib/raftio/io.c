@@ -1,0 +1,1150 @@
+/*
+ * raft_io over the segment store and our wire.
+ *
+ * Appends: libraft's io->append becomes one store append (group-committed
+ * with everything else queued); the entries' record counts come from their
+ * batch headers so the store can assign dense offsets. Truncate is queued
+ * behind in-flight appends by the store itself.
+ *
+ * Messages: one outbound connection per peer, made through the raft_uv_tcp
+ * transport (which does the handshake) and set TCP_NODELAY (libraft's stock
+ * backend does not, and pipelined traffic stalls on Nagle + delayed ACK).
+ * Inbound connections are read as a stream of frames; the first bad frame
+ * closes the connection with a logged reason.
+ *
+ * Elections: RequestVote and TimeoutNow received while appends are in flight
+ * are held and delivered when the store has caught up, and so are the ticks
+ * of a non-leader, so libraft 0.15 never votes or campaigns on log entries
+ * that are not yet durable.
+ */
+#include "raftio/io.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "batch/batch.h"
+#include "store/format.h"
+#include "liblog.h"
+#include "raftio/snapshot.h"
+#include "wire/codec.h"
+
+#define CONNECT_RETRY_MS 200
+#define READ_CHUNK (64 * 1024)
+
+struct io;
+
+struct send_req {
+    struct io *io;
+    struct raft_io_send *req;
+    raft_io_send_cb cb;
+    struct rl_wire_out out;
+    uv_buf_t *bufs;
+    uv_write_t write;
+    struct peer *peer;
+    struct send_req *next;
+};
+
+struct peer {
+    struct io *io;
+    uint64_t id;
+    char address[256];
+    uv_stream_t *stream;
+    bool connecting;
+    struct raft_uv_connect connect_req;
+    struct send_req *wait_head, *wait_tail; /* queued while connecting */
+    uint64_t failed_at;
+    struct peer *next;
+};
+
+struct in_conn {
+    struct io *io;
+    uv_stream_t *stream;
+    uint64_t id;
+    char address[256];
+    unsigned char hdr[RL_WIRE_HDR];
+    size_t hdr_got;
+    struct rl_wire_hdr h;
+    unsigned char *body;
+    size_t body_got;
+    char *rbuf;
+    bool closing;
+    struct in_conn *next, *prev;
+};
+
+struct held {
+    struct raft_message msg;
+    void *body;
+    bool owned;
+    char address[256];
+    struct held *next;
+};
+
+struct append_req {
+    struct io *io;
+    struct raft_io_append *req;
+    raft_io_append_cb cb;
+    struct rl_store_req sreq;
+    struct rl_store_entry *entries;
+};
+
+struct io {
+    struct raft_io *rio;
+    uv_loop_t *loop;
+    struct rl_store *store;
+    char dir[4096];
+    unsigned trailing;
+    uint32_t max_body;
+    struct rl_io_hooks hooks;
+    struct raft_uv_transport transport;
+    bool transport_ready;
+    uint64_t id;
+    char address[256];
+    uv_timer_t timer;
+    raft_io_tick_cb tick_cb;
+    raft_io_recv_cb recv_cb;
+    bool tick_held;
+    struct peer *peers;
+    struct in_conn *ins;
+    struct held *held_head, *held_tail;
+    unsigned appends;
+    int fatal;
+    bool closing;
+    raft_io_close_cb close_cb;
+    int close_pending;
+    struct rl_snapshot_desc snap;
+    bool have_snap;
+    unsigned rand_state;
+};
+
+static void io_log(struct io *io, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void io_log(struct io *io, int level, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (io->hooks.log)
+        io->hooks.log(io->hooks.arg, level, line);
+}
+
+static void after_event(struct io *io)
+{
+    if (io->hooks.after_event && !io->closing)
+        io->hooks.after_event(io->hooks.arg);
+}
+
+uint32_t rl_io_batch_records(const void *buf, size_t len)
+{
+    struct rl_batch_view v;
+    return rl_batch_parse(buf, len, &v) ? v.count : 0;
+}
+
+/* ---- held elections -------------------------------------------------- */
+
+static void deliver(struct io *io, struct raft_message *msg, void *body, bool owned)
+{
+    if (!io->recv_cb || io->closing || io->fatal) {
+        rl_wire_message_release(msg, body, owned);
+        return;
+    }
+    io->recv_cb(io->rio, msg);
+    if (!owned)
+        raft_free(body);
+    after_event(io);
+}
+
+static void release_held(struct io *io)
+{
+    while (io->appends == 0 && io->held_head) {
+        struct held *h = io->held_head;
+        io->held_head = h->next;
+        if (!io->held_head)
+            io->held_tail = NULL;
+        h->msg.server_address = h->address;
+        deliver(io, &h->msg, h->body, h->owned);
+        free(h);
+    }
+    if (io->appends == 0 && io->tick_held && !io->closing && !io->fatal) {
+        io->tick_held = false;
+        io->tick_cb(io->rio);
+        after_event(io);
+    }
+}
+
+/* ---- load / bootstrap / metadata ----------------------------------------- */
+
+static int io_init(struct raft_io *rio, raft_id id, const char *address)
+{
+    struct io *io = rio->impl;
+    io->id = id;
+    snprintf(io->address, sizeof io->address, "%s", address);
+    int rv = raft_uv_tcp_init(&io->transport, io->loop);
+    if (rv == 0)
+        rv = io->transport.init(&io->transport, id, address);
+    if (rv != 0) {
+        snprintf(rio->errmsg, sizeof rio->errmsg, "transport: %.200s", io->transport.errmsg);
+        return rv;
+    }
+    io->transport.data = io;
+    io->transport_ready = true;
+    return 0;
+}
+
+/* Reads entries [from, to] from the store into one raft_malloc'd batch. */
+static int load_entries(struct io *io, uint64_t from, uint64_t to, struct raft_entry **out,
+                        size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (to < from)
+        return 0;
+    size_t n = (size_t)(to - from + 1), total = 0;
+    struct rl_store_entry *tmp = calloc(n, sizeof *tmp);
+    struct raft_entry *entries = raft_calloc(n, sizeof *entries);
+    int rv = tmp && entries ? 0 : RAFT_NOMEM;
+    for (size_t i = 0; rv == 0 && i < n; i++) {
+        int r = rl_store_read(io->store, from + i, &tmp[i]);
+        if (r != 0) {
+            snprintf(io->rio->errmsg, sizeof io->rio->errmsg, "load entry %" PRIu64 ": %s",
+                     from + i, rl_store_errmsg(io->store));
+            rv = RAFT_CORRUPT;
+        }
+        total += rl_pad8(tmp[i].len);
+    }
+    unsigned char *batch = rv == 0 ? raft_malloc(total ? total : 8) : NULL;
+    if (rv == 0 && !batch)
+        rv = RAFT_NOMEM;
+    size_t pos = 0;
+    for (size_t i = 0; rv == 0 && i < n; i++) {
+        memcpy(batch + pos, tmp[i].buf, tmp[i].len);
+        entries[i].term = tmp[i].term;
+        entries[i].type = tmp[i].type;
+        entries[i].buf.base = batch + pos;
+        entries[i].buf.len = tmp[i].len;
+        entries[i].batch = batch;
+        pos += rl_pad8(tmp[i].len);
+    }
+    if (tmp)
+        for (size_t i = 0; i < n; i++)
+            free((void *)tmp[i].buf);
+    free(tmp);
+    if (rv != 0) {
+        raft_free(batch);
+        raft_free(entries);
+        return rv;
+    }
+    *out = entries;
+    *n_out = n;
+    return 0;
+}
+
+static int io_load(struct raft_io *rio, raft_term *term, raft_id *voted_for,
+                   struct raft_snapshot **snapshot, raft_index *start_index,
+                   struct raft_entry *entries[], size_t *n_entries)
+{
+    struct io *io = rio->impl;
+    *term = rl_store_term(io->store);
+    *voted_for = rl_store_vote(io->store);
+    *snapshot = NULL;
+    uint64_t first = rl_store_first_index(io->store), last = rl_store_last_index(io->store);
+    uint64_t start = first;
+    if (io->have_snap) {
+        if (io->snap.index > last) {
+            snprintf(rio->errmsg, sizeof rio->errmsg,
+                     "snapshot descriptor covers entry %" PRIu64 " but the log ends at %" PRIu64,
+                     io->snap.index, last);
+            return RAFT_CORRUPT;
+        }
+        struct raft_snapshot *s = raft_calloc(1, sizeof *s);
+        void *data = raft_calloc(1, 8);
+        if (!s || !data) {
+            raft_free(s);
+            raft_free(data);
+            return RAFT_NOMEM;
+        }
+        s->index = io->snap.index;
+        s->term = io->snap.term;
+        s->configuration_index = io->snap.conf_index;
+        raft_configuration_init(&s->configuration);
+        for (unsigned i = 0; i < io->snap.conf.n; i++)
+            if (raft_configuration_add(&s->configuration, io->snap.conf.servers[i].id,
+                                       io->snap.conf.servers[i].address,
+                                       io->snap.conf.servers[i].role) != 0)
+                return RAFT_NOMEM;
+        s->bufs = raft_calloc(1, sizeof *s->bufs);
+        if (!s->bufs)
+            return RAFT_NOMEM;
+        s->bufs[0].base = data;
+        s->bufs[0].len = 8;
+        s->n_bufs = 1;
+        *snapshot = s;
+        /* Only a bounded tail goes back to libraft's memory. */
+        if (io->snap.index + 1 > io->trailing && io->snap.index + 1 - io->trailing > start)
+            start = io->snap.index + 1 - io->trailing;
+    } else if (first != 1 && last >= first) {
+        snprintf(rio->errmsg, sizeof rio->errmsg,
+                 "log starts at entry %" PRIu64 " but there is no snapshot descriptor", first);
+        return RAFT_CORRUPT;
+    }
+    if (last < start)
+        start = last + 1;
+    *start_index = start;
+    return load_entries(io, start, last, entries, n_entries);
+}
+
+struct sync_wait {
+    bool done;
+    int status;
+};
+
+static void sync_append_cb(struct rl_store_req *req, int status)
+{
+    struct sync_wait *w = req->data;
+    w->done = true;
+    w->status = status;
+}
+
+static int io_bootstrap(struct raft_io *rio, const struct raft_configuration *conf)
+{
+    struct io *io = rio->impl;
+    if (rl_store_last_index(io->store) != 0 || rl_store_term(io->store) != 0)
+        return RAFT_CANTBOOTSTRAP;
+    struct raft_buffer buf;
+    int rv = raft_configuration_encode(conf, &buf);
+    if (rv != 0)
+        return rv;
+    rv = rl_store_set_term_vote(io->store, 1, 0);
+    struct sync_wait w = {0};
+    struct rl_store_req req = {.data = &w};
+    struct rl_store_entry e = {.index = 1, .term = 1, .type = RAFT_CHANGE, .buf = buf.base,
+                               .len = (uint32_t)buf.len};
+    if (rv == 0)
+        rv = rl_store_append(io->store, &req, &e, 1, sync_append_cb);
+    /* Called before the loop runs, so it is ours to turn here. */
+    while (rv == 0 && !w.done)
+        uv_run(io->loop, UV_RUN_ONCE);
+    raft_free(buf.base);
+    if (rv != 0 || w.status != 0) {
+        snprintf(rio->errmsg, sizeof rio->errmsg, "bootstrap: %s",
+                 rl_store_errmsg(io->store));
+        return RAFT_IOERR;
+    }
+    if (io->hooks.on_append)
+        io->hooks.on_append(io->hooks.arg, 1, 1, 0, 0);
+    return 0;
+}
+
+static int io_recover(struct raft_io *rio, const struct raft_configuration *conf)
+{
+    (void)conf;
+    snprintf(rio->errmsg, sizeof rio->errmsg, "forced configuration recovery is not supported");
+    return RAFT_NOTFOUND;
+}
+
+static int fail_stop(struct io *io, int code, const char *what)
+{
+    if (!io->fatal) {
+        io->fatal = code ? code : RLOG_EIO;
+        io_log(io, 3, "storage failure, stopping: %s: %s", what, rl_store_errmsg(io->store));
+        if (io->hooks.on_fatal)
+            io->hooks.on_fatal(io->hooks.arg, io->fatal, rl_store_errmsg(io->store));
+    }
+    snprintf(io->rio->errmsg, sizeof io->rio->errmsg, "%s", rl_store_errmsg(io->store));
+    return RAFT_IOERR;
+}
+
+static int io_set_term(struct raft_io *rio, raft_term term)
+{
+    struct io *io = rio->impl;
+    if (io->fatal)
+        return RAFT_IOERR;
+    int rv = rl_store_set_term_vote(io->store, term, 0);
+    return rv ? fail_stop(io, rv, "set term") : 0;
+}
+
+static int io_set_vote(struct raft_io *rio, raft_id server_id)
+{
+    struct io *io = rio->impl;
+    if (io->fatal)
+        return RAFT_IOERR;
+    int rv = rl_store_set_term_vote(io->store, rl_store_term(io->store), server_id);
+    return rv ? fail_stop(io, rv, "set vote") : 0;
+}
+
+/* ---- append / truncate ------------------------------------------------------ */
+
+static void append_done(struct rl_store_req *sreq, int status)
+{
+    struct append_req *a = sreq->data;
+    struct io *io = a->io;
+    io->appends--;
+    int rv = 0;
+    if (status != 0) {
+        fail_stop(io, status, "append");
+        rv = RAFT_IOERR;
+    }
+    free(a->entries);
+    struct raft_io_append *req = a->req;
+    raft_io_append_cb cb = a->cb;
+    free(a);
+    if (cb && !io->closing)
+        cb(req, rv);
+    else if (cb)
+        cb(req, RAFT_CANCELED);
+    release_held(io);
+    after_event(io);
+}
+
+static int io_append(struct raft_io *rio, struct raft_io_append *req,
+                     const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+    struct io *io = rio->impl;
+    if (io->fatal || io->closing)
+        return io->fatal ? RAFT_IOERR : RAFT_CANCELED;
+    struct append_req *a = calloc(1, sizeof *a);
+    struct rl_store_entry *es = calloc(n ? n : 1, sizeof *es);
+    if (!a || !es) {
+        free(a);
+        free(es);
+        return RAFT_NOMEM;
+    }
+    uint64_t index = rl_store_next_index(io->store);
+    for (unsigned i = 0; i < n; i++) {
+        es[i] = (struct rl_store_entry){
+            .index = index + i,
+            .term = entries[i].term,
+            .type = (uint8_t)entries[i].type,
+            .buf = entries[i].buf.base,
+            .len = (uint32_t)entries[i].buf.len,
+            .records = entries[i].type == RAFT_COMMAND
+                           ? rl_io_batch_records(entries[i].buf.base, entries[i].buf.len)
+                           : 0,
+        };
+    }
+    a->io = io;
+    a->req = req;
+    a->cb = cb;
+    a->entries = es;
+    a->sreq.data = a;
+    int rv = rl_store_append(io->store, &a->sreq, es, n, append_done);
+    if (rv != 0) {
+        snprintf(rio->errmsg, sizeof rio->errmsg, "append: %s", rl_store_errmsg(io->store));
+        free(es);
+        free(a);
+        if (rv == RLOG_EFATAL || rv == RLOG_EIO)
+            return fail_stop(io, rv, "append");
+        return RAFT_IOERR;
+    }
+    io->appends++;
+    if (io->hooks.on_append) {
+        uint64_t off = a->sreq.first_offset;
+        for (unsigned i = 0; i < n; i++) {
+            io->hooks.on_append(io->hooks.arg, index + i, es[i].term, off, es[i].records);
+            off += es[i].records;
+        }
+    }
+    return 0;
+}
+
+static void truncate_done(struct rl_store_req *req, int status)
+{
+    struct io *io = req->data;
+    free(req);
+    if (status != 0 && status != RLOG_ECANCELED)
+        fail_stop(io, status, "truncate");
+}
+
+static int io_truncate(struct raft_io *rio, raft_index index)
+{
+    struct io *io = rio->impl;
+    if (io->fatal)
+        return RAFT_IOERR;
+    struct rl_store_req *req = calloc(1, sizeof *req);
+    if (!req)
+        return RAFT_NOMEM;
+    req->data = io;
+    int rv = rl_store_truncate(io->store, req, index, truncate_done);
+    if (rv != 0) {
+        free(req);
+        snprintf(rio->errmsg, sizeof rio->errmsg, "truncate: %s", rl_store_errmsg(io->store));
+        return rv == RLOG_EFATAL ? fail_stop(io, rv, "truncate") : RAFT_IOERR;
+    }
+    if (io->hooks.on_truncate)
+        io->hooks.on_truncate(io->hooks.arg, index);
+    return 0;
+}
+
+/* ---- snapshots (descriptors) ----------------------------------------------------- */
+
+struct snap_put {
+    uv_work_t work;
+    struct io *io;
+    struct raft_io_snapshot_put *req;
+    uint64_t index, term, conf_index, visible;
+    struct raft_configuration conf;
+    int status;
+};
+
+static void snap_put_work(uv_work_t *w)
+{
+    struct snap_put *p = w->data;
+    p->status = rl_snapshot_save(p->io->dir, p->index, p->term, p->conf_index, p->visible,
+                                 &p->conf);
+}
+
+static void snap_put_after(uv_work_t *w, int status)
+{
+    struct snap_put *p = w->data;
+    struct io *io = p->io;
+    (void)status;
+    int rv = 0;
+    if (p->status != 0) {
+        io_log(io, 3, "writing snapshot descriptor: %s", strerror(-p->status));
+        rv = RAFT_IOERR;
+        raft_configuration_close(&p->conf);
+    } else {
+        if (io->have_snap)
+            rl_snapshot_desc_close(&io->snap);
+        io->snap = (struct rl_snapshot_desc){.index = p->index, .term = p->term,
+                                             .conf_index = p->conf_index, .visible = p->visible,
+                                             .conf = p->conf};
+        io->have_snap = true;
+    }
+    struct raft_io_snapshot_put *req = p->req;
+    free(p);
+    req->cb(req, rv);
+    after_event(io);
+}
+
+static int io_snapshot_put(struct raft_io *rio, unsigned trailing,
+                           struct raft_io_snapshot_put *req,
+                           const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    struct io *io = rio->impl;
+    if (io->fatal)
+        return RAFT_IOERR;
+    if (trailing == 0 && snapshot->index > rl_store_last_index(io->store)) {
+        /* Installing a snapshot means fetching the missing range of the log
+         * from a peer: not built yet (segment-fetch catch-up). */
+        io_log(io, 3,
+               "leader sent a snapshot up to entry %" PRIu64 " but this log ends at %" PRIu64
+               "; catch-up by segment fetch is not implemented yet",
+               (uint64_t)snapshot->index, rl_store_last_index(io->store));
+        snprintf(rio->errmsg, sizeof rio->errmsg, "snapshot install not supported yet");
+        return RAFT_IOERR;
+    }
+    struct snap_put *p = calloc(1, sizeof *p);
+    if (!p)
+        return RAFT_NOMEM;
+    p->io = io;
+    p->req = req;
+    req->cb = cb;
+    p->index = snapshot->index;
+    p->term = snapshot->term;
+    p->conf_index = snapshot->configuration_index;
+    p->visible = io->hooks.visible_index ? io->hooks.visible_index(io->hooks.arg) : 0;
+    raft_configuration_init(&p->conf);
+    for (unsigned i = 0; i < snapshot->configuration.n; i++)
+        if (raft_configuration_add(&p->conf, snapshot->configuration.servers[i].id,
+                                   snapshot->configuration.servers[i].address,
+                                   snapshot->configuration.servers[i].role) != 0) {
+            raft_configuration_close(&p->conf);
+            free(p);
+            return RAFT_NOMEM;
+        }
+    p->work.data = p;
+    if (uv_queue_work(io->loop, &p->work, snap_put_work, snap_put_after) != 0) {
+        raft_configuration_close(&p->conf);
+        free(p);
+        return RAFT_IOERR;
+    }
+    return 0;
+}
+
+struct snap_get {
+    uv_work_t work;
+    struct io *io;
+    struct raft_io_snapshot_get *req;
+};
+
+static void noop_work(uv_work_t *w)
+{
+    (void)w;
+}
+
+static void snap_get_after(uv_work_t *w, int status)
+{
+    struct snap_get *g = w->data;
+    struct io *io = g->io;
+    (void)status;
+    struct raft_snapshot *s = NULL;
+    int rv = RAFT_NOTFOUND;
+    if (io->have_snap && (s = raft_calloc(1, sizeof *s)) != NULL) {
+        s->index = io->snap.index;
+        s->term = io->snap.term;
+        s->configuration_index = io->snap.conf_index;
+        raft_configuration_init(&s->configuration);
+        rv = 0;
+        for (unsigned i = 0; i < io->snap.conf.n && rv == 0; i++)
+            rv = raft_configuration_add(&s->configuration, io->snap.conf.servers[i].id,
+                                        io->snap.conf.servers[i].address,
+                                        io->snap.conf.servers[i].role);
+        s->bufs = raft_calloc(1, sizeof *s->bufs);
+        void *data = raft_calloc(1, 8);
+        if (rv != 0 || !s->bufs || !data) {
+            raft_configuration_close(&s->configuration);
+            raft_free(s->bufs);
+            raft_free(data);
+            raft_free(s);
+            s = NULL;
+            rv = RAFT_NOMEM;
+        } else {
+            s->bufs[0].base = data;
+            s->bufs[0].len = 8;
+            s->n_bufs = 1;
+        }
+    }
+    struct raft_io_snapshot_get *req = g->req;
+    free(g);
+    req->cb(req, s, rv);
+}
+
+static int io_snapshot_get(struct raft_io *rio, struct raft_io_snapshot_get *req,
+                           raft_io_snapshot_get_cb cb)
+{
+    struct io *io = rio->impl;
+    struct snap_get *g = calloc(1, sizeof *g);
+    if (!g)
+        return RAFT_NOMEM;
+    g->io = io;
+    g->req = req;
+    req->cb = cb;
+    g->work.data = g;
+    /* The callback must not run inside this call. */
+    if (uv_queue_work(io->loop, &g->work, noop_work, snap_get_after) != 0) {
+        free(g);
+        return RAFT_IOERR;
+    }
+    return 0;
+}
+
+static raft_time io_time(struct raft_io *rio)
+{
+    struct io *io = rio->impl;
+    return uv_now(io->loop);
+}
+
+static int io_random(struct raft_io *rio, int min, int max)
+{
+    struct io *io = rio->impl;
+    if (max <= min)
+        return min;
+    return min + (int)((unsigned)rand_r(&io->rand_state) % (unsigned)(max - min));
+}
+
+struct async_work {
+    uv_work_t work;
+    struct raft_io_async_work *req;
+    int status;
+};
+
+static void async_work_run(uv_work_t *w)
+{
+    struct async_work *a = w->data;
+    a->status = a->req->work(a->req);
+}
+
+static void async_work_after(uv_work_t *w, int status)
+{
+    struct async_work *a = w->data;
+    (void)status;
+    struct raft_io_async_work *req = a->req;
+    int st = a->status;
+    free(a);
+    req->cb(req, st);
+}
+
+static int io_async_work(struct raft_io *rio, struct raft_io_async_work *req,
+                         raft_io_async_work_cb cb)
+{
+    struct io *io = rio->impl;
+    struct async_work *a = calloc(1, sizeof *a);
+    if (!a)
+        return RAFT_NOMEM;
+    a->req = req;
+    req->cb = cb;
+    a->work.data = a;
+    if (uv_queue_work(io->loop, &a->work, async_work_run, async_work_after) != 0) {
+        free(a);
+        return RAFT_IOERR;
+    }
+    return 0;
+}
+
+/* ---- sending --------------------------------------------------------------------- */
+
+static void send_finish(struct send_req *s, int status)
+{
+    rl_wire_out_free(&s->out);
+    free(s->bufs);
+    struct raft_io_send *req = s->req;
+    raft_io_send_cb cb = s->cb;
+    free(s);
+    if (cb)
+        cb(req, status);
+}
+
+static void peer_stream_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void peer_drop_stream(struct peer *p)
+{
+    if (p->stream) {
+        uv_close((uv_handle_t *)p->stream, peer_stream_closed);
+        p->stream = NULL;
+    }
+}
+
+static void write_cb(uv_write_t *w, int status)
+{
+    struct send_req *s = w->data;
+    if (status != 0 && s->peer && s->peer->stream == w->handle) {
+        io_log(s->io, 1, "send to %" PRIu64 " (%s) failed: %s; dropping connection",
+               s->peer->id, s->peer->address, uv_strerror(status));
+        peer_drop_stream(s->peer);
+    }
+    send_finish(s, status == 0 ? 0 : RAFT_NOCONNECTION);
+}
+
+static void peer_write(struct peer *p, struct send_req *s)
+{
+    s->write.data = s;
+    int rv = uv_write(&s->write, p->stream, s->bufs, s->out.n_iov, write_cb);
+    if (rv != 0) {
+        peer_drop_stream(p);
+        send_finish(s, RAFT_NOCONNECTION);
+    }
+}
+
+static void connect_cb(struct raft_uv_connect *req, struct uv_stream_s *stream, int status)
+{
+    struct peer *p = req->data;
+    struct io *io = p->io;
+    p->connecting = false;
+    if (status == 0 && io->closing) {
+        uv_close((uv_handle_t *)stream, peer_stream_closed);
+        status = RAFT_CANCELED;
+    }
+    if (status == 0) {
+        p->stream = stream;
+        uv_tcp_nodelay((uv_tcp_t *)stream, 1);
+    } else {
+        p->failed_at = uv_now(io->loop);
+    }
+    while (p->wait_head) {
+        struct send_req *s = p->wait_head;
+        p->wait_head = s->next;
+        if (p->stream)
+            peer_write(p, s);
+        else
+            send_finish(s, RAFT_NOCONNECTION);
+    }
+    p->wait_tail = NULL;
+    if (io->closing && --io->close_pending == 0) {
+        /* last outstanding connect; close continues in io_close's path */
+    }
+}
+
+static struct peer *peer_get(struct io *io, uint64_t id, const char *address)
+{
+    for (struct peer *p = io->peers; p; p = p->next)
+        if (p->id == id) {
+            if (strcmp(p->address, address) != 0) {
+                snprintf(p->address, sizeof p->address, "%s", address);
+                peer_drop_stream(p);
+            }
+            return p;
+        }
+    struct peer *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->io = io;
+    p->id = id;
+    snprintf(p->address, sizeof p->address, "%s", address);
+    p->next = io->peers;
+    io->peers = p;
+    return p;
+}
+
+static int io_send(struct raft_io *rio, struct raft_io_send *req, const struct raft_message *msg,
+                   raft_io_send_cb cb)
+{
+    struct io *io = rio->impl;
+    if (io->closing)
+        return RAFT_CANCELED;
+    struct peer *p = peer_get(io, msg->server_id, msg->server_address);
+    struct send_req *s = calloc(1, sizeof *s);
+    if (!p || !s) {
+        free(s);
+        return RAFT_NOMEM;
+    }
+    s->io = io;
+    s->req = req;
+    s->cb = cb;
+    s->peer = p;
+    int rv = rl_wire_encode(msg, io->id, &s->out);
+    if (rv != 0) {
+        free(s);
+        return rv == RLOG_ENOMEM ? RAFT_NOMEM : RAFT_MALFORMED;
+    }
+    s->bufs = calloc(s->out.n_iov, sizeof *s->bufs);
+    if (!s->bufs) {
+        rl_wire_out_free(&s->out);
+        free(s);
+        return RAFT_NOMEM;
+    }
+    for (unsigned i = 0; i < s->out.n_iov; i++)
+        s->bufs[i] = uv_buf_init((char *)s->out.iov[i].base, (unsigned)s->out.iov[i].len);
+    if (p->stream) {
+        peer_write(p, s);
+        return 0;
+    }
+    if (!p->connecting) {
+        if (p->failed_at && uv_now(io->loop) - p->failed_at < CONNECT_RETRY_MS) {
+            /* Recently unreachable: fail fast instead of queueing heartbeats. */
+            rl_wire_out_free(&s->out);
+            free(s->bufs);
+            free(s);
+            return RAFT_NOCONNECTION;
+        }
+        p->connect_req.data = p;
+        rv = io->transport.connect(&io->transport, &p->connect_req, p->id, p->address, connect_cb);
+        if (rv != 0) {
+            p->failed_at = uv_now(io->loop);
+            rl_wire_out_free(&s->out);
+            free(s->bufs);
+            free(s);
+            return RAFT_NOCONNECTION;
+        }
+        p->connecting = true;
+    }
+    if (p->wait_tail)
+        p->wait_tail->next = s;
+    else
+        p->wait_head = s;
+    p->wait_tail = s;
+    return 0;
+}
+
+/* ---- receiving ------------------------------------------------------------------- */
+
+static void in_closed(uv_handle_t *h)
+{
+    struct in_conn *c = h->data;
+    raft_free(c->body);
+    free(c->rbuf);
+    free(c->stream);
+    free(c);
+}
+
+static void in_close(struct in_conn *c, const char *why)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    struct io *io = c->io;
+    if (why)
+        io_log(io, 2, "closing connection from %" PRIu64 " (%s): %s", c->id, c->address, why);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        io->ins = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    uv_close((uv_handle_t *)c->stream, in_closed);
+}
+
+static void in_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct in_conn *c = h->data;
+    (void)suggested;
+    if (!c->rbuf)
+        c->rbuf = malloc(READ_CHUNK);
+    *buf = uv_buf_init(c->rbuf, c->rbuf ? READ_CHUNK : 0);
+}
+
+/* One complete frame: decode and hand to libraft (or hold it back). */
+static int in_frame(struct in_conn *c)
+{
+    struct io *io = c->io;
+    char err[256];
+    struct raft_message msg;
+    bool owned = false;
+    void *body = c->body;
+    c->body = NULL;
+    int rv = rl_wire_decode(&c->h, body, &msg, &owned, err, sizeof err);
+    if (rv != 0) {
+        raft_free(body);
+        in_close(c, rv == RLOG_EPROTO ? err : "out of memory");
+        return -1;
+    }
+    if (msg.server_id != c->id) {
+        rl_wire_message_release(&msg, body, owned);
+        in_close(c, "frame sender does not match the connection's server id");
+        return -1;
+    }
+    msg.server_address = c->address;
+    if ((msg.type == RAFT_IO_REQUEST_VOTE || msg.type == RAFT_IO_TIMEOUT_NOW) && io->appends > 0) {
+        struct held *h = calloc(1, sizeof *h);
+        if (!h) {
+            rl_wire_message_release(&msg, body, owned);
+            return 0;
+        }
+        h->msg = msg;
+        h->body = body;
+        h->owned = owned;
+        snprintf(h->address, sizeof h->address, "%s", c->address);
+        if (io->held_tail)
+            io->held_tail->next = h;
+        else
+            io->held_head = h;
+        io->held_tail = h;
+        return 0;
+    }
+    deliver(io, &msg, body, owned);
+    return 0;
+}
+
+static void in_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct in_conn *c = stream->data;
+    if (nread < 0) {
+        in_close(c, nread == UV_EOF ? NULL : uv_strerror((int)nread));
+        return;
+    }
+    const unsigned char *p = (const unsigned char *)buf->base;
+    size_t left = (size_t)nread;
+    while (left > 0 && !c->closing) {
+        if (c->hdr_got < RL_WIRE_HDR) {
+            size_t n = RL_WIRE_HDR - c->hdr_got < left ? RL_WIRE_HDR - c->hdr_got : left;
+            memcpy(c->hdr + c->hdr_got, p, n);
+            c->hdr_got += n;
+            p += n;
+            left -= n;
+            if (c->hdr_got < RL_WIRE_HDR)
+                break;
+            char err[256];
+            if (rl_wire_decode_hdr(c->hdr, c->io->max_body, &c->h, err, sizeof err) != 0) {
+                in_close(c, err);
+                return;
+            }
+            c->body = raft_malloc(c->h.length ? c->h.length : 8);
+            c->body_got = 0;
+            if (!c->body) {
+                in_close(c, "out of memory for a frame body");
+                return;
+            }
+        }
+        size_t want = c->h.length - c->body_got;
+        size_t n = want < left ? want : left;
+        memcpy(c->body + c->body_got, p, n);
+        c->body_got += n;
+        p += n;
+        left -= n;
+        if (c->body_got == c->h.length) {
+            c->hdr_got = 0;
+            if (in_frame(c) != 0)
+                return;
+        }
+    }
+}
+
+static void accept_cb(struct raft_uv_transport *t, raft_id id, const char *address,
+                      struct uv_stream_s *stream)
+{
+    struct io *io = t->data;
+    struct in_conn *c = calloc(1, sizeof *c);
+    if (!c || io->closing) {
+        free(c);
+        uv_close((uv_handle_t *)stream, peer_stream_closed);
+        return;
+    }
+    c->io = io;
+    c->stream = stream;
+    c->id = id;
+    snprintf(c->address, sizeof c->address, "%s", address);
+    stream->data = c;
+    uv_tcp_nodelay((uv_tcp_t *)stream, 1);
+    c->next = io->ins;
+    if (io->ins)
+        io->ins->prev = c;
+    io->ins = c;
+    int rv = uv_read_start(stream, in_alloc, in_read);
+    if (rv != 0)
+        in_close(c, uv_strerror(rv));
+}
+
+/* ---- start / close ----------------------------------------------------------------- */
+
+static void timer_cb(uv_timer_t *t)
+{
+    struct io *io = t->data;
+    if (io->closing || io->fatal)
+        return;
+    bool leader = io->hooks.is_leader && io->hooks.is_leader(io->hooks.arg);
+    if (io->appends > 0 && !leader) {
+        io->tick_held = true; /* delivered when the store catches up */
+        return;
+    }
+    io->tick_cb(io->rio);
+    after_event(io);
+}
+
+static int io_start(struct raft_io *rio, unsigned msecs, raft_io_tick_cb tick,
+                    raft_io_recv_cb recv)
+{
+    struct io *io = rio->impl;
+    io->tick_cb = tick;
+    io->recv_cb = recv;
+    int rv = io->transport.listen(&io->transport, accept_cb);
+    if (rv != 0) {
+        snprintf(rio->errmsg, sizeof rio->errmsg, "listen on %.100s: %.120s", io->address,
+                 io->transport.errmsg);
+        return rv;
+    }
+    uv_timer_init(io->loop, &io->timer);
+    io->timer.data = io;
+    uv_timer_start(&io->timer, timer_cb, msecs, msecs);
+    return 0;
+}
+
+static void close_step(struct io *io);
+
+static void store_closed(void *arg)
+{
+    struct io *io = arg;
+    io->store = NULL;
+    close_step(io);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    struct io *io = h->data;
+    io->close_pending--;
+    close_step(io);
+}
+
+static void transport_closed(struct raft_uv_transport *t)
+{
+    struct io *io = t->data;
+    raft_uv_tcp_close(t);
+    io->transport_ready = false;
+    io->close_pending--;
+    close_step(io);
+}
+
+static void close_step(struct io *io)
+{
+    if (io->close_pending > 0)
+        return;
+    if (io->store) {
+        rl_store_close(io->store, store_closed, io);
+        return;
+    }
+    while (io->peers) {
+        struct peer *p = io->peers;
+        io->peers = p->next;
+        free(p);
+    }
+    while (io->held_head) {
+        struct held *h = io->held_head;
+        io->held_head = h->next;
+        rl_wire_message_release(&h->msg, h->body, h->owned);
+        free(h);
+    }
+    if (io->have_snap)
+        rl_snapshot_desc_close(&io->snap);
+    raft_io_close_cb cb = io->close_cb;
+    struct raft_io *rio = io->rio;
+    rio->impl = NULL;
+    free(io);
+    if (cb)
+        cb(rio);
+}
+
+static void io_close(struct raft_io *rio, raft_io_close_cb cb)
+{
+    struct io *io = rio->impl;
+    io->closing = true;
+    io->close_cb = cb;
+    io->close_pending = 0;
+    for (struct peer *p = io->peers; p; p = p->next)
+        peer_drop_stream(p);
+    while (io->ins)
+        in_close(io->ins, NULL);
+    if (uv_is_active((uv_handle_t *)&io->timer) || io->tick_cb) {
+        io->close_pending++;
+        uv_close((uv_handle_t *)&io->timer, timer_closed);
+    }
+    if (io->transport_ready) {
+        io->close_pending++;
+        io->transport.close(&io->transport, transport_closed);
+    }
+    close_step(io);
+}
+
+int rl_io_init(struct raft_io *rio, const struct rl_io_config *cfg)
+{
+    struct io *io = calloc(1, sizeof *io);
+    if (!io)
+        return RLOG_ENOMEM;
+    io->rio = rio;
+    io->loop = cfg->loop;
+    io->store = cfg->store;
+    snprintf(io->dir, sizeof io->dir, "%s", cfg->dir);
+    io->trailing = cfg->trailing;
+    io->max_body = cfg->max_frame_body;
+    io->hooks = cfg->hooks;
+    if (getrandom(&io->rand_state, sizeof io->rand_state, 0) != sizeof io->rand_state)
+        io->rand_state = (unsigned)uv_hrtime();
+    char err[256];
+    int rv = rl_snapshot_load(cfg->dir, &io->snap, err, sizeof err);
+    if (rv < 0) {
+        snprintf(rio->errmsg, sizeof rio->errmsg, "%s", err);
+        rl_snapshot_desc_close(&io->snap);
+        free(io);
+        return rv;
+    }
+    io->have_snap = rv == 0;
+    if (!io->have_snap)
+        rl_snapshot_desc_close(&io->snap);
+    memset(rio, 0, sizeof *rio);
+    rio->version = 2;
+    rio->impl = io;
+    rio->init = io_init;
+    rio->close = io_close;
+    rio->load = io_load;
+    rio->start = io_start;
+    rio->bootstrap = io_bootstrap;
+    rio->recover = io_recover;
+    rio->set_term = io_set_term;
+    rio->set_vote = io_set_vote;
+    rio->send = io_send;
+    rio->append = io_append;
+    rio->truncate = io_truncate;
+    rio->snapshot_put = io_snapshot_put;
+    rio->snapshot_get = io_snapshot_get;
+    rio->time = io_time;
+    rio->random = io_random;
+    rio->async_work = io_async_work;
+    return 0;
+}

@@ -1,0 +1,56 @@
+/*
+ * raftio — liblog's implementation of libraft's struct raft_io: the segment
+ * store is the Raft log (each entry written once), messages travel in our
+ * own checksummed frames (lib/wire) over libraft's raft_uv_tcp transport for
+ * connect/listen/handshake, and snapshots are descriptors (the log is its own
+ * snapshot).
+ *
+ * Guards against libraft 0.15 faults (see DESIGN.md): inbound RequestVote and
+ * TimeoutNow, and the ticks of a non-leader, are held back while appends are
+ * in flight, so elections only ever see durable log state; and after a
+ * storage failure the backend fails every later call (fail-stop).
+ */
+#ifndef RL_RAFTIO_IO_H
+#define RL_RAFTIO_IO_H
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <uv.h>
+
+#include "store/store.h"
+
+struct rl_io_hooks {
+    void *arg;
+    /* After libraft handled an event (message, tick, completed append):
+     * the node re-evaluates commit visibility and batching. */
+    void (*after_event)(void *arg);
+    /* An entry was handed to the store: its index, term and records. */
+    void (*on_append)(void *arg, uint64_t index, uint64_t term, uint64_t offset,
+                      uint32_t records);
+    /* Entries from index on were truncated. */
+    void (*on_truncate)(void *arg, uint64_t index);
+    /* The store failed; the node stops (fail-stop). */
+    void (*on_fatal)(void *arg, int code, const char *msg);
+    /* The fence position to persist with a snapshot descriptor. */
+    uint64_t (*visible_index)(void *arg);
+    /* Whether this node leads now (leaders' ticks are never held back). */
+    bool (*is_leader)(void *arg);
+    /* One log line, level 0 debug .. 3 error. */
+    void (*log)(void *arg, int level, const char *line);
+};
+
+struct rl_io_config {
+    uv_loop_t *loop;
+    struct rl_store *store;   /* opened on loop; closed by io->close */
+    const char *dir;          /* for the snapshot descriptor */
+    unsigned trailing;        /* entries load() returns before the snapshot */
+    uint32_t max_frame_body;  /* largest frame accepted from a peer */
+    struct rl_io_hooks hooks;
+};
+
+/* Fills io's function table. io->close releases everything, the store too. */
+int rl_io_init(struct raft_io *io, const struct rl_io_config *cfg);
+/* Records a COMMAND payload carries, or 0 if it is not a valid batch. */
+uint32_t rl_io_batch_records(const void *buf, size_t len);
+
+#endif

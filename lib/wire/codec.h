@@ -1,0 +1,95 @@
+/*
+ * wire codec — liblog's framing and encoding of Raft messages (and of our own
+ * messages), independent of any socket. Pure functions over buffers.
+ *
+ * Frame = 32-byte header + body:
+ *   0  magic   u32  0x31574c52 ("RLW1" little-endian bytes 'R','L','W','1')
+ *   4  version u16  RL_WIRE_VERSION
+ *   6  type    u16  RL_WIRE_* below
+ *   8  length  u32  body bytes (multiple of 8, <= the decoder's max_body)
+ *  12  flags   u32  0 (reserved)
+ *  16  sender  u64  raft id of the sending server
+ *  24  checksum u64 xxh3-64 of the body, seeded with xxh3-64 of bytes 0..24
+ * All integers little-endian. Bodies are sequences of u64 fields; byte
+ * strings are a u64 length then the bytes padded with zeros to 8.
+ *
+ * Validation is strict: any field out of range, a length that does not match
+ * the body's content exactly, an unknown type or version, or a checksum
+ * mismatch is rejected with RLOG_EPROTO and a message saying what was wrong.
+ * Decoding never reads outside the given buffer and never trusts a count
+ * before checking it against the bytes actually present.
+ */
+#ifndef RL_WIRE_CODEC_H
+#define RL_WIRE_CODEC_H
+
+#include <raft.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RL_WIRE_MAGIC 0x31574c52u
+#define RL_WIRE_VERSION 1u
+#define RL_WIRE_HDR 32u
+
+/* Frame types. 1..6 mirror libraft's RAFT_IO_* message types; 64 and up are
+ * liblog's own (segment fetch for catch-up, append forwarding: later). */
+enum {
+    RL_WIRE_APPEND_ENTRIES = RAFT_IO_APPEND_ENTRIES,
+    RL_WIRE_APPEND_ENTRIES_RESULT = RAFT_IO_APPEND_ENTRIES_RESULT,
+    RL_WIRE_REQUEST_VOTE = RAFT_IO_REQUEST_VOTE,
+    RL_WIRE_REQUEST_VOTE_RESULT = RAFT_IO_REQUEST_VOTE_RESULT,
+    RL_WIRE_INSTALL_SNAPSHOT = RAFT_IO_INSTALL_SNAPSHOT,
+    RL_WIRE_TIMEOUT_NOW = RAFT_IO_TIMEOUT_NOW,
+    RL_WIRE_OWN_FIRST = 64,
+};
+
+struct rl_wire_hdr {
+    uint16_t version, type;
+    uint32_t length, flags;
+    uint64_t sender;
+    uint64_t checksum;
+};
+
+/* Encoding: the caller gets one contiguous header+fixed-fields buffer plus
+ * iovecs pointing at entry payloads (zero copy), so a send is one writev. */
+struct rl_wire_out {
+    unsigned char *head;   /* malloc'd: frame header + all non-payload bytes */
+    size_t head_len;
+    struct rl_wire_iov {
+        const void *base;
+        size_t len;
+    } *iov;                /* malloc'd; iov[0] is head; then payloads/padding/trailers */
+    unsigned n_iov;
+    uint64_t total;        /* header + body bytes */
+};
+
+/* Encodes a raft message as a frame from `sender`. Returns 0, RLOG_ENOMEM,
+ * or RLOG_EINVAL (unknown type, a field that cannot be represented).
+ * The payload buffers of AppendEntries entries must stay valid until the
+ * frame is sent; free with rl_wire_out_free(). */
+int rl_wire_encode(const struct raft_message *msg, uint64_t sender, struct rl_wire_out *out);
+void rl_wire_out_free(struct rl_wire_out *out);
+
+/* Checks a received frame header. max_body bounds the body length (the
+ * caller's memory budget). Returns 0 or RLOG_EPROTO with errmsg filled. */
+int rl_wire_decode_hdr(const unsigned char hdr[RL_WIRE_HDR], uint32_t max_body,
+                       struct rl_wire_hdr *out, char *errmsg, size_t errlen);
+
+/* Verifies the body checksum and decodes it into *msg (type-specific fields;
+ * msg->server_id = hdr->sender, msg->server_address = NULL).
+ * `body` must have been allocated with raft_malloc() and ownership passes to
+ * the decoded message when it has entries: AppendEntries entries point into
+ * body with entries[i].batch = body (libraft frees it with raft_free when it
+ * releases the entries), and msg->append_entries.entries is raft_malloc'd.
+ * For other types body stays the caller's; InstallSnapshot's configuration
+ * is decoded with raft_configuration_* calls and its data is a raft_malloc'd
+ * copy. Set *body_owned to true when ownership moved.
+ * Returns 0, RLOG_EPROTO (errmsg says why), RLOG_ENOMEM. On error nothing is
+ * owned by *msg. */
+int rl_wire_decode(const struct rl_wire_hdr *hdr, void *body, struct raft_message *msg,
+                   bool *body_owned, char *errmsg, size_t errlen);
+
+/* Frees what rl_wire_decode allocated for a message that was NOT handed to
+ * libraft (entries array, body if owned, snapshot conf and data). */
+void rl_wire_message_release(struct raft_message *msg, void *body, bool body_owned);
+
+#endif
