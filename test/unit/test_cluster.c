@@ -1,0 +1,413 @@
+/* Three liblog nodes in one process on 127.0.0.1: replication, not-leader
+ * errors, graceful handoff, restart, concurrency, configuration errors. */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "liblog.h"
+
+#define N 3
+
+struct cluster {
+    char dir[256];
+    char addrs[N][32], dirs[N][300];
+    struct rlog_peer peers[N];
+    rlog *node[N];
+};
+
+static struct cluster C;
+
+static void cfg_for(int i, struct rlog_config *c)
+{
+    rlog_config_init(c);
+    c->id = (uint64_t)i + 1;
+    c->address = C.addrs[i];
+    c->data_dir = C.dirs[i];
+    c->peers = C.peers;
+    c->n_peers = N;
+    c->election_timeout_ms = 400;
+    c->heartbeat_timeout_ms = 50;
+    c->segment_size = 1u << 20;
+    c->batch_max_bytes = 256u << 10;
+    c->max_record_size = 64u << 10;
+}
+
+static void node_open(int i)
+{
+    struct rlog_config c;
+    cfg_for(i, &c);
+    char err[256];
+    int rv = rlog_open(&c, &C.node[i], err, sizeof err);
+    ck_assert_msg(rv == 0, "open node %d: %s: %s", i + 1, rlog_errname(rv), err);
+}
+
+static void node_close(int i)
+{
+    ck_assert_int_eq(rlog_close(C.node[i]), 0);
+    C.node[i] = NULL;
+}
+
+static void setup(void)
+{
+    snprintf(C.dir, sizeof C.dir, "/tmp/rlog-cluster-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(C.dir));
+    /* fork mode gives each test its own pid, hence its own ports */
+    int base = 20000 + (int)(getpid() % 15000) * 3;
+    char top[256];
+    memcpy(top, C.dir, sizeof top);
+    for (int i = 0; i < N; i++) {
+        snprintf(C.addrs[i], sizeof C.addrs[i], "127.0.0.1:%d", base + i);
+        snprintf(C.dirs[i], sizeof C.dirs[i], "%s/n%d", top, i + 1);
+        C.peers[i] = (struct rlog_peer){(uint64_t)i + 1, C.addrs[i]};
+        C.node[i] = NULL;
+    }
+}
+
+static void teardown(void)
+{
+    for (int i = 0; i < N; i++)
+        if (C.node[i])
+            rlog_close(C.node[i]);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", C.dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup of %s failed\n", C.dir);
+}
+
+/* Index of the node that leads (waits up to ~10 s), or -1. */
+static int wait_leader(void)
+{
+    for (int t = 0; t < 200; t++) {
+        for (int i = 0; i < N; i++) {
+            struct rlog_status st;
+            if (C.node[i] && rlog_status(C.node[i], &st) == 0 && st.role == RLOG_ROLE_LEADER)
+                return i;
+        }
+        usleep(50000);
+    }
+    return -1;
+}
+
+static uint64_t wait_commit(int i, uint64_t want)
+{
+    struct rlog_status st = {0};
+    for (int t = 0; t < 200; t++) {
+        ck_assert_int_eq(rlog_status(C.node[i], &st), 0);
+        if (st.commit_offset >= want)
+            break;
+        usleep(50000);
+    }
+    return st.commit_offset;
+}
+
+static int rec_of(uint64_t k, char *buf, size_t len)
+{
+    return snprintf(buf, len, "record %llu %s", (unsigned long long)k,
+                    k % 7 == 0 ? "with a longer tail of bytes to vary the sizes" : "");
+}
+
+static void append_range(int leader, uint64_t from, uint64_t to)
+{
+    for (uint64_t k = from; k < to; k++) {
+        char rec[128];
+        int n = rec_of(k, rec, sizeof rec);
+        uint64_t off = 0;
+        int rv = rlog_append(C.node[leader], rec, (size_t)n, &off);
+        ck_assert_msg(rv == 0, "append %llu: %s: %s", (unsigned long long)k, rlog_errname(rv),
+                      rlog_errmsg(C.node[leader]));
+        ck_assert_uint_eq(off, k);
+    }
+}
+
+/* Every node serves records [0, n) with the expected bytes. */
+static void check_all(uint64_t n)
+{
+    for (int i = 0; i < N; i++) {
+        if (!C.node[i])
+            continue;
+        ck_assert_uint_ge(wait_commit(i, n), n);
+        rlog_iter *it;
+        ck_assert_int_eq(rlog_iter_open(C.node[i], 0, n, &it), 0);
+        for (uint64_t k = 0; k < n; k++) {
+            const void *rec;
+            size_t len;
+            uint64_t off;
+            int rv = rlog_iter_next(it, &rec, &len, &off);
+            ck_assert_msg(rv == 0, "node %d iter %llu: %s: %s", i + 1, (unsigned long long)k,
+                          rlog_errname(rv), rlog_errmsg(C.node[i]));
+            char want[128];
+            int wl = rec_of(k, want, sizeof want);
+            ck_assert_uint_eq(off, k);
+            ck_assert_uint_eq(len, (size_t)wl);
+            ck_assert_mem_eq(rec, want, len);
+        }
+        const void *rec;
+        size_t len;
+        ck_assert_int_eq(rlog_iter_next(it, &rec, &len, NULL), RLOG_ENOTFOUND);
+        rlog_iter_close(it);
+        void *b;
+        ck_assert_int_eq(rlog_read(C.node[i], n, &b, &len), RLOG_ENOTFOUND);
+    }
+}
+
+START_TEST(test_replicates_to_every_node)
+{
+    for (int i = 0; i < N; i++)
+        node_open(i);
+    int l = wait_leader();
+    ck_assert_int_ge(l, 0);
+    append_range(l, 0, 500);
+    check_all(500);
+    void *b;
+    size_t len;
+    int f = (l + 1) % N;
+    ck_assert_int_eq(rlog_read(C.node[f], 123, &b, &len), 0);
+    char want[128];
+    ck_assert_uint_eq(len, (size_t)rec_of(123, want, sizeof want));
+    ck_assert_mem_eq(b, want, len);
+    rlog_free(b);
+}
+END_TEST
+
+START_TEST(test_follower_append_names_leader)
+{
+    for (int i = 0; i < N; i++)
+        node_open(i);
+    int l = wait_leader();
+    ck_assert_int_ge(l, 0);
+    append_range(l, 0, 1); /* the followers have heard from the leader */
+    wait_commit((l + 1) % N, 1);
+    int f = (l + 1) % N;
+    uint64_t off;
+    ck_assert_int_eq(rlog_append(C.node[f], "x", 1, &off), RLOG_ENOTLEADER);
+    ck_assert_msg(strstr(rlog_errmsg(C.node[f]), C.addrs[l]) != NULL, "errmsg '%s' lacks %s",
+                  rlog_errmsg(C.node[f]), C.addrs[l]);
+}
+END_TEST
+
+START_TEST(test_leader_handoff_and_restart)
+{
+    for (int i = 0; i < N; i++)
+        node_open(i);
+    int l = wait_leader();
+    ck_assert_int_ge(l, 0);
+    append_range(l, 0, 200);
+    node_close(l); /* hands leadership over */
+    int l2 = wait_leader();
+    ck_assert_int_ge(l2, 0);
+    ck_assert_int_ne(l2, l);
+    append_range(l2, 200, 400);
+    node_open(l); /* rejoins and catches up */
+    check_all(400);
+    /* everyone down and up again: nothing lost, offsets continue */
+    for (int i = 0; i < N; i++)
+        node_close(i);
+    for (int i = 0; i < N; i++)
+        node_open(i);
+    int l3 = wait_leader();
+    ck_assert_int_ge(l3, 0);
+    append_range(l3, 400, 450);
+    check_all(450);
+}
+END_TEST
+
+struct async_state {
+    pthread_mutex_t mu;
+    int fired, failed;
+    uint64_t offsets[400];
+};
+
+static void async_cb(void *arg, int status, uint64_t first)
+{
+    struct async_state *s = arg;
+    pthread_mutex_lock(&s->mu);
+    if (status)
+        s->failed++;
+    else
+        s->offsets[s->fired] = first;
+    s->fired++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+START_TEST(test_async_appends_fire_once_each)
+{
+    for (int i = 0; i < N; i++)
+        node_open(i);
+    int l = wait_leader();
+    ck_assert_int_ge(l, 0);
+    static struct async_state s = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    for (int k = 0; k < 400; k++) {
+        char rec[16];
+        int n = snprintf(rec, sizeof rec, "a%d", k);
+        struct rlog_buf b = {rec, (size_t)n};
+        ck_assert_int_eq(rlog_append_async(C.node[l], &b, 1, async_cb, &s), 0);
+    }
+    for (int t = 0; t < 400; t++) {
+        pthread_mutex_lock(&s.mu);
+        int f = s.fired;
+        pthread_mutex_unlock(&s.mu);
+        if (f == 400)
+            break;
+        usleep(25000);
+    }
+    usleep(100000); /* a double fire would show up here */
+    ck_assert_int_eq(s.fired, 400);
+    ck_assert_int_eq(s.failed, 0);
+    for (int k = 0; k < 400; k++)
+        ck_assert_uint_eq(s.offsets[k], (uint64_t)k); /* in order, dense */
+}
+END_TEST
+
+struct writer_arg {
+    rlog *log;
+    int id, n;
+    uint64_t *offsets;
+};
+
+static void *writer(void *p)
+{
+    struct writer_arg *w = p;
+    for (int k = 0; k < w->n; k++) {
+        char rec[32];
+        int n = snprintf(rec, sizeof rec, "w%d-%d", w->id, k);
+        struct rlog_buf bufs[2] = {{rec, (size_t)n}, {rec, (size_t)n}};
+        if (rlog_append_batch(w->log, bufs, 2, &w->offsets[k]) != 0)
+            w->offsets[k] = UINT64_MAX;
+    }
+    return NULL;
+}
+
+START_TEST(test_concurrent_appenders_get_distinct_offsets)
+{
+    for (int i = 0; i < N; i++)
+        node_open(i);
+    int l = wait_leader();
+    ck_assert_int_ge(l, 0);
+    enum { W = 4, PER = 150 };
+    static uint64_t offs[W][PER];
+    pthread_t th[W];
+    struct writer_arg wa[W];
+    for (int w = 0; w < W; w++) {
+        wa[w] = (struct writer_arg){C.node[l], w, PER, offs[w]};
+        pthread_create(&th[w], NULL, writer, &wa[w]);
+    }
+    for (int w = 0; w < W; w++)
+        pthread_join(th[w], NULL);
+    static unsigned char seen[W * PER * 2];
+    for (int w = 0; w < W; w++)
+        for (int k = 0; k < PER; k++) {
+            uint64_t o = offs[w][k];
+            ck_assert_uint_lt(o, W * PER * 2);
+            ck_assert(!seen[o] && !seen[o + 1]); /* a batch is contiguous */
+            seen[o] = seen[o + 1] = 1;
+            void *b;
+            size_t len;
+            char want[32];
+            int n = snprintf(want, sizeof want, "w%d-%d", w, k);
+            ck_assert_int_eq(rlog_read(C.node[l], o + 1, &b, &len), 0);
+            ck_assert_uint_eq(len, (size_t)n);
+            ck_assert_mem_eq(b, want, len);
+            rlog_free(b);
+        }
+}
+END_TEST
+
+static int open_with(void (*edit)(struct rlog_config *), char *err, size_t errlen)
+{
+    struct rlog_config c;
+    cfg_for(0, &c);
+    edit(&c);
+    rlog *log = NULL;
+    int rv = rlog_open(&c, &log, err, errlen);
+    if (log)
+        rlog_close(log);
+    return rv;
+}
+
+static struct rlog_peer dup_peers[3];
+static void e_dup_ids(struct rlog_config *c)
+{
+    memcpy(dup_peers, C.peers, sizeof dup_peers);
+    dup_peers[2].id = 2;
+    c->peers = dup_peers;
+}
+static void e_self_missing(struct rlog_config *c) { c->id = 9; }
+static void e_bad_address(struct rlog_config *c) { c->address = "nohost"; }
+static void e_unresolvable(struct rlog_config *c)
+{
+    memcpy(dup_peers, C.peers, sizeof dup_peers);
+    dup_peers[0].address = "no-such-host.invalid:7000";
+    c->peers = dup_peers;
+    c->address = "no-such-host.invalid:7000";
+}
+static void e_sizes(struct rlog_config *c) { c->batch_max_bytes = 10; }
+static void e_timeouts(struct rlog_config *c) { c->heartbeat_timeout_ms = 500; c->election_timeout_ms = 400; }
+static void e_no_dir(struct rlog_config *c) { c->data_dir = ""; }
+
+START_TEST(test_bad_configs_name_the_field)
+{
+    static const struct {
+        void (*edit)(struct rlog_config *);
+        const char *field;
+    } cases[] = {
+        {e_dup_ids, "duplicate id"},       {e_self_missing, "not in the cluster"},
+        {e_bad_address, "config.address"}, {e_unresolvable, "resolve"},
+        {e_sizes, "batch_max_bytes"},      {e_timeouts, "heartbeat_timeout_ms"},
+        {e_no_dir, "data_dir"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[256] = "";
+        int rv = open_with(cases[i].edit, err, sizeof err);
+        ck_assert_msg(rv == RLOG_EINVAL, "case %zu: %s (%s)", i, rlog_errname(rv), err);
+        ck_assert_msg(strstr(err, cases[i].field), "case %zu: '%s' lacks '%s'", i, err,
+                      cases[i].field);
+    }
+    struct stat st;
+    ck_assert_int_ne(stat(C.dirs[0], &st), 0); /* nothing was created */
+}
+END_TEST
+
+START_TEST(test_busy_directory)
+{
+    node_open(0);
+    struct rlog_config c;
+    cfg_for(0, &c);
+    rlog *second = NULL;
+    char err[256];
+    int rv = rlog_open(&c, &second, err, sizeof err);
+    ck_assert_int_ne(rv, 0);
+    ck_assert_ptr_null(second);
+    ck_assert_msg(rv == RLOG_EBUSY, "%s: %s", rlog_errname(rv), err);
+    ck_assert_msg(strstr(err, "in use by process"), "%s", err);
+}
+END_TEST
+
+static Suite *cluster_suite(void)
+{
+    Suite *s = suite_create("cluster");
+    TCase *tc = tcase_create("cluster");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_replicates_to_every_node);
+    tcase_add_test(tc, test_follower_append_names_leader);
+    tcase_add_test(tc, test_leader_handoff_and_restart);
+    tcase_add_test(tc, test_async_appends_fire_once_each);
+    tcase_add_test(tc, test_concurrent_appenders_get_distinct_offsets);
+    tcase_add_test(tc, test_bad_configs_name_the_field);
+    tcase_add_test(tc, test_busy_directory);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(cluster_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
