@@ -124,3 +124,12 @@ clean:
 	rm -rf build build-asan lib/liblog.so* lib/liblog.a pkgconfig/liblog.pc
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+BENCH_APPEND := $(BUILD)/bench/bench_append
+$(BENCH_APPEND): bench/bench_append.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lm
+
+.PHONY: bench-append
+bench-append: deps $(BENCH_APPEND)
+	@$(BENCH_APPEND) $(BENCH_ARGS)

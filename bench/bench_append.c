@@ -1,0 +1,181 @@
+/*
+ * bench_append — quick figures for the replicated append path: a 3-node
+ * cluster in this process on 127.0.0.1 (fsync on, data under DIR).
+ *   W1: one append in flight, 100-byte records: latency p50/p99/max, appends/s
+ *   W2: 64 appends in flight (async), 100-byte records: records/s, MB/s
+ *   W3: as W2 with 1 KiB records
+ * The full, multi-process comparison with raw libraft is `make bench`
+ * (issue 5); this is the quick look.
+ * Usage: bench_append [-d DIR] [-s SECONDS] [-n W1_APPENDS]
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "liblog.h"
+
+static double now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+struct flow {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rlog *log;
+    size_t size;
+    char *payload;
+    double deadline;
+    long inflight, done, failed;
+};
+
+static void on_done(void *arg, int status, uint64_t off);
+
+static int send_one(struct flow *f)
+{
+    struct rlog_buf b = {f->payload, f->size};
+    return rlog_append_async(f->log, &b, 1, on_done, f);
+}
+
+static void on_done(void *arg, int status, uint64_t off)
+{
+    struct flow *f = arg;
+    (void)off;
+    pthread_mutex_lock(&f->mu);
+    f->done++;
+    if (status)
+        f->failed++;
+    bool again = now_us() < f->deadline && !status;
+    if (!again)
+        f->inflight--;
+    pthread_mutex_unlock(&f->mu);
+    if (again && send_one(f) != 0) {
+        pthread_mutex_lock(&f->mu);
+        f->inflight--;
+        f->failed++;
+        pthread_mutex_unlock(&f->mu);
+    }
+    pthread_mutex_lock(&f->mu);
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void throughput(rlog *log, const char *name, size_t size, int window, double secs)
+{
+    struct flow f = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
+                     .log = log, .size = size};
+    f.payload = malloc(size);
+    memset(f.payload, 'x', size);
+    double t0 = now_us();
+    f.deadline = t0 + secs * 1e6;
+    for (int i = 0; i < window; i++) {
+        pthread_mutex_lock(&f.mu);
+        f.inflight++;
+        pthread_mutex_unlock(&f.mu);
+        if (send_one(&f) != 0) {
+            fprintf(stderr, "append: %s\n", rlog_errmsg(log));
+            exit(1);
+        }
+    }
+    pthread_mutex_lock(&f.mu);
+    while (f.inflight > 0)
+        pthread_cond_wait(&f.cv, &f.mu);
+    pthread_mutex_unlock(&f.mu);
+    double el = (now_us() - t0) / 1e6;
+    printf("system=liblog-inproc workload=%s records_s=%.0f mb_s=%.2f failed=%ld records=%ld\n",
+           name, (double)f.done / el, (double)f.done * (double)size / el / 1e6, f.failed, f.done);
+    free(f.payload);
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = "/tmp";
+    double secs = 5;
+    int n1 = 3000, opt;
+    while ((opt = getopt(argc, argv, "d:s:n:")) != -1) {
+        if (opt == 'd')
+            dir = optarg;
+        else if (opt == 's')
+            secs = atof(optarg);
+        else if (opt == 'n')
+            n1 = atoi(optarg);
+        else
+            return 2;
+    }
+    char top[512], cmd[600];
+    snprintf(top, sizeof top, "%s/liblog-bench-append-%d", dir, (int)getpid());
+    int base = 30000 + (int)(getpid() % 10000) * 3;
+    char addrs[3][32], dirs[3][600];
+    struct rlog_peer peers[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(addrs[i], sizeof addrs[i], "127.0.0.1:%d", base + i);
+        snprintf(dirs[i], sizeof dirs[i], "%s/n%d", top, i + 1);
+        peers[i] = (struct rlog_peer){(uint64_t)i + 1, addrs[i]};
+    }
+    rlog *nodes[3];
+    for (int i = 0; i < 3; i++) {
+        struct rlog_config c;
+        rlog_config_init(&c);
+        c.id = (uint64_t)i + 1;
+        c.address = addrs[i];
+        c.data_dir = dirs[i];
+        c.peers = peers;
+        c.n_peers = 3;
+        char err[256];
+        if (rlog_open(&c, &nodes[i], err, sizeof err) != 0) {
+            fprintf(stderr, "open: %s\n", err);
+            return 1;
+        }
+    }
+    int leader = -1;
+    for (int t = 0; t < 400 && leader < 0; t++) {
+        usleep(25000);
+        for (int i = 0; i < 3; i++) {
+            struct rlog_status st;
+            if (rlog_status(nodes[i], &st) == 0 && st.role == RLOG_ROLE_LEADER)
+                leader = i;
+        }
+    }
+    if (leader < 0) {
+        fprintf(stderr, "no leader\n");
+        return 1;
+    }
+    char rec[100];
+    memset(rec, 'r', sizeof rec);
+    for (int i = 0; i < 300; i++) /* warm-up */
+        rlog_append(nodes[leader], rec, sizeof rec, NULL);
+    double *lat = malloc((size_t)n1 * sizeof *lat), t0 = now_us();
+    for (int i = 0; i < n1; i++) {
+        double t = now_us();
+        if (rlog_append(nodes[leader], rec, sizeof rec, NULL) != 0) {
+            fprintf(stderr, "append: %s\n", rlog_errmsg(nodes[leader]));
+            return 1;
+        }
+        lat[i] = now_us() - t;
+    }
+    double el = (now_us() - t0) / 1e6;
+    qsort(lat, (size_t)n1, sizeof *lat, cmp);
+    printf("system=liblog-inproc workload=W1 appends_s=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f\n",
+           n1 / el, lat[n1 / 2], lat[n1 * 99 / 100], lat[n1 * 999 / 1000], lat[n1 - 1]);
+    fflush(stdout);
+    throughput(nodes[leader], "W2", 100, 64, secs);
+    fflush(stdout);
+    throughput(nodes[leader], "W3", 1024, 64, secs);
+    for (int i = 0; i < 3; i++)
+        rlog_close(nodes[i]);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
+    return system(cmd) == 0 ? 0 : 1;
+}
