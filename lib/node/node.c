@@ -22,8 +22,10 @@
 #include "wire/codec.h"
 
 #define MAX_INFLIGHT 8
-#define SNAPSHOT_THRESHOLD 256
-#define SNAPSHOT_TRAILING 1024
+/* Until catch-up by segment fetch exists (a follower behind the leader's
+ * in-memory window cannot install a snapshot yet), keep the window wide. */
+#define SNAPSHOT_THRESHOLD 1024
+#define SNAPSHOT_TRAILING 4096
 
 void rl_log(struct rlog *log, int level, const char *fmt, ...)
 {

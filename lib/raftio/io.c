@@ -540,6 +540,19 @@ static int io_snapshot_put(struct raft_io *rio, unsigned trailing,
         snprintf(rio->errmsg, sizeof rio->errmsg, "snapshot install not supported yet");
         return RAFT_IOERR;
     }
+    if (trailing == 0) {
+        /* We hold the entries the snapshot covers: they must be the same. */
+        struct rl_store_entry e;
+        int rv = rl_store_read(io->store, snapshot->index, &e);
+        free((void *)e.buf);
+        if (rv != 0 || e.term != snapshot->term) {
+            io_log(io, 3, "snapshot up to entry %" PRIu64 " (term %" PRIu64
+                   ") conflicts with this log (%s)", (uint64_t)snapshot->index,
+                   (uint64_t)snapshot->term, rv ? rl_store_errmsg(io->store) : "different term");
+            snprintf(rio->errmsg, sizeof rio->errmsg, "snapshot conflicts with the local log");
+            return RAFT_IOERR;
+        }
+    }
     struct snap_put *p = calloc(1, sizeof *p);
     if (!p)
         return RAFT_NOMEM;
