@@ -42,7 +42,7 @@ TEST_SRC := $(sort $(wildcard test/unit/test_*.c))
 TEST_BIN := $(TEST_SRC:test/unit/%.c=$(BUILD)/test/%)
 BENCH_STORE := $(BUILD)/bench/bench_store
 
-.PHONY: all deps check check-asan test install uninstall clean bench-store
+.PHONY: all deps check check-asan test install uninstall clean bench-store run examples
 
 all: $(SHARED) $(STATIC) lib/liblog.so pkgconfig/liblog.pc
 
@@ -82,9 +82,30 @@ $(BENCH_STORE): bench/bench_store.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lm
 
-test: $(TEST_BIN) all
+EXAMPLES := $(BUILD)/examples/rlogctl
+RAWSEND := $(BUILD)/itest/rawsend
+
+$(BUILD)/examples/%: examples/%.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
+$(RAWSEND): test/integration/rawsend.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $<
+
+examples: $(EXAMPLES)
+
+# Unit tests, the docs check, then multi-process tests of the example CLI.
+test: $(TEST_BIN) all $(EXAMPLES) $(RAWSEND)
 	@./test/run-unit $(TEST_BIN)
 	@./test/check-docs
+	@RLOGCTL=$(abspath $(BUILD)/examples/rlogctl) RAWSEND=$(abspath $(RAWSEND)) \
+	    ./test/integration/run
+
+# A local 3-node cluster of the example CLI, driven step by step.
+run: deps
+	@$(MAKE) --no-print-directory all examples
+	@RLOGCTL=$(abspath $(BUILD)/examples/rlogctl) ./examples/run-cluster.sh
 
 check: deps
 	@$(MAKE) --no-print-directory test
@@ -96,9 +117,12 @@ check-asan: deps
 	    STATIC=build-asan/liblog.a SHARED=build-asan/liblog.so.$(VERSION) \
 	    test-asan
 
-test-asan: $(TEST_BIN) $(STATIC)
+test-asan: $(TEST_BIN) $(STATIC) $(EXAMPLES) $(RAWSEND)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    ./test/run-unit $(TEST_BIN)
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    RLOGCTL=$(abspath $(BUILD)/examples/rlogctl) RAWSEND=$(abspath $(RAWSEND)) \
+	    ./test/integration/run
 
 bench-store: deps $(BENCH_STORE)
 	@$(BENCH_STORE) $(BENCH_ARGS)

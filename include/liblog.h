@@ -113,7 +113,8 @@ struct rlog_config {
     uint32_t max_record_size;    /* largest record accepted; 512 KiB */
     uint32_t batch_max_bytes;    /* bytes of records per replicated entry; 1 MiB */
     uint32_t batch_max_records;  /* records per replicated entry; 8192 */
-    uint64_t cache_bytes;        /* read cache budget; 64 MiB */
+    uint64_t cache_bytes;        /* read cache budget; 64 MiB (reserved: the
+                                    read cache arrives with subscribe) */
     unsigned election_timeout_ms;  /* 1000 */
     unsigned heartbeat_timeout_ms; /* 100 */
 
@@ -183,7 +184,8 @@ RLOG_API void rlog_free(void *buf);
 typedef struct rlog_iter rlog_iter;
 
 /* rlog_iter_open - iterates from `from` up to `to` (exclusive; UINT64_MAX
- * for "the committed end at each step"). Errors: RLOG_ETRIMMED, RLOG_EINVAL. */
+ * for "the committed end at each step"). Errors: RLOG_EINVAL, RLOG_ENOMEM;
+ * a trimmed `from` shows as RLOG_ETRIMMED from the first rlog_iter_next. */
 RLOG_API int rlog_iter_open(rlog *log, uint64_t from, uint64_t to, rlog_iter **out);
 
 /* rlog_iter_next - the next record: *rec points into the iterator's memory,
@@ -221,8 +223,9 @@ struct rlog_status {
 /* rlog_status - a snapshot of the node's state. */
 RLOG_API int rlog_status(rlog *log, struct rlog_status *st);
 
-/* rlog_errmsg - the detailed message of the last error on this handle, on
- * this thread ("" if none). Valid until the next call on this thread. */
+/* rlog_errmsg - the detailed message of the last failed call made by this
+ * thread, on any handle (log may be NULL); success does not clear it.
+ * Valid until the next failing call on this thread. */
 RLOG_API const char *rlog_errmsg(rlog *log);
 
 /* rlog_role_name - "leader", "follower", "candidate" or "unavailable". */

@@ -128,8 +128,12 @@ static void ifl_settle_head(struct rlog *log, int status, uint64_t offset)
         log->ifl_tail = NULL;
     log->n_inflight--;
     char msg[256] = "";
-    if (status == RLOG_ENOTLEADER)
+    if (status == RLOG_ENOTLEADER && log->fatal) {
+        status = RLOG_EFATAL; /* the real reason leadership went */
+        snprintf(msg, sizeof msg, "%s", log->fatal_msg);
+    } else if (status == RLOG_ENOTLEADER) {
         not_leader_msg(log, msg, sizeof msg);
+    }
     uint64_t off = offset;
     while (f->ops) {
         struct rl_op *op = f->ops;
@@ -402,8 +406,9 @@ static void hook_log(void *arg, int level, const char *line)
 
 static void do_read(struct rlog *log, struct rl_op *op, bool whole_entry)
 {
-    if (log->fatal) {
-        op_fail(log, op, RLOG_EFATAL, log->fatal_msg);
+    if (log->fatal || !log->store) {
+        op_fail(log, op, log->fatal ? RLOG_EFATAL : RLOG_ECLOSED,
+                log->fatal ? log->fatal_msg : "log is closing");
         return;
     }
     if (op->offset < rl_store_first_offset(log->store)) {
@@ -465,11 +470,13 @@ static void do_status(struct rlog *log, struct rl_op *op)
     memset(st, 0, sizeof *st);
     st->id = log->cfg.id;
     st->fatal = log->fatal;
-    st->first_offset = rl_store_first_offset(log->store);
     st->commit_offset = log->visible_offset;
-    st->last_offset = rl_store_next_offset(log->store);
-    st->last_index = rl_store_last_index(log->store);
     st->commit_index = log->visible_index;
+    if (log->store) { /* gone once a failed node has stopped */
+        st->first_offset = rl_store_first_offset(log->store);
+        st->last_offset = rl_store_next_offset(log->store);
+        st->last_index = rl_store_last_index(log->store);
+    }
     if (log->raft_started && !log->raft_closed) {
         st->role = log->raft.state;
         st->term = log->raft.current_term;
@@ -495,6 +502,12 @@ static void do_status(struct rlog *log, struct rl_op *op)
 static void raft_closed_cb(struct raft *r)
 {
     struct rlog *log = r->data;
+    /* Entries libraft had applied but the fence had not passed: every
+     * append is answered exactly once, so they are answered now. */
+    while (log->ifl_head) {
+        log->ifl_head->apply_done = true;
+        ifl_settle_head(log, log->fatal ? RLOG_EFATAL : RLOG_ECLOSED, 0);
+    }
     log->raft_closed = true;
     log->store = NULL; /* closed by io->close */
     rl_batch_builder_free(&log->bb);

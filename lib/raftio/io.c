@@ -387,8 +387,11 @@ static void append_done(struct rl_store_req *sreq, int status)
     io->appends--;
     int rv = 0;
     if (status != 0) {
+        /* Even a full disk (nothing written, store intact) stops the node:
+         * libraft 0.15 keeps a failed entry in its memory and would carry
+         * on past the gap. The cause shows as the fatal code. */
         fail_stop(io, status, "append");
-        rv = RAFT_IOERR;
+        rv = status == RLOG_ENOSPC ? RAFT_NOSPACE : RAFT_IOERR;
     }
     free(a->entries);
     struct raft_io_append *req = a->req;

@@ -1,0 +1,1970 @@
+/*
+ * rlogctl — an example host program for liblog, and a template for a service
+ * built on it.
+ *
+ *   rlogctl node   --id N --data DIR --cluster 1=HOST:PORT,2=...  [--address HOST:PORT]
+ *                  [--control PATH] [-v]
+ *   rlogctl append --control PATH [--json] [RECORD...]     (stdin lines when no RECORD)
+ *   rlogctl read   --control PATH [--json] OFFSET | FROM-TO | FROM-
+ *   rlogctl status --control PATH [--json]
+ *
+ * `node` opens one node of the replicated log (rlog_open) and serves a small
+ * local control protocol on a Unix domain socket; the other commands are
+ * clients of that socket. The node is where all the liblog calls are; the
+ * clients only speak the control protocol.
+ *
+ * Control protocol (local Unix stream socket; both directions use frames):
+ *   frame   = u32 length (big-endian, 1 .. CTL_MAX_FRAME) + that many bytes
+ *   A connection carries any number of requests, answered in order. Each
+ *   request is one frame; its answer is zero or more data frames followed by
+ *   exactly one 'E' frame. Integers below are big-endian; str = u32 len + bytes.
+ *   requests:
+ *     'S'                                  status  -> 'S' frame, 'E'
+ *     'A' u32 n, n x (u32 len, bytes)      append  -> 'E' (value = first offset)
+ *     'G' u64 offset                       read one record -> 'r' frame, 'E'
+ *     'R' u64 from, u64 end                read [from, end) ('end' = UINT64_MAX:
+ *                                          up to the committed end) -> 'r'..., 'E'
+ *   answers:
+ *     'r' u64 offset, bytes                one record (the rest of the frame)
+ *     'S' status fields (see put_status)
+ *     'E' i32 code, u8 flags, u64 value, u64 leader_id, str leader_address, str message
+ *         code: 0 or a negative RLOG_E* code; flags bit 0: the outcome of an
+ *         append is unknown (the records may or may not be in the log).
+ *   The node validates every byte: a bad frame or request gets an 'E' frame
+ *   with RLOG_EPROTO and the connection is closed. Idle connections are
+ *   closed after CTL_IDLE_MS.
+ *
+ * Exit codes: 0 success, 1 usage error, 2 the node could not start (or
+ * failed), 3 not the leader / leadership lost during an append, 4 read: no
+ * such record (not committed yet, beyond the end, or trimmed), 5 cannot reach
+ * the node (no socket, timeout, protocol error), 6 any other error reported by
+ * the node.
+ */
+#include <liblog.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 1
+#define EXIT_NODE 2
+#define EXIT_NOTLEADER 3
+#define EXIT_NOTFOUND 4
+#define EXIT_UNREACHABLE 5
+#define EXIT_ERROR 6
+
+#define CTL_MAX_FRAME (16u << 20)       /* bytes in one control frame */
+#define CTL_MAX_BATCH 8192u             /* records in one append request */
+#define CTL_IDLE_MS 60000               /* node: idle client connections */
+#define CTL_MAX_CLIENTS 128             /* node: concurrent client connections */
+#define CTL_APPEND_WAIT_MS 30000        /* node: longest wait for a commit */
+#define CLIENT_BATCH_RECORDS 1000u      /* client: records per append request */
+#define CLIENT_BATCH_BYTES (512u << 10) /* client: record bytes per append request */
+#define STATUS_POLL_MS 200
+
+#define FLAG_INDETERMINATE 1u
+
+static const char *progname = "rlogctl";
+
+/* ---- small utilities ------------------------------------------------------ */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    if (s == NULL || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL) {
+        fprintf(stderr, "%s: out of memory\n", progname);
+        exit(EXIT_ERROR);
+    }
+    return p;
+}
+
+/* A growable byte buffer (encoding). */
+struct buf {
+    unsigned char *p;
+    size_t len, cap;
+};
+
+static void buf_reserve(struct buf *b, size_t more)
+{
+    if (b->len + more <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + more)
+        cap *= 2;
+    unsigned char *p = realloc(b->p, cap);
+    if (p == NULL) {
+        fprintf(stderr, "%s: out of memory\n", progname);
+        exit(EXIT_ERROR);
+    }
+    b->p = p;
+    b->cap = cap;
+}
+
+static void buf_put(struct buf *b, const void *d, size_t n)
+{
+    buf_reserve(b, n);
+    if (n)
+        memcpy(b->p + b->len, d, n);
+    b->len += n;
+}
+
+static void put_u8(struct buf *b, uint8_t v) { buf_put(b, &v, 1); }
+
+static void put_u32(struct buf *b, uint32_t v)
+{
+    unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+    buf_put(b, x, 4);
+}
+
+static void put_u64(struct buf *b, uint64_t v)
+{
+    put_u32(b, (uint32_t)(v >> 32));
+    put_u32(b, (uint32_t)v);
+}
+
+static void put_str(struct buf *b, const char *s)
+{
+    size_t n = s ? strnlen(s, 4096) : 0;
+    put_u32(b, (uint32_t)n);
+    buf_put(b, s, n);
+}
+
+/* Starts a frame: reserves its length prefix; end_frame fills it in. */
+static size_t begin_frame(struct buf *b)
+{
+    size_t at = b->len;
+    put_u32(b, 0);
+    return at;
+}
+
+static void end_frame(struct buf *b, size_t at)
+{
+    uint32_t n = (uint32_t)(b->len - at - 4);
+    b->p[at] = (unsigned char)(n >> 24);
+    b->p[at + 1] = (unsigned char)(n >> 16);
+    b->p[at + 2] = (unsigned char)(n >> 8);
+    b->p[at + 3] = (unsigned char)n;
+}
+
+/* A bounds-checked reader (decoding). Any short read sets bad. */
+struct rd {
+    const unsigned char *p;
+    size_t len, pos;
+    int bad;
+};
+
+static int rd_need(struct rd *r, size_t n)
+{
+    if (r->bad || r->len - r->pos < n) {
+        r->bad = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static uint8_t get_u8(struct rd *r)
+{
+    if (!rd_need(r, 1))
+        return 0;
+    return r->p[r->pos++];
+}
+
+static uint32_t get_u32(struct rd *r)
+{
+    if (!rd_need(r, 4))
+        return 0;
+    const unsigned char *x = r->p + r->pos;
+    r->pos += 4;
+    return (uint32_t)x[0] << 24 | (uint32_t)x[1] << 16 | (uint32_t)x[2] << 8 | x[3];
+}
+
+static uint64_t get_u64(struct rd *r)
+{
+    uint64_t hi = get_u32(r);
+    return hi << 32 | get_u32(r);
+}
+
+static const unsigned char *get_bytes(struct rd *r, size_t n)
+{
+    if (!rd_need(r, n))
+        return NULL;
+    const unsigned char *p = r->p + r->pos;
+    r->pos += n;
+    return p;
+}
+
+/* Reads a str into dst (NUL-terminated, truncated to cap-1). */
+static void get_str(struct rd *r, char *dst, size_t cap)
+{
+    uint32_t n = get_u32(r);
+    const unsigned char *p = get_bytes(r, n);
+    dst[0] = '\0';
+    if (p == NULL)
+        return;
+    size_t k = n < cap - 1 ? n : cap - 1;
+    memcpy(dst, p, k);
+    dst[k] = '\0';
+}
+
+/* ---- socket I/O with deadlines --------------------------------------------- */
+
+/* Returns 0, or -1 with errno (ETIMEDOUT on deadline, EPIPE etc.). */
+static int write_all(int fd, const void *p, size_t n, int64_t deadline)
+{
+    const unsigned char *c = p;
+    while (n > 0) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        int pr = poll(&pfd, 1, (int)(left > INT_MAX ? INT_MAX : left));
+        if (pr < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (pr == 0)
+            continue;
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return -1;
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Returns n on success, 0 on EOF before any byte, -1 with errno otherwise
+ * (EPROTO for EOF in the middle). */
+static ssize_t read_full(int fd, void *p, size_t n, int64_t deadline)
+{
+    unsigned char *c = p;
+    size_t got = 0;
+    while (got < n) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, (int)(left > INT_MAX ? INT_MAX : left));
+        if (pr < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (pr == 0)
+            continue;
+        ssize_t r = recv(fd, c + got, n - got, MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return -1;
+        }
+        if (r == 0) {
+            if (got == 0)
+                return 0;
+            errno = EPROTO;
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+/* Receives one frame into *out (malloc'd). Returns 1 on a frame, 0 on a clean
+ * EOF, -1 on error with a reason in why. */
+static int recv_frame(int fd, unsigned char **out, size_t *len, int64_t deadline,
+                      char *why, size_t whylen)
+{
+    unsigned char h[4];
+    ssize_t r = read_full(fd, h, 4, deadline);
+    if (r == 0)
+        return 0;
+    if (r < 0) {
+        snprintf(why, whylen, "%s", errno == EPROTO ? "connection closed inside a frame header"
+                                                    : strerror(errno));
+        return -1;
+    }
+    uint32_t n = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+    if (n == 0 || n > CTL_MAX_FRAME) {
+        snprintf(why, whylen, "frame length %" PRIu32 " out of range 1..%u", n, CTL_MAX_FRAME);
+        return -1;
+    }
+    unsigned char *p = malloc(n);
+    if (p == NULL) {
+        snprintf(why, whylen, "out of memory for a %" PRIu32 "-byte frame", n);
+        return -1;
+    }
+    r = read_full(fd, p, n, deadline);
+    if (r != (ssize_t)n) {
+        snprintf(why, whylen, "%s", r == 0 || errno == EPROTO ? "connection closed inside a frame"
+                                                              : strerror(errno));
+        free(p);
+        return -1;
+    }
+    *out = p;
+    *len = n;
+    return 1;
+}
+
+/* ---- the node ------------------------------------------------------------- */
+
+struct node {
+    rlog *log;
+    uint64_t id;
+    int verbose;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int closing;         /* no new liblog calls once set */
+    unsigned api_users;  /* threads inside a liblog call (or holding an iterator) */
+    unsigned n_clients;  /* live client threads */
+    int client_fd[CTL_MAX_CLIENTS];
+};
+
+static struct node g_node = {
+    .mu = PTHREAD_MUTEX_INITIALIZER,
+    .cv = PTHREAD_COND_INITIALIZER,
+};
+
+/* One line to stderr, with a timestamp and the node id; one write() so lines
+ * from different threads do not interleave. */
+static void node_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void node_log(const char *fmt, ...)
+{
+    char line[1024];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof line, "%02d:%02d:%02d.%03ld node %" PRIu64 ": ", tm.tm_hour,
+                     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, g_node.id);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof line - 2)
+        len = sizeof line - 2;
+    line[len++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+}
+
+static void lib_log(void *arg, int level, const char *line)
+{
+    const struct node *nd = arg;
+    static const char *const names[] = {"debug", "info", "warning", "error"};
+    int min_level = nd->verbose >= 2 ? 0 : nd->verbose == 1 ? 1 : 2;
+    if (level < min_level)
+        return;
+    node_log("liblog %s: %s", names[level < 0 ? 0 : level > 3 ? 3 : level], line);
+}
+
+static int api_enter(void)
+{
+    pthread_mutex_lock(&g_node.mu);
+    int ok = !g_node.closing;
+    if (ok)
+        g_node.api_users++;
+    pthread_mutex_unlock(&g_node.mu);
+    return ok;
+}
+
+static void api_leave(void)
+{
+    pthread_mutex_lock(&g_node.mu);
+    g_node.api_users--;
+    pthread_cond_broadcast(&g_node.cv);
+    pthread_mutex_unlock(&g_node.mu);
+}
+
+static int is_closing(void)
+{
+    pthread_mutex_lock(&g_node.mu);
+    int c = g_node.closing;
+    pthread_mutex_unlock(&g_node.mu);
+    return c;
+}
+
+/* The end-of-request frame. */
+static void put_end(struct buf *b, int code, unsigned flags, uint64_t value, uint64_t leader_id,
+                    const char *leader_addr, const char *msg)
+{
+    size_t at = begin_frame(b);
+    put_u8(b, 'E');
+    put_u32(b, (uint32_t)code);
+    put_u8(b, (uint8_t)flags);
+    put_u64(b, value);
+    put_u64(b, leader_id);
+    put_str(b, leader_addr);
+    put_str(b, msg);
+    end_frame(b, at);
+}
+
+/* An error end frame that names the leader when the node knows one. */
+static void put_error(struct buf *b, int code, unsigned flags, const char *msg)
+{
+    struct rlog_status st;
+    memset(&st, 0, sizeof st);
+    if (code == RLOG_ENOTLEADER && api_enter()) {
+        if (rlog_status(g_node.log, &st) != 0)
+            memset(&st, 0, sizeof st);
+        api_leave();
+    }
+    put_end(b, code, flags, 0, st.leader_id, st.leader_address, msg);
+}
+
+static void put_status(struct buf *b, const struct rlog_status *st)
+{
+    size_t at = begin_frame(b);
+    put_u8(b, 'S');
+    put_u64(b, st->id);
+    put_u32(b, (uint32_t)st->role);
+    put_u64(b, st->term);
+    put_u64(b, st->leader_id);
+    put_str(b, st->leader_address);
+    put_u64(b, st->first_offset);
+    put_u64(b, st->commit_offset);
+    put_u64(b, st->last_offset);
+    put_u64(b, st->last_index);
+    put_u64(b, st->commit_index);
+    put_u32(b, (uint32_t)st->fatal);
+    unsigned n = st->n_peers > RLOG_MAX_PEERS ? RLOG_MAX_PEERS : st->n_peers;
+    put_u32(b, n);
+    for (unsigned i = 0; i < n; i++) {
+        put_u64(b, st->peers[i].id);
+        put_str(b, st->peers[i].address);
+        put_u8(b, (uint8_t)(st->peers[i].voter != 0));
+        put_u64(b, st->peers[i].match_index);
+    }
+    end_frame(b, at);
+}
+
+static void handle_status(struct buf *out)
+{
+    struct rlog_status st;
+    if (!api_enter()) {
+        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+        return;
+    }
+    int rc = rlog_status(g_node.log, &st);
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(g_node.log) : "");
+    api_leave();
+    if (rc != 0) {
+        put_end(out, rc, 0, 0, 0, "", msg);
+        return;
+    }
+    put_status(out, &st);
+    put_end(out, 0, 0, 0, 0, "", "");
+}
+
+/* An append waiting for its callback. Shared by the handler thread and the
+ * loop thread's callback; the last one to let go frees it. */
+struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs, done, status;
+    uint64_t first;
+};
+
+static void waiter_unref(struct waiter *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int left = --w->refs;
+    pthread_mutex_unlock(&w->mu);
+    if (left == 0) {
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+    }
+}
+
+static void append_cb(void *arg, int status, uint64_t first_offset)
+{
+    struct waiter *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    w->status = status;
+    w->first = first_offset;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    waiter_unref(w);
+}
+
+static void handle_append(struct rd *r, struct buf *out)
+{
+    uint32_t n = get_u32(r);
+    if (r->bad || n == 0 || n > CTL_MAX_BATCH) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "append: record count %" PRIu32 " out of range 1..%u", n,
+                 CTL_MAX_BATCH);
+        put_end(out, RLOG_EPROTO, 0, 0, 0, "", msg);
+        r->bad = 1;
+        return;
+    }
+    struct rlog_buf *recs = xmalloc(n * sizeof *recs);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t len = get_u32(r);
+        recs[i].base = get_bytes(r, len);
+        recs[i].len = len;
+        if (r->bad)
+            break;
+    }
+    if (r->bad || r->pos != r->len) {
+        free(recs);
+        put_end(out, RLOG_EPROTO, 0, 0, 0, "",
+                r->bad ? "append: request shorter than its records"
+                       : "append: trailing bytes after the records");
+        r->bad = 1;
+        return;
+    }
+
+    struct waiter *w = xmalloc(sizeof *w);
+    memset(w, 0, sizeof *w);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    w->refs = 2;
+
+    if (!api_enter()) {
+        free(recs);
+        w->refs = 1;
+        waiter_unref(w);
+        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+        return;
+    }
+    int rc = rlog_append_async(g_node.log, recs, n, append_cb, w);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(g_node.log) : "");
+    api_leave();
+    free(recs); /* the library copied the bytes */
+    if (rc != 0) {
+        w->refs = 1; /* the callback never fires */
+        waiter_unref(w);
+        put_error(out, rc, 0, msg); /* rejected up front: nothing was appended */
+        return;
+    }
+
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += CTL_APPEND_WAIT_MS / 1000;
+    pthread_mutex_lock(&w->mu);
+    int timed_out = 0;
+    while (!w->done && !timed_out)
+        timed_out = pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT;
+    int done = w->done, status = w->status;
+    uint64_t first = w->first;
+    pthread_mutex_unlock(&w->mu);
+    waiter_unref(w);
+
+    if (!done) {
+        snprintf(msg, sizeof msg, "no commit within %d ms (no quorum?); the records may or may "
+                 "not be in the log", CTL_APPEND_WAIT_MS);
+        put_error(out, RLOG_ETIMEOUT, FLAG_INDETERMINATE, msg);
+    } else if (status != 0) {
+        snprintf(msg, sizeof msg, "%s after the records were accepted; they may or may not be "
+                 "in the log", rlog_strerror(status));
+        put_error(out, status, FLAG_INDETERMINATE, msg);
+    } else {
+        put_end(out, 0, 0, first, 0, "", "");
+    }
+}
+
+static void put_record(struct buf *out, uint64_t offset, const void *p, size_t len)
+{
+    size_t at = begin_frame(out);
+    put_u8(out, 'r');
+    put_u64(out, offset);
+    buf_put(out, p, len);
+    end_frame(out, at);
+}
+
+static void not_found_msg(char *msg, size_t cap, int rc, uint64_t off)
+{
+    struct rlog_status st;
+    memset(&st, 0, sizeof st);
+    if (rlog_status(g_node.log, &st) != 0)
+        memset(&st, 0, sizeof st);
+    if (rc == RLOG_ETRIMMED)
+        snprintf(msg, cap, "offset %" PRIu64 " was trimmed (first readable offset %" PRIu64 ")",
+                 off, st.first_offset);
+    else
+        snprintf(msg, cap, "offset %" PRIu64 " is not committed here (commit_offset %" PRIu64
+                 ")", off, st.commit_offset);
+}
+
+static void handle_get(struct rd *r, struct buf *out)
+{
+    uint64_t off = get_u64(r);
+    if (r->bad || r->pos != r->len) {
+        r->bad = 1;
+        put_end(out, RLOG_EPROTO, 0, 0, 0, "", "read: malformed request");
+        return;
+    }
+    if (!api_enter()) {
+        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+        return;
+    }
+    void *p = NULL;
+    size_t len = 0;
+    char msg[512] = "";
+    int rc = rlog_read(g_node.log, off, &p, &len);
+    if (rc == RLOG_ENOTFOUND || rc == RLOG_ETRIMMED)
+        not_found_msg(msg, sizeof msg, rc, off);
+    else if (rc != 0)
+        snprintf(msg, sizeof msg, "%s", rlog_errmsg(g_node.log));
+    api_leave();
+    if (rc != 0) {
+        put_end(out, rc, 0, 0, 0, "", msg);
+        return;
+    }
+    put_record(out, off, p, len);
+    rlog_free(p);
+    put_end(out, 0, 0, 1, 0, "", "");
+}
+
+/* Streams [from, end) with an iterator, flushing every 64 KiB. */
+static int handle_range(int fd, struct rd *r, struct buf *out, int64_t deadline_step)
+{
+    uint64_t from = get_u64(r), end = get_u64(r);
+    if (r->bad || r->pos != r->len || end < from) {
+        r->bad = 1;
+        put_end(out, RLOG_EPROTO, 0, 0, 0, "", "read: malformed range request");
+        return 0;
+    }
+    if (!api_enter()) {
+        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+        return 0;
+    }
+    char msg[512] = "";
+    rlog_iter *it = NULL;
+    int rc = from == end ? 0 : rlog_iter_open(g_node.log, from, end, &it);
+    uint64_t next = from, count = 0;
+    if (rc == RLOG_ETRIMMED)
+        not_found_msg(msg, sizeof msg, rc, from);
+    else if (rc != 0)
+        snprintf(msg, sizeof msg, "%s", rlog_errmsg(g_node.log));
+    while (rc == 0 && it != NULL && next < end) {
+        if (is_closing()) {
+            rc = RLOG_ECLOSED;
+            snprintf(msg, sizeof msg, "node is shutting down");
+            break;
+        }
+        const void *p;
+        size_t len;
+        uint64_t off;
+        rc = rlog_iter_next(it, &p, &len, &off);
+        if (rc == RLOG_ENOTFOUND) {
+            if (end == UINT64_MAX)
+                rc = 0; /* the committed end */
+            else
+                not_found_msg(msg, sizeof msg, rc, next);
+            break;
+        }
+        if (rc != 0) {
+            snprintf(msg, sizeof msg, "%s", rlog_errmsg(g_node.log));
+            break;
+        }
+        if (off != next) {
+            /* The API promises dense offsets; say so loudly if not. */
+            snprintf(msg, sizeof msg, "liblog iterator returned offset %" PRIu64
+                     " where %" PRIu64 " was expected", off, next);
+            node_log("error: %s", msg);
+            rc = RLOG_EPROTO;
+            break;
+        }
+        put_record(out, off, p, len);
+        next++;
+        count++;
+        if (out->len >= (64u << 10)) {
+            if (write_all(fd, out->p, out->len, now_ms() + deadline_step) != 0) {
+                rc = -1000; /* client gone */
+                break;
+            }
+            out->len = 0;
+        }
+    }
+    if (it != NULL)
+        rlog_iter_close(it);
+    api_leave();
+    if (rc == -1000)
+        return -1;
+    put_end(out, rc, 0, rc == 0 ? count : 0, 0, "", msg);
+    return 0;
+}
+
+struct client {
+    int fd;
+    unsigned slot;
+};
+
+static void *client_thread(void *arg)
+{
+    struct client *c = arg;
+    int fd = c->fd;
+    struct buf out = {0};
+    for (;;) {
+        unsigned char *req = NULL;
+        size_t len = 0;
+        char why[160];
+        int fr = recv_frame(fd, &req, &len, now_ms() + CTL_IDLE_MS, why, sizeof why);
+        if (fr == 0)
+            break;
+        out.len = 0;
+        if (fr < 0) {
+            if (!is_closing()) {
+                node_log("control: dropping client: %s", why);
+                put_end(&out, RLOG_EPROTO, 0, 0, 0, "", why);
+                write_all(fd, out.p, out.len, now_ms() + 1000);
+            }
+            break;
+        }
+        struct rd r = {.p = req, .len = len};
+        uint8_t op = get_u8(&r);
+        int drop = 0;
+        switch (op) {
+        case 'S':
+            if (r.pos != r.len) {
+                r.bad = 1;
+                put_end(&out, RLOG_EPROTO, 0, 0, 0, "", "status: trailing bytes");
+            } else {
+                handle_status(&out);
+            }
+            break;
+        case 'A':
+            handle_append(&r, &out);
+            break;
+        case 'G':
+            handle_get(&r, &out);
+            break;
+        case 'R':
+            drop = handle_range(fd, &r, &out, CTL_IDLE_MS) != 0;
+            break;
+        default: {
+            char msg[64];
+            snprintf(msg, sizeof msg, "unknown request type 0x%02x", op);
+            put_end(&out, RLOG_EPROTO, 0, 0, 0, "", msg);
+            r.bad = 1;
+        }
+        }
+        free(req);
+        if (r.bad)
+            node_log("control: rejected a malformed request (type 0x%02x, %zu bytes)", op, len);
+        if (drop || write_all(fd, out.p, out.len, now_ms() + CTL_IDLE_MS) != 0 || r.bad)
+            break;
+    }
+    free(out.p);
+    pthread_mutex_lock(&g_node.mu);
+    g_node.client_fd[c->slot] = -1;
+    g_node.n_clients--;
+    pthread_cond_broadcast(&g_node.cv);
+    pthread_mutex_unlock(&g_node.mu);
+    close(fd);
+    free(c);
+    return NULL;
+}
+
+static void accept_client(int lfd)
+{
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            node_log("control: accept: %s", strerror(errno));
+        return;
+    }
+    pthread_mutex_lock(&g_node.mu);
+    unsigned slot = CTL_MAX_CLIENTS;
+    for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++) {
+        if (g_node.client_fd[i] < 0) {
+            slot = i;
+            break;
+        }
+    }
+    if (slot < CTL_MAX_CLIENTS) {
+        g_node.client_fd[slot] = fd;
+        g_node.n_clients++;
+    }
+    pthread_mutex_unlock(&g_node.mu);
+    if (slot == CTL_MAX_CLIENTS) {
+        struct buf out = {0};
+        put_end(&out, RLOG_EPROTO, 0, 0, 0, "", "too many control connections");
+        write_all(fd, out.p, out.len, now_ms() + 100);
+        free(out.p);
+        close(fd);
+        return;
+    }
+    struct client *c = xmalloc(sizeof *c);
+    c->fd = fd;
+    c->slot = slot;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    int e = pthread_create(&t, &attr, client_thread, c);
+    pthread_attr_destroy(&attr);
+    if (e != 0) {
+        node_log("control: cannot start a client thread: %s", strerror(e));
+        pthread_mutex_lock(&g_node.mu);
+        g_node.client_fd[slot] = -1;
+        g_node.n_clients--;
+        pthread_mutex_unlock(&g_node.mu);
+        close(fd);
+        free(c);
+    }
+}
+
+static int fill_sun(struct sockaddr_un *sa, const char *path)
+{
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa->sun_path)
+        return -1;
+    strcpy(sa->sun_path, path);
+    return 0;
+}
+
+/* Binds the control socket; refuses to take over one a live process serves. */
+static int control_listen(const char *path)
+{
+    struct sockaddr_un sa;
+    if (fill_sun(&sa, path) != 0) {
+        node_log("error: control socket path too long (max %zu bytes): %s",
+                 sizeof sa.sun_path - 1, path);
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        node_log("error: socket: %s", strerror(errno));
+        return -1;
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+        node_log("error: control socket %s is in use by a running process", path);
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    struct stat stt;
+    if (lstat(path, &stt) == 0) {
+        if (!S_ISSOCK(stt.st_mode)) {
+            node_log("error: control path %s exists and is not a socket", path);
+            return -1;
+        }
+        unlink(path); /* stale socket of a dead process */
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 64) != 0) {
+        node_log("error: control socket %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    chmod(path, 0600);
+    return fd;
+}
+
+/* Logs role, leader and fatal changes seen by polling rlog_status. */
+struct seen {
+    int valid, role, fatal, status_err;
+    uint64_t term, leader_id;
+};
+
+static void poll_status(struct seen *s)
+{
+    struct rlog_status st;
+    if (!api_enter())
+        return;
+    int rc = rlog_status(g_node.log, &st);
+    char emsg[256];
+    snprintf(emsg, sizeof emsg, "%s", rc || st.fatal ? rlog_errmsg(g_node.log) : "");
+    api_leave();
+    if (rc != 0) {
+        if (!s->status_err)
+            node_log("error: rlog_status: %s: %s", rlog_errname(rc), emsg);
+        s->status_err = 1;
+        return;
+    }
+    s->status_err = 0;
+    if (!s->valid || st.role != s->role) {
+        if (st.role == RLOG_ROLE_FOLLOWER && st.leader_id != 0)
+            node_log("became follower in term %" PRIu64 "; leader is %" PRIu64 " at %s", st.term,
+                     st.leader_id, st.leader_address);
+        else
+            node_log("became %s in term %" PRIu64, rlog_role_name(st.role), st.term);
+    } else if (st.leader_id != s->leader_id && st.role == RLOG_ROLE_FOLLOWER) {
+        if (st.leader_id != 0)
+            node_log("leader is now %" PRIu64 " at %s (term %" PRIu64 ")", st.leader_id,
+                     st.leader_address, st.term);
+        else
+            node_log("leader unknown (term %" PRIu64 ")", st.term);
+    } else if (st.term != s->term && st.role == RLOG_ROLE_CANDIDATE) {
+        node_log("still candidate, term %" PRIu64, st.term);
+    }
+    if (st.fatal && !s->fatal)
+        node_log("error: node failed stop: %s: %s", rlog_errname(st.fatal), emsg);
+    s->valid = 1;
+    s->role = st.role;
+    s->term = st.term;
+    s->leader_id = st.leader_id;
+    s->fatal = st.fatal;
+}
+
+static void usage_node(FILE *f)
+{
+    fprintf(f,
+            "usage: %s node --id N --data DIR --cluster ID=HOST:PORT,... [options]\n"
+            "\n"
+            "Runs one node of the replicated log in the foreground until SIGTERM/SIGINT.\n"
+            "\n"
+            "  --id N               this node's id (>= 1); must appear in --cluster\n"
+            "  --address HOST:PORT  where this node listens for its peers\n"
+            "                       (default: its entry in --cluster)\n"
+            "  --data DIR           data directory (created if missing; one node per dir)\n"
+            "  --cluster LIST       the initial cluster, e.g.\n"
+            "                       1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
+            "  --control PATH       control socket (default DIR/control.sock)\n"
+            "  --election-timeout MS, --heartbeat MS   raft timers (default 1000, 100)\n"
+            "  -v, --verbose        also log liblog's info lines (twice: debug)\n"
+            "\n"
+            "Logs one line per event to stderr. Exit status: 0 after a clean shutdown,\n"
+            "1 bad arguments, 2 the log could not be opened or the node failed.\n",
+            progname);
+}
+
+static int cmd_node(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"id", required_argument, NULL, 'i'},      {"address", required_argument, NULL, 'a'},
+        {"data", required_argument, NULL, 'd'},    {"cluster", required_argument, NULL, 'c'},
+        {"control", required_argument, NULL, 'C'}, {"election-timeout", required_argument, NULL, 'e'},
+        {"heartbeat", required_argument, NULL, 'b'}, {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    const char *id_s = NULL, *address = NULL, *data = NULL, *cluster = NULL, *control = NULL;
+    uint64_t election = 0, heartbeat = 0;
+    int verbose = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "hv", opts, NULL)) != -1) {
+        switch (c) {
+        case 'i': id_s = optarg; break;
+        case 'a': address = optarg; break;
+        case 'd': data = optarg; break;
+        case 'c': cluster = optarg; break;
+        case 'C': control = optarg; break;
+        case 'e':
+        case 'b': {
+            uint64_t v;
+            if (parse_u64(optarg, &v) != 0 || v == 0 || v > 600000) {
+                fprintf(stderr, "%s node: --%s must be 1..600000 ms, not '%s'\n", progname,
+                        c == 'e' ? "election-timeout" : "heartbeat", optarg);
+                return EXIT_USAGE;
+            }
+            *(c == 'e' ? &election : &heartbeat) = v;
+            break;
+        }
+        case 'v': verbose++; break;
+        case 'h': usage_node(stdout); return 0;
+        default: usage_node(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "%s node: unexpected argument '%s'\n", progname, argv[optind]);
+        usage_node(stderr);
+        return EXIT_USAGE;
+    }
+    if (!id_s || !data || !cluster) {
+        fprintf(stderr, "%s node: --id, --data and --cluster are required\n", progname);
+        usage_node(stderr);
+        return EXIT_USAGE;
+    }
+    uint64_t id;
+    if (parse_u64(id_s, &id) != 0) {
+        fprintf(stderr, "%s node: --id must be a number, not '%s'\n", progname, id_s);
+        return EXIT_USAGE;
+    }
+
+    /* Syntax only here: the meaning (duplicate ids, own id present, address
+     * resolvable...) is rlog_open's to check, and it says which field is wrong. */
+    enum { MAX_ENTRIES = 64 };
+    struct rlog_peer peers[MAX_ENTRIES];
+    unsigned n_peers = 0;
+    char *list = strdup(cluster);
+    if (list == NULL)
+        return EXIT_NODE;
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (eq == NULL || eq[1] == '\0') {
+            fprintf(stderr, "%s node: --cluster entry '%s' is not ID=HOST:PORT\n", progname, tok);
+            free(list);
+            return EXIT_USAGE;
+        }
+        *eq = '\0';
+        if (parse_u64(tok, &peers[n_peers].id) != 0) {
+            fprintf(stderr, "%s node: --cluster id '%s' is not a number\n", progname, tok);
+            free(list);
+            return EXIT_USAGE;
+        }
+        if (n_peers == MAX_ENTRIES) {
+            fprintf(stderr, "%s node: --cluster has more than %d entries\n", progname,
+                    MAX_ENTRIES);
+            free(list);
+            return EXIT_USAGE;
+        }
+        peers[n_peers++].address = eq + 1;
+    }
+    if (n_peers == 0) {
+        fprintf(stderr, "%s node: --cluster is empty\n", progname);
+        free(list);
+        return EXIT_USAGE;
+    }
+    if (address == NULL) {
+        for (unsigned i = 0; i < n_peers; i++)
+            if (peers[i].id == id)
+                address = peers[i].address;
+        if (address == NULL) {
+            fprintf(stderr, "%s node: --id %" PRIu64 " is not in --cluster (and no --address)\n",
+                    progname, id);
+            free(list);
+            return EXIT_USAGE;
+        }
+    }
+    char control_buf[4096];
+    if (control == NULL) {
+        snprintf(control_buf, sizeof control_buf, "%s/control.sock", data);
+        control = control_buf;
+    }
+    struct sockaddr_un sa_check;
+    if (fill_sun(&sa_check, control) != 0) {
+        fprintf(stderr, "%s node: --control path too long (max %zu bytes): %s\n", progname,
+                sizeof sa_check.sun_path - 1, control);
+        free(list);
+        return EXIT_USAGE;
+    }
+
+    g_node.id = id;
+    g_node.verbose = verbose;
+    for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
+        g_node.client_fd[i] = -1;
+
+    /* Signals go to a signalfd read by this thread; block them before any
+     * thread (liblog's loop thread, client threads) exists so all inherit it. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) {
+        fprintf(stderr, "%s node: signalfd: %s\n", progname, strerror(errno));
+        free(list);
+        return EXIT_NODE;
+    }
+
+    struct rlog_config cfg;
+    rlog_config_init(&cfg);
+    cfg.id = id;
+    cfg.address = address;
+    cfg.data_dir = data;
+    cfg.peers = peers;
+    cfg.n_peers = n_peers;
+    if (election)
+        cfg.election_timeout_ms = (unsigned)election;
+    if (heartbeat)
+        cfg.heartbeat_timeout_ms = (unsigned)heartbeat;
+    cfg.log_fn = lib_log;
+    cfg.log_arg = &g_node;
+
+    char errbuf[512] = "";
+    int rc = rlog_open(&cfg, &g_node.log, errbuf, sizeof errbuf);
+    if (rc != 0) {
+        fprintf(stderr, "%s node %" PRIu64 ": cannot open the log: %s: %s\n", progname, id,
+                rlog_errname(rc), errbuf[0] ? errbuf : rlog_strerror(rc));
+        free(list);
+        return EXIT_NODE;
+    }
+    /* The data directory is ours now (rlog_open locks it), so the control
+     * socket next to it can be (re)created safely. */
+    int lfd = control_listen(control);
+    if (lfd < 0) {
+        rlog_close(g_node.log);
+        free(list);
+        return EXIT_NODE;
+    }
+    node_log("started: address %s, data %s, control %s, %u peers, liblog %s", address, data,
+             control, n_peers, rlog_version_string());
+
+    struct seen seen = {0};
+    int64_t next_poll = 0;
+    int signo = 0;
+    while (signo == 0) {
+        int64_t t = now_ms();
+        if (t >= next_poll) {
+            poll_status(&seen);
+            next_poll = t + STATUS_POLL_MS;
+        }
+        struct pollfd pfd[2] = {{.fd = lfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+        int wait = (int)(next_poll - now_ms());
+        int pr = poll(pfd, 2, wait < 0 ? 0 : wait);
+        if (pr < 0 && errno != EINTR) {
+            node_log("error: poll: %s", strerror(errno));
+            break;
+        }
+        if (pr > 0 && (pfd[1].revents & POLLIN)) {
+            struct signalfd_siginfo si;
+            if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+                signo = (int)si.ssi_signo;
+        }
+        if (pr > 0 && (pfd[0].revents & POLLIN) && signo == 0)
+            accept_client(lfd);
+    }
+    if (signo)
+        node_log("received %s, shutting down", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+
+    /* Graceful shutdown: stop accepting, let requests in liblog calls finish
+     * (bounded), then rlog_close (which fails still-pending appends with
+     * RLOG_ECLOSED), then give client threads a moment to send their answers. */
+    close(lfd);
+    unlink(control);
+    pthread_mutex_lock(&g_node.mu);
+    g_node.closing = 1;
+    for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
+        if (g_node.client_fd[i] >= 0)
+            shutdown(g_node.client_fd[i], SHUT_RD); /* wakes idle readers */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    while (g_node.api_users > 0)
+        if (pthread_cond_timedwait(&g_node.cv, &g_node.mu, &until) == ETIMEDOUT)
+            break;
+    unsigned stuck = g_node.api_users;
+    pthread_mutex_unlock(&g_node.mu);
+    if (stuck) {
+        /* Closing under a thread still in a liblog call would free the handle
+         * under it. Exit without rlog_close: a crash, as far as the log is
+         * concerned, which it is built to survive. */
+        node_log("error: %u control requests still inside liblog after 10 s; exiting without "
+                 "rlog_close", stuck);
+        return EXIT_NODE;
+    }
+    rc = rlog_close(g_node.log);
+    g_node.log = NULL;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 2;
+    pthread_mutex_lock(&g_node.mu);
+    while (g_node.n_clients > 0)
+        if (pthread_cond_timedwait(&g_node.cv, &g_node.mu, &until) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&g_node.mu);
+    free(list);
+    if (rc != 0) {
+        node_log("error: rlog_close: %s: %s", rlog_errname(rc), rlog_strerror(rc));
+        return EXIT_NODE;
+    }
+    node_log("closed cleanly");
+    return 0;
+}
+
+/* ---- the clients ---------------------------------------------------------- */
+
+struct copts {
+    const char *control;
+    char **controls; /* --cluster-controls, split */
+    unsigned n_controls;
+    int json;
+    int timeout_ms;
+};
+
+struct end {
+    int code;
+    unsigned flags;
+    uint64_t value, leader_id;
+    char leader_addr[128];
+    char msg[1024];
+};
+
+static int ctl_connect(const char *path, char *why, size_t whylen)
+{
+    struct sockaddr_un sa;
+    if (fill_sun(&sa, path) != 0) {
+        snprintf(why, whylen, "control socket path too long: %s", path);
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(why, whylen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        snprintf(why, whylen, "cannot connect to %s: %s%s", path, strerror(errno),
+                 errno == ENOENT || errno == ECONNREFUSED ? " (is the node running?)" : "");
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Decodes an 'E' frame. Returns 0 or -1 (malformed). */
+static int decode_end(const unsigned char *p, size_t len, struct end *e)
+{
+    struct rd r = {.p = p, .len = len};
+    if (get_u8(&r) != 'E')
+        return -1;
+    e->code = (int)get_u32(&r);
+    e->flags = get_u8(&r);
+    e->value = get_u64(&r);
+    e->leader_id = get_u64(&r);
+    get_str(&r, e->leader_addr, sizeof e->leader_addr);
+    get_str(&r, e->msg, sizeof e->msg);
+    return r.bad || r.pos != r.len || e->code > 0 ? -1 : 0;
+}
+
+static void fail_unreachable(const char *cmd, const char *why)
+{
+    fprintf(stderr, "%s %s: %s\n", progname, cmd, why);
+}
+
+/* Prints an error end frame; returns the exit code. */
+static int report_error(const char *cmd, const struct end *e)
+{
+    if (e->code == RLOG_ENOTLEADER) {
+        if (e->flags & FLAG_INDETERMINATE)
+            fprintf(stderr, "%s %s: leadership lost before commit: %s\n", progname, cmd, e->msg);
+        if (e->leader_id)
+            fprintf(stderr, "%s %s: not the leader; leader is %" PRIu64 " at %s\n", progname,
+                    cmd, e->leader_id, e->leader_addr);
+        else
+            fprintf(stderr, "%s %s: not the leader; leader unknown (election in progress?)\n",
+                    progname, cmd);
+        return EXIT_NOTLEADER;
+    }
+    fprintf(stderr, "%s %s: %s: %s\n", progname, cmd, rlog_errname(e->code),
+            e->msg[0] ? e->msg : rlog_strerror(e->code));
+    if (e->code == RLOG_ENOTFOUND || e->code == RLOG_ETRIMMED)
+        return EXIT_NOTFOUND;
+    if (e->code == RLOG_EPROTO)
+        return EXIT_UNREACHABLE;
+    return EXIT_ERROR;
+}
+
+/* Sends one request frame. */
+static int send_request(int fd, const struct buf *req, int timeout_ms, char *why, size_t whylen)
+{
+    if (write_all(fd, req->p, req->len, now_ms() + timeout_ms) != 0) {
+        snprintf(why, whylen, "sending the request: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Receives data frames (passed to on_data) until the end frame. */
+static int recv_answer(int fd, int timeout_ms, struct end *e,
+                       int (*on_data)(void *arg, const unsigned char *p, size_t len), void *arg,
+                       char *why, size_t whylen)
+{
+    for (;;) {
+        unsigned char *p;
+        size_t len;
+        int fr = recv_frame(fd, &p, &len, now_ms() + timeout_ms, why, whylen);
+        if (fr == 0) {
+            snprintf(why, whylen, "the node closed the connection without an answer");
+            return -1;
+        }
+        if (fr < 0) {
+            char tmp[200];
+            snprintf(tmp, sizeof tmp, "%s", why);
+            snprintf(why, whylen, "waiting for the answer: %s", tmp);
+            return -1;
+        }
+        if (p[0] == 'E') {
+            int bad = decode_end(p, len, e);
+            free(p);
+            if (bad) {
+                snprintf(why, whylen, "malformed answer from the node");
+                return -1;
+            }
+            return 0;
+        }
+        int rc = on_data ? on_data(arg, p, len) : -1;
+        free(p);
+        if (rc != 0) {
+            snprintf(why, whylen, "unexpected answer frame from the node");
+            return -1;
+        }
+    }
+}
+
+static void json_string(FILE *f, const unsigned char *p, size_t n)
+{
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = p[i];
+        switch (ch) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        case '\b': fputs("\\b", f); break;
+        case '\f': fputs("\\f", f); break;
+        default:
+            if (ch < 0x20 || ch == 0x7f)
+                fprintf(f, "\\u%04x", ch);
+            else
+                fputc(ch, f);
+        }
+    }
+    fputc('"', f);
+}
+
+static int valid_utf8(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = p[i];
+        size_t k;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            k = 1;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            k = 2;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            k = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (n - i <= k)
+            return 0;
+        for (size_t j = 1; j <= k; j++) {
+            if ((p[i + j] & 0xc0) != 0x80)
+                return 0;
+            cp = cp << 6 | (p[i + j] & 0x3f);
+        }
+        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
+static void base64(FILE *f, const unsigned char *p, size_t n)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    fputc('"', f);
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < n)
+            v |= p[i + 2];
+        fputc(t[v >> 18 & 63], f);
+        fputc(t[v >> 12 & 63], f);
+        fputc(i + 1 < n ? t[v >> 6 & 63] : '=', f);
+        fputc(i + 2 < n ? t[v & 63] : '=', f);
+    }
+    fputc('"', f);
+}
+
+/* ---- append ---- */
+
+static void usage_append(FILE *f)
+{
+    fprintf(f,
+            "usage: %s append (--control PATH | --cluster-controls P1,P2,...) [--json]\n"
+            "                      [--timeout SEC] [--] [RECORD...]\n"
+            "\n"
+            "Appends each RECORD, or each line of stdin (without its newline) when no\n"
+            "RECORD is given, and prints the offset of each record once it is committed:\n"
+            "one per line, or {\"offset\":N} lines with --json. Stdin lines go in batches\n"
+            "of up to %u records.\n"
+            "\n"
+            "Appends must go to the leader. A follower answers with the leader's id and\n"
+            "address (exit 3); the control socket is local to each host, so point\n"
+            "--control at the leader's node, or give every local node's socket with\n"
+            "--cluster-controls: each batch goes to the first that accepts, and while all\n"
+            "refuse (an election in progress) they are tried again until --timeout\n"
+            "(default 30 s). A batch is never resent once a node has accepted it.\n"
+            "\n"
+            "Exit status: 0 all appended; 1 usage; 3 not the leader, or leadership was\n"
+            "lost before commit (then that batch may or may not be in the log); 5 cannot\n"
+            "reach a node; 6 other errors (the RLOG_E* name is printed).\n",
+            progname, CLIENT_BATCH_RECORDS);
+}
+
+struct appender {
+    struct copts *o;
+    int fd;
+    unsigned cur; /* index into the control list in use */
+    uint64_t appended;
+};
+
+static const char *ctl_path(const struct copts *o, unsigned i)
+{
+    return o->n_controls ? o->controls[i] : o->control;
+}
+
+/* Sends one batch; tries the next node on a clean refusal (not the leader,
+ * unreachable) when several control sockets were given. Returns an exit code. */
+static int append_batch(struct appender *a, struct rlog_buf *recs, unsigned n)
+{
+    struct copts *o = a->o;
+    struct buf req = {0};
+    size_t at = begin_frame(&req);
+    put_u8(&req, 'A');
+    put_u32(&req, n);
+    for (unsigned i = 0; i < n; i++) {
+        put_u32(&req, (uint32_t)recs[i].len);
+        buf_put(&req, recs[i].base, recs[i].len);
+    }
+    end_frame(&req, at);
+    if (req.len - 4 > CTL_MAX_FRAME) {
+        fprintf(stderr, "%s append: a batch of %u records is too large to send (%zu bytes)\n",
+                progname, n, req.len);
+        free(req.p);
+        return EXIT_USAGE;
+    }
+    unsigned tries = o->n_controls ? o->n_controls : 1;
+    int last_exit = EXIT_UNREACHABLE;
+    struct end last_end;
+    int have_end = 0;
+    char why[512] = "";
+    /* With several control sockets, refusals (not the leader, unreachable)
+     * are retried round after round until --timeout: an election in progress
+     * resolves itself. Nothing was appended by a refused request. */
+    int64_t deadline = now_ms() + o->timeout_ms;
+    for (unsigned round = 0;; round++) {
+        if (round > 0) {
+            if (tries == 1 || now_ms() + 100 >= deadline)
+                break;
+            struct timespec nap = {0, 100 * 1000000L};
+            nanosleep(&nap, NULL);
+        }
+        for (unsigned t = 0; t < tries; t++) {
+            const char *path = ctl_path(o, a->cur);
+            if (a->fd < 0)
+                a->fd = ctl_connect(path, why, sizeof why);
+            if (a->fd >= 0 && send_request(a->fd, &req, o->timeout_ms, why, sizeof why) == 0) {
+                struct end e;
+                if (recv_answer(a->fd, o->timeout_ms, &e, NULL, NULL, why, sizeof why) != 0) {
+                    /* Sent but no answer: the outcome is unknown, do not resend. */
+                    fprintf(stderr, "%s append: %s: %s; the last %u records may or may not be in "
+                            "the log\n", progname, path, why, n);
+                    free(req.p);
+                    return EXIT_UNREACHABLE;
+                }
+                if (e.code == 0) {
+                    for (unsigned i = 0; i < n; i++) {
+                        if (o->json)
+                            printf("{\"offset\":%" PRIu64 "}\n", e.value + i);
+                        else
+                            printf("%" PRIu64 "\n", e.value + i);
+                    }
+                    fflush(stdout);
+                    a->appended += n;
+                    free(req.p);
+                    return 0;
+                }
+                if ((e.flags & FLAG_INDETERMINATE) || e.code != RLOG_ENOTLEADER || tries == 1) {
+                    free(req.p);
+                    return report_error("append", &e);
+                }
+                last_end = e;
+                have_end = 1;
+                last_exit = EXIT_NOTLEADER;
+            } else if (tries == 1) {
+                break;
+            }
+            if (a->fd >= 0)
+                close(a->fd);
+            a->fd = -1;
+            a->cur = (a->cur + 1) % tries;
+        }
+    }
+    free(req.p);
+    if (have_end && last_exit == EXIT_NOTLEADER)
+        return report_error("append", &last_end);
+    fail_unreachable("append", why[0] ? why : "no node reachable");
+    return EXIT_UNREACHABLE;
+}
+
+static int cmd_append(struct copts *o, int argc, char **argv)
+{
+    struct appender a = {.o = o, .fd = -1};
+    struct rlog_buf *recs = xmalloc(CLIENT_BATCH_RECORDS * sizeof *recs);
+    int rc = 0;
+    if (argc > 0) {
+        for (int i = 0; i < argc && rc == 0;) {
+            unsigned n = 0;
+            size_t bytes = 0;
+            while (i < argc && n < CLIENT_BATCH_RECORDS &&
+                   (n == 0 || bytes + strlen(argv[i]) <= CLIENT_BATCH_BYTES)) {
+                recs[n].base = argv[i];
+                recs[n].len = strlen(argv[i]);
+                bytes += recs[n].len;
+                n++;
+                i++;
+            }
+            rc = append_batch(&a, recs, n);
+        }
+    } else {
+        char **lines = xmalloc(CLIENT_BATCH_RECORDS * sizeof *lines);
+        size_t *caps = xmalloc(CLIENT_BATCH_RECORDS * sizeof *caps);
+        for (unsigned i = 0; i < CLIENT_BATCH_RECORDS; i++) {
+            lines[i] = NULL;
+            caps[i] = 0;
+        }
+        int eof = 0;
+        while (!eof && rc == 0) {
+            unsigned n = 0;
+            size_t bytes = 0;
+            while (n < CLIENT_BATCH_RECORDS && bytes < CLIENT_BATCH_BYTES) {
+                ssize_t len = getline(&lines[n], &caps[n], stdin);
+                if (len < 0) {
+                    if (ferror(stdin)) {
+                        fprintf(stderr, "%s append: reading stdin: %s\n", progname,
+                                strerror(errno));
+                        rc = EXIT_ERROR;
+                    }
+                    eof = 1;
+                    break;
+                }
+                if (len > 0 && lines[n][len - 1] == '\n')
+                    len--;
+                recs[n].base = lines[n];
+                recs[n].len = (size_t)len;
+                bytes += (size_t)len;
+                n++;
+            }
+            if (n > 0 && rc == 0)
+                rc = append_batch(&a, recs, n);
+        }
+        for (unsigned i = 0; i < CLIENT_BATCH_RECORDS; i++)
+            free(lines[i]);
+        free(lines);
+        free(caps);
+    }
+    if (a.fd >= 0)
+        close(a.fd);
+    free(recs);
+    if (rc != 0 && a.appended > 0)
+        fprintf(stderr, "%s append: %" PRIu64 " records were appended before the error (their "
+                "offsets are printed)\n", progname, a.appended);
+    return rc;
+}
+
+/* ---- read ---- */
+
+static void usage_read(FILE *f)
+{
+    fprintf(f,
+            "usage: %s read --control PATH [--json] [--timeout SEC] OFFSET | FROM-TO | FROM-\n"
+            "\n"
+            "Prints committed records: OFFSET one record; FROM-TO the records FROM..TO\n"
+            "(both included); FROM- every committed record from FROM on. Works on any node.\n"
+            "Plain output: OFFSET<TAB>RECORD per line (raw bytes). --json: one\n"
+            "{\"offset\":N,\"record\":\"...\"} line per record; a record that is not valid\n"
+            "UTF-8 is given as \"record_base64\" instead.\n"
+            "\n"
+            "Exit status: 0 ok; 1 usage; 4 a record is not committed (yet), beyond the end\n"
+            "or trimmed (the RLOG_E* name is printed); 5 cannot reach the node; 6 other.\n",
+            progname);
+}
+
+static int print_record(void *arg, const unsigned char *p, size_t len)
+{
+    const struct copts *o = arg;
+    struct rd r = {.p = p, .len = len};
+    if (get_u8(&r) != 'r')
+        return -1;
+    uint64_t off = get_u64(&r);
+    if (r.bad)
+        return -1;
+    const unsigned char *rec = p + r.pos;
+    size_t n = len - r.pos;
+    if (o->json) {
+        printf("{\"offset\":%" PRIu64 ",", off);
+        if (valid_utf8(rec, n)) {
+            fputs("\"record\":", stdout);
+            json_string(stdout, rec, n);
+        } else {
+            fputs("\"record_base64\":", stdout);
+            base64(stdout, rec, n);
+        }
+        fputs("}\n", stdout);
+    } else {
+        printf("%" PRIu64 "\t", off);
+        fwrite(rec, 1, n, stdout);
+        fputc('\n', stdout);
+    }
+    return 0;
+}
+
+static int parse_range(const char *s, uint64_t *from, uint64_t *to_excl, int *single)
+{
+    const char *dash = strchr(s, '-');
+    char tmp[64];
+    if (dash == NULL) {
+        *single = 1;
+        if (parse_u64(s, from) != 0 || *from == UINT64_MAX)
+            return -1;
+        *to_excl = *from + 1;
+        return 0;
+    }
+    *single = 0;
+    size_t k = (size_t)(dash - s);
+    if (k == 0 || k >= sizeof tmp)
+        return -1;
+    memcpy(tmp, s, k);
+    tmp[k] = '\0';
+    if (parse_u64(tmp, from) != 0)
+        return -1;
+    if (dash[1] == '\0') {
+        *to_excl = UINT64_MAX;
+        return 0;
+    }
+    uint64_t to;
+    if (parse_u64(dash + 1, &to) != 0 || to < *from || to == UINT64_MAX)
+        return -1;
+    *to_excl = to + 1;
+    return 0;
+}
+
+static int connect_any(const struct copts *o, const char *cmd)
+{
+    char why[512] = "";
+    unsigned tries = o->n_controls ? o->n_controls : 1;
+    for (unsigned i = 0; i < tries; i++) {
+        int fd = ctl_connect(ctl_path(o, i), why, sizeof why);
+        if (fd >= 0)
+            return fd;
+    }
+    fail_unreachable(cmd, why);
+    return -1;
+}
+
+static int cmd_read(struct copts *o, int argc, char **argv)
+{
+    if (argc != 1) {
+        fprintf(stderr, "%s read: expected one OFFSET, FROM-TO or FROM- argument\n", progname);
+        usage_read(stderr);
+        return EXIT_USAGE;
+    }
+    uint64_t from, to;
+    int single;
+    if (parse_range(argv[0], &from, &to, &single) != 0) {
+        fprintf(stderr, "%s read: bad offset or range '%s' (OFFSET, FROM-TO with FROM <= TO, "
+                "or FROM-)\n", progname, argv[0]);
+        return EXIT_USAGE;
+    }
+    int fd = connect_any(o, "read");
+    if (fd < 0)
+        return EXIT_UNREACHABLE;
+    struct buf req = {0};
+    size_t at = begin_frame(&req);
+    put_u8(&req, single ? 'G' : 'R');
+    put_u64(&req, from);
+    if (!single)
+        put_u64(&req, to);
+    end_frame(&req, at);
+    char why[512];
+    struct end e;
+    int rc = send_request(fd, &req, o->timeout_ms, why, sizeof why);
+    if (rc == 0)
+        rc = recv_answer(fd, o->timeout_ms, &e, print_record, o, why, sizeof why);
+    free(req.p);
+    close(fd);
+    fflush(stdout);
+    if (rc != 0) {
+        fail_unreachable("read", why);
+        return EXIT_UNREACHABLE;
+    }
+    return e.code == 0 ? 0 : report_error("read", &e);
+}
+
+/* ---- status ---- */
+
+static void usage_status(FILE *f)
+{
+    fprintf(f,
+            "usage: %s status --control PATH [--json] [--timeout SEC]\n"
+            "\n"
+            "Prints the node's role, term, leader, first/commit/last offsets, raft\n"
+            "indexes and peers. Plain output is one `key value` pair per line, then one\n"
+            "`peer ID ADDRESS voter|nonvoter MATCH_INDEX` line per peer (match indexes\n"
+            "are known on the leader only).\n",
+            progname);
+}
+
+static int print_status(void *arg, const unsigned char *p, size_t len)
+{
+    const struct copts *o = arg;
+    struct rd r = {.p = p, .len = len};
+    if (get_u8(&r) != 'S')
+        return -1;
+    struct rlog_status st;
+    memset(&st, 0, sizeof st);
+    st.id = get_u64(&r);
+    st.role = (int)get_u32(&r);
+    st.term = get_u64(&r);
+    st.leader_id = get_u64(&r);
+    get_str(&r, st.leader_address, sizeof st.leader_address);
+    st.first_offset = get_u64(&r);
+    st.commit_offset = get_u64(&r);
+    st.last_offset = get_u64(&r);
+    st.last_index = get_u64(&r);
+    st.commit_index = get_u64(&r);
+    st.fatal = (int)get_u32(&r);
+    uint32_t n = get_u32(&r);
+    if (n > RLOG_MAX_PEERS)
+        return -1;
+    st.n_peers = n;
+    for (uint32_t i = 0; i < n; i++) {
+        st.peers[i].id = get_u64(&r);
+        get_str(&r, st.peers[i].address, sizeof st.peers[i].address);
+        st.peers[i].voter = get_u8(&r);
+        st.peers[i].match_index = get_u64(&r);
+    }
+    if (r.bad || r.pos != r.len)
+        return -1;
+    if (o->json) {
+        printf("{\"id\":%" PRIu64 ",\"role\":\"%s\",\"term\":%" PRIu64 ",\"leader_id\":%" PRIu64
+               ",\"leader_address\":",
+               st.id, rlog_role_name(st.role), st.term, st.leader_id);
+        json_string(stdout, (const unsigned char *)st.leader_address, strlen(st.leader_address));
+        printf(",\"first_offset\":%" PRIu64 ",\"commit_offset\":%" PRIu64 ",\"last_offset\":%" PRIu64
+               ",\"last_index\":%" PRIu64 ",\"commit_index\":%" PRIu64 ",\"fatal\":",
+               st.first_offset, st.commit_offset, st.last_offset, st.last_index, st.commit_index);
+        if (st.fatal)
+            printf("\"%s\"", rlog_errname(st.fatal));
+        else
+            fputs("null", stdout);
+        fputs(",\"peers\":[", stdout);
+        for (unsigned i = 0; i < st.n_peers; i++) {
+            printf("%s{\"id\":%" PRIu64 ",\"address\":", i ? "," : "", st.peers[i].id);
+            json_string(stdout, (const unsigned char *)st.peers[i].address,
+                        strlen(st.peers[i].address));
+            printf(",\"voter\":%s,\"match_index\":%" PRIu64 "}", st.peers[i].voter ? "true" : "false",
+                   st.peers[i].match_index);
+        }
+        fputs("]}\n", stdout);
+    } else {
+        printf("id %" PRIu64 "\nrole %s\nterm %" PRIu64 "\n", st.id, rlog_role_name(st.role),
+               st.term);
+        if (st.leader_id)
+            printf("leader %" PRIu64 " %s\n", st.leader_id, st.leader_address);
+        else
+            printf("leader none\n");
+        printf("first_offset %" PRIu64 "\ncommit_offset %" PRIu64 "\nlast_offset %" PRIu64
+               "\nlast_index %" PRIu64 "\ncommit_index %" PRIu64 "\nfatal %s\n",
+               st.first_offset, st.commit_offset, st.last_offset, st.last_index,
+               st.commit_index, st.fatal ? rlog_errname(st.fatal) : "no");
+        for (unsigned i = 0; i < st.n_peers; i++)
+            printf("peer %" PRIu64 " %s %s %" PRIu64 "\n", st.peers[i].id, st.peers[i].address,
+                   st.peers[i].voter ? "voter" : "nonvoter", st.peers[i].match_index);
+    }
+    return 0;
+}
+
+static int cmd_status(struct copts *o, int argc, char **argv)
+{
+    if (argc != 0) {
+        fprintf(stderr, "%s status: unexpected argument '%s'\n", progname, argv[0]);
+        usage_status(stderr);
+        return EXIT_USAGE;
+    }
+    int fd = connect_any(o, "status");
+    if (fd < 0)
+        return EXIT_UNREACHABLE;
+    struct buf req = {0};
+    size_t at = begin_frame(&req);
+    put_u8(&req, 'S');
+    end_frame(&req, at);
+    char why[512];
+    struct end e;
+    int rc = send_request(fd, &req, o->timeout_ms, why, sizeof why);
+    if (rc == 0)
+        rc = recv_answer(fd, o->timeout_ms, &e, print_status, o, why, sizeof why);
+    free(req.p);
+    close(fd);
+    fflush(stdout);
+    if (rc != 0) {
+        fail_unreachable("status", why);
+        return EXIT_UNREACHABLE;
+    }
+    return e.code == 0 ? 0 : report_error("status", &e);
+}
+
+/* ---- main ---- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: %s COMMAND [options]\n"
+            "\n"
+            "An example host program for liblog %s, a Raft-replicated durable log.\n"
+            "\n"
+            "commands:\n"
+            "  node     run one node of the log (opens it, serves a local control socket)\n"
+            "  append   append records through a node's control socket (the leader's)\n"
+            "  read     read committed records by offset from any node\n"
+            "  status   show a node's role, term, leader, offsets and peers\n"
+            "\n"
+            "`%s COMMAND --help` describes each. Example, three nodes on one host:\n"
+            "  C=1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
+            "  %s node --id 1 --data d1 --cluster $C &   # and ids 2, 3 with d2, d3\n"
+            "  %s status --control d1/control.sock\n"
+            "  echo hello | %s append --control d1/control.sock   # on the leader\n"
+            "  %s read --control d2/control.sock 0\n"
+            "\n"
+            "Exit status: 0 ok, 1 usage, 2 node failed to start, 3 not the leader,\n"
+            "4 no such record, 5 node unreachable, 6 other error.\n",
+            progname, RLOG_VERSION_STRING, progname, progname, progname, progname, progname);
+}
+
+static int client_main(const char *cmd, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"control", required_argument, NULL, 'c'},
+        {"cluster-controls", required_argument, NULL, 'C'},
+        {"json", no_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    void (*help)(FILE *) = strcmp(cmd, "append") == 0  ? usage_append
+                           : strcmp(cmd, "read") == 0 ? usage_read
+                                                      : usage_status;
+    struct copts o = {.timeout_ms = 30000};
+    char *list = NULL;
+    int c, rc;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o.control = optarg; break;
+        case 'C': free(list); list = strdup(optarg); break;
+        case 'j': o.json = 1; break;
+        case 't': {
+            uint64_t v;
+            if (parse_u64(optarg, &v) != 0 || v == 0 || v > 86400) {
+                fprintf(stderr, "%s %s: --timeout must be 1..86400 seconds, not '%s'\n",
+                        progname, cmd, optarg);
+                free(list);
+                return EXIT_USAGE;
+            }
+            o.timeout_ms = (int)v * 1000;
+            break;
+        }
+        case 'h': help(stdout); free(list); return 0;
+        default: help(stderr); free(list); return EXIT_USAGE;
+        }
+    }
+    char *ctl[RLOG_MAX_PEERS * 4];
+    if (list != NULL) {
+        for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
+             tok = strtok_r(NULL, ",", &save)) {
+            if (o.n_controls == sizeof ctl / sizeof ctl[0]) {
+                fprintf(stderr, "%s %s: too many --cluster-controls\n", progname, cmd);
+                free(list);
+                return EXIT_USAGE;
+            }
+            ctl[o.n_controls++] = tok;
+        }
+        o.controls = ctl;
+    }
+    if ((o.control == NULL) == (o.n_controls == 0)) {
+        fprintf(stderr, "%s %s: give exactly one of --control PATH or --cluster-controls LIST\n",
+                progname, cmd);
+        help(stderr);
+        free(list);
+        return EXIT_USAGE;
+    }
+    argc -= optind;
+    argv += optind;
+    if (strcmp(cmd, "append") == 0)
+        rc = cmd_append(&o, argc, argv);
+    else if (strcmp(cmd, "read") == 0)
+        rc = cmd_read(&o, argc, argv);
+    else
+        rc = cmd_status(&o, argc, argv);
+    free(list);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("rlogctl (liblog %s)\n", rlog_version_string());
+        return 0;
+    }
+    if (strcmp(cmd, "node") == 0)
+        return cmd_node(argc - 1, argv + 1);
+    if (strcmp(cmd, "append") == 0 || strcmp(cmd, "read") == 0 || strcmp(cmd, "status") == 0)
+        return client_main(cmd, argc - 1, argv + 1);
+    fprintf(stderr, "%s: unknown command '%s'\n\n", progname, cmd);
+    usage(stderr);
+    return EXIT_USAGE;
+}

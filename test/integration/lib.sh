@@ -1,0 +1,218 @@
+# Shared helpers for liblog's multi-process tests (sourced, bash).
+#
+# Every test runs a 3-node cluster of `rlogctl node` on 127.0.0.1 in a fresh
+# mktemp -d directory, bounds every wait, kills whatever it started on exit,
+# and ends with one line "N passed, N failed" (exit status 1 on any failure).
+# Environment: RLOGCTL (default build/examples/rlogctl), WAIT (seconds per
+# wait, default 20), TEST_LIMIT (seconds for the whole test, default 180),
+# KEEP=1 keeps the directory (it is always kept, and its logs' tails printed,
+# when a check failed).
+set -u
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+RLOGCTL=${RLOGCTL:-$ROOT/build/examples/rlogctl}
+WAIT=${WAIT:-20}
+TEST_LIMIT=${TEST_LIMIT:-180}
+TEST_NAME=$(basename "$0" .sh)
+PASS=0
+FAIL=0
+declare -A NODE_PID=()
+EXTRA_PIDS=()
+PORTS=()
+CLUSTER=""
+N_NODES=3
+FINISHED=0
+
+if [ ! -x "$RLOGCTL" ]; then
+    echo "$TEST_NAME: $RLOGCTL not built (make build/examples/rlogctl)"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/rlog-$TEST_NAME.XXXXXX") || exit 1
+
+say() { echo "$TEST_NAME: $*"; }
+ok() { PASS=$((PASS + 1)); echo "ok - $*"; }
+not_ok() { FAIL=$((FAIL + 1)); echo "not ok - $*"; }
+# check DESCRIPTION COMMAND...: ok if the command succeeds.
+check() { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
+
+cleanup() {
+    local rc=$?
+    trap - EXIT TERM INT USR1
+    [ -n "${WATCHDOG:-}" ] && kill "$WATCHDOG" 2>/dev/null
+    local p
+    {
+        for p in "${EXTRA_PIDS[@]}" "${NODE_PID[@]}"; do
+            [ -n "$p" ] && kill -9 "$p"
+        done
+        wait
+    } 2>/dev/null
+    if [ "$FINISHED" = 0 ]; then
+        not_ok "$TEST_NAME ended early (exit $rc)"
+        echo "$PASS passed, $FAIL failed"
+    fi
+    if [ "$FAIL" -gt 0 ]; then
+        local f
+        for f in "$T"/n*.log; do
+            [ -f "$f" ] || continue
+            echo "--- last lines of $f"
+            tail -n 15 "$f"
+        done
+        echo "$TEST_NAME: logs kept in $T"
+    elif [ "${KEEP:-0}" = 1 ]; then
+        echo "$TEST_NAME: kept $T"
+    else
+        rm -rf "$T"
+    fi
+    [ "$FAIL" -eq 0 ] && [ "$FINISHED" = 1 ]
+    exit $?
+}
+on_timeout() {
+    not_ok "$TEST_NAME did not finish within $TEST_LIMIT s"
+    FINISHED=1
+    echo "$PASS passed, $FAIL failed"
+    exit 1
+}
+trap cleanup EXIT
+trap 'exit 1' TERM INT
+trap on_timeout USR1
+( sleep "$TEST_LIMIT"; kill -USR1 $$ 2>/dev/null ) >/dev/null 2>&1 &
+WATCHDOG=$!
+
+finish() {
+    FINISHED=1
+    echo "$PASS passed, $FAIL failed"
+    exit 0   # cleanup decides the real status
+}
+
+port_free() {
+    if command -v ss >/dev/null 2>&1; then
+        [ -z "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]
+    else
+        ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    fi
+}
+
+# pick_ports N: N free consecutive-ish loopback ports into PORTS and CLUSTER.
+pick_ports() {
+    local n=$1 base tries=0 i
+    while [ $tries -lt 50 ]; do
+        tries=$((tries + 1))
+        base=$((20000 + RANDOM % 20000))
+        PORTS=()
+        for ((i = 0; i < n; i++)); do
+            port_free $((base + i)) || continue 2
+            PORTS+=($((base + i)))
+        done
+        CLUSTER=""
+        for ((i = 1; i <= n; i++)); do
+            CLUSTER+="${CLUSTER:+,}$i=127.0.0.1:${PORTS[$((i - 1))]}"
+        done
+        N_NODES=$n
+        return 0
+    done
+    say "no free ports found"
+    return 1
+}
+
+ctl() { echo "$T/n$1/control.sock"; }
+addr() { echo "127.0.0.1:${PORTS[$(($1 - 1))]}"; }
+all_controls() { local i s=""; for ((i = 1; i <= N_NODES; i++)); do s+="${s:+,}$(ctl $i)"; done; echo "$s"; }
+
+# status_of I KEY: one field of node I's plain status ("" if unreachable).
+status_of() {
+    "$RLOGCTL" status --control "$(ctl "$1")" --timeout 3 2>/dev/null | awk -v k="$2" '$1 == k { print $2; exit }'
+}
+
+# start_node I [extra args]: starts node I and waits until it answers status.
+start_node() {
+    local i=$1; shift
+    mkdir -p "$T/n$i"
+    "$RLOGCTL" node --id "$i" --data "$T/n$i" --cluster "$CLUSTER" "$@" >>"$T/n$i.log" 2>&1 &
+    NODE_PID[$i]=$!
+    local deadline=$((SECONDS + WAIT))
+    while [ $SECONDS -lt $deadline ]; do
+        if ! kill -0 "${NODE_PID[$i]}" 2>/dev/null; then
+            say "node $i exited during startup; its log:"; tail -n 20 "$T/n$i.log"
+            NODE_PID[$i]=""
+            return 1
+        fi
+        [ -n "$(status_of "$i" role)" ] && return 0
+        sleep 0.1
+    done
+    say "node $i did not answer status within $WAIT s"
+    return 1
+}
+
+start_cluster() {
+    local i
+    pick_ports "${1:-3}" || return 1
+    for ((i = 1; i <= N_NODES; i++)); do start_node "$i" || return 1; done
+}
+
+alive() { [ -n "${NODE_PID[$1]:-}" ] && kill -0 "${NODE_PID[$1]}" 2>/dev/null; }
+
+# wait_leader [EXCLUDE]: prints the id of the leader once a live node (not
+# EXCLUDE) reports role leader and every other live node names it.
+wait_leader() {
+    local ex=${1:-0} deadline=$((SECONDS + WAIT)) i l
+    while [ $SECONDS -lt $deadline ]; do
+        l=""
+        for ((i = 1; i <= N_NODES; i++)); do
+            [ "$i" = "$ex" ] && continue
+            alive "$i" || continue
+            [ "$(status_of "$i" role)" = leader ] && l=$i
+        done
+        if [ -n "$l" ]; then
+            local agree=1
+            for ((i = 1; i <= N_NODES; i++)); do
+                { [ "$i" = "$ex" ] || [ "$i" = "$l" ] || ! alive "$i"; } && continue
+                [ "$(status_of "$i" leader)" = "$l" ] || agree=0
+            done
+            [ $agree = 1 ] && { echo "$l"; return 0; }
+        fi
+        sleep 0.2
+    done
+    return 1
+}
+
+# wait_commit I N: until node I's commit_offset >= N.
+wait_commit() {
+    local deadline=$((SECONDS + WAIT)) c
+    while [ $SECONDS -lt $deadline ]; do
+        c=$(status_of "$1" commit_offset)
+        [ -n "$c" ] && [ "$c" -ge "$2" ] && return 0
+        sleep 0.1
+    done
+    say "node $1: commit_offset ${c:-?} did not reach $2 within $WAIT s"
+    return 1
+}
+
+# stop_node I: SIGTERM, bounded wait; returns the exit status (or 124).
+stop_node() {
+    local i=$1 p=${NODE_PID[$1]:-} deadline=$((SECONDS + WAIT))
+    [ -z "$p" ] && return 0
+    kill -TERM "$p" 2>/dev/null
+    while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    if kill -0 "$p" 2>/dev/null; then
+        say "node $i ignored SIGTERM for $WAIT s; killing it"
+        kill -9 "$p"; wait "$p" 2>/dev/null; NODE_PID[$i]=""
+        return 124
+    fi
+    wait "$p"; local rc=$?
+    NODE_PID[$i]=""
+    return $rc
+}
+
+kill_node() {
+    local p=${NODE_PID[$1]:-}
+    [ -n "$p" ] && { kill -9 "$p"; wait "$p"; } 2>/dev/null
+    NODE_PID[$1]=""
+}
+
+# read_all I N: node I's records 0..N-1 as JSON lines into stdout.
+read_all() {
+    [ "$2" -eq 0 ] && return 0
+    "$RLOGCTL" read --control "$(ctl "$1")" --json --timeout 30 "0-$(($2 - 1))"
+}
