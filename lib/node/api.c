@@ -154,7 +154,7 @@ static void free_log(rlog *log)
     free(log->peers);
     free(log->address);
     free(log->data_dir);
-    free(log->tail);
+    rl_fence_free(&log->fence);
     pthread_mutex_destroy(&log->mu);
     pthread_cond_destroy(&log->open_cv);
     free(log);

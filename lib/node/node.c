@@ -93,24 +93,7 @@ static void fail_list(struct rlog *log, struct rl_op **head, struct rl_op **tail
     *tail = NULL;
 }
 
-/* ---- the fence ------------------------------------------------------------ */
-
-static int tail_push(struct rlog *log, uint64_t index, uint64_t term, uint64_t offset,
-                     uint32_t records)
-{
-    while (log->tail_n && log->tail[log->tail_n - 1].index >= index)
-        log->tail_n--; /* replaced after a truncation */
-    if (log->tail_n == log->tail_cap) {
-        size_t cap = log->tail_cap ? log->tail_cap * 2 : 256;
-        struct rl_tail_entry *t = realloc(log->tail, cap * sizeof *t);
-        if (!t)
-            return RLOG_ENOMEM;
-        log->tail = t;
-        log->tail_cap = cap;
-    }
-    log->tail[log->tail_n++] = (struct rl_tail_entry){index, term, offset, records};
-    return 0;
-}
+/* ---- the fence (node/fence.c decides; here its effects) ---------------- */
 
 static void ifl_free_if_done(struct rl_inflight *f)
 {
@@ -149,29 +132,22 @@ static void ifl_settle_head(struct rlog *log, int status, uint64_t offset)
     ifl_free_if_done(f);
 }
 
+/* An entry the fence passed: settle the append proposed there, if any. */
+static void entry_shown(void *arg, const struct rl_fence_entry *e)
+{
+    struct rlog *log = arg;
+    while (log->ifl_head && log->ifl_head->index < e->index)
+        ifl_settle_head(log, RLOG_ENOTLEADER, 0); /* its entry was replaced */
+    if (log->ifl_head && log->ifl_head->index == e->index)
+        ifl_settle_head(log, e->term == log->ifl_head->term ? 0 : RLOG_ENOTLEADER, e->offset);
+}
+
 static void fence_update(struct rlog *log)
 {
-    if (!log->raft_started || log->raft_closed || log->tail_n == 0)
+    if (!log->raft_started || log->raft_closed || log->fence.n == 0)
         return;
-    uint64_t commit = log->raft.commit_index, term = log->raft.current_term;
-    uint64_t durable = rl_store_last_index(log->store);
-    uint64_t limit = commit < durable ? commit : durable;
-    size_t k = log->tail_n;
-    while (k > 0 && (log->tail[k - 1].index > limit || log->tail[k - 1].term != term))
-        k--;
-    if (k == 0)
-        return;
-    for (size_t i = 0; i < k; i++) {
-        const struct rl_tail_entry *e = &log->tail[i];
-        while (log->ifl_head && log->ifl_head->index < e->index)
-            ifl_settle_head(log, RLOG_ENOTLEADER, 0); /* its entry was replaced */
-        if (log->ifl_head && log->ifl_head->index == e->index)
-            ifl_settle_head(log, e->term == log->ifl_head->term ? 0 : RLOG_ENOTLEADER, e->offset);
-        log->visible_index = e->index;
-        log->visible_offset = e->offset + e->records;
-    }
-    memmove(log->tail, log->tail + k, (log->tail_n - k) * sizeof *log->tail);
-    log->tail_n -= k;
+    rl_fence_advance(&log->fence, log->raft.commit_index, log->raft.current_term,
+                     rl_store_last_index(log->store), entry_shown, log);
 }
 
 /* ---- the batcher ----------------------------------------------------------- */
@@ -365,15 +341,14 @@ static void hook_on_append(void *arg, uint64_t index, uint64_t term, uint64_t of
                            uint32_t records)
 {
     struct rlog *log = arg;
-    if (tail_push(log, index, term, offset, records) != 0)
+    struct rl_fence_entry e = {index, term, offset, records};
+    if (rl_fence_push(&log->fence, &e) != 0)
         rl_log(log, 3, "out of memory tracking entry %" PRIu64, index);
 }
 
 static void hook_on_truncate(void *arg, uint64_t index)
 {
-    struct rlog *log = arg;
-    while (log->tail_n && log->tail[log->tail_n - 1].index >= index)
-        log->tail_n--;
+    rl_fence_truncate(&((struct rlog *)arg)->fence, index);
 }
 
 static void hook_on_fatal(void *arg, int code, const char *msg)
@@ -388,7 +363,7 @@ static void hook_on_fatal(void *arg, int code, const char *msg)
 
 static uint64_t hook_visible_index(void *arg)
 {
-    return ((struct rlog *)arg)->visible_index;
+    return ((struct rlog *)arg)->fence.visible_index;
 }
 
 static bool hook_is_leader(void *arg)
@@ -418,9 +393,9 @@ static void do_read(struct rlog *log, struct rl_op *op, bool whole_entry)
         rl_op_finish(log, op);
         return;
     }
-    if (op->offset >= log->visible_offset) {
+    if (op->offset >= log->fence.visible_offset) {
         snprintf(op->errmsg, sizeof op->errmsg, "offset %" PRIu64 " is not committed (committed: %" PRIu64 " records)",
-                 op->offset, log->visible_offset);
+                 op->offset, log->fence.visible_offset);
         op->status = RLOG_ENOTFOUND;
         rl_op_finish(log, op);
         return;
@@ -441,7 +416,7 @@ static void do_read(struct rlog *log, struct rl_op *op, bool whole_entry)
         return;
     }
     if (whole_entry) {
-        uint64_t visible = log->visible_offset - e.offset;
+        uint64_t visible = log->fence.visible_offset - e.offset;
         op->count = (uint32_t)(visible < e.records ? visible : e.records);
         op->first_offset = e.offset;
         op->buf = (void *)e.buf;
@@ -470,8 +445,8 @@ static void do_status(struct rlog *log, struct rl_op *op)
     memset(st, 0, sizeof *st);
     st->id = log->cfg.id;
     st->fatal = log->fatal;
-    st->commit_offset = log->visible_offset;
-    st->commit_index = log->visible_index;
+    st->commit_offset = log->fence.visible_offset;
+    st->commit_index = log->fence.visible_index;
     if (log->store) { /* gone once a failed node has stopped */
         st->first_offset = rl_store_first_offset(log->store);
         st->last_offset = rl_store_next_offset(log->store);
@@ -660,17 +635,17 @@ static int load_tail(struct rlog *log, char *err, size_t errlen)
     uint64_t first = rl_store_first_index(log->store), last = rl_store_last_index(log->store);
     if (visible > last)
         visible = last;
-    log->visible_index = visible;
-    log->visible_offset = rl_store_first_offset(log->store);
+    uint64_t visible_offset = rl_store_first_offset(log->store);
     if (visible >= first) {
         struct rl_store_entry en;
         if ((rv = rl_store_read(log->store, visible, &en)) != 0) {
             snprintf(err, errlen, "%s", rl_store_errmsg(log->store));
             return rv;
         }
-        log->visible_offset = en.offset + en.records;
+        visible_offset = en.offset + en.records;
         free((void *)en.buf);
     }
+    rl_fence_init(&log->fence, visible, visible_offset);
     for (uint64_t i = (visible + 1 > first ? visible + 1 : first); i <= last; i++) {
         struct rl_store_entry en;
         if ((rv = rl_store_read(log->store, i, &en)) != 0) {
@@ -678,7 +653,8 @@ static int load_tail(struct rlog *log, char *err, size_t errlen)
             return rv;
         }
         free((void *)en.buf);
-        if ((rv = tail_push(log, en.index, en.term, en.offset, en.records)) != 0)
+        struct rl_fence_entry fe = {en.index, en.term, en.offset, en.records};
+        if ((rv = rl_fence_push(&log->fence, &fe)) != 0)
             return rv;
     }
     return 0;

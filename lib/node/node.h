@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "batch/batch.h"
+#include "node/fence.h"
 #include "liblog.h"
 #include "store/store.h"
 
@@ -54,11 +55,6 @@ struct rl_op {
     void *buf;                  /* read: record copy; fetch: entry payload */
     size_t len;
     struct rlog_status *st;
-};
-
-struct rl_tail_entry {
-    uint64_t index, term, offset;
-    uint32_t records;
 };
 
 struct rl_inflight {
@@ -106,9 +102,7 @@ struct rlog {
     struct rl_op *close_op;
     struct raft_transfer transfer;
 
-    struct rl_tail_entry *tail; /* entries after the fence, ascending */
-    size_t tail_n, tail_cap;
-    uint64_t visible_index, visible_offset;
+    struct rl_fence fence;      /* what may be shown (node/fence.h) */
 
     struct rl_batch_builder bb;
     struct rl_op *pend_head, *pend_tail;   /* not yet in a batch */
