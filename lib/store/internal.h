@@ -80,6 +80,8 @@ void rl_store_add_note(struct rl_store *s, const char *fmt, ...)
 int rl_errno_to_rlog(int neg_errno);
 
 uint64_t rl_store_max_payload(const struct rl_store *s);
+/* Adds seg after the last used segment. 0 or RLOG_ENOMEM. */
+int rl_store_push_segment(struct rl_store *s, struct rl_segment *seg);
 
 /* dir.c: the directory, its lock and its metadata */
 int rl_dir_open(struct rl_store *s);

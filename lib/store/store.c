@@ -133,7 +133,7 @@ static int list_segments(struct rl_store *s, uint64_t **seqs_out, size_t *n_out)
     return 0;
 }
 
-static int push_seg(struct rl_store *s, struct rl_segment *seg)
+int rl_store_push_segment(struct rl_store *s, struct rl_segment *seg)
 {
     if (s->nsegs == s->segcap) {
         size_t cap = s->segcap ? s->segcap * 2 : 16;
@@ -225,7 +225,7 @@ static int open_segments(struct rl_store *s, const uint64_t *seqs, size_t n)
                                  "%s/%s: starts at entry %" PRIu64 ", not after its predecessor",
                                  s->dir, name, h.first_index);
         }
-        if ((rv = push_seg(s, seg)) != 0) {
+        if ((rv = rl_store_push_segment(s, seg)) != 0) {
             rl_segment_free(seg);
             return rv;
         }

@@ -355,20 +355,6 @@ static void seal(struct rl_store *s, struct rl_segment *seg)
     queue_job(s, b, index_work);
 }
 
-static int push_segment(struct rl_store *s, struct rl_segment *seg)
-{
-    if (s->nsegs == s->segcap) {
-        size_t cap = s->segcap ? s->segcap * 2 : 16;
-        struct rl_segment **p = realloc(s->segs, cap * sizeof *p);
-        if (!p)
-            return RLOG_ENOMEM;
-        s->segs = p;
-        s->segcap = cap;
-    }
-    s->segs[s->nsegs++] = seg;
-    return 0;
-}
-
 static void append_done(struct rl_store *s, struct rl_batch *b)
 {
     if (b->err) {
@@ -400,7 +386,7 @@ static void append_done(struct rl_store *s, struct rl_batch *b)
         seg->next_offset = seg->first_offset;
         seg->end_pos = RL_SEG_HDR;
         seg->has_header = true;
-        if (push_segment(s, seg) != 0) {
+        if (rl_store_push_segment(s, seg) != 0) {
             latch_fatal(s, RLOG_ENOMEM, "out of memory tracking a new segment");
             fail_queued(s, RLOG_EFATAL);
             return;
@@ -537,14 +523,21 @@ static bool start_truncate(struct rl_store *s, struct rl_store_req *req)
     return true;
 }
 
+/* A truncate or trim job failed: the store is fatal; its request gets the
+ * cause, later ones learn the store is fatal. */
+static void op_job_failed(struct rl_store *s, struct rl_batch *b)
+{
+    latch_fatal(s, b->err, b->errmsg);
+    queue_pop(s);
+    if (b->req->cb)
+        b->req->cb(b->req, b->err);
+    fail_queued(s, RLOG_EFATAL);
+}
+
 static void truncate_done(struct rl_store *s, struct rl_batch *b)
 {
     if (b->err) {
-        latch_fatal(s, b->err, b->errmsg);
-        queue_pop(s);
-        if (b->req->cb)
-            b->req->cb(b->req, b->err);
-        fail_queued(s, RLOG_EFATAL);
+        op_job_failed(s, b);
         return;
     }
     if (b->seg) {
@@ -640,11 +633,7 @@ static bool start_trim(struct rl_store *s, struct rl_store_req *req)
 static void trim_done(struct rl_store *s, struct rl_batch *b)
 {
     if (b->err) {
-        latch_fatal(s, b->err, b->errmsg);
-        queue_pop(s);
-        if (b->req->cb)
-            b->req->cb(b->req, b->err);
-        fail_queued(s, RLOG_EFATAL);
+        op_job_failed(s, b);
         return;
     }
     for (size_t i = b->drop_from; i < b->drop_to; i++)
