@@ -400,7 +400,7 @@ static void lib_log(void *arg, int level, const char *line)
     int min_level = nd->verbose >= 2 ? 0 : nd->verbose == 1 ? 1 : 2;
     if (level < min_level)
         return;
-    node_log("liblog %s: %s", names[level < 0 ? 0 : level > 3 ? 3 : level], line);
+    node_log("%s: %s", names[level < 0 ? 0 : level > 3 ? 3 : level], line);
 }
 
 static int api_enter(void)
@@ -609,8 +609,8 @@ static void handle_append(struct rd *r, struct buf *out)
                  "not be in the log", CTL_APPEND_WAIT_MS);
         put_error(out, RLOG_ETIMEOUT, FLAG_INDETERMINATE, msg);
     } else if (status != 0) {
-        snprintf(msg, sizeof msg, "%s after the records were accepted; they may or may not be "
-                 "in the log", rlog_strerror(status));
+        snprintf(msg, sizeof msg, "the node accepted the records, then failed with %s (%s); "
+                 "they may or may not be in the log", rlog_errname(status), rlog_strerror(status));
         put_error(out, status, FLAG_INDETERMINATE, msg);
     } else {
         put_end(out, 0, 0, first, 0, "", "");
@@ -970,6 +970,12 @@ static void usage_node(FILE *f)
             "                       1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
             "  --control PATH       control socket (default DIR/control.sock)\n"
             "  --election-timeout MS, --heartbeat MS   raft timers (default 1000, 100)\n"
+            "  --segment-size BYTES segment file size (default 64 MiB)\n"
+            "  --snapshot-threshold N, --snapshot-trailing N\n"
+            "                       raft entries between snapshot descriptors, and kept\n"
+            "                       in memory behind one (defaults 1024, 4096); small\n"
+            "                       values make lagging followers catch up by fetching\n"
+            "                       segments from a peer\n"
             "  -v, --verbose        also log liblog's info lines (twice: debug)\n"
             "\n"
             "Logs one line per event to stderr. Exit status: 0 after a clean shutdown,\n"
@@ -984,10 +990,13 @@ static int cmd_node(int argc, char **argv)
         {"data", required_argument, NULL, 'd'},    {"cluster", required_argument, NULL, 'c'},
         {"control", required_argument, NULL, 'C'}, {"election-timeout", required_argument, NULL, 'e'},
         {"heartbeat", required_argument, NULL, 'b'}, {"verbose", no_argument, NULL, 'v'},
+        {"segment-size", required_argument, NULL, 'S'},
+        {"snapshot-threshold", required_argument, NULL, 'T'},
+        {"snapshot-trailing", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *id_s = NULL, *address = NULL, *data = NULL, *cluster = NULL, *control = NULL;
-    uint64_t election = 0, heartbeat = 0;
+    uint64_t election = 0, heartbeat = 0, segment_size = 0, snap_threshold = 0, snap_trailing = 0;
     int verbose = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "hv", opts, NULL)) != -1) {
@@ -1006,6 +1015,20 @@ static int cmd_node(int argc, char **argv)
                 return EXIT_USAGE;
             }
             *(c == 'e' ? &election : &heartbeat) = v;
+            break;
+        }
+        case 'S':
+        case 'T':
+        case 'L': {
+            /* Range checks are rlog_open's; here only "is it a number". */
+            uint64_t v;
+            if (parse_u64(optarg, &v) != 0 || (c != 'S' && v > UINT32_MAX)) {
+                fprintf(stderr, "%s node: --%s must be a number, not '%s'\n", progname,
+                        c == 'S' ? "segment-size" : c == 'T' ? "snapshot-threshold"
+                                                            : "snapshot-trailing", optarg);
+                return EXIT_USAGE;
+            }
+            *(c == 'S' ? &segment_size : c == 'T' ? &snap_threshold : &snap_trailing) = v;
             break;
         }
         case 'v': verbose++; break;
@@ -1119,6 +1142,12 @@ static int cmd_node(int argc, char **argv)
         cfg.election_timeout_ms = (unsigned)election;
     if (heartbeat)
         cfg.heartbeat_timeout_ms = (unsigned)heartbeat;
+    if (segment_size)
+        cfg.segment_size = segment_size;
+    if (snap_threshold)
+        cfg.snapshot_threshold = (unsigned)snap_threshold;
+    if (snap_trailing)
+        cfg.snapshot_trailing = (unsigned)snap_trailing;
     cfg.log_fn = lib_log;
     cfg.log_arg = &g_node;
 
@@ -1541,6 +1570,73 @@ static int append_batch(struct appender *a, struct rlog_buf *recs, unsigned n)
     return EXIT_UNREACHABLE;
 }
 
+/* Appends stdin's lines. Lines are gathered into batches of up to
+ * CLIENT_BATCH_RECORDS records / CLIENT_BATCH_BYTES bytes; a batch is also
+ * sent as soon as stdin has nothing more to read right now, so a slow
+ * producer (`tail -f ... | rlogctl append`) does not wait for a full batch. */
+static int append_stdin(struct appender *a, struct rlog_buf *recs)
+{
+    struct buf in = {0};        /* bytes read, not yet consumed */
+    size_t start = 0;           /* first unconsumed byte of in */
+    struct buf batch = {0};     /* the records of the pending batch, back to back */
+    size_t lens[CLIENT_BATCH_RECORDS];
+    unsigned n = 0;
+    int eof = 0, rc = 0;
+    while (rc == 0) {
+        /* Move complete lines (or, at EOF, the unterminated rest) into the batch. */
+        while (n < CLIENT_BATCH_RECORDS && batch.len < CLIENT_BATCH_BYTES) {
+            unsigned char *nl = in.len > start ? memchr(in.p + start, '\n', in.len - start) : NULL;
+            size_t len;
+            if (nl != NULL)
+                len = (size_t)(nl - (in.p + start));
+            else if (eof && in.len > start)
+                len = in.len - start;
+            else
+                break;
+            buf_put(&batch, in.p + start, len);
+            lens[n++] = len;
+            start += len + (nl != NULL);
+        }
+        struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
+        int full = n == CLIENT_BATCH_RECORDS || batch.len >= CLIENT_BATCH_BYTES;
+        if (n > 0 && (full || eof || poll(&pfd, 1, 0) == 0)) {
+            size_t off = 0;
+            for (unsigned i = 0; i < n; i++) {
+                recs[i].base = batch.p + off;
+                recs[i].len = lens[i];
+                off += lens[i];
+            }
+            rc = append_batch(a, recs, n);
+            n = 0;
+            batch.len = 0;
+            continue;
+        }
+        if (eof)
+            break;
+        /* Compact, then read more. */
+        if (start > 0) {
+            memmove(in.p, in.p + start, in.len - start);
+            in.len -= start;
+            start = 0;
+        }
+        buf_reserve(&in, 65536);
+        ssize_t r = read(STDIN_FILENO, in.p + in.len, in.cap - in.len);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "%s append: reading stdin: %s\n", progname, strerror(errno));
+            rc = EXIT_ERROR;
+            break;
+        }
+        if (r == 0)
+            eof = 1;
+        in.len += (size_t)r;
+    }
+    free(in.p);
+    free(batch.p);
+    return rc;
+}
+
 static int cmd_append(struct copts *o, int argc, char **argv)
 {
     struct appender a = {.o = o, .fd = -1};
@@ -1561,41 +1657,7 @@ static int cmd_append(struct copts *o, int argc, char **argv)
             rc = append_batch(&a, recs, n);
         }
     } else {
-        char **lines = xmalloc(CLIENT_BATCH_RECORDS * sizeof *lines);
-        size_t *caps = xmalloc(CLIENT_BATCH_RECORDS * sizeof *caps);
-        for (unsigned i = 0; i < CLIENT_BATCH_RECORDS; i++) {
-            lines[i] = NULL;
-            caps[i] = 0;
-        }
-        int eof = 0;
-        while (!eof && rc == 0) {
-            unsigned n = 0;
-            size_t bytes = 0;
-            while (n < CLIENT_BATCH_RECORDS && bytes < CLIENT_BATCH_BYTES) {
-                ssize_t len = getline(&lines[n], &caps[n], stdin);
-                if (len < 0) {
-                    if (ferror(stdin)) {
-                        fprintf(stderr, "%s append: reading stdin: %s\n", progname,
-                                strerror(errno));
-                        rc = EXIT_ERROR;
-                    }
-                    eof = 1;
-                    break;
-                }
-                if (len > 0 && lines[n][len - 1] == '\n')
-                    len--;
-                recs[n].base = lines[n];
-                recs[n].len = (size_t)len;
-                bytes += (size_t)len;
-                n++;
-            }
-            if (n > 0 && rc == 0)
-                rc = append_batch(&a, recs, n);
-        }
-        for (unsigned i = 0; i < CLIENT_BATCH_RECORDS; i++)
-            free(lines[i]);
-        free(lines);
-        free(caps);
+        rc = append_stdin(&a, recs);
     }
     if (a.fd >= 0)
         close(a.fd);

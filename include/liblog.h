@@ -117,6 +117,12 @@ struct rlog_config {
                                     read cache arrives with subscribe) */
     unsigned election_timeout_ms;  /* 1000 */
     unsigned heartbeat_timeout_ms; /* 100 */
+    /* Raft entries between snapshot descriptors (1024), and entries kept in
+     * memory behind the latest one (4096) to bring a lagging follower up to
+     * date by plain replication; a follower further behind catches up by
+     * fetching the missing range from a peer's segments. */
+    unsigned snapshot_threshold;
+    unsigned snapshot_trailing;
 
     /* Diagnostics: called on the loop thread with one line (no newline).
      * NULL logs warnings and errors to stderr. level: 0 debug .. 3 error. */
@@ -218,6 +224,9 @@ struct rlog_status {
     unsigned n_peers;
     struct rlog_peer_status peers[RLOG_MAX_PEERS];
     int fatal;              /* nonzero: failed stop with this code; see rlog_errmsg */
+    /* While catching up by fetching segments from a peer: the next raft
+     * index wanted and the index to reach (both 0 otherwise). */
+    uint64_t catchup_index, catchup_target;
 };
 
 /* rlog_status - a snapshot of the node's state. */

@@ -62,6 +62,8 @@ void rlog_config_init(struct rlog_config *cfg)
     cfg->cache_bytes = DEFAULT_CACHE;
     cfg->election_timeout_ms = 1000;
     cfg->heartbeat_timeout_ms = 100;
+    cfg->snapshot_threshold = 1024;
+    cfg->snapshot_trailing = 4096;
 }
 
 /* "host:port" with a non-empty host and a port in 1..65535. */
@@ -143,6 +145,9 @@ static int validate(const struct rlog_config *c, char *err, size_t errlen)
     if (c->heartbeat_timeout_ms == 0 || c->election_timeout_ms <= c->heartbeat_timeout_ms)
         return BAD("config.heartbeat_timeout_ms (%u) must be >= 1 and below election_timeout_ms (%u)",
                    c->heartbeat_timeout_ms, c->election_timeout_ms);
+    if (c->snapshot_threshold < 4 || c->snapshot_trailing < 4)
+        return BAD("config.snapshot_threshold (%u) and snapshot_trailing (%u) must be >= 4",
+                   c->snapshot_threshold, c->snapshot_trailing);
     return 0;
 #undef BAD
 }

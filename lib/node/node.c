@@ -22,10 +22,6 @@
 #include "wire/codec.h"
 
 #define MAX_INFLIGHT 8
-/* Until catch-up by segment fetch exists (a follower behind the leader's
- * in-memory window cannot install a snapshot yet), keep the window wide. */
-#define SNAPSHOT_THRESHOLD 1024
-#define SNAPSHOT_TRAILING 4096
 
 void rl_log(struct rlog *log, int level, const char *fmt, ...)
 {
@@ -460,6 +456,7 @@ static void do_status(struct rlog *log, struct rl_op *op)
         raft_leader(&log->raft, &id, &addr);
         st->leader_id = id;
         snprintf(st->leader_address, sizeof st->leader_address, "%s", addr ? addr : "");
+        rl_io_catchup(&log->io, &st->catchup_index, &st->catchup_target);
         const struct raft_configuration *c = &log->raft.configuration;
         for (unsigned i = 0; i < c->n && i < RLOG_MAX_PEERS; i++) {
             struct rlog_peer_status *p = &st->peers[st->n_peers++];
@@ -679,7 +676,7 @@ static int start(struct rlog *log)
         .loop = &log->loop,
         .store = log->store,
         .dir = log->data_dir,
-        .trailing = SNAPSHOT_TRAILING,
+        .trailing = log->cfg.snapshot_trailing,
         /* libraft 0.15 sends a lagging follower every entry it holds in one
          * AppendEntries; the cap must cover that window (bounded by bytes
          * with the catch-up work). */
@@ -703,8 +700,8 @@ static int start(struct rlog *log)
     log->raft.data = log;
     raft_set_election_timeout(&log->raft, log->cfg.election_timeout_ms);
     raft_set_heartbeat_timeout(&log->raft, log->cfg.heartbeat_timeout_ms);
-    raft_set_snapshot_threshold(&log->raft, SNAPSHOT_THRESHOLD);
-    raft_set_snapshot_trailing(&log->raft, SNAPSHOT_TRAILING);
+    raft_set_snapshot_threshold(&log->raft, log->cfg.snapshot_threshold);
+    raft_set_snapshot_trailing(&log->raft, log->cfg.snapshot_trailing);
     if (rl_store_last_index(log->store) == 0) {
         struct raft_configuration conf;
         raft_configuration_init(&conf);

@@ -42,6 +42,8 @@ struct send_req {
     struct io *io;
     struct raft_io_send *req;
     raft_io_send_cb cb;
+    void (*done)(void *arg, int status); /* our own messages instead of cb */
+    void *done_arg;
     struct rl_wire_out out;
     uv_buf_t *bufs;
     uv_write_t write;
@@ -119,10 +121,18 @@ struct io {
     struct rl_snapshot_desc snap;
     bool have_snap;
     unsigned rand_state;
+    uint64_t snap_source_id;       /* sender of the last InstallSnapshot */
+    char snap_source_addr[256];
+    struct fetch *fetch;           /* catch-up in progress, or NULL */
+    /* Descriptor writes, one at a time (they share SNAPSHOT.tmp). */
+    struct snap_put *snap_head, *snap_tail;
 };
 
 static void io_log(struct io *io, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static void close_step(struct io *io);
+static int fetch_start(struct io *io, struct raft_io_snapshot_put *req,
+                       const struct raft_snapshot *snap);
 static void io_log(struct io *io, int level, const char *fmt, ...)
 {
     char line[512];
@@ -488,6 +498,7 @@ static int io_truncate(struct raft_io *rio, raft_index index)
 
 struct snap_put {
     uv_work_t work;
+    struct snap_put *next;
     struct io *io;
     struct raft_io_snapshot_put *req;
     uint64_t index, term, conf_index, visible;
@@ -502,16 +513,39 @@ static void snap_put_work(uv_work_t *w)
                                  &p->conf);
 }
 
+static void snap_put_work(uv_work_t *w);
+static void snap_put_after(uv_work_t *w, int status);
+
+static void snap_queue_next(struct io *io)
+{
+    struct snap_put *p = io->snap_head;
+    if (p && uv_queue_work(io->loop, &p->work, snap_put_work, snap_put_after) != 0) {
+        io->snap_head = p->next;
+        if (!io->snap_head)
+            io->snap_tail = NULL;
+        raft_configuration_close(&p->conf);
+        struct raft_io_snapshot_put *req = p->req;
+        free(p);
+        req->cb(req, RAFT_IOERR);
+        snap_queue_next(io);
+    }
+}
+
 static void snap_put_after(uv_work_t *w, int status)
 {
     struct snap_put *p = w->data;
     struct io *io = p->io;
     (void)status;
+    io->snap_head = p->next;
+    if (!io->snap_head)
+        io->snap_tail = NULL;
     int rv = 0;
     if (p->status != 0) {
         io_log(io, 3, "writing snapshot descriptor: %s", strerror(-p->status));
         rv = RAFT_IOERR;
         raft_configuration_close(&p->conf);
+    } else if (io->have_snap && io->snap.index > p->index) {
+        raft_configuration_close(&p->conf); /* an older one finished later */
     } else {
         if (io->have_snap)
             rl_snapshot_desc_close(&io->snap);
@@ -522,6 +556,7 @@ static void snap_put_after(uv_work_t *w, int status)
     }
     struct raft_io_snapshot_put *req = p->req;
     free(p);
+    snap_queue_next(io);
     req->cb(req, rv);
     after_event(io);
 }
@@ -534,14 +569,10 @@ static int io_snapshot_put(struct raft_io *rio, unsigned trailing,
     if (io->fatal)
         return RAFT_IOERR;
     if (trailing == 0 && snapshot->index > rl_store_last_index(io->store)) {
-        /* Installing a snapshot means fetching the missing range of the log
-         * from a peer: not built yet (segment-fetch catch-up). */
-        io_log(io, 3,
-               "leader sent a snapshot up to entry %" PRIu64 " but this log ends at %" PRIu64
-               "; catch-up by segment fetch is not implemented yet",
-               (uint64_t)snapshot->index, rl_store_last_index(io->store));
-        snprintf(rio->errmsg, sizeof rio->errmsg, "snapshot install not supported yet");
-        return RAFT_IOERR;
+        /* The log is its own snapshot: installing one means fetching the
+         * missing range of the log from a peer. */
+        req->cb = cb;
+        return fetch_start(io, req, snapshot);
     }
     if (trailing == 0) {
         /* We hold the entries the snapshot covers: they must be the same. */
@@ -576,7 +607,14 @@ static int io_snapshot_put(struct raft_io *rio, unsigned trailing,
             return RAFT_NOMEM;
         }
     p->work.data = p;
-    if (uv_queue_work(io->loop, &p->work, snap_put_work, snap_put_after) != 0) {
+    bool idle = io->snap_head == NULL;
+    if (io->snap_tail)
+        io->snap_tail->next = p;
+    else
+        io->snap_head = p;
+    io->snap_tail = p;
+    if (idle && uv_queue_work(io->loop, &p->work, snap_put_work, snap_put_after) != 0) {
+        io->snap_head = io->snap_tail = NULL;
         raft_configuration_close(&p->conf);
         free(p);
         return RAFT_IOERR;
@@ -712,8 +750,12 @@ static void send_finish(struct send_req *s, int status)
     free(s->bufs);
     struct raft_io_send *req = s->req;
     raft_io_send_cb cb = s->cb;
+    void (*done)(void *, int) = s->done;
+    void *done_arg = s->done_arg;
     free(s);
-    if (cb)
+    if (done)
+        done(done_arg, status);
+    else if (cb)
         cb(req, status);
 }
 
@@ -801,10 +843,12 @@ static struct peer *peer_get(struct io *io, uint64_t id, const char *address)
     return p;
 }
 
-static int io_send(struct raft_io *rio, struct raft_io_send *req, const struct raft_message *msg,
-                   raft_io_send_cb cb)
+/* Encodes msg and sends it to msg->server_id; exactly one of cb (raft's
+ * messages) or done (ours) is called when the write completes, unless this
+ * returns an error. */
+static int send_msg(struct io *io, const struct raft_message *msg, struct raft_io_send *req,
+                    raft_io_send_cb cb, void (*done)(void *, int), void *done_arg)
 {
-    struct io *io = rio->impl;
     if (io->closing)
         return RAFT_CANCELED;
     struct peer *p = peer_get(io, msg->server_id, msg->server_address);
@@ -816,6 +860,8 @@ static int io_send(struct raft_io *rio, struct raft_io_send *req, const struct r
     s->io = io;
     s->req = req;
     s->cb = cb;
+    s->done = done;
+    s->done_arg = done_arg;
     s->peer = p;
     int rv = rl_wire_encode(msg, io->id, &s->out);
     if (rv != 0) {
@@ -860,6 +906,15 @@ static int io_send(struct raft_io *rio, struct raft_io_send *req, const struct r
     p->wait_tail = s;
     return 0;
 }
+
+static int io_send(struct raft_io *rio, struct raft_io_send *req, const struct raft_message *msg,
+                   raft_io_send_cb cb)
+{
+    return send_msg(rio->impl, msg, req, cb, NULL, NULL);
+}
+
+#include "raftio/fetch.inc"
+
 
 /* ---- receiving ------------------------------------------------------------------- */
 
@@ -919,6 +974,15 @@ static int in_frame(struct in_conn *c)
         return -1;
     }
     msg.server_address = c->address;
+    if (msg.type == RL_WIRE_FETCH_REQUEST || msg.type == RL_WIRE_FETCH_RESPONSE) {
+        fetch_recv(io, &msg, c->address);
+        rl_wire_message_release(&msg, body, owned);
+        return 0;
+    }
+    if (msg.type == RAFT_IO_INSTALL_SNAPSHOT) {
+        io->snap_source_id = c->id;
+        snprintf(io->snap_source_addr, sizeof io->snap_source_addr, "%s", c->address);
+    }
     if ((msg.type == RAFT_IO_REQUEST_VOTE || msg.type == RAFT_IO_TIMEOUT_NOW) && io->appends > 0) {
         struct held *h = calloc(1, sizeof *h);
         if (!h) {
@@ -944,7 +1008,18 @@ static void in_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct in_conn *c = stream->data;
     if (nread < 0) {
-        in_close(c, nread == UV_EOF ? NULL : uv_strerror((int)nread));
+        char why[128];
+        if (nread == UV_EOF && (c->hdr_got > 0 || c->body)) {
+            if (c->hdr_got < RL_WIRE_HDR)
+                snprintf(why, sizeof why, "closed inside a frame header (%zu of %u bytes)",
+                         c->hdr_got, RL_WIRE_HDR);
+            else
+                snprintf(why, sizeof why, "closed inside a frame body (%zu of %u bytes)",
+                         c->body_got, (unsigned)c->h.length);
+            in_close(c, why);
+        } else {
+            in_close(c, nread == UV_EOF ? NULL : uv_strerror((int)nread));
+        }
         return;
     }
     const unsigned char *p = (const unsigned char *)buf->base;
@@ -1070,7 +1145,7 @@ static void transport_closed(struct raft_uv_transport *t)
 
 static void close_step(struct io *io)
 {
-    if (io->close_pending > 0)
+    if (io->close_pending > 0 || (io->fetch && io->fetch->busy))
         return;
     if (io->store) {
         rl_store_close(io->store, store_closed, io);
@@ -1101,6 +1176,7 @@ static void io_close(struct raft_io *rio, raft_io_close_cb cb)
 {
     struct io *io = rio->impl;
     io->closing = true;
+    fetch_stop(io);
     io->close_cb = cb;
     io->close_pending = 0;
     for (struct peer *p = io->peers; p; p = p->next)

@@ -50,6 +50,8 @@ struct rl_io_config {
 
 /* Fills io's function table. io->close releases everything, the store too. */
 int rl_io_init(struct raft_io *io, const struct rl_io_config *cfg);
+/* While catching up by segment fetch: the next index wanted and the target. */
+bool rl_io_catchup(struct raft_io *io, uint64_t *next, uint64_t *target);
 /* Records a COMMAND payload carries, or 0 if it is not a valid batch. */
 uint32_t rl_io_batch_records(const void *buf, size_t len);
 

@@ -59,11 +59,14 @@ static const char *const type_names[] = {
     [RL_WIRE_REQUEST_VOTE_RESULT] = "request_vote_result",
     [RL_WIRE_INSTALL_SNAPSHOT] = "install_snapshot",
     [RL_WIRE_TIMEOUT_NOW] = "timeout_now",
+    [RL_WIRE_FETCH_REQUEST] = "fetch_request",
+    [RL_WIRE_FETCH_RESPONSE] = "fetch_response",
 };
 
 static bool known_type(unsigned type)
 {
-    return type >= RL_WIRE_APPEND_ENTRIES && type <= RL_WIRE_TIMEOUT_NOW;
+    return (type >= RL_WIRE_APPEND_ENTRIES && type <= RL_WIRE_TIMEOUT_NOW) ||
+           type == RL_WIRE_FETCH_REQUEST || type == RL_WIRE_FETCH_RESPONSE;
 }
 
 static uint64_t pad8(uint64_t n)
@@ -189,8 +192,10 @@ static int encode_size(const struct raft_message *msg, uint64_t *body, uint64_t 
         break;
     case RAFT_IO_APPEND_ENTRIES_RESULT:
     case RAFT_IO_TIMEOUT_NOW:
+    case RL_WIRE_FETCH_REQUEST:
         *body = *head = 3 * 8;
         break;
+    case RL_WIRE_FETCH_RESPONSE:
     case RAFT_IO_APPEND_ENTRIES: {
         const struct raft_append_entries *ae = &msg->append_entries;
         if (ae->n_entries > 0 && ae->entries == NULL)
@@ -255,6 +260,7 @@ static void encode_body(const struct raft_message *msg, struct wr *w)
         w64(w, (uint64_t)rr->pre_vote);
         break;
     }
+    case RL_WIRE_FETCH_RESPONSE:
     case RAFT_IO_APPEND_ENTRIES: {
         const struct raft_append_entries *ae = &msg->append_entries;
         w64(w, ae->term);
@@ -295,6 +301,7 @@ static void encode_body(const struct raft_message *msg, struct wr *w)
         wbytes(w, is->data.base, is->data.len);
         break;
     }
+    case RL_WIRE_FETCH_REQUEST:
     case RAFT_IO_TIMEOUT_NOW: {
         const struct raft_timeout_now *tn = &msg->timeout_now;
         w64(w, tn->term);
@@ -336,7 +343,7 @@ int rl_wire_encode(const struct raft_message *msg, uint64_t sender, struct rl_wi
 
     unsigned k = 0;
     out->iov[k++] = (struct rl_wire_iov){out->head, out->head_len};
-    if (msg->type == RAFT_IO_APPEND_ENTRIES) {
+    if (msg->type == RAFT_IO_APPEND_ENTRIES || msg->type == RL_WIRE_FETCH_RESPONSE) {
         const struct raft_append_entries *ae = &msg->append_entries;
         for (unsigned i = 0; i < ae->n_entries; i++) {
             size_t len = ae->entries[i].buf.len;
@@ -378,6 +385,7 @@ static void body_shape(unsigned type, uint32_t *min, bool *exact)
         *min = 6 * 8;
         break;
     case RL_WIRE_APPEND_ENTRIES:
+    case RL_WIRE_FETCH_RESPONSE:
         *min = AE_FIXED * 8;
         *exact = false;
         break;
@@ -749,6 +757,7 @@ int rl_wire_decode(const struct rl_wire_hdr *hdr, void *body, struct raft_messag
     case RL_WIRE_REQUEST_VOTE_RESULT:
         return decode_request_vote_result(&r, &msg->request_vote_result);
     case RL_WIRE_APPEND_ENTRIES:
+    case RL_WIRE_FETCH_RESPONSE:
         return decode_append_entries(&r, body, &msg->append_entries, body_owned);
     case RL_WIRE_APPEND_ENTRIES_RESULT:
         return decode_append_entries_result(&r, &msg->append_entries_result);
@@ -763,6 +772,7 @@ void rl_wire_message_release(struct raft_message *msg, void *body, bool body_own
 {
     switch (msg->type) {
     case RAFT_IO_APPEND_ENTRIES:
+    case RL_WIRE_FETCH_RESPONSE:
         raft_free(msg->append_entries.entries);
         msg->append_entries.entries = NULL;
         msg->append_entries.n_entries = 0;

@@ -40,6 +40,16 @@ enum {
     RL_WIRE_INSTALL_SNAPSHOT = RAFT_IO_INSTALL_SNAPSHOT,
     RL_WIRE_TIMEOUT_NOW = RAFT_IO_TIMEOUT_NOW,
     RL_WIRE_OWN_FIRST = 64,
+    /* Catch-up by segment fetch (lib/raftio/fetch.c). They reuse the shapes
+     * (and encoders/decoders) of two raft messages, through the same union:
+     *  FETCH_REQUEST as timeout_now: term = first index wanted,
+     *    last_log_index = last index wanted, last_log_term = byte budget.
+     *  FETCH_RESPONSE as append_entries: term = status (0, or an RLOG_E*
+     *    code negated), prev_log_index = first index - 1, prev_log_term = 0,
+     *    leader_commit = the last index the sender can serve, entries = the
+     *    entries from prev_log_index + 1 on (terms, types, payloads). */
+    RL_WIRE_FETCH_REQUEST = 64,
+    RL_WIRE_FETCH_RESPONSE = 65,
 };
 
 struct rl_wire_hdr {

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for liblog's multi-process tests (sourced, bash).
 #
 # Every test runs a 3-node cluster of `rlogctl node` on 127.0.0.1 in a fresh
@@ -17,6 +18,7 @@ TEST_NAME=$(basename "$0" .sh)
 PASS=0
 FAIL=0
 declare -A NODE_PID=()
+NODE_ARGS=()   # extra `rlogctl node` options for every node a test starts
 EXTRA_PIDS=()
 PORTS=()
 CLUSTER=""
@@ -77,7 +79,13 @@ on_timeout() {
 trap cleanup EXIT
 trap 'exit 1' TERM INT
 trap on_timeout USR1
-( sleep "$TEST_LIMIT"; kill -USR1 $$ 2>/dev/null ) >/dev/null 2>&1 &
+# The watchdog: a subshell that signals us after TEST_LIMIT seconds and,
+# when killed by cleanup, takes its sleep with it.
+(
+    trap 'kill "$s" 2>/dev/null; exit 0' TERM
+    sleep "$TEST_LIMIT" & s=$!
+    wait "$s" && kill -USR1 $$ 2>/dev/null
+) >/dev/null 2>&1 &
 WATCHDOG=$!
 
 finish() {
@@ -129,7 +137,8 @@ status_of() {
 start_node() {
     local i=$1; shift
     mkdir -p "$T/n$i"
-    "$RLOGCTL" node --id "$i" --data "$T/n$i" --cluster "$CLUSTER" "$@" >>"$T/n$i.log" 2>&1 &
+    "$RLOGCTL" node --id "$i" --data "$T/n$i" --cluster "$CLUSTER" ${NODE_ARGS[@]+"${NODE_ARGS[@]}"} "$@" \
+        >>"$T/n$i.log" 2>&1 &
     NODE_PID[$i]=$!
     local deadline=$((SECONDS + WAIT))
     while [ $SECONDS -lt $deadline ]; do

@@ -7,6 +7,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "liblog.h"
 
@@ -36,10 +39,32 @@ static void cfg_for(int i, struct rlog_config *c)
     c->max_record_size = 64u << 10;
 }
 
+/* Tests that shrink libraft's window set these before opening nodes. */
+static unsigned window_threshold, window_trailing;
+static int fetched_lines;
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void count_fetches(void *arg, int level, const char *line)
+{
+    (void)arg;
+    if (getenv("RLOG_TEST_VERBOSE") || level >= 3)
+        fprintf(stderr, "%s\n", line);
+    if (strstr(line, "catch-up: fetched entries")) {
+        pthread_mutex_lock(&log_mu);
+        fetched_lines++;
+        pthread_mutex_unlock(&log_mu);
+    }
+}
+
 static void node_open(int i)
 {
     struct rlog_config c;
     cfg_for(i, &c);
+    if (window_threshold) {
+        c.snapshot_threshold = window_threshold;
+        c.snapshot_trailing = window_trailing;
+        c.log_fn = count_fetches;
+    }
     char err[256];
     int rv = rlog_open(&c, &C.node[i], err, sizeof err);
     ck_assert_msg(rv == 0, "open node %d: %s: %s", i + 1, rlog_errname(rv), err);
@@ -51,12 +76,31 @@ static void node_close(int i)
     C.node[i] = NULL;
 }
 
+/* A base port whose next N ports can all be bound right now on 127.0.0.1. */
+static int free_ports(int start)
+{
+    for (int base = start; base < 60000; base += N) {
+        int ok = 1;
+        for (int i = 0; i < N && ok; i++) {
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(base + i)),
+                                    .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+            ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+            if (fd >= 0)
+                close(fd);
+        }
+        if (ok)
+            return base;
+    }
+    return start;
+}
+
 static void setup(void)
 {
     snprintf(C.dir, sizeof C.dir, "/tmp/rlog-cluster-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(C.dir));
     /* fork mode gives each test its own pid, hence its own ports */
-    int base = 20000 + (int)(getpid() % 15000) * 3;
+    int base = free_ports(20000 + (int)(getpid() % 13000) * 3);
     char top[256];
     memcpy(top, C.dir, sizeof top);
     for (int i = 0; i < N; i++) {
@@ -386,6 +430,36 @@ START_TEST(test_busy_directory)
 }
 END_TEST
 
+START_TEST(test_lagging_follower_catches_up_by_fetch)
+{
+    /* A window of 8 + 16 entries: a follower down for 600 entries is far
+     * behind it and can only come back through segment fetch. */
+    window_threshold = 8;
+    window_trailing = 16;
+    for (int i = 0; i < N; i++)
+        node_open(i);
+    int l = wait_leader();
+    ck_assert_int_ge(l, 0);
+    append_range(l, 0, 50);
+    int f = (l + 1) % N;
+    check_all(50);
+    node_close(f);
+    append_range(l, 50, 650);
+    node_open(f);
+    check_all(650);
+    pthread_mutex_lock(&log_mu);
+    int fetched = fetched_lines;
+    pthread_mutex_unlock(&log_mu);
+    ck_assert_msg(fetched >= 1, "the follower did not catch up through segment fetch");
+    /* and it keeps replicating normally afterwards */
+    append_range(l, 650, 700);
+    check_all(700);
+    struct rlog_status st;
+    ck_assert_int_eq(rlog_status(C.node[f], &st), 0);
+    ck_assert_uint_eq(st.catchup_target, 0);
+}
+END_TEST
+
 static Suite *cluster_suite(void)
 {
     Suite *s = suite_create("cluster");
@@ -399,6 +473,7 @@ static Suite *cluster_suite(void)
     tcase_add_test(tc, test_concurrent_appenders_get_distinct_offsets);
     tcase_add_test(tc, test_bad_configs_name_the_field);
     tcase_add_test(tc, test_busy_directory);
+    tcase_add_test(tc, test_lagging_follower_catches_up_by_fetch);
     suite_add_tcase(s, tc);
     return s;
 }
