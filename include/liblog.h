@@ -199,8 +199,45 @@ RLOG_API int rlog_iter_open(rlog *log, uint64_t from, uint64_t to, rlog_iter **o
  * (nothing more committed yet, or `to` reached), or an error. */
 RLOG_API int rlog_iter_next(rlog_iter *it, const void **rec, size_t *len, uint64_t *offset);
 
+/* rlog_iter_wait - blocks until the iterator's next record is committed
+ * (then rlog_iter_next returns it), for at most timeout_ms (< 0: no limit).
+ * Returns 0, RLOG_ETIMEOUT, RLOG_ECLOSED (the log is closing), RLOG_EFATAL,
+ * or RLOG_ENOTFOUND if the iterator reached its `to`. Must not be called
+ * from a liblog callback (RLOG_EINVAL). */
+RLOG_API int rlog_iter_wait(rlog_iter *it, int timeout_ms);
+
 /* rlog_iter_close - frees the iterator. */
 RLOG_API void rlog_iter_close(rlog_iter *it);
+
+/* ---- Subscriptions ---------------------------------------------------------
+ * A subscription delivers committed records in order, each exactly once,
+ * from any offset: the history first, then live records as they commit, with
+ * no gap and no duplicate between the two. Each subscription runs on its own
+ * thread, so a slow subscriber holds up nobody but itself. */
+typedef struct rlog_sub rlog_sub;
+
+/* Called on the subscription's thread: with status 0 for each record, in
+ * order; or once, last, with the error that ended the subscription
+ * (RLOG_ETRIMMED, RLOG_ECLOSED, RLOG_EFATAL, RLOG_ECORRUPT...; rec NULL).
+ * The record's bytes are valid during the call only. */
+typedef void (*rlog_sub_cb)(void *arg, int status, uint64_t offset, const void *rec,
+                            size_t len);
+
+/* rlog_subscribe - starts delivering records from offset `from`. Errors:
+ * RLOG_EINVAL, RLOG_ENOMEM, RLOG_ECLOSED. */
+RLOG_API int rlog_subscribe(rlog *log, uint64_t from, rlog_sub_cb cb, void *arg, rlog_sub **out);
+
+/* rlog_sub_pause / rlog_sub_resume - stop and restart delivery (the
+ * subscriber's pace control). A paused subscription holds no resources on
+ * the node and resumes where it stopped. */
+RLOG_API void rlog_sub_pause(rlog_sub *sub);
+RLOG_API void rlog_sub_resume(rlog_sub *sub);
+
+/* rlog_unsubscribe - stops the subscription and frees it. When it returns,
+ * the callback is not running and will not run again; called from the
+ * callback itself, it takes effect when the callback returns. rlog_close
+ * ends (and frees) subscriptions still open: do not use them afterwards. */
+RLOG_API void rlog_unsubscribe(rlog_sub *sub);
 
 enum rlog_role { RLOG_ROLE_UNAVAILABLE, RLOG_ROLE_FOLLOWER, RLOG_ROLE_CANDIDATE, RLOG_ROLE_LEADER };
 

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "node/node.h"
@@ -162,6 +163,7 @@ static void free_log(rlog *log)
     rl_fence_free(&log->fence);
     pthread_mutex_destroy(&log->mu);
     pthread_cond_destroy(&log->open_cv);
+    pthread_cond_destroy(&log->visible_cv);
     free(log);
 }
 
@@ -181,6 +183,7 @@ int rlog_open(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t er
         log->peers = calloc(cfg->n_peers, sizeof *log->peers);
         pthread_mutex_init(&log->mu, NULL);
         pthread_cond_init(&log->open_cv, NULL);
+        pthread_cond_init(&log->visible_cv, NULL);
         bool ok = log->address && log->data_dir && log->peers;
         for (unsigned i = 0; ok && i < cfg->n_peers; i++) {
             log->peers[i].id = cfg->peers[i].id;
@@ -243,7 +246,7 @@ static int submit(rlog *log, struct rl_op *op)
     return 0;
 }
 
-static bool on_loop_thread(rlog *log)
+bool rl_on_loop_thread(rlog *log)
 {
     uv_thread_t self = uv_thread_self();
     return uv_thread_equal(&self, &log->thread);
@@ -252,7 +255,7 @@ static bool on_loop_thread(rlog *log)
 /* Runs op on the loop and waits; returns its status. op stays the caller's. */
 static int run_blocking(rlog *log, struct rl_op *op)
 {
-    if (on_loop_thread(log))
+    if (rl_on_loop_thread(log))
         return fail(RLOG_EINVAL, "blocking call from a liblog callback would deadlock");
     struct rl_waiter w = {.done = false};
     pthread_mutex_init(&w.mu, NULL);
@@ -277,13 +280,14 @@ int rlog_close(rlog *log)
 {
     if (!log)
         return RLOG_EINVAL;
-    if (on_loop_thread(log))
+    if (rl_on_loop_thread(log))
         return fail(RLOG_EINVAL, "rlog_close from a liblog callback would deadlock");
     struct rl_op op = {.kind = RL_OP_CLOSE};
     int rv = run_blocking(log, &op);
     if (rv == RLOG_ECLOSED)
         rv = 0; /* already stopping */
     uv_thread_join(&log->thread);
+    rl_subs_end_all(log); /* they see RLOG_ECLOSED and stop */
     int fatal = log->pub_fatal;
     free_log(log);
     return fatal ? fatal : rv;
@@ -475,6 +479,62 @@ int rlog_iter_next(rlog_iter *it, const void **rec, size_t *len, uint64_t *offse
         *offset = it->next;
     it->next++;
     return 0;
+}
+
+int rl_iter_wait_stop(rlog_iter *it, int timeout_ms, const bool *stop)
+{
+    if (!it)
+        return fail(RLOG_EINVAL, "iter_wait: NULL iterator");
+    if (rl_on_loop_thread(it->log))
+        return fail(RLOG_EINVAL, "iter_wait from a liblog callback would deadlock");
+    if (it->next >= it->to)
+        return fail(RLOG_ENOTFOUND, "end of range");
+    rlog *log = it->log;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    if (timeout_ms > 0) {
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
+    int rv = 0;
+    pthread_mutex_lock(&log->mu);
+    while (log->pub_visible_offset <= it->next) {
+        if (stop && *stop) {
+            rv = RLOG_ECANCELED;
+            break;
+        }
+        if (!log->accepting || log->pub_fatal) {
+            rv = log->pub_fatal ? RLOG_EFATAL : RLOG_ECLOSED;
+            break;
+        }
+        if (timeout_ms == 0) {
+            rv = RLOG_ETIMEOUT;
+            break;
+        }
+        if (timeout_ms < 0)
+            pthread_cond_wait(&log->visible_cv, &log->mu);
+        else if (pthread_cond_timedwait(&log->visible_cv, &log->mu, &deadline) == ETIMEDOUT &&
+                 log->pub_visible_offset <= it->next) {
+            rv = RLOG_ETIMEOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&log->mu);
+    if (rv == RLOG_ETIMEOUT)
+        return fail(rv, "no record committed at offset %" PRIu64 " within %d ms", it->next,
+                    timeout_ms);
+    if (rv == RLOG_ECLOSED || rv == RLOG_EFATAL)
+        return fail(rv, "%s", rv == RLOG_EFATAL ? log->pub_fatal_msg : "log is closing");
+    return rv;
+}
+
+int rlog_iter_wait(rlog_iter *it, int timeout_ms)
+{
+    return rl_iter_wait_stop(it, timeout_ms, NULL);
 }
 
 void rlog_iter_close(rlog_iter *it)

@@ -142,8 +142,13 @@ static void fence_update(struct rlog *log)
 {
     if (!log->raft_started || log->raft_closed || log->fence.n == 0)
         return;
-    rl_fence_advance(&log->fence, log->raft.commit_index, log->raft.current_term,
-                     rl_store_last_index(log->store), entry_shown, log);
+    if (rl_fence_advance(&log->fence, log->raft.commit_index, log->raft.current_term,
+                         rl_store_last_index(log->store), entry_shown, log) == 0)
+        return;
+    pthread_mutex_lock(&log->mu);
+    log->pub_visible_offset = log->fence.visible_offset;
+    pthread_cond_broadcast(&log->visible_cv); /* waiting iterators, subscribers */
+    pthread_mutex_unlock(&log->mu);
 }
 
 /* ---- the batcher ----------------------------------------------------------- */
@@ -355,6 +360,9 @@ static void hook_on_fatal(void *arg, int code, const char *msg)
     log->fatal = code;
     snprintf(log->fatal_msg, sizeof log->fatal_msg, "storage failure: %s", msg);
     publish(log);
+    pthread_mutex_lock(&log->mu);
+    pthread_cond_broadcast(&log->visible_cv);
+    pthread_mutex_unlock(&log->mu);
 }
 
 static uint64_t hook_visible_index(void *arg)
@@ -521,6 +529,7 @@ static void do_close(struct rlog *log, struct rl_op *op)
 {
     pthread_mutex_lock(&log->mu);
     log->accepting = false;
+    pthread_cond_broadcast(&log->visible_cv); /* waiters see the close */
     pthread_mutex_unlock(&log->mu);
     log->stopping = true;
     log->close_op = op;
@@ -727,6 +736,7 @@ static int start(struct rlog *log)
     log->wake.data = log;
     uv_timer_init(&log->loop, &log->close_timer);
     log->close_timer.data = log;
+    log->pub_visible_offset = log->fence.visible_offset;
     publish(log);
     return 0;
 }

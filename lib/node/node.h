@@ -83,6 +83,9 @@ struct rlog {
     char pub_leader_addr[64];
     int pub_fatal;
     char pub_fatal_msg[256];
+    uint64_t pub_visible_offset; /* records [0, this) are committed */
+    pthread_cond_t visible_cv;   /* broadcast when it moves or on close */
+    struct rlog_sub *subs;       /* open subscriptions */
 
     /* Open handshake. */
     pthread_cond_t open_cv;
@@ -121,6 +124,12 @@ struct rlog {
 void rl_node_thread(void *arg);
 /* Completes an op: fires its callback or wakes its waiter. Loop thread. */
 void rl_op_finish(struct rlog *log, struct rl_op *op);
+/* api.c: whether the caller runs on log's loop thread; an iterator wait
+ * that also gives up (RLOG_ECANCELED) when *stop becomes true. */
+bool rl_on_loop_thread(struct rlog *log);
+int rl_iter_wait_stop(rlog_iter *it, int timeout_ms, const bool *stop);
+/* sub.c: ends and frees every subscription (at rlog_close). */
+void rl_subs_end_all(struct rlog *log);
 void rl_log(struct rlog *log, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

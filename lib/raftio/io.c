@@ -977,6 +977,8 @@ static int in_frame(struct in_conn *c)
     if (msg.type == RL_WIRE_FETCH_REQUEST || msg.type == RL_WIRE_FETCH_RESPONSE) {
         fetch_recv(io, &msg, c->address);
         rl_wire_message_release(&msg, body, owned);
+        if (!owned)
+            raft_free(body);
         return 0;
     }
     if (msg.type == RAFT_IO_INSTALL_SNAPSHOT) {

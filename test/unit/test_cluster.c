@@ -2,6 +2,7 @@
  * errors, graceful handoff, restart, concurrency, configuration errors. */
 #include <check.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -460,6 +461,141 @@ START_TEST(test_lagging_follower_catches_up_by_fetch)
 }
 END_TEST
 
+struct seen {
+    pthread_mutex_t mu;
+    uint64_t next;       /* next offset expected */
+    int errors, ended;
+    int end_status;
+    rlog_sub *self;      /* unsubscribe from the callback at stop_at */
+    uint64_t stop_at;
+};
+
+static void seen_cb(void *arg, int status, uint64_t off, const void *rec, size_t len)
+{
+    struct seen *s = arg;
+    pthread_mutex_lock(&s->mu);
+    if (status != 0) {
+        s->ended++;
+        s->end_status = status;
+    } else {
+        char want[128];
+        int n = rec_of(off, want, sizeof want);
+        if (off != s->next || len != (size_t)n || memcmp(rec, want, len) != 0)
+            s->errors++; /* out of order, duplicate, gap, or wrong bytes */
+        s->next = off + 1;
+    }
+    bool stop = s->self && s->next == s->stop_at;
+    pthread_mutex_unlock(&s->mu);
+    if (stop)
+        rlog_unsubscribe(s->self);
+}
+
+static uint64_t seen_wait(struct seen *s, uint64_t want)
+{
+    uint64_t got = 0;
+    for (int t = 0; t < 400; t++) {
+        pthread_mutex_lock(&s->mu);
+        got = s->next;
+        pthread_mutex_unlock(&s->mu);
+        if (got >= want)
+            break;
+        usleep(25000);
+    }
+    return got;
+}
+
+START_TEST(test_subscribers_on_every_node_history_then_live)
+{
+    for (int i = 0; i < N; i++)
+        node_open(i);
+    int l = wait_leader();
+    ck_assert_int_ge(l, 0);
+    append_range(l, 0, 100);
+    static struct seen s[N + 1];
+    rlog_sub *subs[N + 1];
+    for (int i = 0; i < N; i++) {
+        s[i] = (struct seen){.mu = PTHREAD_MUTEX_INITIALIZER};
+        ck_assert_int_eq(rlog_subscribe(C.node[i], 0, seen_cb, &s[i], &subs[i]), 0);
+    }
+    s[N] = (struct seen){.mu = PTHREAD_MUTEX_INITIALIZER, .next = 60};
+    ck_assert_int_eq(rlog_subscribe(C.node[(l + 1) % N], 60, seen_cb, &s[N], &subs[N]), 0);
+    append_range(l, 100, 300); /* live, while the history is delivered */
+    for (int i = 0; i <= N; i++) {
+        ck_assert_uint_eq(seen_wait(&s[i], 300), 300);
+        ck_assert_int_eq(s[i].errors, 0);
+    }
+    usleep(100000); /* nothing more, nothing twice */
+    for (int i = 0; i <= N; i++) {
+        ck_assert_uint_eq(s[i].next, 300);
+        rlog_unsubscribe(subs[i]);
+        ck_assert_int_eq(s[i].ended, 0);
+    }
+}
+END_TEST
+
+START_TEST(test_subscription_pause_resume_and_self_unsubscribe)
+{
+    for (int i = 0; i < N; i++)
+        node_open(i);
+    int l = wait_leader();
+    ck_assert_int_ge(l, 0);
+    append_range(l, 0, 20);
+    static struct seen s = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    rlog_sub *sub;
+    ck_assert_int_eq(rlog_subscribe(C.node[l], 0, seen_cb, &s, &sub), 0);
+    ck_assert_uint_eq(seen_wait(&s, 20), 20);
+    rlog_sub_pause(sub);
+    usleep(50000);
+    append_range(l, 20, 40);
+    usleep(200000);
+    pthread_mutex_lock(&s.mu);
+    uint64_t paused_at = s.next;
+    pthread_mutex_unlock(&s.mu);
+    ck_assert_uint_le(paused_at, 21); /* at most the record in hand */
+    rlog_sub_resume(sub);
+    ck_assert_uint_eq(seen_wait(&s, 40), 40);
+    rlog_unsubscribe(sub);
+    /* a subscription that ends itself from its callback */
+    static struct seen s2 = {.mu = PTHREAD_MUTEX_INITIALIZER, .stop_at = 10};
+    ck_assert_int_eq(rlog_subscribe(C.node[l], 0, seen_cb, &s2, &s2.self), 0);
+    ck_assert_uint_eq(seen_wait(&s2, 10), 10);
+    usleep(100000);
+    ck_assert_uint_eq(s2.next, 10);
+    ck_assert_int_eq(s2.errors, 0);
+}
+END_TEST
+
+START_TEST(test_subscription_ends_at_close_and_iter_wait)
+{
+    for (int i = 0; i < N; i++)
+        node_open(i);
+    int l = wait_leader();
+    ck_assert_int_ge(l, 0);
+    append_range(l, 0, 5);
+    int f = (l + 1) % N;
+    wait_commit(f, 5);
+    rlog_iter *it;
+    ck_assert_int_eq(rlog_iter_open(C.node[f], 5, UINT64_MAX, &it), 0);
+    ck_assert_int_eq(rlog_iter_wait(it, 100), RLOG_ETIMEOUT);
+    append_range(l, 5, 6);
+    ck_assert_int_eq(rlog_iter_wait(it, 5000), 0);
+    const void *rec;
+    size_t len;
+    uint64_t off;
+    ck_assert_int_eq(rlog_iter_next(it, &rec, &len, &off), 0);
+    ck_assert_uint_eq(off, 5);
+    rlog_iter_close(it);
+    static struct seen s = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    rlog_sub *sub;
+    ck_assert_int_eq(rlog_subscribe(C.node[f], 0, seen_cb, &s, &sub), 0);
+    ck_assert_uint_eq(seen_wait(&s, 6), 6);
+    node_close(f); /* ends the subscription: the callback says why, once */
+    ck_assert_int_eq(s.ended, 1);
+    ck_assert_int_eq(s.end_status, RLOG_ECLOSED);
+    ck_assert_int_eq(s.errors, 0);
+}
+END_TEST
+
 static Suite *cluster_suite(void)
 {
     Suite *s = suite_create("cluster");
@@ -474,6 +610,9 @@ static Suite *cluster_suite(void)
     tcase_add_test(tc, test_bad_configs_name_the_field);
     tcase_add_test(tc, test_busy_directory);
     tcase_add_test(tc, test_lagging_follower_catches_up_by_fetch);
+    tcase_add_test(tc, test_subscribers_on_every_node_history_then_live);
+    tcase_add_test(tc, test_subscription_pause_resume_and_self_unsubscribe);
+    tcase_add_test(tc, test_subscription_ends_at_close_and_iter_wait);
     suite_add_tcase(s, tc);
     return s;
 }
