@@ -107,6 +107,9 @@ struct rlog_config {
     const char *data_dir;      /* created if missing; one node per directory */
     const struct rlog_peer *peers; /* the initial cluster, this node included */
     unsigned n_peers;          /* 1 .. RLOG_MAX_PEERS */
+    int join;                  /* 1: a node being added to a running cluster
+                                  (rlog_add_node on its leader); it does not
+                                  bootstrap, and waits to be contacted */
 
     /* Tuning; rlog_config_init() sets the defaults given here. */
     uint64_t segment_size;       /* bytes per segment file; 64 MiB */
@@ -265,6 +268,25 @@ struct rlog_status {
      * index wanted and the index to reach (both 0 otherwise). */
     uint64_t catchup_index, catchup_target;
 };
+
+/* ---- Membership (on the leader; elsewhere RLOG_ENOTLEADER) ---------------
+ * Blocking; one change at a time (RLOG_EBUSY while another is under way). */
+
+/* rlog_add_node - adds node `id` at `address` (opened with join = 1): it
+ * catches up as a non-voter (by segment fetch if it is far behind), then is
+ * promoted to voter. Errors: RLOG_EINVAL (bad id or address, id already a
+ * member), RLOG_ENOTLEADER, RLOG_EBUSY, RLOG_ECLOSED, RLOG_EIO. */
+RLOG_API int rlog_add_node(rlog *log, uint64_t id, const char *address);
+
+/* rlog_remove_node - removes node `id` from the cluster. Errors:
+ * RLOG_EINVAL (not a member), RLOG_ENOTLEADER, RLOG_EBUSY, RLOG_ECLOSED,
+ * RLOG_EIO. */
+RLOG_API int rlog_remove_node(rlog *log, uint64_t id);
+
+/* rlog_transfer_leadership - hands leadership to voter `id` (0: the most
+ * up-to-date one) and returns once it is done or has failed. Errors:
+ * RLOG_EINVAL, RLOG_ENOTLEADER, RLOG_EBUSY, RLOG_ETIMEOUT, RLOG_ECLOSED. */
+RLOG_API int rlog_transfer_leadership(rlog *log, uint64_t id);
 
 /* rlog_status - a snapshot of the node's state. */
 RLOG_API int rlog_status(rlog *log, struct rlog_status *st);

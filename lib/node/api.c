@@ -423,6 +423,38 @@ int rlog_status(rlog *log, struct rlog_status *st)
     return run_blocking(log, &op);
 }
 
+/* ---- membership ----------------------------------------------------------------- */
+
+static int member(rlog *log, int kind, uint64_t id, const char *address)
+{
+    if (!log)
+        return fail(RLOG_EINVAL, "NULL log");
+    char host[64];
+    if (kind != RL_MEMBER_TRANSFER && id == 0)
+        return fail(RLOG_EINVAL, "node id must be >= 1");
+    if (kind == RL_MEMBER_ADD && !valid_address(address, host, sizeof host))
+        return fail(RLOG_EINVAL, "address \"%s\" is not HOST:PORT", address ? address : "(null)");
+    struct rl_op op = {.kind = RL_OP_MEMBER, .member_kind = kind, .member_id = id};
+    if (address)
+        snprintf(op.member_addr, sizeof op.member_addr, "%s", address);
+    return run_blocking(log, &op);
+}
+
+int rlog_add_node(rlog *log, uint64_t id, const char *address)
+{
+    return member(log, RL_MEMBER_ADD, id, address);
+}
+
+int rlog_remove_node(rlog *log, uint64_t id)
+{
+    return member(log, RL_MEMBER_REMOVE, id, NULL);
+}
+
+int rlog_transfer_leadership(rlog *log, uint64_t id)
+{
+    return member(log, RL_MEMBER_TRANSFER, id, NULL);
+}
+
 /* ---- iterator ----------------------------------------------------------------- */
 
 struct rlog_iter {

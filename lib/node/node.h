@@ -25,7 +25,8 @@
 #include "liblog.h"
 #include "store/store.h"
 
-enum rl_op_kind { RL_OP_APPEND, RL_OP_READ, RL_OP_FETCH, RL_OP_STATUS, RL_OP_CLOSE };
+enum rl_op_kind { RL_OP_APPEND, RL_OP_READ, RL_OP_FETCH, RL_OP_STATUS, RL_OP_CLOSE, RL_OP_MEMBER };
+enum rl_member_kind { RL_MEMBER_ADD, RL_MEMBER_REMOVE, RL_MEMBER_TRANSFER };
 
 struct rl_waiter {
     pthread_mutex_t mu;
@@ -55,6 +56,10 @@ struct rl_op {
     void *buf;                  /* read: record copy; fetch: entry payload */
     size_t len;
     struct rlog_status *st;
+    /* membership */
+    int member_kind;
+    uint64_t member_id;
+    char member_addr[64];
 };
 
 struct rl_inflight {
@@ -104,6 +109,9 @@ struct rlog {
     bool raft_started, raft_closing, raft_closed, stopping;
     struct rl_op *close_op;
     struct raft_transfer transfer;
+    struct rl_op *member_op;    /* the membership change under way */
+    struct raft_change change;
+    struct raft_transfer member_transfer;
 
     struct rl_fence fence;      /* what may be shown (node/fence.h) */
 

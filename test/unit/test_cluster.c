@@ -16,11 +16,12 @@
 
 #define N 3
 
+/* N nodes, plus room for one more that joins later. */
 struct cluster {
     char dir[256];
-    char addrs[N][32], dirs[N][300];
-    struct rlog_peer peers[N];
-    rlog *node[N];
+    char addrs[N + 1][32], dirs[N + 1][300];
+    struct rlog_peer peers[N + 1];
+    rlog *node[N + 1];
 };
 
 static struct cluster C;
@@ -80,9 +81,9 @@ static void node_close(int i)
 /* A base port whose next N ports can all be bound right now on 127.0.0.1. */
 static int free_ports(int start)
 {
-    for (int base = start; base < 60000; base += N) {
+    for (int base = start; base < 60000; base += N + 1) {
         int ok = 1;
-        for (int i = 0; i < N && ok; i++) {
+        for (int i = 0; i <= N && ok; i++) {
             int fd = socket(AF_INET, SOCK_STREAM, 0);
             struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(base + i)),
                                     .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -104,7 +105,7 @@ static void setup(void)
     int base = free_ports(20000 + (int)(getpid() % 13000) * 3);
     char top[256];
     memcpy(top, C.dir, sizeof top);
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i <= N; i++) {
         snprintf(C.addrs[i], sizeof C.addrs[i], "127.0.0.1:%d", base + i);
         snprintf(C.dirs[i], sizeof C.dirs[i], "%s/n%d", top, i + 1);
         C.peers[i] = (struct rlog_peer){(uint64_t)i + 1, C.addrs[i]};
@@ -114,7 +115,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i <= N; i++)
         if (C.node[i])
             rlog_close(C.node[i]);
     char cmd[300];
@@ -127,7 +128,7 @@ static void teardown(void)
 static int wait_leader(void)
 {
     for (int t = 0; t < 200; t++) {
-        for (int i = 0; i < N; i++) {
+        for (int i = 0; i <= N; i++) {
             struct rlog_status st;
             if (C.node[i] && rlog_status(C.node[i], &st) == 0 && st.role == RLOG_ROLE_LEADER)
                 return i;
@@ -596,6 +597,53 @@ START_TEST(test_subscription_ends_at_close_and_iter_wait)
 }
 END_TEST
 
+START_TEST(test_membership_add_transfer_remove)
+{
+    window_threshold = 8; /* the newcomer must catch up by segment fetch */
+    window_trailing = 16;
+    for (int i = 0; i < N; i++)
+        node_open(i);
+    int l = wait_leader();
+    ck_assert_int_ge(l, 0);
+    append_range(l, 0, 300);
+    /* a fourth node joins */
+    struct rlog_config c;
+    cfg_for(N, &c);
+    c.n_peers = N + 1;
+    c.join = 1;
+    c.snapshot_threshold = window_threshold;
+    c.snapshot_trailing = window_trailing;
+    char err[256];
+    ck_assert_int_eq(rlog_open(&c, &C.node[N], err, sizeof err), 0);
+    int rv = rlog_add_node(C.node[l], N + 1, C.addrs[N]);
+    ck_assert_msg(rv == 0, "add: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
+    ck_assert_int_eq(rlog_add_node(C.node[l], N + 1, C.addrs[N]), RLOG_EINVAL); /* twice */
+    ck_assert_uint_ge(wait_commit(N, 300), 300);
+    struct rlog_status st;
+    ck_assert_int_eq(rlog_status(C.node[l], &st), 0);
+    ck_assert_uint_eq(st.n_peers, N + 1);
+    int voters = 0;
+    for (unsigned i = 0; i < st.n_peers; i++)
+        voters += st.peers[i].voter;
+    ck_assert_int_eq(voters, N + 1);
+    /* it takes over, then the old leader leaves */
+    rv = rlog_transfer_leadership(C.node[l], N + 1);
+    ck_assert_msg(rv == 0, "transfer: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
+    ck_assert_int_eq(wait_leader(), N);
+    ck_assert_int_eq(rlog_remove_node(C.node[l], 1), RLOG_ENOTLEADER);
+    rv = rlog_remove_node(C.node[N], (uint64_t)l + 1);
+    ck_assert_msg(rv == 0, "remove: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[N]));
+    node_close(l);
+    ck_assert_int_eq(rlog_status(C.node[N], &st), 0);
+    ck_assert_uint_eq(st.n_peers, N);
+    append_range(N, 300, 350);
+    ck_assert_uint_ge(wait_commit(N, 350), 350);
+    for (int i = 0; i < N; i++)
+        if (i != l)
+            ck_assert_uint_ge(wait_commit(i, 350), 350);
+}
+END_TEST
+
 static Suite *cluster_suite(void)
 {
     Suite *s = suite_create("cluster");
@@ -613,6 +661,7 @@ static Suite *cluster_suite(void)
     tcase_add_test(tc, test_subscribers_on_every_node_history_then_live);
     tcase_add_test(tc, test_subscription_pause_resume_and_self_unsubscribe);
     tcase_add_test(tc, test_subscription_ends_at_close_and_iter_wait);
+    tcase_add_test(tc, test_membership_add_transfer_remove);
     suite_add_tcase(s, tc);
     return s;
 }
