@@ -207,43 +207,54 @@ static int io_init(struct raft_io *rio, raft_id id, const char *address)
     return 0;
 }
 
-/* Reads entries [from, to] from the store into one raft_malloc'd batch. */
-static int load_entries(struct io *io, uint64_t from, uint64_t to, struct raft_entry **out,
-                        size_t *n_out)
+/* Bytes of entries before the snapshot index that load() hands back to
+ * libraft's memory: they only spare a slightly lagging follower a fetch. */
+#define LOAD_TRAILING_BUDGET (64u << 20)
+
+/* Reads entries [from, to] from the store into one raft_malloc'd batch,
+ * newest first so the optional part (below `needed`) can stop at the byte
+ * budget; *start_out is the first index actually loaded. */
+static int load_entries(struct io *io, uint64_t from, uint64_t to, uint64_t needed,
+                        uint64_t *start_out, struct raft_entry **out, size_t *n_out)
 {
     *out = NULL;
     *n_out = 0;
+    *start_out = to + 1;
     if (to < from)
         return 0;
-    size_t n = (size_t)(to - from + 1), total = 0;
-    struct rl_store_entry *tmp = calloc(n, sizeof *tmp);
-    struct raft_entry *entries = raft_calloc(n, sizeof *entries);
-    int rv = tmp && entries ? 0 : RAFT_NOMEM;
-    for (size_t i = 0; rv == 0 && i < n; i++) {
-        int r = rl_store_read(io->store, from + i, &tmp[i]);
+    size_t cap = (size_t)(to - from + 1), n = 0, total = 0;
+    struct rl_store_entry *tmp = calloc(cap, sizeof *tmp); /* newest first */
+    int rv = tmp ? 0 : RAFT_NOMEM;
+    for (uint64_t i = to; rv == 0 && i >= from && i > 0; i--) {
+        struct rl_store_entry e;
+        int r = rl_store_read(io->store, i, &e);
         if (r != 0) {
-            snprintf(io->rio->errmsg, sizeof io->rio->errmsg, "load entry %" PRIu64 ": %s",
-                     from + i, rl_store_errmsg(io->store));
+            snprintf(io->rio->errmsg, sizeof io->rio->errmsg, "load entry %" PRIu64 ": %.200s",
+                     i, rl_store_errmsg(io->store));
             rv = RAFT_CORRUPT;
+            break;
         }
-        total += rl_pad8(tmp[i].len);
+        if (i < needed && total + e.len > LOAD_TRAILING_BUDGET) {
+            free((void *)e.buf);
+            break;
+        }
+        tmp[n++] = e;
+        total += rl_pad8(e.len);
     }
-    unsigned char *batch = rv == 0 ? raft_malloc(total ? total : 8) : NULL;
-    if (rv == 0 && !batch)
+    struct raft_entry *entries = rv == 0 && n ? raft_calloc(n, sizeof *entries) : NULL;
+    unsigned char *batch = rv == 0 && n ? raft_malloc(total ? total : 8) : NULL;
+    if (rv == 0 && n && (!entries || !batch))
         rv = RAFT_NOMEM;
     size_t pos = 0;
-    for (size_t i = 0; rv == 0 && i < n; i++) {
-        memcpy(batch + pos, tmp[i].buf, tmp[i].len);
-        entries[i].term = tmp[i].term;
-        entries[i].type = tmp[i].type;
-        entries[i].buf.base = batch + pos;
-        entries[i].buf.len = tmp[i].len;
-        entries[i].batch = batch;
-        pos += rl_pad8(tmp[i].len);
+    for (size_t k = 0; rv == 0 && k < n; k++) {
+        const struct rl_store_entry *e = &tmp[n - 1 - k]; /* oldest first */
+        memcpy(batch + pos, e->buf, e->len);
+        entries[k] = (struct raft_entry){.term = e->term, .type = e->type,
+                                         .buf = {batch + pos, e->len}, .batch = batch};
+        pos += rl_pad8(e->len);
     }
-    if (tmp)
-        for (size_t i = 0; i < n; i++)
-            free((void *)tmp[i].buf);
+    for (size_t k = 0; k < n; k++)
+        free((void *)tmp[k].buf);
     free(tmp);
     if (rv != 0) {
         raft_free(batch);
@@ -252,6 +263,7 @@ static int load_entries(struct io *io, uint64_t from, uint64_t to, struct raft_e
     }
     *out = entries;
     *n_out = n;
+    *start_out = to + 1 - n;
     return 0;
 }
 
@@ -305,8 +317,10 @@ static int io_load(struct raft_io *rio, raft_term *term, raft_id *voted_for,
     }
     if (last < start)
         start = last + 1;
-    *start_index = start;
-    return load_entries(io, start, last, entries, n_entries);
+    uint64_t needed = io->have_snap ? io->snap.index + 1 : start, loaded_from;
+    int rv = load_entries(io, start, last, needed, &loaded_from, entries, n_entries);
+    *start_index = rv == 0 && *n_entries ? loaded_from : last + 1;
+    return rv;
 }
 
 struct sync_wait {
