@@ -140,7 +140,8 @@ static void run_seed(uint64_t s)
                 lo = M.first;
             uint64_t idx = th_rand_range(&rng, lo, M.last + 1);
             int rc = th_truncate(&T, idx);
-            MCHECK(rc == 0, "truncate %" PRIu64 ": %s", idx, rlog_errname(rc));
+            MCHECK(rc == 0, "truncate %" PRIu64 ": %s: %s", idx, rlog_errname(rc),
+                   rl_store_errmsg(T.s));
             th_model_truncate(&M, idx);
             check(false);
         } else if (r < 73 || M.last - M.first > 1200) {
@@ -149,7 +150,8 @@ static void run_seed(uint64_t s)
                 hi = M.last - 400;
             uint64_t idx = th_rand_range(&rng, M.first, hi);
             int rc = th_trim(&T, idx);
-            MCHECK(rc == 0, "trim %" PRIu64 ": %s", idx, rlog_errname(rc));
+            MCHECK(rc == 0, "trim %" PRIu64 ": %s: %s", idx, rlog_errname(rc),
+                   rl_store_errmsg(T.s));
             th_model_trim(&M, idx);
             check(false);
         } else if (r < 81) {
