@@ -375,6 +375,25 @@ static uint64_t hook_visible_index(void *arg)
     return ((struct rlog *)arg)->fence.visible_index;
 }
 
+static int hook_peer_address(void *arg, uint64_t id, char *buf, size_t len)
+{
+    struct rlog *log = arg;
+    if (log->raft_started) {
+        const struct raft_configuration *c = &log->raft.configuration;
+        for (unsigned i = 0; i < c->n; i++)
+            if (c->servers[i].id == id) {
+                snprintf(buf, len, "%s", c->servers[i].address);
+                return 0;
+            }
+    }
+    for (unsigned i = 0; i < log->cfg.n_peers; i++) /* before raft has started */
+        if (log->peers[i].id == id) {
+            snprintf(buf, len, "%s", log->peers[i].address);
+            return 0;
+        }
+    return -1;
+}
+
 static bool hook_is_leader(void *arg)
 {
     struct rlog *log = arg;
@@ -831,6 +850,7 @@ static int start(struct rlog *log)
         .hooks = {.arg = log, .after_event = hook_after_event, .on_append = hook_on_append,
                   .on_truncate = hook_on_truncate, .on_fatal = hook_on_fatal,
                   .visible_index = hook_visible_index, .is_leader = hook_is_leader,
+                  .peer_address = hook_peer_address,
                   .log = hook_log},
     };
     if ((rv = rl_io_init(&log->io, &icfg)) != 0) {

@@ -72,7 +72,7 @@ struct in_conn {
     size_t hdr_got;
     struct rl_wire_hdr h;
     unsigned char *body;
-    size_t body_got;
+    size_t body_got, body_cap;
     char *rbuf;
     bool closing;
     struct in_conn *next, *prev;
@@ -1054,7 +1054,10 @@ static void in_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
                 in_close(c, err);
                 return;
             }
-            c->body = raft_malloc(c->h.length ? c->h.length : 8);
+            /* Memory follows the bytes that actually arrive, not the
+             * length a peer claims. */
+            c->body_cap = c->h.length < READ_CHUNK ? (c->h.length ? c->h.length : 8) : READ_CHUNK;
+            c->body = raft_malloc(c->body_cap);
             c->body_got = 0;
             if (!c->body) {
                 in_close(c, "out of memory for a frame body");
@@ -1063,6 +1066,20 @@ static void in_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
         size_t want = c->h.length - c->body_got;
         size_t n = want < left ? want : left;
+        if (c->body_got + n > c->body_cap) {
+            size_t cap = c->body_cap * 2;
+            while (cap < c->body_got + n)
+                cap *= 2;
+            if (cap > c->h.length)
+                cap = c->h.length;
+            unsigned char *b = raft_realloc(c->body, cap);
+            if (!b) {
+                in_close(c, "out of memory for a frame body");
+                return;
+            }
+            c->body = b;
+            c->body_cap = cap;
+        }
         memcpy(c->body + c->body_got, p, n);
         c->body_got += n;
         p += n;
@@ -1079,6 +1096,10 @@ static void accept_cb(struct raft_uv_transport *t, raft_id id, const char *addre
                       struct uv_stream_s *stream)
 {
     struct io *io = t->data;
+    /* libraft 0.15 passes the address the peer announced in its handshake,
+     * in a buffer of the announced length with no guaranteed terminator:
+     * never read it. The configuration says where server `id` listens. */
+    (void)address;
     struct in_conn *c = calloc(1, sizeof *c);
     if (!c || io->closing) {
         free(c);
@@ -1088,7 +1109,9 @@ static void accept_cb(struct raft_uv_transport *t, raft_id id, const char *addre
     c->io = io;
     c->stream = stream;
     c->id = id;
-    snprintf(c->address, sizeof c->address, "%s", address);
+    if (!io->hooks.peer_address ||
+        io->hooks.peer_address(io->hooks.arg, id, c->address, sizeof c->address) != 0)
+        snprintf(c->address, sizeof c->address, "unknown-server-%" PRIu64, (uint64_t)id);
     stream->data = c;
     uv_tcp_nodelay((uv_tcp_t *)stream, 1);
     c->next = io->ins;

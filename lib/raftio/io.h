@@ -33,6 +33,9 @@ struct rl_io_hooks {
     void (*on_fatal)(void *arg, int code, const char *msg);
     /* The fence position to persist with a snapshot descriptor. */
     uint64_t (*visible_index)(void *arg);
+    /* The address of server `id` from the cluster configuration: 0, or -1
+     * if it is not a member. Peers' own claims are never trusted. */
+    int (*peer_address)(void *arg, uint64_t id, char *buf, size_t len);
     /* Whether this node leads now (leaders' ticks are never held back). */
     bool (*is_leader)(void *arg);
     /* One log line, level 0 debug .. 3 error. */

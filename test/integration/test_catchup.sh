@@ -6,7 +6,8 @@
 # cluster then survives losing the old leader with the caught-up node in the
 # quorum. CATCHUP_NODE_ARGS adds node options (e.g. -v to see the catch-up).
 . "$(dirname "$0")/lib.sh"
-NODE_ARGS=(--snapshot-threshold 8 --snapshot-trailing 8 --segment-size 2097152 ${CATCHUP_NODE_ARGS:-})  # shellcheck disable=SC2206
+# shellcheck disable=SC2206 # CATCHUP_NODE_ARGS is split into words on purpose
+NODE_ARGS=(--snapshot-threshold 8 --snapshot-trailing 8 --segment-size 2097152 ${CATCHUP_NODE_ARGS:-})
 
 start_cluster 3 || { not_ok "start a 3-node cluster (${NODE_ARGS[*]})"; finish; }
 L=$(wait_leader) || { not_ok "a leader is elected"; finish; }
