@@ -116,8 +116,7 @@ struct rlog_config {
     uint32_t max_record_size;    /* largest record accepted; 512 KiB */
     uint32_t batch_max_bytes;    /* bytes of records per replicated entry; 1 MiB */
     uint32_t batch_max_records;  /* records per replicated entry; 8192 */
-    uint64_t cache_bytes;        /* read cache budget; 64 MiB (reserved: the
-                                    read cache arrives with subscribe) */
+    uint64_t cache_bytes;        /* read cache of recent entries; 64 MiB */
     unsigned election_timeout_ms;  /* 1000 */
     unsigned heartbeat_timeout_ms; /* 100 */
     /* Raft entries between snapshot descriptors (1024), and entries kept in
@@ -267,6 +266,9 @@ struct rlog_status {
     /* While catching up by fetching segments from a peer: the next raft
      * index wanted and the index to reach (both 0 otherwise). */
     uint64_t catchup_index, catchup_target;
+    /* Read cache: bytes held, and reads served from it or from the segment
+     * files since open. */
+    uint64_t cache_bytes, cache_hits, cache_misses;
 };
 
 /* ---- Membership (on the leader; elsewhere RLOG_ENOTLEADER) ---------------

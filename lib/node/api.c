@@ -161,6 +161,7 @@ static void free_log(rlog *log)
     free(log->address);
     free(log->data_dir);
     rl_fence_free(&log->fence);
+    rl_cache_free(&log->cache);
     pthread_mutex_destroy(&log->mu);
     pthread_cond_destroy(&log->open_cv);
     pthread_cond_destroy(&log->visible_cv);

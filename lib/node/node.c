@@ -344,17 +344,20 @@ static void hook_after_event(void *arg)
 }
 
 static void hook_on_append(void *arg, uint64_t index, uint64_t term, uint64_t offset,
-                           uint32_t records)
+                           uint32_t records, const void *buf, uint32_t len)
 {
     struct rlog *log = arg;
     struct rl_fence_entry e = {index, term, offset, records};
     if (rl_fence_push(&log->fence, &e) != 0)
         rl_log(log, 3, "out of memory tracking entry %" PRIu64, index);
+    rl_cache_put(&log->cache, index, offset, records, buf, len);
 }
 
 static void hook_on_truncate(void *arg, uint64_t index)
 {
-    rl_fence_truncate(&((struct rlog *)arg)->fence, index);
+    struct rlog *log = arg;
+    rl_fence_truncate(&log->fence, index);
+    rl_cache_truncate(&log->cache, index);
 }
 
 static void hook_on_fatal(void *arg, int code, const char *msg)
@@ -429,8 +432,18 @@ static void do_read(struct rlog *log, struct rl_op *op, bool whole_entry)
         return;
     }
     struct rl_store_entry e;
-    int rv = rl_store_read_offset(log->store, op->offset, &e);
-    if (rv != 0) {
+    const struct rl_cache_entry *ce = rl_cache_find(&log->cache, op->offset);
+    int rv = 0;
+    if (ce) { /* a copy, as a store read would give */
+        void *copy = malloc(ce->len ? ce->len : 1);
+        if (!copy) {
+            op_fail(log, op, RLOG_ENOMEM, NULL);
+            return;
+        }
+        memcpy(copy, ce->data, ce->len);
+        e = (struct rl_store_entry){.index = ce->index, .offset = ce->offset,
+                                    .records = ce->records, .buf = copy, .len = ce->len};
+    } else if ((rv = rl_store_read_offset(log->store, op->offset, &e)) != 0) {
         op_fail(log, op, rv, rl_store_errmsg(log->store));
         return;
     }
@@ -475,6 +488,9 @@ static void do_status(struct rlog *log, struct rl_op *op)
     st->fatal = log->fatal;
     st->commit_offset = log->fence.visible_offset;
     st->commit_index = log->fence.visible_index;
+    st->cache_bytes = log->cache.bytes;
+    st->cache_hits = log->cache.hits;
+    st->cache_misses = log->cache.misses;
     if (log->store) { /* gone once a failed node has stopped */
         st->first_offset = rl_store_first_offset(log->store);
         st->last_offset = rl_store_next_offset(log->store);
@@ -515,6 +531,7 @@ static void raft_closed_cb(struct raft *r)
     log->raft_closed = true;
     log->store = NULL; /* closed by io->close */
     rl_batch_builder_free(&log->bb);
+    rl_cache_free(&log->cache);
     if (log->close_op) {
         uv_close((uv_handle_t *)&log->close_timer, NULL);
         uv_close((uv_handle_t *)&log->wake, NULL);
@@ -809,6 +826,7 @@ static int load_tail(struct rlog *log, char *err, size_t errlen)
         free((void *)en.buf);
     }
     rl_fence_init(&log->fence, visible, visible_offset);
+    rl_cache_init(&log->cache, log->cfg.cache_bytes);
     for (uint64_t i = (visible + 1 > first ? visible + 1 : first); i <= last; i++) {
         struct rl_store_entry en;
         if ((rv = rl_store_read(log->store, i, &en)) != 0) {

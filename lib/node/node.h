@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "batch/batch.h"
+#include "node/cache.h"
 #include "node/fence.h"
 #include "liblog.h"
 #include "store/store.h"
@@ -114,6 +115,7 @@ struct rlog {
     struct raft_transfer member_transfer;
 
     struct rl_fence fence;      /* what may be shown (node/fence.h) */
+    struct rl_cache cache;      /* recent payloads (node/cache.h) */
 
     struct rl_batch_builder bb;
     struct rl_op *pend_head, *pend_tail;   /* not yet in a batch */

@@ -361,7 +361,7 @@ static int io_bootstrap(struct raft_io *rio, const struct raft_configuration *co
         return RAFT_IOERR;
     }
     if (io->hooks.on_append)
-        io->hooks.on_append(io->hooks.arg, 1, 1, 0, 0);
+        io->hooks.on_append(io->hooks.arg, 1, 1, 0, 0, NULL, 0);
     return 0;
 }
 
@@ -473,7 +473,8 @@ static int io_append(struct raft_io *rio, struct raft_io_append *req,
     if (io->hooks.on_append) {
         uint64_t off = a->sreq.first_offset;
         for (unsigned i = 0; i < n; i++) {
-            io->hooks.on_append(io->hooks.arg, index + i, es[i].term, off, es[i].records);
+            io->hooks.on_append(io->hooks.arg, index + i, es[i].term, off, es[i].records,
+                                es[i].buf, es[i].len);
             off += es[i].records;
         }
     }

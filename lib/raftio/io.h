@@ -24,9 +24,10 @@ struct rl_io_hooks {
     /* After libraft handled an event (message, tick, completed append):
      * the node re-evaluates commit visibility and batching. */
     void (*after_event)(void *arg);
-    /* An entry was handed to the store: its index, term and records. */
+    /* An entry was handed to the store: its index, term, records and payload
+     * (valid during the call). */
     void (*on_append)(void *arg, uint64_t index, uint64_t term, uint64_t offset,
-                      uint32_t records);
+                      uint32_t records, const void *buf, uint32_t len);
     /* Entries from index on were truncated. */
     void (*on_truncate)(void *arg, uint64_t index);
     /* The store failed; the node stops (fail-stop). */

@@ -208,6 +208,10 @@ START_TEST(test_replicates_to_every_node)
     ck_assert_int_ge(l, 0);
     append_range(l, 0, 500);
     check_all(500);
+    struct rlog_status st;
+    ck_assert_int_eq(rlog_status(C.node[l], &st), 0);
+    ck_assert_uint_gt(st.cache_hits, 0); /* recent records come from memory */
+    ck_assert_uint_gt(st.cache_bytes, 0);
     void *b;
     size_t len;
     int f = (l + 1) % N;

@@ -1,0 +1,83 @@
+/* The read cache: lookup by record offset, byte budget, truncation. */
+#include <check.h>
+#include <string.h>
+
+#include "node/cache.h"
+
+static void put(struct rl_cache *c, uint64_t index, uint64_t offset, uint32_t records,
+                uint32_t len)
+{
+    unsigned char buf[256];
+    memset(buf, (int)index, sizeof buf);
+    rl_cache_put(c, index, offset, records, buf, len);
+}
+
+START_TEST(test_find_by_offset)
+{
+    struct rl_cache c;
+    rl_cache_init(&c, 1 << 20);
+    put(&c, 1, 0, 0, 10);  /* no records: never cached */
+    put(&c, 2, 0, 5, 100);
+    put(&c, 3, 5, 0, 10);
+    put(&c, 4, 5, 3, 100);
+    ck_assert_uint_eq(rl_cache_find(&c, 0)->index, 2);
+    ck_assert_uint_eq(rl_cache_find(&c, 4)->index, 2);
+    ck_assert_uint_eq(rl_cache_find(&c, 5)->index, 4);
+    ck_assert_uint_eq(rl_cache_find(&c, 7)->index, 4);
+    ck_assert_ptr_null(rl_cache_find(&c, 8));
+    ck_assert_uint_eq(c.hits, 4);
+    ck_assert_uint_eq(c.misses, 1);
+    ck_assert_uint_eq(rl_cache_find(&c, 5)->data[0], 4);
+    rl_cache_free(&c);
+}
+END_TEST
+
+START_TEST(test_budget_evicts_oldest)
+{
+    struct rl_cache c;
+    rl_cache_init(&c, 250);
+    for (uint64_t i = 1; i <= 10; i++)
+        put(&c, i, (i - 1) * 2, 2, 100);
+    ck_assert_uint_le(c.bytes, 250);
+    ck_assert_uint_eq(c.n, 2);
+    ck_assert_ptr_null(rl_cache_find(&c, 0));      /* evicted */
+    ck_assert_uint_eq(rl_cache_find(&c, 19)->index, 10);
+    put(&c, 11, 20, 2, 251);                      /* bigger than the budget */
+    ck_assert_ptr_null(rl_cache_find(&c, 20));
+    rl_cache_free(&c);
+}
+END_TEST
+
+START_TEST(test_truncate_and_replace)
+{
+    struct rl_cache c;
+    rl_cache_init(&c, 1 << 20);
+    for (uint64_t i = 1; i <= 5; i++)
+        put(&c, i, i - 1, 1, 50);
+    rl_cache_truncate(&c, 4);
+    ck_assert_ptr_null(rl_cache_find(&c, 3));
+    put(&c, 4, 3, 1, 60); /* the new entry 4 */
+    ck_assert_uint_eq(rl_cache_find(&c, 3)->len, 60);
+    put(&c, 3, 2, 1, 70); /* a replaced suffix from an earlier index */
+    ck_assert_ptr_null(rl_cache_find(&c, 3));
+    ck_assert_uint_eq(rl_cache_find(&c, 2)->len, 70);
+    put(&c, 9, 8, 1, 10); /* a gap in the records: starts over */
+    ck_assert_uint_eq(c.n, 1);
+    rl_cache_free(&c);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("cache");
+    TCase *tc = tcase_create("cache");
+    tcase_add_test(tc, test_find_by_offset);
+    tcase_add_test(tc, test_budget_evicts_oldest);
+    tcase_add_test(tc, test_truncate_and_replace);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
