@@ -119,10 +119,11 @@ struct rlog_config {
     uint64_t cache_bytes;        /* read cache of recent entries; 64 MiB */
     unsigned election_timeout_ms;  /* 1000 */
     unsigned heartbeat_timeout_ms; /* 100 */
-    /* Raft entries between snapshot descriptors (1024), and entries kept in
-     * memory behind the latest one (4096) to bring a lagging follower up to
+    /* Raft entries between snapshot descriptors (128), and entries kept in
+     * memory behind the latest one (256) to bring a lagging follower up to
      * date by plain replication; a follower further behind catches up by
-     * fetching the missing range from a peer's segments. */
+     * fetching the missing range from a peer's segments. libraft holds at
+     * most their sum of entries in memory (each <= batch_max_bytes). */
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
 

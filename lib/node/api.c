@@ -63,8 +63,8 @@ void rlog_config_init(struct rlog_config *cfg)
     cfg->cache_bytes = DEFAULT_CACHE;
     cfg->election_timeout_ms = 1000;
     cfg->heartbeat_timeout_ms = 100;
-    cfg->snapshot_threshold = 1024;
-    cfg->snapshot_trailing = 4096;
+    cfg->snapshot_threshold = 128;
+    cfg->snapshot_trailing = 256;
 }
 
 /* "host:port" with a non-empty host and a port in 1..65535. */
