@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "liblog.h"
 
 void rl_fence_init(struct rl_fence *f, uint64_t visible_index, uint64_t visible_offset)
@@ -29,14 +30,10 @@ int rl_fence_push(struct rl_fence *f, const struct rl_fence_entry *e)
     rl_fence_truncate(f, e->index);
     if (e->index <= f->visible_index)
         return 0; /* already shown (a replayed append of the same entry) */
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 256;
-        struct rl_fence_entry *t = realloc(f->tail, cap * sizeof *t);
-        if (!t)
-            return RLOG_ENOMEM;
-        f->tail = t;
-        f->cap = cap;
-    }
+    struct rl_fence_entry *t = rl_grow(f->tail, &f->cap, f->n, sizeof *t, 256);
+    if (!t)
+        return RLOG_ENOMEM;
+    f->tail = t;
     f->tail[f->n++] = *e;
     return 0;
 }

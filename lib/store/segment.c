@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/grow.h"
 #include "fs/fs.h"
 #include "store/internal.h"
 
@@ -55,14 +56,10 @@ int rl_segment_add_sample(struct rl_segment *seg, uint64_t index, uint64_t offse
 {
     if (seg->nsamples > 0 && pos < seg->samples[seg->nsamples - 1].pos + interval)
         return 0;
-    if (seg->nsamples == seg->cap) {
-        size_t cap = seg->cap ? seg->cap * 2 : 16;
-        struct rl_sample *p = realloc(seg->samples, cap * sizeof *p);
-        if (!p)
-            return RLOG_ENOMEM;
-        seg->samples = p;
-        seg->cap = cap;
-    }
+    struct rl_sample *p = rl_grow(seg->samples, &seg->cap, seg->nsamples, sizeof *p, 16);
+    if (!p)
+        return RLOG_ENOMEM;
+    seg->samples = p;
     seg->samples[seg->nsamples++] = (struct rl_sample){index, offset, pos};
     return 0;
 }

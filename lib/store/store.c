@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "fs/fs.h"
 #include "store/internal.h"
 
@@ -135,14 +136,10 @@ static int list_segments(struct rl_store *s, uint64_t **seqs_out, size_t *n_out)
 
 int rl_store_push_segment(struct rl_store *s, struct rl_segment *seg)
 {
-    if (s->nsegs == s->segcap) {
-        size_t cap = s->segcap ? s->segcap * 2 : 16;
-        struct rl_segment **p = realloc(s->segs, cap * sizeof *p);
-        if (!p)
-            return RLOG_ENOMEM;
-        s->segs = p;
-        s->segcap = cap;
-    }
+    struct rl_segment **p = rl_grow(s->segs, &s->segcap, s->nsegs, sizeof *p, 16);
+    if (!p)
+        return RLOG_ENOMEM;
+    s->segs = p;
     s->segs[s->nsegs++] = seg;
     return 0;
 }

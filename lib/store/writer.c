@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "fs/fs.h"
 #include "store/internal.h"
 
@@ -62,7 +63,7 @@ struct rl_batch {
     struct extent ext[2];
     int next;
     struct frame_loc *frames;
-    unsigned nframes, framecap;
+    size_t nframes, framecap;
     /* truncate / trim */
     struct rl_store_req *req;
     uint64_t index, offset, pos, prev_pos;
@@ -203,14 +204,10 @@ static int push_iov(struct rl_batch *b, const void *base, size_t len)
 
 static int push_frame(struct rl_batch *b, const struct frame_loc *f)
 {
-    if (b->nframes == b->framecap) {
-        unsigned cap = b->framecap ? b->framecap * 2 : 32;
-        struct frame_loc *p = realloc(b->frames, cap * sizeof *p);
-        if (!p)
-            return RLOG_ENOMEM;
-        b->frames = p;
-        b->framecap = cap;
-    }
+    struct frame_loc *p = rl_grow(b->frames, &b->framecap, b->nframes, sizeof *p, 32);
+    if (!p)
+        return RLOG_ENOMEM;
+    b->frames = p;
     b->frames[b->nframes++] = *f;
     return 0;
 }
