@@ -832,9 +832,9 @@ static void connect_cb(struct raft_uv_connect *req, struct uv_stream_s *stream, 
             send_finish(s, RAFT_NOCONNECTION);
     }
     p->wait_tail = NULL;
-    if (io->closing && --io->close_pending == 0) {
-        /* last outstanding connect; close continues in io_close's path */
-    }
+    /* During close, the transport calls every pending connect back (with
+     * an error) before its own close callback, so io is still alive here
+     * and connects need no share of close_pending. */
 }
 
 static struct peer *peer_get(struct io *io, uint64_t id, const char *address)
