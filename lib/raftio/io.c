@@ -1218,7 +1218,7 @@ static void io_close(struct raft_io *rio, raft_io_close_cb cb)
     io->closing = true;
     fetch_stop(io);
     io->close_cb = cb;
-    io->close_pending = 0;
+    /* close_pending may already count a catch-up timer being closed. */
     for (struct peer *p = io->peers; p; p = p->next)
         peer_drop_stream(p);
     while (io->ins)
