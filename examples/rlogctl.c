@@ -3,10 +3,14 @@
  * built on it.
  *
  *   rlogctl node   --id N --data DIR --cluster 1=HOST:PORT,2=...  [--address HOST:PORT]
- *                  [--control PATH] [-v]
+ *                  [--control PATH] [--join] [-v]
  *   rlogctl append --control PATH [--json] [RECORD...]     (stdin lines when no RECORD)
  *   rlogctl read   --control PATH [--json] OFFSET | FROM-TO | FROM-
+ *   rlogctl tail   --control PATH [--json] [--from OFFSET | --from-end] [--count N]
  *   rlogctl status --control PATH [--json]
+ *   rlogctl add-node    --control PATH ID HOST:PORT        (on the leader)
+ *   rlogctl remove-node --control PATH ID
+ *   rlogctl transfer    --control PATH [ID]
  *
  * `node` opens one node of the replicated log (rlog_open) and serves a small
  * local control protocol on a Unix domain socket; the other commands are
@@ -24,21 +28,37 @@
  *     'G' u64 offset                       read one record -> 'r' frame, 'E'
  *     'R' u64 from, u64 end                read [from, end) ('end' = UINT64_MAX:
  *                                          up to the committed end) -> 'r'..., 'E'
+ *     'T' u64 from, u64 count              tail: records from `from` (UINT64_MAX: the
+ *                                          commit offset now) as they commit, until
+ *                                          `count` (0: no limit) -> 't', then 'r' and
+ *                                          'k' frames, 'E' (value = records sent).
+ *                                          The tail owns the connection: the client
+ *                                          only hangs up.
+ *     'N' u64 id, str address              add node -> 'E' (value = id)
+ *     'X' u64 id                           remove node -> 'E' (value = id)
+ *     'L' u64 id                           transfer leadership (0: to the most
+ *                                          up-to-date voter) -> 'E' (value and
+ *                                          leader fields: the new leader, if known)
  *   answers:
  *     'r' u64 offset, bytes                one record (the rest of the frame)
  *     'S' status fields (see put_status)
+ *     't' u64 offset                       tail: the first offset it streams
+ *     'k' u64 offset                       tail keepalive (the log is quiet): the
+ *                                          next offset it will stream
  *     'E' i32 code, u8 flags, u64 value, u64 leader_id, str leader_address, str message
  *         code: 0 or a negative RLOG_E* code; flags bit 0: the outcome of an
  *         append is unknown (the records may or may not be in the log).
  *   The node validates every byte: a bad frame or request gets an 'E' frame
  *   with RLOG_EPROTO and the connection is closed. Idle connections are
- *   closed after CTL_IDLE_MS.
+ *   closed after CTL_IDLE_MS. A tail buffers at most CTL_TAIL_BUFFER bytes on the
+ *   node (the subscription pauses meanwhile); a tail client that reads nothing
+ *   for CTL_TAIL_STALL_MS with a full buffer is dropped.
  *
  * Exit codes: 0 success, 1 usage error, 2 the node could not start (or
  * failed), 3 not the leader / leadership lost during an append, 4 read: no
  * such record (not committed yet, beyond the end, or trimmed), 5 cannot reach
- * the node (no socket, timeout, protocol error), 6 any other error reported by
- * the node.
+ * the node (no socket, timeout, protocol error; for tail also: the node went
+ * away), 6 any other error reported by the node.
  */
 #include <liblog.h>
 
@@ -55,6 +75,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -76,6 +97,10 @@
 #define CTL_APPEND_WAIT_MS 30000        /* node: longest wait for a commit */
 #define CLIENT_BATCH_RECORDS 1000u      /* client: records per append request */
 #define CLIENT_BATCH_BYTES (512u << 10) /* client: record bytes per append request */
+#define CTL_TAIL_BUFFER (4u << 20)      /* node: bytes queued for one tail client */
+#define CTL_TAIL_STALL_MS 10000         /* node: a tail client with a full queue that
+                                           reads nothing this long is dropped */
+#define CTL_TAIL_KEEPALIVE_MS 1000      /* node: 'k' frames to an idle tail client */
 #define STATUS_POLL_MS 200
 
 #define FLAG_INDETERMINATE 1u
@@ -740,6 +765,329 @@ static int handle_range(int fd, struct rd *r, struct buf *out, int64_t deadline_
     return 0;
 }
 
+/* ---- tail: a subscription streamed over the connection ---------------------
+ * The subscription's callback (on its own thread) only appends frames to a
+ * per-client queue and wakes the client thread, which moves the queue to the
+ * socket without blocking. The queue is bounded: past CTL_TAIL_BUFFER bytes
+ * the subscription is paused (a paused one holds nothing on the node) until
+ * the client drains it; a client that accepts no byte for CTL_TAIL_STALL_MS
+ * with a full queue is dropped, and so is one that goes away. Neither ever
+ * holds up the node, its appends or other clients. */
+struct tail {
+    pthread_mutex_t mu;
+    struct buf q;       /* frames for the socket; q.p[qpos..] not sent yet */
+    size_t qpos;
+    rlog_sub *sub;
+    uint64_t want;      /* records to deliver (0: no limit) */
+    uint64_t delivered;
+    uint64_t next;      /* the offset expected next */
+    int paused;
+    int ended, status;  /* the subscription ended (status), or `want` reached */
+    int efd;            /* eventfd: wakes the client thread */
+};
+
+static void tail_cb(void *arg, int status, uint64_t offset, const void *rec, size_t len)
+{
+    struct tail *t = arg;
+    int wake = 0;
+    pthread_mutex_lock(&t->mu);
+    if (t->ended) {
+        pthread_mutex_unlock(&t->mu);
+        return;
+    }
+    if (status != 0) {
+        t->ended = 1;
+        t->status = status;
+        wake = 1;
+    } else if (offset != t->next) {
+        /* The API promises each record once, in order; say so loudly if not. */
+        node_log("error: liblog subscription delivered offset %" PRIu64 " where %" PRIu64
+                 " was expected", offset, t->next);
+        t->ended = 1;
+        t->status = RLOG_EPROTO;
+        wake = 1;
+    } else {
+        wake = t->q.len == t->qpos;
+        put_record(&t->q, offset, rec, len);
+        t->next = offset + 1;
+        t->delivered++;
+        if (t->want != 0 && t->delivered == t->want) {
+            t->ended = 1;
+            wake = 1;
+        }
+        if (!t->paused && t->q.len - t->qpos >= CTL_TAIL_BUFFER) {
+            t->paused = 1;
+            rlog_sub_pause(t->sub); /* takes effect before the next record */
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (wake) {
+        uint64_t one = 1;
+        ssize_t w = write(t->efd, &one, sizeof one);
+        (void)w;
+    }
+}
+
+static void put_offset_frame(struct buf *b, uint8_t type, uint64_t off)
+{
+    size_t at = begin_frame(b);
+    put_u8(b, type);
+    put_u64(b, off);
+    end_frame(b, at);
+}
+
+/* Streams records from `from` (UINT64_MAX: the commit offset now) until
+ * `count` records (0: no limit), an error, or shutdown. Returns -1 when the
+ * connection must be closed without more output (client gone or dropped). */
+static int handle_tail(int fd, unsigned slot, struct rd *r, struct buf *out)
+{
+    uint64_t from = get_u64(r), count = get_u64(r);
+    if (r->bad || r->pos != r->len) {
+        r->bad = 1;
+        put_end(out, RLOG_EPROTO, 0, 0, 0, "", "tail: malformed request");
+        return 0;
+    }
+    if (!api_enter()) {
+        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+        return 0;
+    }
+    char msg[512] = "";
+    int rc = 0;
+    if (from == UINT64_MAX) {
+        struct rlog_status st;
+        rc = rlog_status(g_node.log, &st);
+        if (rc != 0)
+            snprintf(msg, sizeof msg, "%s", rlog_errmsg(g_node.log));
+        else
+            from = st.commit_offset;
+    }
+    struct tail *t = NULL;
+    if (rc == 0) {
+        t = xmalloc(sizeof *t);
+        memset(t, 0, sizeof *t);
+        pthread_mutex_init(&t->mu, NULL);
+        t->want = count;
+        t->next = from;
+        t->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (t->efd < 0) {
+            rc = RLOG_ENOMEM;
+            snprintf(msg, sizeof msg, "eventfd: %s", strerror(errno));
+        }
+    }
+    if (rc == 0) {
+        put_offset_frame(&t->q, 't', from);
+        /* Held across rlog_subscribe so the callback sees t->sub set. */
+        pthread_mutex_lock(&t->mu);
+        rc = rlog_subscribe(g_node.log, from, tail_cb, t, &t->sub);
+        if (rc != 0)
+            snprintf(msg, sizeof msg, "%s", rlog_errmsg(g_node.log));
+        pthread_mutex_unlock(&t->mu);
+    }
+    if (rc != 0) {
+        api_leave();
+        if (t != NULL) {
+            if (t->efd >= 0)
+                close(t->efd);
+            pthread_mutex_destroy(&t->mu);
+            free(t->q.p);
+            free(t);
+        }
+        put_end(out, rc, 0, 0, 0, "", msg);
+        return 0;
+    }
+    node_log("control: tail client %u: streaming from offset %" PRIu64, slot, from);
+
+    enum { RUNNING, DONE, GONE, STALLED, CLOSING, CLIENT_SPOKE } how = RUNNING;
+    int64_t last_progress = now_ms(), next_keepalive = last_progress + CTL_TAIL_KEEPALIVE_MS;
+    char why[128] = "";
+    while (how == RUNNING) {
+        pthread_mutex_lock(&t->mu);
+        size_t pending = t->q.len - t->qpos;
+        int ended = t->ended, paused = t->paused;
+        pthread_mutex_unlock(&t->mu);
+        int64_t now = now_ms();
+        if (ended && pending == 0) {
+            how = DONE;
+            break;
+        }
+        if (is_closing()) {
+            how = CLOSING;
+            break;
+        }
+        if (pending > 0)
+            next_keepalive = now + CTL_TAIL_KEEPALIVE_MS;
+        else
+            last_progress = now;
+        if (paused && now - last_progress >= CTL_TAIL_STALL_MS) {
+            how = STALLED;
+            break;
+        }
+        if (pending == 0 && now >= next_keepalive) {
+            /* Lets the client tell a quiet log from a dead node. */
+            pthread_mutex_lock(&t->mu);
+            put_offset_frame(&t->q, 'k', t->next);
+            pthread_mutex_unlock(&t->mu);
+            continue;
+        }
+        int64_t wait = pending ? CTL_TAIL_STALL_MS : next_keepalive - now;
+        if (wait > 1000)
+            wait = 1000; /* bounds the wait for shutdown */
+        struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN | (pending ? POLLOUT : 0)},
+                                {.fd = t->efd, .events = POLLIN}};
+        int pr = poll(pfd, 2, (int)(wait < 0 ? 0 : wait));
+        if (pr < 0 && errno != EINTR) {
+            snprintf(why, sizeof why, "poll: %s", strerror(errno));
+            how = GONE;
+            break;
+        }
+        if (pr <= 0)
+            continue;
+        if (pfd[1].revents & POLLIN) {
+            uint64_t v;
+            ssize_t rr = read(t->efd, &v, sizeof v);
+            (void)rr;
+        }
+        if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            /* A tail owns the connection: the client only ever hangs up. */
+            unsigned char ch;
+            ssize_t rr = recv(fd, &ch, 1, MSG_DONTWAIT);
+            if (rr > 0) {
+                how = CLIENT_SPOKE;
+            } else if (rr == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+                if (is_closing()) {
+                    how = CLOSING; /* our own shutdown(SHUT_RD) */
+                } else {
+                    snprintf(why, sizeof why, "%s", rr == 0 ? "closed the connection"
+                                                            : strerror(errno));
+                    how = GONE;
+                }
+            }
+            if (how != RUNNING)
+                break;
+        }
+        if (pending && (pfd[0].revents & POLLOUT)) {
+            pthread_mutex_lock(&t->mu);
+            ssize_t w = send(fd, t->q.p + t->qpos, t->q.len - t->qpos,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+            int e = errno;
+            if (w > 0) {
+                t->qpos += (size_t)w;
+                last_progress = now_ms();
+                if (t->qpos == t->q.len) {
+                    t->qpos = t->q.len = 0;
+                } else if (t->qpos >= (64u << 10) && t->qpos * 2 >= t->q.len) {
+                    memmove(t->q.p, t->q.p + t->qpos, t->q.len - t->qpos);
+                    t->q.len -= t->qpos;
+                    t->qpos = 0;
+                }
+                if (t->paused && t->q.len - t->qpos <= CTL_TAIL_BUFFER / 4) {
+                    t->paused = 0;
+                    rlog_sub_resume(t->sub);
+                }
+            }
+            pthread_mutex_unlock(&t->mu);
+            if (w < 0 && e != EAGAIN && e != EWOULDBLOCK && e != EINTR) {
+                snprintf(why, sizeof why, "%s", strerror(e));
+                how = GONE;
+            }
+        }
+    }
+
+    /* Not under t->mu: unsubscribing waits for a running callback. */
+    rlog_unsubscribe(t->sub);
+    api_leave();
+    int status = t->status;
+    uint64_t delivered = t->delivered, next = t->next;
+    size_t pending = t->q.len - t->qpos;
+    int ret = 0;
+    switch (how) {
+    case DONE:
+        if (status == RLOG_ETRIMMED)
+            snprintf(msg, sizeof msg, "offset %" PRIu64 " was trimmed", next);
+        else if (status != 0)
+            snprintf(msg, sizeof msg, "the subscription ended: %s", rlog_strerror(status));
+        put_end(out, status, 0, delivered, 0, "", msg);
+        node_log("control: tail client %u: %s after %" PRIu64 " records", slot,
+                 status == 0 ? "done" : rlog_errname(status), delivered);
+        break;
+    case CLOSING:
+        /* Complete the frames under way, then say why the stream ends. */
+        if (pending > 0 && write_all(fd, t->q.p + t->qpos, pending, now_ms() + 1000) != 0)
+            ret = -1;
+        else
+            put_end(out, RLOG_ECLOSED, 0, delivered, 0, "", "node is shutting down");
+        break;
+    case CLIENT_SPOKE:
+        node_log("control: dropping tail client %u: it sent bytes during a tail", slot);
+        ret = -1;
+        break;
+    case STALLED:
+        node_log("control: dropping tail client %u: it cannot keep up (read nothing for %d ms "
+                 "with %zu bytes buffered; paused before offset %" PRIu64 ")", slot,
+                 CTL_TAIL_STALL_MS, pending, next);
+        ret = -1;
+        break;
+    default:
+        node_log("control: tail client %u went away (%s) after %" PRIu64 " records", slot, why,
+                 delivered);
+        ret = -1;
+    }
+    close(t->efd);
+    pthread_mutex_destroy(&t->mu);
+    free(t->q.p);
+    free(t);
+    return ret;
+}
+
+/* ---- membership -------------------------------------------------------------- */
+
+static void handle_member(uint8_t op, struct rd *r, struct buf *out)
+{
+    uint64_t id = get_u64(r);
+    char addr[256] = "";
+    if (op == 'N') {
+        uint32_t n = get_u32(r);
+        const unsigned char *p = get_bytes(r, n);
+        if (p != NULL && n > 0 && n < sizeof addr && memchr(p, '\0', n) == NULL) {
+            memcpy(addr, p, n);
+            addr[n] = '\0';
+        } else {
+            r->bad = 1;
+        }
+    }
+    if (r->bad || r->pos != r->len) {
+        r->bad = 1;
+        put_end(out, RLOG_EPROTO, 0, 0, 0, "", "membership: malformed request");
+        return;
+    }
+    if (!api_enter()) {
+        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+        return;
+    }
+    int rc = op == 'N' ? rlog_add_node(g_node.log, id, addr)
+           : op == 'X' ? rlog_remove_node(g_node.log, id)
+                       : rlog_transfer_leadership(g_node.log, id);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(g_node.log) : "");
+    struct rlog_status st;
+    memset(&st, 0, sizeof st);
+    if (rc == 0 && op == 'L' && rlog_status(g_node.log, &st) != 0)
+        memset(&st, 0, sizeof st);
+    api_leave();
+    if (rc != 0) {
+        put_error(out, rc, 0, msg);
+        return;
+    }
+    if (op == 'N')
+        node_log("membership: added node %" PRIu64 " at %s", id, addr);
+    else if (op == 'X')
+        node_log("membership: removed node %" PRIu64, id);
+    else
+        node_log("membership: handed leadership to %" PRIu64 "%s", st.leader_id,
+                 st.leader_id ? "" : " (new leader not known yet)");
+    put_end(out, 0, 0, op == 'L' ? st.leader_id : id, st.leader_id, st.leader_address, "");
+}
+
 struct client {
     int fd;
     unsigned slot;
@@ -786,6 +1134,14 @@ static void *client_thread(void *arg)
             break;
         case 'R':
             drop = handle_range(fd, &r, &out, CTL_IDLE_MS) != 0;
+            break;
+        case 'T':
+            drop = handle_tail(fd, c->slot, &r, &out) != 0;
+            break;
+        case 'N':
+        case 'X':
+        case 'L':
+            handle_member(op, &r, &out);
             break;
         default: {
             char msg[64];
@@ -968,6 +1324,9 @@ static void usage_node(FILE *f)
             "  --data DIR           data directory (created if missing; one node per dir)\n"
             "  --cluster LIST       the initial cluster, e.g.\n"
             "                       1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
+            "  --join               this node is being added to a running cluster: it does\n"
+            "                       not bootstrap, and waits for the leader's `add-node`;\n"
+            "                       --cluster lists the cluster including this node\n"
             "  --control PATH       control socket (default DIR/control.sock)\n"
             "  --election-timeout MS, --heartbeat MS   raft timers (default 1000, 100)\n"
             "  --segment-size BYTES segment file size (default 64 MiB)\n"
@@ -993,11 +1352,12 @@ static int cmd_node(int argc, char **argv)
         {"segment-size", required_argument, NULL, 'S'},
         {"snapshot-threshold", required_argument, NULL, 'T'},
         {"snapshot-trailing", required_argument, NULL, 'L'},
+        {"join", no_argument, NULL, 'J'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *id_s = NULL, *address = NULL, *data = NULL, *cluster = NULL, *control = NULL;
     uint64_t election = 0, heartbeat = 0, segment_size = 0, snap_threshold = 0, snap_trailing = 0;
-    int verbose = 0, c;
+    int verbose = 0, join = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "hv", opts, NULL)) != -1) {
         switch (c) {
@@ -1032,6 +1392,7 @@ static int cmd_node(int argc, char **argv)
             break;
         }
         case 'v': verbose++; break;
+        case 'J': join = 1; break;
         case 'h': usage_node(stdout); return 0;
         default: usage_node(stderr); return EXIT_USAGE;
         }
@@ -1138,6 +1499,7 @@ static int cmd_node(int argc, char **argv)
     cfg.data_dir = data;
     cfg.peers = peers;
     cfg.n_peers = n_peers;
+    cfg.join = join;
     if (election)
         cfg.election_timeout_ms = (unsigned)election;
     if (heartbeat)
@@ -1167,8 +1529,8 @@ static int cmd_node(int argc, char **argv)
         free(list);
         return EXIT_NODE;
     }
-    node_log("started: address %s, data %s, control %s, %u peers, liblog %s", address, data,
-             control, n_peers, rlog_version_string());
+    node_log("started: address %s, data %s, control %s, %u peers%s, liblog %s", address, data,
+             control, n_peers, join ? ", joining a running cluster" : "", rlog_version_string());
 
     struct seen seen = {0};
     int64_t next_poll = 0;
@@ -1249,6 +1611,9 @@ struct copts {
     unsigned n_controls;
     int json;
     int timeout_ms;
+    /* tail only */
+    uint64_t from, count; /* count 0: no limit */
+    int from_set;         /* 0: from the end */
 };
 
 struct end {
@@ -1910,6 +2275,262 @@ static int cmd_status(struct copts *o, int argc, char **argv)
     return e.code == 0 ? 0 : report_error("status", &e);
 }
 
+/* ---- tail ---- */
+
+static void usage_tail(FILE *f)
+{
+    fprintf(f,
+            "usage: %s tail --control PATH [--from OFFSET | --from-end] [--count N] [--json]\n"
+            "                    [--timeout SEC]\n"
+            "\n"
+            "Streams committed records as they commit, in order and each once, in the\n"
+            "format of `read` (OFFSET<TAB>RECORD lines, or --json lines), flushing after\n"
+            "each. Works on any node. Starts at OFFSET (history first, then live), or by\n"
+            "default (--from-end) at the node's commit offset when the tail starts, and\n"
+            "runs until N records were shown (--count), SIGINT/SIGTERM, or the node goes\n"
+            "away. The node sends a keepalive every second while the log is quiet;\n"
+            "--timeout (default 30 s) is how long a silent node is waited for.\n"
+            "\n"
+            "The node buffers at most %u MiB for a tail and pauses it while the buffer is\n"
+            "full; a client that then reads nothing for %d s is dropped.\n"
+            "\n"
+            "Exit status: 0 --count reached, or stopped by SIGINT/SIGTERM; 1 usage; 4 OFFSET\n"
+            "was trimmed; 5 cannot reach the node, or it went away (shut down, killed, or\n"
+            "silent for --timeout); 6 other errors.\n",
+            progname, CTL_TAIL_BUFFER >> 20, CTL_TAIL_STALL_MS / 1000);
+}
+
+static int cmd_tail(struct copts *o, int argc, char **argv)
+{
+    if (argc != 0) {
+        fprintf(stderr, "%s tail: unexpected argument '%s'\n", progname, argv[0]);
+        usage_tail(stderr);
+        return EXIT_USAGE;
+    }
+    /* SIGINT/SIGTERM end the tail cleanly: read through a signalfd. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0) {
+        fprintf(stderr, "%s tail: signalfd: %s\n", progname, strerror(errno));
+        return EXIT_ERROR;
+    }
+    int fd = connect_any(o, "tail");
+    if (fd < 0) {
+        close(sfd);
+        return EXIT_UNREACHABLE;
+    }
+    struct buf req = {0};
+    size_t at = begin_frame(&req);
+    put_u8(&req, 'T');
+    put_u64(&req, o->from_set ? o->from : UINT64_MAX);
+    put_u64(&req, o->count);
+    end_frame(&req, at);
+    char why[1200] = "";
+    int rc = send_request(fd, &req, o->timeout_ms, why, sizeof why) == 0 ? -1 : EXIT_UNREACHABLE;
+    free(req.p);
+    struct end e;
+    while (rc < 0) {
+        struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+        int pr = poll(pfd, 2, o->timeout_ms);
+        if (pr < 0) {
+            if (errno == EINTR)
+                continue;
+            snprintf(why, sizeof why, "poll: %s", strerror(errno));
+            rc = EXIT_UNREACHABLE;
+            break;
+        }
+        if (pr == 0) {
+            snprintf(why, sizeof why, "no word from the node for %d s", o->timeout_ms / 1000);
+            rc = EXIT_UNREACHABLE;
+            break;
+        }
+        if (pfd[1].revents & POLLIN) {
+            rc = 0; /* SIGINT/SIGTERM: a clean stop */
+            break;
+        }
+        unsigned char *p;
+        size_t len;
+        char tmp[256];
+        int fr = recv_frame(fd, &p, &len, now_ms() + o->timeout_ms, tmp, sizeof tmp);
+        if (fr <= 0) {
+            snprintf(why, sizeof why, "%s", fr == 0 ? "the node closed the connection (did it "
+                     "stop?)" : tmp);
+            rc = EXIT_UNREACHABLE;
+            break;
+        }
+        if (p[0] == 'E') {
+            if (decode_end(p, len, &e) != 0) {
+                snprintf(why, sizeof why, "malformed answer from the node");
+                rc = EXIT_UNREACHABLE;
+            } else {
+                rc = e.code == 0 ? 0 : e.code == RLOG_ECLOSED ? EXIT_UNREACHABLE
+                                                               : report_error("tail", &e);
+                if (e.code == RLOG_ECLOSED)
+                    snprintf(why, sizeof why, "the node went away: %s", e.msg);
+            }
+        } else if (p[0] == 'r') {
+            if (print_record(o, p, len) != 0) {
+                snprintf(why, sizeof why, "malformed record frame from the node");
+                rc = EXIT_UNREACHABLE;
+            } else if (fflush(stdout) != 0) {
+                /* A closed pipe (`| head`) ends the tail quietly. */
+                rc = errno == EPIPE ? 0 : EXIT_ERROR;
+                if (rc)
+                    fprintf(stderr, "%s tail: writing stdout: %s\n", progname, strerror(errno));
+            }
+        } else if ((p[0] != 't' && p[0] != 'k') || len != 9) {
+            snprintf(why, sizeof why, "unexpected answer frame from the node");
+            rc = EXIT_UNREACHABLE;
+        }
+        free(p);
+    }
+    close(fd);
+    close(sfd);
+    if (rc == EXIT_UNREACHABLE)
+        fail_unreachable("tail", why);
+    return rc;
+}
+
+/* ---- membership ---- */
+
+static void usage_add_node(FILE *f)
+{
+    fprintf(f,
+            "usage: %s add-node --control PATH [--json] [--timeout SEC] ID HOST:PORT\n"
+            "\n"
+            "Adds node ID, listening at HOST:PORT, to the cluster. Start it first with\n"
+            "`%s node --join`, its --cluster listing the cluster including itself. It\n"
+            "catches up as a non-voter, then becomes a voter; this returns when it votes.\n"
+            "Must be sent to the leader's node.\n"
+            "\n"
+            "Exit status: 0 added; 1 usage; 3 not the leader (its id and address are\n"
+            "printed); 5 cannot reach the node (or no answer within --timeout, default\n"
+            "30 s: the change may still complete); 6 other errors (RLOG_EBUSY: another\n"
+            "change is under way; RLOG_EINVAL: already a member or a bad address).\n",
+            progname, progname);
+}
+
+static void usage_remove_node(FILE *f)
+{
+    fprintf(f,
+            "usage: %s remove-node --control PATH [--json] [--timeout SEC] ID\n"
+            "\n"
+            "Removes node ID from the cluster (stop its process afterwards). Must be sent\n"
+            "to the leader's node; to remove the leader, `transfer` first.\n"
+            "\n"
+            "Exit status: 0 removed; 1 usage; 3 not the leader; 5 cannot reach the node;\n"
+            "6 other errors (RLOG_EINVAL: not a member; RLOG_EBUSY: another change).\n",
+            progname);
+}
+
+static void usage_transfer(FILE *f)
+{
+    fprintf(f,
+            "usage: %s transfer --control PATH [--json] [--timeout SEC] [ID]\n"
+            "\n"
+            "Hands leadership to voter ID (default: the most up-to-date follower) and\n"
+            "prints the new leader once the handoff is done. Must be sent to the leader's\n"
+            "node.\n"
+            "\n"
+            "Exit status: 0 done; 1 usage; 3 not the leader; 5 cannot reach the node;\n"
+            "6 other errors (RLOG_ETIMEOUT: the handoff did not complete).\n",
+            progname);
+}
+
+/* Sends one request and receives its end frame (no data frames). Returns 0,
+ * or EXIT_UNREACHABLE after saying why. */
+static int call_node(const struct copts *o, const char *cmd, const struct buf *req, struct end *e)
+{
+    int fd = connect_any(o, cmd);
+    if (fd < 0)
+        return EXIT_UNREACHABLE;
+    char why[512];
+    int rc = send_request(fd, req, o->timeout_ms, why, sizeof why);
+    if (rc == 0)
+        rc = recv_answer(fd, o->timeout_ms, e, NULL, NULL, why, sizeof why);
+    close(fd);
+    if (rc != 0) {
+        fail_unreachable(cmd, why);
+        return EXIT_UNREACHABLE;
+    }
+    return 0;
+}
+
+static int parse_node_id(const char *cmd, const char *s, uint64_t *id)
+{
+    if (parse_u64(s, id) != 0 || *id == 0) {
+        fprintf(stderr, "%s %s: node id must be a number >= 1, not '%s'\n", progname, cmd, s);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_member(const char *cmd, struct copts *o, int argc, char **argv)
+{
+    uint8_t op = strcmp(cmd, "add-node") == 0 ? 'N' : strcmp(cmd, "remove-node") == 0 ? 'X' : 'L';
+    void (*help)(FILE *) = op == 'N' ? usage_add_node : op == 'X' ? usage_remove_node
+                                                                  : usage_transfer;
+    int want = op == 'N' ? 2 : 1;
+    if (argc != want && !(op == 'L' && argc == 0)) {
+        fprintf(stderr, "%s %s: expected %s\n", progname, cmd,
+                op == 'N' ? "ID HOST:PORT" : op == 'X' ? "one ID" : "at most one ID");
+        help(stderr);
+        return EXIT_USAGE;
+    }
+    uint64_t id = 0;
+    if (argc > 0 && parse_node_id(cmd, argv[0], &id) != 0)
+        return EXIT_USAGE;
+    if (op == 'N') {
+        const char *colon = strrchr(argv[1], ':');
+        if (colon == NULL || colon == argv[1] || colon[1] == '\0' || strlen(argv[1]) > 255) {
+            fprintf(stderr, "%s %s: address '%s' is not HOST:PORT\n", progname, cmd, argv[1]);
+            return EXIT_USAGE;
+        }
+    }
+    struct buf req = {0};
+    size_t at = begin_frame(&req);
+    put_u8(&req, op);
+    put_u64(&req, id);
+    if (op == 'N')
+        put_str(&req, argv[1]);
+    end_frame(&req, at);
+    struct end e;
+    int rc = call_node(o, cmd, &req, &e);
+    free(req.p);
+    if (rc != 0)
+        return rc;
+    if (e.code != 0)
+        return report_error(cmd, &e);
+    if (op == 'N') {
+        if (o->json) {
+            printf("{\"added\":%" PRIu64 ",\"address\":", id);
+            json_string(stdout, (const unsigned char *)argv[1], strlen(argv[1]));
+            fputs("}\n", stdout);
+        } else {
+            printf("added node %" PRIu64 " at %s\n", id, argv[1]);
+        }
+    } else if (op == 'X') {
+        if (o->json)
+            printf("{\"removed\":%" PRIu64 "}\n", id);
+        else
+            printf("removed node %" PRIu64 "\n", id);
+    } else if (o->json) {
+        printf("{\"leader_id\":%" PRIu64 ",\"leader_address\":", e.leader_id);
+        json_string(stdout, (const unsigned char *)e.leader_addr, strlen(e.leader_addr));
+        fputs("}\n", stdout);
+    } else if (e.leader_id) {
+        printf("leader is now %" PRIu64 " at %s\n", e.leader_id, e.leader_addr);
+    } else {
+        printf("leadership handed off; the new leader is not known here yet\n");
+    }
+    fflush(stdout);
+    return 0;
+}
+
 /* ---- main ---- */
 
 static void usage(FILE *f)
@@ -1923,7 +2544,10 @@ static void usage(FILE *f)
             "  node     run one node of the log (opens it, serves a local control socket)\n"
             "  append   append records through a node's control socket (the leader's)\n"
             "  read     read committed records by offset from any node\n"
+            "  tail     stream records from any node as they commit\n"
             "  status   show a node's role, term, leader, offsets and peers\n"
+            "  add-node, remove-node, transfer\n"
+            "           change the cluster's members, or its leader (on the leader)\n"
             "\n"
             "`%s COMMAND --help` describes each. Example, three nodes on one host:\n"
             "  C=1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
@@ -1931,10 +2555,12 @@ static void usage(FILE *f)
             "  %s status --control d1/control.sock\n"
             "  echo hello | %s append --control d1/control.sock   # on the leader\n"
             "  %s read --control d2/control.sock 0\n"
+            "  %s tail --control d3/control.sock --from 0   # until Ctrl-C\n"
             "\n"
             "Exit status: 0 ok, 1 usage, 2 node failed to start, 3 not the leader,\n"
             "4 no such record, 5 node unreachable, 6 other error.\n",
-            progname, RLOG_VERSION_STRING, progname, progname, progname, progname, progname);
+            progname, RLOG_VERSION_STRING, progname, progname, progname, progname, progname,
+            progname);
 }
 
 static int client_main(const char *cmd, int argc, char **argv)
@@ -1944,15 +2570,23 @@ static int client_main(const char *cmd, int argc, char **argv)
         {"cluster-controls", required_argument, NULL, 'C'},
         {"json", no_argument, NULL, 'j'},
         {"timeout", required_argument, NULL, 't'},
+        {"from", required_argument, NULL, 'f'},
+        {"from-end", no_argument, NULL, 'F'},
+        {"count", required_argument, NULL, 'n'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    void (*help)(FILE *) = strcmp(cmd, "append") == 0  ? usage_append
-                           : strcmp(cmd, "read") == 0 ? usage_read
-                                                      : usage_status;
+    void (*help)(FILE *) = strcmp(cmd, "append") == 0        ? usage_append
+                           : strcmp(cmd, "read") == 0        ? usage_read
+                           : strcmp(cmd, "tail") == 0        ? usage_tail
+                           : strcmp(cmd, "add-node") == 0    ? usage_add_node
+                           : strcmp(cmd, "remove-node") == 0 ? usage_remove_node
+                           : strcmp(cmd, "transfer") == 0    ? usage_transfer
+                                                             : usage_status;
+    int is_tail = strcmp(cmd, "tail") == 0;
     struct copts o = {.timeout_ms = 30000};
     char *list = NULL;
-    int c, rc;
+    int c, rc, from_end = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -1970,6 +2604,28 @@ static int client_main(const char *cmd, int argc, char **argv)
             o.timeout_ms = (int)v * 1000;
             break;
         }
+        case 'f':
+        case 'F':
+        case 'n':
+            if (!is_tail) {
+                fprintf(stderr, "%s %s: --%s is an option of tail only\n", progname, cmd,
+                        c == 'f' ? "from" : c == 'F' ? "from-end" : "count");
+                help(stderr);
+                free(list);
+                return EXIT_USAGE;
+            }
+            if (c == 'F') {
+                from_end = 1;
+            } else if (parse_u64(optarg, c == 'f' ? &o.from : &o.count) != 0 ||
+                       (c == 'f' && o.from == UINT64_MAX) || (c == 'n' && o.count == 0)) {
+                fprintf(stderr, "%s tail: --%s must be a number%s, not '%s'\n", progname,
+                        c == 'f' ? "from" : "count", c == 'n' ? " >= 1" : "", optarg);
+                free(list);
+                return EXIT_USAGE;
+            } else if (c == 'f') {
+                o.from_set = 1;
+            }
+            break;
         case 'h': help(stdout); free(list); return 0;
         default: help(stderr); free(list); return EXIT_USAGE;
         }
@@ -1994,14 +2650,23 @@ static int client_main(const char *cmd, int argc, char **argv)
         free(list);
         return EXIT_USAGE;
     }
+    if (from_end && o.from_set) {
+        fprintf(stderr, "%s tail: give at most one of --from OFFSET and --from-end\n", progname);
+        free(list);
+        return EXIT_USAGE;
+    }
     argc -= optind;
     argv += optind;
     if (strcmp(cmd, "append") == 0)
         rc = cmd_append(&o, argc, argv);
     else if (strcmp(cmd, "read") == 0)
         rc = cmd_read(&o, argc, argv);
-    else
+    else if (is_tail)
+        rc = cmd_tail(&o, argc, argv);
+    else if (strcmp(cmd, "status") == 0)
         rc = cmd_status(&o, argc, argv);
+    else
+        rc = cmd_member(cmd, &o, argc, argv);
     free(list);
     return rc;
 }
@@ -2024,8 +2689,11 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "node") == 0)
         return cmd_node(argc - 1, argv + 1);
-    if (strcmp(cmd, "append") == 0 || strcmp(cmd, "read") == 0 || strcmp(cmd, "status") == 0)
-        return client_main(cmd, argc - 1, argv + 1);
+    static const char *const clients[] = {"append", "read", "tail", "status",
+                                          "add-node", "remove-node", "transfer"};
+    for (size_t i = 0; i < sizeof clients / sizeof clients[0]; i++)
+        if (strcmp(cmd, clients[i]) == 0)
+            return client_main(cmd, argc - 1, argv + 1);
     fprintf(stderr, "%s: unknown command '%s'\n\n", progname, cmd);
     usage(stderr);
     return EXIT_USAGE;
