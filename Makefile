@@ -96,11 +96,13 @@ $(RAWSEND): test/integration/rawsend.c
 examples: $(EXAMPLES)
 
 # Unit tests, the docs check, then multi-process tests of the example CLI.
-test: $(TEST_BIN) all $(EXAMPLES) $(RAWSEND)
+test: $(TEST_BIN) all $(EXAMPLES) $(RAWSEND) $(BUILD)/nemesis/nemesis_node $(BUILD)/nemesis/proxy
 	@./test/run-unit $(TEST_BIN)
 	@./test/check-docs
 	@RLOGCTL=$(abspath $(BUILD)/examples/rlogctl) RAWSEND=$(abspath $(RAWSEND)) \
 	    ./test/integration/run
+	@NEMESIS_NODE=$(abspath $(BUILD)/nemesis/nemesis_node) PROXY=$(abspath $(BUILD)/nemesis/proxy) \
+	    ./test/nemesis/run.sh 20
 
 # A local 3-node cluster of the example CLI, driven step by step.
 run: deps
@@ -175,3 +177,78 @@ bench: deps $(BENCH_NODE)
 
 bench-quick: deps $(BENCH_NODE)
 	@$(BENCH_NODE) run --quick $(BENCH_ARGS)
+
+# ---- Fuzzing (test/fuzz/) ---------------------------------------------------
+# make fuzz-replay   replays the seed corpus through both fuzz targets with the
+#                    normal compiler (no clang needed); part of the tests.
+# make fuzz          libFuzzer + ASan + UBSan (clang), each target for
+#                    FUZZ_SECONDS (default 60) over a copy of the corpus.
+# make fuzz-corpus   regenerates test/fuzz/corpus/ with gen_corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_BUILD := build-fuzz
+FUZZ_DIR_SRC := test/fuzz/fuzz_store_dir.c
+FUZZ_CFLAGS := -Itest/fuzz
+
+$(BUILD)/fuzz/replay_wire: test/fuzz/replay.c test/fuzz/fuzz_wire.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(FUZZ_CFLAGS) $(LDFLAGS) -o $@ test/fuzz/replay.c test/fuzz/fuzz_wire.c $(STATIC) $(LIBS)
+
+$(BUILD)/fuzz/replay_recovery: test/fuzz/replay.c test/fuzz/fuzz_recovery.c $(FUZZ_DIR_SRC) test/fuzz/fuzz_store_dir.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(FUZZ_CFLAGS) $(LDFLAGS) -o $@ test/fuzz/replay.c test/fuzz/fuzz_recovery.c $(FUZZ_DIR_SRC) $(STATIC) $(LIBS)
+
+$(BUILD)/fuzz/gen_corpus: test/fuzz/gen_corpus.c $(FUZZ_DIR_SRC) test/fuzz/fuzz_store_dir.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(FUZZ_CFLAGS) $(LDFLAGS) -o $@ test/fuzz/gen_corpus.c $(FUZZ_DIR_SRC) $(STATIC) $(LIBS)
+
+# libFuzzer binaries: built only inside the $(FUZZ_BUILD) tree (see `fuzz`).
+$(BUILD)/fuzz/fuzz_wire: test/fuzz/fuzz_wire.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
+$(BUILD)/fuzz/fuzz_recovery: test/fuzz/fuzz_recovery.c $(FUZZ_DIR_SRC) test/fuzz/fuzz_store_dir.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(FUZZ_DIR_SRC) $(STATIC) $(LIBS)
+
+.PHONY: fuzz fuzz-replay fuzz-build fuzz-corpus fuzz-known
+fuzz-replay: $(BUILD)/fuzz/replay_wire $(BUILD)/fuzz/replay_recovery
+	@./test/fuzz/run-replay $(BUILD)/fuzz test/fuzz/corpus
+
+fuzz-corpus: $(BUILD)/fuzz/gen_corpus
+	$(BUILD)/fuzz/gen_corpus test/fuzz/corpus test/fuzz/known-bugs
+
+# Inputs that fail because of known library bugs (test/fuzz/README.md): this
+# fails until they are fixed; then move them into test/fuzz/corpus/.
+fuzz-known: $(BUILD)/fuzz/replay_wire $(BUILD)/fuzz/replay_recovery
+	@./test/fuzz/run-replay $(BUILD)/fuzz test/fuzz/known-bugs
+
+fuzz-build:
+	@RLOG_FUZZ_DEPS=1 ./.ci/install-deps
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \
+	    OPT="-O1 -g -fno-omit-frame-pointer" \
+	    SAN_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
+	    STATIC=$(FUZZ_BUILD)/liblog.a \
+	    $(FUZZ_BUILD)/fuzz/fuzz_wire $(FUZZ_BUILD)/fuzz/fuzz_recovery
+
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) ./test/fuzz/run-fuzz $(FUZZ_BUILD)/fuzz test/fuzz/corpus
+
+# make nemesis: the real-process nemesis test (test/nemesis/run.sh): three
+# nodes behind loopback proxies under client load while nodes are killed,
+# paused and cut off; then the checker. DURATION seconds (default 600);
+# SEED replays a run's random choices (as far as timing allows).
+NEMESIS_BIN := $(BUILD)/nemesis/nemesis_node $(BUILD)/nemesis/proxy
+$(BUILD)/nemesis/nemesis_node: test/nemesis/nemesis_node.c examples/rlogctl.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
+$(BUILD)/nemesis/proxy: test/nemesis/proxy.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $<
+
+.PHONY: nemesis
+nemesis: deps
+	@$(MAKE) --no-print-directory $(NEMESIS_BIN)
+	@NEMESIS_NODE=$(abspath $(BUILD)/nemesis/nemesis_node) PROXY=$(abspath $(BUILD)/nemesis/proxy) \
+	    ./test/nemesis/run.sh $(if $(DURATION),$(DURATION),600) $(SEED)
