@@ -96,9 +96,11 @@ $(RAWSEND): test/integration/rawsend.c
 examples: $(EXAMPLES)
 
 # Unit tests, the docs check, then multi-process tests of the example CLI.
-test: $(TEST_BIN) all $(EXAMPLES) $(RAWSEND) $(BUILD)/nemesis/nemesis_node $(BUILD)/nemesis/proxy
+test: $(TEST_BIN) all $(EXAMPLES) $(RAWSEND) $(BUILD)/nemesis/nemesis_node $(BUILD)/nemesis/proxy \
+      $(BUILD)/fuzz/replay_wire $(BUILD)/fuzz/replay_recovery
 	@./test/run-unit $(TEST_BIN)
 	@./test/check-docs
+	@./test/fuzz/run-replay $(BUILD)/fuzz test/fuzz/corpus
 	@RLOGCTL=$(abspath $(BUILD)/examples/rlogctl) RAWSEND=$(abspath $(RAWSEND)) \
 	    ./test/integration/run
 	@NEMESIS_NODE=$(abspath $(BUILD)/nemesis/nemesis_node) PROXY=$(abspath $(BUILD)/nemesis/proxy) \
@@ -211,18 +213,15 @@ $(BUILD)/fuzz/fuzz_recovery: test/fuzz/fuzz_recovery.c $(FUZZ_DIR_SRC) test/fuzz
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(FUZZ_DIR_SRC) $(STATIC) $(LIBS)
 
-.PHONY: fuzz fuzz-replay fuzz-build fuzz-corpus fuzz-known
+.PHONY: fuzz fuzz-replay fuzz-build fuzz-corpus
 fuzz-replay: $(BUILD)/fuzz/replay_wire $(BUILD)/fuzz/replay_recovery
 	@./test/fuzz/run-replay $(BUILD)/fuzz test/fuzz/corpus
 
 fuzz-corpus: $(BUILD)/fuzz/gen_corpus
-	$(BUILD)/fuzz/gen_corpus test/fuzz/corpus test/fuzz/known-bugs
+	$(BUILD)/fuzz/gen_corpus test/fuzz/corpus test/fuzz/corpus
 
 # Inputs that fail because of known library bugs (test/fuzz/README.md): this
 # fails until they are fixed; then move them into test/fuzz/corpus/.
-fuzz-known: $(BUILD)/fuzz/replay_wire $(BUILD)/fuzz/replay_recovery
-	@./test/fuzz/run-replay $(BUILD)/fuzz test/fuzz/known-bugs
-
 fuzz-build:
 	@RLOG_FUZZ_DEPS=1 ./.ci/install-deps
 	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) \

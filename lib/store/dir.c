@@ -254,6 +254,9 @@ static int load_meta(struct rl_store *s, bool fresh)
         if (i != best && rv[i] != 0)
             rl_store_add_note(s, "%s damaged or missing; using %s", meta_name[i],
                               meta_name[best]);
+    if (m[best].first_index == 0)
+        return rl_store_fail(s, RLOG_ECORRUPT, "%s/%s: first index 0 (entries start at 1)",
+                             s->dir, meta_name[best]);
     s->meta = m[best];
     return 0;
 }

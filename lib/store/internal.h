@@ -43,6 +43,7 @@ struct rl_store {
      * (trim, truncate), so guarded. */
     pthread_mutex_t meta_mu;
     struct rl_meta meta;
+    uint32_t max_gen;   /* highest generation seen in a valid frame or header */
 
     struct rl_segment **segs; /* used segments, ascending seq */
     size_t nsegs, segcap;

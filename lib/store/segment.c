@@ -122,7 +122,7 @@ static int frame_at(const struct rl_store *s, const struct rl_segment *seg, stru
         return rv < 0 ? rv : 1;
     rl_frame_decode(h, f);
     if ((index && (f->index != index || f->offset != offset)) || f->gen < min_gen ||
-        f->gen > s->meta.gen || f->batch_first > f->index || h[54] || h[55] ||
+        f->batch_first > f->index || h[54] || h[55] ||
         f->length > seg->size || pos + RL_FRAME_HDR + rl_pad8(f->length) > seg->size)
         return 1;
     unsigned char hdr[RL_FRAME_HDR];
@@ -133,35 +133,43 @@ static int frame_at(const struct rl_store *s, const struct rl_segment *seg, stru
     return rl_frame_verify(hdr, *payload, f->length) ? 0 : 1;
 }
 
-/* After an invalid frame at pos expected to be entry e: true if a later
- * valid frame proves entry e was durable (see the file comment). */
+/* After an invalid (or zeroed) frame at pos expected to be entry e: true if
+ * a valid frame within [pos, limit) proves entry e was durable, i.e. belongs
+ * to a write that started after e (see the file comment). Frames of the
+ * same write (batch_first <= e) prove nothing; the search goes on past them. */
 static int proves_durable(const struct rl_store *s, const struct rl_segment *seg,
-                          struct reader *r, uint64_t pos, uint64_t e, uint32_t min_gen,
-                          bool *durable)
+                          struct reader *r, uint64_t pos, uint64_t limit, uint64_t e,
+                          uint32_t min_gen, bool *durable)
 {
     *durable = false;
-    for (uint64_t q = pos + 8; q + RL_FRAME_HDR <= seg->size; q += 8) {
+    if (limit > seg->size)
+        limit = seg->size;
+    for (uint64_t q = pos + 8; q + RL_FRAME_HDR <= limit; q += 8) {
         const unsigned char *h;
         int rv = reader_at(r, q, RL_FRAME_HDR, &h);
         if (rv != 0)
             return rv < 0 ? rv : 0;
         uint64_t index = rl_get64(h + 8);
         uint32_t gen = rl_get32(h + 48);
-        if (index <= e || index - e > (1u << 30) || gen < min_gen || gen > s->meta.gen ||
-            is_stale(s, seg, q, gen))
-            continue;
+        if (index <= e || index - e > (1u << 30) || gen < min_gen ||
+            rl_get64(h + 32) <= e || is_stale(s, seg, q, gen))
+            continue; /* cheap filters first: most positions are not frames */
         struct rl_frame f;
         const unsigned char *payload;
         rv = frame_at(s, seg, r, q, 0, 0, min_gen, &f, &payload);
         if (rv < 0)
             return rv;
-        if (rv == 0) {
-            *durable = f.batch_first > e;
+        if (rv == 0 && f.batch_first > e) {
+            *durable = true;
             return 0;
         }
     }
     return 0;
 }
+
+/* How far past a zeroed frame header recovery looks for proof that the
+ * entries after it were durable (a lost sector), rather than the end. */
+#define ZERO_LOOKAHEAD (1u << 20)
 
 int rl_segment_scan(struct rl_store *s, struct rl_segment *seg, bool is_last,
                     uint64_t expect_last)
@@ -187,9 +195,24 @@ int rl_segment_scan(struct rl_store *s, struct rl_segment *seg, bool is_last,
                                pos, strerror(-st));
             goto out;
         }
-        if (st == 1 || rl_all_zero(h, RL_FRAME_HDR) ||
-            (is_last && is_stale(s, seg, pos, rl_get32(h + 48))))
+        if (st == 1 || (is_last && is_stale(s, seg, pos, rl_get32(h + 48))))
             break;
+        if (rl_all_zero(h, RL_FRAME_HDR)) {
+            bool durable = false;
+            if (is_last && (st = proves_durable(s, seg, &r, pos, pos + ZERO_LOOKAHEAD, index,
+                                                prev_gen, &durable)) < 0) {
+                rv = rl_store_fail(s, RLOG_EIO, "%s/%s: %s", s->dir, name, strerror(-st));
+                goto out;
+            }
+            if (durable) {
+                rv = rl_store_fail(s, RLOG_ECORRUPT,
+                                   "%s/%s: entry %" PRIu64 " at byte %" PRIu64
+                                   " is missing (zeroed) but later entries exist",
+                                   s->dir, name, index, pos);
+                goto out;
+            }
+            break; /* the end of the log */
+        }
         st = frame_at(s, seg, &r, pos, index, offset, prev_gen, &f, &payload);
         if (st < 0) {
             rv = rl_store_fail(s, RLOG_EIO, "%s/%s: read at byte %" PRIu64 ": %s", s->dir, name,
@@ -198,7 +221,8 @@ int rl_segment_scan(struct rl_store *s, struct rl_segment *seg, bool is_last,
         }
         if (st == 1) {
             bool durable = !is_last;
-            if (is_last && (st = proves_durable(s, seg, &r, pos, index, prev_gen, &durable)) < 0) {
+            if (is_last && (st = proves_durable(s, seg, &r, pos, seg->size, index, prev_gen,
+                                                &durable)) < 0) {
                 rv = rl_store_fail(s, RLOG_EIO, "%s/%s: %s", s->dir, name, strerror(-st));
                 goto out;
             }
@@ -219,6 +243,8 @@ int rl_segment_scan(struct rl_store *s, struct rl_segment *seg, bool is_last,
         seg->last_pos = pos;
         seg->end_pos = pos + RL_FRAME_HDR + rl_pad8(f.length);
         prev_gen = f.gen;
+        if (f.gen > s->max_gen)
+            s->max_gen = f.gen;
         offset += f.records;
         seg->next_offset = offset;
         index++;

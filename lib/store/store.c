@@ -203,7 +203,7 @@ static int open_segments(struct rl_store *s, const uint64_t *seqs, size_t n)
                                  : zero ? "unused segment followed by later segments"
                                         : "damaged segment header");
         }
-        if (h.seq != seqs[i] || h.dir_id != s->dir_id || h.gen > s->meta.gen) {
+        if (h.seq != seqs[i] || h.dir_id != s->dir_id) {
             rl_segment_free(seg);
             return rl_store_fail(s, h.dir_id != s->dir_id ? RLOG_EFOREIGN : RLOG_ECORRUPT,
                                  "%s/%s: %s", s->dir, name,
@@ -213,6 +213,8 @@ static int open_segments(struct rl_store *s, const uint64_t *seqs, size_t n)
         seg->first_index = h.first_index;
         seg->first_offset = h.first_offset;
         seg->gen = h.gen;
+        if (h.gen > s->max_gen)
+            s->max_gen = h.gen;
         seg->has_header = true;
         struct rl_segment *prev = s->nsegs ? s->segs[s->nsegs - 1] : NULL;
         if ((prev && (h.first_index <= prev->first_index || h.first_offset < prev->first_offset)) ||
@@ -233,6 +235,11 @@ static int open_segments(struct rl_store *s, const uint64_t *seqs, size_t n)
 static void edit_reopen(struct rl_meta *m, const void *arg)
 {
     const uint64_t *cut = arg;
+    /* Above every generation on disk, even one whose metadata write was
+     * lost (frames newer than the metadata are possible after falling back
+     * to the older copy): a generation is never issued twice. */
+    if (cut[2] > m->gen)
+        m->gen = (uint32_t)cut[2];
     m->gen++;
     m->cut_seq = cut[0];
     m->cut_pos = cut[1];
@@ -291,16 +298,32 @@ static int recover(struct rl_store *s)
             return rl_store_fail(s, RLOG_ECORRUPT,
                                  "%s: log ends at entry %" PRIu64 ", before its trim point %" PRIu64,
                                  s->dir, s->last_index, s->first_index);
-        if (s->last_index + 1 == s->first_index)
-            s->next_offset = s->first_offset;
+        if (s->last_index + 1 == s->first_index && s->next_offset != s->first_offset)
+            return rl_store_fail(s, RLOG_ECORRUPT,
+                                 "%s: the log is empty from entry %" PRIu64
+                                 " but the metadata puts record %" PRIu64
+                                 " there and the segments record %" PRIu64,
+                                 s->dir, s->first_index, s->first_offset, s->next_offset);
     } else {
         s->last_index = s->first_index - 1;
         s->next_offset = s->first_offset;
     }
     s->next_index = s->last_index + 1;
     s->next_offset_sub = s->next_offset;
+    if (s->first_index <= s->last_index) {
+        struct rl_store_entry e;
+        int r = rl_store_read(s, s->first_index, &e);
+        free((void *)e.buf);
+        if (r != 0)
+            return r;
+        if (e.offset != s->first_offset)
+            return rl_store_fail(s, RLOG_ECORRUPT,
+                                 "%s: entry %" PRIu64 " holds record %" PRIu64
+                                 " but the metadata says the log starts at record %" PRIu64,
+                                 s->dir, s->first_index, e.offset, s->first_offset);
+    }
 
-    uint64_t cut[2] = {last ? last->seq : 0, last ? last->end_pos : 0};
+    uint64_t cut[3] = {last ? last->seq : 0, last ? last->end_pos : 0, s->max_gen};
     rv = rl_meta_update(s, edit_reopen, cut);
     if (rv != 0)
         return rl_store_fail(s, rl_errno_to_rlog(rv), "%s: cannot write metadata: %s", s->dir,
