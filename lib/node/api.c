@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "node/node.h"
+#include "store/format.h"
 #include "store/store.h"
 
 #define DEFAULT_SEGMENT (64u << 20)
@@ -461,10 +462,10 @@ int rlog_transfer_leadership(rlog *log, uint64_t id)
 struct rlog_iter {
     rlog *log;
     uint64_t next, to;
-    void *entry;          /* current entry payload */
-    size_t entry_len;
-    uint64_t base;        /* offset of its first record */
-    uint32_t count;       /* visible records in it */
+    unsigned char *chunk;  /* entries fetched in one trip (node.c do_fetch) */
+    size_t chunk_len, pos; /* pos: the entry after the current one */
+    uint64_t base;         /* offset of the current entry's first record */
+    uint32_t count;        /* its visible records */
     struct rl_batch_view view;
 };
 
@@ -482,30 +483,48 @@ int rlog_iter_open(rlog *log, uint64_t from, uint64_t to, rlog_iter **out)
     return 0;
 }
 
-int rlog_iter_next(rlog_iter *it, const void **rec, size_t *len, uint64_t *offset)
+/* Makes the entry holding it->next current, from the chunk or a new fetch. */
+static int iter_load(rlog_iter *it)
 {
-    if (!it || !rec || !len)
-        return fail(RLOG_EINVAL, "iter_next: NULL argument");
-    if (it->next >= it->to)
-        return fail(RLOG_ENOTFOUND, "end of range");
-    if (!it->entry || it->next < it->base || it->next >= it->base + it->count) {
-        free(it->entry);
-        it->entry = NULL;
+    for (;;) {
+        while (it->chunk && it->pos + 16 <= it->chunk_len) {
+            const unsigned char *h = it->chunk + it->pos;
+            uint64_t base = rl_get64(h);
+            uint32_t count = rl_get32(h + 8), len = rl_get32(h + 12);
+            it->pos += 16 + (size_t)rl_pad8(len);
+            if (it->next < base || it->next >= base + count)
+                continue;
+            if (!rl_batch_parse(h + 16, len, &it->view))
+                return fail(RLOG_ECORRUPT, "entry at offset %" PRIu64 " is not a valid batch", base);
+            it->base = base;
+            it->count = count;
+            return 0;
+        }
+        free(it->chunk);
+        it->chunk = NULL;
+        it->count = 0;
         struct rl_op op = {.kind = RL_OP_FETCH, .offset = it->next};
         int rv = run_blocking(it->log, &op);
         if (rv != 0) {
             free(op.buf);
             return rv;
         }
-        it->entry = op.buf;
-        it->entry_len = op.len;
-        it->base = op.first_offset;
-        it->count = op.count;
-        if (!rl_batch_parse(it->entry, it->entry_len, &it->view)) {
-            free(it->entry);
-            it->entry = NULL;
-            return fail(RLOG_ECORRUPT, "entry at offset %" PRIu64 " is not a valid batch", it->base);
-        }
+        it->chunk = op.buf;
+        it->chunk_len = op.len;
+        it->pos = 0;
+    }
+}
+
+int rlog_iter_next(rlog_iter *it, const void **rec, size_t *len, uint64_t *offset)
+{
+    if (!it || !rec || !len)
+        return fail(RLOG_EINVAL, "iter_next: NULL argument");
+    if (it->next >= it->to)
+        return fail(RLOG_ENOTFOUND, "end of range");
+    if (it->count == 0 || it->next < it->base || it->next >= it->base + it->count) {
+        int rv = iter_load(it);
+        if (rv != 0)
+            return rv;
     }
     rl_batch_record(&it->view, (uint32_t)(it->next - it->base), rec, len);
     if (offset)
@@ -574,6 +593,6 @@ void rlog_iter_close(rlog_iter *it)
 {
     if (!it)
         return;
-    free(it->entry);
+    free(it->chunk);
     free(it);
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "raftio/io.h"
+#include "store/format.h"
 #include "raftio/snapshot.h"
 #include "wire/codec.h"
 
@@ -410,59 +411,63 @@ static void hook_log(void *arg, int level, const char *line)
 
 /* ---- operations ------------------------------------------------------------------- */
 
-static void do_read(struct rlog *log, struct rl_op *op, bool whole_entry)
+/* The entry holding record `offset` (a copy: from the cache, or the store),
+ * checked to be a valid batch. 0 or an error with msg filled. */
+static int entry_at(struct rlog *log, uint64_t offset, struct rl_store_entry *e,
+                    struct rl_batch_view *v, char *msg, size_t msglen)
+{
+    const struct rl_cache_entry *ce = rl_cache_find(&log->cache, offset);
+    if (ce) {
+        void *copy = malloc(ce->len ? ce->len : 1);
+        if (!copy)
+            return RLOG_ENOMEM;
+        memcpy(copy, ce->data, ce->len);
+        *e = (struct rl_store_entry){.index = ce->index, .offset = ce->offset,
+                                     .records = ce->records, .buf = copy, .len = ce->len};
+    } else {
+        int rv = rl_store_read_offset(log->store, offset, e);
+        if (rv != 0) {
+            snprintf(msg, msglen, "%s", rl_store_errmsg(log->store));
+            return rv;
+        }
+    }
+    if (!rl_batch_parse(e->buf, e->len, v) || v->count != e->records) {
+        free((void *)e->buf);
+        snprintf(msg, msglen, "entry %" PRIu64 " holding offset %" PRIu64 " is not a valid batch",
+                 e->index, offset);
+        return RLOG_ECORRUPT;
+    }
+    return 0;
+}
+
+/* Why a read of `offset` cannot be served now, or 0. */
+static int readable(struct rlog *log, uint64_t offset, char *msg, size_t msglen)
 {
     if (log->fatal || !log->store) {
-        op_fail(log, op, log->fatal ? RLOG_EFATAL : RLOG_ECLOSED,
-                log->fatal ? log->fatal_msg : "log is closing");
-        return;
+        snprintf(msg, msglen, "%s", log->fatal ? log->fatal_msg : "log is closing");
+        return log->fatal ? RLOG_EFATAL : RLOG_ECLOSED;
     }
-    if (op->offset < rl_store_first_offset(log->store)) {
-        snprintf(op->errmsg, sizeof op->errmsg, "offset %" PRIu64 " was trimmed; the log starts at %" PRIu64,
-                 op->offset, rl_store_first_offset(log->store));
-        op->status = RLOG_ETRIMMED;
-        rl_op_finish(log, op);
-        return;
+    if (offset < rl_store_first_offset(log->store)) {
+        snprintf(msg, msglen, "offset %" PRIu64 " was trimmed; the log starts at %" PRIu64,
+                 offset, rl_store_first_offset(log->store));
+        return RLOG_ETRIMMED;
     }
-    if (op->offset >= log->fence.visible_offset) {
-        snprintf(op->errmsg, sizeof op->errmsg, "offset %" PRIu64 " is not committed (committed: %" PRIu64 " records)",
-                 op->offset, log->fence.visible_offset);
-        op->status = RLOG_ENOTFOUND;
-        rl_op_finish(log, op);
-        return;
+    if (offset >= log->fence.visible_offset) {
+        snprintf(msg, msglen, "offset %" PRIu64 " is not committed (committed: %" PRIu64 " records)",
+                 offset, log->fence.visible_offset);
+        return RLOG_ENOTFOUND;
     }
+    return 0;
+}
+
+static void do_read(struct rlog *log, struct rl_op *op)
+{
     struct rl_store_entry e;
-    const struct rl_cache_entry *ce = rl_cache_find(&log->cache, op->offset);
-    int rv = 0;
-    if (ce) { /* a copy, as a store read would give */
-        void *copy = malloc(ce->len ? ce->len : 1);
-        if (!copy) {
-            op_fail(log, op, RLOG_ENOMEM, NULL);
-            return;
-        }
-        memcpy(copy, ce->data, ce->len);
-        e = (struct rl_store_entry){.index = ce->index, .offset = ce->offset,
-                                    .records = ce->records, .buf = copy, .len = ce->len};
-    } else if ((rv = rl_store_read_offset(log->store, op->offset, &e)) != 0) {
-        op_fail(log, op, rv, rl_store_errmsg(log->store));
-        return;
-    }
     struct rl_batch_view v;
-    if (!rl_batch_parse(e.buf, e.len, &v) || v.count != e.records) {
-        free((void *)e.buf);
-        snprintf(op->errmsg, sizeof op->errmsg, "entry %" PRIu64 " holding offset %" PRIu64 " is not a valid batch",
-                 e.index, op->offset);
-        op->status = RLOG_ECORRUPT;
-        rl_op_finish(log, op);
-        return;
-    }
-    if (whole_entry) {
-        uint64_t visible = log->fence.visible_offset - e.offset;
-        op->count = (uint32_t)(visible < e.records ? visible : e.records);
-        op->first_offset = e.offset;
-        op->buf = (void *)e.buf;
-        op->len = e.len;
-    } else {
+    int rv = readable(log, op->offset, op->errmsg, sizeof op->errmsg);
+    if (rv == 0)
+        rv = entry_at(log, op->offset, &e, &v, op->errmsg, sizeof op->errmsg);
+    if (rv == 0) {
         const void *rec;
         size_t len;
         rl_batch_record(&v, (uint32_t)(op->offset - e.offset), &rec, &len);
@@ -471,12 +476,82 @@ static void do_read(struct rlog *log, struct rl_op *op, bool whole_entry)
             memcpy(op->buf, rec, len);
         op->len = len;
         free((void *)e.buf);
-        if (!op->buf) {
-            op_fail(log, op, RLOG_ENOMEM, NULL);
-            return;
-        }
+        if (!op->buf)
+            rv = RLOG_ENOMEM;
     }
-    op->status = 0;
+    op->status = rv;
+    if (rv == RLOG_ENOMEM)
+        snprintf(op->errmsg, sizeof op->errmsg, "out of memory");
+    rl_op_finish(log, op);
+}
+
+/* Bytes of entries one iterator hop carries: many entries per trip to the
+ * loop thread, because the trip (two thread wake-ups) costs more than
+ * copying a few hundred KiB. */
+#define FETCH_BUDGET (256u << 10)
+
+/* Consecutive visible entries from op->offset into one buffer of records
+ * {u64 base, u32 visible records, u32 length, payload padded to 8}; op->count
+ * is how many. A later entry that fails ends the buffer early; its error
+ * comes with the next fetch. */
+static void do_fetch(struct rlog *log, struct rl_op *op)
+{
+    uint64_t off = op->offset;
+    unsigned char *chunk = NULL;
+    size_t len = 0, cap = 0;
+    uint32_t n = 0;
+    int rv = 0;
+    while (len < FETCH_BUDGET) {
+        char msg[256];
+        struct rl_store_entry e;
+        struct rl_batch_view v;
+        rv = readable(log, off, msg, sizeof msg);
+        if (rv == 0)
+            rv = entry_at(log, off, &e, &v, msg, sizeof msg);
+        if (rv != 0) {
+            if (n == 0)
+                snprintf(op->errmsg, sizeof op->errmsg, "%s", msg);
+            break;
+        }
+        uint64_t visible = log->fence.visible_offset - e.offset;
+        uint32_t count = (uint32_t)(visible < e.records ? visible : e.records);
+        size_t need = len + 16 + (size_t)rl_pad8(e.len);
+        if (need > cap) {
+            size_t c = cap ? cap * 2 : 64 * 1024;
+            while (c < need)
+                c *= 2;
+            unsigned char *p = realloc(chunk, c);
+            if (!p) {
+                free((void *)e.buf);
+                rv = RLOG_ENOMEM;
+                break;
+            }
+            chunk = p;
+            cap = c;
+        }
+        rl_put64(chunk + len, e.offset);
+        rl_put32(chunk + len + 8, count);
+        rl_put32(chunk + len + 12, e.len);
+        memcpy(chunk + len + 16, e.buf, e.len);
+        memset(chunk + len + 16 + e.len, 0, (size_t)rl_pad8(e.len) - e.len);
+        len = need;
+        n++;
+        free((void *)e.buf);
+        off = e.offset + count;
+        if (count < e.records)
+            break; /* the rest is not committed yet */
+    }
+    if (n > 0) {
+        op->status = 0;
+        op->buf = chunk;
+        op->len = len;
+        op->count = n;
+    } else {
+        free(chunk);
+        op->status = rv ? rv : RLOG_ENOTFOUND;
+        if (rv == RLOG_ENOMEM)
+            snprintf(op->errmsg, sizeof op->errmsg, "out of memory");
+    }
     rl_op_finish(log, op);
 }
 
@@ -742,10 +817,10 @@ static void wake_cb(uv_async_t *a)
             log->pend_tail = op;
             break;
         case RL_OP_READ:
-            do_read(log, op, false);
+            do_read(log, op);
             break;
         case RL_OP_FETCH:
-            do_read(log, op, true);
+            do_fetch(log, op);
             break;
         case RL_OP_STATUS:
             do_status(log, op);
