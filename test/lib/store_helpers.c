@@ -773,3 +773,17 @@ bool th_msg_names_position(const char *msg, const char *needle)
             return true;
     return false;
 }
+
+void th_fill(struct th_store *t, struct th_model *m, uint64_t *rng, unsigned count,
+             unsigned max_batch, uint64_t term, uint64_t seed)
+{
+    while (count > 0) {
+        unsigned n = (unsigned)th_rand_range(rng, 1, max_batch);
+        if (n > count)
+            n = count;
+        uint64_t first = rl_store_next_index(t->s);
+        th_append_ok(t, n, term, seed);
+        th_model_append(m, first, n, term, seed);
+        count -= n;
+    }
+}

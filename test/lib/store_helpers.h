@@ -180,6 +180,10 @@ bool th_model_matches(struct th_store *t, const struct th_model *m, bool full,
                       unsigned sample, uint64_t *rng, char *msg, size_t msglen);
 
 /* A tiny deterministic PRNG (splitmix64). */
+/* Appends `count` entries to store and model, in batches of 1..max_batch
+ * entries drawn from *rng. */
+void th_fill(struct th_store *t, struct th_model *m, uint64_t *rng, unsigned count,
+             unsigned max_batch, uint64_t term, uint64_t seed);
 uint64_t th_rand(uint64_t *state);
 uint64_t th_rand_range(uint64_t *state, uint64_t lo, uint64_t hi); /* [lo,hi] */
 

@@ -44,15 +44,7 @@ static void check_model(const struct th_model *m)
 
 static void fill(struct th_model *m, unsigned count, uint64_t term, uint64_t seed)
 {
-    while (count > 0) {
-        unsigned n = (unsigned)th_rand_range(&rng, 1, 12);
-        if (n > count)
-            n = count;
-        uint64_t first = rl_store_next_index(T.s);
-        th_append_ok(&T, n, term, seed);
-        th_model_append(m, first, n, term, seed);
-        count -= n;
-    }
+    th_fill(&T, m, &rng, count, 12, term, seed);
 }
 
 /* After a crash and reopen: the durable end is between what was acknowledged
