@@ -2123,6 +2123,29 @@ static int connect_any(const struct copts *o, const char *cmd)
     return -1;
 }
 
+/* Connects, sends one request, and receives its data frames (passed to
+ * on_data, which may be NULL) up to the end frame. Returns 0, or
+ * EXIT_UNREACHABLE after saying why. */
+static int call_node(const struct copts *o, const char *cmd, const struct buf *req, struct end *e,
+                     int (*on_data)(void *arg, const unsigned char *p, size_t len), void *arg)
+{
+    int fd = connect_any(o, cmd);
+    if (fd < 0)
+        return EXIT_UNREACHABLE;
+    char why[512];
+    int rc = send_request(fd, req, o->timeout_ms, why, sizeof why);
+    if (rc == 0)
+        rc = recv_answer(fd, o->timeout_ms, e, on_data, arg, why, sizeof why);
+    close(fd);
+    fflush(stdout);
+    if (rc != 0) {
+        fail_unreachable(cmd, why);
+        return EXIT_UNREACHABLE;
+    }
+    return 0;
+}
+
+
 static int cmd_read(struct copts *o, int argc, char **argv)
 {
     if (argc != 1) {
@@ -2137,9 +2160,6 @@ static int cmd_read(struct copts *o, int argc, char **argv)
                 "or FROM-)\n", progname, argv[0]);
         return EXIT_USAGE;
     }
-    int fd = connect_any(o, "read");
-    if (fd < 0)
-        return EXIT_UNREACHABLE;
     struct buf req = {0};
     size_t at = begin_frame(&req);
     put_u8(&req, single ? 'G' : 'R');
@@ -2147,18 +2167,11 @@ static int cmd_read(struct copts *o, int argc, char **argv)
     if (!single)
         put_u64(&req, to);
     end_frame(&req, at);
-    char why[512];
     struct end e;
-    int rc = send_request(fd, &req, o->timeout_ms, why, sizeof why);
-    if (rc == 0)
-        rc = recv_answer(fd, o->timeout_ms, &e, print_record, o, why, sizeof why);
+    int rc = call_node(o, "read", &req, &e, print_record, o);
     free(req.p);
-    close(fd);
-    fflush(stdout);
-    if (rc != 0) {
-        fail_unreachable("read", why);
-        return EXIT_UNREACHABLE;
-    }
+    if (rc != 0)
+        return rc;
     return e.code == 0 ? 0 : report_error("read", &e);
 }
 
@@ -2253,25 +2266,15 @@ static int cmd_status(struct copts *o, int argc, char **argv)
         usage_status(stderr);
         return EXIT_USAGE;
     }
-    int fd = connect_any(o, "status");
-    if (fd < 0)
-        return EXIT_UNREACHABLE;
     struct buf req = {0};
     size_t at = begin_frame(&req);
     put_u8(&req, 'S');
     end_frame(&req, at);
-    char why[512];
     struct end e;
-    int rc = send_request(fd, &req, o->timeout_ms, why, sizeof why);
-    if (rc == 0)
-        rc = recv_answer(fd, o->timeout_ms, &e, print_status, o, why, sizeof why);
+    int rc = call_node(o, "status", &req, &e, print_status, o);
     free(req.p);
-    close(fd);
-    fflush(stdout);
-    if (rc != 0) {
-        fail_unreachable("status", why);
-        return EXIT_UNREACHABLE;
-    }
+    if (rc != 0)
+        return rc;
     return e.code == 0 ? 0 : report_error("status", &e);
 }
 
@@ -2441,25 +2444,6 @@ static void usage_transfer(FILE *f)
             progname);
 }
 
-/* Sends one request and receives its end frame (no data frames). Returns 0,
- * or EXIT_UNREACHABLE after saying why. */
-static int call_node(const struct copts *o, const char *cmd, const struct buf *req, struct end *e)
-{
-    int fd = connect_any(o, cmd);
-    if (fd < 0)
-        return EXIT_UNREACHABLE;
-    char why[512];
-    int rc = send_request(fd, req, o->timeout_ms, why, sizeof why);
-    if (rc == 0)
-        rc = recv_answer(fd, o->timeout_ms, e, NULL, NULL, why, sizeof why);
-    close(fd);
-    if (rc != 0) {
-        fail_unreachable(cmd, why);
-        return EXIT_UNREACHABLE;
-    }
-    return 0;
-}
-
 static int parse_node_id(const char *cmd, const char *s, uint64_t *id)
 {
     if (parse_u64(s, id) != 0 || *id == 0) {
@@ -2499,7 +2483,7 @@ static int cmd_member(const char *cmd, struct copts *o, int argc, char **argv)
         put_str(&req, argv[1]);
     end_frame(&req, at);
     struct end e;
-    int rc = call_node(o, cmd, &req, &e);
+    int rc = call_node(o, cmd, &req, &e, NULL, NULL);
     free(req.p);
     if (rc != 0)
         return rc;
