@@ -144,6 +144,14 @@ static void entry_shown(void *arg, const struct rl_fence_entry *e)
         ifl_settle_head(log, e->term == log->ifl_head->term ? 0 : RLOG_ENOTLEADER, e->offset);
 }
 
+static void fence_published(struct rlog *log)
+{
+    pthread_mutex_lock(&log->mu);
+    log->pub_visible_offset = log->fence.visible_offset;
+    pthread_cond_broadcast(&log->visible_cv); /* waiting iterators, subscribers */
+    pthread_mutex_unlock(&log->mu);
+}
+
 static void fence_update(struct rlog *log)
 {
     if (!log->raft_started || log->raft_closed || log->fence.n == 0)
@@ -151,10 +159,24 @@ static void fence_update(struct rlog *log)
     if (rl_fence_advance(&log->fence, log->raft.commit_index, log->raft.current_term,
                          rl_store_last_index(log->store), entry_shown, log) == 0)
         return;
-    pthread_mutex_lock(&log->mu);
-    log->pub_visible_offset = log->fence.visible_offset;
-    pthread_cond_broadcast(&log->visible_cv); /* waiting iterators, subscribers */
-    pthread_mutex_unlock(&log->mu);
+    fence_published(log);
+    if (log->raft.state == RAFT_LEADER) /* followers need not wait for the next entry */
+        rl_io_send_commit(&log->io, &log->raft.configuration, log->raft.current_term,
+                          log->fence.visible_index, log->raft.current_term);
+}
+
+/* The leader's fence passed entry `index` of term `entry_term`. If this log
+ * holds that same entry, durably, its prefix is the leader's (Log Matching)
+ * and committed: show it now. */
+static void hook_on_commit(void *arg, uint64_t index, uint64_t entry_term)
+{
+    struct rlog *log = arg;
+    if (!log->raft_started || log->raft_closed || log->fence.n == 0 ||
+        index <= log->fence.visible_index)
+        return;
+    if (rl_fence_advance(&log->fence, index, entry_term, rl_store_last_index(log->store),
+                         entry_shown, log) > 0)
+        fence_published(log);
 }
 
 /* ---- the batcher ----------------------------------------------------------- */
@@ -943,7 +965,7 @@ static int start(struct rlog *log)
         .hooks = {.arg = log, .after_event = hook_after_event, .on_append = hook_on_append,
                   .on_truncate = hook_on_truncate, .on_fatal = hook_on_fatal,
                   .visible_index = hook_visible_index, .is_leader = hook_is_leader,
-                  .peer_address = hook_peer_address,
+                  .peer_address = hook_peer_address, .on_commit = hook_on_commit,
                   .log = hook_log},
     };
     if ((rv = rl_io_init(&log->io, &icfg)) != 0) {

@@ -930,6 +930,36 @@ static int io_send(struct raft_io *rio, struct raft_io_send *req, const struct r
 
 #include "raftio/fetch.inc"
 
+static void commit_sent(void *arg, int status)
+{
+    (void)arg;
+    (void)status;
+}
+
+void rl_io_send_commit(struct raft_io *rio, const struct raft_configuration *conf, uint64_t term,
+                       uint64_t index, uint64_t entry_term)
+{
+    struct io *io = rio->impl;
+    if (!io || io->closing || io->fatal)
+        return;
+    for (unsigned i = 0; i < conf->n; i++) {
+        if (conf->servers[i].id == io->id)
+            continue;
+        struct raft_message m = {.type = RL_WIRE_COMMIT, .server_id = conf->servers[i].id,
+                                 .server_address = conf->servers[i].address};
+        m.timeout_now.term = term;
+        m.timeout_now.last_log_index = index;
+        m.timeout_now.last_log_term = entry_term;
+        /* Only over a connection that is up: a notice is not worth a connect. */
+        struct peer *p = NULL;
+        for (struct peer *q = io->peers; q; q = q->next)
+            if (q->id == conf->servers[i].id)
+                p = q;
+        if (p && p->stream)
+            send_msg(io, &m, NULL, NULL, commit_sent, NULL);
+    }
+}
+
 
 /* ---- receiving ------------------------------------------------------------------- */
 
@@ -989,6 +1019,13 @@ static int in_frame(struct in_conn *c)
         return -1;
     }
     msg.server_address = c->address;
+    if (msg.type == RL_WIRE_COMMIT) {
+        if (io->hooks.on_commit && !io->closing && !io->fatal)
+            io->hooks.on_commit(io->hooks.arg, msg.timeout_now.last_log_index,
+                                msg.timeout_now.last_log_term);
+        raft_free(body);
+        return 0;
+    }
     if (msg.type == RL_WIRE_FETCH_REQUEST || msg.type == RL_WIRE_FETCH_RESPONSE) {
         fetch_recv(io, &msg, c->address);
         rl_wire_message_release(&msg, body, owned);

@@ -37,6 +37,9 @@ struct rl_io_hooks {
     /* The address of server `id` from the cluster configuration: 0, or -1
      * if it is not a member. Peers' own claims are never trusted. */
     int (*peer_address)(void *arg, uint64_t id, char *buf, size_t len);
+    /* The leader says its commit fence passed entry `index` of term
+     * `entry_term` (a COMMIT frame, sent by rl_io_send_commit). */
+    void (*on_commit)(void *arg, uint64_t index, uint64_t entry_term);
     /* Whether this node leads now (leaders' ticks are never held back). */
     bool (*is_leader)(void *arg);
     /* One log line, level 0 debug .. 3 error. */
@@ -54,6 +57,11 @@ struct rl_io_config {
 
 /* Fills io's function table. io->close releases everything, the store too. */
 int rl_io_init(struct raft_io *io, const struct rl_io_config *cfg);
+/* Tells every other member of conf that entry `index` of term `entry_term`
+ * is committed, so followers can show it without waiting for the next
+ * AppendEntries. Best effort: a lost notice only costs latency. */
+void rl_io_send_commit(struct raft_io *io, const struct raft_configuration *conf,
+                       uint64_t term, uint64_t index, uint64_t entry_term);
 /* While catching up by segment fetch: the next index wanted and the target. */
 bool rl_io_catchup(struct raft_io *io, uint64_t *next, uint64_t *target);
 /* Records a COMMAND payload carries, or 0 if it is not a valid batch. */

@@ -61,12 +61,14 @@ static const char *const type_names[] = {
     [RL_WIRE_TIMEOUT_NOW] = "timeout_now",
     [RL_WIRE_FETCH_REQUEST] = "fetch_request",
     [RL_WIRE_FETCH_RESPONSE] = "fetch_response",
+    [RL_WIRE_COMMIT] = "commit",
 };
 
 static bool known_type(unsigned type)
 {
     return (type >= RL_WIRE_APPEND_ENTRIES && type <= RL_WIRE_TIMEOUT_NOW) ||
-           type == RL_WIRE_FETCH_REQUEST || type == RL_WIRE_FETCH_RESPONSE;
+           type == RL_WIRE_FETCH_REQUEST || type == RL_WIRE_FETCH_RESPONSE ||
+           type == RL_WIRE_COMMIT;
 }
 
 static uint64_t pad8(uint64_t n)
@@ -193,6 +195,7 @@ static int encode_size(const struct raft_message *msg, uint64_t *body, uint64_t 
     case RAFT_IO_APPEND_ENTRIES_RESULT:
     case RAFT_IO_TIMEOUT_NOW:
     case RL_WIRE_FETCH_REQUEST:
+    case RL_WIRE_COMMIT:
         *body = *head = 3 * 8;
         break;
     case RL_WIRE_FETCH_RESPONSE:
@@ -302,6 +305,7 @@ static void encode_body(const struct raft_message *msg, struct wr *w)
         break;
     }
     case RL_WIRE_FETCH_REQUEST:
+    case RL_WIRE_COMMIT:
     case RAFT_IO_TIMEOUT_NOW: {
         const struct raft_timeout_now *tn = &msg->timeout_now;
         w64(w, tn->term);

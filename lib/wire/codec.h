@@ -50,6 +50,10 @@ enum {
      *    entries from prev_log_index + 1 on (terms, types, payloads). */
     RL_WIRE_FETCH_REQUEST = 64,
     RL_WIRE_FETCH_RESPONSE = 65,
+    /* The leader's commit fence passed an entry (lib/node/node.c): shaped
+     * as timeout_now: term = the leader's term, last_log_index = the entry's
+     * index, last_log_term = the entry's term. */
+    RL_WIRE_COMMIT = 66,
 };
 
 struct rl_wire_hdr {

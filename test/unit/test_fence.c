@@ -117,6 +117,24 @@ START_TEST(test_partial_prefix_up_to_current_term)
 }
 END_TEST
 
+START_TEST(test_commit_notice_from_leader)
+{
+    /* A follower told "entry 4 of term 2 is committed": it holds entries
+     * 3..4 of term 2 and 5 of term 3 (not covered), so 3..4 pass. */
+    struct rl_fence f;
+    rl_fence_init(&f, 2, 20);
+    push(&f, 3, 2, 20, 5);
+    push(&f, 4, 2, 25, 5);
+    push(&f, 5, 3, 30, 5);
+    ck_assert_uint_eq(rl_fence_advance(&f, 4, 2, 5, NULL, NULL), 2);
+    ck_assert_uint_eq(f.visible_index, 4);
+    ck_assert_uint_eq(f.visible_offset, 30);
+    /* a notice for an entry this log has with another term passes nothing */
+    ck_assert_uint_eq(rl_fence_advance(&f, 5, 4, 5, NULL, NULL), 0);
+    rl_fence_free(&f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("fence");
@@ -126,6 +144,7 @@ int main(void)
     tcase_add_test(tc, test_durable_bound);
     tcase_add_test(tc, test_never_moves_back);
     tcase_add_test(tc, test_partial_prefix_up_to_current_term);
+    tcase_add_test(tc, test_commit_notice_from_leader);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
