@@ -982,6 +982,8 @@ static int start(struct rlog *log)
     log->raft.data = log;
     raft_set_election_timeout(&log->raft, log->cfg.election_timeout_ms);
     raft_set_heartbeat_timeout(&log->raft, log->cfg.heartbeat_timeout_ms);
+    /* libraft resends a lost InstallSnapshot after this (30 s by default). */
+    raft_set_install_snapshot_timeout(&log->raft, 4 * log->cfg.election_timeout_ms);
     raft_set_snapshot_threshold(&log->raft, log->cfg.snapshot_threshold);
     raft_set_snapshot_trailing(&log->raft, log->cfg.snapshot_trailing);
     if (rl_store_last_index(log->store) == 0 && !log->cfg.join) {

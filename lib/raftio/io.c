@@ -170,9 +170,26 @@ static void deliver(struct io *io, struct raft_message *msg, void *body, bool ow
     after_event(io);
 }
 
+/* libraft 0.15 takes a snapshot's last index as its own the moment an
+ * install starts, and counts entries being written as stored: while either
+ * is under way its log claims more than the disk holds. Votes it grants are
+ * then only more cautious, but it must not campaign: ticks of a non-leader
+ * and TimeoutNow wait. RequestVote waits for appends only, so a node
+ * catching up from a leader that died still lets another node win. */
+static bool campaign_held(const struct io *io)
+{
+    return io->appends > 0 || io->fetch != NULL;
+}
+
+static bool must_hold(const struct io *io, unsigned short type)
+{
+    return type == RAFT_IO_TIMEOUT_NOW ? campaign_held(io) : io->appends > 0;
+}
+
 static void release_held(struct io *io)
 {
-    while (io->appends == 0 && io->held_head) {
+    /* In arrival order, up to the first message that must still wait. */
+    while (io->held_head && !must_hold(io, io->held_head->msg.type)) {
         struct held *h = io->held_head;
         io->held_head = h->next;
         if (!io->held_head)
@@ -181,7 +198,7 @@ static void release_held(struct io *io)
         deliver(io, &h->msg, h->body, h->owned);
         free(h);
     }
-    if (io->appends == 0 && io->tick_held && !io->closing && !io->fatal) {
+    if (!campaign_held(io) && io->tick_held && !io->closing && !io->fatal) {
         io->tick_held = false;
         io->tick_cb(io->rio);
         after_event(io);
@@ -1037,7 +1054,8 @@ static int in_frame(struct in_conn *c)
         io->snap_source_id = c->id;
         snprintf(io->snap_source_addr, sizeof io->snap_source_addr, "%s", c->address);
     }
-    if ((msg.type == RAFT_IO_REQUEST_VOTE || msg.type == RAFT_IO_TIMEOUT_NOW) && io->appends > 0) {
+    if ((msg.type == RAFT_IO_REQUEST_VOTE || msg.type == RAFT_IO_TIMEOUT_NOW) &&
+        (must_hold(io, msg.type) || io->held_head)) {
         struct held *h = calloc(1, sizeof *h);
         if (!h) {
             rl_wire_message_release(&msg, body, owned);
@@ -1169,7 +1187,7 @@ static void timer_cb(uv_timer_t *t)
     if (io->closing || io->fatal)
         return;
     bool leader = io->hooks.is_leader && io->hooks.is_leader(io->hooks.arg);
-    if (io->appends > 0 && !leader) {
+    if (campaign_held(io) && !leader) {
         io->tick_held = true; /* delivered when the store catches up */
         return;
     }
