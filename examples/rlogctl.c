@@ -497,6 +497,11 @@ static void put_status(struct buf *b, const struct rlog_status *st)
     put_u64(b, st->last_index);
     put_u64(b, st->commit_index);
     put_u32(b, (uint32_t)st->fatal);
+    put_u64(b, st->catchup_index);
+    put_u64(b, st->catchup_target);
+    put_u64(b, st->cache_bytes);
+    put_u64(b, st->cache_hits);
+    put_u64(b, st->cache_misses);
     unsigned n = st->n_peers > RLOG_MAX_PEERS ? RLOG_MAX_PEERS : st->n_peers;
     put_u32(b, n);
     for (unsigned i = 0; i < n; i++) {
@@ -2183,7 +2188,9 @@ static void usage_status(FILE *f)
             "usage: %s status --control PATH [--json] [--timeout SEC]\n"
             "\n"
             "Prints the node's role, term, leader, first/commit/last offsets, raft\n"
-            "indexes and peers. Plain output is one `key value` pair per line, then one\n"
+            "indexes, catch-up progress (`catchup NEXT of TARGET` while fetching missing\n"
+            "segments from a peer, else `catchup none`), the read cache (bytes, hits,\n"
+            "misses) and peers. Plain output is one `key value` pair per line, then one\n"
             "`peer ID ADDRESS voter|nonvoter MATCH_INDEX` line per peer (match indexes\n"
             "are known on the leader only).\n",
             progname);
@@ -2208,6 +2215,11 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
     st.last_index = get_u64(&r);
     st.commit_index = get_u64(&r);
     st.fatal = (int)get_u32(&r);
+    st.catchup_index = get_u64(&r);
+    st.catchup_target = get_u64(&r);
+    st.cache_bytes = get_u64(&r);
+    st.cache_hits = get_u64(&r);
+    st.cache_misses = get_u64(&r);
     uint32_t n = get_u32(&r);
     if (n > RLOG_MAX_PEERS)
         return -1;
@@ -2232,6 +2244,9 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
             printf("\"%s\"", rlog_errname(st.fatal));
         else
             fputs("null", stdout);
+        printf(",\"catchup_index\":%" PRIu64 ",\"catchup_target\":%" PRIu64
+               ",\"cache_bytes\":%" PRIu64 ",\"cache_hits\":%" PRIu64 ",\"cache_misses\":%" PRIu64,
+               st.catchup_index, st.catchup_target, st.cache_bytes, st.cache_hits, st.cache_misses);
         fputs(",\"peers\":[", stdout);
         for (unsigned i = 0; i < st.n_peers; i++) {
             printf("%s{\"id\":%" PRIu64 ",\"address\":", i ? "," : "", st.peers[i].id);
@@ -2252,6 +2267,12 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
                "\nlast_index %" PRIu64 "\ncommit_index %" PRIu64 "\nfatal %s\n",
                st.first_offset, st.commit_offset, st.last_offset, st.last_index,
                st.commit_index, st.fatal ? rlog_errname(st.fatal) : "no");
+        if (st.catchup_target)
+            printf("catchup %" PRIu64 " of %" PRIu64 "\n", st.catchup_index, st.catchup_target);
+        else
+            printf("catchup none\n");
+        printf("cache %" PRIu64 " bytes, %" PRIu64 " hits, %" PRIu64 " misses\n", st.cache_bytes,
+               st.cache_hits, st.cache_misses);
         for (unsigned i = 0; i < st.n_peers; i++)
             printf("peer %" PRIu64 " %s %s %" PRIu64 "\n", st.peers[i].id, st.peers[i].address,
                    st.peers[i].voter ? "voter" : "nonvoter", st.peers[i].match_index);
