@@ -225,3 +225,32 @@ read_all() {
     [ "$2" -eq 0 ] && return 0
     "$RLOGCTL" read --control "$(ctl "$1")" --json --timeout 30 "0-$(($2 - 1))"
 }
+
+# wait_lines FILE N: until FILE has at least N lines.
+wait_lines() {
+    local deadline=$((SECONDS + WAIT))
+    while [ $SECONDS -lt $deadline ]; do
+        [ "$(wc -l 2>/dev/null <"$1" || echo 0)" -ge "$2" ] && return 0
+        sleep 0.1
+    done
+    say "$1 has $(wc -l <"$1") lines, not $2, after $WAIT s"
+    return 1
+}
+# wait_log I PATTERN [N]: until node I's stderr has N (default 1) lines
+# matching PATTERN; polled every 20 ms, since tests act on these lines.
+wait_log() {
+    local n=${3:-1} deadline=$((SECONDS + WAIT))
+    while [ $SECONDS -lt $deadline ]; do
+        [ "$(grep -c -- "$2" "$T/n$1.log")" -ge "$n" ] && return 0
+        sleep 0.02
+    done
+    say "node $1's log has no $n lines matching '$2' after $WAIT s"
+    return 1
+}
+# wait_exit PID: bounded wait for a background process; its exit status.
+wait_exit() {
+    local deadline=$((SECONDS + WAIT))
+    while kill -0 "$1" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    if kill -0 "$1" 2>/dev/null; then kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null; return 124; fi
+    wait "$1"
+}

@@ -31,17 +31,6 @@ NREC=100000
 MIN_ENTRIES=100
 NODE_ARGS=(--snapshot-threshold 8 --snapshot-trailing 16)
 
-# wait_log I PATTERN: until node I's stderr has a line matching PATTERN
-# (polled every 20 ms: part 2 acts on these lines).
-wait_log() {
-    local deadline=$((SECONDS + WAIT))
-    while [ $SECONDS -lt $deadline ]; do
-        grep -q -- "$2" "$T/n$1.log" && return 0
-        sleep 0.02
-    done
-    say "node $1's log has no line matching '$2' after $WAIT s"
-    return 1
-}
 not_logged() { ! grep -q -- "$2" "$T/n$1.log"; }
 # logged I PATTERN: node I's first line matching PATTERN, from "catch-up:" on.
 logged() { grep -m1 -- "$2" "$T/n$1.log" | sed 's/.*\(catch-up: \)/\1/'; }

@@ -8,33 +8,6 @@
 # down ends its tails with exit 5.
 . "$(dirname "$0")/lib.sh"
 
-# wait_lines FILE N: until FILE has at least N lines.
-wait_lines() {
-    local deadline=$((SECONDS + WAIT))
-    while [ $SECONDS -lt $deadline ]; do
-        [ "$(wc -l 2>/dev/null <"$1" || echo 0)" -ge "$2" ] && return 0
-        sleep 0.1
-    done
-    say "$1 has $(wc -l <"$1") lines, not $2, after $WAIT s"
-    return 1
-}
-# wait_log I PATTERN N: until node I's stderr has N lines matching PATTERN.
-wait_log() {
-    local deadline=$((SECONDS + WAIT))
-    while [ $SECONDS -lt $deadline ]; do
-        [ "$(grep -c -- "$2" "$T/n$1.log")" -ge "$3" ] && return 0
-        sleep 0.1
-    done
-    say "node $1's log has no $3 lines matching '$2' after $WAIT s"
-    return 1
-}
-# wait_exit PID: bounded wait for a background process; its exit status.
-wait_exit() {
-    local deadline=$((SECONDS + WAIT))
-    while kill -0 "$1" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
-    if kill -0 "$1" 2>/dev/null; then kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null; return 124; fi
-    wait "$1"
-}
 
 start_cluster 3 || { not_ok "start a 3-node cluster"; finish; }
 L=$(wait_leader) || { not_ok "a leader is elected"; finish; }
