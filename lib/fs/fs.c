@@ -34,13 +34,22 @@ struct undo {
     unsigned char *old; /* pre-image */
 };
 
+/* One machine's disk: its fault plan, counters and undo log. */
+struct rl_fs_domain {
+    bool armed;
+    bool crashed;
+    struct rl_fs_faults plan;
+    struct rl_fs_counters counters;
+    unsigned n_writes, n_syncs, n_zero_fills;
+    struct undo *undo_top;
+};
+
 static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
-static bool armed;
-static bool crashed;
-static struct rl_fs_faults plan;
-static struct rl_fs_counters counters;
-static unsigned n_writes, n_syncs, n_zero_fills;
-static struct undo *undo_top;
+static struct rl_fs_domain process_domain;
+/* The simulator runs several machines on one thread and enters each one's
+ * domain while it acts for it; everyone else uses the process's. */
+static __thread struct rl_fs_domain *thread_domain;
+#define DOM (thread_domain ? thread_domain : &process_domain)
 
 /* Paths of open fds, so pre-images can be restored after a close. */
 #define FD_PATHS 1024
@@ -55,9 +64,9 @@ static void undo_free(struct undo *u)
 
 static void undo_drop_all(void)
 {
-    while (undo_top) {
-        struct undo *u = undo_top;
-        undo_top = u->prev;
+    while (DOM->undo_top) {
+        struct undo *u = DOM->undo_top;
+        DOM->undo_top = u->prev;
         undo_free(u);
     }
 }
@@ -65,10 +74,10 @@ static void undo_drop_all(void)
 void rl_fs_faults_set(const struct rl_fs_faults *f)
 {
     pthread_mutex_lock(&fault_mu);
-    plan = *f;
-    armed = true;
-    crashed = false;
-    n_writes = n_syncs = n_zero_fills = 0;
+    DOM->plan = *f;
+    DOM->armed = true;
+    DOM->crashed = false;
+    DOM->n_writes = DOM->n_syncs = DOM->n_zero_fills = 0;
     undo_drop_all();
     pthread_mutex_unlock(&fault_mu);
 }
@@ -76,17 +85,51 @@ void rl_fs_faults_set(const struct rl_fs_faults *f)
 void rl_fs_faults_clear(void)
 {
     pthread_mutex_lock(&fault_mu);
-    memset(&plan, 0, sizeof plan);
-    armed = false;
-    crashed = false;
+    memset(&DOM->plan, 0, sizeof DOM->plan);
+    DOM->armed = false;
+    DOM->crashed = false;
     undo_drop_all();
+    pthread_mutex_unlock(&fault_mu);
+}
+
+struct rl_fs_domain *rl_fs_domain_new(void)
+{
+    return calloc(1, sizeof(struct rl_fs_domain));
+}
+
+void rl_fs_domain_free(struct rl_fs_domain *d)
+{
+    if (!d)
+        return;
+    struct rl_fs_domain *prev = rl_fs_domain_enter(d);
+    rl_fs_faults_clear();
+    rl_fs_domain_enter(prev);
+    free(d);
+}
+
+struct rl_fs_domain *rl_fs_domain_enter(struct rl_fs_domain *d)
+{
+    struct rl_fs_domain *prev = thread_domain;
+    thread_domain = d;
+    return prev;
+}
+
+static void crash_now(void);
+
+void rl_fs_crash(long tear_bytes)
+{
+    pthread_mutex_lock(&fault_mu);
+    if (DOM->armed && !DOM->crashed) {
+        DOM->plan.tear_bytes = tear_bytes;
+        crash_now();
+    }
     pthread_mutex_unlock(&fault_mu);
 }
 
 int rl_fs_crashed(void)
 {
     pthread_mutex_lock(&fault_mu);
-    int c = crashed;
+    int c = DOM->crashed;
     pthread_mutex_unlock(&fault_mu);
     return c;
 }
@@ -94,7 +137,7 @@ int rl_fs_crashed(void)
 void rl_fs_counters(struct rl_fs_counters *out)
 {
     pthread_mutex_lock(&fault_mu);
-    *out = counters;
+    *out = DOM->counters;
     pthread_mutex_unlock(&fault_mu);
 }
 
@@ -122,12 +165,12 @@ static void restore_one(const struct undo *u)
  * back after it, so older rolled-back writes cannot erase it). */
 static void crash_now(void)
 {
-    struct undo *newest = undo_top;
+    struct undo *newest = DOM->undo_top;
     size_t keep = 0;
     unsigned char *kept = NULL;
     char *kept_path = NULL;
-    if (newest && plan.tear_bytes > 0) {
-        keep = (size_t)plan.tear_bytes < newest->len ? (size_t)plan.tear_bytes : newest->len;
+    if (newest && DOM->plan.tear_bytes > 0) {
+        keep = (size_t)DOM->plan.tear_bytes < newest->len ? (size_t)DOM->plan.tear_bytes : newest->len;
         kept = malloc(keep ? keep : 1);
         kept_path = strdup(newest->path);
         int fd = open(newest->path, O_RDONLY | O_CLOEXEC);
@@ -138,10 +181,10 @@ static void crash_now(void)
             keep = 0;
     }
     uint64_t kept_off = newest ? newest->off : 0;
-    while (undo_top) {
-        struct undo *u = undo_top;
+    while (DOM->undo_top) {
+        struct undo *u = DOM->undo_top;
         restore_one(u);
-        undo_top = u->prev;
+        DOM->undo_top = u->prev;
         undo_free(u);
     }
     if (keep) {
@@ -154,7 +197,7 @@ static void crash_now(void)
     }
     free(kept);
     free(kept_path);
-    crashed = true;
+    DOM->crashed = true;
 }
 
 /* Saves the pre-image of [off, off+len) of fd. Called with fault_mu held. */
@@ -185,8 +228,8 @@ static void undo_record(int fd, uint64_t off, size_t len)
         got += (size_t)r;
     }
     u->old_len = got;
-    u->prev = undo_top;
-    undo_top = u;
+    u->prev = DOM->undo_top;
+    DOM->undo_top = u;
 }
 
 /* Forgets pre-images of the file behind fd: its data is now durable. */
@@ -195,7 +238,7 @@ static void undo_forget(int fd)
     struct stat st;
     if (fstat(fd, &st) != 0)
         return;
-    struct undo **pp = &undo_top;
+    struct undo **pp = &DOM->undo_top;
     while (*pp) {
         struct undo *u = *pp;
         if (u->dev == st.st_dev && u->ino == st.st_ino) {
@@ -265,22 +308,22 @@ static int write_fault(int fd, uint64_t off, size_t len, size_t *partial)
     int rv = 0;
     *partial = len;
     pthread_mutex_lock(&fault_mu);
-    if (armed) {
-        if (crashed) {
+    if (DOM->armed) {
+        if (DOM->crashed) {
             rv = -EIO;
             *partial = 0;
         } else {
-            n_writes++;
-            if (plan.write_fail_at && n_writes == plan.write_fail_at) {
-                rv = -(plan.write_errno ? plan.write_errno : EIO);
-                *partial = plan.write_short_bytes < len ? plan.write_short_bytes : len;
+            DOM->n_writes++;
+            if (DOM->plan.write_fail_at && DOM->n_writes == DOM->plan.write_fail_at) {
+                rv = -(DOM->plan.write_errno ? DOM->plan.write_errno : EIO);
+                *partial = DOM->plan.write_short_bytes < len ? DOM->plan.write_short_bytes : len;
             }
             if (*partial)
                 undo_record(fd, off, *partial);
         }
     }
-    counters.writes++;
-    counters.bytes_written += *partial;
+    DOM->counters.writes++;
+    DOM->counters.bytes_written += *partial;
     pthread_mutex_unlock(&fault_mu);
     return rv;
 }
@@ -353,21 +396,21 @@ int rl_fs_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 int rl_fs_fdatasync(int fd)
 {
     pthread_mutex_lock(&fault_mu);
-    counters.syncs++;
-    if (armed) {
-        if (crashed) {
+    DOM->counters.syncs++;
+    if (DOM->armed) {
+        if (DOM->crashed) {
             pthread_mutex_unlock(&fault_mu);
             return -EIO;
         }
-        n_syncs++;
-        if (plan.crash_at_sync && n_syncs == plan.crash_at_sync) {
+        DOM->n_syncs++;
+        if (DOM->plan.crash_at_sync && DOM->n_syncs == DOM->plan.crash_at_sync) {
             crash_now();
             pthread_mutex_unlock(&fault_mu);
             return -EIO;
         }
-        if (plan.sync_fail_at && n_syncs == plan.sync_fail_at) {
+        if (DOM->plan.sync_fail_at && DOM->n_syncs == DOM->plan.sync_fail_at) {
             pthread_mutex_unlock(&fault_mu);
-            return -(plan.sync_errno ? plan.sync_errno : EIO);
+            return -(DOM->plan.sync_errno ? DOM->plan.sync_errno : EIO);
         }
     }
     pthread_mutex_unlock(&fault_mu);
@@ -378,7 +421,7 @@ int rl_fs_fdatasync(int fd)
     if (rv != 0)
         return -errno;
     pthread_mutex_lock(&fault_mu);
-    if (armed)
+    if (DOM->armed)
         undo_forget(fd);
     pthread_mutex_unlock(&fault_mu);
     return 0;
@@ -387,11 +430,11 @@ int rl_fs_fdatasync(int fd)
 int rl_fs_zero_fill(int fd, uint64_t size)
 {
     pthread_mutex_lock(&fault_mu);
-    counters.zero_fills++;
-    if (armed) {
-        n_zero_fills++;
-        if (crashed || (plan.zero_fill_fail_at && n_zero_fills == plan.zero_fill_fail_at)) {
-            int e = crashed ? EIO : (plan.zero_fill_errno ? plan.zero_fill_errno : ENOSPC);
+    DOM->counters.zero_fills++;
+    if (DOM->armed) {
+        DOM->n_zero_fills++;
+        if (DOM->crashed || (DOM->plan.zero_fill_fail_at && DOM->n_zero_fills == DOM->plan.zero_fill_fail_at)) {
+            int e = DOM->crashed ? EIO : (DOM->plan.zero_fill_errno ? DOM->plan.zero_fill_errno : ENOSPC);
             pthread_mutex_unlock(&fault_mu);
             return -e;
         }

@@ -61,4 +61,18 @@ void rl_fs_faults_clear(void);
 int rl_fs_crashed(void);
 void rl_fs_counters(struct rl_fs_counters *out);
 
+/* Domains: the simulator runs several machines in one process, each with its
+ * own disk. A thread acts within one domain at a time (the process's own by
+ * default); the fault calls above apply to the current one. */
+struct rl_fs_domain;
+struct rl_fs_domain *rl_fs_domain_new(void);
+void rl_fs_domain_free(struct rl_fs_domain *d);
+/* Makes d (NULL: the process's) current for this thread; returns the
+ * previous one. */
+struct rl_fs_domain *rl_fs_domain_enter(struct rl_fs_domain *d);
+/* Power loss now in the current domain (armed by rl_fs_faults_set): rolls
+ * back everything not fdatasync'd, keeping tear_bytes of the newest write
+ * when > 0; later calls fail with -EIO until rl_fs_faults_clear. */
+void rl_fs_crash(long tear_bytes);
+
 #endif

@@ -169,7 +169,10 @@ static void free_log(rlog *log)
     free(log);
 }
 
-int rlog_open(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen)
+/* Validates cfg and opens a node: on a loop thread of its own, or (stepped)
+ * on the caller's. */
+static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen,
+                    bool stepped)
 {
     char err[512] = "";
     if (out)
@@ -197,7 +200,13 @@ int rlog_open(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t er
         if (!ok)
             rv = RLOG_ENOMEM;
     }
-    if (rv == 0) {
+    if (rv == 0 && stepped) {
+        rl_batch_builder_init(&log->bb);
+        log->thread = uv_thread_self();
+        rv = rl_node_start_here(log);
+        if (rv != 0)
+            snprintf(err, sizeof err, "%s", log->open_err);
+    } else if (rv == 0) {
         rl_batch_builder_init(&log->bb);
         if (uv_thread_create(&log->thread, rl_node_thread, log) != 0) {
             rv = RLOG_ENOMEM;
@@ -228,8 +237,24 @@ int rlog_open(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t er
     return 0;
 }
 
+int rlog_open(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen)
+{
+    return open_log(cfg, out, errbuf, errlen, false);
+}
+
+int rl_open_stepped(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen)
+{
+    return open_log(cfg, out, errbuf, errlen, true);
+}
+
+void rl_free_stepped(rlog *log)
+{
+    rl_node_teardown(log);
+    free_log(log);
+}
+
 /* Queues op to the loop; fails it (no callback) if the node is not taking work. */
-static int submit(rlog *log, struct rl_op *op)
+int rl_submit(rlog *log, struct rl_op *op)
 {
     pthread_mutex_lock(&log->mu);
     if (!log->accepting) {
@@ -263,7 +288,7 @@ static int run_blocking(rlog *log, struct rl_op *op)
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
     op->waiter = &w;
-    int rv = submit(log, op);
+    int rv = rl_submit(log, op);
     if (rv == 0) {
         pthread_mutex_lock(&w.mu);
         while (!w.done)
@@ -372,7 +397,7 @@ int rlog_append_async(rlog *log, const struct rlog_buf *recs, unsigned n, rlog_a
         return rv;
     op->cb = cb;
     op->cb_arg = arg;
-    rv = submit(log, op);
+    rv = rl_submit(log, op);
     if (rv != 0)
         free_op(op);
     return rv;

@@ -53,6 +53,10 @@ void rl_op_finish(struct rlog *log, struct rl_op *op)
         pthread_mutex_unlock(&op->waiter->mu);
         return; /* the waiting thread owns op */
     }
+    if (op->done) {
+        op->done(op); /* stepped mode: the submitter owns op */
+        return;
+    }
     if (op->kind == RL_OP_APPEND && op->cb)
         op->cb(op->cb_arg, op->status, op->first_offset);
     free(op->lens);
@@ -683,7 +687,7 @@ static void do_close(struct rlog *log, struct rl_op *op)
     unsigned voters = 0;
     for (unsigned i = 0; i < log->raft.configuration.n; i++)
         voters += log->raft.configuration.servers[i].role == RAFT_VOTER;
-    if (log->raft.state == RAFT_LEADER && voters > 1 && !log->fatal) {
+    if (log->raft.state == RAFT_LEADER && voters > 1 && !log->fatal && !log->crash_close) {
         /* Hand over first, so the cluster does not wait out an election. */
         log->transfer.data = log;
         if (raft_transfer(&log->raft, &log->transfer, 0, transfer_cb) == 0) {
@@ -1023,6 +1027,45 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+/* Undoes a partial start: raft (and through it io and the store) or just the
+ * store; then closes the loop. */
+static void abort_start(struct rlog *log)
+{
+    if (log->raft_started || log->io.impl) {
+        if (log->io.impl && !log->raft_started)
+            log->io.close(&log->io, NULL);
+        else
+            raft_close(&log->raft, NULL);
+        log->store = NULL;
+    } else if (log->store) {
+        rl_store_close(log->store, NULL, NULL);
+        log->store = NULL;
+    }
+    rl_node_teardown(log);
+}
+
+void rl_node_teardown(struct rlog *log)
+{
+    uv_run(&log->loop, UV_RUN_DEFAULT);
+    uv_walk(&log->loop, close_walk, NULL);
+    uv_run(&log->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&log->loop);
+}
+
+int rl_node_start_here(struct rlog *log)
+{
+    int rv = start(log);
+    pthread_mutex_lock(&log->mu);
+    log->open_done = true;
+    log->open_rv = rv;
+    log->accepting = rv == 0;
+    pthread_cond_signal(&log->open_cv);
+    pthread_mutex_unlock(&log->mu);
+    if (rv != 0)
+        abort_start(log);
+    return rv;
+}
+
 void rl_node_thread(void *arg)
 {
     struct rlog *log = arg;
@@ -1032,36 +1075,6 @@ void rl_node_thread(void *arg)
     sigemptyset(&pipe);
     sigaddset(&pipe, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe, NULL);
-    int rv = start(log);
-    pthread_mutex_lock(&log->mu);
-    log->open_done = true;
-    log->open_rv = rv;
-    log->accepting = rv == 0;
-    pthread_cond_signal(&log->open_cv);
-    pthread_mutex_unlock(&log->mu);
-    if (rv != 0) {
-        /* Undo a partial start: raft (and through it io and the store) or
-         * just the store. */
-        if (log->raft_started || log->io.impl) {
-            if (log->io.impl && !log->raft_started) {
-                log->io.close(&log->io, NULL);
-                log->store = NULL;
-            } else {
-                raft_close(&log->raft, NULL);
-                log->store = NULL;
-            }
-        } else if (log->store) {
-            rl_store_close(log->store, NULL, NULL);
-            log->store = NULL;
-        }
-        uv_run(&log->loop, UV_RUN_DEFAULT);
-        uv_walk(&log->loop, close_walk, NULL);
-        uv_run(&log->loop, UV_RUN_DEFAULT);
-        uv_loop_close(&log->loop);
-        return;
-    }
-    uv_run(&log->loop, UV_RUN_DEFAULT);
-    uv_walk(&log->loop, close_walk, NULL);
-    uv_run(&log->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&log->loop);
+    if (rl_node_start_here(log) == 0)
+        rl_node_teardown(log);
 }

@@ -57,6 +57,9 @@ struct rl_op {
     void *buf;                  /* read: record copy; fetch: entry payload */
     size_t len;
     struct rlog_status *st;
+    /* Stepped mode: called (on the loop) instead of waking a waiter. */
+    void (*done)(struct rl_op *op);
+    void *done_arg;
     /* membership */
     int member_kind;
     uint64_t member_id;
@@ -128,10 +131,25 @@ struct rlog {
     bool barrier_pending;
     int fatal;
     char fatal_msg[256];
+    bool crash_close;           /* stepped mode: close as if killed, no hand-off */
 };
 
 /* The loop thread's body: opens everything, reports through open_cv, runs. */
 void rl_node_thread(void *arg);
+/* Opens everything on the calling thread and reports through open_cv; on
+ * failure undoes the partial start. */
+int rl_node_start_here(struct rlog *log);
+/* Runs the loop until nothing is left, closes every handle, closes it. */
+void rl_node_teardown(struct rlog *log);
+
+/* Stepped mode, for the deterministic simulator (test/sim): the caller's
+ * thread is the loop thread and advances it with uv_run(UV_RUN_NOWAIT), so
+ * nothing happens between its steps. Blocking calls fail with RLOG_EINVAL
+ * there; ops are queued with rl_submit and complete through op->done. */
+int rl_open_stepped(const struct rlog_config *cfg, struct rlog **out, char *err, size_t errlen);
+int rl_submit(struct rlog *log, struct rl_op *op);
+/* After a close op completed: tears the loop down and frees log. */
+void rl_free_stepped(struct rlog *log);
 /* Completes an op: fires its callback or wakes its waiter. Loop thread. */
 void rl_op_finish(struct rlog *log, struct rl_op *op);
 /* api.c: whether the caller runs on log's loop thread; an iterator wait

@@ -25,9 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "batch/batch.h"
+#include "common/env.h"
 #include "store/format.h"
 #include "liblog.h"
 #include "raftio/snapshot.h"
@@ -212,7 +212,7 @@ static int io_init(struct raft_io *rio, raft_id id, const char *address)
     struct io *io = rio->impl;
     io->id = id;
     snprintf(io->address, sizeof io->address, "%s", address);
-    int rv = raft_uv_tcp_init(&io->transport, io->loop);
+    int rv = rl_transport_init(&io->transport, io->loop);
     if (rv == 0)
         rv = io->transport.init(&io->transport, id, address);
     if (rv != 0) {
@@ -551,7 +551,7 @@ static void snap_put_after(uv_work_t *w, int status);
 static void snap_queue_next(struct io *io)
 {
     struct snap_put *p = io->snap_head;
-    if (p && uv_queue_work(io->loop, &p->work, snap_put_work, snap_put_after) != 0) {
+    if (p && rl_queue_work(io->loop, &p->work, snap_put_work, snap_put_after) != 0) {
         io->snap_head = p->next;
         if (!io->snap_head)
             io->snap_tail = NULL;
@@ -645,7 +645,7 @@ static int io_snapshot_put(struct raft_io *rio, unsigned trailing,
     else
         io->snap_head = p;
     io->snap_tail = p;
-    if (idle && uv_queue_work(io->loop, &p->work, snap_put_work, snap_put_after) != 0) {
+    if (idle && rl_queue_work(io->loop, &p->work, snap_put_work, snap_put_after) != 0) {
         io->snap_head = io->snap_tail = NULL;
         raft_configuration_close(&p->conf);
         free(p);
@@ -714,7 +714,7 @@ static int io_snapshot_get(struct raft_io *rio, struct raft_io_snapshot_get *req
     req->cb = cb;
     g->work.data = g;
     /* The callback must not run inside this call. */
-    if (uv_queue_work(io->loop, &g->work, noop_work, snap_get_after) != 0) {
+    if (rl_queue_work(io->loop, &g->work, noop_work, snap_get_after) != 0) {
         free(g);
         return RAFT_IOERR;
     }
@@ -767,7 +767,7 @@ static int io_async_work(struct raft_io *rio, struct raft_io_async_work *req,
     a->req = req;
     req->cb = cb;
     a->work.data = a;
-    if (uv_queue_work(io->loop, &a->work, async_work_run, async_work_after) != 0) {
+    if (rl_queue_work(io->loop, &a->work, async_work_run, async_work_after) != 0) {
         free(a);
         return RAFT_IOERR;
     }
@@ -836,7 +836,8 @@ static void connect_cb(struct raft_uv_connect *req, struct uv_stream_s *stream, 
     }
     if (status == 0) {
         p->stream = stream;
-        uv_tcp_nodelay((uv_tcp_t *)stream, 1);
+        if (stream->type == UV_TCP)
+            uv_tcp_nodelay((uv_tcp_t *)stream, 1);
     } else {
         p->failed_at = uv_now(io->loop);
     }
@@ -1169,7 +1170,8 @@ static void accept_cb(struct raft_uv_transport *t, raft_id id, const char *addre
         io->hooks.peer_address(io->hooks.arg, id, c->address, sizeof c->address) != 0)
         snprintf(c->address, sizeof c->address, "unknown-server-%" PRIu64, (uint64_t)id);
     stream->data = c;
-    uv_tcp_nodelay((uv_tcp_t *)stream, 1);
+    if (stream->type == UV_TCP)
+        uv_tcp_nodelay((uv_tcp_t *)stream, 1);
     c->next = io->ins;
     if (io->ins)
         io->ins->prev = c;
@@ -1232,7 +1234,7 @@ static void timer_closed(uv_handle_t *h)
 static void transport_closed(struct raft_uv_transport *t)
 {
     struct io *io = t->data;
-    raft_uv_tcp_close(t);
+    rl_transport_fini(t);
     io->transport_ready = false;
     io->close_pending--;
     close_step(io);
@@ -1301,7 +1303,7 @@ int rl_io_init(struct raft_io *rio, const struct rl_io_config *cfg)
     io->trailing = cfg->trailing;
     io->max_body = cfg->max_frame_body;
     io->hooks = cfg->hooks;
-    if (getrandom(&io->rand_state, sizeof io->rand_state, 0) != sizeof io->rand_state)
+    if (rl_random(&io->rand_state, sizeof io->rand_state) != 0)
         io->rand_state = (unsigned)uv_hrtime();
     char err[256];
     int rv = rl_snapshot_load(cfg->dir, &io->snap, err, sizeof err);

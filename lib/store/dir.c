@@ -19,11 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/env.h"
 #include "fs/fs.h"
 #include "store/internal.h"
 
@@ -310,7 +310,7 @@ int rl_dir_open(struct rl_store *s)
         if (first_foreign_entry(s->dir, other, sizeof other) == 0 && other[0])
             return rl_store_fail(s, RLOG_EFOREIGN,
                                  "%s: not a liblog data directory (holds \"%s\")", s->dir, other);
-        if (getrandom(&s->dir_id, sizeof s->dir_id, 0) != (ssize_t)sizeof s->dir_id)
+        if (rl_random(&s->dir_id, sizeof s->dir_id) != 0)
             return rl_store_fail(s, RLOG_EIO, "getrandom: %s", strerror(errno));
         /* FORMAT last: until it exists the directory holds no log, and an
          * interrupted initialisation is simply done again. */

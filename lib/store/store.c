@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/env.h"
 #include "common/grow.h"
 #include "fs/fs.h"
 #include "store/internal.h"
@@ -437,7 +438,7 @@ void rl_writer_finish_close_if_idle(struct rl_store *s)
     /* Through the loop, so the close callback never runs inside
      * rl_store_close() itself. */
     s->close_work.data = s;
-    if (uv_queue_work(s->loop, &s->close_work, close_noop, close_after) != 0)
+    if (rl_queue_work(s->loop, &s->close_work, close_noop, close_after) != 0)
         abort();
 }
 

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/env.h"
 #include "common/grow.h"
 #include "fs/fs.h"
 #include "store/internal.h"
@@ -139,7 +140,7 @@ static void queue_job(struct rl_store *s, struct rl_batch *b, uv_work_cb work)
 {
     b->s = s;
     b->work.data = b;
-    int rv = uv_queue_work(s->loop, &b->work, work, after_job);
+    int rv = rl_queue_work(s->loop, &b->work, work, after_job);
     if (rv != 0) /* only on a closing loop: nothing sensible left to do */
         abort();
 }

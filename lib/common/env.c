@@ -1,0 +1,36 @@
+#include "common/env.h"
+
+#include <sys/random.h>
+
+const struct rl_env *rl_env;
+
+int rl_queue_work(uv_loop_t *loop, uv_work_t *req, uv_work_cb work, uv_after_work_cb after)
+{
+    if (rl_env)
+        return rl_env->queue_work(loop, req, work, after);
+    return uv_queue_work(loop, req, work, after);
+}
+
+int rl_transport_init(struct raft_uv_transport *t, uv_loop_t *loop)
+{
+    if (rl_env)
+        return rl_env->transport_init(t, loop);
+    return raft_uv_tcp_init(t, loop);
+}
+
+void rl_transport_fini(struct raft_uv_transport *t)
+{
+    if (rl_env)
+        rl_env->transport_fini(t);
+    else
+        raft_uv_tcp_close(t);
+}
+
+int rl_random(void *buf, size_t len)
+{
+    if (rl_env) {
+        rl_env->random(buf, len);
+        return 0;
+    }
+    return getrandom(buf, len, 0) == (ssize_t)len ? 0 : -1;
+}
