@@ -42,7 +42,7 @@ TEST_SRC := $(sort $(wildcard test/unit/test_*.c))
 TEST_BIN := $(TEST_SRC:test/unit/%.c=$(BUILD)/test/%)
 BENCH_STORE := $(BUILD)/bench/bench_store
 
-.PHONY: all deps check check-asan test install uninstall clean bench-store run examples
+.PHONY: all deps check check-asan test install uninstall clean bench-store run examples sim
 
 all: $(SHARED) $(STATIC) lib/liblog.so pkgconfig/liblog.pc
 
@@ -105,6 +105,22 @@ test: $(TEST_BIN) all $(EXAMPLES) $(RAWSEND) $(BUILD)/nemesis/nemesis_node $(BUI
 	    ./test/integration/run
 	@NEMESIS_NODE=$(abspath $(BUILD)/nemesis/nemesis_node) PROXY=$(abspath $(BUILD)/nemesis/proxy) \
 	    ./test/nemesis/run.sh 20
+
+# The deterministic simulator: every scenario over SIM_SEEDS seeds in
+# `make check`; `make sim SEEDS=100000 SEED_START=S [SCENARIO=name]` for more.
+SIM_SRC := test/sim/sim.c test/sim/world.c
+SIM_BIN := $(BUILD)/sim/sim
+SIM_SEEDS ?= 3
+SEEDS ?= 100
+SEED_START ?= 1
+SCENARIO ?= random
+$(SIM_BIN): $(SIM_SRC) test/sim/world.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itest $(LDFLAGS) -o $@ $(SIM_SRC) $(STATIC) $(LIBS)
+
+sim: all
+	@$(MAKE) --no-print-directory $(SIM_BIN)
+	@$(SIM_BIN) --scenario $(SCENARIO) --seeds $(SEEDS) --seed-start $(SEED_START)
 
 # A local 3-node cluster of the example CLI, driven step by step.
 run: deps

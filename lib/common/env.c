@@ -26,6 +26,14 @@ void rl_transport_fini(struct raft_uv_transport *t)
         raft_uv_tcp_close(t);
 }
 
+void rl_block_turn(uv_loop_t *loop)
+{
+    if (rl_env)
+        rl_env->block_turn(loop);
+    else
+        uv_run(loop, UV_RUN_ONCE);
+}
+
 int rl_random(void *buf, size_t len)
 {
     if (rl_env) {

@@ -24,6 +24,9 @@ struct rl_env {
     int (*transport_init)(struct raft_uv_transport *t, uv_loop_t *loop);
     /* Releases what transport_init allocated, after t's close callback. */
     void (*transport_fini)(struct raft_uv_transport *t);
+    /* One turn of the loop for a caller that must wait inside a call
+     * (bootstrap), so deferred work must make progress now. */
+    void (*block_turn)(uv_loop_t *loop);
     /* Random bytes for seeds and identities. */
     void (*random)(void *buf, size_t len);
 };
@@ -33,6 +36,8 @@ extern const struct rl_env *rl_env;
 int rl_queue_work(uv_loop_t *loop, uv_work_t *req, uv_work_cb work, uv_after_work_cb after);
 int rl_transport_init(struct raft_uv_transport *t, uv_loop_t *loop);
 void rl_transport_fini(struct raft_uv_transport *t);
+/* Waits for and runs at least one event of loop (uv_run UV_RUN_ONCE). */
+void rl_block_turn(uv_loop_t *loop);
 /* 0, or -1 if the system could not supply len random bytes. */
 int rl_random(void *buf, size_t len);
 

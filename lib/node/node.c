@@ -383,6 +383,9 @@ static void hook_on_append(void *arg, uint64_t index, uint64_t term, uint64_t of
 static void hook_on_truncate(void *arg, uint64_t index)
 {
     struct rlog *log = arg;
+    /* Worth a line: a new leader overwrote entries this node held. */
+    rl_log(log, 1, "truncating the log from index %" PRIu64 " (not committed; replaced by the leader's)",
+           index);
     rl_fence_truncate(&log->fence, index);
     rl_cache_truncate(&log->cache, index);
 }

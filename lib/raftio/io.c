@@ -92,6 +92,8 @@ struct append_req {
     raft_io_append_cb cb;
     struct rl_store_req sreq;
     struct rl_store_entry *entries;
+    int rv;                   /* a failed one's status, reported later */
+    struct append_req *below; /* the failed stack */
 };
 
 struct io {
@@ -114,6 +116,7 @@ struct io {
     struct in_conn *ins;
     struct held *held_head, *held_tail;
     unsigned appends;
+    struct append_req *failed_top; /* failed appends, newest on top */
     int fatal;
     bool closing;
     raft_io_close_cb close_cb;
@@ -370,7 +373,7 @@ static int io_bootstrap(struct raft_io *rio, const struct raft_configuration *co
         rv = rl_store_append(io->store, &req, &e, 1, sync_append_cb);
     /* Called before the loop runs, so it is ours to turn here. */
     while (rv == 0 && !w.done)
-        uv_run(io->loop, UV_RUN_ONCE);
+        rl_block_turn(io->loop);
     raft_free(buf.base);
     if (rv != 0 || w.status != 0) {
         snprintf(rio->errmsg, sizeof rio->errmsg, "bootstrap: %s",
@@ -421,6 +424,27 @@ static int io_set_vote(struct raft_io *rio, raft_id server_id)
 
 /* ---- append / truncate ------------------------------------------------------ */
 
+/* libraft 0.15's leader handles a failed append by truncating its log from
+ * that append's first index (src/replication.c, appendLeaderCb). Reported
+ * oldest first, the first truncation removes the later appends' entries too,
+ * and their own truncations then run past the end of the log and free
+ * entries twice (found by the simulator: an EIO with two appends in
+ * flight). So failures wait until nothing is in flight and are reported
+ * newest first: each truncation then starts at the log's current end. */
+static void report_failed(struct io *io)
+{
+    while (io->appends == 0 && io->failed_top) {
+        struct append_req *a = io->failed_top;
+        io->failed_top = a->below;
+        struct raft_io_append *req = a->req;
+        raft_io_append_cb cb = a->cb;
+        int rv = a->rv;
+        free(a);
+        if (cb)
+            cb(req, rv);
+    }
+}
+
 static void append_done(struct rl_store_req *sreq, int status)
 {
     struct append_req *a = sreq->data;
@@ -433,15 +457,23 @@ static void append_done(struct rl_store_req *sreq, int status)
          * on past the gap. The cause shows as the fatal code. */
         fail_stop(io, status, "append");
         rv = status == RLOG_ENOSPC ? RAFT_NOSPACE : RAFT_IOERR;
+    } else if (io->closing) {
+        rv = RAFT_CANCELED;
     }
     free(a->entries);
-    struct raft_io_append *req = a->req;
-    raft_io_append_cb cb = a->cb;
-    free(a);
-    if (cb && !io->closing)
-        cb(req, rv);
-    else if (cb)
-        cb(req, RAFT_CANCELED);
+    a->entries = NULL;
+    if (rv != 0) {
+        a->rv = rv;
+        a->below = io->failed_top;
+        io->failed_top = a;
+        report_failed(io);
+    } else {
+        struct raft_io_append *req = a->req;
+        raft_io_append_cb cb = a->cb;
+        free(a);
+        if (cb)
+            cb(req, 0);
+    }
     release_held(io);
     after_event(io);
 }

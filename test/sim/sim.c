@@ -1,0 +1,964 @@
+/*
+ * sim — deterministic simulation of a liblog cluster (see world.h), with a
+ * workload, a fault schedule and a checker of the history.
+ *
+ *   sim [--seeds N] [--seed-start S] [--scenario NAME|random|all] [--nodes 3|5]
+ *       [--ms VIRTUAL_MS] [-v]
+ *
+ * Each seed: clients append through whichever node they think leads
+ * (retrying elsewhere on failure), readers read random offsets on random
+ * nodes, a subscriber on every node follows the log; faults are injected at
+ * random (or as the named scenario scripts them); then every fault is healed,
+ * the cluster converges, and the checker compares the history with every
+ * node's final log. A failure prints the seed and how to replay it; the
+ * last line says how many seeds ran clean.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "batch/batch.h"
+#include "sim/world.h"
+#include "store/format.h"
+
+/* ---- history ----------------------------------------------------------------- */
+
+struct rec_id {
+    uint64_t client, seq, hash;
+    uint32_t len;
+};
+
+struct attempt {
+    struct rec_id id;
+    int status;          /* -1 while unanswered */
+    uint64_t offset;
+};
+
+struct obs {              /* something a read or subscriber was shown */
+    int node;
+    uint64_t offset;
+    struct rec_id id;
+};
+
+#define MAX_CLIENTS 8
+
+struct client {
+    int idx;
+    int target;          /* node index it thinks leads */
+    uint64_t seq;
+    struct attempt *cur; /* in flight, or NULL */
+};
+
+struct sub {
+    int node;
+    uint64_t cursor;     /* next offset it expects */
+    bool busy;
+    uint64_t incarnation;
+};
+
+struct collect {         /* reads a node's whole log at the end */
+    int node;
+    uint64_t next, end;
+    bool busy, done;
+    int error;
+    struct rec_id *recs;
+    size_t n, cap;
+};
+
+static struct {
+    struct attempt **att;
+    size_t n_att, cap_att;
+    struct obs *obs;
+    size_t n_obs, cap_obs;
+    struct client clients[MAX_CLIENTS];
+    int n_clients;
+    struct sub subs[SIM_MAX_NODES];
+    struct collect col[SIM_MAX_NODES];
+    bool load_on, faults_on;
+    unsigned long acked, failed, reads, read_errors, corrupt_seen, crashes;
+    char failure[512];
+} H;
+
+static void fail_check(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fail_check(const char *fmt, ...)
+{
+    if (H.failure[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(H.failure, sizeof H.failure, fmt, ap);
+    va_end(ap);
+}
+
+static void *grow(void *p, size_t *cap, size_t n, size_t elem)
+{
+    if (n < *cap)
+        return p;
+    *cap = *cap ? *cap * 2 : 256;
+    p = realloc(p, *cap * elem);
+    if (!p)
+        abort();
+    return p;
+}
+
+static void add_obs(int node, uint64_t offset, struct rec_id id)
+{
+    H.obs = grow(H.obs, &H.cap_obs, H.n_obs, sizeof *H.obs);
+    H.obs[H.n_obs++] = (struct obs){.node = node, .offset = offset, .id = id};
+}
+
+/* A record is 16 bytes of identity (client, sequence) and random filler. */
+static struct rec_id rec_identify(const void *rec, size_t len)
+{
+    struct rec_id id = {.hash = XXH3_64bits(rec, len), .len = (uint32_t)len};
+    if (len >= 16) {
+        id.client = rl_get64(rec);
+        id.seq = rl_get64((const unsigned char *)rec + 8);
+    }
+    return id;
+}
+
+static bool same(const struct rec_id *a, const struct rec_id *b)
+{
+    return a->hash == b->hash && a->len == b->len && a->client == b->client && a->seq == b->seq;
+}
+
+/* Walks a fetch chunk ({u64 base, u32 count, u32 len, payload}...) from
+ * *next on; calls fn for each record; false if the chunk skips an offset. */
+static bool walk_chunk(const unsigned char *chunk, size_t len, uint64_t *next,
+                       void (*fn)(void *arg, uint64_t off, struct rec_id id), void *arg)
+{
+    size_t pos = 0;
+    while (pos + 16 <= len) {
+        uint64_t base = rl_get64(chunk + pos);
+        uint32_t count = rl_get32(chunk + pos + 8), elen = rl_get32(chunk + pos + 12);
+        const unsigned char *payload = chunk + pos + 16;
+        pos += 16 + (size_t)rl_pad8(elen);
+        if (base + count <= *next)
+            continue;
+        if (base > *next)
+            return false;
+        struct rl_batch_view v;
+        if (!rl_batch_parse(payload, elen, &v))
+            return false;
+        for (uint64_t off = *next; off < base + count; off++) {
+            const void *rec;
+            size_t rlen;
+            rl_batch_record(&v, (uint32_t)(off - base), &rec, &rlen);
+            fn(arg, off, rec_identify(rec, rlen));
+        }
+        *next = base + count;
+    }
+    return true;
+}
+
+static struct rl_op *new_op(enum rl_op_kind kind, uint64_t offset, void (*done)(struct rl_op *),
+                            void *arg)
+{
+    struct rl_op *op = calloc(1, sizeof *op);
+    if (!op)
+        abort();
+    op->kind = kind;
+    op->offset = offset;
+    op->done = done;
+    op->done_arg = arg;
+    return op;
+}
+
+static void free_op(struct rl_op *op)
+{
+    free(op->buf);
+    free(op);
+}
+
+/* ---- clients -------------------------------------------------------------------- */
+
+static void client_tick(void *arg);
+
+static int pick_up_node(int prefer)
+{
+    if (prefer >= 0 && node_up(&W->nodes[prefer]))
+        return prefer;
+    int start = (int)sim_range(0, (uint64_t)W->n - 1);
+    for (int k = 0; k < W->n; k++) {
+        int i = (start + k) % W->n;
+        if (node_up(&W->nodes[i]))
+            return i;
+    }
+    return -1;
+}
+
+static void append_cb(void *arg, int status, uint64_t offset)
+{
+    struct attempt *a = arg;
+    a->status = status;
+    a->offset = offset;
+    struct client *c = &H.clients[a->id.client];
+    c->cur = NULL;
+    if (status == 0) {
+        H.acked++;
+        sim_at(W->now + sim_range(0, 3) * SIM_MS, client_tick, c);
+        return;
+    }
+    H.failed++;
+    /* Follow the node's view of the leader, or try another. */
+    struct sim_node *n = &W->nodes[c->target];
+    uint64_t leader = node_leader(n);
+    c->target = leader ? (int)leader - 1 : (c->target + 1) % W->n;
+    sim_at(W->now + sim_range(5, 50) * SIM_MS, client_tick, c);
+}
+
+static void client_tick(void *arg)
+{
+    struct client *c = arg;
+    if (!H.load_on || c->cur)
+        return;
+    int t = pick_up_node(c->target);
+    if (t < 0) {
+        sim_at(W->now + 50 * SIM_MS, client_tick, c);
+        return;
+    }
+    c->target = t;
+    unsigned char rec[600];
+    size_t len = (size_t)sim_range(16, sizeof rec);
+    rl_put64(rec, (uint64_t)c->idx);
+    rl_put64(rec + 8, c->seq);
+    for (size_t i = 16; i < len; i++)
+        rec[i] = (unsigned char)sim_rand();
+    struct attempt *a = calloc(1, sizeof *a);
+    if (!a)
+        abort();
+    a->id = rec_identify(rec, len);
+    a->status = -1;
+    c->seq++;
+    H.att = grow(H.att, &H.cap_att, H.n_att, sizeof *H.att);
+    H.att[H.n_att++] = a;
+    struct rlog_buf b = {.base = rec, .len = len};
+    node_enter(&W->nodes[t]);
+    int rv = rlog_append_async(W->nodes[t].log, &b, 1, append_cb, a);
+    node_leave();
+    if (rv != 0) {
+        a->status = rv;
+        H.failed++;
+        c->target = (t + 1) % W->n;
+        sim_at(W->now + 20 * SIM_MS, client_tick, c);
+        return;
+    }
+    c->cur = a;
+}
+
+/* ---- readers and subscribers ------------------------------------------------------- */
+
+static uint64_t max_acked_offset(void)
+{
+    uint64_t m = 0;
+    for (size_t i = H.n_att; i-- > 0 && i + 64 > H.n_att;)
+        if (H.att[i]->status == 0 && H.att[i]->offset + 1 > m)
+            m = H.att[i]->offset + 1;
+    return m;
+}
+
+static void read_done(struct rl_op *op)
+{
+    int node = (int)(intptr_t)op->done_arg;
+    if (op->status == 0) {
+        add_obs(node, op->offset, rec_identify(op->buf, op->len));
+        H.reads++;
+    } else {
+        H.read_errors++;
+        if (op->status == RLOG_ECORRUPT)
+            H.corrupt_seen++;
+    }
+    free_op(op);
+}
+
+static void reader_tick(void *arg)
+{
+    (void)arg;
+    if (!H.load_on)
+        return;
+    int t = pick_up_node(-1);
+    uint64_t end = max_acked_offset();
+    if (t >= 0 && end > 0) {
+        struct rl_op *op = new_op(RL_OP_READ, sim_range(0, end - 1), read_done, (void *)(intptr_t)t);
+        if (node_submit(&W->nodes[t], op) != 0)
+            free_op(op);
+    }
+    sim_at(W->now + sim_range(1, 6) * SIM_MS, reader_tick, NULL);
+}
+
+static void sub_seen(void *arg, uint64_t off, struct rec_id id)
+{
+    struct sub *s = arg;
+    add_obs(s->node, off, id);
+}
+
+static void sub_done(struct rl_op *op)
+{
+    struct sub *s = op->done_arg;
+    s->busy = false;
+    if (op->status == 0) {
+        if (!walk_chunk(op->buf, op->len, &s->cursor, sub_seen, s))
+            fail_check("subscriber on n%d: fetch at %" PRIu64 " skipped offsets or bad batch",
+                       s->node + 1, op->offset);
+    } else if (op->status == RLOG_ECORRUPT) {
+        H.corrupt_seen++;
+    }
+    free_op(op);
+}
+
+static void sub_tick(void *arg)
+{
+    struct sub *s = arg;
+    struct sim_node *n = &W->nodes[s->node];
+    if (!s->busy && node_up(n) && node_visible(n) > s->cursor) {
+        struct rl_op *op = new_op(RL_OP_FETCH, s->cursor, sub_done, s);
+        s->busy = node_submit(n, op) == 0;
+        if (!s->busy)
+            free_op(op);
+    }
+    if (H.load_on || !H.faults_on)
+        sim_at(W->now + sim_range(2, 10) * SIM_MS, sub_tick, s);
+}
+
+/* ---- faults ------------------------------------------------------------------------- */
+
+static void restart_ev(void *arg)
+{
+    struct sim_node *n = arg;
+    if (n->log) { /* still closing */
+        sim_at(W->now + 50 * SIM_MS, restart_ev, n);
+        return;
+    }
+    node_start(n);
+}
+
+static void heal_links(void *arg)
+{
+    (void)arg;
+    memset(W->link_cut, 0, sizeof W->link_cut);
+    sim_log("links healed");
+}
+
+static void heal_net(void *arg)
+{
+    (void)arg;
+    W->net = (struct sim_net_faults){.delay_ns = 50000, .jitter_ns = 100000};
+    sim_log("network calm");
+}
+
+static void heal_disk(void *arg)
+{
+    struct sim_node *n = arg;
+    n->disk_ns = 150000;
+}
+
+static int leader_idx(void)
+{
+    for (int i = 0; i < W->n; i++)
+        if (node_is_leader(&W->nodes[i]))
+            return i;
+    return -1;
+}
+
+static void crash_and_restart(struct sim_node *n, uint64_t down_ms)
+{
+    long tear = sim_chance(500) ? (long)sim_range(1, 8192) : 0;
+    node_crash(n, tear);
+    H.crashes++;
+    sim_at(W->now + down_ms * SIM_MS, restart_ev, n);
+}
+
+static void isolate(int i, bool both_ways)
+{
+    for (int j = 0; j < W->n; j++)
+        if (j != i) {
+            W->link_cut[i][j] = true;
+            if (both_ways)
+                W->link_cut[j][i] = true;
+        }
+}
+
+static void arm_disk_fault(struct sim_node *n, int kind)
+{
+    struct rl_fs_faults f = {0};
+    if (kind == 0) {
+        f.write_fail_at = (unsigned)sim_range(1, 30);
+        f.write_errno = EIO;
+    } else if (kind == 1) {
+        f.sync_fail_at = (unsigned)sim_range(1, 30);
+        f.sync_errno = EIO;
+    } else {
+        f.zero_fill_fail_at = 1; /* the next segment cannot be made: disk full */
+        f.zero_fill_errno = ENOSPC;
+    }
+    node_enter(n);
+    rl_fs_faults_set(&f);
+    node_leave();
+    sim_log("n%" PRIu64 " disk fault %d armed", n->id, kind);
+}
+
+static void fault_tick(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    int i = (int)sim_range(0, (uint64_t)W->n - 1);
+    struct sim_node *n = &W->nodes[i];
+    int l = leader_idx();
+    switch (sim_range(0, 10)) {
+    case 0:
+        crash_and_restart(n, sim_range(50, 3000));
+        break;
+    case 1:
+        if (l >= 0)
+            crash_and_restart(&W->nodes[l], sim_range(50, 3000));
+        break;
+    case 2:
+        isolate(l >= 0 && sim_chance(500) ? l : i, true);
+        sim_log("n%d isolated", (l >= 0 ? l : i) + 1);
+        sim_at(W->now + sim_range(200, 3000) * SIM_MS, heal_links, NULL);
+        break;
+    case 3: {
+        int j = (i + 1 + (int)sim_range(0, (uint64_t)W->n - 2)) % W->n;
+        W->link_cut[i][j] = true;
+        sim_log("link n%d -> n%d cut", i + 1, j + 1);
+        sim_at(W->now + sim_range(200, 3000) * SIM_MS, heal_links, NULL);
+        break;
+    }
+    case 4:
+        W->net.drop_pm = (unsigned)sim_range(10, 200);
+        W->net.dup_pm = (unsigned)sim_range(0, 50);
+        W->net.reorder = sim_chance(500);
+        W->net.jitter_ns = sim_range(100, 5000) * 1000;
+        sim_log("network chaos: drop %u dup %u reorder %d", W->net.drop_pm, W->net.dup_pm,
+                W->net.reorder);
+        sim_at(W->now + sim_range(500, 3000) * SIM_MS, heal_net, NULL);
+        break;
+    case 5:
+        if (node_up(n))
+            arm_disk_fault(n, (int)sim_range(0, 2));
+        break;
+    case 6:
+        n->disk_ns = sim_range(2, 50) * SIM_MS;
+        sim_log("n%" PRIu64 " disk slow", n->id);
+        sim_at(W->now + sim_range(500, 3000) * SIM_MS, heal_disk, n);
+        break;
+    case 7:
+        n->clock_offset_ns += (int64_t)(sim_range(100, 3000) * SIM_MS);
+        sim_log("n%" PRIu64 " clock jumps ahead", n->id);
+        break;
+    case 8:
+        net_sever(n);
+        sim_log("n%" PRIu64 " connections reset", n->id);
+        break;
+    case 9:
+        if (node_up(n)) {
+            node_stop(n);
+            sim_at(W->now + sim_range(100, 2000) * SIM_MS, restart_ev, n);
+        }
+        break;
+    default:
+        break; /* a quiet spell */
+    }
+    sim_at(W->now + sim_range(100, 1500) * SIM_MS, fault_tick, NULL);
+}
+
+/* ---- scenarios ------------------------------------------------------------------------- */
+
+struct scenario {
+    const char *name;
+    int nodes;
+    uint64_t ms;                 /* virtual time under load */
+    void (*setup)(void);
+    const char *(*verify)(void); /* scenario-specific check, or NULL */
+};
+
+static void random_setup(void)
+{
+    sim_at(W->now + sim_range(300, 1500) * SIM_MS, fault_tick, NULL);
+}
+
+/* Raft's Figure 8: a leader replicates entries to one follower only and
+ * dies; the follower's copies (an earlier term's) may be carried by a later
+ * leader or overwritten by another. The fence must keep them hidden until an
+ * entry of the current term commits after them; the checker sees every
+ * read and subscriber observation. Repeated, so some rounds overwrite. */
+static void fig8_round(void *arg);
+static void fig8_heal(void *arg)
+{
+    (void)arg;
+    heal_links(NULL);
+}
+
+static void fig8_phase2(void *arg)
+{
+    int leader = (int)(intptr_t)arg >> 8, follower = (int)(intptr_t)arg & 0xff;
+    crash_and_restart(&W->nodes[leader], 1200);
+    /* The follower with the extra entries is cut off while the others elect
+     * a leader of a new term and commit past it; then it rejoins. */
+    memset(W->link_cut, 0, sizeof W->link_cut);
+    isolate(follower, true);
+    sim_at(W->now + 1500 * SIM_MS, fig8_heal, NULL);
+}
+
+static void fig8_round(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    int l = leader_idx();
+    if (l >= 0) {
+        int f = (l + 1 + (int)sim_range(0, (uint64_t)W->n - 2)) % W->n;
+        /* {leader, follower} | the rest: appends reach one follower only. */
+        for (int i = 0; i < W->n; i++)
+            for (int j = 0; j < W->n; j++)
+                W->link_cut[i][j] = ((i == l || i == f) != (j == l || j == f));
+        sim_log("figure 8: n%d leads, only n%d hears it", l + 1, f + 1);
+        sim_at(W->now + sim_range(100, 400) * SIM_MS, fig8_phase2, (void *)(intptr_t)(l << 8 | f));
+    }
+    sim_at(W->now + 3500 * SIM_MS, fig8_round, NULL);
+}
+
+static void fig8_setup(void)
+{
+    sim_at(W->now + 1500 * SIM_MS, fig8_round, NULL);
+}
+
+static const char *fig8_verify(void)
+{
+    return W->truncations == 0 ? "no uncommitted suffix was ever overwritten: the scenario did not bite"
+                               : NULL;
+}
+
+/* Elections while appends are in flight: the leader dies or is cut off
+ * every 700 ms under 8 clients. */
+static void inflight_round(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    int l = leader_idx();
+    if (l >= 0) {
+        if (sim_chance(500)) {
+            crash_and_restart(&W->nodes[l], 300);
+        } else {
+            isolate(l, true);
+            sim_at(W->now + 400 * SIM_MS, heal_links, NULL);
+        }
+    }
+    sim_at(W->now + 700 * SIM_MS, inflight_round, NULL);
+}
+
+static void inflight_setup(void)
+{
+    sim_at(W->now + 1500 * SIM_MS, inflight_round, NULL);
+}
+
+static const char *inflight_verify(void)
+{
+    return H.crashes == 0 ? "no leader was killed" : NULL;
+}
+
+static void disk_full_ev(void *arg)
+{
+    int l = leader_idx();
+    int kind = (int)(intptr_t)arg;
+    if (l < 0) {
+        sim_at(W->now + 100 * SIM_MS, disk_full_ev, arg);
+        return;
+    }
+    arm_disk_fault(&W->nodes[kind == 2 ? l : (l + 1) % W->n], kind);
+}
+
+static void leader_full_setup(void)
+{
+    sim_at(W->now + 2000 * SIM_MS, disk_full_ev, (void *)(intptr_t)2);
+}
+
+static void follower_fsync_setup(void)
+{
+    sim_at(W->now + 2000 * SIM_MS, disk_full_ev, (void *)(intptr_t)1);
+}
+
+static const char *fatal_verify(int code, const char *what)
+{
+    for (unsigned i = 0; i < W->fatal_stops && i < 16; i++)
+        if (W->fatal_codes[i] == code)
+            return NULL;
+    static char msg[128];
+    snprintf(msg, sizeof msg, "no node failed stop with %s (%s)", rlog_errname(code), what);
+    return msg;
+}
+
+static const char *leader_full_verify(void)
+{
+    return fatal_verify(RLOG_ENOSPC, "leader disk full");
+}
+
+static const char *follower_fsync_verify(void)
+{
+    return fatal_verify(RLOG_EIO, "follower fsync failure");
+}
+
+/* A bit flips in a closed segment of one replica while it is down. */
+static void bitflip_restart(void *arg)
+{
+    struct sim_node *n = arg;
+    if (n->log) {
+        sim_at(W->now + 50 * SIM_MS, bitflip_restart, n);
+        return;
+    }
+    DIR *d = opendir(n->dir);
+    char best[600] = "";
+    unsigned found = 0;
+    struct dirent *e;
+    char names[64][256];
+    while (d && (e = readdir(d)) && found < 64)
+        if (!strncmp(e->d_name, "seg-", 4) && strstr(e->d_name, ".log"))
+            snprintf(names[found++], sizeof names[0], "%s", e->d_name);
+    if (d)
+        closedir(d);
+    qsort(names, found, sizeof names[0], (int (*)(const void *, const void *))strcmp);
+    if (found >= 2) {
+        /* the oldest but one: closed, and its records still readable */
+        snprintf(best, sizeof best, "%s/%s", n->dir, names[found >= 3 ? 1 : 0]);
+        int fd = open(best, O_RDWR);
+        off_t size = fd >= 0 ? lseek(fd, 0, SEEK_END) : 0;
+        off_t at = size / 3 + (off_t)sim_range(0, (uint64_t)size / 3);
+        unsigned char b;
+        if (fd >= 0 && pread(fd, &b, 1, at) == 1) {
+            b ^= (unsigned char)(1u << sim_range(0, 7));
+            if (pwrite(fd, &b, 1, at) != 1)
+                fail_check("bitflip: write failed");
+            sim_log("bit flipped in %s at %lld", best, (long long)at);
+        }
+        if (fd >= 0)
+            close(fd);
+    }
+    if (node_start(n) == RLOG_ECORRUPT)
+        H.corrupt_seen++;
+}
+
+static void bitflip_ev(void *arg)
+{
+    (void)arg;
+    int l = leader_idx();
+    struct sim_node *n = &W->nodes[l >= 0 ? (l + 1) % W->n : 0];
+    node_stop(n);
+    sim_at(W->now + 200 * SIM_MS, bitflip_restart, n);
+}
+
+static void bitflip_setup(void)
+{
+    sim_at(W->now + 4000 * SIM_MS, bitflip_ev, NULL);
+}
+
+static const char *bitflip_verify(void)
+{
+    return H.corrupt_seen == 0 ? "the flipped bit was never reported" : NULL;
+}
+
+static const struct scenario scenarios[] = {
+    {"random", 3, 12000, random_setup, NULL},
+    {"random5", 5, 12000, random_setup, NULL},
+    {"figure8", 5, 15000, fig8_setup, fig8_verify},
+    {"election-inflight", 3, 8000, inflight_setup, inflight_verify},
+    {"leader-disk-full", 3, 6000, leader_full_setup, leader_full_verify},
+    {"follower-fsync-failure", 3, 6000, follower_fsync_setup, follower_fsync_verify},
+    {"bitflip", 3, 8000, bitflip_setup, bitflip_verify},
+};
+#define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
+
+/* ---- the end: heal, converge, collect, check ---------------------------------------- */
+
+static void col_seen(void *arg, uint64_t off, struct rec_id id)
+{
+    struct collect *c = arg;
+    (void)off;
+    c->recs = grow(c->recs, &c->cap, c->n, sizeof *c->recs);
+    c->recs[c->n++] = id;
+}
+
+static void col_done(struct rl_op *op)
+{
+    struct collect *c = op->done_arg;
+    c->busy = false;
+    if (op->status != 0) {
+        c->error = op->status;
+        c->done = true;
+    } else if (!walk_chunk(op->buf, op->len, &c->next, col_seen, c)) {
+        fail_check("n%d's log skips offsets after %" PRIu64, c->node + 1, c->next);
+        c->done = true;
+    } else if (c->next >= c->end) {
+        c->done = true;
+    }
+    free_op(op);
+}
+
+static bool converged(void)
+{
+    uint64_t v = 0;
+    bool leader = false;
+    for (int i = 0; i < W->n; i++) {
+        struct sim_node *n = &W->nodes[i];
+        if (!node_up(n) || n->log->fatal)
+            return false;
+        if (i == 0)
+            v = node_visible(n);
+        if (node_visible(n) != v)
+            return false;
+        leader |= node_is_leader(n);
+    }
+    for (int c = 0; c < H.n_clients; c++)
+        if (H.clients[c].cur)
+            return false;
+    return leader;
+}
+
+static bool collected(void)
+{
+    bool all = true;
+    for (int i = 0; i < W->n; i++) {
+        struct collect *c = &H.col[i];
+        if (c->done)
+            continue;
+        all = false;
+        if (!c->busy) {
+            struct rl_op *op = new_op(RL_OP_FETCH, c->next, col_done, c);
+            c->busy = node_submit(&W->nodes[i], op) == 0;
+            if (!c->busy) {
+                free_op(op);
+                c->done = true;
+                c->error = RLOG_ECLOSED;
+            }
+        }
+    }
+    return all;
+}
+
+static void heal_all(void)
+{
+    H.faults_on = false;
+    H.load_on = false;
+    memset(W->link_cut, 0, sizeof W->link_cut);
+    W->net = (struct sim_net_faults){.delay_ns = 50000, .jitter_ns = 100000};
+    for (int i = 0; i < W->n; i++) {
+        struct sim_node *n = &W->nodes[i];
+        heal_disk(n);
+        node_enter(n);
+        struct rl_fs_faults none = {0};
+        if (!rl_fs_crashed())
+            rl_fs_faults_set(&none);
+        node_leave();
+        if (!n->log)
+            node_start(n);
+        else if (n->closing || n->log->fatal)
+            sim_at(W->now + 10 * SIM_MS, restart_ev, n);
+    }
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void check_history(int corrupt_node)
+{
+    /* Every node agrees on every offset it holds; the reference is the
+     * longest log read without error. */
+    int ref = -1;
+    for (int i = 0; i < W->n; i++)
+        if (H.col[i].error == 0 && (ref < 0 || H.col[i].n > H.col[ref].n))
+            ref = i;
+    if (ref < 0) {
+        fail_check("no node's log could be read to the end");
+        return;
+    }
+    struct collect *R = &H.col[ref];
+    for (int i = 0; i < W->n; i++) {
+        struct collect *c = &H.col[i];
+        if (i != corrupt_node && (c->error || c->n != R->n))
+            fail_check("n%d holds %zu records (error %s), n%d holds %zu", i + 1, c->n,
+                       c->error ? rlog_errname(c->error) : "none", ref + 1, R->n);
+        for (size_t k = 0; k < c->n && k < R->n; k++)
+            if (!same(&c->recs[k], &R->recs[k])) {
+                fail_check("n%d and n%d differ at offset %zu", i + 1, ref + 1, k);
+                break;
+            }
+    }
+    /* Acknowledged appends are where they were acknowledged, intact. */
+    for (size_t k = 0; k < H.n_att; k++) {
+        struct attempt *a = H.att[k];
+        if (a->status != 0)
+            continue;
+        if (a->offset >= R->n)
+            fail_check("append c%" PRIu64 "/%" PRIu64 " acknowledged at %" PRIu64
+                       " but the log ends at %zu",
+                       a->id.client, a->id.seq, a->offset, R->n);
+        else if (!same(&R->recs[a->offset], &a->id))
+            fail_check("append c%" PRIu64 "/%" PRIu64 " acknowledged at %" PRIu64
+                       " but the log holds c%" PRIu64 "/%" PRIu64 " there",
+                       a->id.client, a->id.seq, a->offset, R->recs[a->offset].client,
+                       R->recs[a->offset].seq);
+    }
+    /* No record twice. */
+    uint64_t *keys = malloc((R->n ? R->n : 1) * sizeof *keys);
+    for (size_t k = 0; k < R->n; k++)
+        keys[k] = R->recs[k].client << 40 | R->recs[k].seq;
+    qsort(keys, R->n, sizeof *keys, cmp_u64);
+    for (size_t k = 1; k < R->n; k++)
+        if (keys[k] == keys[k - 1])
+            fail_check("record c%" PRIu64 "/%" PRIu64 " is in the log twice", keys[k] >> 40,
+                       (uint64_t)(keys[k] & ((1ull << 40) - 1)));
+    free(keys);
+    /* Nothing shown was ever overwritten or lost. */
+    for (size_t k = 0; k < H.n_obs; k++) {
+        struct obs *o = &H.obs[k];
+        if (o->offset >= R->n || !same(&R->recs[o->offset], &o->id))
+            fail_check("n%d showed c%" PRIu64 "/%" PRIu64 " at offset %" PRIu64
+                       ", which the final log does not hold there",
+                       o->node + 1, o->id.client, o->id.seq, o->offset);
+    }
+}
+
+static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t ms, bool verbose)
+{
+    struct sim_world w;
+    memset(&H, 0, sizeof H);
+    world_init(&w, seed, nodes, verbose);
+    for (int i = 0; i < W->n; i++)
+        if (node_start(&W->nodes[i]) != 0) {
+            fprintf(stderr, "seed %" PRIu64 ": n%d does not open\n", seed, i + 1);
+            world_fini();
+            return 1;
+        }
+    H.load_on = H.faults_on = true;
+    H.n_clients = strcmp(sc->name, "election-inflight") == 0 ? 8 : 4;
+    for (int c = 0; c < H.n_clients; c++) {
+        H.clients[c] = (struct client){.idx = c, .target = (int)sim_range(0, (uint64_t)W->n - 1)};
+        sim_at(W->now + sim_range(1000, 1500) * SIM_MS, client_tick, &H.clients[c]);
+    }
+    for (int i = 0; i < W->n; i++) {
+        H.subs[i] = (struct sub){.node = i};
+        sim_at(W->now + 1000 * SIM_MS, sub_tick, &H.subs[i]);
+    }
+    sim_at(W->now + 1200 * SIM_MS, reader_tick, NULL);
+    sc->setup();
+    uint64_t start = W->now;
+    world_run(start + ms * SIM_MS, NULL);
+
+    heal_all();
+    uint64_t deadline = W->now + 60000 * SIM_MS;
+    while (!converged() && W->now < deadline) {
+        world_run(W->now + 10 * SIM_MS, NULL);
+        heal_all();
+    }
+    if (!converged())
+        fail_check("the cluster did not converge within 60 s after healing");
+    /* Let subscribers catch up to the end too. */
+    world_run(W->now + 500 * SIM_MS, NULL);
+    uint64_t end = node_visible(&W->nodes[0]);
+    for (int i = 0; i < W->n; i++)
+        H.col[i] = (struct collect){.node = i, .end = end, .done = end == 0};
+    uint64_t cdeadline = W->now + 60000 * SIM_MS;
+    while (!collected() && W->now < cdeadline)
+        world_run(W->now + 5 * SIM_MS, NULL);
+    int corrupt_node = -1;
+    for (int i = 0; i < W->n; i++)
+        if (H.col[i].error == RLOG_ECORRUPT) {
+            corrupt_node = i;
+            H.corrupt_seen++;
+        }
+    if (!H.failure[0])
+        check_history(strcmp(sc->name, "bitflip") == 0 ? corrupt_node : -1);
+    if (!H.failure[0] && H.acked == 0)
+        fail_check("no append was acknowledged");
+    if (!H.failure[0] && sc->verify) {
+        const char *why = sc->verify();
+        if (why)
+            fail_check("%s", why);
+    }
+    printf("seed %" PRIu64 " %s: %s acked=%lu failed=%lu log=%" PRIu64 " reads=%lu shown=%zu "
+           "crashes=%lu fatal=%u truncations=%lu frames=%lu dropped=%lu dup=%lu virtual_s=%.1f\n",
+           seed, sc->name, H.failure[0] ? "FAIL" : "ok", H.acked, H.failed, end, H.reads, H.n_obs,
+           H.crashes, W->fatal_stops, W->truncations, W->frames, W->dropped, W->duplicated,
+           (double)(W->now - start) / 1e9);
+    if (H.failure[0])
+        printf("seed %" PRIu64 " %s: %s\n  replay: build/sim/sim --scenario %s --seed-start %" PRIu64
+               " --seeds 1 -v\n",
+               seed, sc->name, H.failure, sc->name, seed);
+    fflush(stdout);
+    int failed = H.failure[0] != 0;
+    world_fini();
+    for (size_t k = 0; k < H.n_att; k++)
+        free(H.att[k]);
+    free(H.att);
+    free(H.obs);
+    for (int i = 0; i < SIM_MAX_NODES; i++)
+        free(H.col[i].recs);
+    return failed;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t seeds = 1, first = 1, ms = 0;
+    const char *name = "random";
+    int nodes = 0;
+    bool verbose = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--seeds") && i + 1 < argc)
+            seeds = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--seed-start") && i + 1 < argc)
+            first = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--scenario") && i + 1 < argc)
+            name = argv[++i];
+        else if (!strcmp(argv[i], "--nodes") && i + 1 < argc)
+            nodes = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ms") && i + 1 < argc)
+            ms = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "-v"))
+            verbose = true;
+        else {
+            fprintf(stderr, "usage: %s [--seeds N] [--seed-start S] [--scenario NAME|all] "
+                            "[--nodes 3|5] [--ms VIRTUAL_MS] [-v]\nscenarios:",
+                    argv[0]);
+            for (size_t k = 0; k < N_SCENARIOS; k++)
+                fprintf(stderr, " %s", scenarios[k].name);
+            fprintf(stderr, "\n");
+            return 2;
+        }
+    }
+    if (nodes && (nodes < 1 || nodes > SIM_MAX_NODES)) {
+        fprintf(stderr, "--nodes must be 1..%d\n", SIM_MAX_NODES);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    unsigned long ran = 0, failed = 0;
+    bool all = !strcmp(name, "all"), known = all;
+    for (uint64_t s = first; s < first + seeds; s++)
+        for (size_t k = 0; k < N_SCENARIOS; k++) {
+            const struct scenario *sc = &scenarios[k];
+            if (!all && strcmp(sc->name, name) != 0)
+                continue;
+            known = true;
+            failed += run_one(sc, s, nodes ? nodes : sc->nodes, ms ? ms : sc->ms, verbose);
+            ran++;
+        }
+    if (!known) {
+        fprintf(stderr, "unknown scenario %s\n", name);
+        return 2;
+    }
+    printf("%lu of %lu runs clean (seeds %" PRIu64 "..%" PRIu64 ")\n", ran - failed, ran, first,
+           first + seeds - 1);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,935 @@
+/*
+ * The simulated world (see world.h). One thread does everything: it runs due
+ * events (frame deliveries, store jobs, workload and fault actions), then
+ * gives every node's libuv loop one non-blocking turn, then collects the
+ * frames nodes wrote, and repeats until nothing moves; then it jumps the
+ * virtual clock to the next event or timer.
+ *
+ * Why this is deterministic: nodes talk over in-process socket pairs, so a
+ * byte written is readable at once and epoll reports ready sockets in a
+ * fixed order; store jobs and connects are events in a (time, sequence)
+ * queue; libuv's clock is this file's clock; and every choice comes from one
+ * PRNG.
+ */
+#include "sim/world.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/env.h"
+#include "wire/codec.h"
+
+struct sim_world *W;
+static struct sim_node *cur; /* the node the world acts for, or NULL */
+
+/* ---- randomness and time ---------------------------------------------------------- */
+
+uint64_t sim_rand(void)
+{
+    /* splitmix64: tiny, and every seed gives a full-quality stream */
+    uint64_t z = (W->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+uint64_t sim_range(uint64_t lo, uint64_t hi)
+{
+    return hi <= lo ? lo : lo + sim_rand() % (hi - lo + 1);
+}
+
+bool sim_chance(unsigned per_mille)
+{
+    return per_mille && sim_rand() % 1000 < per_mille;
+}
+
+/* libuv reads the monotonic clock through clock_gettime; defining it here
+ * (exported, so the dynamic linker prefers it) puts libuv's loop time, and so
+ * every timer in liblog and libraft, on the virtual clock. Each node may run
+ * ahead of the others (a clock jump). */
+__attribute__((visibility("default"))) int clock_gettime(clockid_t id, struct timespec *ts)
+{
+    bool mono = id == CLOCK_MONOTONIC || id == CLOCK_MONOTONIC_COARSE ||
+                id == CLOCK_MONOTONIC_RAW || id == CLOCK_BOOTTIME;
+    if (!W || !mono)
+        return (int)syscall(SYS_clock_gettime, id, ts);
+    uint64_t t = W->now + (uint64_t)(cur ? cur->clock_offset_ns : 0);
+    ts->tv_sec = (time_t)(t / 1000000000ull);
+    ts->tv_nsec = (long)(t % 1000000000ull);
+    return 0;
+}
+
+void sim_log(const char *fmt, ...)
+{
+    if (!W->verbose)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "[%9.3f] ", (double)W->now / 1e9);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void node_enter(struct sim_node *n)
+{
+    cur = n;
+    rl_fs_domain_enter(n ? n->fs : NULL);
+}
+
+void node_leave(void)
+{
+    node_enter(NULL);
+}
+
+/* ---- events ------------------------------------------------------------------------- */
+
+struct event {
+    uint64_t at, seq;
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static struct event *heap;
+static size_t heap_n, heap_cap;
+static uint64_t event_seq;
+
+static bool ev_less(const struct event *a, const struct event *b)
+{
+    return a->at < b->at || (a->at == b->at && a->seq < b->seq);
+}
+
+void sim_at(uint64_t at, void (*fn)(void *arg), void *arg)
+{
+    if (heap_n == heap_cap) {
+        heap_cap = heap_cap ? heap_cap * 2 : 1024;
+        heap = realloc(heap, heap_cap * sizeof *heap);
+        if (!heap)
+            abort();
+    }
+    size_t i = heap_n++;
+    heap[i] = (struct event){.at = at < W->now ? W->now : at, .seq = event_seq++, .fn = fn, .arg = arg};
+    while (i > 0 && ev_less(&heap[i], &heap[(i - 1) / 2])) {
+        struct event t = heap[i];
+        heap[i] = heap[(i - 1) / 2];
+        heap[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+static struct event ev_pop(void)
+{
+    struct event top = heap[0];
+    heap[0] = heap[--heap_n];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < heap_n && ev_less(&heap[l], &heap[m]))
+            m = l;
+        if (r < heap_n && ev_less(&heap[r], &heap[m]))
+            m = r;
+        if (m == i)
+            break;
+        struct event t = heap[i];
+        heap[i] = heap[m];
+        heap[m] = t;
+        i = m;
+    }
+    return top;
+}
+
+/* ---- the disk: store jobs run when the world says ------------------------------------ */
+
+struct job {
+    struct sim_node *n;
+    uv_work_t *req;
+    uv_work_cb work;
+    uv_after_work_cb after;
+    bool done;              /* ran early (rl_block_turn); the event only frees it */
+    struct job *next;       /* the node's outstanding jobs, oldest first */
+};
+
+static struct job *jobs_head, *jobs_tail;
+
+static void job_exec(struct job *j)
+{
+    j->done = true;
+    struct sim_node *prev = cur;
+    node_enter(j->n);
+    j->work(j->req);
+    j->after(j->req, 0);
+    node_enter(prev);
+}
+
+static void job_run(void *arg)
+{
+    struct job *j = arg;
+    if (!j->done)
+        job_exec(j);
+    /* jobs finish in order per node, so j is the oldest of its node */
+    struct job **pp = &jobs_head, *prev = NULL;
+    while (*pp != j) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    *pp = j->next;
+    if (jobs_tail == j)
+        jobs_tail = prev;
+    free(j);
+}
+
+/* A node waiting inside a call (bootstrap) gets its oldest job run now. */
+static void sim_block_turn(uv_loop_t *loop)
+{
+    for (struct job *j = jobs_head; j; j = j->next)
+        if (j->n == cur && !j->done) {
+            job_exec(j);
+            return;
+        }
+    uv_run(loop, UV_RUN_NOWAIT);
+}
+
+static int sim_queue_work(uv_loop_t *loop, uv_work_t *req, uv_work_cb work, uv_after_work_cb after)
+{
+    if (!cur)
+        abort(); /* work from outside any node: the world lost track */
+    struct job *j = malloc(sizeof *j);
+    if (!j)
+        abort();
+    req->loop = loop;
+    *j = (struct job){.n = cur, .req = req, .work = work, .after = after};
+    if (jobs_tail)
+        jobs_tail->next = j;
+    else
+        jobs_head = j;
+    jobs_tail = j;
+    /* One job at a time per disk, in submission order, like the store's
+     * single writer; latency varies a little. */
+    uint64_t start = cur->disk_busy_until > W->now ? cur->disk_busy_until : W->now;
+    uint64_t lat = cur->disk_ns / 2 + sim_range(0, cur->disk_ns);
+    cur->disk_busy_until = start + lat;
+    sim_at(cur->disk_busy_until, job_run, j);
+    return 0;
+}
+
+/* ---- the network ---------------------------------------------------------------------- */
+
+struct buf {
+    unsigned char *p;
+    size_t len, cap, off;
+};
+
+static void buf_add(struct buf *b, const void *data, size_t len)
+{
+    if (b->len + len > b->cap) {
+        size_t c = b->cap ? b->cap : 4096;
+        while (c < b->len + len)
+            c *= 2;
+        b->p = realloc(b->p, c);
+        if (!b->p)
+            abort();
+        b->cap = c;
+    }
+    memcpy(b->p + b->len, data, len);
+    b->len += len;
+}
+
+/* A connection: end 0 is the connecting node, end 1 the accepting one. The
+ * world holds the far side of each node's socket pair and forwards whole
+ * frames between them. */
+struct conn {
+    struct sim_node *end[2];
+    uint64_t inc[2];
+    int fd[2];              /* world's side of end i's socket pair */
+    struct buf rx[2];       /* read from end i, not yet a whole frame */
+    struct buf tx[2];       /* to write to end i */
+    uint64_t last_due[2];   /* latest delivery time towards end i */
+    bool dead;
+    unsigned refs;          /* deliveries in flight */
+    struct conn *next;
+};
+
+static struct conn *conns;
+
+struct delivery {
+    struct conn *c;
+    int to;
+    size_t len;
+    unsigned char data[];
+};
+
+static void conn_kill(struct conn *c)
+{
+    if (c->dead)
+        return;
+    c->dead = true;
+    for (int i = 0; i < 2; i++) {
+        close(c->fd[i]);
+        c->fd[i] = -1;
+    }
+}
+
+static void conn_flush(struct conn *c, int i)
+{
+    struct buf *t = &c->tx[i];
+    while (!c->dead && t->off < t->len) {
+        ssize_t w = write(c->fd[i], t->p + t->off, t->len - t->off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN)
+            return;
+        if (w <= 0) {
+            conn_kill(c);
+            return;
+        }
+        t->off += (size_t)w;
+    }
+    if (t->off == t->len)
+        t->off = t->len = 0;
+}
+
+static void deliver(void *arg)
+{
+    struct delivery *d = arg;
+    struct conn *c = d->c;
+    c->refs--;
+    if (!c->dead) {
+        buf_add(&c->tx[d->to], d->data, d->len);
+        conn_flush(c, d->to);
+    }
+    free(d);
+}
+
+static bool link_up(const struct sim_node *from, const struct sim_node *to)
+{
+    return !W->link_cut[from->idx][to->idx];
+}
+
+/* Decides the fate of one whole frame read from end `from`. */
+static void route(struct conn *c, int from, const unsigned char *frame, size_t len)
+{
+    int to = 1 - from;
+    W->frames++;
+    if (!link_up(c->end[from], c->end[to]) || sim_chance(W->net.drop_pm)) {
+        W->dropped++;
+        return;
+    }
+    int copies = sim_chance(W->net.dup_pm) ? 2 : 1;
+    W->duplicated += copies - 1;
+    for (int k = 0; k < copies; k++) {
+        uint64_t due = W->now + W->net.delay_ns + sim_range(0, W->net.jitter_ns);
+        if (!W->net.reorder && due < c->last_due[to])
+            due = c->last_due[to]; /* a stream keeps its order */
+        c->last_due[to] = due;
+        struct delivery *d = malloc(sizeof *d + len);
+        if (!d)
+            abort();
+        d->c = c;
+        d->to = to;
+        d->len = len;
+        memcpy(d->data, frame, len);
+        c->refs++;
+        sim_at(due, deliver, d);
+    }
+}
+
+/* Reads what end i wrote; returns true if anything moved. */
+static bool conn_pump(struct conn *c, int i)
+{
+    bool moved = false;
+    unsigned char chunk[64 * 1024];
+    while (!c->dead) {
+        ssize_t r = read(c->fd[i], chunk, sizeof chunk);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && errno == EAGAIN)
+            break;
+        if (r <= 0) { /* the node closed its end (or died) */
+            conn_kill(c);
+            return true;
+        }
+        moved = true;
+        buf_add(&c->rx[i], chunk, (size_t)r);
+    }
+    struct buf *b = &c->rx[i];
+    size_t pos = 0;
+    while (b->len - pos >= RL_WIRE_HDR) {
+        const unsigned char *h = b->p + pos;
+        uint32_t body = (uint32_t)h[8] | (uint32_t)h[9] << 8 | (uint32_t)h[10] << 16 |
+                        (uint32_t)h[11] << 24;
+        size_t total = RL_WIRE_HDR + (size_t)body;
+        if (b->len - pos < total)
+            break;
+        route(c, i, h, total);
+        pos += total;
+    }
+    if (pos) {
+        memmove(b->p, b->p + pos, b->len - pos);
+        b->len -= pos;
+    }
+    if (!c->dead)
+        conn_flush(c, i);
+    return moved;
+}
+
+static bool net_pump(void)
+{
+    bool moved = false;
+    struct conn **pp = &conns;
+    while (*pp) {
+        struct conn *c = *pp;
+        for (int i = 0; i < 2; i++)
+            moved |= conn_pump(c, i);
+        if (c->dead && c->refs == 0) {
+            *pp = c->next;
+            for (int i = 0; i < 2; i++) {
+                free(c->rx[i].p);
+                free(c->tx[i].p);
+            }
+            free(c);
+        } else {
+            pp = &c->next;
+        }
+    }
+    return moved;
+}
+
+void net_sever(struct sim_node *n)
+{
+    for (struct conn *c = conns; c; c = c->next)
+        if (c->end[0] == n || c->end[1] == n)
+            conn_kill(c);
+}
+
+/* A node-side stream over one end of a fresh socket pair; *world_fd gets
+ * the other end. */
+static uv_stream_t *make_stream(struct sim_node *n, int *world_fd)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+        abort();
+    uv_pipe_t *p = malloc(sizeof *p);
+    if (!p || uv_pipe_init(&n->log->loop, p, 0) != 0 || uv_pipe_open(p, sv[0]) != 0)
+        abort();
+    *world_fd = sv[1];
+    return (uv_stream_t *)p;
+}
+
+/* ---- the transport ---------------------------------------------------------------------- */
+
+struct strans {
+    struct sim_node *n;
+    uint64_t inc;
+    uint64_t id;
+    raft_uv_accept_cb accept;
+    struct pending *pending;
+    bool closed;
+};
+
+struct pending {
+    struct strans *t;
+    struct raft_uv_connect *req;
+    raft_uv_connect_cb cb;
+    uint64_t target;
+    bool cancelled;
+    struct pending *next;
+};
+
+static struct sim_node *node_by_id(uint64_t id)
+{
+    for (int i = 0; i < W->n; i++)
+        if (W->nodes[i].id == id)
+            return &W->nodes[i];
+    return NULL;
+}
+
+static int st_init(struct raft_uv_transport *t, raft_id id, const char *address)
+{
+    struct strans *s = t->impl;
+    s->id = id;
+    return 0;
+}
+
+static int st_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
+{
+    struct strans *s = t->impl;
+    s->accept = cb;
+    s->n->transport = t;
+    s->n->accept_cb = (void *)cb;
+    return 0;
+}
+
+static void pending_unlink(struct pending *p)
+{
+    for (struct pending **pp = &p->t->pending; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            return;
+        }
+}
+
+static bool accepting(const struct sim_node *n, uint64_t inc)
+{
+    return n && n->log && !n->closing && n->incarnation == inc && n->transport;
+}
+
+static void connect_attempt(void *arg)
+{
+    struct pending *p = arg;
+    if (p->cancelled) {
+        free(p);
+        return;
+    }
+    pending_unlink(p);
+    struct strans *s = p->t;
+    struct sim_node *a = s->n, *b = node_by_id(p->target);
+    bool ok = accepting(a, s->inc) && b && accepting(b, b->incarnation) && link_up(a, b) &&
+              link_up(b, a);
+    if (!ok) {
+        node_enter(a);
+        p->cb(p->req, NULL, RAFT_NOCONNECTION);
+        node_leave();
+        free(p);
+        return;
+    }
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->end[0] = a;
+    c->end[1] = b;
+    c->inc[0] = a->incarnation;
+    c->inc[1] = b->incarnation;
+    uv_stream_t *sa = make_stream(a, &c->fd[0]);
+    uv_stream_t *sb = make_stream(b, &c->fd[1]);
+    c->next = conns;
+    conns = c;
+    struct raft_uv_transport *bt = b->transport;
+    node_enter(b);
+    ((raft_uv_accept_cb)b->accept_cb)(bt, a->id, a->address, sb);
+    node_enter(a);
+    p->cb(p->req, sa, 0);
+    node_leave();
+    free(p);
+}
+
+static int st_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
+                      const char *address, raft_uv_connect_cb cb)
+{
+    struct strans *s = t->impl;
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p)
+        return RAFT_NOMEM;
+    *p = (struct pending){.t = s, .req = req, .cb = cb, .target = id, .next = s->pending};
+    req->cb = cb;
+    s->pending = p;
+    /* A connect to a cut-off peer fails only after a while, as over TCP. */
+    struct sim_node *b = node_by_id(id);
+    bool cut = b && (!link_up(s->n, b) || !link_up(b, s->n));
+    sim_at(W->now + (cut ? 50 * SIM_MS : sim_range(20000, 200000)), connect_attempt, p);
+    return 0;
+}
+
+struct close_req {
+    struct raft_uv_transport *t;
+    raft_uv_transport_close_cb cb;
+    struct sim_node *n;
+};
+
+static void close_done(void *arg)
+{
+    struct close_req *r = arg;
+    node_enter(r->n);
+    r->cb(r->t);
+    node_leave();
+    free(r);
+}
+
+static void st_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
+{
+    struct strans *s = t->impl;
+    s->closed = true;
+    if (s->n->transport == t) {
+        s->n->transport = NULL;
+        s->n->accept_cb = NULL;
+    }
+    while (s->pending) {
+        struct pending *p = s->pending;
+        s->pending = p->next;
+        p->cancelled = true; /* freed by its connect_attempt event */
+        p->cb(p->req, NULL, RAFT_CANCELED);
+    }
+    struct close_req *r = malloc(sizeof *r);
+    if (!r)
+        abort();
+    *r = (struct close_req){.t = t, .cb = cb, .n = s->n};
+    sim_at(W->now, close_done, r);
+}
+
+static int sim_transport_init(struct raft_uv_transport *t, uv_loop_t *loop)
+{
+    (void)loop;
+    struct strans *s = calloc(1, sizeof *s);
+    if (!s || !cur)
+        abort();
+    s->n = cur;
+    s->inc = cur->incarnation;
+    memset(t, 0, sizeof *t);
+    t->impl = s;
+    t->init = st_init;
+    t->listen = st_listen;
+    t->connect = st_connect;
+    t->close = st_close;
+    return 0;
+}
+
+static void sim_transport_fini(struct raft_uv_transport *t)
+{
+    free(t->impl);
+    t->impl = NULL;
+}
+
+static void sim_random(void *buf, size_t len)
+{
+    unsigned char *p = buf;
+    for (size_t i = 0; i < len; i++)
+        p[i] = (unsigned char)sim_rand();
+}
+
+static const struct rl_env sim_env = {
+    .queue_work = sim_queue_work,
+    .transport_init = sim_transport_init,
+    .transport_fini = sim_transport_fini,
+    .block_turn = sim_block_turn,
+    .random = sim_random,
+};
+
+/* ---- nodes -------------------------------------------------------------------------------- */
+
+static void node_log_fn(void *arg, int level, const char *line)
+{
+    struct sim_node *n = arg;
+    if (strstr(line, "truncating the log"))
+        W->truncations++;
+    if (W->verbose || level >= 3)
+        fprintf(stderr, "[%9.3f] n%" PRIu64 ": %s\n", (double)W->now / 1e9, n->id, line);
+}
+
+bool node_up(const struct sim_node *n)
+{
+    return n->log && !n->closing;
+}
+
+int node_start(struct sim_node *n)
+{
+    if (n->log)
+        return 0;
+    if (W->finishing)
+        return RLOG_ECLOSED;
+    struct rlog_peer peers[SIM_MAX_NODES];
+    for (int i = 0; i < W->n; i++)
+        peers[i] = (struct rlog_peer){.id = W->nodes[i].id, .address = W->nodes[i].address};
+    struct rlog_config cfg = W->base;
+    cfg.id = n->id;
+    cfg.address = n->address;
+    cfg.data_dir = n->dir;
+    cfg.peers = peers;
+    cfg.n_peers = (unsigned)W->n;
+    cfg.log_fn = node_log_fn;
+    cfg.log_arg = n;
+    char err[512];
+    n->incarnation++;
+    n->fatal_seen = false;
+    node_enter(n);
+    int rv = rl_open_stepped(&cfg, &n->log, err, sizeof err);
+    node_leave();
+    if (rv != 0) {
+        sim_log("n%" PRIu64 " open failed: %s: %s", n->id, rlog_errname(rv), err);
+        n->log = NULL;
+        return rv;
+    }
+    sim_log("n%" PRIu64 " up (incarnation %" PRIu64 ")", n->id, n->incarnation);
+    return 0;
+}
+
+static void close_done_op(struct rl_op *op)
+{
+    struct sim_node *n = op->done_arg;
+    free(op);
+    rlog *log = n->log;
+    n->log = NULL;
+    n->closing = false;
+    n->transport = NULL;
+    n->accept_cb = NULL;
+    rl_free_stepped(log);
+    /* The machine comes back with whatever its disk kept. */
+    struct rl_fs_faults none = {0};
+    rl_fs_faults_set(&none);
+    sim_log("n%" PRIu64 " down", n->id);
+}
+
+static void begin_close(struct sim_node *n, bool crash)
+{
+    if (!n->log || n->closing)
+        return;
+    n->closing = true;
+    struct rl_op *op = calloc(1, sizeof *op);
+    if (!op)
+        abort();
+    op->kind = RL_OP_CLOSE;
+    op->done = close_done_op;
+    op->done_arg = n;
+    n->log->crash_close = crash;
+    node_enter(n);
+    if (rl_submit(n->log, op) != 0)
+        abort(); /* only a close makes a node refuse ops, and this is the one */
+    node_leave();
+}
+
+void node_crash(struct sim_node *n, long tear_bytes)
+{
+    if (!n->log || n->closing)
+        return;
+    sim_log("n%" PRIu64 " CRASH (tear %ld)", n->id, tear_bytes);
+    node_enter(n);
+    rl_fs_crash(tear_bytes);
+    node_leave();
+    net_sever(n);
+    begin_close(n, true);
+}
+
+void node_stop(struct sim_node *n)
+{
+    sim_log("n%" PRIu64 " stop", n->id);
+    begin_close(n, false);
+}
+
+int node_submit(struct sim_node *n, struct rl_op *op)
+{
+    if (!node_up(n))
+        return RLOG_ECLOSED;
+    node_enter(n);
+    int rv = rl_submit(n->log, op);
+    node_leave();
+    return rv;
+}
+
+uint64_t node_leader(const struct sim_node *n)
+{
+    if (!node_up(n))
+        return 0;
+    raft_id id = 0;
+    const char *addr = NULL;
+    raft_leader((struct raft *)&n->log->raft, &id, &addr);
+    return id;
+}
+
+bool node_is_leader(const struct sim_node *n)
+{
+    return node_up(n) && n->log->raft.state == RAFT_LEADER;
+}
+
+uint64_t node_visible(const struct sim_node *n)
+{
+    return n->log ? n->log->fence.visible_offset : 0;
+}
+
+/* A node that failed stop is closed (as its host would) and restarted
+ * later with the fault gone, as an operator would. */
+static void restart_ev(void *arg)
+{
+    struct sim_node *n = arg;
+    if (!n->log)
+        node_start(n);
+    else if (n->closing)
+        sim_at(W->now + 100 * SIM_MS, restart_ev, n);
+}
+
+static void check_fatal(void)
+{
+    for (int i = 0; i < W->n; i++) {
+        struct sim_node *n = &W->nodes[i];
+        if (!node_up(n) || !n->log->fatal || n->fatal_seen)
+            continue;
+        n->fatal_seen = true;
+        if (!n->log->fatal_msg[0]) {
+            fprintf(stderr, "seed %" PRIu64 ": n%" PRIu64 " failed stop without a reason\n",
+                    W->seed, n->id);
+            abort();
+        }
+        sim_log("n%" PRIu64 " failed stop: %s: %s", n->id, rlog_errname(n->log->fatal),
+                n->log->fatal_msg);
+        if (W->fatal_stops < 16)
+            W->fatal_codes[W->fatal_stops] = n->log->fatal;
+        W->fatal_stops++;
+        begin_close(n, true);
+        sim_at(W->now + sim_range(200, 2000) * SIM_MS, restart_ev, n);
+    }
+}
+
+/* ---- the world ------------------------------------------------------------------------- */
+
+static void rm_rf(const char *path)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    if (system(cmd) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", path);
+}
+
+void world_init(struct sim_world *w, uint64_t seed, int n, bool verbose)
+{
+    memset(w, 0, sizeof *w);
+    W = w;
+    w->seed = seed;
+    w->rng = seed * 0x2545f4914f6cdd1dull + 1;
+    w->now = 1000 * SIM_MS * 1000ull; /* not 0: nothing should mistake it for unset */
+    w->n = n;
+    w->verbose = verbose;
+    w->net = (struct sim_net_faults){.delay_ns = 50000, .jitter_ns = 100000};
+    struct stat st;
+    const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
+    snprintf(w->root, sizeof w->root, "%s/rlog-sim-%d-%" PRIu64, base, (int)getpid(), seed);
+    rm_rf(w->root);
+    if (mkdir(w->root, 0700) != 0)
+        abort();
+    rlog_config_init(&w->base);
+    w->base.segment_size = 256 << 10;   /* many segments, rollovers, trims */
+    w->base.batch_max_bytes = 64 << 10;
+    w->base.max_record_size = 16 << 10;
+    w->base.cache_bytes = 128 << 10;     /* small: reads and catch-up reach disk */
+    w->base.snapshot_threshold = 32;    /* libraft's window is small, so */
+    w->base.snapshot_trailing = 16;     /* lagging nodes catch up by fetch */
+    for (int i = 0; i < n; i++) {
+        struct sim_node *nd = &w->nodes[i];
+        nd->idx = i;
+        nd->id = (uint64_t)i + 1;
+        snprintf(nd->address, sizeof nd->address, "127.0.0.1:%d", 7001 + i);
+        snprintf(nd->dir, sizeof nd->dir, "%s/n%d", w->root, i + 1);
+        nd->fs = rl_fs_domain_new();
+        nd->disk_ns = 150000;
+        node_enter(nd);
+        struct rl_fs_faults none = {0};
+        rl_fs_faults_set(&none); /* armed: power loss can happen any time */
+        node_leave();
+    }
+    rl_env = &sim_env;
+}
+
+/* One non-blocking turn of a node's loop; true if it wants another now. */
+static bool node_turn(struct sim_node *n)
+{
+    node_enter(n);
+    uv_run(&n->log->loop, UV_RUN_NOWAIT);
+    bool again = uv_backend_timeout(&n->log->loop) == 0;
+    node_leave();
+    return again;
+}
+
+/* When n's next timer fires, on the world's clock; UINT64_MAX if none. */
+static uint64_t node_next_timer(struct sim_node *n)
+{
+    int t = uv_backend_timeout(&n->log->loop);
+    if (t < 0)
+        return UINT64_MAX;
+    uint64_t local = (uv_now(&n->log->loop) + (uint64_t)t) * SIM_MS;
+    int64_t g = (int64_t)local - n->clock_offset_ns;
+    return g < 0 ? 0 : (uint64_t)g;
+}
+
+bool world_run(uint64_t until, bool (*stop)(void))
+{
+    while (W->now <= until) {
+        if (stop && stop())
+            return true;
+        bool active = true;
+        for (int round = 0; active && round < 100000; round++) {
+            active = false;
+            while (heap_n && heap[0].at <= W->now) {
+                struct event e = ev_pop();
+                e.fn(e.arg);
+                active = true;
+            }
+            for (int i = 0; i < W->n; i++)
+                if (W->nodes[i].log)
+                    active |= node_turn(&W->nodes[i]);
+            active |= net_pump();
+            check_fatal();
+            W->steps++;
+        }
+        uint64_t next = heap_n ? heap[0].at : UINT64_MAX;
+        for (int i = 0; i < W->n; i++)
+            if (W->nodes[i].log) {
+                uint64_t t = node_next_timer(&W->nodes[i]);
+                if (t < next)
+                    next = t;
+            }
+        if (next == UINT64_MAX)
+            return false;
+        if (next <= W->now)
+            next = W->now + SIM_MS / 10;
+        if (next > until) {
+            W->now = until + 1;
+            break;
+        }
+        W->now = next;
+    }
+    return true;
+}
+
+void world_fini(void)
+{
+    W->finishing = true;
+    for (int i = 0; i < W->n; i++)
+        node_stop(&W->nodes[i]);
+    uint64_t deadline = W->now + 30000 * SIM_MS;
+    for (;;) {
+        bool any = false;
+        for (int i = 0; i < W->n; i++)
+            any |= W->nodes[i].log != NULL;
+        if (!any || W->now > deadline)
+            break;
+        world_run(W->now + 100 * SIM_MS, NULL);
+    }
+    for (int i = 0; i < W->n; i++)
+        if (W->nodes[i].log) {
+            fprintf(stderr, "seed %" PRIu64 ": n%" PRIu64 " did not close\n", W->seed,
+                    W->nodes[i].id);
+            abort();
+        }
+    /* Whatever is still queued (deliveries to dead connections, connects
+     * of closed transports) belongs to nobody now. */
+    while (heap_n) {
+        struct event e = ev_pop();
+        if (e.fn == deliver) {
+            struct delivery *d = e.arg;
+            d->c->refs--;
+            free(d);
+        } else if (e.fn == connect_attempt) {
+            free(e.arg);
+        } else if (e.fn == job_run || e.fn == close_done) {
+            fprintf(stderr, "seed %" PRIu64 ": work left behind by a closed node\n", W->seed);
+            abort();
+        }
+    }
+    for (struct conn *c = conns; c; c = c->next)
+        conn_kill(c);
+    net_pump();
+    free(heap);
+    heap = NULL;
+    heap_n = heap_cap = 0;
+    for (int i = 0; i < W->n; i++)
+        rl_fs_domain_free(W->nodes[i].fs);
+    rl_env = NULL;
+    rm_rf(W->root);
+    W = NULL;
+}

@@ -1,0 +1,108 @@
+/*
+ * The simulated world: N liblog nodes in one process, on one thread, with a
+ * simulated clock, network and disk. Each node is the real thing (its store,
+ * raft_io backend, batcher, fence and cache) in stepped mode; what the world
+ * owns is time (clock_gettime, which libuv reads, is answered from a virtual
+ * clock), the transport (frames travel through the world, which can drop,
+ * delay, duplicate and reorder them, or cut links), deferred work (the
+ * store's writes and syncs run when the world decides, slowly if it likes)
+ * and each node's disk faults (lib/fs domains: EIO, ENOSPC, power loss).
+ *
+ * Everything is driven by one seeded PRNG, so a seed replays a run exactly.
+ */
+#ifndef RL_SIM_WORLD_H
+#define RL_SIM_WORLD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fs/fs.h"
+#include "node/node.h"
+
+#define SIM_MAX_NODES 5
+#define SIM_MS 1000000ull /* nanoseconds */
+
+struct sim_node {
+    int idx;            /* 0-based; the raft id is idx + 1 */
+    uint64_t id;
+    char address[32];
+    char dir[320];
+    rlog *log;          /* NULL while down */
+    bool closing;       /* a close op is under way */
+    bool fatal_seen;    /* the node failed stop; a restart is scheduled */
+    int restarts;
+    struct rl_fs_domain *fs;
+    int64_t clock_offset_ns; /* clock jumps */
+    uint64_t disk_ns;        /* latency of one deferred store job */
+    uint64_t disk_busy_until;
+    uint64_t incarnation;    /* bumps at every open */
+    /* listening side of the simulated transport */
+    struct raft_uv_transport *transport;
+    void *accept_cb;
+};
+
+struct sim_net_faults {
+    unsigned drop_pm, dup_pm;   /* per mille of frames */
+    uint64_t delay_ns, jitter_ns;
+    bool reorder;               /* frames of one connection may overtake */
+};
+
+struct sim_world {
+    uint64_t seed;
+    uint64_t rng;
+    uint64_t now;               /* virtual nanoseconds */
+    int n;
+    struct sim_node nodes[SIM_MAX_NODES];
+    bool link_cut[SIM_MAX_NODES][SIM_MAX_NODES]; /* from -> to */
+    struct sim_net_faults net;
+    char root[256];
+    bool verbose;
+    bool finishing;             /* world_fini: no node starts again */
+    unsigned long steps, frames, dropped, duplicated, truncations;
+    unsigned fatal_stops;
+    int fatal_codes[16];        /* the first failed stops' codes */
+    struct rlog_config base;    /* every node's config (id/address/dir set per node) */
+};
+
+extern struct sim_world *W;
+
+uint64_t sim_rand(void);
+/* Uniform in [lo, hi]. */
+uint64_t sim_range(uint64_t lo, uint64_t hi);
+bool sim_chance(unsigned per_mille);
+
+void world_init(struct sim_world *w, uint64_t seed, int n, bool verbose);
+/* Closes every node (cleanly), frees everything, removes the data. */
+void world_fini(void);
+
+/* Events: fn(arg) at virtual time `at`, in (time, order of scheduling). */
+void sim_at(uint64_t at, void (*fn)(void *arg), void *arg);
+/* Advances the world until virtual time `until`, or until stop() is true
+ * (checked between steps). Returns false if the world deadlocked (nothing
+ * left to do) before that. */
+bool world_run(uint64_t until, bool (*stop)(void));
+
+int node_start(struct sim_node *n);     /* opens the node; 0 or an RLOG_E* */
+/* Kills the node: power loss (tear_bytes of the newest write kept if > 0),
+ * every connection cut, then its memory reclaimed through a close that can
+ * no longer touch the disk. */
+void node_crash(struct sim_node *n, long tear_bytes);
+/* Closes the node the way a host would (rlog_close). */
+void node_stop(struct sim_node *n);
+bool node_up(const struct sim_node *n);
+/* Acts for node n (its disk domain and clock) until node_leave. */
+void node_enter(struct sim_node *n);
+void node_leave(void);
+/* Severs every connection from or to n (links stay as they are). */
+void net_sever(struct sim_node *n);
+
+/* Queues op on n; done(op) runs later from the node's loop. */
+int node_submit(struct sim_node *n, struct rl_op *op);
+/* The leader id as n sees it (0 = none) and its visible prefix. */
+uint64_t node_leader(const struct sim_node *n);
+uint64_t node_visible(const struct sim_node *n);
+bool node_is_leader(const struct sim_node *n);
+
+void sim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
