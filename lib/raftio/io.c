@@ -117,6 +117,10 @@ struct io {
     struct held *held_head, *held_tail;
     unsigned appends;
     struct append_req *failed_top; /* failed appends, newest on top */
+    /* While libraft handles an AppendEntries: the last index it proves
+     * this log matches the leader's (see deliver). */
+    bool in_append_entries;
+    uint64_t append_entries_match;
     int fatal;
     bool closing;
     raft_io_close_cb close_cb;
@@ -167,7 +171,19 @@ static void deliver(struct io *io, struct raft_message *msg, void *body, bool ow
         rl_wire_message_release(msg, body, owned);
         return;
     }
+    /* libraft 0.15 answers an AppendEntries that brings nothing new with
+     * "I hold everything up to my last stored index" (recv_append_entries.c),
+     * even when entries after the leader's are from another term and about
+     * to be replaced. The leader then takes them as matched and can count
+     * this node towards a quorum for entries it does not hold (found by the
+     * simulator: a leader's match index stuck above a follower's conflicting
+     * suffix, its heartbeats rejected forever). The answer is capped at what
+     * the message itself proves: prev_log_index + n_entries. */
+    io->in_append_entries = msg->type == RAFT_IO_APPEND_ENTRIES;
+    if (io->in_append_entries)
+        io->append_entries_match = msg->append_entries.prev_log_index + msg->append_entries.n_entries;
     io->recv_cb(io->rio, msg);
+    io->in_append_entries = false;
     if (!owned)
         raft_free(body);
     after_event(io);
@@ -975,7 +991,15 @@ static int send_msg(struct io *io, const struct raft_message *msg, struct raft_i
 static int io_send(struct raft_io *rio, struct raft_io_send *req, const struct raft_message *msg,
                    raft_io_send_cb cb)
 {
-    return send_msg(rio->impl, msg, req, cb, NULL, NULL);
+    struct io *io = rio->impl;
+    if (io->in_append_entries && msg->type == RAFT_IO_APPEND_ENTRIES_RESULT &&
+        msg->append_entries_result.rejected == 0 &&
+        msg->append_entries_result.last_log_index > io->append_entries_match) {
+        struct raft_message capped = *msg;
+        capped.append_entries_result.last_log_index = io->append_entries_match;
+        return send_msg(io, &capped, req, cb, NULL, NULL);
+    }
+    return send_msg(io, msg, req, cb, NULL, NULL);
 }
 
 #include "raftio/fetch.inc"

@@ -836,6 +836,8 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
     struct sim_world w;
     memset(&H, 0, sizeof H);
     world_init(&w, seed, nodes, verbose);
+    if (getenv("SIM_TRACE_FROM"))
+        w.trace_from = strtoull(getenv("SIM_TRACE_FROM"), NULL, 10) * SIM_MS;
     for (int i = 0; i < W->n; i++)
         if (node_start(&W->nodes[i]) != 0) {
             fprintf(stderr, "seed %" PRIu64 ": n%d does not open\n", seed, i + 1);
@@ -863,8 +865,10 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
         world_run(W->now + 10 * SIM_MS, NULL);
         heal_all();
     }
-    if (!converged())
+    if (!converged()) {
         fail_check("the cluster did not converge within 60 s after healing");
+        world_dump();
+    }
     /* Let subscribers catch up to the end too. */
     world_run(W->now + 500 * SIM_MS, NULL);
     uint64_t end = node_visible(&W->nodes[0]);

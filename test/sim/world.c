@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "common/env.h"
+#include "raftio/io.h"
 #include "wire/codec.h"
 
 struct sim_world *W;
@@ -304,6 +305,7 @@ static void deliver(void *arg)
     struct conn *c = d->c;
     c->refs--;
     if (!c->dead) {
+        W->delivered[c->end[1 - d->to]->idx][c->end[d->to]->idx]++;
         buf_add(&c->tx[d->to], d->data, d->len);
         conn_flush(c, d->to);
     }
@@ -320,6 +322,39 @@ static void route(struct conn *c, int from, const unsigned char *frame, size_t l
 {
     int to = 1 - from;
     W->frames++;
+    if (W->trace_from && W->now >= W->trace_from) {
+        struct rl_wire_hdr h;
+        char err[128];
+        if (rl_wire_decode_hdr(frame, UINT32_MAX, &h, err, sizeof err) == 0) {
+            struct raft_message m = {0};
+            bool owned = false;
+            void *body = raft_malloc(h.length ? h.length : 8);
+            memcpy(body, frame + RL_WIRE_HDR, h.length);
+            if (rl_wire_decode(&h, body, &m, &owned, err, sizeof err) == 0) {
+                if (m.type == RAFT_IO_APPEND_ENTRIES)
+                    sim_log("n%" PRIu64 " -> n%" PRIu64 " AE term %llu prev %llu/%llu n %u commit %llu",
+                            c->end[from]->id, c->end[to]->id, (unsigned long long)m.append_entries.term,
+                            (unsigned long long)m.append_entries.prev_log_index,
+                            (unsigned long long)m.append_entries.prev_log_term,
+                            m.append_entries.n_entries,
+                            (unsigned long long)m.append_entries.leader_commit);
+                else if (m.type == RAFT_IO_APPEND_ENTRIES_RESULT)
+                    sim_log("n%" PRIu64 " -> n%" PRIu64 " AER term %llu rejected %llu last %llu",
+                            c->end[from]->id, c->end[to]->id,
+                            (unsigned long long)m.append_entries_result.term,
+                            (unsigned long long)m.append_entries_result.rejected,
+                            (unsigned long long)m.append_entries_result.last_log_index);
+                else
+                    sim_log("n%" PRIu64 " -> n%" PRIu64 " type %u", c->end[from]->id, c->end[to]->id,
+                            m.type);
+                rl_wire_message_release(&m, body, owned);
+                if (!owned)
+                    raft_free(body);
+            } else {
+                raft_free(body);
+            }
+        }
+    }
     if (!link_up(c->end[from], c->end[to]) || sim_chance(W->net.drop_pm)) {
         W->dropped++;
         return;
@@ -741,6 +776,40 @@ bool node_is_leader(const struct sim_node *n)
 uint64_t node_visible(const struct sim_node *n)
 {
     return n->log ? n->log->fence.visible_offset : 0;
+}
+
+void world_dump(void)
+{
+    for (int i = 0; i < W->n; i++) {
+        struct sim_node *n = &W->nodes[i];
+        if (!n->log) {
+            fprintf(stderr, "  n%" PRIu64 ": down\n", n->id);
+            continue;
+        }
+        struct raft *r = &n->log->raft;
+        fprintf(stderr, "  frames to n%" PRIu64 ":", n->id);
+        for (int j = 0; j < W->n; j++)
+            fprintf(stderr, " from n%d %lu", j + 1, W->delivered[j][i]);
+        fprintf(stderr, "\n");
+        uint64_t next = 0, target = 0;
+        bool catching = rl_io_catchup(&n->log->io, &next, &target);
+        fprintf(stderr,
+                "  n%" PRIu64 ": %s term %llu leader %" PRIu64 " commit %llu last %llu visible %" PRIu64
+                " stored %llu store last %" PRIu64 " fatal %d closing %d catchup %d (%" PRIu64 "/%" PRIu64 ")\n",
+                n->id, rlog_role_name(r->state), (unsigned long long)r->current_term,
+                node_leader(n), (unsigned long long)r->commit_index,
+                (unsigned long long)raft_last_index(r), node_visible(n), (unsigned long long)r->last_stored,
+                n->log->store ? rl_store_last_index(n->log->store) : 0, n->log->fatal, n->closing,
+                catching, next, target);
+        struct raft_log *l = &r->log;
+        size_t cnt = l->back >= l->front ? l->back - l->front : l->size - l->front + l->back;
+        unsigned long long lastterm = 0;
+        if (cnt)
+            lastterm = l->entries[(l->back + l->size - 1) % l->size].term;
+        fprintf(stderr, "      log offset %llu entries %zu last term %llu snapshot %llu/%llu\n",
+                (unsigned long long)l->offset, cnt, lastterm,
+                (unsigned long long)l->snapshot.last_index, (unsigned long long)l->snapshot.last_term);
+    }
 }
 
 /* A node that failed stop is closed (as its host would) and restarted

@@ -57,8 +57,10 @@ struct sim_world {
     struct sim_net_faults net;
     char root[256];
     bool verbose;
-    bool finishing;             /* world_fini: no node starts again */
+    bool finishing;
+    uint64_t trace_from;        /* log every frame from this virtual time on */             /* world_fini: no node starts again */
     unsigned long steps, frames, dropped, duplicated, truncations;
+    unsigned long delivered[SIM_MAX_NODES][SIM_MAX_NODES]; /* frames, from -> to */
     unsigned fatal_stops;
     int fatal_codes[16];        /* the first failed stops' codes */
     struct rlog_config base;    /* every node's config (id/address/dir set per node) */
@@ -103,6 +105,8 @@ uint64_t node_leader(const struct sim_node *n);
 uint64_t node_visible(const struct sim_node *n);
 bool node_is_leader(const struct sim_node *n);
 
+/* Each node's state, to stderr (after a failure). */
+void world_dump(void);
 void sim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif
