@@ -2,6 +2,7 @@
 #   make              build lib/liblog.so (+ soname links) and lib/liblog.a
 #   make check        install missing deps, build, run every test
 #   make check-asan   the same tests under AddressSanitizer + UBSan
+#   make sim          the deterministic simulator: SEEDS=N SEED_START=S SCENARIO=random|all|name
 #   make bench-store  segment store benchmark vs. the fdatasync floor
 #   make install      PREFIX=/usr/local DESTDIR=
 
@@ -41,6 +42,12 @@ TEST_LIB_SRC := $(wildcard test/lib/*.c)
 TEST_SRC := $(sort $(wildcard test/unit/test_*.c))
 TEST_BIN := $(TEST_SRC:test/unit/%.c=$(BUILD)/test/%)
 BENCH_STORE := $(BUILD)/bench/bench_store
+SIM_SRC := test/sim/sim.c test/sim/world.c
+SIM_BIN := $(BUILD)/sim/sim
+SIM_SEEDS ?= 3
+SEEDS ?= 100
+SEED_START ?= 1
+SCENARIO ?= random
 
 .PHONY: all deps check check-asan test install uninstall clean bench-store run examples sim
 
@@ -97,10 +104,11 @@ examples: $(EXAMPLES)
 
 # Unit tests, the docs check, then multi-process tests of the example CLI.
 test: $(TEST_BIN) all $(EXAMPLES) $(RAWSEND) $(BUILD)/nemesis/nemesis_node $(BUILD)/nemesis/proxy \
-      $(BUILD)/fuzz/replay_wire $(BUILD)/fuzz/replay_recovery
+      $(BUILD)/fuzz/replay_wire $(BUILD)/fuzz/replay_recovery $(SIM_BIN)
 	@./test/run-unit $(TEST_BIN)
 	@./test/check-docs
 	@./test/fuzz/run-replay $(BUILD)/fuzz test/fuzz/corpus
+	@./test/sim/run $(SIM_BIN) $(SIM_SEEDS)
 	@RLOGCTL=$(abspath $(BUILD)/examples/rlogctl) RAWSEND=$(abspath $(RAWSEND)) \
 	    ./test/integration/run
 	@NEMESIS_NODE=$(abspath $(BUILD)/nemesis/nemesis_node) PROXY=$(abspath $(BUILD)/nemesis/proxy) \
@@ -108,12 +116,6 @@ test: $(TEST_BIN) all $(EXAMPLES) $(RAWSEND) $(BUILD)/nemesis/nemesis_node $(BUI
 
 # The deterministic simulator: every scenario over SIM_SEEDS seeds in
 # `make check`; `make sim SEEDS=100000 SEED_START=S [SCENARIO=name]` for more.
-SIM_SRC := test/sim/sim.c test/sim/world.c
-SIM_BIN := $(BUILD)/sim/sim
-SIM_SEEDS ?= 3
-SEEDS ?= 100
-SEED_START ?= 1
-SCENARIO ?= random
 $(SIM_BIN): $(SIM_SRC) test/sim/world.h $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itest $(LDFLAGS) -o $@ $(SIM_SRC) $(STATIC) $(LIBS)
@@ -140,9 +142,11 @@ check-asan: deps
 # allocator_may_return_null: libraft 0.15's raft_uv_tcp handshake mallocs
 # the address length a peer announces; the garbage-peer test announces 1 TiB.
 # Real malloc refuses that (NULL, connection dropped); ASan would abort.
-test-asan: $(TEST_BIN) $(STATIC) $(EXAMPLES) $(RAWSEND)
+test-asan: $(TEST_BIN) $(STATIC) $(EXAMPLES) $(RAWSEND) $(SIM_BIN)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    ./test/run-unit $(TEST_BIN)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    ./test/sim/run $(SIM_BIN) $(SIM_SEEDS)
 	@ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    RLOGCTL=$(abspath $(BUILD)/examples/rlogctl) RAWSEND=$(abspath $(RAWSEND)) \
 	    ./test/integration/run

@@ -433,8 +433,11 @@ int rl_fs_zero_fill(int fd, uint64_t size)
     DOM->counters.zero_fills++;
     if (DOM->armed) {
         DOM->n_zero_fills++;
-        if (DOM->crashed || (DOM->plan.zero_fill_fail_at && DOM->n_zero_fills == DOM->plan.zero_fill_fail_at)) {
-            int e = DOM->crashed ? EIO : (DOM->plan.zero_fill_errno ? DOM->plan.zero_fill_errno : ENOSPC);
+        if (DOM->crashed || DOM->plan.disk_full ||
+            (DOM->plan.zero_fill_fail_at && DOM->n_zero_fills == DOM->plan.zero_fill_fail_at)) {
+            int e = DOM->crashed ? EIO
+                  : DOM->plan.disk_full ? ENOSPC
+                  : (DOM->plan.zero_fill_errno ? DOM->plan.zero_fill_errno : ENOSPC);
             pthread_mutex_unlock(&fault_mu);
             return -e;
         }

@@ -46,6 +46,8 @@ struct rl_fs_faults {
     int sync_errno;
     unsigned zero_fill_fail_at; /* 1-based count of zero fills; 0 = never */
     int zero_fill_errno;
+    int disk_full;            /* nonzero: every zero fill fails with ENOSPC
+                                 (overwriting space already made works) */
     unsigned crash_at_sync;   /* simulate power loss at this fdatasync */
     long tear_bytes;          /* with crash: keep this many bytes of the
                                  newest write; < 0 keeps none */

@@ -397,8 +397,7 @@ static void arm_disk_fault(struct sim_node *n, int kind)
         f.sync_fail_at = (unsigned)sim_range(1, 30);
         f.sync_errno = EIO;
     } else {
-        f.zero_fill_fail_at = 1; /* the next segment cannot be made: disk full */
-        f.zero_fill_errno = ENOSPC;
+        f.disk_full = 1; /* no new segment can be made */
     }
     node_enter(n);
     rl_fs_faults_set(&f);

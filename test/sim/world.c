@@ -655,7 +655,7 @@ static void node_log_fn(void *arg, int level, const char *line)
     struct sim_node *n = arg;
     if (strstr(line, "truncating the log"))
         W->truncations++;
-    if (W->verbose || level >= 3)
+    if (W->verbose)
         fprintf(stderr, "[%9.3f] n%" PRIu64 ": %s\n", (double)W->now / 1e9, n->id, line);
 }
 
