@@ -993,7 +993,11 @@ static int start(struct rlog *log)
     raft_set_install_snapshot_timeout(&log->raft, 4 * log->cfg.election_timeout_ms);
     raft_set_snapshot_threshold(&log->raft, log->cfg.snapshot_threshold);
     raft_set_snapshot_trailing(&log->raft, log->cfg.snapshot_trailing);
-    if (rl_store_last_index(log->store) == 0 && !log->cfg.join) {
+    /* Bootstrap only a node that never took part: an empty log with a term
+     * past 1 has been emptied by a catch-up that a crash interrupted, and
+     * its entries come back from the leader (found by the simulator: such
+     * a node refused to start ever again). Every leader's term is >= 2. */
+    if (rl_store_last_index(log->store) == 0 && rl_store_term(log->store) <= 1 && !log->cfg.join) {
         struct raft_configuration conf;
         raft_configuration_init(&conf);
         for (unsigned i = 0; i < log->cfg.n_peers && rv == 0; i++)

@@ -374,7 +374,8 @@ static void sync_append_cb(struct rl_store_req *req, int status)
 static int io_bootstrap(struct raft_io *rio, const struct raft_configuration *conf)
 {
     struct io *io = rio->impl;
-    if (rl_store_last_index(io->store) != 0 || rl_store_term(io->store) != 0)
+    /* Term 1 without entries: a bootstrap that a crash cut short. */
+    if (rl_store_last_index(io->store) != 0 || rl_store_term(io->store) > 1)
         return RAFT_CANTBOOTSTRAP;
     struct raft_buffer buf;
     int rv = raft_configuration_encode(conf, &buf);
