@@ -150,6 +150,12 @@ static void after_event(struct io *io)
         io->hooks.after_event(io->hooks.arg);
 }
 
+uint64_t rl_io_snapshot_index(struct raft_io *rio)
+{
+    struct io *io = rio->impl;
+    return io && io->have_snap ? io->snap.index : 0;
+}
+
 uint32_t rl_io_batch_records(const void *buf, size_t len)
 {
     struct rl_batch_view v;

@@ -169,16 +169,41 @@ static void append_range(int leader, uint64_t from, uint64_t to)
     }
 }
 
-/* Every node serves records [0, n) with the expected bytes. */
-static void check_all(uint64_t n)
+/* The node's first readable offset once it is `want` (waits ~10 s). */
+static uint64_t wait_first(int i, uint64_t want)
 {
-    for (int i = 0; i < N; i++) {
+    struct rlog_status st = {0};
+    for (int t = 0; t < 200; t++) {
+        ck_assert_int_eq(rlog_status(C.node[i], &st), 0);
+        if (st.first_offset == want)
+            break;
+        usleep(50000);
+    }
+    return st.first_offset;
+}
+
+/* Every node serves records [from, n) with the expected bytes, and those
+ * before `from` as trimmed. */
+static void check_range(uint64_t from, uint64_t n)
+{
+    for (int i = 0; i <= N; i++) {
         if (!C.node[i])
             continue;
         ck_assert_uint_ge(wait_commit(i, n), n);
         rlog_iter *it;
-        ck_assert_int_eq(rlog_iter_open(C.node[i], 0, n, &it), 0);
-        for (uint64_t k = 0; k < n; k++) {
+        if (from > 0) {
+            ck_assert_uint_eq(wait_first(i, from), from);
+            void *b;
+            size_t len;
+            ck_assert_int_eq(rlog_read(C.node[i], from - 1, &b, &len), RLOG_ETRIMMED);
+            ck_assert_int_eq(rlog_read(C.node[i], 0, &b, &len), RLOG_ETRIMMED);
+            const void *rec;
+            ck_assert_int_eq(rlog_iter_open(C.node[i], from - 1, n, &it), 0);
+            ck_assert_int_eq(rlog_iter_next(it, &rec, &len, NULL), RLOG_ETRIMMED);
+            rlog_iter_close(it);
+        }
+        ck_assert_int_eq(rlog_iter_open(C.node[i], from, n, &it), 0);
+        for (uint64_t k = from; k < n; k++) {
             const void *rec;
             size_t len;
             uint64_t off;
@@ -198,6 +223,11 @@ static void check_all(uint64_t n)
         void *b;
         ck_assert_int_eq(rlog_read(C.node[i], n, &b, &len), RLOG_ENOTFOUND);
     }
+}
+
+static void check_all(uint64_t n)
+{
+    check_range(0, n);
 }
 
 START_TEST(test_replicates_to_every_node)
@@ -655,6 +685,46 @@ START_TEST(test_membership_add_transfer_remove)
 }
 END_TEST
 
+/* Retention through the API: the trim is replicated, so every replica
+ * drops the same records; bad points get clear errors; appends go on and a
+ * restart keeps it. */
+START_TEST(test_trim_on_every_replica)
+{
+    window_threshold = 8; /* snapshots move, so segments can go too */
+    window_trailing = 16;
+    for (int i = 0; i < N; i++)
+        node_open(i);
+    int l = wait_leader();
+    ck_assert_int_ge(l, 0);
+    append_range(l, 0, 400);
+    check_all(400);
+    int f = (l + 1) % N;
+    ck_assert_int_eq(rlog_trim(C.node[f], 100), RLOG_ENOTLEADER);
+    ck_assert_int_eq(rlog_trim(C.node[l], 401), RLOG_EINVAL);
+    ck_assert_msg(strstr(rlog_errmsg(C.node[l]), "beyond the committed end"), "errmsg: %s",
+                  rlog_errmsg(C.node[l]));
+    int rv = rlog_trim(C.node[l], 150);
+    ck_assert_msg(rv == 0, "trim: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
+    check_range(150, 400);
+    ck_assert_int_eq(rlog_trim(C.node[l], 100), 0); /* behind it: nothing to do */
+    ck_assert_int_eq(rlog_trim(C.node[l], 150), 0);
+    append_range(l, 400, 450);
+    check_range(150, 450);
+    ck_assert_int_eq(rlog_trim(C.node[l], 450), 0); /* up to the committed end */
+    append_range(l, 450, 460);
+    check_range(450, 460);
+    for (int i = 0; i < N; i++)
+        node_close(i);
+    for (int i = 0; i < N; i++)
+        node_open(i);
+    l = wait_leader();
+    ck_assert_int_ge(l, 0);
+    check_range(450, 460);
+    append_range(l, 460, 470);
+    check_range(450, 470);
+}
+END_TEST
+
 static Suite *cluster_suite(void)
 {
     Suite *s = suite_create("cluster");
@@ -673,6 +743,7 @@ static Suite *cluster_suite(void)
     tcase_add_test(tc, test_subscription_pause_resume_and_self_unsubscribe);
     tcase_add_test(tc, test_subscription_ends_at_close_and_iter_wait);
     tcase_add_test(tc, test_membership_add_transfer_remove);
+    tcase_add_test(tc, test_trim_on_every_replica);
     suite_add_tcase(s, tc);
     return s;
 }
