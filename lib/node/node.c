@@ -709,19 +709,28 @@ static void do_status(struct rlog *log, struct rl_op *op)
     rl_op_finish(log, op);
 }
 
-static void do_trim(struct rlog *log, struct rl_op *op)
+/* For operations only a leader takes: false (op failed) if this node
+ * cannot take it now. */
+static bool leader_can_take(struct rlog *log, struct rl_op *op)
 {
     if (log->raft_closing || log->fatal || !log->store) {
         op_fail(log, op, log->fatal ? RLOG_EFATAL : RLOG_ECLOSED,
                 log->fatal ? log->fatal_msg : "log is closing");
-        return;
+        return false;
     }
     if (log->raft.state != RAFT_LEADER) {
         char msg[256];
         not_leader_msg(log, msg, sizeof msg);
         op_fail(log, op, RLOG_ENOTLEADER, msg);
-        return;
+        return false;
     }
+    return true;
+}
+
+static void do_trim(struct rlog *log, struct rl_op *op)
+{
+    if (!leader_can_take(log, op))
+        return;
     if (op->offset <= log->trim_offset) { /* already done: retention is monotonic */
         op->status = 0;
         rl_op_finish(log, op);
@@ -909,16 +918,8 @@ static void member_transfer_cb(struct raft_transfer *req)
 
 static void do_member(struct rlog *log, struct rl_op *op)
 {
-    if (log->raft_closing || log->fatal) {
-        op_fail(log, op, log->fatal ? RLOG_EFATAL : RLOG_ECLOSED, NULL);
+    if (!leader_can_take(log, op))
         return;
-    }
-    if (log->raft.state != RAFT_LEADER) {
-        char msg[256];
-        not_leader_msg(log, msg, sizeof msg);
-        op_fail(log, op, RLOG_ENOTLEADER, msg);
-        return;
-    }
     if (log->member_op) {
         op_fail(log, op, RLOG_EBUSY, "another membership change is under way");
         return;
