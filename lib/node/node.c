@@ -468,6 +468,20 @@ static void hook_on_truncate(void *arg, uint64_t index)
     rl_cache_truncate(&log->cache, index);
 }
 
+static void hook_on_reset(void *arg, uint64_t index, uint64_t offset)
+{
+    struct rlog *log = arg;
+    /* Everything before is committed (a peer trimmed it): the fence starts
+     * there, and nothing of the old log stays visible or cached. */
+    rl_fence_free(&log->fence);
+    rl_fence_init(&log->fence, index - 1, offset);
+    rl_cache_truncate(&log->cache, 0);
+    if (offset > log->trim_offset)
+        log->trim_offset = offset;
+    if (log->raft_started)
+        fence_published(log);
+}
+
 static void hook_on_fatal(void *arg, int code, const char *msg)
 {
     struct rlog *log = arg;
@@ -1097,7 +1111,8 @@ static int start(struct rlog *log)
          * with the catch-up work). */
         .max_frame_body = 1u << 30,
         .hooks = {.arg = log, .after_event = hook_after_event, .on_append = hook_on_append,
-                  .on_truncate = hook_on_truncate, .on_fatal = hook_on_fatal,
+                  .on_truncate = hook_on_truncate, .on_reset = hook_on_reset,
+                  .on_fatal = hook_on_fatal,
                   .visible_index = hook_visible_index, .is_leader = hook_is_leader,
                   .peer_address = hook_peer_address, .on_commit = hook_on_commit,
                   .log = hook_log},

@@ -30,6 +30,9 @@ struct rl_io_hooks {
                       uint32_t records, const void *buf, uint32_t len);
     /* Entries from index on were truncated. */
     void (*on_truncate)(void *arg, uint64_t index);
+    /* The log was reset to start at entry `index`, record `offset` (catch-up
+     * past a peer's trim point): everything before is committed and gone. */
+    void (*on_reset)(void *arg, uint64_t index, uint64_t offset);
     /* The store failed; the node stops (fail-stop). */
     void (*on_fatal)(void *arg, int code, const char *msg);
     /* The fence position to persist with a snapshot descriptor. */

@@ -725,6 +725,67 @@ START_TEST(test_trim_on_every_replica)
 }
 END_TEST
 
+/* Catch-up past the trim point: a follower whose log ends before what the
+ * leader still holds resets its log to the leader's start and fetches from
+ * there; a node added after the trim does the same. Then the newcomer
+ * leads, an old node leaves, and a trim on the new leader reaches all. */
+START_TEST(test_trim_past_a_lagging_follower_and_new_node)
+{
+    window_threshold = 8;
+    window_trailing = 16;
+    for (int i = 0; i < N; i++)
+        node_open(i);
+    int l = wait_leader();
+    ck_assert_int_ge(l, 0);
+    append_range(l, 0, 100);
+    check_all(100);
+    int f = (l + 1) % N;
+    node_close(f);
+    append_range(l, 100, 500);
+    int rv = rlog_trim(C.node[l], 400);
+    ck_assert_msg(rv == 0, "trim: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
+    append_range(l, 500, 600);
+    node_open(f);
+    check_range(400, 600);
+    pthread_mutex_lock(&log_mu);
+    int fetched = fetched_lines;
+    pthread_mutex_unlock(&log_mu);
+    ck_assert_msg(fetched >= 1, "the follower did not catch up through segment fetch");
+    /* the reset survives a restart */
+    node_close(f);
+    node_open(f);
+    check_range(400, 600);
+
+    struct rlog_config c;
+    cfg_for(N, &c);
+    c.n_peers = N + 1;
+    c.join = 1;
+    c.snapshot_threshold = window_threshold;
+    c.snapshot_trailing = window_trailing;
+    c.log_fn = count_fetches;
+    char err[256];
+    ck_assert_int_eq(rlog_open(&c, &C.node[N], err, sizeof err), 0);
+    rv = rlog_add_node(C.node[l], N + 1, C.addrs[N]);
+    ck_assert_msg(rv == 0, "add: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
+    check_range(400, 600);
+    rv = rlog_transfer_leadership(C.node[l], N + 1);
+    ck_assert_msg(rv == 0, "transfer: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
+    ck_assert_int_eq(wait_leader(), N);
+    for (int t = 0; t < 100; t++) {
+        rv = rlog_remove_node(C.node[N], (uint64_t)l + 1);
+        if (rv != RLOG_EBUSY)
+            break;
+        usleep(50000);
+    }
+    ck_assert_msg(rv == 0, "remove: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[N]));
+    node_close(l);
+    append_range(N, 600, 650);
+    rv = rlog_trim(C.node[N], 620);
+    ck_assert_msg(rv == 0, "trim: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[N]));
+    check_range(620, 650);
+}
+END_TEST
+
 static Suite *cluster_suite(void)
 {
     Suite *s = suite_create("cluster");
@@ -744,6 +805,7 @@ static Suite *cluster_suite(void)
     tcase_add_test(tc, test_subscription_ends_at_close_and_iter_wait);
     tcase_add_test(tc, test_membership_add_transfer_remove);
     tcase_add_test(tc, test_trim_on_every_replica);
+    tcase_add_test(tc, test_trim_past_a_lagging_follower_and_new_node);
     suite_add_tcase(s, tc);
     return s;
 }
