@@ -466,16 +466,65 @@ START_TEST(test_busy_directory)
 }
 END_TEST
 
-START_TEST(test_lagging_follower_catches_up_by_fetch)
+/* Three nodes with libraft's window shrunk to 8 + 16 entries, so that a
+ * node far behind can only come back through segment fetch. The leader. */
+static int open_small_window(void)
 {
-    /* A window of 8 + 16 entries: a follower down for 600 entries is far
-     * behind it and can only come back through segment fetch. */
     window_threshold = 8;
     window_trailing = 16;
     for (int i = 0; i < N; i++)
         node_open(i);
     int l = wait_leader();
     ck_assert_int_ge(l, 0);
+    return l;
+}
+
+static void assert_fetched(void)
+{
+    pthread_mutex_lock(&log_mu);
+    int fetched = fetched_lines;
+    pthread_mutex_unlock(&log_mu);
+    ck_assert_msg(fetched >= 1, "no node caught up through segment fetch");
+}
+
+/* Opens a fourth node (join) and adds it through leader l. */
+static void add_fourth(int l)
+{
+    struct rlog_config c;
+    cfg_for(N, &c);
+    c.n_peers = N + 1;
+    c.join = 1;
+    c.snapshot_threshold = window_threshold;
+    c.snapshot_trailing = window_trailing;
+    c.log_fn = count_fetches;
+    char err[256];
+    ck_assert_int_eq(rlog_open(&c, &C.node[N], err, sizeof err), 0);
+    int rv = rlog_add_node(C.node[l], N + 1, C.addrs[N]);
+    ck_assert_msg(rv == 0, "add: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
+}
+
+/* The fourth node takes over from l, which then leaves the cluster. */
+static void fourth_takes_over(int l)
+{
+    int rv = rlog_transfer_leadership(C.node[l], N + 1);
+    ck_assert_msg(rv == 0, "transfer: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
+    ck_assert_int_eq(wait_leader(), N);
+    ck_assert_int_eq(rlog_remove_node(C.node[l], 1), RLOG_ENOTLEADER);
+    /* A new leader first commits the configuration it inherited; until then
+     * a change is refused as busy, which callers retry. */
+    for (int t = 0; t < 100; t++) {
+        rv = rlog_remove_node(C.node[N], (uint64_t)l + 1);
+        if (rv != RLOG_EBUSY)
+            break;
+        usleep(50000);
+    }
+    ck_assert_msg(rv == 0, "remove: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[N]));
+    node_close(l);
+}
+
+START_TEST(test_lagging_follower_catches_up_by_fetch)
+{
+    int l = open_small_window();
     append_range(l, 0, 50);
     int f = (l + 1) % N;
     check_all(50);
@@ -483,10 +532,7 @@ START_TEST(test_lagging_follower_catches_up_by_fetch)
     append_range(l, 50, 650);
     node_open(f);
     check_all(650);
-    pthread_mutex_lock(&log_mu);
-    int fetched = fetched_lines;
-    pthread_mutex_unlock(&log_mu);
-    ck_assert_msg(fetched >= 1, "the follower did not catch up through segment fetch");
+    assert_fetched();
     /* and it keeps replicating normally afterwards */
     append_range(l, 650, 700);
     check_all(700);
@@ -633,24 +679,9 @@ END_TEST
 
 START_TEST(test_membership_add_transfer_remove)
 {
-    window_threshold = 8; /* the newcomer must catch up by segment fetch */
-    window_trailing = 16;
-    for (int i = 0; i < N; i++)
-        node_open(i);
-    int l = wait_leader();
-    ck_assert_int_ge(l, 0);
+    int l = open_small_window(); /* the newcomer must catch up by segment fetch */
     append_range(l, 0, 300);
-    /* a fourth node joins */
-    struct rlog_config c;
-    cfg_for(N, &c);
-    c.n_peers = N + 1;
-    c.join = 1;
-    c.snapshot_threshold = window_threshold;
-    c.snapshot_trailing = window_trailing;
-    char err[256];
-    ck_assert_int_eq(rlog_open(&c, &C.node[N], err, sizeof err), 0);
-    int rv = rlog_add_node(C.node[l], N + 1, C.addrs[N]);
-    ck_assert_msg(rv == 0, "add: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
+    add_fourth(l);
     ck_assert_int_eq(rlog_add_node(C.node[l], N + 1, C.addrs[N]), RLOG_EINVAL); /* twice */
     ck_assert_uint_ge(wait_commit(N, 300), 300);
     struct rlog_status st;
@@ -661,20 +692,7 @@ START_TEST(test_membership_add_transfer_remove)
         voters += st.peers[i].voter;
     ck_assert_int_eq(voters, N + 1);
     /* it takes over, then the old leader leaves */
-    rv = rlog_transfer_leadership(C.node[l], N + 1);
-    ck_assert_msg(rv == 0, "transfer: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
-    ck_assert_int_eq(wait_leader(), N);
-    ck_assert_int_eq(rlog_remove_node(C.node[l], 1), RLOG_ENOTLEADER);
-    /* A new leader first commits the configuration it inherited; until then
-     * a change is refused as busy, which callers retry. */
-    for (int t = 0; t < 100; t++) {
-        rv = rlog_remove_node(C.node[N], (uint64_t)l + 1);
-        if (rv != RLOG_EBUSY)
-            break;
-        usleep(50000);
-    }
-    ck_assert_msg(rv == 0, "remove: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[N]));
-    node_close(l);
+    fourth_takes_over(l);
     ck_assert_int_eq(rlog_status(C.node[N], &st), 0);
     ck_assert_uint_eq(st.n_peers, N);
     append_range(N, 300, 350);
@@ -690,12 +708,7 @@ END_TEST
  * restart keeps it. */
 START_TEST(test_trim_on_every_replica)
 {
-    window_threshold = 8; /* snapshots move, so segments can go too */
-    window_trailing = 16;
-    for (int i = 0; i < N; i++)
-        node_open(i);
-    int l = wait_leader();
-    ck_assert_int_ge(l, 0);
+    int l = open_small_window(); /* snapshots move, so segments can go too */
     append_range(l, 0, 400);
     check_all(400);
     int f = (l + 1) % N;
@@ -731,12 +744,7 @@ END_TEST
  * leads, an old node leaves, and a trim on the new leader reaches all. */
 START_TEST(test_trim_past_a_lagging_follower_and_new_node)
 {
-    window_threshold = 8;
-    window_trailing = 16;
-    for (int i = 0; i < N; i++)
-        node_open(i);
-    int l = wait_leader();
-    ck_assert_int_ge(l, 0);
+    int l = open_small_window();
     append_range(l, 0, 100);
     check_all(100);
     int f = (l + 1) % N;
@@ -747,38 +755,14 @@ START_TEST(test_trim_past_a_lagging_follower_and_new_node)
     append_range(l, 500, 600);
     node_open(f);
     check_range(400, 600);
-    pthread_mutex_lock(&log_mu);
-    int fetched = fetched_lines;
-    pthread_mutex_unlock(&log_mu);
-    ck_assert_msg(fetched >= 1, "the follower did not catch up through segment fetch");
+    assert_fetched();
     /* the reset survives a restart */
     node_close(f);
     node_open(f);
     check_range(400, 600);
-
-    struct rlog_config c;
-    cfg_for(N, &c);
-    c.n_peers = N + 1;
-    c.join = 1;
-    c.snapshot_threshold = window_threshold;
-    c.snapshot_trailing = window_trailing;
-    c.log_fn = count_fetches;
-    char err[256];
-    ck_assert_int_eq(rlog_open(&c, &C.node[N], err, sizeof err), 0);
-    rv = rlog_add_node(C.node[l], N + 1, C.addrs[N]);
-    ck_assert_msg(rv == 0, "add: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
+    add_fourth(l);
     check_range(400, 600);
-    rv = rlog_transfer_leadership(C.node[l], N + 1);
-    ck_assert_msg(rv == 0, "transfer: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
-    ck_assert_int_eq(wait_leader(), N);
-    for (int t = 0; t < 100; t++) {
-        rv = rlog_remove_node(C.node[N], (uint64_t)l + 1);
-        if (rv != RLOG_EBUSY)
-            break;
-        usleep(50000);
-    }
-    ck_assert_msg(rv == 0, "remove: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[N]));
-    node_close(l);
+    fourth_takes_over(l);
     append_range(N, 600, 650);
     rv = rlog_trim(C.node[N], 620);
     ck_assert_msg(rv == 0, "trim: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[N]));
