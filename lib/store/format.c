@@ -127,6 +127,8 @@ int rl_meta_decode(const unsigned char *b, size_t len, struct rl_meta *m)
     m->cut_pos = rl_get64(b + 72);
     m->cut_gen = rl_get32(b + 80);
     m->flags = rl_get32(b + 84);
+    if (m->flags & ~RL_META_RESET)
+        return RLOG_ECORRUPT; /* a flag this version does not know */
     return 0;
 }
 

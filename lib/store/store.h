@@ -20,7 +20,7 @@
  * fdatasyncs run on libuv's threadpool, never on the loop thread, except
  * rl_store_set_term_vote(), which libraft requires to be durable on return.
  *
- * Requests (append, truncate, trim) complete in submission order, each
+ * Requests (append, truncate, trim, reset) complete in submission order, each
  * callback exactly once. Concurrent appends are coalesced: all requests
  * queued while a write is in flight go out as one pwritev + one fdatasync per
  * segment touched. A callback with status 0 means the data is durable.

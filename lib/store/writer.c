@@ -14,7 +14,7 @@
  * spare once; the segment it leaves is sealed and its index file written in
  * the background.
  *
- * Truncate and trim run as jobs in the same queue, so they are ordered with
+ * Truncate, trim and reset run as jobs in the same queue, so they are ordered with
  * appends, and never alongside a spare or index job that touches the same
  * files.
  *
