@@ -619,7 +619,10 @@ static void snap_put_after(uv_work_t *w, int status)
     }
     snap_queue_next(io);
     snap_put_finish(p, rv);
-    after_event(io);
+    if (io->closing)
+        close_step(io);
+    else
+        after_event(io);
 }
 
 /* Queues a descriptor write; done (ours) or req->cb (libraft's) follows. */
@@ -1284,7 +1287,8 @@ static void transport_closed(struct raft_uv_transport *t)
 
 static void close_step(struct io *io)
 {
-    if (io->close_pending > 0 || (io->fetch && io->fetch->busy))
+    /* Descriptor writes in flight come back to io: they finish first. */
+    if (io->close_pending > 0 || (io->fetch && io->fetch->busy) || io->snap_head)
         return;
     if (io->store) {
         rl_store_close(io->store, store_closed, io);
