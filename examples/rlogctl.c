@@ -11,6 +11,7 @@
  *   rlogctl add-node    --control PATH ID HOST:PORT        (on the leader)
  *   rlogctl remove-node --control PATH ID
  *   rlogctl transfer    --control PATH [ID]
+ *   rlogctl trim        --control PATH OFFSET              (on the leader)
  *
  * `node` opens one node of the replicated log (rlog_open) and serves a small
  * local control protocol on a Unix domain socket; the other commands are
@@ -39,6 +40,8 @@
  *     'L' u64 id                           transfer leadership (0: to the most
  *                                          up-to-date voter) -> 'E' (value and
  *                                          leader fields: the new leader, if known)
+ *     'P' u64 offset                       trim: drop records before offset, on
+ *                                          every replica -> 'E' (value = offset)
  *   answers:
  *     'r' u64 offset, bytes                one record (the rest of the frame)
  *     'S' status fields (see put_status)
@@ -1044,8 +1047,10 @@ static int handle_tail(int fd, unsigned slot, struct rd *r, struct buf *out)
     return ret;
 }
 
-/* ---- membership -------------------------------------------------------------- */
+/* ---- membership and retention -------------------------------------------------- */
 
+/* Requests that name one number (a node id, or for 'P' an offset) and
+ * change the cluster, on the leader. */
 static void handle_member(uint8_t op, struct rd *r, struct buf *out)
 {
     uint64_t id = get_u64(r);
@@ -1071,6 +1076,7 @@ static void handle_member(uint8_t op, struct rd *r, struct buf *out)
     }
     int rc = op == 'N' ? rlog_add_node(g_node.log, id, addr)
            : op == 'X' ? rlog_remove_node(g_node.log, id)
+           : op == 'P' ? rlog_trim(g_node.log, id)
                        : rlog_transfer_leadership(g_node.log, id);
     char msg[512];
     snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(g_node.log) : "");
@@ -1087,6 +1093,8 @@ static void handle_member(uint8_t op, struct rd *r, struct buf *out)
         node_log("membership: added node %" PRIu64 " at %s", id, addr);
     else if (op == 'X')
         node_log("membership: removed node %" PRIu64, id);
+    else if (op == 'P')
+        node_log("retention: records before offset %" PRIu64 " trimmed", id);
     else
         node_log("membership: handed leadership to %" PRIu64 "%s", st.leader_id,
                  st.leader_id ? "" : " (new leader not known yet)");
@@ -1146,6 +1154,7 @@ static void *client_thread(void *arg)
         case 'N':
         case 'X':
         case 'L':
+        case 'P':
             handle_member(op, &r, &out);
             break;
         default: {
@@ -2465,6 +2474,21 @@ static void usage_transfer(FILE *f)
             progname);
 }
 
+static void usage_trim(FILE *f)
+{
+    fprintf(f,
+            "usage: %s trim --control PATH [--json] [--timeout SEC] OFFSET\n"
+            "\n"
+            "Retention: drops every record before OFFSET on every replica (rlog_trim).\n"
+            "Reads of those offsets then fail as trimmed on every node; later offsets do\n"
+            "not change. Trimming to a point at or before the current one does nothing.\n"
+            "Must be sent to the leader's node.\n"
+            "\n"
+            "Exit status: 0 done; 1 usage; 3 not the leader; 5 cannot reach the node;\n"
+            "6 other errors (RLOG_EINVAL: OFFSET is beyond the committed end).\n",
+            progname);
+}
+
 static int parse_node_id(const char *cmd, const char *s, uint64_t *id)
 {
     if (parse_u64(s, id) != 0 || *id == 0) {
@@ -2476,18 +2500,28 @@ static int parse_node_id(const char *cmd, const char *s, uint64_t *id)
 
 static int cmd_member(const char *cmd, struct copts *o, int argc, char **argv)
 {
-    uint8_t op = strcmp(cmd, "add-node") == 0 ? 'N' : strcmp(cmd, "remove-node") == 0 ? 'X' : 'L';
-    void (*help)(FILE *) = op == 'N' ? usage_add_node : op == 'X' ? usage_remove_node
-                                                                  : usage_transfer;
+    uint8_t op = strcmp(cmd, "add-node") == 0      ? 'N'
+                 : strcmp(cmd, "remove-node") == 0 ? 'X'
+                 : strcmp(cmd, "trim") == 0        ? 'P'
+                                                   : 'L';
+    void (*help)(FILE *) = op == 'N'   ? usage_add_node
+                           : op == 'X' ? usage_remove_node
+                           : op == 'P' ? usage_trim
+                                       : usage_transfer;
     int want = op == 'N' ? 2 : 1;
     if (argc != want && !(op == 'L' && argc == 0)) {
         fprintf(stderr, "%s %s: expected %s\n", progname, cmd,
-                op == 'N' ? "ID HOST:PORT" : op == 'X' ? "one ID" : "at most one ID");
+                op == 'N' ? "ID HOST:PORT" : op == 'X' ? "one ID" : op == 'P' ? "one OFFSET"
+                                                                               : "at most one ID");
         help(stderr);
         return EXIT_USAGE;
     }
     uint64_t id = 0;
-    if (argc > 0 && parse_node_id(cmd, argv[0], &id) != 0)
+    if (op == 'P' && parse_u64(argv[0], &id) != 0) {
+        fprintf(stderr, "%s trim: OFFSET must be a number, not '%s'\n", progname, argv[0]);
+        return EXIT_USAGE;
+    }
+    if (op != 'P' && argc > 0 && parse_node_id(cmd, argv[0], &id) != 0)
         return EXIT_USAGE;
     if (op == 'N') {
         const char *colon = strrchr(argv[1], ':');
@@ -2523,6 +2557,11 @@ static int cmd_member(const char *cmd, struct copts *o, int argc, char **argv)
             printf("{\"removed\":%" PRIu64 "}\n", id);
         else
             printf("removed node %" PRIu64 "\n", id);
+    } else if (op == 'P') {
+        if (o->json)
+            printf("{\"trimmed_before\":%" PRIu64 "}\n", id);
+        else
+            printf("records before offset %" PRIu64 " are trimmed\n", id);
     } else if (o->json) {
         printf("{\"leader_id\":%" PRIu64 ",\"leader_address\":", e.leader_id);
         json_string(stdout, (const unsigned char *)e.leader_addr, strlen(e.leader_addr));
@@ -2553,6 +2592,7 @@ static void usage(FILE *f)
             "  status   show a node's role, term, leader, offsets and peers\n"
             "  add-node, remove-node, transfer\n"
             "           change the cluster's members, or its leader (on the leader)\n"
+            "  trim     drop records before an offset on every replica (on the leader)\n"
             "\n"
             "`%s COMMAND --help` describes each. Example, three nodes on one host:\n"
             "  C=1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
@@ -2587,6 +2627,7 @@ static int client_main(const char *cmd, int argc, char **argv)
                            : strcmp(cmd, "add-node") == 0    ? usage_add_node
                            : strcmp(cmd, "remove-node") == 0 ? usage_remove_node
                            : strcmp(cmd, "transfer") == 0    ? usage_transfer
+                           : strcmp(cmd, "trim") == 0        ? usage_trim
                                                              : usage_status;
     int is_tail = strcmp(cmd, "tail") == 0;
     struct copts o = {.timeout_ms = 30000};
@@ -2695,7 +2736,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "node") == 0)
         return cmd_node(argc - 1, argv + 1);
     static const char *const clients[] = {"append", "read", "tail", "status",
-                                          "add-node", "remove-node", "transfer"};
+                                          "add-node", "remove-node", "transfer", "trim"};
     for (size_t i = 0; i < sizeof clients / sizeof clients[0]; i++)
         if (strcmp(cmd, clients[i]) == 0)
             return client_main(cmd, argc - 1, argv + 1);

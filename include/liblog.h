@@ -291,6 +291,22 @@ RLOG_API int rlog_remove_node(rlog *log, uint64_t id);
  * RLOG_EINVAL, RLOG_ENOTLEADER, RLOG_EBUSY, RLOG_ETIMEOUT, RLOG_ECLOSED. */
 RLOG_API int rlog_transfer_leadership(rlog *log, uint64_t id);
 
+/* ---- Retention ------------------------------------------------------------ */
+
+/* rlog_trim - drops every record before `before_offset`, on every replica
+ * (on the leader; elsewhere RLOG_ENOTLEADER). The command is replicated like
+ * an append, so each replica applies it at the same log position; reads and
+ * iterators of offsets before it then get RLOG_ETRIMMED everywhere, and
+ * offsets of later records do not change. Blocking: returns once the command
+ * is committed and applied here. Retention only moves forward: a point at or
+ * before the current one succeeds and does nothing. Disk space is freed a
+ * segment at a time, once libraft's snapshot has moved past it. Errors:
+ * RLOG_EINVAL (beyond the committed end; errmsg says where it is),
+ * RLOG_ENOTLEADER (errmsg names the leader; the trim may or may not be
+ * applied if leadership was lost while it was being committed),
+ * RLOG_ECLOSED, RLOG_EFATAL, RLOG_ENOMEM. */
+RLOG_API int rlog_trim(rlog *log, uint64_t before_offset);
+
 /* rlog_status - a snapshot of the node's state. */
 RLOG_API int rlog_status(rlog *log, struct rlog_status *st);
 

@@ -63,6 +63,33 @@ int rl_batch_add(struct rl_batch_builder *b, const void *rec, size_t len)
     return 0;
 }
 
+static void seal_header(unsigned char *buf, uint16_t flags, uint32_t count, uint32_t data_len,
+                        uint64_t ts, size_t total)
+{
+    memcpy(buf, MAGIC, 4);
+    buf[4] = 1;
+    buf[5] = 0;
+    buf[6] = (unsigned char)flags;
+    buf[7] = (unsigned char)(flags >> 8);
+    rl_put32(buf + 8, count);
+    rl_put32(buf + 12, data_len);
+    rl_put64(buf + 16, ts);
+    rl_put64(buf + 24, XXH3_64bits_withSeed(buf + RL_BATCH_HDR, total - RL_BATCH_HDR,
+                                            XXH3_64bits(buf, 24)));
+}
+
+void *rl_batch_trim(uint64_t before, uint64_t ts, size_t *len)
+{
+    size_t total = sealed_size(8, 0);
+    unsigned char *buf = raft_calloc(1, total);
+    if (!buf)
+        return NULL;
+    rl_put64(buf + RL_BATCH_HDR, before);
+    seal_header(buf, RL_BATCH_TRIM, 0, 8, ts, total);
+    *len = total;
+    return buf;
+}
+
 void *rl_batch_seal(struct rl_batch_builder *b, uint64_t ts, size_t *len)
 {
     if (!b->len)
@@ -81,15 +108,7 @@ void *rl_batch_seal(struct rl_batch_builder *b, uint64_t ts, size_t *len)
     memset(buf + b->len, 0, total - b->len);
     for (uint32_t i = 0; i < b->count; i++)
         rl_put32(buf + table + (size_t)i * 4, b->ends[i]);
-    memcpy(buf, MAGIC, 4);
-    buf[4] = 1;
-    buf[5] = 0;
-    buf[6] = buf[7] = 0;
-    rl_put32(buf + 8, b->count);
-    rl_put32(buf + 12, (uint32_t)data_len);
-    rl_put64(buf + 16, ts);
-    rl_put64(buf + 24, XXH3_64bits_withSeed(buf + RL_BATCH_HDR, total - RL_BATCH_HDR,
-                                            XXH3_64bits(buf, 24)));
+    seal_header(buf, 0, b->count, (uint32_t)data_len, ts, total);
     *len = total;
     b->buf = NULL;
     b->cap = b->len = 0;
@@ -100,11 +119,14 @@ void *rl_batch_seal(struct rl_batch_builder *b, uint64_t ts, size_t *len)
 bool rl_batch_parse(const void *p, size_t len, struct rl_batch_view *v)
 {
     const unsigned char *buf = p;
-    if (len < RL_BATCH_HDR || memcmp(buf, MAGIC, 4) != 0 || buf[4] != 1 || buf[5] || buf[6] ||
-        buf[7])
+    if (len < RL_BATCH_HDR || memcmp(buf, MAGIC, 4) != 0 || buf[4] != 1 || buf[5] ||
+        buf[6] > RL_BATCH_TRIM || buf[7])
         return false;
     uint32_t count = rl_get32(buf + 8), data_len = rl_get32(buf + 12);
     if (data_len > len || count > len / 4 || sealed_size(data_len, count) != len)
+        return false;
+    bool trim = buf[6] == RL_BATCH_TRIM;
+    if (trim && (count != 0 || data_len != 8))
         return false;
     if (rl_get64(buf + 24) !=
         XXH3_64bits_withSeed(buf + RL_BATCH_HDR, len - RL_BATCH_HDR, XXH3_64bits(buf, 24)))
@@ -124,6 +146,7 @@ bool rl_batch_parse(const void *p, size_t len, struct rl_batch_view *v)
     v->count = count;
     v->data_len = data_len;
     v->timestamp = rl_get64(buf + 16);
+    v->trim_before = trim ? rl_get64(buf + RL_BATCH_HDR) : 0;
     return true;
 }
 

@@ -1,7 +1,7 @@
 /*
  * batch — the payload of one replicated COMMAND entry: many host records.
  *
- *   0  magic u32 "RLB1", 4 version u16, 6 flags u16 (0),
+ *   0  magic u32 "RLB1", 4 version u16, 6 flags u16 (0, or RL_BATCH_TRIM),
  *   8  count u32, 12 data_len u32, 16 timestamp u64 (leader clock, us),
  *  24  checksum u64: xxh3-64 of bytes 32.. seeded with xxh3-64 of bytes 0..24
  *  32  the records' bytes back to back (data_len), zero padding to 4,
@@ -9,6 +9,10 @@
  * The end table comes last so records can be copied in as they arrive and
  * the table appended when the batch is sealed; it gives O(1) access to any
  * record of the batch.
+ *
+ * A retention command travels the same way, so every replica applies it at
+ * the same log position: flags RL_BATCH_TRIM, no records, and the data is
+ * the u64 offset before which records are dropped.
  */
 #ifndef RL_BATCH_H
 #define RL_BATCH_H
@@ -18,6 +22,7 @@
 #include <stdint.h>
 
 #define RL_BATCH_HDR 32u
+#define RL_BATCH_TRIM 1u
 
 struct rl_batch_builder {
     unsigned char *buf; /* raft_malloc'd: libraft takes it with raft_apply */
@@ -37,11 +42,15 @@ int rl_batch_add(struct rl_batch_builder *b, const void *rec, size_t len);
  * reset for the next batch. NULL on allocation failure. */
 void *rl_batch_seal(struct rl_batch_builder *b, uint64_t timestamp_us, size_t *len);
 
+/* A sealed trim command (raft_malloc'd), or NULL on allocation failure. */
+void *rl_batch_trim(uint64_t before, uint64_t timestamp_us, size_t *len);
+
 struct rl_batch_view {
     const unsigned char *data;
     const unsigned char *ends; /* u32 little-endian */
     uint32_t count, data_len;
     uint64_t timestamp;
+    uint64_t trim_before;      /* a trim command: records before this go; else 0 */
 };
 /* Validates a sealed batch (checksum, table) and sets up a view. */
 bool rl_batch_parse(const void *buf, size_t len, struct rl_batch_view *v);

@@ -482,6 +482,14 @@ int rlog_transfer_leadership(rlog *log, uint64_t id)
     return member(log, RL_MEMBER_TRANSFER, id, NULL);
 }
 
+int rlog_trim(rlog *log, uint64_t before_offset)
+{
+    if (!log)
+        return fail(RLOG_EINVAL, "NULL log");
+    struct rl_op op = {.kind = RL_OP_TRIM, .offset = before_offset};
+    return run_blocking(log, &op);
+}
+
 /* ---- iterator ----------------------------------------------------------------- */
 
 struct rlog_iter {

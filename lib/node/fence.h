@@ -21,6 +21,7 @@
 struct rl_fence_entry {
     uint64_t index, term, offset;
     uint32_t records;
+    uint64_t trim_before; /* a retention command: records before this go */
 };
 
 struct rl_fence {

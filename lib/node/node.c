@@ -138,10 +138,71 @@ static void ifl_settle_head(struct rlog *log, int status, uint64_t offset)
     ifl_free_if_done(f);
 }
 
+static void hook_on_fatal(void *arg, int code, const char *msg);
+
+static void store_trim_done(struct rl_store_req *req, int status)
+{
+    struct rlog *log = req->data;
+    free(req);
+    if (status != 0 && status != RLOG_ECANCELED)
+        hook_on_fatal(log, status, rl_store_errmsg(log->store));
+}
+
+/* Makes the store drop what retention allows: records before trim_offset,
+ * and whole entries only up to the snapshot descriptor, because a restart
+ * hands libraft the entries after it. One fully trimmed entry stays before
+ * the first readable record: a peer catching up past this point learns
+ * the term it must continue from there (lib/raftio/fetch.inc). */
+static void store_trim(struct rlog *log)
+{
+    struct rl_store *st = log->store;
+    uint64_t snap = rl_io_snapshot_index(&log->io), off = log->trim_offset, holding;
+    log->trim_snap = snap;
+    if (!st || log->fatal || rl_store_is_fatal(st))
+        return;
+    if (off >= rl_store_next_offset(st)) {
+        holding = rl_store_last_index(st) + 1;
+    } else {
+        struct rl_store_entry e;
+        int rv = rl_store_read_offset(st, off, &e);
+        if (rv != 0) {
+            if (rv != RLOG_ETRIMMED)
+                rl_log(log, 2, "trim: cannot find record %" PRIu64 ": %s", off,
+                       rl_store_errmsg(st));
+            return;
+        }
+        free((void *)e.buf);
+        holding = e.index;
+    }
+    uint64_t idx = holding < snap + 1 ? holding : snap + 1;
+    idx = idx > 1 ? idx - 1 : 1;
+    struct rl_store_req *req = calloc(1, sizeof *req);
+    if (!req)
+        return; /* the next snapshot tries again */
+    req->data = log;
+    if (rl_store_trim_records(st, req, idx, off, store_trim_done) != 0) {
+        rl_log(log, 2, "trim: %s", rl_store_errmsg(st));
+        free(req);
+    }
+}
+
+/* A retention command reached the fence: the same log position on every
+ * replica. Readers stop seeing the records at once; the files follow. */
+static void apply_trim(struct rlog *log, uint64_t before)
+{
+    if (before <= log->trim_offset)
+        return;
+    log->trim_offset = before;
+    rl_log(log, 1, "trim: records before offset %" PRIu64 " dropped", before);
+    store_trim(log);
+}
+
 /* An entry the fence passed: settle the append proposed there, if any. */
 static void entry_shown(void *arg, const struct rl_fence_entry *e)
 {
     struct rlog *log = arg;
+    if (e->trim_before)
+        apply_trim(log, e->trim_before);
     while (log->ifl_head && log->ifl_head->index < e->index)
         ifl_settle_head(log, RLOG_ENOTLEADER, 0); /* its entry was replaced */
     if (log->ifl_head && log->ifl_head->index == e->index)
@@ -224,19 +285,22 @@ static bool op_fits(struct rlog *log, const struct rl_op *op)
     return size + op->bytes + 4u * (log->bb.count + op->n) + 16 <= log->cfg.batch_max_bytes;
 }
 
-static void flush(struct rlog *log)
+static void fail_ops(struct rlog *log, struct rl_op *ops, int status, const char *msg)
+{
+    for (struct rl_op *op = ops, *next; op; op = next) {
+        next = op->next;
+        op_fail(log, op, status, msg);
+    }
+}
+
+/* Proposes one COMMAND entry (buf, raft_malloc'd, is given away); ops are
+ * answered when the fence passes it. */
+static void propose(struct rlog *log, void *buf, size_t len, struct rl_op *ops)
 {
     struct rl_inflight *f = calloc(1, sizeof *f);
-    size_t len = 0;
-    void *buf = f ? rl_batch_seal(&log->bb, uv_hrtime() / 1000, &len) : NULL;
-    struct rl_op *ops = log->open_head;
-    log->open_head = log->open_tail = NULL;
-    if (!buf) {
-        free(f);
-        for (struct rl_op *op = ops, *next; op; op = next) {
-            next = op->next;
-            op_fail(log, op, RLOG_ENOMEM, "out of memory building a batch");
-        }
+    if (!f) {
+        raft_free(buf);
+        fail_ops(log, ops, RLOG_ENOMEM, "out of memory proposing an entry");
         return;
     }
     f->log = log;
@@ -252,10 +316,7 @@ static void flush(struct rlog *log)
             not_leader_msg(log, msg, sizeof msg);
         else
             snprintf(msg, sizeof msg, "raft_apply: %s", raft_errmsg(&log->raft));
-        for (struct rl_op *op = ops, *next; op; op = next) {
-            next = op->next;
-            op_fail(log, op, st, msg);
-        }
+        fail_ops(log, ops, st, msg);
         free(f);
         return;
     }
@@ -267,6 +328,19 @@ static void flush(struct rlog *log)
         log->ifl_head = f;
     log->ifl_tail = f;
     log->n_inflight++;
+}
+
+static void flush(struct rlog *log)
+{
+    size_t len = 0;
+    void *buf = rl_batch_seal(&log->bb, uv_hrtime() / 1000, &len);
+    struct rl_op *ops = log->open_head;
+    log->open_head = log->open_tail = NULL;
+    if (!buf) {
+        fail_ops(log, ops, RLOG_ENOMEM, "out of memory building a batch");
+        return;
+    }
+    propose(log, buf, len, ops);
 }
 
 static void pump(struct rlog *log)
@@ -367,14 +441,25 @@ static void hook_after_event(void *arg)
         publish(log);
     }
     fence_update(log);
+    if (log->trim_offset && rl_io_snapshot_index(&log->io) != log->trim_snap)
+        store_trim(log); /* a newer snapshot lets the store drop more */
     pump(log);
+}
+
+/* The offset a retention command drops records before, or 0. */
+static uint64_t trim_of(const void *buf, uint32_t len, uint32_t records)
+{
+    struct rl_batch_view v;
+    if (records != 0 || !buf || !rl_batch_parse(buf, len, &v))
+        return 0;
+    return v.trim_before;
 }
 
 static void hook_on_append(void *arg, uint64_t index, uint64_t term, uint64_t offset,
                            uint32_t records, const void *buf, uint32_t len)
 {
     struct rlog *log = arg;
-    struct rl_fence_entry e = {index, term, offset, records};
+    struct rl_fence_entry e = {index, term, offset, records, trim_of(buf, len, records)};
     if (rl_fence_push(&log->fence, &e) != 0)
         rl_log(log, 3, "out of memory tracking entry %" PRIu64, index);
     rl_cache_put(&log->cache, index, offset, records, buf, len);
@@ -388,6 +473,20 @@ static void hook_on_truncate(void *arg, uint64_t index)
            index);
     rl_fence_truncate(&log->fence, index);
     rl_cache_truncate(&log->cache, index);
+}
+
+static void hook_on_reset(void *arg, uint64_t index, uint64_t offset)
+{
+    struct rlog *log = arg;
+    /* Everything before is committed (a peer trimmed it): the fence starts
+     * there, and nothing of the old log stays visible or cached. */
+    rl_fence_free(&log->fence);
+    rl_fence_init(&log->fence, index - 1, offset);
+    rl_cache_truncate(&log->cache, 0);
+    if (offset > log->trim_offset)
+        log->trim_offset = offset;
+    if (log->raft_started)
+        fence_published(log);
 }
 
 static void hook_on_fatal(void *arg, int code, const char *msg)
@@ -469,6 +568,14 @@ static int entry_at(struct rlog *log, uint64_t offset, struct rl_store_entry *e,
     return 0;
 }
 
+/* The first readable record: a trim is in force before the store's job
+ * that applies it completes. */
+static uint64_t first_offset(struct rlog *log)
+{
+    uint64_t f = rl_store_first_offset(log->store);
+    return f > log->trim_offset ? f : log->trim_offset;
+}
+
 /* Why a read of `offset` cannot be served now, or 0. */
 static int readable(struct rlog *log, uint64_t offset, char *msg, size_t msglen)
 {
@@ -476,9 +583,9 @@ static int readable(struct rlog *log, uint64_t offset, char *msg, size_t msglen)
         snprintf(msg, msglen, "%s", log->fatal ? log->fatal_msg : "log is closing");
         return log->fatal ? RLOG_EFATAL : RLOG_ECLOSED;
     }
-    if (offset < rl_store_first_offset(log->store)) {
+    if (offset < first_offset(log)) {
         snprintf(msg, msglen, "offset %" PRIu64 " was trimmed; the log starts at %" PRIu64,
-                 offset, rl_store_first_offset(log->store));
+                 offset, first_offset(log));
         return RLOG_ETRIMMED;
     }
     if (offset >= log->fence.visible_offset) {
@@ -596,7 +703,7 @@ static void do_status(struct rlog *log, struct rl_op *op)
     st->cache_hits = log->cache.hits;
     st->cache_misses = log->cache.misses;
     if (log->store) { /* gone once a failed node has stopped */
-        st->first_offset = rl_store_first_offset(log->store);
+        st->first_offset = first_offset(log);
         st->last_offset = rl_store_next_offset(log->store);
         st->last_index = rl_store_last_index(log->store);
     }
@@ -621,6 +728,50 @@ static void do_status(struct rlog *log, struct rl_op *op)
     }
     op->status = 0;
     rl_op_finish(log, op);
+}
+
+/* For operations only a leader takes: false (op failed) if this node
+ * cannot take it now. */
+static bool leader_can_take(struct rlog *log, struct rl_op *op)
+{
+    if (log->raft_closing || log->fatal || !log->store) {
+        op_fail(log, op, log->fatal ? RLOG_EFATAL : RLOG_ECLOSED,
+                log->fatal ? log->fatal_msg : "log is closing");
+        return false;
+    }
+    if (log->raft.state != RAFT_LEADER) {
+        char msg[256];
+        not_leader_msg(log, msg, sizeof msg);
+        op_fail(log, op, RLOG_ENOTLEADER, msg);
+        return false;
+    }
+    return true;
+}
+
+static void do_trim(struct rlog *log, struct rl_op *op)
+{
+    if (!leader_can_take(log, op))
+        return;
+    if (op->offset <= log->trim_offset) { /* already done: retention is monotonic */
+        op->status = 0;
+        rl_op_finish(log, op);
+        return;
+    }
+    if (op->offset > log->fence.visible_offset) {
+        snprintf(op->errmsg, sizeof op->errmsg,
+                 "trim: offset %" PRIu64 " is beyond the committed end of the log (%" PRIu64
+                 " records committed)", op->offset, log->fence.visible_offset);
+        op->status = RLOG_EINVAL;
+        rl_op_finish(log, op);
+        return;
+    }
+    size_t len = 0;
+    void *buf = rl_batch_trim(op->offset, uv_hrtime() / 1000, &len);
+    if (!buf) {
+        op_fail(log, op, RLOG_ENOMEM, "out of memory building a trim command");
+        return;
+    }
+    propose(log, buf, len, op);
 }
 
 static void raft_closed_cb(struct raft *r)
@@ -788,16 +939,8 @@ static void member_transfer_cb(struct raft_transfer *req)
 
 static void do_member(struct rlog *log, struct rl_op *op)
 {
-    if (log->raft_closing || log->fatal) {
-        op_fail(log, op, log->fatal ? RLOG_EFATAL : RLOG_ECLOSED, NULL);
+    if (!leader_can_take(log, op))
         return;
-    }
-    if (log->raft.state != RAFT_LEADER) {
-        char msg[256];
-        not_leader_msg(log, msg, sizeof msg);
-        op_fail(log, op, RLOG_ENOTLEADER, msg);
-        return;
-    }
     if (log->member_op) {
         op_fail(log, op, RLOG_EBUSY, "another membership change is under way");
         return;
@@ -859,6 +1002,9 @@ static void wake_cb(uv_async_t *a)
             break;
         case RL_OP_MEMBER:
             do_member(log, op);
+            break;
+        case RL_OP_TRIM:
+            do_trim(log, op);
             break;
         }
     }
@@ -930,6 +1076,7 @@ static int load_tail(struct rlog *log, char *err, size_t errlen)
         free((void *)en.buf);
     }
     rl_fence_init(&log->fence, visible, visible_offset);
+    log->trim_offset = rl_store_first_offset(log->store);
     rl_cache_init(&log->cache, log->cfg.cache_bytes);
     for (uint64_t i = (visible + 1 > first ? visible + 1 : first); i <= last; i++) {
         struct rl_store_entry en;
@@ -937,8 +1084,9 @@ static int load_tail(struct rlog *log, char *err, size_t errlen)
             snprintf(err, errlen, "%s", rl_store_errmsg(log->store));
             return rv;
         }
+        struct rl_fence_entry fe = {en.index, en.term, en.offset, en.records,
+                                    trim_of(en.buf, en.len, en.records)};
         free((void *)en.buf);
-        struct rl_fence_entry fe = {en.index, en.term, en.offset, en.records};
         if ((rv = rl_fence_push(&log->fence, &fe)) != 0)
             return rv;
     }
@@ -970,7 +1118,8 @@ static int start(struct rlog *log)
          * with the catch-up work). */
         .max_frame_body = 1u << 30,
         .hooks = {.arg = log, .after_event = hook_after_event, .on_append = hook_on_append,
-                  .on_truncate = hook_on_truncate, .on_fatal = hook_on_fatal,
+                  .on_truncate = hook_on_truncate, .on_reset = hook_on_reset,
+                  .on_fatal = hook_on_fatal,
                   .visible_index = hook_visible_index, .is_leader = hook_is_leader,
                   .peer_address = hook_peer_address, .on_commit = hook_on_commit,
                   .log = hook_log},
@@ -1023,6 +1172,7 @@ static int start(struct rlog *log)
     uv_timer_init(&log->loop, &log->close_timer);
     log->close_timer.data = log;
     log->pub_visible_offset = log->fence.visible_offset;
+    log->trim_snap = rl_io_snapshot_index(&log->io);
     publish(log);
     return 0;
 }

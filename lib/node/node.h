@@ -26,7 +26,8 @@
 #include "liblog.h"
 #include "store/store.h"
 
-enum rl_op_kind { RL_OP_APPEND, RL_OP_READ, RL_OP_FETCH, RL_OP_STATUS, RL_OP_CLOSE, RL_OP_MEMBER };
+enum rl_op_kind { RL_OP_APPEND, RL_OP_READ, RL_OP_FETCH, RL_OP_STATUS, RL_OP_CLOSE, RL_OP_MEMBER,
+                  RL_OP_TRIM };
 enum rl_member_kind { RL_MEMBER_ADD, RL_MEMBER_REMOVE, RL_MEMBER_TRANSFER };
 
 struct rl_waiter {
@@ -47,7 +48,7 @@ struct rl_op {
     size_t bytes;
     rlog_append_cb cb;
     void *cb_arg;
-    /* read / fetch */
+    /* read / fetch; trim: records before it go */
     uint64_t offset;
     /* results */
     int status;
@@ -118,6 +119,10 @@ struct rlog {
     struct raft_transfer member_transfer;
 
     struct rl_fence fence;      /* what may be shown (node/fence.h) */
+    /* Retention: records before trim_offset are gone for readers at once;
+     * the store drops whole entries as far as libraft's snapshot allows
+     * (trim_snap: the snapshot index of the last store trim). */
+    uint64_t trim_offset, trim_snap;
     struct rl_cache cache;      /* recent payloads (node/cache.h) */
 
     struct rl_batch_builder bb;

@@ -131,6 +131,7 @@ struct io {
     uint64_t snap_source_id;       /* sender of the last InstallSnapshot */
     char snap_source_addr[256];
     struct fetch *fetch;           /* catch-up in progress, or NULL */
+    struct fetch *reset_fetch;     /* the fetch whose reset descriptor is being written */
     /* Descriptor writes, one at a time (they share SNAPSHOT.tmp). */
     struct snap_put *snap_head, *snap_tail;
 };
@@ -140,6 +141,7 @@ static void io_log(struct io *io, int level, const char *fmt, ...)
 static void close_step(struct io *io);
 static int fetch_start(struct io *io, struct raft_io_snapshot_put *req,
                        const struct raft_snapshot *snap);
+static int finish_interrupted_reset(struct io *io);
 static void io_log(struct io *io, int level, const char *fmt, ...)
 {
     char line[512];
@@ -155,6 +157,12 @@ static void after_event(struct io *io)
 {
     if (io->hooks.after_event && !io->closing)
         io->hooks.after_event(io->hooks.arg);
+}
+
+uint64_t rl_io_snapshot_index(struct raft_io *rio)
+{
+    struct io *io = rio->impl;
+    return io && io->have_snap ? io->snap.index : 0;
 }
 
 uint32_t rl_io_batch_records(const void *buf, size_t len)
@@ -311,6 +319,12 @@ static int io_load(struct raft_io *rio, raft_term *term, raft_id *voted_for,
     *term = rl_store_term(io->store);
     *voted_for = rl_store_vote(io->store);
     *snapshot = NULL;
+    if (io->have_snap && io->snap.reset_offset != RL_SNAPSHOT_NO_RESET &&
+        io->snap.index > rl_store_last_index(io->store)) {
+        int rv = finish_interrupted_reset(io);
+        if (rv != 0)
+            return rv;
+    }
     uint64_t first = rl_store_first_index(io->store), last = rl_store_last_index(io->store);
     uint64_t start = first;
     if (io->have_snap) {
@@ -371,6 +385,16 @@ static void sync_append_cb(struct rl_store_req *req, int status)
     w->status = status;
 }
 
+/* Runs the loop until a store request submitted with sync_append_cb is
+ * done; only before the loop runs (load, bootstrap). */
+static int store_wait(struct io *io, int rv, struct sync_wait *w)
+{
+    /* Called before the loop runs, so it is ours to turn here. */
+    while (rv == 0 && !w->done)
+        rl_block_turn(io->loop);
+    return rv ? rv : w->status;
+}
+
 static int io_bootstrap(struct raft_io *rio, const struct raft_configuration *conf)
 {
     struct io *io = rio->impl;
@@ -387,12 +411,9 @@ static int io_bootstrap(struct raft_io *rio, const struct raft_configuration *co
     struct rl_store_entry e = {.index = 1, .term = 1, .type = RAFT_CHANGE, .buf = buf.base,
                                .len = (uint32_t)buf.len};
     if (rv == 0)
-        rv = rl_store_append(io->store, &req, &e, 1, sync_append_cb);
-    /* Called before the loop runs, so it is ours to turn here. */
-    while (rv == 0 && !w.done)
-        rl_block_turn(io->loop);
+        rv = store_wait(io, rl_store_append(io->store, &req, &e, 1, sync_append_cb), &w);
     raft_free(buf.base);
-    if (rv != 0 || w.status != 0) {
+    if (rv != 0) {
         snprintf(rio->errmsg, sizeof rio->errmsg, "bootstrap: %s",
                  rl_store_errmsg(io->store));
         return RAFT_IOERR;
@@ -581,8 +602,9 @@ struct snap_put {
     uv_work_t work;
     struct snap_put *next;
     struct io *io;
-    struct raft_io_snapshot_put *req;
-    uint64_t index, term, conf_index, visible;
+    struct raft_io_snapshot_put *req;  /* libraft's, or NULL for ours: */
+    void (*done)(struct io *io, int status);
+    uint64_t index, term, conf_index, visible, reset_offset;
     struct raft_configuration conf;
     int status;
 };
@@ -591,11 +613,23 @@ static void snap_put_work(uv_work_t *w)
 {
     struct snap_put *p = w->data;
     p->status = rl_snapshot_save(p->io->dir, p->index, p->term, p->conf_index, p->visible,
-                                 &p->conf);
+                                 p->reset_offset, &p->conf);
 }
 
 static void snap_put_work(uv_work_t *w);
 static void snap_put_after(uv_work_t *w, int status);
+
+static void snap_put_finish(struct snap_put *p, int rv)
+{
+    struct io *io = p->io;
+    struct raft_io_snapshot_put *req = p->req;
+    void (*done)(struct io *, int) = p->done;
+    free(p);
+    if (done)
+        done(io, rv);
+    else
+        req->cb(req, rv);
+}
 
 static void snap_queue_next(struct io *io)
 {
@@ -605,9 +639,7 @@ static void snap_queue_next(struct io *io)
         if (!io->snap_head)
             io->snap_tail = NULL;
         raft_configuration_close(&p->conf);
-        struct raft_io_snapshot_put *req = p->req;
-        free(p);
-        req->cb(req, RAFT_IOERR);
+        snap_put_finish(p, RAFT_IOERR);
         snap_queue_next(io);
     }
 }
@@ -632,52 +664,33 @@ static void snap_put_after(uv_work_t *w, int status)
             rl_snapshot_desc_close(&io->snap);
         io->snap = (struct rl_snapshot_desc){.index = p->index, .term = p->term,
                                              .conf_index = p->conf_index, .visible = p->visible,
-                                             .conf = p->conf};
+                                             .reset_offset = p->reset_offset, .conf = p->conf};
         io->have_snap = true;
     }
-    struct raft_io_snapshot_put *req = p->req;
-    free(p);
     snap_queue_next(io);
-    req->cb(req, rv);
-    after_event(io);
+    snap_put_finish(p, rv);
+    if (io->closing)
+        close_step(io);
+    else
+        after_event(io);
 }
 
-static int io_snapshot_put(struct raft_io *rio, unsigned trailing,
-                           struct raft_io_snapshot_put *req,
-                           const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+/* Queues a descriptor write; done (ours) or req->cb (libraft's) follows. */
+static int snap_put_queue(struct io *io, struct raft_io_snapshot_put *req,
+                          void (*done)(struct io *, int), const struct raft_snapshot *snapshot,
+                          uint64_t conf_index, uint64_t visible, uint64_t reset_offset)
 {
-    struct io *io = rio->impl;
-    if (io->fatal)
-        return RAFT_IOERR;
-    if (trailing == 0 && snapshot->index > rl_store_last_index(io->store)) {
-        /* The log is its own snapshot: installing one means fetching the
-         * missing range of the log from a peer. */
-        req->cb = cb;
-        return fetch_start(io, req, snapshot);
-    }
-    if (trailing == 0) {
-        /* We hold the entries the snapshot covers: they must be the same. */
-        struct rl_store_entry e;
-        int rv = rl_store_read(io->store, snapshot->index, &e);
-        free((void *)e.buf);
-        if (rv != 0 || e.term != snapshot->term) {
-            io_log(io, 3, "snapshot up to entry %" PRIu64 " (term %" PRIu64
-                   ") conflicts with this log (%s)", (uint64_t)snapshot->index,
-                   (uint64_t)snapshot->term, rv ? rl_store_errmsg(io->store) : "different term");
-            snprintf(rio->errmsg, sizeof rio->errmsg, "snapshot conflicts with the local log");
-            return RAFT_IOERR;
-        }
-    }
     struct snap_put *p = calloc(1, sizeof *p);
     if (!p)
         return RAFT_NOMEM;
     p->io = io;
     p->req = req;
-    req->cb = cb;
+    p->done = done;
     p->index = snapshot->index;
     p->term = snapshot->term;
-    p->conf_index = snapshot->configuration_index;
-    p->visible = io->hooks.visible_index ? io->hooks.visible_index(io->hooks.arg) : 0;
+    p->conf_index = conf_index;
+    p->visible = visible;
+    p->reset_offset = reset_offset;
     raft_configuration_init(&p->conf);
     for (unsigned i = 0; i < snapshot->configuration.n; i++)
         if (raft_configuration_add(&p->conf, snapshot->configuration.servers[i].id,
@@ -701,6 +714,41 @@ static int io_snapshot_put(struct raft_io *rio, unsigned trailing,
         return RAFT_IOERR;
     }
     return 0;
+}
+
+static int io_snapshot_put(struct raft_io *rio, unsigned trailing,
+                           struct raft_io_snapshot_put *req,
+                           const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    struct io *io = rio->impl;
+    if (io->fatal)
+        return RAFT_IOERR;
+    if (trailing == 0 && snapshot->index > rl_store_last_index(io->store)) {
+        /* The log is its own snapshot: installing one means fetching the
+         * missing range of the log from a peer. */
+        req->cb = cb;
+        return fetch_start(io, req, snapshot);
+    }
+    bool at_reset = io->have_snap && io->snap.index == snapshot->index &&
+                    io->snap.term == snapshot->term &&
+                    snapshot->index + 1 == rl_store_first_index(io->store);
+    if (trailing == 0 && !at_reset) {
+        /* We hold the entries the snapshot covers: they must be the same. */
+        struct rl_store_entry e;
+        int rv = rl_store_read(io->store, snapshot->index, &e);
+        free((void *)e.buf);
+        if (rv != 0 || e.term != snapshot->term) {
+            io_log(io, 3, "snapshot up to entry %" PRIu64 " (term %" PRIu64
+                   ") conflicts with this log (%s)", (uint64_t)snapshot->index,
+                   (uint64_t)snapshot->term, rv ? rl_store_errmsg(io->store) : "different term");
+            snprintf(rio->errmsg, sizeof rio->errmsg, "snapshot conflicts with the local log");
+            return RAFT_IOERR;
+        }
+    }
+    req->cb = cb;
+    return snap_put_queue(io, req, NULL, snapshot, snapshot->configuration_index,
+                          io->hooks.visible_index ? io->hooks.visible_index(io->hooks.arg) : 0,
+                          RL_SNAPSHOT_NO_RESET);
 }
 
 struct snap_get {
@@ -1299,7 +1347,8 @@ static void transport_closed(struct raft_uv_transport *t)
 
 static void close_step(struct io *io)
 {
-    if (io->close_pending > 0 || (io->fetch && io->fetch->busy))
+    /* Descriptor writes in flight come back to io: they finish first. */
+    if (io->close_pending > 0 || (io->fetch && io->fetch->busy) || io->snap_head)
         return;
     if (io->store) {
         rl_store_close(io->store, store_closed, io);

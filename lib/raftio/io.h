@@ -30,6 +30,9 @@ struct rl_io_hooks {
                       uint32_t records, const void *buf, uint32_t len);
     /* Entries from index on were truncated. */
     void (*on_truncate)(void *arg, uint64_t index);
+    /* The log was reset to start at entry `index`, record `offset` (catch-up
+     * past a peer's trim point): everything before is committed and gone. */
+    void (*on_reset)(void *arg, uint64_t index, uint64_t offset);
     /* The store failed; the node stops (fail-stop). */
     void (*on_fatal)(void *arg, int code, const char *msg);
     /* The fence position to persist with a snapshot descriptor. */
@@ -64,6 +67,10 @@ void rl_io_send_commit(struct raft_io *io, const struct raft_configuration *conf
                        uint64_t term, uint64_t index, uint64_t entry_term);
 /* While catching up by segment fetch: the next index wanted and the target. */
 bool rl_io_catchup(struct raft_io *io, uint64_t *next, uint64_t *target);
+/* Index of the durable snapshot descriptor (0: none). Entries after it
+ * are what a restart hands back to libraft, so the store may drop entries
+ * up to it, never beyond. */
+uint64_t rl_io_snapshot_index(struct raft_io *io);
 /* Records a COMMAND payload carries, or 0 if it is not a valid batch. */
 uint32_t rl_io_batch_records(const void *buf, size_t len);
 

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,9 @@
 
 #define SNAP_MAGIC 0x50414e53474f4c52ull /* "RLOGSNAP" */
 #define SNAP_HDR 56u /* magic, index, term, conf_index, conf_len, visible, checksum */
+/* The same plus reset_offset before the checksum; what is written now. */
+#define SNAP_MAGIC2 0x32504e53474f4c52ull /* "RLOGSNP2" */
+#define SNAP_HDR2 64u
 #define SNAP_MAX_CONF (1u << 20)
 
 /* Configuration: u64 count, then per server u64 id, u64 role, u64 address
@@ -65,26 +69,28 @@ static int conf_decode(const unsigned char *b, size_t len, struct raft_configura
 }
 
 int rl_snapshot_save(const char *dir, uint64_t index, uint64_t term, uint64_t conf_index,
-                     uint64_t visible, const struct raft_configuration *conf)
+                     uint64_t visible, uint64_t reset_offset,
+                     const struct raft_configuration *conf)
 {
     struct raft_buffer cb;
     if (conf_encode(conf, &cb) != 0)
         return -ENOMEM;
-    size_t len = SNAP_HDR + rl_pad8(cb.len);
+    size_t len = SNAP_HDR2 + rl_pad8(cb.len);
     unsigned char *buf = calloc(1, len);
     if (!buf) {
         raft_free(cb.base);
         return -ENOMEM;
     }
-    rl_put64(buf, SNAP_MAGIC);
+    rl_put64(buf, SNAP_MAGIC2);
     rl_put64(buf + 8, index);
     rl_put64(buf + 16, term);
     rl_put64(buf + 24, conf_index);
     rl_put64(buf + 32, cb.len);
     rl_put64(buf + 40, visible);
-    memcpy(buf + SNAP_HDR, cb.base, cb.len);
+    rl_put64(buf + 48, reset_offset);
+    memcpy(buf + SNAP_HDR2, cb.base, cb.len);
     raft_free(cb.base);
-    rl_put64(buf + 48, XXH3_64bits_withSeed(buf + SNAP_HDR, len - SNAP_HDR, XXH3_64bits(buf, 48)));
+    rl_put64(buf + 56, XXH3_64bits_withSeed(buf + SNAP_HDR2, len - SNAP_HDR2, XXH3_64bits(buf, 56)));
 
     char tmp[4200], path[4200];
     snprintf(tmp, sizeof tmp, "%s/SNAPSHOT.tmp", dir);
@@ -130,17 +136,20 @@ int rl_snapshot_load(const char *dir, struct rl_snapshot_desc *out, char *errmsg
     }
     if (rl_fs_pread(fd, buf, size, 0, &got) != 0 || got != size)
         goto out;
+    bool v2 = rl_get64(buf) == SNAP_MAGIC2;
+    size_t hdr = v2 ? SNAP_HDR2 : SNAP_HDR;
     uint64_t conf_len = rl_get64(buf + 32);
-    if (rl_get64(buf) != SNAP_MAGIC || conf_len > size - SNAP_HDR ||
-        rl_pad8(conf_len) != size - SNAP_HDR ||
-        rl_get64(buf + 48) !=
-            XXH3_64bits_withSeed(buf + SNAP_HDR, size - SNAP_HDR, XXH3_64bits(buf, 48)))
+    if ((!v2 && rl_get64(buf) != SNAP_MAGIC) || size < hdr || conf_len > size - hdr ||
+        rl_pad8(conf_len) != size - hdr ||
+        rl_get64(buf + hdr - 8) !=
+            XXH3_64bits_withSeed(buf + hdr, size - hdr, XXH3_64bits(buf, hdr - 8)))
         goto out;
     out->index = rl_get64(buf + 8);
     out->term = rl_get64(buf + 16);
     out->conf_index = rl_get64(buf + 24);
     out->visible = rl_get64(buf + 40);
-    if (conf_decode(buf + SNAP_HDR, conf_len, &out->conf) != 0)
+    out->reset_offset = v2 ? rl_get64(buf + 48) : RL_SNAPSHOT_NO_RESET;
+    if (conf_decode(buf + hdr, conf_len, &out->conf) != 0)
         goto out;
     ret = 0;
 out:

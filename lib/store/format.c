@@ -105,6 +105,7 @@ void rl_meta_encode(unsigned char *b, const struct rl_meta *m)
     rl_put64(b + 64, m->cut_seq);
     rl_put64(b + 72, m->cut_pos);
     rl_put32(b + 80, m->cut_gen);
+    rl_put32(b + 84, m->flags);
     rl_put64(b + 88, XXH3_64bits(b, 88));
 }
 
@@ -125,6 +126,9 @@ int rl_meta_decode(const unsigned char *b, size_t len, struct rl_meta *m)
     m->cut_seq = rl_get64(b + 64);
     m->cut_pos = rl_get64(b + 72);
     m->cut_gen = rl_get32(b + 80);
+    m->flags = rl_get32(b + 84);
+    if (m->flags & ~RL_META_RESET)
+        return RLOG_ECORRUPT; /* a flag this version does not know */
     return 0;
 }
 

@@ -13,7 +13,7 @@
  *   dir_id, gen u32, reserved u32, checksum (xxh3-64 of bytes 0..56)
  * Meta copy, 96 bytes (files meta-a and meta-b):
  *   "RLOGMETA", version u32, gen u32, seq, term, vote, first_index,
- *   first_offset, dir_id, cut_seq, cut_pos, cut_gen u32, reserved u32,
+ *   first_offset, dir_id, cut_seq, cut_pos, cut_gen u32, flags u32,
  *   checksum (of bytes 0..88)
  * Index file of a sealed segment: a 80-byte header
  *   "RLOGIDX1", version u32, count u32, seq, first_index, last_index,
@@ -67,10 +67,15 @@ int rl_seg_hdr_decode(const unsigned char *buf, struct rl_seg_hdr *h);
 /* gen: the write generation, bumped at every open and every cut. A cut
  * (truncation, or the end found by recovery) at byte cut_pos of segment
  * cut_seq makes every frame at or after it with gen < cut_gen stale. */
+/* first_offset: the first readable record; it may lie inside (or past) the
+ * entry first_index, whose earlier records are then hidden.
+ * RL_META_RESET: the log was reset to start at first_index; every segment
+ * that starts before it is stale (set until those files are gone). */
+#define RL_META_RESET 1u
 struct rl_meta {
     uint64_t seq, term, vote, first_index, first_offset, dir_id;
     uint64_t cut_seq, cut_pos;
-    uint32_t gen, cut_gen;
+    uint32_t gen, cut_gen, flags;
 };
 void rl_meta_encode(unsigned char *buf, const struct rl_meta *m);
 int rl_meta_decode(const unsigned char *buf, size_t len, struct rl_meta *m);

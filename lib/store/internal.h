@@ -10,7 +10,7 @@
 #include "store/format.h"
 #include "store/store.h"
 
-enum { RL_REQ_APPEND = 1, RL_REQ_TRUNCATE, RL_REQ_TRIM };
+enum { RL_REQ_APPEND = 1, RL_REQ_TRUNCATE, RL_REQ_TRIM, RL_REQ_RESET };
 
 struct rl_segment {
     uint64_t seq;

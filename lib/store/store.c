@@ -242,6 +242,7 @@ static void edit_reopen(struct rl_meta *m, const void *arg)
     if (cut[2] > m->gen)
         m->gen = (uint32_t)cut[2];
     m->gen++;
+    m->flags &= ~RL_META_RESET; /* recovery removed what it marked stale */
     m->cut_seq = cut[0];
     m->cut_pos = cut[1];
     m->cut_gen = m->gen;
@@ -258,10 +259,15 @@ static int recover(struct rl_store *s)
     if (rv != 0)
         return rv;
 
-    /* Segments wholly before the trim point: a trim was interrupted. */
+    /* Segments wholly before the trim point: a trim was interrupted. After
+     * an interrupted reset every segment is old: the flag is cleared before
+     * the new log writes its first segment. */
     size_t gone = 0;
+    bool reset = s->meta.flags & RL_META_RESET;
     while (gone + 1 < s->nsegs && s->segs[gone + 1]->first_index <= s->meta.first_index)
         gone++;
+    if (reset)
+        gone = s->nsegs;
     if (gone) {
         for (size_t i = 0; i < gone; i++) {
             drop_files(s, s->segs[i]->seq);
@@ -269,7 +275,13 @@ static int recover(struct rl_store *s)
         }
         memmove(s->segs, s->segs + gone, (s->nsegs - gone) * sizeof *s->segs);
         s->nsegs -= gone;
-        rl_store_add_note(s, "removed %zu segment(s) of an interrupted trim", gone);
+        rl_store_add_note(s, "removed %zu segment(s) of an interrupted %s", gone,
+                          reset ? "reset" : "trim");
+        /* The reset flag goes with the next metadata write: the files must
+         * be gone for good first. */
+        if (reset && (rv = rl_fs_fsync_dir(s->dir)) != 0)
+            return rl_store_fail(s, rl_errno_to_rlog(rv), "fsync of %s: %s", s->dir,
+                                 strerror(-rv));
     }
     for (size_t i = 0; i + 1 < s->nsegs; i++) {
         struct rl_segment *seg = s->segs[i];
@@ -317,7 +329,7 @@ static int recover(struct rl_store *s)
         free((void *)e.buf);
         if (r != 0)
             return r;
-        if (e.offset != s->first_offset)
+        if (e.offset > s->first_offset || s->first_offset > s->next_offset)
             return rl_store_fail(s, RLOG_ECORRUPT,
                                  "%s: entry %" PRIu64 " holds record %" PRIu64
                                  " but the metadata says the log starts at record %" PRIu64,
@@ -554,6 +566,11 @@ int rl_store_truncate(struct rl_store *s, struct rl_store_req *req, uint64_t ind
     uint64_t offset;
     if ((rv = offset_of(s, index, &offset)) != 0)
         return rv;
+    if (offset < s->first_offset)
+        return rl_store_fail(s, RLOG_EINVAL,
+                             "truncate: entry %" PRIu64 " holds record %" PRIu64
+                             ", before the first record %" PRIu64 " (trimmed records are committed)",
+                             index, offset, s->first_offset);
     *req = (struct rl_store_req){.data = req->data, .kind = RL_REQ_TRUNCATE, .cb = cb, .arg = index};
     s->next_index = index;
     s->next_offset_sub = offset;
@@ -561,7 +578,8 @@ int rl_store_truncate(struct rl_store *s, struct rl_store_req *req, uint64_t ind
     return 0;
 }
 
-int rl_store_trim(struct rl_store *s, struct rl_store_req *req, uint64_t index, rl_store_cb cb)
+int rl_store_trim_records(struct rl_store *s, struct rl_store_req *req, uint64_t index,
+                          uint64_t offset, rl_store_cb cb)
 {
     int rv = check_usable(s);
     if (rv)
@@ -570,7 +588,33 @@ int rl_store_trim(struct rl_store *s, struct rl_store_req *req, uint64_t index, 
         return rl_store_fail(s, RLOG_EINVAL,
                              "trim: index %" PRIu64 " is beyond the end of the log (next %" PRIu64 ")",
                              index, s->next_index);
-    *req = (struct rl_store_req){.data = req->data, .kind = RL_REQ_TRIM, .cb = cb, .arg = index};
+    if (offset > s->next_offset_sub)
+        return rl_store_fail(s, RLOG_EINVAL,
+                             "trim: record %" PRIu64 " is beyond the end of the log (next %" PRIu64 ")",
+                             offset, s->next_offset_sub);
+    *req = (struct rl_store_req){.data = req->data, .kind = RL_REQ_TRIM, .cb = cb, .arg = index,
+                                 .arg2 = offset};
+    enqueue(s, req);
+    return 0;
+}
+
+int rl_store_trim(struct rl_store *s, struct rl_store_req *req, uint64_t index, rl_store_cb cb)
+{
+    return rl_store_trim_records(s, req, index, 0, cb);
+}
+
+int rl_store_reset(struct rl_store *s, struct rl_store_req *req, uint64_t index, uint64_t offset,
+                   rl_store_cb cb)
+{
+    int rv = check_usable(s);
+    if (rv)
+        return rv;
+    if (!req || index == 0)
+        return rl_store_fail(s, RLOG_EINVAL, "reset: entries start at index 1");
+    *req = (struct rl_store_req){.data = req->data, .kind = RL_REQ_RESET, .cb = cb, .arg = index,
+                                 .arg2 = offset};
+    s->next_index = index;
+    s->next_offset_sub = offset;
     enqueue(s, req);
     return 0;
 }

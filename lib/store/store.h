@@ -20,7 +20,7 @@
  * fdatasyncs run on libuv's threadpool, never on the loop thread, except
  * rl_store_set_term_vote(), which libraft requires to be durable on return.
  *
- * Requests (append, truncate, trim) complete in submission order, each
+ * Requests (append, truncate, trim, reset) complete in submission order, each
  * callback exactly once. Concurrent appends are coalesced: all requests
  * queued while a write is in flight go out as one pwritev + one fdatasync per
  * segment touched. A callback with status 0 means the data is durable.
@@ -82,7 +82,7 @@ struct rl_store_req {
     unsigned n;
     unsigned done;          /* entries already handed to a write */
     unsigned char *headers; /* n frame headers */
-    uint64_t arg;
+    uint64_t arg, arg2;
 };
 
 /* Opens (creating if needed) the store in cfg->dir on `loop`.
@@ -123,6 +123,25 @@ int rl_store_truncate(struct rl_store *s, struct rl_store_req *req,
  * RLOG_ECLOSED. */
 int rl_store_trim(struct rl_store *s, struct rl_store_req *req,
                   uint64_t index, rl_store_cb cb);
+
+/* Retention by record: hides records before `offset` (reads of them fail
+ * with RLOG_ETRIMMED) and drops entries before `index`; the entries from
+ * `index` on stay readable by index even where all their records are
+ * hidden (Raft may still need them). The effective first offset is the
+ * largest of `offset`, the current one and the base of the first kept
+ * entry; it never moves back. Errors now: RLOG_EINVAL (index beyond the end
+ * + 1, or offset beyond the end), RLOG_EFATAL, RLOG_ECLOSED. */
+int rl_store_trim_records(struct rl_store *s, struct rl_store_req *req, uint64_t index,
+                          uint64_t offset, rl_store_cb cb);
+
+/* Replaces the whole log, after every request queued before it, by an empty
+ * log that starts at entry `index` with record `offset` (a replica catching
+ * up from a peer that trimmed past this log's end). Crash-safe: a crash
+ * leaves the old log or the new one, never a mix. Appends submitted after
+ * it continue at `index`. Errors now: RLOG_EINVAL (index 0), RLOG_EFATAL,
+ * RLOG_ECLOSED. */
+int rl_store_reset(struct rl_store *s, struct rl_store_req *req, uint64_t index,
+                   uint64_t offset, rl_store_cb cb);
 
 /* Reads the durable entry at `index` / the entry holding record `offset`.
  * On success out->buf is malloc'd (caller frees; NULL if len == 0).

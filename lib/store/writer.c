@@ -14,7 +14,7 @@
  * spare once; the segment it leaves is sealed and its index file written in
  * the background.
  *
- * Truncate and trim run as jobs in the same queue, so they are ordered with
+ * Truncate, trim and reset run as jobs in the same queue, so they are ordered with
  * appends, and never alongside a spare or index job that touches the same
  * files.
  *
@@ -52,7 +52,7 @@ struct extent {
     unsigned char seghdr[RL_SEG_HDR];
 };
 
-enum job_kind { JOB_APPEND, JOB_TRUNCATE, JOB_TRIM, JOB_SPARE, JOB_INDEX };
+enum job_kind { JOB_APPEND, JOB_TRUNCATE, JOB_TRIM, JOB_RESET, JOB_SPARE, JOB_INDEX };
 
 struct rl_batch {
     uv_work_t work;
@@ -71,6 +71,7 @@ struct rl_batch {
     struct rl_segment *seg; /* truncate target / spare / segment to index */
     size_t drop_from, drop_to; /* segs[] range whose files go */
     bool drop_spare;
+    bool noop;                 /* trim: nothing to change */
     /* outcome */
     int err;
     char errmsg[240];
@@ -580,6 +581,8 @@ static void trim_work(uv_work_t *w)
 {
     struct rl_batch *b = w->data;
     struct rl_store *s = b->s;
+    if (b->noop)
+        return;
     struct trim_point t = {b->index, b->offset};
     int rv = rl_meta_update(s, edit_trim, &t);
     if (rv != 0) {
@@ -601,7 +604,9 @@ static bool start_trim(struct rl_store *s, struct rl_store_req *req)
     b->req = req;
     b->index = req->arg > s->first_index ? req->arg : s->first_index;
     b->offset = s->first_offset;
-    if (b->index > s->last_index) {
+    if (b->index == s->first_index) {
+        /* first_offset already covers the entry's base */
+    } else if (b->index > s->last_index) {
         b->offset = s->next_offset;
     } else if (b->index > s->first_index) {
         size_t k = s->nsegs;
@@ -617,12 +622,19 @@ static bool start_trim(struct rl_store *s, struct rl_store_req *req)
         }
         b->offset = e.offset;
     }
+    /* Records never come back: the first offset only moves forward. */
+    uint64_t hide = req->arg2 < s->next_offset ? req->arg2 : s->next_offset;
+    if (b->offset < s->first_offset)
+        b->offset = s->first_offset;
+    if (b->offset < hide)
+        b->offset = hide;
     /* Whole segments before the trim point go, but never the active one. */
     size_t n = 0;
     while (n + 1 < s->nsegs && s->segs[n]->last_index < b->index)
         n++;
     b->drop_from = 0;
     b->drop_to = n;
+    b->noop = n == 0 && b->index == s->first_index && b->offset == s->first_offset;
     s->inflight = b;
     queue_job(s, b, trim_work);
     return true;
@@ -641,13 +653,87 @@ static void trim_done(struct rl_store *s, struct rl_batch *b)
         s->nsegs -= b->drop_to;
     }
     s->stats.segments = s->nsegs;
-    if (b->index > s->first_index) {
-        s->first_index = b->index;
-        s->first_offset = b->offset;
-    }
+    s->first_index = b->index;
+    s->first_offset = b->offset;
     queue_pop(s);
     if (b->req->cb)
         b->req->cb(b->req, 0);
+}
+
+/* ---- reset --------------------------------------------------------------- */
+
+static void edit_reset(struct rl_meta *m, const void *arg)
+{
+    const struct trim_point *t = arg;
+    m->first_index = t->index;
+    m->first_offset = t->offset;
+    m->flags |= RL_META_RESET;
+}
+
+static void edit_reset_done(struct rl_meta *m, const void *arg)
+{
+    (void)arg;
+    m->flags &= ~RL_META_RESET;
+}
+
+/* The new start is recorded first, marked as a reset so that a crash
+ * before the old files are gone makes the next open delete them (instead
+ * of finding a log that ends before its start). Only then is the mark
+ * cleared, before any segment of the new log can exist. */
+static void reset_work(uv_work_t *w)
+{
+    struct rl_batch *b = w->data;
+    struct rl_store *s = b->s;
+    struct trim_point t = {b->index, b->offset};
+    int rv = rl_meta_update(s, edit_reset, &t);
+    if (rv != 0) {
+        job_fail(b, rl_errno_to_rlog(rv), "writing metadata for reset: %s", strerror(-rv));
+        return;
+    }
+    for (size_t i = b->drop_from; i < b->drop_to; i++)
+        unlink_segment_files(b, s->segs[i]->seq, false);
+    if (!b->err && b->drop_to > b->drop_from && (rv = rl_fs_fsync_dir(s->dir)) != 0)
+        job_fail(b, rl_errno_to_rlog(rv), "fsync of %s: %s", s->dir, strerror(-rv));
+    if (!b->err && (rv = rl_meta_update(s, edit_reset_done, NULL)) != 0)
+        job_fail(b, rl_errno_to_rlog(rv), "writing metadata after reset: %s", strerror(-rv));
+}
+
+static bool start_reset(struct rl_store *s, struct rl_store_req *req)
+{
+    struct rl_batch *b = calloc(1, sizeof *b);
+    if (!b)
+        return false;
+    b->kind = JOB_RESET;
+    b->req = req;
+    b->index = req->arg;
+    b->offset = req->arg2;
+    b->drop_from = 0;
+    b->drop_to = s->nsegs;
+    /* Readers stop seeing the old log now. */
+    s->first_index = b->index;
+    s->first_offset = b->offset;
+    s->last_index = b->index - 1;
+    s->next_offset = b->offset;
+    s->inflight = b;
+    queue_job(s, b, reset_work);
+    return true;
+}
+
+static void reset_done(struct rl_store *s, struct rl_batch *b)
+{
+    if (b->err) {
+        op_job_failed(s, b);
+        return;
+    }
+    for (size_t i = b->drop_from; i < b->drop_to; i++)
+        rl_segment_free(s->segs[i]);
+    s->nsegs = 0;
+    s->stats.segments = 0;
+    queue_pop(s);
+    if (b->req->cb)
+        b->req->cb(b->req, 0);
+    if (!s->spare)
+        rl_writer_prepare_spare(s);
 }
 
 /* ---- the queue ----------------------------------------------------------- */
@@ -663,7 +749,9 @@ void rl_writer_kick(struct rl_store *s)
             /* These touch files that spare and index jobs also touch. */
             if (s->spare_busy || s->bg_jobs)
                 return;
-            started = r->kind == RL_REQ_TRUNCATE ? start_truncate(s, r) : start_trim(s, r);
+            started = r->kind == RL_REQ_TRUNCATE ? start_truncate(s, r)
+                      : r->kind == RL_REQ_TRIM   ? start_trim(s, r)
+                                                 : start_reset(s, r);
         }
         if (!started)
             return;
@@ -688,6 +776,10 @@ static void after_job(uv_work_t *w, int status)
     case JOB_TRIM:
         s->inflight = NULL;
         trim_done(s, b);
+        break;
+    case JOB_RESET:
+        s->inflight = NULL;
+        reset_done(s, b);
         break;
     case JOB_SPARE:
         s->spare_busy = false;

@@ -47,7 +47,11 @@ enum {
      *  FETCH_RESPONSE as append_entries: term = status (0, or an RLOG_E*
      *    code negated), prev_log_index = first index - 1, prev_log_term = 0,
      *    leader_commit = the last index the sender can serve, entries = the
-     *    entries from prev_log_index + 1 on (terms, types, payloads). */
+     *    entries from prev_log_index + 1 on (terms, types, payloads).
+     *    With status RLOG_ETRIMMED the sender has dropped the range: it can
+     *    serve from prev_log_index + 1 on, prev_log_term is the term of
+     *    entry prev_log_index and leader_commit the record offset of entry
+     *    prev_log_index + 1 (prev_log_index 0: not within the range asked). */
     RL_WIRE_FETCH_REQUEST = 64,
     RL_WIRE_FETCH_RESPONSE = 65,
     /* The leader's commit fence passed an entry (lib/node/node.c): shaped

@@ -451,16 +451,51 @@ int th_truncate_submit(struct th_store *t, struct th_op *op, uint64_t index)
     return op->submit_rc;
 }
 
-int th_trim_submit(struct th_store *t, struct th_op *op, uint64_t index)
+enum { OP_TRIM, OP_TRIM_RECORDS, OP_RESET };
+
+static int op_submit(struct th_store *t, struct th_op *op, int kind, uint64_t index,
+                     uint64_t offset)
 {
     memset(op, 0, sizeof *op);
     op->req.data = op;
-    op->submit_rc = rl_store_trim(t->s, &op->req, index, op_cb);
+    op->submit_rc = kind == OP_TRIM ? rl_store_trim(t->s, &op->req, index, op_cb)
+                    : kind == OP_TRIM_RECORDS
+                        ? rl_store_trim_records(t->s, &op->req, index, offset, op_cb)
+                        : rl_store_reset(t->s, &op->req, index, offset, op_cb);
     if (op->submit_rc) {
         op->status = op->submit_rc;
         op->done = true;
     }
     return op->submit_rc;
+}
+
+int th_trim_submit(struct th_store *t, struct th_op *op, uint64_t index)
+{
+    return op_submit(t, op, OP_TRIM, index, 0);
+}
+
+int th_reset_submit(struct th_store *t, struct th_op *op, uint64_t index, uint64_t offset)
+{
+    return op_submit(t, op, OP_RESET, index, offset);
+}
+
+static int op_run(struct th_store *t, int kind, uint64_t index, uint64_t offset)
+{
+    struct th_op op;
+    if (op_submit(t, &op, kind, index, offset))
+        return op.submit_rc;
+    th_run_until(t, &op.done);
+    return op.status;
+}
+
+int th_trim_records(struct th_store *t, uint64_t index, uint64_t offset)
+{
+    return op_run(t, OP_TRIM_RECORDS, index, offset);
+}
+
+int th_reset(struct th_store *t, uint64_t index, uint64_t offset)
+{
+    return op_run(t, OP_RESET, index, offset);
 }
 
 int th_truncate(struct th_store *t, uint64_t index)
@@ -474,11 +509,7 @@ int th_truncate(struct th_store *t, uint64_t index)
 
 int th_trim(struct th_store *t, uint64_t index)
 {
-    struct th_op op;
-    if (th_trim_submit(t, &op, index))
-        return op.submit_rc;
-    th_run_until(t, &op.done);
-    return op.status;
+    return op_run(t, OP_TRIM, index, 0);
 }
 
 /* ---- Checking entries -------------------------------------------------- */
@@ -597,6 +628,21 @@ void th_model_trim(struct th_model *m, uint64_t index)
     ck_assert_uint_le(index, m->last + 1);
     if (index > m->first)
         m->first = index;
+}
+
+void th_model_reset(struct th_model *m, uint64_t index, uint64_t offset)
+{
+    ck_assert_uint_ge(index, 2);
+    while (index + 1 > m->cap) {
+        m->e = realloc(m->e, 2 * m->cap * sizeof *m->e);
+        ck_assert_ptr_nonnull(m->e);
+        memset(m->e + m->cap, 0, m->cap * sizeof *m->e);
+        m->cap *= 2;
+    }
+    /* A placeholder before the start carries the next offset. */
+    m->e[index - 1] = (struct th_model_entry){.offset = offset, .records = 0};
+    m->first = index;
+    m->last = index - 1;
 }
 
 uint64_t th_model_next_offset(const struct th_model *m)

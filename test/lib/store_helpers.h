@@ -132,8 +132,11 @@ struct th_op {
 };
 int th_truncate_submit(struct th_store *t, struct th_op *op, uint64_t index);
 int th_trim_submit(struct th_store *t, struct th_op *op, uint64_t index);
+int th_reset_submit(struct th_store *t, struct th_op *op, uint64_t index, uint64_t offset);
 int th_truncate(struct th_store *t, uint64_t index);
 int th_trim(struct th_store *t, uint64_t index);
+int th_trim_records(struct th_store *t, uint64_t index, uint64_t offset);
+int th_reset(struct th_store *t, uint64_t index, uint64_t offset);
 
 /* ---- Checking entries -------------------------------------------------- */
 
@@ -167,6 +170,8 @@ void th_model_append(struct th_model *m, uint64_t first, unsigned n,
                      uint64_t term, uint64_t seed);
 void th_model_truncate(struct th_model *m, uint64_t index);
 void th_model_trim(struct th_model *m, uint64_t index);
+/* An empty log starting at entry index (>= 2) and record offset. */
+void th_model_reset(struct th_model *m, uint64_t index, uint64_t offset);
 uint64_t th_model_next_offset(const struct th_model *m);
 uint64_t th_model_first_offset(const struct th_model *m);
 /* The index of the entry holding record offset o, or 0 if none. */

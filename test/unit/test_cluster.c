@@ -169,16 +169,41 @@ static void append_range(int leader, uint64_t from, uint64_t to)
     }
 }
 
-/* Every node serves records [0, n) with the expected bytes. */
-static void check_all(uint64_t n)
+/* The node's first readable offset once it is `want` (waits ~10 s). */
+static uint64_t wait_first(int i, uint64_t want)
 {
-    for (int i = 0; i < N; i++) {
+    struct rlog_status st = {0};
+    for (int t = 0; t < 200; t++) {
+        ck_assert_int_eq(rlog_status(C.node[i], &st), 0);
+        if (st.first_offset == want)
+            break;
+        usleep(50000);
+    }
+    return st.first_offset;
+}
+
+/* Every node serves records [from, n) with the expected bytes, and those
+ * before `from` as trimmed. */
+static void check_range(uint64_t from, uint64_t n)
+{
+    for (int i = 0; i <= N; i++) {
         if (!C.node[i])
             continue;
         ck_assert_uint_ge(wait_commit(i, n), n);
         rlog_iter *it;
-        ck_assert_int_eq(rlog_iter_open(C.node[i], 0, n, &it), 0);
-        for (uint64_t k = 0; k < n; k++) {
+        if (from > 0) {
+            ck_assert_uint_eq(wait_first(i, from), from);
+            void *b;
+            size_t len;
+            ck_assert_int_eq(rlog_read(C.node[i], from - 1, &b, &len), RLOG_ETRIMMED);
+            ck_assert_int_eq(rlog_read(C.node[i], 0, &b, &len), RLOG_ETRIMMED);
+            const void *rec;
+            ck_assert_int_eq(rlog_iter_open(C.node[i], from - 1, n, &it), 0);
+            ck_assert_int_eq(rlog_iter_next(it, &rec, &len, NULL), RLOG_ETRIMMED);
+            rlog_iter_close(it);
+        }
+        ck_assert_int_eq(rlog_iter_open(C.node[i], from, n, &it), 0);
+        for (uint64_t k = from; k < n; k++) {
             const void *rec;
             size_t len;
             uint64_t off;
@@ -198,6 +223,11 @@ static void check_all(uint64_t n)
         void *b;
         ck_assert_int_eq(rlog_read(C.node[i], n, &b, &len), RLOG_ENOTFOUND);
     }
+}
+
+static void check_all(uint64_t n)
+{
+    check_range(0, n);
 }
 
 START_TEST(test_replicates_to_every_node)
@@ -436,16 +466,65 @@ START_TEST(test_busy_directory)
 }
 END_TEST
 
-START_TEST(test_lagging_follower_catches_up_by_fetch)
+/* Three nodes with libraft's window shrunk to 8 + 16 entries, so that a
+ * node far behind can only come back through segment fetch. The leader. */
+static int open_small_window(void)
 {
-    /* A window of 8 + 16 entries: a follower down for 600 entries is far
-     * behind it and can only come back through segment fetch. */
     window_threshold = 8;
     window_trailing = 16;
     for (int i = 0; i < N; i++)
         node_open(i);
     int l = wait_leader();
     ck_assert_int_ge(l, 0);
+    return l;
+}
+
+static void assert_fetched(void)
+{
+    pthread_mutex_lock(&log_mu);
+    int fetched = fetched_lines;
+    pthread_mutex_unlock(&log_mu);
+    ck_assert_msg(fetched >= 1, "no node caught up through segment fetch");
+}
+
+/* Opens a fourth node (join) and adds it through leader l. */
+static void add_fourth(int l)
+{
+    struct rlog_config c;
+    cfg_for(N, &c);
+    c.n_peers = N + 1;
+    c.join = 1;
+    c.snapshot_threshold = window_threshold;
+    c.snapshot_trailing = window_trailing;
+    c.log_fn = count_fetches;
+    char err[256];
+    ck_assert_int_eq(rlog_open(&c, &C.node[N], err, sizeof err), 0);
+    int rv = rlog_add_node(C.node[l], N + 1, C.addrs[N]);
+    ck_assert_msg(rv == 0, "add: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
+}
+
+/* The fourth node takes over from l, which then leaves the cluster. */
+static void fourth_takes_over(int l)
+{
+    int rv = rlog_transfer_leadership(C.node[l], N + 1);
+    ck_assert_msg(rv == 0, "transfer: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
+    ck_assert_int_eq(wait_leader(), N);
+    ck_assert_int_eq(rlog_remove_node(C.node[l], 1), RLOG_ENOTLEADER);
+    /* A new leader first commits the configuration it inherited; until then
+     * a change is refused as busy, which callers retry. */
+    for (int t = 0; t < 100; t++) {
+        rv = rlog_remove_node(C.node[N], (uint64_t)l + 1);
+        if (rv != RLOG_EBUSY)
+            break;
+        usleep(50000);
+    }
+    ck_assert_msg(rv == 0, "remove: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[N]));
+    node_close(l);
+}
+
+START_TEST(test_lagging_follower_catches_up_by_fetch)
+{
+    int l = open_small_window();
     append_range(l, 0, 50);
     int f = (l + 1) % N;
     check_all(50);
@@ -453,10 +532,7 @@ START_TEST(test_lagging_follower_catches_up_by_fetch)
     append_range(l, 50, 650);
     node_open(f);
     check_all(650);
-    pthread_mutex_lock(&log_mu);
-    int fetched = fetched_lines;
-    pthread_mutex_unlock(&log_mu);
-    ck_assert_msg(fetched >= 1, "the follower did not catch up through segment fetch");
+    assert_fetched();
     /* and it keeps replicating normally afterwards */
     append_range(l, 650, 700);
     check_all(700);
@@ -603,24 +679,9 @@ END_TEST
 
 START_TEST(test_membership_add_transfer_remove)
 {
-    window_threshold = 8; /* the newcomer must catch up by segment fetch */
-    window_trailing = 16;
-    for (int i = 0; i < N; i++)
-        node_open(i);
-    int l = wait_leader();
-    ck_assert_int_ge(l, 0);
+    int l = open_small_window(); /* the newcomer must catch up by segment fetch */
     append_range(l, 0, 300);
-    /* a fourth node joins */
-    struct rlog_config c;
-    cfg_for(N, &c);
-    c.n_peers = N + 1;
-    c.join = 1;
-    c.snapshot_threshold = window_threshold;
-    c.snapshot_trailing = window_trailing;
-    char err[256];
-    ck_assert_int_eq(rlog_open(&c, &C.node[N], err, sizeof err), 0);
-    int rv = rlog_add_node(C.node[l], N + 1, C.addrs[N]);
-    ck_assert_msg(rv == 0, "add: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
+    add_fourth(l);
     ck_assert_int_eq(rlog_add_node(C.node[l], N + 1, C.addrs[N]), RLOG_EINVAL); /* twice */
     ck_assert_uint_ge(wait_commit(N, 300), 300);
     struct rlog_status st;
@@ -631,20 +692,7 @@ START_TEST(test_membership_add_transfer_remove)
         voters += st.peers[i].voter;
     ck_assert_int_eq(voters, N + 1);
     /* it takes over, then the old leader leaves */
-    rv = rlog_transfer_leadership(C.node[l], N + 1);
-    ck_assert_msg(rv == 0, "transfer: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
-    ck_assert_int_eq(wait_leader(), N);
-    ck_assert_int_eq(rlog_remove_node(C.node[l], 1), RLOG_ENOTLEADER);
-    /* A new leader first commits the configuration it inherited; until then
-     * a change is refused as busy, which callers retry. */
-    for (int t = 0; t < 100; t++) {
-        rv = rlog_remove_node(C.node[N], (uint64_t)l + 1);
-        if (rv != RLOG_EBUSY)
-            break;
-        usleep(50000);
-    }
-    ck_assert_msg(rv == 0, "remove: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[N]));
-    node_close(l);
+    fourth_takes_over(l);
     ck_assert_int_eq(rlog_status(C.node[N], &st), 0);
     ck_assert_uint_eq(st.n_peers, N);
     append_range(N, 300, 350);
@@ -652,6 +700,73 @@ START_TEST(test_membership_add_transfer_remove)
     for (int i = 0; i < N; i++)
         if (i != l)
             ck_assert_uint_ge(wait_commit(i, 350), 350);
+}
+END_TEST
+
+/* Retention through the API: the trim is replicated, so every replica
+ * drops the same records; bad points get clear errors; appends go on and a
+ * restart keeps it. */
+START_TEST(test_trim_on_every_replica)
+{
+    int l = open_small_window(); /* snapshots move, so segments can go too */
+    append_range(l, 0, 400);
+    check_all(400);
+    int f = (l + 1) % N;
+    ck_assert_int_eq(rlog_trim(C.node[f], 100), RLOG_ENOTLEADER);
+    ck_assert_int_eq(rlog_trim(C.node[l], 401), RLOG_EINVAL);
+    ck_assert_msg(strstr(rlog_errmsg(C.node[l]), "beyond the committed end"), "errmsg: %s",
+                  rlog_errmsg(C.node[l]));
+    int rv = rlog_trim(C.node[l], 150);
+    ck_assert_msg(rv == 0, "trim: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
+    check_range(150, 400);
+    ck_assert_int_eq(rlog_trim(C.node[l], 100), 0); /* behind it: nothing to do */
+    ck_assert_int_eq(rlog_trim(C.node[l], 150), 0);
+    append_range(l, 400, 450);
+    check_range(150, 450);
+    ck_assert_int_eq(rlog_trim(C.node[l], 450), 0); /* up to the committed end */
+    append_range(l, 450, 460);
+    check_range(450, 460);
+    for (int i = 0; i < N; i++)
+        node_close(i);
+    for (int i = 0; i < N; i++)
+        node_open(i);
+    l = wait_leader();
+    ck_assert_int_ge(l, 0);
+    check_range(450, 460);
+    append_range(l, 460, 470);
+    check_range(450, 470);
+}
+END_TEST
+
+/* Catch-up past the trim point: a follower whose log ends before what the
+ * leader still holds resets its log to the leader's start and fetches from
+ * there; a node added after the trim does the same. Then the newcomer
+ * leads, an old node leaves, and a trim on the new leader reaches all. */
+START_TEST(test_trim_past_a_lagging_follower_and_new_node)
+{
+    int l = open_small_window();
+    append_range(l, 0, 100);
+    check_all(100);
+    int f = (l + 1) % N;
+    node_close(f);
+    append_range(l, 100, 500);
+    int rv = rlog_trim(C.node[l], 400);
+    ck_assert_msg(rv == 0, "trim: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[l]));
+    append_range(l, 500, 600);
+    node_open(f);
+    check_range(400, 600);
+    assert_fetched();
+    /* the reset survives a restart */
+    node_close(f);
+    node_open(f);
+    check_range(400, 600);
+    add_fourth(l);
+    check_range(400, 600);
+    fourth_takes_over(l);
+    append_range(N, 600, 650);
+    rv = rlog_trim(C.node[N], 620);
+    ck_assert_msg(rv == 0, "trim: %s: %s", rlog_errname(rv), rlog_errmsg(C.node[N]));
+    check_range(620, 650);
 }
 END_TEST
 
@@ -673,6 +788,8 @@ static Suite *cluster_suite(void)
     tcase_add_test(tc, test_subscription_pause_resume_and_self_unsubscribe);
     tcase_add_test(tc, test_subscription_ends_at_close_and_iter_wait);
     tcase_add_test(tc, test_membership_add_transfer_remove);
+    tcase_add_test(tc, test_trim_on_every_replica);
+    tcase_add_test(tc, test_trim_past_a_lagging_follower_and_new_node);
     suite_add_tcase(s, tc);
     return s;
 }

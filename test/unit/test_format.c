@@ -87,9 +87,13 @@ END_TEST
 START_TEST(test_meta)
 {
     unsigned char b[RL_META_SIZE];
-    struct rl_meta m = {.seq = 3, .term = 8, .vote = 2, .first_index = 11, .first_offset = 90,
-                        .dir_id = 77, .cut_seq = 4, .cut_pos = 4096, .gen = 6, .cut_gen = 6},
-                   o;
+    struct rl_meta m, o;
+    /* zeroed padding, so the structs compare byte for byte */
+    memset(&m, 0, sizeof m);
+    memset(&o, 0, sizeof o);
+    m.seq = 3, m.term = 8, m.vote = 2, m.first_index = 11, m.first_offset = 90;
+    m.dir_id = 77, m.cut_seq = 4, m.cut_pos = 4096, m.gen = 6, m.cut_gen = 6;
+    m.flags = RL_META_RESET;
     rl_meta_encode(b, &m);
     ck_assert_int_eq(rl_meta_decode(b, sizeof b, &o), 0);
     ck_assert_mem_eq(&o, &m, sizeof m);

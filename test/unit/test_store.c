@@ -827,6 +827,94 @@ START_TEST(test_trim_prefix)
 }
 END_TEST
 
+/* Retention by record: records before the offset are gone even inside the
+ * first kept entry, entries stay readable by index, and the point only moves
+ * forward, across a reopen too. */
+START_TEST(test_trim_records)
+{
+    struct th_model m;
+    th_model_init(&m);
+    th_open_ok(&T);
+    fill(&m, 300, 1, SEED);
+    uint64_t idx = 100;
+    while (m.e[idx].records < 2)
+        idx++;
+    uint64_t off = m.e[idx].offset + 1; /* inside entry idx */
+    ck_assert_int_eq(th_trim_records(&T, idx - 10, off), 0);
+    for (int round = 0; round < 2; round++) {
+        ck_assert_uint_eq(rl_store_first_index(T.s), idx - 10);
+        ck_assert_uint_eq(rl_store_first_offset(T.s), off);
+        struct rl_store_entry e;
+        ck_assert_int_eq(rl_store_read_offset(T.s, off - 1, &e), RLOG_ETRIMMED);
+        ck_assert_int_eq(rl_store_read_offset(T.s, off, &e), 0);
+        ck_assert_uint_eq(e.index, idx);
+        free((void *)e.buf);
+        th_check_entry(&T, idx - 10, 1, SEED, m.e[idx - 10].offset); /* by index */
+        th_reopen(&T);
+    }
+    /* never back: an older offset or index changes nothing */
+    ck_assert_int_eq(th_trim_records(&T, 5, 3), 0);
+    ck_assert_uint_eq(rl_store_first_index(T.s), idx - 10);
+    ck_assert_uint_eq(rl_store_first_offset(T.s), off);
+    ck_assert_int_eq(th_trim_records(&T, 1, th_model_next_offset(&m) + 1), RLOG_EINVAL);
+    /* a truncation may not cut into hidden (hence committed) records */
+    ck_assert_int_eq(th_truncate(&T, idx), RLOG_EINVAL);
+    /* everything hidden: the log keeps its entries, reads all trimmed */
+    ck_assert_int_eq(th_trim_records(&T, idx, th_model_next_offset(&m)), 0);
+    th_reopen(&T);
+    ck_assert_uint_eq(rl_store_first_offset(T.s), th_model_next_offset(&m));
+    ck_assert_uint_eq(rl_store_first_index(T.s), idx);
+    ck_assert_uint_eq(rl_store_last_index(T.s), m.last);
+    fill(&m, 20, 2, SEED + 1);
+    th_reopen(&T);
+    th_check_entry(&T, m.last, 2, SEED + 1, m.e[m.last].offset);
+    th_model_free(&m);
+}
+END_TEST
+
+/* Reset: the whole log is replaced by an empty one starting elsewhere (a
+ * replica catching up past a peer's trim point), and appends go on there. */
+START_TEST(test_reset)
+{
+    struct th_model m;
+    th_model_init(&m);
+    th_open_ok(&T);
+    fill(&m, 400, 1, SEED);
+    unsigned before = count_segments();
+    ck_assert_uint_ge(before, 2);
+    ck_assert_int_eq(th_reset(&T, 5000, 77777), 0);
+    th_model_reset(&m, 5000, 77777);
+    check_model(&m, true);
+    ck_assert_uint_le(count_segments(), 1); /* at most the spare */
+    ck_assert_uint_eq(rl_store_next_index(T.s), 5000);
+    th_reopen(&T);
+    check_model(&m, true);
+    fill(&m, 300, 3, SEED + 1);
+    check_model(&m, true);
+    th_reopen(&T);
+    check_model(&m, true);
+    ck_assert_uint_eq(rl_store_first_offset(T.s), 77777);
+    /* backwards works the same way, and appends queued after a reset
+     * continue from it */
+    struct th_op op;
+    struct th_batch b;
+    ck_assert_int_eq(th_reset_submit(&T, &op, 10, 20), 0);
+    ck_assert_int_eq(th_batch_submit(&T, &b, 10, 5, 4, SEED + 2), 0);
+    th_run_until(&T, &b.done);
+    ck_assert_int_eq(op.status, 0);
+    ck_assert_int_eq(b.status, 0);
+    ck_assert(op.order < b.order);
+    th_batch_free(&b);
+    th_model_reset(&m, 10, 20);
+    th_model_append(&m, 10, 5, 4, SEED + 2);
+    check_model(&m, true);
+    th_reopen(&T);
+    check_model(&m, true);
+    ck_assert_int_eq(th_reset(&T, 0, 0), RLOG_EINVAL);
+    th_model_free(&m);
+}
+END_TEST
+
 /* Requests complete in submission order: append, truncate, append, trim. */
 START_TEST(test_queued_mixed_requests)
 {
@@ -915,6 +1003,8 @@ static Suite *store_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_truncate_suffix);
     tcase_add_test(tc, test_trim_prefix);
+    tcase_add_test(tc, test_trim_records);
+    tcase_add_test(tc, test_reset);
     tcase_add_test(tc, test_queued_mixed_requests);
     suite_add_tcase(s, tc);
     return s;

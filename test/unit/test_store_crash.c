@@ -522,12 +522,12 @@ END_TEST
 
 /* ---- truncate and trim with crashes ----------------------------------------- */
 
-enum op_kind { OP_APPEND, OP_TRUNCATE, OP_TRIM };
+enum op_kind { OP_APPEND, OP_TRUNCATE, OP_TRIM, OP_RESET };
 struct plan_op {
     enum op_kind kind;
-    uint64_t index; /* append: first index; truncate/trim: the index */
+    uint64_t index; /* append: first index; truncate/trim/reset: the index */
     unsigned n;
-    uint64_t term, seed;
+    uint64_t term, seed; /* reset: seed is the new first offset */
 };
 
 /* The states the log may be in after ops[0..k) completed, with op k (if an
@@ -571,6 +571,8 @@ static void check_one_of(const struct th_model *base, const struct plan_op *ops,
             th_model_append(&cur, o->index, o->n, o->term, o->seed);
         else if (o->kind == OP_TRUNCATE)
             th_model_truncate(&cur, o->index);
+        else if (o->kind == OP_RESET)
+            th_model_reset(&cur, o->index, o->seed);
         else
             th_model_trim(&cur, o->index);
     }
@@ -599,6 +601,8 @@ static void run_plan_with_crash(unsigned k, const struct plan_op *ops, unsigned 
             rc = th_batch_submit(&T, &b[i], ops[i].index, ops[i].n, ops[i].term, ops[i].seed);
         else if (ops[i].kind == OP_TRUNCATE)
             rc = th_truncate_submit(&T, &op[i], ops[i].index);
+        else if (ops[i].kind == OP_RESET)
+            rc = th_reset_submit(&T, &op[i], ops[i].index, ops[i].seed);
         else
             rc = th_trim_submit(&T, &op[i], ops[i].index);
         ck_assert_msg(rc == 0, "op %u: %s", i, rlog_errname(rc));
@@ -667,6 +671,20 @@ START_TEST(test_crash_during_truncate_into_sealed_segment)
         {OP_APPEND, 100, 30, 2, SEED + 5},
     };
     run_plan_with_crash((unsigned)_i + 1, ops, 2, 600);
+}
+END_TEST
+
+/* A reset interrupted at every sync leaves the old log or the new one, and
+ * appends after it are there or not, in order. */
+START_TEST(test_crash_during_reset)
+{
+    const struct plan_op ops[] = {
+        {OP_APPEND, 601, 20, 1, SEED + 1},
+        {OP_RESET, 2000, 0, 0, 50000},
+        {OP_APPEND, 2000, 30, 5, SEED + 3},
+        {OP_TRIM, 2010, 0, 0, 0},
+    };
+    run_plan_with_crash((unsigned)_i + 1, ops, sizeof ops / sizeof ops[0], 600);
 }
 END_TEST
 
@@ -831,6 +849,7 @@ static Suite *crash_suite(void)
     tcase_add_loop_test(tc, test_crash_during_truncate_and_trim, 0, 16);
     tcase_add_loop_test(tc, test_crash_during_trim_alone, 0, 4);
     tcase_add_loop_test(tc, test_crash_during_truncate_into_sealed_segment, 0, 6);
+    tcase_add_loop_test(tc, test_crash_during_reset, 0, 10);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");
