@@ -58,3 +58,21 @@ size_t rl_fence_advance(struct rl_fence *f, uint64_t commit, uint64_t term, uint
     }
     return k;
 }
+
+size_t rl_fence_follow(struct rl_fence *f, uint64_t durable,
+                       void (*passed)(void *arg, const struct rl_fence_entry *e), void *arg)
+{
+    if (f->notice_index <= f->visible_index)
+        return 0;
+    return rl_fence_advance(f, f->notice_index, f->notice_term, durable, passed, arg);
+}
+
+size_t rl_fence_notice(struct rl_fence *f, uint64_t index, uint64_t term, uint64_t durable,
+                       void (*passed)(void *arg, const struct rl_fence_entry *e), void *arg)
+{
+    if (term > f->notice_term || (term == f->notice_term && index > f->notice_index)) {
+        f->notice_index = index;
+        f->notice_term = term;
+    }
+    return rl_fence_follow(f, durable, passed, arg);
+}

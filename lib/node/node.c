@@ -156,26 +156,32 @@ static void fence_update(struct rlog *log)
 {
     if (!log->raft_started || log->raft_closed || log->fence.n == 0)
         return;
-    if (rl_fence_advance(&log->fence, log->raft.commit_index, log->raft.current_term,
-                         rl_store_last_index(log->store), entry_shown, log) == 0)
+    size_t passed = rl_fence_advance(&log->fence, log->raft.commit_index,
+                                     log->raft.current_term, rl_store_last_index(log->store),
+                                     entry_shown, log);
+    bool leader = log->raft.state == RAFT_LEADER;
+    /* A follower's write that becomes durable after the notice for its entry
+     * came: without this it would wait for the next AppendEntries (the next
+     * append, or a heartbeat) to learn the commit index again. */
+    if (!leader)
+        passed += rl_fence_follow(&log->fence, rl_store_last_index(log->store), entry_shown, log);
+    if (passed == 0)
         return;
     fence_published(log);
-    if (log->raft.state == RAFT_LEADER) /* followers need not wait for the next entry */
+    if (leader) /* followers need not wait for the next entry */
         rl_io_send_commit(&log->io, &log->raft.configuration, log->raft.current_term,
                           log->fence.visible_index, log->raft.current_term);
 }
 
-/* The leader's fence passed entry `index` of term `entry_term`. If this log
- * holds that same entry, durably, its prefix is the leader's (Log Matching)
- * and committed: show it now. */
+/* The leader's fence passed entry `index` of term `entry_term`: this log's
+ * prefix up to it is committed (rl_fence_notice), and shown where durable. */
 static void hook_on_commit(void *arg, uint64_t index, uint64_t entry_term)
 {
     struct rlog *log = arg;
-    if (!log->raft_started || log->raft_closed || log->fence.n == 0 ||
-        index <= log->fence.visible_index)
+    if (!log->raft_started || log->raft_closed || log->raft.state == RAFT_LEADER)
         return;
-    if (rl_fence_advance(&log->fence, index, entry_term, rl_store_last_index(log->store),
-                         entry_shown, log) > 0)
+    if (rl_fence_notice(&log->fence, index, entry_term, rl_store_last_index(log->store),
+                        entry_shown, log) > 0)
         fence_published(log);
 }
 
