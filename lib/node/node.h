@@ -130,6 +130,11 @@ struct rlog {
     char fatal_msg[256];
 };
 
+/* Bytes of entries one iterator hop carries: many entries per trip to the
+ * loop thread, because the trip (two thread wake-ups) costs more than
+ * copying a few hundred KiB. */
+#define RL_FETCH_BUDGET (256u << 10)
+
 /* The loop thread's body: opens everything, reports through open_cv, runs. */
 void rl_node_thread(void *arg);
 /* Completes an op: fires its callback or wakes its waiter. Loop thread. */
