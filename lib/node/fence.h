@@ -47,6 +47,10 @@ void rl_fence_truncate(struct rl_fence *f, uint64_t index);
 size_t rl_fence_advance(struct rl_fence *f, uint64_t commit, uint64_t term, uint64_t durable,
                         void (*passed)(void *arg, const struct rl_fence_entry *e), void *arg);
 
+/* The index rl_fence_advance would move the fence to with these arguments,
+ * or 0 if it would not move. */
+uint64_t rl_fence_reach(const struct rl_fence *f, uint64_t commit, uint64_t term,
+                        uint64_t durable);
 /* A leader says its entry `index` of term `term` is committed. Every entry
  * of this log with that term at or below that index is that leader's own
  * (an index and a term name one entry), and so is its prefix (Log

@@ -156,21 +156,22 @@ static void fence_update(struct rlog *log)
 {
     if (!log->raft_started || log->raft_closed || log->fence.n == 0)
         return;
-    size_t passed = rl_fence_advance(&log->fence, log->raft.commit_index,
-                                     log->raft.current_term, rl_store_last_index(log->store),
-                                     entry_shown, log);
+    uint64_t commit = log->raft.commit_index, term = log->raft.current_term;
+    uint64_t durable = rl_store_last_index(log->store);
     bool leader = log->raft.state == RAFT_LEADER;
+    /* The notice goes before the append callbacks run (host code, of any
+     * length): followers holding the entry show it that much sooner. */
+    uint64_t to = leader ? rl_fence_reach(&log->fence, commit, term, durable) : 0;
+    if (to)
+        rl_io_send_commit(&log->io, &log->raft.configuration, term, to, term);
+    size_t passed = rl_fence_advance(&log->fence, commit, term, durable, entry_shown, log);
     /* A follower's write that becomes durable after the notice for its entry
      * came: without this it would wait for the next AppendEntries (the next
      * append, or a heartbeat) to learn the commit index again. */
     if (!leader)
-        passed += rl_fence_follow(&log->fence, rl_store_last_index(log->store), entry_shown, log);
-    if (passed == 0)
-        return;
-    fence_published(log);
-    if (leader) /* followers need not wait for the next entry */
-        rl_io_send_commit(&log->io, &log->raft.configuration, log->raft.current_term,
-                          log->fence.visible_index, log->raft.current_term);
+        passed += rl_fence_follow(&log->fence, durable, entry_shown, log);
+    if (passed > 0)
+        fence_published(log);
 }
 
 /* The leader's fence passed entry `index` of term `entry_term`: this log's

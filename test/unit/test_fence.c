@@ -144,6 +144,8 @@ START_TEST(test_commit_notice_kept_until_durable)
     rl_fence_init(&f, 2, 20);
     push(&f, 3, 2, 20, 5);
     push(&f, 4, 2, 25, 5);
+    ck_assert_uint_eq(rl_fence_reach(&f, 4, 2, 3), 3); /* what a leader would announce */
+    ck_assert_uint_eq(rl_fence_reach(&f, 4, 1, 4), 0);
     ck_assert_uint_eq(rl_fence_notice(&f, 4, 2, 3, NULL, NULL), 1);
     ck_assert_uint_eq(f.visible_index, 3);
     ck_assert_uint_eq(rl_fence_follow(&f, 3, NULL, NULL), 0);
