@@ -1425,30 +1425,18 @@ static void run_tp(int leader, const char *sys, const char *wl, size_t size, dou
         rss_result(sys, wl, leader, reset_ok);
 }
 
-static void run_liblog(const struct opts *o)
+/* W4: a reader on a follower, appends paced on the leader; at W1's rate,
+ * then (if `rates` is 2) at half W2's. */
+static void run_w4(int L, const char *sys, int rates)
 {
     char r[256];
-    const char *sys = "liblog";
-    fprintf(stderr, "== liblog: 3 processes on 127.0.0.1\n");
-    int L = start_cluster(sys);
-    if (!child_cmd(&g_kids[L], 300, r, sizeof r, "W1 500 5000 100"))
-        fprintf(stderr, "liblog W1 failed\n");
-    uint64_t w2_from = leader_commit(L);
-    run_tp(L, sys, "W2", 100, o->w2_secs, true);
-    if (o->quick) {
-        stop_cluster();
-        return;
-    }
-    run_tp(L, sys, "W3", 1024, o->w2_secs, true);
-
-    /* W4: reader on a follower, appends paced on the leader */
     int F = (L + 1) % 3;
     struct {
         const char *label;
         double rate;
     } w4[2] = {{"w1_rate", result(sys, "W1", NULL, "appends_s")},
                {"half_w2_rate", result(sys, "W2", NULL, "records_s") / 2}};
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < rates; k++) {
         double rate = w4[k].rate;
         if (rate <= 0)
             continue;
@@ -1463,6 +1451,26 @@ static void run_liblog(const struct opts *o)
         child_cmd(&g_kids[L], 120, r, sizeof r, "W4SEND %s %.0f %ld 100", w4[k].label, rate, count);
         child_cmd(&g_kids[F], 120, r, sizeof r, "W4WAIT %s %.0f", w4[k].label, rate);
     }
+}
+
+static void run_liblog(const struct opts *o)
+{
+    char r[256];
+    const char *sys = "liblog";
+    fprintf(stderr, "== liblog: 3 processes on 127.0.0.1\n");
+    int L = start_cluster(sys);
+    if (!child_cmd(&g_kids[L], 300, r, sizeof r, "W1 500 5000 100"))
+        fprintf(stderr, "liblog W1 failed\n");
+    uint64_t w2_from = leader_commit(L);
+    run_tp(L, sys, "W2", 100, o->w2_secs, true);
+    if (o->quick) {
+        run_w4(L, sys, 1);
+        stop_cluster();
+        return;
+    }
+    run_tp(L, sys, "W3", 1024, o->w2_secs, true);
+
+    run_w4(L, sys, 2);
 
     /* W5: reads on the leader over W2's records */
     long w2_records = (long)result(sys, "W2", NULL, "records");
@@ -1746,7 +1754,7 @@ static int run_main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     double t0 = now_s();
     printf("# liblog make bench%s: fsync on, 3 separate processes per cluster on 127.0.0.1, data in %s\n",
-           o.quick ? " (quick: floor, W1, W2)" : o.lng ? " (long: W6 at 10 GiB)" : "", g_top);
+           o.quick ? " (quick: floor, W1, W2, W4 at W1 rate)" : o.lng ? " (long: W6 at 10 GiB)" : "", g_top);
     printf("# W4: a follower thread reading with rlog_iter_next + rlog_iter_wait; W5: read cache on\n");
     run_floor(g_top, o.quick);
     run_liblog(&o);

@@ -1344,9 +1344,10 @@ static void usage_node(FILE *f)
             "  --control PATH       control socket (default DIR/control.sock)\n"
             "  --election-timeout MS, --heartbeat MS   raft timers (default 1000, 100)\n"
             "  --segment-size BYTES segment file size (default 64 MiB)\n"
+            "  --cache-bytes BYTES  read cache of recent entries (default 64 MiB)\n"
             "  --snapshot-threshold N, --snapshot-trailing N\n"
             "                       raft entries between snapshot descriptors, and kept\n"
-            "                       in memory behind one (defaults 1024, 4096); small\n"
+            "                       in memory behind one (defaults 128, 256); small\n"
             "                       values make lagging followers catch up by fetching\n"
             "                       segments from a peer\n"
             "  -v, --verbose        also log liblog's info lines (twice: debug)\n"
@@ -1364,6 +1365,7 @@ static int cmd_node(int argc, char **argv)
         {"control", required_argument, NULL, 'C'}, {"election-timeout", required_argument, NULL, 'e'},
         {"heartbeat", required_argument, NULL, 'b'}, {"verbose", no_argument, NULL, 'v'},
         {"segment-size", required_argument, NULL, 'S'},
+        {"cache-bytes", required_argument, NULL, 'K'},
         {"snapshot-threshold", required_argument, NULL, 'T'},
         {"snapshot-trailing", required_argument, NULL, 'L'},
         {"join", no_argument, NULL, 'J'},
@@ -1371,6 +1373,7 @@ static int cmd_node(int argc, char **argv)
     };
     const char *id_s = NULL, *address = NULL, *data = NULL, *cluster = NULL, *control = NULL;
     uint64_t election = 0, heartbeat = 0, segment_size = 0, snap_threshold = 0, snap_trailing = 0;
+    uint64_t cache_bytes = UINT64_MAX; /* 0 is a valid size: no cache */
     int verbose = 0, join = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "hv", opts, NULL)) != -1) {
@@ -1392,17 +1395,20 @@ static int cmd_node(int argc, char **argv)
             break;
         }
         case 'S':
+        case 'K':
         case 'T':
         case 'L': {
             /* Range checks are rlog_open's; here only "is it a number". */
             uint64_t v;
-            if (parse_u64(optarg, &v) != 0 || (c != 'S' && v > UINT32_MAX)) {
+            if (parse_u64(optarg, &v) != 0 || ((c == 'T' || c == 'L') && v > UINT32_MAX) ||
+                (c == 'K' && v == UINT64_MAX)) {
                 fprintf(stderr, "%s node: --%s must be a number, not '%s'\n", progname,
-                        c == 'S' ? "segment-size" : c == 'T' ? "snapshot-threshold"
-                                                            : "snapshot-trailing", optarg);
+                        c == 'S' ? "segment-size" : c == 'K' ? "cache-bytes"
+                        : c == 'T' ? "snapshot-threshold" : "snapshot-trailing", optarg);
                 return EXIT_USAGE;
             }
-            *(c == 'S' ? &segment_size : c == 'T' ? &snap_threshold : &snap_trailing) = v;
+            *(c == 'S' ? &segment_size : c == 'K' ? &cache_bytes
+              : c == 'T' ? &snap_threshold : &snap_trailing) = v;
             break;
         }
         case 'v': verbose++; break;
@@ -1520,6 +1526,8 @@ static int cmd_node(int argc, char **argv)
         cfg.heartbeat_timeout_ms = (unsigned)heartbeat;
     if (segment_size)
         cfg.segment_size = segment_size;
+    if (cache_bytes != UINT64_MAX)
+        cfg.cache_bytes = cache_bytes;
     if (snap_threshold)
         cfg.snapshot_threshold = (unsigned)snap_threshold;
     if (snap_trailing)

@@ -3,19 +3,58 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "liblog.h"
+#include "store/format.h"
+
 #define AT(c, i) (&(c)->ring[((c)->head + (i)) % (c)->cap])
+
+int rl_chunk_add(struct rl_chunk *ch, uint64_t offset, uint32_t visible, const void *buf,
+                 uint32_t len)
+{
+    size_t need = ch->len + 16 + (size_t)rl_pad8(len);
+    if (need > ch->cap) {
+        size_t cap = ch->cap ? ch->cap * 2 : 64 * 1024;
+        while (cap < need)
+            cap *= 2;
+        unsigned char *p = realloc(ch->p, cap);
+        if (!p)
+            return RLOG_ENOMEM;
+        ch->p = p;
+        ch->cap = cap;
+    }
+    unsigned char *at = ch->p + ch->len;
+    rl_put64(at, offset);
+    rl_put32(at + 8, visible);
+    rl_put32(at + 12, len);
+    memcpy(at + 16, buf, len);
+    memset(at + 16 + len, 0, (size_t)rl_pad8(len) - len);
+    ch->len = need;
+    return 0;
+}
 
 void rl_cache_init(struct rl_cache *c, uint64_t budget)
 {
     memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
     c->budget = budget;
+}
+
+void rl_cache_clear(struct rl_cache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->n; i++)
+        free(AT(c, i)->data);
+    free(c->ring);
+    c->ring = NULL;
+    c->cap = c->head = c->n = 0;
+    c->bytes = 0;
+    pthread_mutex_unlock(&c->mu);
 }
 
 void rl_cache_free(struct rl_cache *c)
 {
-    for (size_t i = 0; i < c->n; i++)
-        free(AT(c, i)->data);
-    free(c->ring);
+    rl_cache_clear(c);
+    pthread_mutex_destroy(&c->mu);
     memset(c, 0, sizeof *c);
 }
 
@@ -28,7 +67,7 @@ static void drop_oldest(struct rl_cache *c)
     c->n--;
 }
 
-void rl_cache_truncate(struct rl_cache *c, uint64_t index)
+static void truncate_locked(struct rl_cache *c, uint64_t index)
 {
     while (c->n && AT(c, c->n - 1)->index >= index) {
         struct rl_cache_entry *e = AT(c, c->n - 1);
@@ -38,12 +77,24 @@ void rl_cache_truncate(struct rl_cache *c, uint64_t index)
     }
 }
 
+void rl_cache_truncate(struct rl_cache *c, uint64_t index)
+{
+    pthread_mutex_lock(&c->mu);
+    truncate_locked(c, index);
+    pthread_mutex_unlock(&c->mu);
+}
+
 void rl_cache_put(struct rl_cache *c, uint64_t index, uint64_t offset, uint32_t records,
                   const void *buf, uint32_t len)
 {
-    rl_cache_truncate(c, index); /* a replaced suffix */
-    if (records == 0 || len > c->budget)
-        return;
+    /* Copied before taking the lock, so readers never wait on it. */
+    unsigned char *data = records && len <= c->budget ? malloc(len ? len : 1) : NULL;
+    if (data)
+        memcpy(data, buf, len);
+    pthread_mutex_lock(&c->mu);
+    truncate_locked(c, index); /* a replaced suffix */
+    if (!data)
+        goto out;
     const struct rl_cache_entry *last = c->n ? AT(c, c->n - 1) : NULL;
     if (last && last->offset + last->records != offset) {
         while (c->n) /* records not contiguous (catch-up after a gap): start over */
@@ -54,8 +105,10 @@ void rl_cache_put(struct rl_cache *c, uint64_t index, uint64_t offset, uint32_t 
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 1024;
         struct rl_cache_entry *r = malloc(cap * sizeof *r);
-        if (!r)
-            return;
+        if (!r) {
+            free(data);
+            goto out;
+        }
         for (size_t i = 0; i < c->n; i++)
             r[i] = *AT(c, i);
         free(c->ring);
@@ -63,19 +116,18 @@ void rl_cache_put(struct rl_cache *c, uint64_t index, uint64_t offset, uint32_t 
         c->cap = cap;
         c->head = 0;
     }
-    unsigned char *data = malloc(len ? len : 1);
-    if (!data)
-        return;
-    memcpy(data, buf, len);
     *AT(c, c->n) = (struct rl_cache_entry){index, offset, records, len, data};
     c->n++;
     c->bytes += len;
+out:
+    pthread_mutex_unlock(&c->mu);
 }
 
-const struct rl_cache_entry *rl_cache_find(struct rl_cache *c, uint64_t offset)
+/* Position of the first entry ending after record `offset`. Under the lock. */
+static size_t find_pos(const struct rl_cache *c, uint64_t offset)
 {
     size_t lo = 0, hi = c->n;
-    while (lo < hi) { /* first entry ending after offset */
+    while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         const struct rl_cache_entry *e = AT(c, mid);
         if (e->offset + e->records <= offset)
@@ -83,10 +135,50 @@ const struct rl_cache_entry *rl_cache_find(struct rl_cache *c, uint64_t offset)
         else
             hi = mid;
     }
-    if (lo < c->n && AT(c, lo)->offset <= offset) {
+    return lo;
+}
+
+const struct rl_cache_entry *rl_cache_find(struct rl_cache *c, uint64_t offset)
+{
+    pthread_mutex_lock(&c->mu);
+    size_t i = find_pos(c, offset);
+    const struct rl_cache_entry *e = i < c->n && AT(c, i)->offset <= offset ? AT(c, i) : NULL;
+    if (e)
         c->hits++;
-        return AT(c, lo);
+    else
+        c->misses++;
+    pthread_mutex_unlock(&c->mu);
+    return e;
+}
+
+size_t rl_cache_copy(struct rl_cache *c, uint64_t offset, uint64_t visible, size_t budget,
+                     struct rl_chunk *out)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = find_pos(c, offset); i < c->n && out->len < budget; i++) {
+        const struct rl_cache_entry *e = AT(c, i);
+        if (e->offset > offset || offset >= visible)
+            break;
+        uint64_t shown = visible - e->offset;
+        uint32_t count = (uint32_t)(shown < e->records ? shown : e->records);
+        if (rl_chunk_add(out, e->offset, count, e->data, e->len) != 0)
+            break;
+        n++;
+        c->hits++;
+        offset = e->offset + count;
+        if (count < e->records)
+            break; /* the rest is not committed yet */
     }
-    c->misses++;
-    return NULL;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+void rl_cache_stats(struct rl_cache *c, uint64_t *bytes, uint64_t *hits, uint64_t *misses)
+{
+    pthread_mutex_lock(&c->mu);
+    *bytes = c->bytes;
+    *hits = c->hits;
+    *misses = c->misses;
+    pthread_mutex_unlock(&c->mu);
 }

@@ -4,11 +4,16 @@
  * files. Filled as entries are appended (by replication or catch-up),
  * dropped from the truncation point on, evicted oldest first past the byte
  * budget. Only entries that carry records are kept: those are what reads
- * look for, by record offset. Loop thread only.
+ * look for, by record offset.
+ *
+ * The loop thread changes it; iterators on host threads copy from it
+ * (rl_cache_copy) without a trip to the loop thread. Every function takes
+ * the cache's lock; a pointer from rl_cache_find is for the loop thread.
  */
 #ifndef RL_NODE_CACHE_H
 #define RL_NODE_CACHE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,19 +25,44 @@ struct rl_cache_entry {
 };
 
 struct rl_cache {
+    pthread_mutex_t mu;
     struct rl_cache_entry *ring;
     size_t cap, head, n; /* ring[head .. head+n) ascending by index */
     uint64_t bytes, budget;
     uint64_t hits, misses;
 };
 
+/* A run of entries for an iterator, back to back: per entry {u64 offset of
+ * its first record, u32 records visible, u32 payload length, payload padded
+ * to 8 bytes}. */
+struct rl_chunk {
+    unsigned char *p;
+    size_t len, cap;
+};
+
+/* Appends one entry to the chunk. 0 or RLOG_ENOMEM. */
+int rl_chunk_add(struct rl_chunk *ch, uint64_t offset, uint32_t visible, const void *buf,
+                 uint32_t len);
+
 void rl_cache_init(struct rl_cache *c, uint64_t budget);
+/* Drops every entry; the cache stays usable (and empty). */
+void rl_cache_clear(struct rl_cache *c);
 void rl_cache_free(struct rl_cache *c);
 /* Copies the payload in (entries larger than the budget are skipped). */
 void rl_cache_put(struct rl_cache *c, uint64_t index, uint64_t offset, uint32_t records,
                   const void *buf, uint32_t len);
 void rl_cache_truncate(struct rl_cache *c, uint64_t index);
-/* The entry holding record `offset`, or NULL (counted as a hit or miss). */
+/* The entry holding record `offset`, or NULL (counted as a hit or miss).
+ * Loop thread only. */
 const struct rl_cache_entry *rl_cache_find(struct rl_cache *c, uint64_t offset);
+/* Any thread: appends to *out the consecutive cached entries from the one
+ * holding record `offset`, only their records below `visible`, until *out
+ * holds `budget` bytes. Returns how many entries (0 if `offset` is not
+ * cached, not counted as a miss: the caller asks the loop thread then), or
+ * stops early without error if memory runs out. */
+size_t rl_cache_copy(struct rl_cache *c, uint64_t offset, uint64_t visible, size_t budget,
+                     struct rl_chunk *out);
+/* Bytes held, hits and misses, read together. */
+void rl_cache_stats(struct rl_cache *c, uint64_t *bytes, uint64_t *hits, uint64_t *misses);
 
 #endif

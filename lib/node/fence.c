@@ -38,13 +38,27 @@ int rl_fence_push(struct rl_fence *f, const struct rl_fence_entry *e)
     return 0;
 }
 
-size_t rl_fence_advance(struct rl_fence *f, uint64_t commit, uint64_t term, uint64_t durable,
-                        void (*passed)(void *arg, const struct rl_fence_entry *e), void *arg)
+/* How many entries of the tail rl_fence_advance would pass. */
+static size_t reach(const struct rl_fence *f, uint64_t commit, uint64_t term, uint64_t durable)
 {
     uint64_t limit = commit < durable ? commit : durable;
     size_t k = f->n;
     while (k > 0 && (f->tail[k - 1].index > limit || f->tail[k - 1].term != term))
         k--;
+    return k;
+}
+
+uint64_t rl_fence_reach(const struct rl_fence *f, uint64_t commit, uint64_t term,
+                        uint64_t durable)
+{
+    size_t k = reach(f, commit, term, durable);
+    return k ? f->tail[k - 1].index : 0;
+}
+
+size_t rl_fence_advance(struct rl_fence *f, uint64_t commit, uint64_t term, uint64_t durable,
+                        void (*passed)(void *arg, const struct rl_fence_entry *e), void *arg)
+{
+    size_t k = reach(f, commit, term, durable);
     for (size_t i = 0; i < k; i++) {
         const struct rl_fence_entry *e = &f->tail[i];
         f->visible_index = e->index;
@@ -57,4 +71,22 @@ size_t rl_fence_advance(struct rl_fence *f, uint64_t commit, uint64_t term, uint
         f->n -= k;
     }
     return k;
+}
+
+size_t rl_fence_follow(struct rl_fence *f, uint64_t durable,
+                       void (*passed)(void *arg, const struct rl_fence_entry *e), void *arg)
+{
+    if (f->notice_index <= f->visible_index)
+        return 0;
+    return rl_fence_advance(f, f->notice_index, f->notice_term, durable, passed, arg);
+}
+
+size_t rl_fence_notice(struct rl_fence *f, uint64_t index, uint64_t term, uint64_t durable,
+                       void (*passed)(void *arg, const struct rl_fence_entry *e), void *arg)
+{
+    if (term > f->notice_term || (term == f->notice_term && index > f->notice_index)) {
+        f->notice_index = index;
+        f->notice_term = term;
+    }
+    return rl_fence_follow(f, durable, passed, arg);
 }

@@ -29,6 +29,10 @@ struct rl_fence {
     size_t n, cap;
     uint64_t visible_index;      /* last entry shown */
     uint64_t visible_offset;     /* records [0, visible_offset) shown */
+    /* The newest commit notice from a leader (entry notice_index of term
+     * notice_term is committed): kept, because on a follower it often
+     * arrives before the entry is durable here. */
+    uint64_t notice_index, notice_term;
 };
 
 void rl_fence_init(struct rl_fence *f, uint64_t visible_index, uint64_t visible_offset);
@@ -43,5 +47,20 @@ void rl_fence_truncate(struct rl_fence *f, uint64_t index);
  * how many entries it passed. */
 size_t rl_fence_advance(struct rl_fence *f, uint64_t commit, uint64_t term, uint64_t durable,
                         void (*passed)(void *arg, const struct rl_fence_entry *e), void *arg);
+
+/* The index rl_fence_advance would move the fence to with these arguments,
+ * or 0 if it would not move. */
+uint64_t rl_fence_reach(const struct rl_fence *f, uint64_t commit, uint64_t term,
+                        uint64_t durable);
+/* A leader says its entry `index` of term `term` is committed. Every entry
+ * of this log with that term at or below that index is that leader's own
+ * (an index and a term name one entry), and so is its prefix (Log
+ * Matching): committed. Remembers the notice if newer than the one held,
+ * then advances as rl_fence_follow. Returns how many entries it passed. */
+size_t rl_fence_notice(struct rl_fence *f, uint64_t index, uint64_t term, uint64_t durable,
+                       void (*passed)(void *arg, const struct rl_fence_entry *e), void *arg);
+/* Advances by the remembered notice, up to `durable`. */
+size_t rl_fence_follow(struct rl_fence *f, uint64_t durable,
+                       void (*passed)(void *arg, const struct rl_fence_entry *e), void *arg);
 
 #endif

@@ -221,26 +221,33 @@ static void fence_update(struct rlog *log)
 {
     if (!log->raft_started || log->raft_closed || log->fence.n == 0)
         return;
-    if (rl_fence_advance(&log->fence, log->raft.commit_index, log->raft.current_term,
-                         rl_store_last_index(log->store), entry_shown, log) == 0)
-        return;
-    fence_published(log);
-    if (log->raft.state == RAFT_LEADER) /* followers need not wait for the next entry */
-        rl_io_send_commit(&log->io, &log->raft.configuration, log->raft.current_term,
-                          log->fence.visible_index, log->raft.current_term);
+    uint64_t commit = log->raft.commit_index, term = log->raft.current_term;
+    uint64_t durable = rl_store_last_index(log->store);
+    bool leader = log->raft.state == RAFT_LEADER;
+    /* The notice goes before the append callbacks run (host code, of any
+     * length): followers holding the entry show it that much sooner. */
+    uint64_t to = leader ? rl_fence_reach(&log->fence, commit, term, durable) : 0;
+    if (to)
+        rl_io_send_commit(&log->io, &log->raft.configuration, term, to, term);
+    size_t passed = rl_fence_advance(&log->fence, commit, term, durable, entry_shown, log);
+    /* A follower's write that becomes durable after the notice for its entry
+     * came: without this it would wait for the next AppendEntries (the next
+     * append, or a heartbeat) to learn the commit index again. */
+    if (!leader)
+        passed += rl_fence_follow(&log->fence, durable, entry_shown, log);
+    if (passed > 0)
+        fence_published(log);
 }
 
-/* The leader's fence passed entry `index` of term `entry_term`. If this log
- * holds that same entry, durably, its prefix is the leader's (Log Matching)
- * and committed: show it now. */
+/* The leader's fence passed entry `index` of term `entry_term`: this log's
+ * prefix up to it is committed (rl_fence_notice), and shown where durable. */
 static void hook_on_commit(void *arg, uint64_t index, uint64_t entry_term)
 {
     struct rlog *log = arg;
-    if (!log->raft_started || log->raft_closed || log->fence.n == 0 ||
-        index <= log->fence.visible_index)
+    if (!log->raft_started || log->raft_closed || log->raft.state == RAFT_LEADER)
         return;
-    if (rl_fence_advance(&log->fence, index, entry_term, rl_store_last_index(log->store),
-                         entry_shown, log) > 0)
+    if (rl_fence_notice(&log->fence, index, entry_term, rl_store_last_index(log->store),
+                        entry_shown, log) > 0)
         fence_published(log);
 }
 
@@ -621,23 +628,16 @@ static void do_read(struct rlog *log, struct rl_op *op)
     rl_op_finish(log, op);
 }
 
-/* Bytes of entries one iterator hop carries: many entries per trip to the
- * loop thread, because the trip (two thread wake-ups) costs more than
- * copying a few hundred KiB. */
-#define FETCH_BUDGET (256u << 10)
-
-/* Consecutive visible entries from op->offset into one buffer of records
- * {u64 base, u32 visible records, u32 length, payload padded to 8}; op->count
- * is how many. A later entry that fails ends the buffer early; its error
- * comes with the next fetch. */
+/* Consecutive visible entries from op->offset into one chunk (node/cache.h);
+ * op->count is how many. A later entry that fails ends the chunk early; its
+ * error comes with the next fetch. */
 static void do_fetch(struct rlog *log, struct rl_op *op)
 {
     uint64_t off = op->offset;
-    unsigned char *chunk = NULL;
-    size_t len = 0, cap = 0;
+    struct rl_chunk ch = {0};
     uint32_t n = 0;
     int rv = 0;
-    while (len < FETCH_BUDGET) {
+    while (ch.len < RL_FETCH_BUDGET) {
         char msg[256];
         struct rl_store_entry e;
         struct rl_batch_view v;
@@ -651,39 +651,22 @@ static void do_fetch(struct rlog *log, struct rl_op *op)
         }
         uint64_t visible = log->fence.visible_offset - e.offset;
         uint32_t count = (uint32_t)(visible < e.records ? visible : e.records);
-        size_t need = len + 16 + (size_t)rl_pad8(e.len);
-        if (need > cap) {
-            size_t c = cap ? cap * 2 : 64 * 1024;
-            while (c < need)
-                c *= 2;
-            unsigned char *p = realloc(chunk, c);
-            if (!p) {
-                free((void *)e.buf);
-                rv = RLOG_ENOMEM;
-                break;
-            }
-            chunk = p;
-            cap = c;
-        }
-        rl_put64(chunk + len, e.offset);
-        rl_put32(chunk + len + 8, count);
-        rl_put32(chunk + len + 12, e.len);
-        memcpy(chunk + len + 16, e.buf, e.len);
-        memset(chunk + len + 16 + e.len, 0, (size_t)rl_pad8(e.len) - e.len);
-        len = need;
-        n++;
+        rv = rl_chunk_add(&ch, e.offset, count, e.buf, e.len);
         free((void *)e.buf);
+        if (rv != 0)
+            break;
+        n++;
         off = e.offset + count;
         if (count < e.records)
             break; /* the rest is not committed yet */
     }
     if (n > 0) {
         op->status = 0;
-        op->buf = chunk;
-        op->len = len;
+        op->buf = ch.p;
+        op->len = ch.len;
         op->count = n;
     } else {
-        free(chunk);
+        free(ch.p);
         op->status = rv ? rv : RLOG_ENOTFOUND;
         if (rv == RLOG_ENOMEM)
             snprintf(op->errmsg, sizeof op->errmsg, "out of memory");
@@ -699,9 +682,7 @@ static void do_status(struct rlog *log, struct rl_op *op)
     st->fatal = log->fatal;
     st->commit_offset = log->fence.visible_offset;
     st->commit_index = log->fence.visible_index;
-    st->cache_bytes = log->cache.bytes;
-    st->cache_hits = log->cache.hits;
-    st->cache_misses = log->cache.misses;
+    rl_cache_stats(&log->cache, &st->cache_bytes, &st->cache_hits, &st->cache_misses);
     if (log->store) { /* gone once a failed node has stopped */
         st->first_offset = first_offset(log);
         st->last_offset = rl_store_next_offset(log->store);
@@ -786,7 +767,7 @@ static void raft_closed_cb(struct raft *r)
     log->raft_closed = true;
     log->store = NULL; /* closed by io->close */
     rl_batch_builder_free(&log->bb);
-    rl_cache_free(&log->cache);
+    rl_cache_clear(&log->cache); /* iterators may still look: it stays usable */
     if (log->close_op) {
         uv_close((uv_handle_t *)&log->close_timer, NULL);
         uv_close((uv_handle_t *)&log->wake, NULL);
@@ -1077,7 +1058,6 @@ static int load_tail(struct rlog *log, char *err, size_t errlen)
     }
     rl_fence_init(&log->fence, visible, visible_offset);
     log->trim_offset = rl_store_first_offset(log->store);
-    rl_cache_init(&log->cache, log->cfg.cache_bytes);
     for (uint64_t i = (visible + 1 > first ? visible + 1 : first); i <= last; i++) {
         struct rl_store_entry en;
         if ((rv = rl_store_read(log->store, i, &en)) != 0) {

@@ -139,6 +139,11 @@ struct rlog {
     bool crash_close;           /* stepped mode: close as if killed, no hand-off */
 };
 
+/* Bytes of entries one iterator hop carries: many entries per trip to the
+ * loop thread, because the trip (two thread wake-ups) costs more than
+ * copying a few hundred KiB. */
+#define RL_FETCH_BUDGET (256u << 10)
+
 /* The loop thread's body: opens everything, reports through open_cv, runs. */
 void rl_node_thread(void *arg);
 /* Opens everything on the calling thread and reports through open_cv; on

@@ -1,8 +1,11 @@
-/* The read cache: lookup by record offset, byte budget, truncation. */
+/* The read cache: lookup by record offset, byte budget, truncation, copies
+ * for iterators. */
 #include <check.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "node/cache.h"
+#include "store/format.h"
 
 static void put(struct rl_cache *c, uint64_t index, uint64_t offset, uint32_t records,
                 uint32_t len)
@@ -67,6 +70,53 @@ START_TEST(test_truncate_and_replace)
 }
 END_TEST
 
+/* The chunk's entry at byte `pos`: its offset, visible records, length. */
+static size_t chunk_entry(const struct rl_chunk *ch, size_t pos, uint64_t *off, uint32_t *count,
+                          uint32_t *len)
+{
+    *off = rl_get64(ch->p + pos);
+    *count = rl_get32(ch->p + pos + 8);
+    *len = rl_get32(ch->p + pos + 12);
+    ck_assert_uint_eq(ch->p[pos + 16], (unsigned char)(*off / 2 + 1)); /* put(): index */
+    return pos + 16 + (size_t)rl_pad8(*len);
+}
+
+START_TEST(test_copy_for_iterators)
+{
+    struct rl_cache c;
+    rl_cache_init(&c, 1 << 20);
+    for (uint64_t i = 1; i <= 4; i++)
+        put(&c, i, (i - 1) * 2, 2, 100); /* entry i: records 2i-2, 2i-1 */
+    struct rl_chunk ch = {0};
+    /* from record 3, visible below 7: entry 2 whole, 3 whole, 4 with one */
+    ck_assert_uint_eq(rl_cache_copy(&c, 3, 7, 1 << 20, &ch), 3);
+    uint64_t off;
+    uint32_t count, len;
+    size_t pos = chunk_entry(&ch, 0, &off, &count, &len);
+    ck_assert(off == 2 && count == 2 && len == 100);
+    pos = chunk_entry(&ch, pos, &off, &count, &len);
+    ck_assert(off == 4 && count == 2);
+    pos = chunk_entry(&ch, pos, &off, &count, &len);
+    ck_assert(off == 6 && count == 1);
+    ck_assert_uint_eq(pos, ch.len);
+    ck_assert_uint_eq(c.hits, 3);
+    /* the budget stops it after the entry that crosses it */
+    ch.len = 0;
+    ck_assert_uint_eq(rl_cache_copy(&c, 0, 8, 1, &ch), 1);
+    /* nothing visible there yet, or not cached: 0, and not counted as a miss */
+    ch.len = 0;
+    ck_assert_uint_eq(rl_cache_copy(&c, 7, 7, 1 << 20, &ch), 0);
+    ck_assert_uint_eq(rl_cache_copy(&c, 8, 20, 1 << 20, &ch), 0);
+    ck_assert_uint_eq(ch.len, 0);
+    ck_assert_uint_eq(c.misses, 0);
+    /* cleared at close: still usable, and empty */
+    rl_cache_clear(&c);
+    ck_assert_uint_eq(rl_cache_copy(&c, 0, 8, 1 << 20, &ch), 0);
+    free(ch.p);
+    rl_cache_free(&c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cache");
@@ -74,6 +124,7 @@ int main(void)
     tcase_add_test(tc, test_find_by_offset);
     tcase_add_test(tc, test_budget_evicts_oldest);
     tcase_add_test(tc, test_truncate_and_replace);
+    tcase_add_test(tc, test_copy_for_iterators);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

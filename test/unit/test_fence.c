@@ -135,6 +135,37 @@ START_TEST(test_commit_notice_from_leader)
 }
 END_TEST
 
+START_TEST(test_commit_notice_kept_until_durable)
+{
+    /* The notice "entry 4 of term 2 is committed" comes while only entry 3
+     * is durable here: 3 passes now, 4 once its write completes, with no
+     * further word from the leader. */
+    struct rl_fence f;
+    rl_fence_init(&f, 2, 20);
+    push(&f, 3, 2, 20, 5);
+    push(&f, 4, 2, 25, 5);
+    ck_assert_uint_eq(rl_fence_reach(&f, 4, 2, 3), 3); /* what a leader would announce */
+    ck_assert_uint_eq(rl_fence_reach(&f, 4, 1, 4), 0);
+    ck_assert_uint_eq(rl_fence_notice(&f, 4, 2, 3, NULL, NULL), 1);
+    ck_assert_uint_eq(f.visible_index, 3);
+    ck_assert_uint_eq(rl_fence_follow(&f, 3, NULL, NULL), 0);
+    ck_assert_uint_eq(rl_fence_follow(&f, 4, NULL, NULL), 1);
+    ck_assert_uint_eq(f.visible_index, 4);
+    ck_assert_uint_eq(f.visible_offset, 30);
+    /* an older notice does not replace the newer one */
+    push(&f, 5, 2, 30, 5);
+    ck_assert_uint_eq(rl_fence_notice(&f, 5, 1, 4, NULL, NULL), 0);
+    ck_assert_uint_eq(f.notice_index, 4);
+    ck_assert_uint_eq(f.notice_term, 2);
+    /* entry 5 replaced by another term's: a notice of term 2 never passes it */
+    ck_assert_uint_eq(rl_fence_notice(&f, 5, 2, 4, NULL, NULL), 0);
+    push(&f, 5, 3, 30, 5);
+    ck_assert_uint_eq(rl_fence_follow(&f, 5, NULL, NULL), 0);
+    ck_assert_uint_eq(f.visible_index, 4);
+    rl_fence_free(&f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("fence");
@@ -145,6 +176,7 @@ int main(void)
     tcase_add_test(tc, test_never_moves_back);
     tcase_add_test(tc, test_partial_prefix_up_to_current_term);
     tcase_add_test(tc, test_commit_notice_from_leader);
+    tcase_add_test(tc, test_commit_notice_kept_until_durable);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
