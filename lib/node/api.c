@@ -529,9 +529,10 @@ static int iter_load_here(rlog_iter *it)
     pthread_mutex_lock(&log->mu);
     bool usable = log->accepting && !log->pub_fatal;
     uint64_t visible = log->pub_visible_offset;
+    bool trimmed = it->next < log->pub_trim_offset;
     pthread_mutex_unlock(&log->mu);
-    if (!usable)
-        return 1;
+    if (!usable || trimmed)
+        return 1; /* the loop thread says why */
     if (it->next >= visible)
         return fail(RLOG_ENOTFOUND, "offset %" PRIu64 " is not committed (committed: %" PRIu64
                     " records)", it->next, visible);

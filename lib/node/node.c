@@ -186,13 +186,23 @@ static void store_trim(struct rlog *log)
     }
 }
 
+/* Iterators read the cache on their own threads, so they learn the trim
+ * point from its published copy. */
+void rl_set_trim_offset(struct rlog *log, uint64_t offset)
+{
+    log->trim_offset = offset;
+    pthread_mutex_lock(&log->mu);
+    log->pub_trim_offset = offset;
+    pthread_mutex_unlock(&log->mu);
+}
+
 /* A retention command reached the fence: the same log position on every
  * replica. Readers stop seeing the records at once; the files follow. */
 static void apply_trim(struct rlog *log, uint64_t before)
 {
     if (before <= log->trim_offset)
         return;
-    log->trim_offset = before;
+    rl_set_trim_offset(log, before);
     rl_log(log, 1, "trim: records before offset %" PRIu64 " dropped", before);
     store_trim(log);
 }
@@ -491,7 +501,7 @@ static void hook_on_reset(void *arg, uint64_t index, uint64_t offset)
     rl_fence_init(&log->fence, index - 1, offset);
     rl_cache_truncate(&log->cache, 0);
     if (offset > log->trim_offset)
-        log->trim_offset = offset;
+        rl_set_trim_offset(log, offset);
     if (log->raft_started)
         fence_published(log);
 }
@@ -1057,7 +1067,7 @@ static int load_tail(struct rlog *log, char *err, size_t errlen)
         free((void *)en.buf);
     }
     rl_fence_init(&log->fence, visible, visible_offset);
-    log->trim_offset = rl_store_first_offset(log->store);
+    rl_set_trim_offset(log, rl_store_first_offset(log->store));
     for (uint64_t i = (visible + 1 > first ? visible + 1 : first); i <= last; i++) {
         struct rl_store_entry en;
         if ((rv = rl_store_read(log->store, i, &en)) != 0) {

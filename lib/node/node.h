@@ -94,6 +94,7 @@ struct rlog {
     int pub_fatal;
     char pub_fatal_msg[256];
     uint64_t pub_visible_offset; /* records [0, this) are committed */
+    uint64_t pub_trim_offset;    /* records before this are trimmed */
     pthread_cond_t visible_cv;   /* broadcast when it moves or on close */
     struct rlog_sub *subs;       /* open subscriptions */
 
@@ -160,6 +161,8 @@ int rl_open_stepped(const struct rlog_config *cfg, struct rlog **out, char *err,
 int rl_submit(struct rlog *log, struct rl_op *op);
 /* After a close op completed: tears the loop down and frees log. */
 void rl_free_stepped(struct rlog *log);
+/* Moves the trim point (loop thread) and publishes it. */
+void rl_set_trim_offset(struct rlog *log, uint64_t offset);
 /* Completes an op: fires its callback or wakes its waiter. Loop thread. */
 void rl_op_finish(struct rlog *log, struct rl_op *op);
 /* api.c: whether the caller runs on log's loop thread; an iterator wait

@@ -20,6 +20,7 @@ struct rlog_sub {
     uint64_t from;
     pthread_t thread;
     bool stop, paused, self_freed, finished;
+    bool closed;           /* stopped by rlog_close: the end is RLOG_ECLOSED */
     struct rlog_sub *next; /* in log->subs, under log->mu */
 };
 
@@ -60,6 +61,12 @@ static void *sub_main(void *p)
             rv = rl_iter_wait_stop(it, -1, &sub->stop);
     }
     rlog_iter_close(it);
+    pthread_mutex_lock(&log->mu);
+    /* A thread that slept through the close wakes to the stop flag; its
+     * host is still owed the end. */
+    if ((rv == RLOG_ECANCELED || (rv == 0 && sub->stop)) && sub->closed)
+        rv = RLOG_ECLOSED;
+    pthread_mutex_unlock(&log->mu);
     if (rv != 0 && rv != RLOG_ECANCELED)
         sub->cb(sub->arg, rv, next, NULL, 0); /* the end, once */
     pthread_mutex_lock(&log->mu);
@@ -150,6 +157,8 @@ void rl_subs_end_all(rlog *log)
         bool any = sub != NULL;
         while (sub && sub->self_freed)
             sub = sub->next;
+        if (sub)
+            sub->closed = true;
         pthread_mutex_unlock(&log->mu);
         if (sub) {
             rlog_unsubscribe(sub);
