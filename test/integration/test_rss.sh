@@ -5,8 +5,8 @@
 #
 # Three `rlogctl node`s with a 16 MiB read cache and a small raft window (a
 # snapshot descriptor every 16 entries, 16 kept behind it). Four `rlogctl
-# append` clients push 128 KiB records (stdin lines) concurrently, about
-# 512 KiB per request, so each node stores 2 GiB in raft entries of about
+# append` clients push 128 KiB records (stdin lines) concurrently to
+# whichever node leads, about 512 KiB per request, so each node stores 2 GiB in raft entries of about
 # 512 KiB. Then every node's /proc/PID/status is read.
 #
 # The bound, per node: cache + window + CONST_MIB. The window is what
@@ -29,18 +29,19 @@ THRESHOLD=16
 TRAILING=16
 BATCH_MAX_MIB=1            # rlog_config's default batch_max_bytes
 WINDOW_MIB=$(((THRESHOLD + TRAILING) * BATCH_MAX_MIB))
-# CONST_MIB: measured on the development VM (2 cores, glibc malloc, two
-# runs), peak RSS was 42-45 MiB on followers and 52-56 MiB on the leader,
-# i.e. at most ~24 MiB above cache + the window actually held (32 entries of
+# CONST_MIB: measured on the development VM (2 cores, glibc malloc, four
+# runs), peak RSS was 41-48 MiB on followers and 52-60 MiB on the leader,
+# i.e. at most ~28 MiB above cache + the window actually held (32 entries of
 # 512 KiB). That rest: the executable and shared libraries (~3 MiB: an idle
 # node's RSS), the stacks of the loop thread, libuv's four threadpool
 # threads and the control clients' threads, append requests being copied
 # (control frame -> rlog_append_batch copy -> batch builder -> raft entry:
 # up to four 512 KiB copies per client in flight on the leader), the store's
 # group-commit iovecs, a frame body being received (grown by doubling up to
-# the entry size), and glibc's per-thread arena slack. 48 MiB leaves twice
-# that for a noisy run, yet stays far below the 2 GiB appended: a leak per
-# record or per entry, or a queue that grows with the log, fails the check.
+# the entry size), and glibc's per-thread arena slack. With 48 MiB the
+# bound (96 MiB) sits 36 MiB above the highest peak seen, for noisier runs,
+# yet far below the 2 GiB appended: a leak per record or per entry, or a
+# queue that grows with the log, fails the check.
 CONST_MIB=${CONST_MIB:-48}
 LIMIT_MIB=$((CACHE_MIB + WINDOW_MIB + CONST_MIB))
 REC_KIB=128
@@ -68,7 +69,8 @@ for ((c = 0; c < CLIENTS; c++)); do
             while (length(s) < len) s = s s
             s = substr(s, 1, len)
             for (i = 0; i < n; i++) print s }' |
-        "$RLOGCTL" append --control "$(ctl "$L")" --timeout 60 >/dev/null 2>"$T/append$c.err" &
+        "$RLOGCTL" append --cluster-controls "$(all_controls)" --timeout 60 \
+            >/dev/null 2>"$T/append$c.err" &
     pids+=($!)
 done
 failed=0
@@ -89,7 +91,7 @@ within() { [ -n "$1" ] && [ "$1" -le $((LIMIT_MIB << 10)) ]; }
 for i in 1 2 3; do
     hwm=$(kib_of "$i" VmHWM); rss=$(kib_of "$i" VmRSS)
     role=$([ "$i" = "$L" ] && echo leader || echo follower)
-    say "node $i ($role): VmHWM $((${hwm:-0} >> 10)) MiB, VmRSS $((${rss:-0} >> 10)) MiB, cache $(status_of "$i" cache) "
+    say "node $i ($role): VmHWM $((${hwm:-0} >> 10)) MiB, VmRSS $((${rss:-0} >> 10)) MiB, cache $(status_of "$i" cache) bytes"
     [ "$RSS_ASSERT" = 1 ] || continue
     check "node $i ($role): peak RSS $((${hwm:-0} >> 10)) MiB <= $LIMIT_MIB MiB" \
         within "$hwm"
@@ -101,4 +103,6 @@ for i in 1 2 3; do
     stop_node "$i"
     check "node $i stops cleanly" [ $? -eq 0 ]
 done
+# 6 GiB of segments: gone even when a failed check keeps the logs.
+rm -rf "$T/n1" "$T/n2" "$T/n3"
 finish
