@@ -144,13 +144,15 @@ check-asan: deps
 # allocator_may_return_null: libraft 0.15's raft_uv_tcp handshake mallocs
 # the address length a peer announces; the garbage-peer test announces 1 TiB.
 # Real malloc refuses that (NULL, connection dropped); ASan would abort.
-test-asan: $(TEST_BIN) $(STATIC) $(EXAMPLES) $(RAWSEND) $(SIM_BIN)
+test-asan: $(TEST_BIN) $(STATIC) $(EXAMPLES) $(RAWSEND) $(SIM_BIN) \
+           $(BUILD)/nemesis/nemesis_node $(BUILD)/nemesis/proxy
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    ./test/run-unit $(TEST_BIN)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    ./test/sim/run $(SIM_BIN) $(SIM_SEEDS)
 	@ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    RLOGCTL=$(abspath $(BUILD)/examples/rlogctl) RAWSEND=$(abspath $(RAWSEND)) \
+	    NEMESIS_NODE=$(abspath $(BUILD)/nemesis/nemesis_node) PROXY=$(abspath $(BUILD)/nemesis/proxy) \
 	    RSS_MIB=256 RSS_ASSERT=0 ./test/integration/run
 
 bench-store: deps $(BENCH_STORE)
