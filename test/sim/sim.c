@@ -84,6 +84,9 @@ static struct {
     struct collect col[SIM_MAX_NODES];
     bool load_on, faults_on;
     unsigned long acked, failed, reads, read_errors, corrupt_seen, crashes;
+    unsigned long trims_ok, sub_jumps;
+    uint64_t trim_acked;    /* the highest acknowledged trim point */
+    uint64_t trim_ms_min, trim_ms_max; /* trimmer period; 0: no trims */
     char failure[512];
 } H;
 
@@ -311,6 +314,14 @@ static void sub_done(struct rl_op *op)
                        s->node + 1, op->offset);
     } else if (op->status == RLOG_ECORRUPT) {
         H.corrupt_seen++;
+    } else if (op->status == RLOG_ETRIMMED) {
+        /* As a host would: what retention took is gone, go on from there. */
+        uint64_t t = node_trimmed(&W->nodes[s->node]);
+        if (t <= s->cursor)
+            fail_check("n%d says offset %" PRIu64 " is trimmed but its trim point is %" PRIu64,
+                       s->node + 1, s->cursor, t);
+        s->cursor = t;
+        H.sub_jumps++;
     }
     free_op(op);
 }
@@ -327,6 +338,41 @@ static void sub_tick(void *arg)
     }
     if (H.load_on || !H.faults_on)
         sim_at(W->now + sim_range(2, 10) * SIM_MS, sub_tick, s);
+}
+
+/* ---- retention ------------------------------------------------------------------------- */
+
+static void trim_done(struct rl_op *op)
+{
+    if (op->status == 0) {
+        H.trims_ok++;
+        if (op->offset > H.trim_acked)
+            H.trim_acked = op->offset;
+    } else if (op->status != RLOG_ENOTLEADER && op->status != RLOG_ECLOSED &&
+               op->status != RLOG_EFATAL && op->status != RLOG_EINVAL) {
+        fail_check("trim to %" PRIu64 " failed: %s: %s", op->offset, rlog_errname(op->status),
+                   op->errmsg);
+    }
+    free_op(op);
+}
+
+/* Keeps the newest few hundred records, as a retention policy would. */
+static void trimmer_tick(void *arg)
+{
+    (void)arg;
+    if (!H.load_on)
+        return;
+    for (int i = 0; i < W->n; i++) {
+        struct sim_node *n = &W->nodes[i];
+        uint64_t v = node_visible(n);
+        if (node_is_leader(n) && v > 600) {
+            struct rl_op *op = new_op(RL_OP_TRIM, v - sim_range(100, 500), trim_done, NULL);
+            if (node_submit(n, op) != 0)
+                free_op(op);
+            break;
+        }
+    }
+    sim_at(W->now + sim_range(H.trim_ms_min, H.trim_ms_max) * SIM_MS, trimmer_tick, NULL);
 }
 
 /* ---- faults ------------------------------------------------------------------------- */
@@ -477,6 +523,7 @@ struct scenario {
     const char *name;
     int nodes;
     uint64_t ms;                 /* virtual time under load */
+    uint64_t trim_ms;            /* a trim about this often; 0: never */
     void (*setup)(void);
     const char *(*verify)(void); /* scenario-specific check, or NULL */
 };
@@ -666,14 +713,48 @@ static const char *bitflip_verify(void)
     return H.corrupt_seen == 0 ? "the flipped bit was never reported" : NULL;
 }
 
+/* Retention while followers come and go: one is stopped for a few seconds
+ * at a time, long enough for the others to trim past its end, so it must
+ * restart its log where its peers' begin. */
+static void retention_round(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    int l = leader_idx();
+    if (l >= 0) {
+        struct sim_node *f = &W->nodes[(l + 1 + (int)sim_range(0, (uint64_t)W->n - 2)) % W->n];
+        if (sim_chance(500))
+            crash_and_restart(f, sim_range(2000, 4000));
+        else {
+            node_stop(f);
+            sim_at(W->now + sim_range(2000, 4000) * SIM_MS, restart_ev, f);
+        }
+    }
+    sim_at(W->now + 5000 * SIM_MS, retention_round, NULL);
+}
+
+static void retention_setup(void)
+{
+    sim_at(W->now + 1500 * SIM_MS, retention_round, NULL);
+}
+
+static const char *retention_verify(void)
+{
+    if (H.trims_ok == 0)
+        return "no trim was acknowledged";
+    return W->resets == 0 ? "no replica had to restart its log behind a trim point" : NULL;
+}
+
 static const struct scenario scenarios[] = {
-    {"random", 3, 12000, random_setup, NULL},
-    {"random5", 5, 12000, random_setup, NULL},
-    {"figure8", 5, 15000, fig8_setup, fig8_verify},
-    {"election-inflight", 3, 8000, inflight_setup, inflight_verify},
-    {"leader-disk-full", 3, 6000, leader_full_setup, leader_full_verify},
-    {"follower-fsync-failure", 3, 6000, follower_fsync_setup, follower_fsync_verify},
-    {"bitflip", 3, 8000, bitflip_setup, bitflip_verify},
+    {"random", 3, 12000, 2500, random_setup, NULL},
+    {"random5", 5, 12000, 2500, random_setup, NULL},
+    {"figure8", 5, 15000, 0, fig8_setup, fig8_verify},
+    {"election-inflight", 3, 8000, 0, inflight_setup, inflight_verify},
+    {"leader-disk-full", 3, 6000, 0, leader_full_setup, leader_full_verify},
+    {"follower-fsync-failure", 3, 6000, 0, follower_fsync_setup, follower_fsync_verify},
+    {"bitflip", 3, 8000, 0, bitflip_setup, bitflip_verify},
+    {"retention", 3, 16000, 400, retention_setup, retention_verify},
 };
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
@@ -771,7 +852,10 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void check_history(int corrupt_node)
+/* Records the final log holds are R->recs[offset - base]; below base,
+ * retention took them, and what readers were shown there is checked against
+ * the acknowledged appends instead. */
+static void check_history(int corrupt_node, uint64_t base, uint64_t end)
 {
     /* Every node agrees on every offset it holds; the reference is the
      * longest log read without error. */
@@ -784,6 +868,9 @@ static void check_history(int corrupt_node)
         return;
     }
     struct collect *R = &H.col[ref];
+    if (R->n != end - base)
+        fail_check("n%d holds %zu records from offset %" PRIu64 ", its fence says %" PRIu64,
+                   ref + 1, R->n, base, end - base);
     for (int i = 0; i < W->n; i++) {
         struct collect *c = &H.col[i];
         if (i != corrupt_node && (c->error || c->n != R->n))
@@ -791,24 +878,38 @@ static void check_history(int corrupt_node)
                        c->error ? rlog_errname(c->error) : "none", ref + 1, R->n);
         for (size_t k = 0; k < c->n && k < R->n; k++)
             if (!same(&c->recs[k], &R->recs[k])) {
-                fail_check("n%d and n%d differ at offset %zu", i + 1, ref + 1, k);
+                fail_check("n%d and n%d differ at offset %" PRIu64, i + 1, ref + 1, base + k);
                 break;
             }
     }
     /* Acknowledged appends are where they were acknowledged, intact. */
+    struct rec_id *truth = calloc(end ? end : 1, sizeof *truth);
+    bool *known = calloc(end ? end : 1, sizeof *known);
+    if (!truth || !known)
+        abort();
     for (size_t k = 0; k < H.n_att; k++) {
         struct attempt *a = H.att[k];
         if (a->status != 0)
             continue;
-        if (a->offset >= R->n)
+        if (a->offset >= end) {
             fail_check("append c%" PRIu64 "/%" PRIu64 " acknowledged at %" PRIu64
-                       " but the log ends at %zu",
-                       a->id.client, a->id.seq, a->offset, R->n);
-        else if (!same(&R->recs[a->offset], &a->id))
+                       " but the log ends at %" PRIu64,
+                       a->id.client, a->id.seq, a->offset, end);
+            continue;
+        }
+        if (known[a->offset])
+            fail_check("appends c%" PRIu64 "/%" PRIu64 " and c%" PRIu64 "/%" PRIu64
+                       " were both acknowledged at offset %" PRIu64,
+                       a->id.client, a->id.seq, truth[a->offset].client, truth[a->offset].seq,
+                       a->offset);
+        truth[a->offset] = a->id;
+        known[a->offset] = true;
+        if (a->offset >= base && !same(&R->recs[a->offset - base], &a->id)) {
+            const struct rec_id *got = &R->recs[a->offset - base];
             fail_check("append c%" PRIu64 "/%" PRIu64 " acknowledged at %" PRIu64
                        " but the log holds c%" PRIu64 "/%" PRIu64 " there",
-                       a->id.client, a->id.seq, a->offset, R->recs[a->offset].client,
-                       R->recs[a->offset].seq);
+                       a->id.client, a->id.seq, a->offset, got->client, got->seq);
+        }
     }
     /* No record twice. */
     uint64_t *keys = malloc((R->n ? R->n : 1) * sizeof *keys);
@@ -823,11 +924,19 @@ static void check_history(int corrupt_node)
     /* Nothing shown was ever overwritten or lost. */
     for (size_t k = 0; k < H.n_obs; k++) {
         struct obs *o = &H.obs[k];
-        if (o->offset >= R->n || !same(&R->recs[o->offset], &o->id))
+        const struct rec_id *want = o->offset >= end      ? NULL
+                                    : o->offset >= base   ? &R->recs[o->offset - base]
+                                    : known[o->offset]    ? &truth[o->offset]
+                                                          : NULL;
+        if (o->offset < base && !want)
+            continue; /* trimmed, and not an acknowledged append: nothing to compare */
+        if (!want || !same(want, &o->id))
             fail_check("n%d showed c%" PRIu64 "/%" PRIu64 " at offset %" PRIu64
                        ", which the final log does not hold there",
                        o->node + 1, o->id.client, o->id.seq, o->offset);
     }
+    free(truth);
+    free(known);
 }
 
 static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t ms, bool verbose)
@@ -854,6 +963,11 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
         sim_at(W->now + 1000 * SIM_MS, sub_tick, &H.subs[i]);
     }
     sim_at(W->now + 1200 * SIM_MS, reader_tick, NULL);
+    if (sc->trim_ms) {
+        H.trim_ms_min = sc->trim_ms / 2;
+        H.trim_ms_max = sc->trim_ms * 3 / 2;
+        sim_at(W->now + sc->trim_ms * SIM_MS, trimmer_tick, NULL);
+    }
     sc->setup();
     uint64_t start = W->now;
     world_run(start + ms * SIM_MS, NULL);
@@ -871,8 +985,20 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
     /* Let subscribers catch up to the end too. */
     world_run(W->now + 500 * SIM_MS, NULL);
     uint64_t end = node_visible(&W->nodes[0]);
+    /* Every node applied every trim by now: they agree on where the log
+     * begins, and no trim that was acknowledged is missing. */
+    uint64_t start_off = 0;
     for (int i = 0; i < W->n; i++)
-        H.col[i] = (struct collect){.node = i, .end = end, .done = end == 0};
+        if (node_trimmed(&W->nodes[i]) > start_off)
+            start_off = node_trimmed(&W->nodes[i]);
+    for (int i = 0; i < W->n && !H.failure[0]; i++)
+        if (node_trimmed(&W->nodes[i]) != start_off || start_off < H.trim_acked)
+            fail_check("n%d's log begins at %" PRIu64 ", another's at %" PRIu64
+                       " (highest trim acknowledged: %" PRIu64 ")",
+                       i + 1, node_trimmed(&W->nodes[i]), start_off, H.trim_acked);
+    for (int i = 0; i < W->n; i++)
+        H.col[i] = (struct collect){.node = i, .next = start_off, .end = end,
+                                    .done = end <= start_off};
     uint64_t cdeadline = W->now + 60000 * SIM_MS;
     while (!collected() && W->now < cdeadline)
         world_run(W->now + 5 * SIM_MS, NULL);
@@ -883,7 +1009,7 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
             H.corrupt_seen++;
         }
     if (!H.failure[0])
-        check_history(strcmp(sc->name, "bitflip") == 0 ? corrupt_node : -1);
+        check_history(strcmp(sc->name, "bitflip") == 0 ? corrupt_node : -1, start_off, end);
     if (!H.failure[0] && H.acked == 0)
         fail_check("no append was acknowledged");
     if (!H.failure[0] && sc->verify) {
@@ -892,9 +1018,9 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
             fail_check("%s", why);
     }
     printf("seed %" PRIu64 " %s: %s acked=%lu failed=%lu log=%" PRIu64 " reads=%lu shown=%zu "
-           "crashes=%lu fatal=%u truncations=%lu frames=%lu dropped=%lu dup=%lu virtual_s=%.1f\n",
+           "crashes=%lu fatal=%u truncations=%lu trims=%lu resets=%lu frames=%lu dropped=%lu dup=%lu virtual_s=%.1f\n",
            seed, sc->name, H.failure[0] ? "FAIL" : "ok", H.acked, H.failed, end, H.reads, H.n_obs,
-           H.crashes, W->fatal_stops, W->truncations, W->frames, W->dropped, W->duplicated,
+           H.crashes, W->fatal_stops, W->truncations, H.trims_ok, W->resets, W->frames, W->dropped, W->duplicated,
            (double)(W->now - start) / 1e9);
     if (H.failure[0])
         printf("seed %" PRIu64 " %s: %s\n  replay: build/sim/sim --scenario %s --seed-start %" PRIu64

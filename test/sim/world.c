@@ -655,6 +655,8 @@ static void node_log_fn(void *arg, int level, const char *line)
     struct sim_node *n = arg;
     if (strstr(line, "truncating the log"))
         W->truncations++;
+    if (strstr(line, "this log restarts there"))
+        W->resets++;
     if (W->verbose)
         fprintf(stderr, "[%9.3f] n%" PRIu64 ": %s\n", (double)W->now / 1e9, n->id, line);
 }
@@ -776,6 +778,11 @@ bool node_is_leader(const struct sim_node *n)
 uint64_t node_visible(const struct sim_node *n)
 {
     return n->log ? n->log->fence.visible_offset : 0;
+}
+
+uint64_t node_trimmed(const struct sim_node *n)
+{
+    return n->log ? n->log->trim_offset : 0;
 }
 
 void world_dump(void)

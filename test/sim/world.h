@@ -59,7 +59,7 @@ struct sim_world {
     bool verbose;
     bool finishing;
     uint64_t trace_from;        /* log every frame from this virtual time on */             /* world_fini: no node starts again */
-    unsigned long steps, frames, dropped, duplicated, truncations;
+    unsigned long steps, frames, dropped, duplicated, truncations, resets;
     unsigned long delivered[SIM_MAX_NODES][SIM_MAX_NODES]; /* frames, from -> to */
     unsigned fatal_stops;
     int fatal_codes[16];        /* the first failed stops' codes */
@@ -104,6 +104,8 @@ int node_submit(struct sim_node *n, struct rl_op *op);
 uint64_t node_leader(const struct sim_node *n);
 uint64_t node_visible(const struct sim_node *n);
 bool node_is_leader(const struct sim_node *n);
+/* Records before this offset are trimmed on n. */
+uint64_t node_trimmed(const struct sim_node *n);
 
 /* Each node's state, to stderr (after a failure). */
 void world_dump(void);
