@@ -178,7 +178,7 @@ uninstall:
 clean:
 	rm -rf build build-asan lib/liblog.so* lib/liblog.a pkgconfig/liblog.pc
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 BENCH_APPEND := $(BUILD)/bench/bench_append
 $(BENCH_APPEND): bench/bench_append.c $(STATIC)

@@ -78,6 +78,13 @@ struct in_conn {
     struct in_conn *next, *prev;
 };
 
+struct failed_send {
+    struct raft_io_send *req;
+    raft_io_send_cb cb;
+    int status;
+    struct failed_send *next;
+};
+
 struct held {
     struct raft_message msg;
     void *body;
@@ -117,6 +124,13 @@ struct io {
     struct held *held_head, *held_tail;
     unsigned appends;
     struct append_req *failed_top; /* failed appends, newest on top */
+    /* Sends that failed at once, reported from the loop instead (see
+     * io_send); flushed by send_fail_timer. */
+    struct failed_send *failed_head, *failed_tail;
+    /* The snapshot install under way (see snapshot_put_done). */
+    struct raft_io_snapshot_put *install_req;
+    struct raft_buffer *install_bufs;
+    uv_timer_t send_fail_timer;
     /* While libraft handles an AppendEntries: the last index it proves
      * this log matches the leader's (see deliver). */
     bool in_append_entries;
@@ -619,6 +633,21 @@ static void snap_put_work(uv_work_t *w)
 static void snap_put_work(uv_work_t *w);
 static void snap_put_after(uv_work_t *w, int status);
 
+/* Completes a snapshot put. libraft 0.15 frees a failed install's data
+ * buffer but not the array holding it (replication.c, installSnapshotCb):
+ * we free that array once libraft is done with it. */
+static void snapshot_put_done(struct io *io, struct raft_io_snapshot_put *req, int status)
+{
+    struct raft_buffer *bufs = NULL;
+    if (req == io->install_req) {
+        bufs = status != 0 ? io->install_bufs : NULL;
+        io->install_req = NULL;
+        io->install_bufs = NULL;
+    }
+    req->cb(req, status);
+    raft_free(bufs);
+}
+
 static void snap_put_finish(struct snap_put *p, int rv)
 {
     struct io *io = p->io;
@@ -628,7 +657,7 @@ static void snap_put_finish(struct snap_put *p, int rv)
     if (done)
         done(io, rv);
     else
-        req->cb(req, rv);
+        snapshot_put_done(io, req, rv);
 }
 
 static void snap_queue_next(struct io *io)
@@ -716,6 +745,9 @@ static int snap_put_queue(struct io *io, struct raft_io_snapshot_put *req,
     return 0;
 }
 
+static int snapshot_put(struct io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                        const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
+
 static int io_snapshot_put(struct raft_io *rio, unsigned trailing,
                            struct raft_io_snapshot_put *req,
                            const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
@@ -723,6 +755,19 @@ static int io_snapshot_put(struct raft_io *rio, unsigned trailing,
     struct io *io = rio->impl;
     if (io->fatal)
         return RAFT_IOERR;
+    bool install = trailing == 0 && req != io->install_req; /* not our own re-put */
+    int rv = snapshot_put(io, trailing, req, snapshot, cb);
+    if (install && rv == 0) {
+        io->install_req = req;
+        io->install_bufs = snapshot->bufs;
+    }
+    return rv;
+}
+
+static int snapshot_put(struct io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                        const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    struct raft_io *rio = io->rio;
     if (trailing == 0 && snapshot->index > rl_store_last_index(io->store)) {
         /* The log is its own snapshot: installing one means fetching the
          * missing range of the log from a peer. */
@@ -1037,18 +1082,60 @@ static int send_msg(struct io *io, const struct raft_message *msg, struct raft_i
     return 0;
 }
 
+static void flush_failed_sends(struct io *io)
+{
+    while (io->failed_head) {
+        struct failed_send *f = io->failed_head;
+        io->failed_head = f->next;
+        if (!io->failed_head)
+            io->failed_tail = NULL;
+        struct raft_io_send *req = f->req;
+        raft_io_send_cb cb = f->cb;
+        int status = f->status;
+        free(f);
+        if (cb)
+            cb(req, status);
+    }
+}
+
+static void send_fail_timer_cb(uv_timer_t *t)
+{
+    flush_failed_sends(t->data);
+}
+
 static int io_send(struct raft_io *rio, struct raft_io_send *req, const struct raft_message *msg,
                    raft_io_send_cb cb)
 {
     struct io *io = rio->impl;
+    struct raft_message capped;
     if (io->in_append_entries && msg->type == RAFT_IO_APPEND_ENTRIES_RESULT &&
         msg->append_entries_result.rejected == 0 &&
         msg->append_entries_result.last_log_index > io->append_entries_match) {
-        struct raft_message capped = *msg;
+        capped = *msg;
         capped.append_entries_result.last_log_index = io->append_entries_match;
-        return send_msg(io, &capped, req, cb, NULL, NULL);
+        msg = &capped;
     }
-    return send_msg(io, msg, req, cb, NULL, NULL);
+    int rv = send_msg(io, msg, req, cb, NULL, NULL);
+    /* libraft 0.15 frees an AppendEntries' entries before sending its
+     * answer, and frees them again if that send fails at once
+     * (recv_append_entries.c, then recv.c): a double free (found by the
+     * simulator, random seed 36: an answer to a peer that had just been
+     * unreachable). So a send never fails at once after start: the failure
+     * is reported from the loop. */
+    if (rv != 0 && io->tick_cb && !io->closing) {
+        struct failed_send *f = malloc(sizeof *f);
+        if (!f)
+            return rv;
+        *f = (struct failed_send){.req = req, .cb = cb, .status = rv};
+        if (io->failed_tail)
+            io->failed_tail->next = f;
+        else
+            io->failed_head = f;
+        io->failed_tail = f;
+        uv_timer_start(&io->send_fail_timer, send_fail_timer_cb, 0, 0);
+        return 0;
+    }
+    return rv;
 }
 
 #include "raftio/fetch.inc"
@@ -1317,6 +1404,8 @@ static int io_start(struct raft_io *rio, unsigned msecs, raft_io_tick_cb tick,
     uv_timer_init(io->loop, &io->timer);
     io->timer.data = io;
     uv_timer_start(&io->timer, timer_cb, msecs, msecs);
+    uv_timer_init(io->loop, &io->send_fail_timer);
+    io->send_fail_timer.data = io;
     return 0;
 }
 
@@ -1389,6 +1478,9 @@ static void io_close(struct raft_io *rio, raft_io_close_cb cb)
     if (uv_is_active((uv_handle_t *)&io->timer) || io->tick_cb) {
         io->close_pending++;
         uv_close((uv_handle_t *)&io->timer, timer_closed);
+        flush_failed_sends(io);
+        io->close_pending++;
+        uv_close((uv_handle_t *)&io->send_fail_timer, timer_closed);
     }
     if (io->transport_ready) {
         io->close_pending++;
