@@ -26,6 +26,7 @@
 #include <xxhash.h>
 
 #include "batch/batch.h"
+#include "common/grow.h"
 #include "sim/world.h"
 #include "store/format.h"
 
@@ -103,10 +104,7 @@ static void fail_check(const char *fmt, ...)
 
 static void *grow(void *p, size_t *cap, size_t n, size_t elem)
 {
-    if (n < *cap)
-        return p;
-    *cap = *cap ? *cap * 2 : 256;
-    p = realloc(p, *cap * elem);
+    p = rl_grow(p, cap, n, elem, 256);
     if (!p)
         abort();
     return p;
@@ -377,16 +375,6 @@ static void trimmer_tick(void *arg)
 
 /* ---- faults ------------------------------------------------------------------------- */
 
-static void restart_ev(void *arg)
-{
-    struct sim_node *n = arg;
-    if (n->log) { /* still closing */
-        sim_at(W->now + 50 * SIM_MS, restart_ev, n);
-        return;
-    }
-    node_start(n);
-}
-
 static void heal_links(void *arg)
 {
     (void)arg;
@@ -397,7 +385,7 @@ static void heal_links(void *arg)
 static void heal_net(void *arg)
 {
     (void)arg;
-    W->net = (struct sim_net_faults){.delay_ns = 50000, .jitter_ns = 100000};
+    net_calm();
     sim_log("network calm");
 }
 
@@ -420,7 +408,7 @@ static void crash_and_restart(struct sim_node *n, uint64_t down_ms)
     long tear = sim_chance(500) ? (long)sim_range(1, 8192) : 0;
     node_crash(n, tear);
     H.crashes++;
-    sim_at(W->now + down_ms * SIM_MS, restart_ev, n);
+    node_restart_after(n, down_ms * SIM_MS);
 }
 
 static void isolate(int i, bool both_ways)
@@ -508,7 +496,7 @@ static void fault_tick(void *arg)
     case 9:
         if (node_up(n)) {
             node_stop(n);
-            sim_at(W->now + sim_range(100, 2000) * SIM_MS, restart_ev, n);
+            node_restart_after(n, sim_range(100, 2000) * SIM_MS);
         }
         break;
     default:
@@ -728,7 +716,7 @@ static void retention_round(void *arg)
             crash_and_restart(f, sim_range(2000, 4000));
         else {
             node_stop(f);
-            sim_at(W->now + sim_range(2000, 4000) * SIM_MS, restart_ev, f);
+            node_restart_after(f, sim_range(2000, 4000) * SIM_MS);
         }
     }
     sim_at(W->now + 5000 * SIM_MS, retention_round, NULL);
@@ -830,7 +818,7 @@ static void heal_all(void)
     H.faults_on = false;
     H.load_on = false;
     memset(W->link_cut, 0, sizeof W->link_cut);
-    W->net = (struct sim_net_faults){.delay_ns = 50000, .jitter_ns = 100000};
+    net_calm();
     for (int i = 0; i < W->n; i++) {
         struct sim_node *n = &W->nodes[i];
         heal_disk(n);
@@ -842,7 +830,7 @@ static void heal_all(void)
         if (!n->log)
             node_start(n);
         else if (n->closing || n->log->fatal)
-            sim_at(W->now + 10 * SIM_MS, restart_ev, n);
+            node_restart_after(n, 10 * SIM_MS);
     }
 }
 

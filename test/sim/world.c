@@ -819,15 +819,24 @@ void world_dump(void)
     }
 }
 
-/* A node that failed stop is closed (as its host would) and restarted
- * later with the fault gone, as an operator would. */
 static void restart_ev(void *arg)
 {
     struct sim_node *n = arg;
-    if (!n->log)
-        node_start(n);
-    else if (n->closing)
-        sim_at(W->now + 100 * SIM_MS, restart_ev, n);
+    if (n->log) { /* still closing */
+        sim_at(W->now + 50 * SIM_MS, restart_ev, n);
+        return;
+    }
+    node_start(n);
+}
+
+void node_restart_after(struct sim_node *n, uint64_t delay_ns)
+{
+    sim_at(W->now + delay_ns, restart_ev, n);
+}
+
+void net_calm(void)
+{
+    W->net = (struct sim_net_faults){.delay_ns = 50000, .jitter_ns = 100000};
 }
 
 static void check_fatal(void)
@@ -847,8 +856,9 @@ static void check_fatal(void)
         if (W->fatal_stops < 16)
             W->fatal_codes[W->fatal_stops] = n->log->fatal;
         W->fatal_stops++;
+        /* closed as its host would, restarted later as an operator would */
         begin_close(n, true);
-        sim_at(W->now + sim_range(200, 2000) * SIM_MS, restart_ev, n);
+        node_restart_after(n, sim_range(200, 2000) * SIM_MS);
     }
 }
 
@@ -871,7 +881,7 @@ void world_init(struct sim_world *w, uint64_t seed, int n, bool verbose)
     w->now = 1000 * SIM_MS * 1000ull; /* not 0: nothing should mistake it for unset */
     w->n = n;
     w->verbose = verbose;
-    w->net = (struct sim_net_faults){.delay_ns = 50000, .jitter_ns = 100000};
+    net_calm();
     struct stat st;
     const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
     snprintf(w->root, sizeof w->root, "%s/rlog-sim-%d-%" PRIu64, base, (int)getpid(), seed);

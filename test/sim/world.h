@@ -92,6 +92,10 @@ void node_crash(struct sim_node *n, long tear_bytes);
 /* Closes the node the way a host would (rlog_close). */
 void node_stop(struct sim_node *n);
 bool node_up(const struct sim_node *n);
+/* Starts n after delay_ns, once it has finished closing. */
+void node_restart_after(struct sim_node *n, uint64_t delay_ns);
+/* The network without faults: 50-150 us per frame, in order. */
+void net_calm(void);
 /* Acts for node n (its disk domain and clock) until node_leave. */
 void node_enter(struct sim_node *n);
 void node_leave(void);
