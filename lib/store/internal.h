@@ -58,6 +58,12 @@ struct rl_store {
 
     struct rl_store_req *head, *tail; /* queued, in submission order */
     struct rl_batch *inflight;
+    /* Runs the append job on the loop thread at the start of its next turn
+     * (writer.c says why); an idle handle, so that turn's poll never blocks.
+     * Not used under the simulator, whose deferred work runs on the loop. */
+    uv_idle_t runner;
+    bool runner_live;
+    struct rl_batch *runner_job;
     unsigned bg_jobs;                 /* index writes in flight */
     bool completing;                  /* firing callbacks: no new jobs */
 

@@ -403,6 +403,11 @@ int rl_store_open(uv_loop_t *loop, const struct rl_store_config *cfg, struct rl_
         s->dir[--dl] = '\0';
     if ((rv = rl_dir_open(s)) != 0 || (rv = recover(s)) != 0)
         goto fail;
+    if (!rl_env) { /* the simulator's deferred work already runs on the loop */
+        uv_idle_init(loop, &s->runner);
+        s->runner.data = s;
+        s->runner_live = true;
+    }
     if (!s->spare)
         rl_writer_prepare_spare(s);
     *out = s;
@@ -423,6 +428,16 @@ static void close_noop(uv_work_t *w)
     (void)w;
 }
 
+static void runner_closed(uv_handle_t *h)
+{
+    struct rl_store *s = h->data;
+    void (*cb)(void *) = s->close_cb;
+    void *arg = s->close_arg;
+    store_free(s);
+    if (cb)
+        cb(arg);
+}
+
 static void close_after(uv_work_t *w, int status)
 {
     struct rl_store *s = w->data;
@@ -436,6 +451,11 @@ static void close_after(uv_work_t *w, int status)
         r->headers = NULL;
         if (r->cb)
             r->cb(r, RLOG_ECANCELED);
+    }
+    if (s->runner_live) {
+        s->runner_live = false;
+        uv_close((uv_handle_t *)&s->runner, runner_closed);
+        return;
     }
     store_free(s);
     if (cb)
