@@ -269,9 +269,11 @@ static int io_init(struct raft_io *rio, raft_id id, const char *address)
  * libraft's memory: they only spare a slightly lagging follower a fetch. */
 #define LOAD_TRAILING_BUDGET (64u << 20)
 
-/* Reads entries [from, to] from the store into one raft_malloc'd batch,
- * newest first so the optional part (below `needed`) can stop at the byte
- * budget; *start_out is the first index actually loaded. */
+/* Reads entries [from, to] from the store, each into its own raft_malloc'd
+ * buffer (batch NULL: libraft frees such an entry's buffer by itself), so a
+ * load never holds more than the entries plus the one being read. Newest
+ * first, so the optional part (below `needed`) can stop at the byte budget;
+ * *start_out is the first index actually loaded. */
 static int load_entries(struct io *io, uint64_t from, uint64_t to, uint64_t needed,
                         uint64_t *start_out, struct raft_entry **out, size_t *n_out)
 {
@@ -281,8 +283,8 @@ static int load_entries(struct io *io, uint64_t from, uint64_t to, uint64_t need
     if (to < from)
         return 0;
     size_t cap = (size_t)(to - from + 1), n = 0, total = 0;
-    struct rl_store_entry *tmp = calloc(cap, sizeof *tmp); /* newest first */
-    int rv = tmp ? 0 : RAFT_NOMEM;
+    struct raft_entry *entries = raft_calloc(cap, sizeof *entries); /* newest first */
+    int rv = entries ? 0 : RAFT_NOMEM;
     for (uint64_t i = to; rv == 0 && i >= from && i > 0; i--) {
         struct rl_store_entry e;
         int r = rl_store_read(io->store, i, &e);
@@ -296,28 +298,32 @@ static int load_entries(struct io *io, uint64_t from, uint64_t to, uint64_t need
             free((void *)e.buf);
             break;
         }
-        tmp[n++] = e;
-        total += rl_pad8(e.len);
+        void *buf = e.len ? raft_malloc(e.len) : NULL;
+        if (e.len && !buf) {
+            free((void *)e.buf);
+            rv = RAFT_NOMEM;
+            break;
+        }
+        if (e.len)
+            memcpy(buf, e.buf, e.len);
+        free((void *)e.buf);
+        entries[n++] = (struct raft_entry){.term = e.term, .type = e.type, .buf = {buf, e.len}};
+        total += e.len;
     }
-    struct raft_entry *entries = rv == 0 && n ? raft_calloc(n, sizeof *entries) : NULL;
-    unsigned char *batch = rv == 0 && n ? raft_malloc(total ? total : 8) : NULL;
-    if (rv == 0 && n && (!entries || !batch))
-        rv = RAFT_NOMEM;
-    size_t pos = 0;
-    for (size_t k = 0; rv == 0 && k < n; k++) {
-        const struct rl_store_entry *e = &tmp[n - 1 - k]; /* oldest first */
-        memcpy(batch + pos, e->buf, e->len);
-        entries[k] = (struct raft_entry){.term = e->term, .type = e->type,
-                                         .buf = {batch + pos, e->len}, .batch = batch};
-        pos += rl_pad8(e->len);
-    }
-    for (size_t k = 0; k < n; k++)
-        free((void *)tmp[k].buf);
-    free(tmp);
     if (rv != 0) {
-        raft_free(batch);
+        for (size_t k = 0; k < n; k++)
+            raft_free(entries[k].buf.base);
         raft_free(entries);
         return rv;
+    }
+    for (size_t k = 0; k < n / 2; k++) { /* oldest first, as libraft wants */
+        struct raft_entry t = entries[k];
+        entries[k] = entries[n - 1 - k];
+        entries[n - 1 - k] = t;
+    }
+    if (n == 0) {
+        raft_free(entries);
+        entries = NULL;
     }
     *out = entries;
     *n_out = n;
