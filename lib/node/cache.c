@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch/batch.h"
 #include "liblog.h"
 #include "store/format.h"
 
@@ -172,6 +173,28 @@ size_t rl_cache_copy(struct rl_cache *c, uint64_t offset, uint64_t visible, size
     }
     pthread_mutex_unlock(&c->mu);
     return n;
+}
+
+int rl_cache_read(struct rl_cache *c, uint64_t offset, uint64_t visible, void **buf, size_t *len)
+{
+    int rv = 1;
+    pthread_mutex_lock(&c->mu);
+    size_t i = find_pos(c, offset);
+    const struct rl_cache_entry *e = i < c->n ? AT(c, i) : NULL;
+    struct rl_batch_view v;
+    if (e && e->offset <= offset && offset < visible && rl_batch_parse(e->data, e->len, &v) &&
+        v.count == e->records) {
+        const void *rec;
+        rl_batch_record(&v, (uint32_t)(offset - e->offset), &rec, len);
+        *buf = malloc(*len ? *len : 1);
+        rv = *buf ? 0 : RLOG_ENOMEM;
+        if (*buf) {
+            memcpy(*buf, rec, *len);
+            c->hits++;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return rv;
 }
 
 void rl_cache_stats(struct rl_cache *c, uint64_t *bytes, uint64_t *hits, uint64_t *misses)

@@ -62,6 +62,11 @@ const struct rl_cache_entry *rl_cache_find(struct rl_cache *c, uint64_t offset);
  * stops early without error if memory runs out. */
 size_t rl_cache_copy(struct rl_cache *c, uint64_t offset, uint64_t visible, size_t budget,
                      struct rl_chunk *out);
+/* Any thread: copies record `offset` (below `visible`) into a malloc'd
+ * *buf. 0 if served (a hit), 1 if that entry is not cached or does not
+ * parse (the caller asks the loop thread, which reports why), or
+ * RLOG_ENOMEM. */
+int rl_cache_read(struct rl_cache *c, uint64_t offset, uint64_t visible, void **buf, size_t *len);
 /* Bytes held, hits and misses, read together. */
 void rl_cache_stats(struct rl_cache *c, uint64_t *bytes, uint64_t *hits, uint64_t *misses);
 

@@ -1,9 +1,13 @@
 /* The read cache: lookup by record offset, byte budget, truncation, copies
  * for iterators. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <raft.h>
+
+#include "batch/batch.h"
 #include "node/cache.h"
 #include "store/format.h"
 
@@ -117,6 +121,50 @@ START_TEST(test_copy_for_iterators)
 }
 END_TEST
 
+/* Puts entry `index` holding records "r<offset>" for offsets [offset, offset+n). */
+static void put_batch(struct rl_cache *c, uint64_t index, uint64_t offset, uint32_t n)
+{
+    struct rl_batch_builder b;
+    rl_batch_builder_init(&b);
+    for (uint32_t i = 0; i < n; i++) {
+        char rec[32];
+        int len = snprintf(rec, sizeof rec, "r%llu", (unsigned long long)(offset + i));
+        ck_assert_int_eq(rl_batch_add(&b, rec, (size_t)len), 0);
+    }
+    size_t len;
+    void *buf = rl_batch_seal(&b, 0, &len);
+    ck_assert_ptr_nonnull(buf);
+    rl_cache_put(c, index, offset, n, buf, (uint32_t)len);
+    raft_free(buf);
+    rl_batch_builder_free(&b);
+}
+
+START_TEST(test_read_one_record)
+{
+    struct rl_cache c;
+    rl_cache_init(&c, 1 << 20);
+    put_batch(&c, 1, 0, 3);
+    put_batch(&c, 2, 3, 4);
+    void *buf = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(rl_cache_read(&c, 4, 7, &buf, &len), 0);
+    ck_assert(len == 2 && memcmp(buf, "r4", 2) == 0);
+    free(buf);
+    ck_assert_int_eq(rl_cache_read(&c, 0, 7, &buf, &len), 0);
+    ck_assert(len == 2 && memcmp(buf, "r0", 2) == 0);
+    free(buf);
+    ck_assert_uint_eq(c.hits, 2);
+    /* not visible yet, or not cached: 1, so the caller asks the loop thread */
+    ck_assert_int_eq(rl_cache_read(&c, 5, 5, &buf, &len), 1);
+    ck_assert_int_eq(rl_cache_read(&c, 7, 100, &buf, &len), 1);
+    /* an entry that is not a valid batch is never returned as a record */
+    put(&c, 3, 7, 2, 100);
+    ck_assert_int_eq(rl_cache_read(&c, 7, 9, &buf, &len), 1);
+    ck_assert_uint_eq(c.hits, 2);
+    rl_cache_free(&c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cache");
@@ -125,6 +173,7 @@ int main(void)
     tcase_add_test(tc, test_budget_evicts_oldest);
     tcase_add_test(tc, test_truncate_and_replace);
     tcase_add_test(tc, test_copy_for_iterators);
+    tcase_add_test(tc, test_read_one_record);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
