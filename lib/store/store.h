@@ -182,6 +182,7 @@ struct rl_store_stats {
     uint64_t segments;       /* segment files in use */
     uint64_t rollovers;      /* times a write moved to a new segment */
     uint64_t spare_waits;    /* times a write waited for a segment to be made */
+    uint64_t direct_writes;  /* segment writes done with O_DIRECT */
 };
 void rl_store_stats(const struct rl_store *s, struct rl_store_stats *out);
 
