@@ -18,6 +18,31 @@
  * starts. Every other job (spare, index, truncate, trim, reset) stays in the
  * threadpool: they are rare, and a spare's zero fill is long.
  *
+ * Segment data is written with O_DIRECT, through a second descriptor of the
+ * segment (dfd) used only for appends; `fd` stays buffered for reads,
+ * recovery, index building and everything else (Linux keeps direct writes
+ * and buffered reads coherent). Overwriting the preallocated, zero-filled
+ * blocks directly and then fdatasync'ing was measured ~25-40 us faster per
+ * write than the same through the page cache. A direct write must be
+ * aligned (offset, length and buffer to 4096), so each extent is copied into
+ * one aligned staging buffer: the bytes of the block it starts in that come
+ * before it, its frames, zeros up to the next block boundary; one pwrite at
+ * the block's start, then the same fdatasync as before (it flushes the
+ * device cache, and keeps the fault model and ordering unchanged). The
+ * leading bytes come from an in-memory copy of the segment's last block
+ * (seg->tail), refreshed after each direct write and reloaded through the
+ * buffered fd when it is not valid: after open and recovery, and after a
+ * truncate, the only other ways a segment's end moves (trim and reset drop
+ * whole segments, never the tail of one being written).
+ *
+ * A torn direct write keeps a prefix of that write, which begins with bytes
+ * already durable and identical, so it tears the new frames exactly as a
+ * buffered write would; and the padding past the frames is zeros, as the
+ * zero-filled file already was there, so recovery's rule "a zeroed frame
+ * header ends the log" still holds. Where O_DIRECT is refused (EINVAL: some
+ * file systems, e.g. tmpfs before Linux 6.6) or an extent would pass the end
+ * of the file, the extent goes through the buffered fd as one pwritev.
+ *
  * A write never waits for a file to be created: the next segment (the spare)
  * is zero-filled ahead of time by its own job. A batch may roll over into the
  * spare once; the segment it leaves is sealed and its index file written in
@@ -279,6 +304,7 @@ static int tail_prefix(struct rl_segment *seg, uint64_t blk, unsigned char *dst,
             return rv;
         if (got < pre)
             return -EIO; /* the file is shorter than its own frames */
+        memset(seg->tail + got, 0, RL_BLOCK - got);
         seg->tail_off = blk;
         seg->tail_valid = true;
     }
@@ -289,7 +315,8 @@ static int tail_prefix(struct rl_segment *seg, uint64_t blk, unsigned char *dst,
 /* One extent as one aligned O_DIRECT write: the durable bytes of the block
  * it starts in, its frames, zeros to the next block boundary. *wlen gets
  * the length written from blk. 0, 1 when the extent cannot go direct (it
- * would pass the end of the file), or -errno. */
+ * would pass the end of the file, or there is no memory to stage it: the
+ * buffered write needs none), or -errno. */
 static int write_direct(struct rl_store *s, struct rl_batch *b, const struct extent *x,
                         uint64_t *wlen)
 {
@@ -301,11 +328,11 @@ static int write_direct(struct rl_store *s, struct rl_batch *b, const struct ext
     size_t len = (pre + bytes + RL_BLOCK - 1) & ~(size_t)(RL_BLOCK - 1);
     if (blk + len > seg->size)
         return 1;
-    int rv = stage_reserve(s, len);
-    if (rv == 0 && pre)
-        rv = tail_prefix(seg, blk, s->stage, pre);
+    if (stage_reserve(s, len) != 0)
+        return 1;
+    int rv = pre ? tail_prefix(seg, blk, s->stage, pre) : 0;
     if (rv != 0)
-        return rv;
+        return rv == -ENOMEM ? 1 : rv;
     unsigned char *p = s->stage + pre;
     for (int i = 0; i < x->niov; i++) {
         const struct iovec *v = &b->iov[x->iov0 + i];

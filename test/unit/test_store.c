@@ -767,19 +767,24 @@ END_TEST
 
 /* ---- truncate and trim ----------------------------------------------------- */
 
+/* 600 entries, a truncate into a sealed segment, 100 different entries. */
+static void truncate_into_sealed(struct th_model *m)
+{
+    fill(m, 600, 1, SEED);
+    ck_assert_int_eq(th_truncate(&T, 300), 0);
+    th_model_truncate(m, 300);
+    check_model(m, false);
+    ck_assert_uint_eq(rl_store_next_index(T.s), 300);
+    fill(m, 100, 2, SEED + 1);
+    check_model(m, true);
+}
+
 START_TEST(test_truncate_suffix)
 {
     struct th_model m;
     th_model_init(&m);
     th_open_ok(&T);
-    fill(&m, 600, 1, SEED);
-    /* into a sealed segment, then append different entries */
-    ck_assert_int_eq(th_truncate(&T, 300), 0);
-    th_model_truncate(&m, 300);
-    check_model(&m, false);
-    ck_assert_uint_eq(rl_store_next_index(T.s), 300);
-    fill(&m, 100, 2, SEED + 1);
-    check_model(&m, true);
+    truncate_into_sealed(&m);
     th_reopen(&T);
     check_model(&m, true);
     /* within the last segment */
@@ -958,10 +963,7 @@ static void exercise_writes(bool want_direct)
     struct th_model m;
     th_model_init(&m);
     th_open_ok(&T);
-    fill(&m, 600, 1, SEED);
-    ck_assert_int_eq(th_truncate(&T, 300), 0);
-    th_model_truncate(&m, 300);
-    fill(&m, 100, 2, SEED + 1);
+    truncate_into_sealed(&m);
     ck_assert_int_eq(th_truncate(&T, m.last - 2), 0);
     th_model_truncate(&m, m.last - 2);
     fill(&m, 5, 3, SEED + 2);
