@@ -22,8 +22,8 @@
  *
  * Requests (append, truncate, trim, reset) complete in submission order, each
  * callback exactly once. Concurrent appends are coalesced: all requests
- * queued while a write is in flight go out as one pwritev + one fdatasync per
- * segment touched. A callback with status 0 means the data is durable.
+ * queued while a write is in flight go out as one write (O_DIRECT where the
+ * file system allows it) + one fdatasync per segment touched. A callback with status 0 means the data is durable.
  *
  * Failure: after a failed write or fdatasync the store latches fatal; every
  * later call returns RLOG_EFATAL and rl_store_errmsg() names the first cause.
