@@ -200,6 +200,12 @@ static void crash_now(void)
     DOM->crashed = true;
 }
 
+static bool is_direct(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl >= 0 && (fl & O_DIRECT);
+}
+
 /* Saves the pre-image of [off, off+len) of fd. Called with fault_mu held. */
 static void undo_record(int fd, uint64_t off, size_t len)
 {
@@ -220,13 +226,17 @@ static void undo_record(int fd, uint64_t off, size_t len)
     u->old = malloc(u->old_len ? u->old_len : 1);
     if (!u->path || !u->old)
         abort();
+    /* An O_DIRECT fd refuses this unaligned read: use a buffered one. */
+    int rfd = is_direct(fd) ? open(u->path, O_RDONLY | O_CLOEXEC) : fd;
     size_t got = 0;
-    while (got < u->old_len) {
-        ssize_t r = pread(fd, u->old + got, u->old_len - got, (off_t)(off + got));
+    while (rfd >= 0 && got < u->old_len) {
+        ssize_t r = pread(rfd, u->old + got, u->old_len - got, (off_t)(off + got));
         if (r <= 0)
             break;
         got += (size_t)r;
     }
+    if (rfd != fd && rfd >= 0)
+        close(rfd);
     u->old_len = got;
     u->prev = DOM->undo_top;
     DOM->undo_top = u;
@@ -254,6 +264,13 @@ int rl_fs_open(const char *path, int flags, int mode, int *fd_out)
 {
     if (rl_fs_crashed())
         return -EIO;
+    if (flags & O_DIRECT) {
+        pthread_mutex_lock(&fault_mu);
+        bool refuse = DOM->armed && DOM->plan.no_direct;
+        pthread_mutex_unlock(&fault_mu);
+        if (refuse)
+            return -EINVAL;
+    }
     int fd;
     do {
         fd = open(path, flags | O_CLOEXEC, mode);
@@ -376,6 +393,23 @@ static int pwritev_all(int fd, const struct iovec *iov_in, int iovcnt,
     return 0;
 }
 
+/* A short-write fault on an O_DIRECT fd: its `partial` bytes are not
+ * aligned, so they go through a buffered fd of the same file. */
+static int short_write_buffered(int fd, const struct iovec *iov, int iovcnt, uint64_t off,
+                                size_t partial, int fault)
+{
+    pthread_mutex_lock(&fault_mu);
+    char *path = fd < FD_PATHS && fd_path[fd] ? strdup(fd_path[fd]) : NULL;
+    pthread_mutex_unlock(&fault_mu);
+    int bfd = path ? open(path, O_WRONLY | O_CLOEXEC) : -1;
+    free(path);
+    if (bfd < 0)
+        return fault;
+    pwritev_all(bfd, iov, iovcnt, off, partial); /* the fault is the outcome */
+    close(bfd);
+    return fault;
+}
+
 int rl_fs_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
 {
     size_t total = 0;
@@ -383,6 +417,8 @@ int rl_fs_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
         total += iov[i].iov_len;
     size_t partial;
     int fault = write_fault(fd, off, total, &partial);
+    if (fault && partial > 0 && is_direct(fd))
+        return short_write_buffered(fd, iov, iovcnt, off, partial, fault);
     int rv = pwritev_all(fd, iov, iovcnt, off, partial);
     return fault ? fault : rv;
 }

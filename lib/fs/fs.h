@@ -7,6 +7,11 @@
  * them prints. Short reads/writes of regular files are retried internally, so
  * success always means the whole buffer.
  *
+ * Descriptors opened with O_DIRECT work with every call; writes to them must
+ * be aligned by the caller (buffer, offset and length), except that fault
+ * injection reads pre-images and writes short-write prefixes through a
+ * buffered descriptor of the same file.
+ *
  * Fault injection (tests only; process-global, thread-safe):
  *  - fail the k-th write / fdatasync / preallocation with a chosen errno,
  *    optionally after writing part of the buffer (a short write);
@@ -51,6 +56,8 @@ struct rl_fs_faults {
     unsigned crash_at_sync;   /* simulate power loss at this fdatasync */
     long tear_bytes;          /* with crash: keep this many bytes of the
                                  newest write; < 0 keeps none */
+    int no_direct;            /* nonzero: opening with O_DIRECT fails with
+                                 EINVAL, like a file system without it */
 };
 
 struct rl_fs_counters {

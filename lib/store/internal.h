@@ -21,7 +21,17 @@ struct rl_segment {
     uint64_t next_offset; /* record offset after the last durable entry */
     uint64_t end_pos;     /* byte after the last durable frame */
     uint64_t last_pos;    /* start of the last durable frame (0 if none) */
-    int fd;
+    int fd;               /* buffered: reads, recovery, index, tail loads */
+    /* Appends only (writer.c says why): an O_DIRECT fd, -1 if none. */
+    int dfd;
+    bool direct_tried;    /* dfd was opened, or cannot be */
+    /* A copy of the block that holds end_pos, so that an aligned direct
+     * write can start at its beginning without reading the disk. Valid
+     * only while tail_valid; cleared wherever end_pos moves other than by a
+     * direct append. */
+    unsigned char *tail;
+    uint64_t tail_off;
+    bool tail_valid;
     bool sealed;          /* a later segment exists; its index file is due */
     bool has_header;      /* false for a prepared spare */
     struct rl_sample *samples;
@@ -74,6 +84,10 @@ struct rl_store {
     void *close_arg;
     uv_work_t close_work;
 
+    /* Aligned staging buffer of direct appends, reused (writer.c). */
+    unsigned char *stage;
+    size_t stage_cap;
+
     char errmsg[256];
     char note[512];
     struct rl_store_stats stats;
@@ -112,6 +126,11 @@ int rl_segment_scan(struct rl_store *s, struct rl_segment *seg, bool is_last,
 int rl_segment_load_index(struct rl_store *s, struct rl_segment *seg,
                           uint64_t expect_last);
 int rl_segment_write_index(struct rl_store *s, const struct rl_segment *seg);
+/* Opens seg->dfd with O_DIRECT for appends; leaves it -1 where the file
+ * system refuses (the writer then uses buffered writes on fd). */
+void rl_segment_direct_open(const struct rl_store *s, struct rl_segment *seg);
+/* Closes dfd and drops the tail copy: the segment takes no more appends. */
+void rl_segment_direct_close(struct rl_segment *seg);
 /* Finds the frame of `index` (or holding record `offset` when by_offset). */
 int rl_segment_find(struct rl_store *s, struct rl_segment *seg, uint64_t key,
                     bool by_offset, struct rl_store_entry *out, uint64_t *pos,

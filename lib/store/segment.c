@@ -37,6 +37,7 @@ struct rl_segment *rl_segment_new(uint64_t seq)
     if (seg) {
         seg->seq = seq;
         seg->fd = -1;
+        seg->dfd = -1;
     }
     return seg;
 }
@@ -45,10 +46,33 @@ void rl_segment_free(struct rl_segment *seg)
 {
     if (!seg)
         return;
+    rl_segment_direct_close(seg);
     if (seg->fd >= 0)
         rl_fs_close(seg->fd);
     free(seg->samples);
     free(seg);
+}
+
+void rl_segment_direct_open(const struct rl_store *s, struct rl_segment *seg)
+{
+    char path[4200];
+    seg->direct_tried = true;
+    rl_seg_path(s, path, sizeof path, seg->seq, "log");
+    /* Any failure (EINVAL where O_DIRECT is unsupported) leaves buffered
+     * writes, which work everywhere; a real I/O fault shows on them. */
+    if (rl_fs_open(path, O_WRONLY | O_DIRECT, 0, &seg->dfd) != 0)
+        seg->dfd = -1;
+}
+
+void rl_segment_direct_close(struct rl_segment *seg)
+{
+    if (seg->dfd >= 0)
+        rl_fs_close(seg->dfd);
+    seg->dfd = -1;
+    seg->direct_tried = false;
+    free(seg->tail);
+    seg->tail = NULL;
+    seg->tail_valid = false;
 }
 
 int rl_segment_add_sample(struct rl_segment *seg, uint64_t index, uint64_t offset,
@@ -186,6 +210,7 @@ int rl_segment_scan(struct rl_store *s, struct rl_segment *seg, bool is_last,
     seg->next_offset = seg->first_offset;
     seg->end_pos = RL_SEG_HDR;
     seg->last_pos = 0;
+    seg->tail_valid = false; /* end_pos moves: the writer reloads its tail */
     while (is_last || index <= expect_last) {
         const unsigned char *h, *payload;
         struct rl_frame f;
@@ -305,6 +330,7 @@ int rl_segment_load_index(struct rl_store *s, struct rl_segment *seg, uint64_t e
     seg->next_offset = h.next_offset;
     seg->end_pos = h.end_pos;
     seg->last_pos = h.last_pos;
+    seg->tail_valid = false; /* end_pos moved: the writer reloads its tail */
     rv = 0;
 out:
     free(samples);

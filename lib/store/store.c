@@ -351,6 +351,7 @@ static void store_free(struct rl_store *s)
         rl_segment_free(s->segs[i]);
     rl_segment_free(s->spare);
     free(s->segs);
+    free(s->stage);
     rl_dir_close(s);
     pthread_mutex_destroy(&s->meta_mu);
     free(s->dir);

@@ -22,8 +22,8 @@
  *
  * Requests (append, truncate, trim, reset) complete in submission order, each
  * callback exactly once. Concurrent appends are coalesced: all requests
- * queued while a write is in flight go out as one pwritev + one fdatasync per
- * segment touched. A callback with status 0 means the data is durable.
+ * queued while a write is in flight go out as one write (O_DIRECT where the
+ * file system allows it) + one fdatasync per segment touched. A callback with status 0 means the data is durable.
  *
  * Failure: after a failed write or fdatasync the store latches fatal; every
  * later call returns RLOG_EFATAL and rl_store_errmsg() names the first cause.
@@ -182,6 +182,7 @@ struct rl_store_stats {
     uint64_t segments;       /* segment files in use */
     uint64_t rollovers;      /* times a write moved to a new segment */
     uint64_t spare_waits;    /* times a write waited for a segment to be made */
+    uint64_t direct_writes;  /* segment writes done with O_DIRECT */
 };
 void rl_store_stats(const struct rl_store *s, struct rl_store_stats *out);
 

@@ -767,19 +767,24 @@ END_TEST
 
 /* ---- truncate and trim ----------------------------------------------------- */
 
+/* 600 entries, a truncate into a sealed segment, 100 different entries. */
+static void truncate_into_sealed(struct th_model *m)
+{
+    fill(m, 600, 1, SEED);
+    ck_assert_int_eq(th_truncate(&T, 300), 0);
+    th_model_truncate(m, 300);
+    check_model(m, false);
+    ck_assert_uint_eq(rl_store_next_index(T.s), 300);
+    fill(m, 100, 2, SEED + 1);
+    check_model(m, true);
+}
+
 START_TEST(test_truncate_suffix)
 {
     struct th_model m;
     th_model_init(&m);
     th_open_ok(&T);
-    fill(&m, 600, 1, SEED);
-    /* into a sealed segment, then append different entries */
-    ck_assert_int_eq(th_truncate(&T, 300), 0);
-    th_model_truncate(&m, 300);
-    check_model(&m, false);
-    ck_assert_uint_eq(rl_store_next_index(T.s), 300);
-    fill(&m, 100, 2, SEED + 1);
-    check_model(&m, true);
+    truncate_into_sealed(&m);
     th_reopen(&T);
     check_model(&m, true);
     /* within the last segment */
@@ -948,6 +953,73 @@ START_TEST(test_queued_mixed_requests)
 }
 END_TEST
 
+/* ---- direct and buffered writes ----------------------------------------- */
+
+/* Appends across rollovers, truncates into a sealed and into the active
+ * segment (the writer's copy of the tail block must follow each), appends
+ * again and reopens; every write was direct, or none was. */
+static void exercise_writes(bool want_direct)
+{
+    struct th_model m;
+    th_model_init(&m);
+    th_open_ok(&T);
+    truncate_into_sealed(&m);
+    ck_assert_int_eq(th_truncate(&T, m.last - 2), 0);
+    th_model_truncate(&m, m.last - 2);
+    fill(&m, 5, 3, SEED + 2);
+    check_model(&m, true);
+    struct rl_store_stats st;
+    rl_store_stats(T.s, &st);
+    ck_assert_uint_ge(st.rollovers, 2);
+    ck_assert_uint_eq(st.direct_writes, want_direct ? st.syncs : 0);
+    th_reopen(&T);
+    check_model(&m, true);
+    fill(&m, 20, 4, SEED + 3); /* the tail block is loaded after recovery */
+    rl_store_stats(T.s, &st);
+    ck_assert_uint_eq(st.direct_writes, want_direct ? st.syncs : 0);
+    th_reopen(&T);
+    check_model(&m, true);
+    ck_assert_str_eq(rl_store_recovery_note(T.s), "");
+    th_model_free(&m);
+}
+
+/* T.dir is on /tmp (ext4 here), which takes O_DIRECT. */
+START_TEST(test_direct_writes)
+{
+    exercise_writes(true);
+}
+END_TEST
+
+/* A file system that refuses O_DIRECT: the same, with buffered writes. */
+START_TEST(test_buffered_fallback)
+{
+    struct rl_fs_faults f = {.no_direct = 1};
+    rl_fs_faults_set(&f);
+    exercise_writes(false);
+    rl_fs_faults_clear();
+}
+END_TEST
+
+/* tmpfs (/dev/shm) refused O_DIRECT before Linux 6.6 and takes it since;
+ * either way the data round-trips. */
+START_TEST(test_tmpfs_round_trip)
+{
+    struct stat st;
+    if (stat("/dev/shm", &st) != 0 || !S_ISDIR(st.st_mode) || access("/dev/shm", W_OK) != 0)
+        return;
+    th_rmrf(T.dir);
+    snprintf(T.dir, sizeof T.dir, "/dev/shm/rlog-test-XXXXXX");
+    ck_assert_msg(mkdtemp(T.dir) != NULL, "mkdtemp: %s", strerror(errno));
+    struct th_model m;
+    th_model_init(&m);
+    th_open_ok(&T);
+    fill(&m, 400, 1, SEED);
+    th_reopen(&T);
+    check_model(&m, true);
+    th_model_free(&m);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1005,6 +1077,9 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_trim_prefix);
     tcase_add_test(tc, test_trim_records);
     tcase_add_test(tc, test_reset);
+    tcase_add_test(tc, test_direct_writes);
+    tcase_add_test(tc, test_buffered_fallback);
+    tcase_add_test(tc, test_tmpfs_round_trip);
     tcase_add_test(tc, test_queued_mixed_requests);
     suite_add_tcase(s, tc);
     return s;

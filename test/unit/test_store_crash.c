@@ -234,6 +234,65 @@ static void tail_setup(struct th_model *m)
     drain();
 }
 
+/* Where the batch after tail_setup's 30 entries starts in its segment. */
+static uint64_t tail_batch_pos(void)
+{
+    uint64_t pos = RL_STORE_SEGMENT_HEADER_SIZE;
+    for (uint64_t j = 1; j <= 30; j++)
+        pos += RL_STORE_FRAME_HEADER_SIZE + ((th_payload_len(j, SEED) + 7u) & ~7u);
+    return pos;
+}
+
+/* Bytes the store's next write puts before the batch: a direct write starts
+ * at the beginning of the block the batch starts in, rewriting the durable
+ * bytes there (writer.c); a buffered one at the batch. */
+static uint64_t tail_write_lead(void)
+{
+    struct rl_store_stats st;
+    rl_store_stats(T.s, &st);
+    return st.direct_writes ? tail_batch_pos() % 4096 : 0;
+}
+
+/* After reopening a store whose final batch was cut at byte p: the cut is
+ * right, and the store takes and keeps new entries. Ends the case. */
+static void finish_tail_case(struct th_model *m, const struct frame_span *sp, uint64_t p)
+{
+    check_cut(m, 30, sp, TAIL_N, p);
+    th_append_ok(&T, 3, 2, SEED + 10);
+    th_model_append(m, m->last + 1, 3, 2, SEED + 10);
+    th_reopen(&T);
+    check_model(m);
+    th_model_free(m);
+    th_fini(&T);
+}
+
+/* One torn final batch: `tear` bytes of its write survive the crash, which
+ * must look like a cut at byte p of the batch. With lead_mode 1 or 2 the tear
+ * falls inside the durable bytes a direct write rewrites before the batch
+ * (at half of them, then at all but one): the batch is lost whole. */
+static void torn_tail_case(const struct frame_span *sp, uint64_t p, int lead_mode)
+{
+    struct th_model m;
+    tail_setup(&m);
+    uint64_t lead = tail_write_lead();
+    if (lead_mode && lead == 0) { /* a buffered write rewrites nothing */
+        th_model_free(&m);
+        th_fini(&T);
+        return;
+    }
+    uint64_t tear = lead_mode == 1 ? lead / 2 : lead_mode == 2 ? lead - 1 : lead + p;
+    struct rl_fs_faults f = {.crash_at_sync = 1, .tear_bytes = tear ? (long)tear : -1};
+    rl_fs_faults_set(&f);
+    th_model_append(&m, 31, TAIL_N, 1, SEED + 9);
+    int rc = th_append(&T, 31, TAIL_N, 1, SEED + 9);
+    ck_assert_msg(rc != 0 && rl_fs_crashed(), "tear at %" PRIu64 ": append %s", tear,
+                  rlog_errname(rc));
+    th_close(&T);
+    rl_fs_faults_clear();
+    th_open_ok(&T);
+    finish_tail_case(&m, sp, p);
+}
+
 START_TEST(test_torn_tail_positions)
 {
     struct frame_span sp[TAIL_N];
@@ -241,28 +300,10 @@ START_TEST(test_torn_tail_positions)
     uint64_t pos[128];
     unsigned np = tear_positions(sp, TAIL_N, pos, 128);
     th_fini(&T);
-    for (unsigned i = 0; i < np; i++) {
-        struct th_model m;
-        tail_setup(&m);
-        struct rl_fs_faults f = {.crash_at_sync = 1, .tear_bytes = (long)pos[i]};
-        if (pos[i] == 0)
-            f.tear_bytes = -1;
-        rl_fs_faults_set(&f);
-        th_model_append(&m, 31, TAIL_N, 1, SEED + 9);
-        int rc = th_append(&T, 31, TAIL_N, 1, SEED + 9);
-        ck_assert_msg(rc != 0 && rl_fs_crashed(), "tear at %" PRIu64 ": append %s", pos[i],
-                      rlog_errname(rc));
-        th_close(&T);
-        rl_fs_faults_clear();
-        th_open_ok(&T);
-        check_cut(&m, 30, sp, TAIL_N, pos[i]);
-        th_append_ok(&T, 3, 2, SEED + 10);
-        th_model_append(&m, m.last + 1, 3, 2, SEED + 10);
-        th_reopen(&T);
-        check_model(&m);
-        th_model_free(&m);
-        th_fini(&T);
-    }
+    for (unsigned i = 0; i < np; i++)
+        torn_tail_case(sp, pos[i], 0);
+    torn_tail_case(sp, 0, 1);
+    torn_tail_case(sp, 0, 2);
     th_init(&T); /* for teardown */
 }
 END_TEST
@@ -279,10 +320,7 @@ START_TEST(test_garbled_tail_positions)
     for (unsigned i = 0; i < np; i++) {
         struct th_model m;
         tail_setup(&m);
-        /* where the batch starts: after the segment header and 30 frames */
-        uint64_t batch_pos = RL_STORE_SEGMENT_HEADER_SIZE;
-        for (uint64_t j = 1; j <= 30; j++)
-            batch_pos += RL_STORE_FRAME_HEADER_SIZE + ((th_payload_len(j, SEED) + 7u) & ~7u);
+        uint64_t batch_pos = tail_batch_pos();
         struct rl_fs_faults f = {.crash_at_sync = 1, .tear_bytes = 1L << 30};
         rl_fs_faults_set(&f); /* the whole batch reaches the disk, unsynced */
         th_model_append(&m, 31, TAIL_N, 1, SEED + 9);
@@ -312,13 +350,7 @@ START_TEST(test_garbled_tail_positions)
         th_write_file(path, buf, len);
         free(buf);
         th_open_ok(&T);
-        check_cut(&m, 30, sp, TAIL_N, pos[i]);
-        th_append_ok(&T, 3, 2, SEED + 10);
-        th_model_append(&m, m.last + 1, 3, 2, SEED + 10);
-        th_reopen(&T);
-        check_model(&m);
-        th_model_free(&m);
-        th_fini(&T);
+        finish_tail_case(&m, sp, pos[i]);
     }
     th_init(&T);
 }
