@@ -16,14 +16,17 @@
  * with zero records take none), so reads can go by index or by offset.
  *
  * Threads: a store belongs to the libuv loop given at open. Every function
- * must be called on that loop's thread; callbacks run there. Writes and
- * fdatasyncs run on libuv's threadpool, never on the loop thread, except
+ * must be called on that loop's thread; callbacks run there. Appends are
+ * written and fdatasync'd on the loop thread, at the start of its next turn
+ * (writer.c says why); segment creation, index files, truncation, trim and
+ * reset run on libuv's threadpool. No call blocks on the disk except
  * rl_store_set_term_vote(), which libraft requires to be durable on return.
  *
  * Requests (append, truncate, trim, reset) complete in submission order, each
  * callback exactly once. Concurrent appends are coalesced: all requests
  * queued while a write is in flight go out as one write (O_DIRECT where the
- * file system allows it) + one fdatasync per segment touched. A callback with status 0 means the data is durable.
+ * file system allows it) + one fdatasync per segment touched. A callback
+ * with status 0 means the data is durable.
  *
  * Failure: after a failed write or fdatasync the store latches fatal; every
  * later call returns RLOG_EFATAL and rl_store_errmsg() names the first cause.
