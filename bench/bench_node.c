@@ -1734,7 +1734,9 @@ static void summary(void)
     row("W5 rand read p50 us (warm)", result(L, "W5-rand", "pagecache=warm", "p50_us"), -1, "");
     row("W5 rand read p99 us (warm)", result(L, "W5-rand", "pagecache=warm", "p99_us"), -1, "");
     row("W5 rand read p50 us (cold)", result(L, "W5-rand", "pagecache=cold", "p50_us"), -1, "");
-    row("W6 open ms (1 GiB)", result(L, "W6", NULL, "open_ms"), -1, "");
+    char w6label[64];
+    snprintf(w6label, sizeof w6label, "W6 open ms (%.0f GiB)", result(L, "W6", NULL, "log_gib"));
+    row(w6label, result(L, "W6", NULL, "open_ms"), -1, "");
     row("W6 caught up ms", result(L, "W6", NULL, "caught_up_ms"), -1, "");
     row("W6 peak RSS MB", result(L, "W6", NULL, "vmhwm_mb"), -1, "");
     printf("  rss during W2 (VmHWM MB, nodes 1..3): liblog %.0f/%.0f/%.0f, libraft-uv %.0f/%.0f/%.0f\n",

@@ -463,6 +463,8 @@ int rl_fs_fdatasync(int fd)
     return 0;
 }
 
+#define ZERO_FILL_CHUNK (256u << 10)
+
 int rl_fs_zero_fill(int fd, uint64_t size)
 {
     pthread_mutex_lock(&fault_mu);
@@ -494,11 +496,21 @@ int rl_fs_zero_fill(int fd, uint64_t size)
         if (w <= 0)
             return w < 0 ? -errno : -EIO;
         off += (uint64_t)w;
+        /* Synced a chunk at a time. One fdatasync of a whole segment's
+         * zeros held the disk for ~120 ms and every append's fdatasync
+         * waited behind it: W2 max latency 121-138 ms, 15-38 ms when no
+         * segment was made during the run, 4.6-11.6 ms with 256 KiB
+         * chunks (same W2 throughput, p99 +7-10%). 1 MiB chunks doubled
+         * bench_store's p99 while a spare was being made; 256 KiB less. */
+        if (off % ZERO_FILL_CHUNK == 0 || off == size) {
+            do {
+                rv = fdatasync(fd);
+            } while (rv != 0 && errno == EINTR);
+            if (rv != 0)
+                return -errno;
+        }
     }
-    do {
-        rv = fdatasync(fd);
-    } while (rv != 0 && errno == EINTR);
-    return rv == 0 ? 0 : -errno;
+    return 0;
 }
 
 int rl_fs_file_size(int fd, uint64_t *size)

@@ -36,7 +36,8 @@ int rl_fs_pwrite(int fd, const void *buf, size_t len, uint64_t off);
 int rl_fs_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
 int rl_fs_fdatasync(int fd);
 /* Creates blocks for [0, size) by writing zeros (measured faster to overwrite
- * later than fallocate'd or appended space on ext4) and fdatasyncs them. */
+ * later than fallocate'd or appended space on ext4), fdatasync'd 256 KiB at a
+ * time so concurrent appends never queue behind a whole segment's worth. */
 int rl_fs_zero_fill(int fd, uint64_t size);
 int rl_fs_file_size(int fd, uint64_t *size);
 int rl_fs_unlink(const char *path);
