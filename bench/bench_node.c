@@ -1428,6 +1428,15 @@ static uint64_t leader_commit(int leader)
     return (uint64_t)kv_num(r, "commit");
 }
 
+/* Bytes of records the leader's node process has appended so far. */
+static double leader_appended(int leader)
+{
+    char r[256];
+    if (!child_cmd(&g_kids[leader], 10, r, sizeof r, "STATUS"))
+        return 0;
+    return kv_num(r, "appended_bytes");
+}
+
 struct opts {
     bool quick, lng;
     double w2_secs;
@@ -1496,15 +1505,13 @@ static void run_liblog(const struct opts *o)
 
     /* W5 on the leader: 1,000,000 fresh 100 B records from the read cache
      * (BENCH_CACHE_MB holds them), then W2's records from disk. The load
-     * appends 64 records per call, so entries hold about as many records
-     * as W2's (~30), not the thousands a bulk load could pack. */
+     * appends 64 records per call, 8 calls in flight, as a host batching
+     * its own writes might: not one bulk batch of thousands. */
     long w2_records = (long)result(sys, "W2", NULL, "records");
     long n = w2_records < W5_RECORDS ? w2_records : W5_RECORDS;
     uint64_t w5_from = leader_commit(L);
-    char rs0[256];
-    child_cmd(&g_kids[L], 10, rs0, sizeof rs0, "STATUS");
     if (child_cmd(&g_kids[L], 300, r, sizeof r, "FILL W5-load %.0f 100 64",
-                  kv_num(rs0, "appended_bytes") + (double)W5_RECORDS * 100))
+                  leader_appended(L) + (double)W5_RECORDS * 100))
         child_cmd(&g_kids[L], 300, r, sizeof r, "W5 %" PRIu64 " %ld %" PRIu64 " %ld 100000", w5_from,
                   (long)W5_RECORDS, w2_from, n);
 
@@ -1513,18 +1520,15 @@ static void run_liblog(const struct opts *o)
     /* The fill always ends the log with 256 MiB of its ~1 MB entries, so
      * the tail W6 reloads (the entries since the last snapshot descriptor)
      * is the same worst case every run, whatever W2-W5 left behind. */
-    char rs1[256];
-    child_cmd(&g_kids[L], 10, rs1, sizeof rs1, "STATUS");
-    if (kv_num(rs1, "appended_bytes") + (256u << 20) > (double)target)
-        target = (uint64_t)kv_num(rs1, "appended_bytes") + (256u << 20);
+    double appended = leader_appended(L);
+    if (appended + (256u << 20) > (double)target)
+        target = (uint64_t)appended + (256u << 20);
     if (!child_cmd(&g_kids[L], o->lng ? 1800 : 300, r, sizeof r, "FILL W6-fill %" PRIu64 " 16384 60", target)) {
         stop_cluster();
         return;
     }
     uint64_t commit = leader_commit(L);
-    char rs[256];
-    child_cmd(&g_kids[L], 10, rs, sizeof rs, "STATUS");
-    double log_bytes = kv_num(rs, "appended_bytes");
+    double log_bytes = leader_appended(L);
     child_cmd(&g_kids[L], 60, r, sizeof r, "QUIT");
     for (int i = 0; i < 3; i++)
         if (i != L)

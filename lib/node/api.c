@@ -423,16 +423,24 @@ int rlog_append(rlog *log, const void *rec, size_t len, uint64_t *offset)
     return rlog_append_batch(log, &b, 1, offset);
 }
 
+/* What a host thread may read at `offset` without the loop thread: false
+ * when only the loop can answer (closing, failed, or trimmed there); else
+ * *visible is the published commit point. */
+static bool published_readable(rlog *log, uint64_t offset, uint64_t *visible)
+{
+    pthread_mutex_lock(&log->mu);
+    bool ok = log->accepting && !log->pub_fatal && offset >= log->pub_trim_offset;
+    *visible = log->pub_visible_offset;
+    pthread_mutex_unlock(&log->mu);
+    return ok;
+}
+
 /* A committed record still in the read cache is copied on the caller's
  * thread: two wake-ups less than asking the loop thread. 1: ask it. */
 static int read_here(rlog *log, uint64_t offset, void **buf, size_t *len)
 {
-    pthread_mutex_lock(&log->mu);
-    bool usable = log->accepting && !log->pub_fatal;
-    uint64_t visible = log->pub_visible_offset;
-    bool trimmed = offset < log->pub_trim_offset;
-    pthread_mutex_unlock(&log->mu);
-    if (!usable || trimmed || offset >= visible)
+    uint64_t visible;
+    if (!published_readable(log, offset, &visible) || offset >= visible)
         return 1; /* the loop thread says why */
     int rv = rl_cache_read(&log->cache, offset, visible, buf, len);
     return rv == RLOG_ENOMEM ? fail(rv, "out of memory") : rv;
@@ -544,12 +552,8 @@ int rlog_iter_open(rlog *log, uint64_t from, uint64_t to, rlog_iter **out)
 static int iter_load_here(rlog_iter *it)
 {
     rlog *log = it->log;
-    pthread_mutex_lock(&log->mu);
-    bool usable = log->accepting && !log->pub_fatal;
-    uint64_t visible = log->pub_visible_offset;
-    bool trimmed = it->next < log->pub_trim_offset;
-    pthread_mutex_unlock(&log->mu);
-    if (!usable || trimmed)
+    uint64_t visible;
+    if (!published_readable(log, it->next, &visible))
         return 1; /* the loop thread says why */
     if (it->next >= visible)
         return fail(RLOG_ENOTFOUND, "offset %" PRIu64 " is not committed (committed: %" PRIu64
