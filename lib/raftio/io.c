@@ -124,13 +124,19 @@ struct io {
     struct held *held_head, *held_tail;
     unsigned appends;
     struct append_req *failed_top; /* failed appends, newest on top */
+    /* The index libraft will give its next appended entry: its log's end
+     * as it sees it. The store must end at the same place before it takes
+     * an append (io_append says why). */
+    uint64_t raft_next;
+    unsigned long refused_appends;
     /* Sends that failed at once, reported from the loop instead (see
      * io_send); flushed by send_fail_timer. */
     struct failed_send *failed_head, *failed_tail;
     /* The snapshot install under way (see snapshot_put_done). */
     struct raft_io_snapshot_put *install_req;
     struct raft_buffer *install_bufs;
-    uv_timer_t send_fail_timer;
+    uv_timer_t send_fail_timer;   /* reports failures io_send/io_append deferred */
+    bool timers_ready;
     /* While libraft handles an AppendEntries: the last index it proves
      * this log matches the leader's (see deliver). */
     bool in_append_entries;
@@ -202,8 +208,18 @@ static void deliver(struct io *io, struct raft_message *msg, void *body, bool ow
      * suffix, its heartbeats rejected forever). The answer is capped at what
      * the message itself proves: prev_log_index + n_entries. */
     io->in_append_entries = msg->type == RAFT_IO_APPEND_ENTRIES;
-    if (io->in_append_entries)
-        io->append_entries_match = msg->append_entries.prev_log_index + msg->append_entries.n_entries;
+    if (io->in_append_entries) {
+        struct raft_append_entries *ae = &msg->append_entries;
+        io->append_entries_match = ae->prev_log_index + ae->n_entries;
+        /* The same fault on the commit side: libraft 0.15 sets its commit
+         * index to min(leader_commit, last stored index), so a heartbeat
+         * that matches at prev_log_index marks this node's own conflicting
+         * suffix committed (and then applied, and kept when a later
+         * AppendEntries must cut it: found by the simulator, random seed
+         * 85707030). Raft's rule is min(leader_commit, last new entry). */
+        if (ae->leader_commit > io->append_entries_match)
+            ae->leader_commit = io->append_entries_match;
+    }
     io->recv_cb(io->rio, msg);
     io->in_append_entries = false;
     if (!owned)
@@ -390,6 +406,7 @@ static int io_load(struct raft_io *rio, raft_term *term, raft_id *voted_for,
     uint64_t needed = io->have_snap ? io->snap.index + 1 : start, loaded_from;
     int rv = load_entries(io, start, last, needed, &loaded_from, entries, n_entries);
     *start_index = rv == 0 && *n_entries ? loaded_from : last + 1;
+    io->raft_next = last + 1;
     return rv;
 }
 
@@ -536,6 +553,33 @@ static void append_done(struct rl_store_req *sreq, int status)
     after_event(io);
 }
 
+static void deferred_cb(uv_timer_t *t);
+
+/* libraft numbers entries by counting: an append goes after the last entry
+ * of its log as it sees it, and the raft_io call does not say at which
+ * index. If the store ends elsewhere, writing the entries at the store's
+ * end would give them wrong indexes on this replica, the divergence
+ * nemesis seed 394640568 found (a failed snapshot install had left libraft's
+ * log at the snapshot and the store behind it). Such an append is refused,
+ * and reported from the loop (libraft 0.15 turns an append that fails at
+ * once into an unavailable node); the follower answers "rejected" and the
+ * leader sends a snapshot again. Nothing is written. */
+static int refuse_append(struct io *io, struct append_req *a, struct raft_io_append *req,
+                         unsigned n, raft_io_append_cb cb)
+{
+    uint64_t at = rl_store_next_index(io->store);
+    io->refused_appends++;
+    io_log(io, io->refused_appends > 1 ? 0 : 3,
+           "refusing %u entries at index %" PRIu64 ": the log ends at %" PRIu64
+           " here (%lu refused so far)", n, io->raft_next, at - 1, io->refused_appends);
+    io->raft_next += n; /* libraft holds them in memory all the same */
+    *a = (struct append_req){.io = io, .req = req, .cb = cb, .rv = RAFT_IOERR,
+                             .below = io->failed_top};
+    io->failed_top = a;
+    uv_timer_start(&io->send_fail_timer, deferred_cb, 0, 0);
+    return 0;
+}
+
 static int io_append(struct raft_io *rio, struct raft_io_append *req,
                      const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
 {
@@ -550,6 +594,10 @@ static int io_append(struct raft_io *rio, struct raft_io_append *req,
         return RAFT_NOMEM;
     }
     uint64_t index = rl_store_next_index(io->store);
+    if (index != io->raft_next) {
+        free(es);
+        return refuse_append(io, a, req, n, cb);
+    }
     for (unsigned i = 0; i < n; i++) {
         es[i] = (struct rl_store_entry){
             .index = index + i,
@@ -576,6 +624,7 @@ static int io_append(struct raft_io *rio, struct raft_io_append *req,
             return fail_stop(io, rv, "append");
         return RAFT_IOERR;
     }
+    io->raft_next += n;
     io->appends++;
     if (io->hooks.on_append) {
         uint64_t off = a->sreq.first_offset;
@@ -596,9 +645,10 @@ static void truncate_done(struct rl_store_req *req, int status)
         fail_stop(io, status, "truncate");
 }
 
-static int io_truncate(struct raft_io *rio, raft_index index)
+/* Queues the store's truncation from `index` (after everything queued). */
+static int store_truncate(struct io *io, uint64_t index)
 {
-    struct io *io = rio->impl;
+    struct raft_io *rio = io->rio;
     if (io->fatal)
         return RAFT_IOERR;
     struct rl_store_req *req = calloc(1, sizeof *req);
@@ -614,6 +664,15 @@ static int io_truncate(struct raft_io *rio, raft_index index)
     if (io->hooks.on_truncate)
         io->hooks.on_truncate(io->hooks.arg, index);
     return 0;
+}
+
+static int io_truncate(struct raft_io *rio, raft_index index)
+{
+    struct io *io = rio->impl;
+    int rv = store_truncate(io, index);
+    if (rv == 0)
+        io->raft_next = index;
+    return rv;
 }
 
 /* ---- snapshots (descriptors) ----------------------------------------------------- */
@@ -751,6 +810,8 @@ static int snap_put_queue(struct io *io, struct raft_io_snapshot_put *req,
     return 0;
 }
 
+static int install_start(struct io *io, struct raft_io_snapshot_put *req,
+                         const struct raft_snapshot *snapshot);
 static int snapshot_put(struct io *io, unsigned trailing, struct raft_io_snapshot_put *req,
                         const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
 
@@ -761,29 +822,79 @@ static int io_snapshot_put(struct raft_io *rio, unsigned trailing,
     struct io *io = rio->impl;
     if (io->fatal)
         return RAFT_IOERR;
-    bool install = trailing == 0 && req != io->install_req; /* not our own re-put */
-    int rv = snapshot_put(io, trailing, req, snapshot, cb);
-    if (install && rv == 0) {
+    req->cb = cb;
+    if (trailing != 0 || req == io->install_req) /* ours, or our own re-put */
+        return snapshot_put(io, trailing, req, snapshot, cb);
+    /* libraft's install of a leader's snapshot. libraft 0.15 has already
+     * replaced its log by the snapshot (replication.c, logRestore): from
+     * now on it appends after snapshot->index, whatever becomes of this. */
+    io->raft_next = snapshot->index + 1;
+    int rv = install_start(io, req, snapshot);
+    if (rv == 0) {
         io->install_req = req;
         io->install_bufs = snapshot->bufs;
     }
     return rv;
 }
 
+/* The highest index this node knows to be committed: entries up to it are
+ * the same on every replica (and so the same as any leader's). */
+static uint64_t committed_here(struct io *io)
+{
+    uint64_t fence = io->hooks.visible_index ? io->hooks.visible_index(io->hooks.arg) : 0;
+    /* Entries up to our own snapshot were applied, so committed (cutting
+     * them left a descriptor beyond the log end, and a node that never
+     * opened again: found by the simulator, whose fence lagged far behind
+     * the snapshot). */
+    if (io->have_snap && io->snap.index > fence)
+        fence = io->snap.index;
+    return fence;
+}
+
+/* Cuts the store back to end at `keep`, after everything queued before
+ * (the store's end counts appends still being written). */
+static int cut_after(struct io *io, uint64_t keep, const char *why)
+{
+    uint64_t end = rl_store_next_index(io->store) - 1;
+    if (keep >= end)
+        return 0;
+    uint64_t durable = rl_store_last_index(io->store);
+    io_log(io, 1, "%s: dropping entries %" PRIu64 "..%" PRIu64 "%s", why, keep + 1, end,
+           end > durable ? " (some still being written)" : "");
+    return store_truncate(io, keep + 1);
+}
+
+/* An install: the store must end up ending exactly at the snapshot's
+ * index, as libraft's log now does, holding the leader's entries. */
+static int install_start(struct io *io, struct raft_io_snapshot_put *req,
+                         const struct raft_snapshot *snapshot)
+{
+    uint64_t end = rl_store_next_index(io->store) - 1;
+    bool at_reset = io->have_snap && io->snap.index == snapshot->index &&
+                    io->snap.term == snapshot->term &&
+                    snapshot->index + 1 == rl_store_first_index(io->store);
+    uint64_t committed = committed_here(io);
+    if (at_reset || (snapshot->index <= committed && snapshot->index <= end)) {
+        /* We hold the snapshot's entry, committed: the leader's own. What
+         * follows it is gone from libraft's log, so from the store too. */
+        int rv = cut_after(io, snapshot->index, "install");
+        if (rv != 0)
+            return rv;
+        return snapshot_put(io, 0, req, snapshot, req->cb);
+    }
+    /* The log is its own snapshot: installing one means fetching the
+     * missing range of the log from a peer. */
+    return fetch_start(io, req, snapshot);
+}
+
 static int snapshot_put(struct io *io, unsigned trailing, struct raft_io_snapshot_put *req,
                         const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
 {
     struct raft_io *rio = io->rio;
-    if (trailing == 0 && snapshot->index > rl_store_last_index(io->store)) {
-        /* The log is its own snapshot: installing one means fetching the
-         * missing range of the log from a peer. */
-        req->cb = cb;
-        return fetch_start(io, req, snapshot);
-    }
     bool at_reset = io->have_snap && io->snap.index == snapshot->index &&
                     io->snap.term == snapshot->term &&
                     snapshot->index + 1 == rl_store_first_index(io->store);
-    if (trailing == 0 && !at_reset) {
+    if (trailing == 0 && !at_reset && snapshot->index <= rl_store_last_index(io->store)) {
         /* We hold the entries the snapshot covers: they must be the same. */
         struct rl_store_entry e;
         int rv = rl_store_read(io->store, snapshot->index, &e);
@@ -1104,9 +1215,11 @@ static void flush_failed_sends(struct io *io)
     }
 }
 
-static void send_fail_timer_cb(uv_timer_t *t)
+static void deferred_cb(uv_timer_t *t)
 {
-    flush_failed_sends(t->data);
+    struct io *io = t->data;
+    flush_failed_sends(io);
+    report_failed(io); /* refused appends; waits while appends are in flight */
 }
 
 static int io_send(struct raft_io *rio, struct raft_io_send *req, const struct raft_message *msg,
@@ -1138,7 +1251,7 @@ static int io_send(struct raft_io *rio, struct raft_io_send *req, const struct r
         else
             io->failed_head = f;
         io->failed_tail = f;
-        uv_timer_start(&io->send_fail_timer, send_fail_timer_cb, 0, 0);
+        uv_timer_start(&io->send_fail_timer, deferred_cb, 0, 0);
         return 0;
     }
     return rv;
@@ -1399,19 +1512,22 @@ static int io_start(struct raft_io *rio, unsigned msecs, raft_io_tick_cb tick,
                     raft_io_recv_cb recv)
 {
     struct io *io = rio->impl;
-    io->tick_cb = tick;
-    io->recv_cb = recv;
+    /* The timers exist before anything can fail, so a close after a failed
+     * start (an address in use) closes only handles that were initialised. */
+    uv_timer_init(io->loop, &io->timer);
+    io->timer.data = io;
+    uv_timer_init(io->loop, &io->send_fail_timer);
+    io->send_fail_timer.data = io;
+    io->timers_ready = true;
     int rv = io->transport.listen(&io->transport, accept_cb);
     if (rv != 0) {
         snprintf(rio->errmsg, sizeof rio->errmsg, "listen on %.100s: %.120s", io->address,
                  io->transport.errmsg);
         return rv;
     }
-    uv_timer_init(io->loop, &io->timer);
-    io->timer.data = io;
+    io->tick_cb = tick;
+    io->recv_cb = recv;
     uv_timer_start(&io->timer, timer_cb, msecs, msecs);
-    uv_timer_init(io->loop, &io->send_fail_timer);
-    io->send_fail_timer.data = io;
     return 0;
 }
 
@@ -1481,10 +1597,11 @@ static void io_close(struct raft_io *rio, raft_io_close_cb cb)
         peer_drop_stream(p);
     while (io->ins)
         in_close(io->ins, NULL);
-    if (uv_is_active((uv_handle_t *)&io->timer) || io->tick_cb) {
+    if (io->timers_ready) {
         io->close_pending++;
         uv_close((uv_handle_t *)&io->timer, timer_closed);
         flush_failed_sends(io);
+        report_failed(io); /* refused appends, when nothing is in flight */
         io->close_pending++;
         uv_close((uv_handle_t *)&io->send_fail_timer, timer_closed);
     }

@@ -554,18 +554,26 @@ int rl_store_append(struct rl_store *s, struct rl_store_req *req,
     return 0;
 }
 
-/* Record offset of entry `index`, which may still be queued. */
+/* Record offset of entry `index`, which may still be queued. The queue can
+ * hold the same index twice (an append, a truncate below it, the append
+ * that replaces it): the newest covering append is the one that will stand
+ * (taking the oldest gave a truncate behind a replaced suffix the stale
+ * entry's offset, and the log a jump in its offsets: found by the
+ * simulator, paused-leader-catchup seed 19). */
 static int offset_of(struct rl_store *s, uint64_t index, uint64_t *offset)
 {
     if (index == s->next_index) {
         *offset = s->next_offset_sub;
         return 0;
     }
+    const struct rl_store_req *newest = NULL;
     for (struct rl_store_req *r = s->head; r; r = r->next)
-        if (r->kind == RL_REQ_APPEND && index >= r->first_index && index < r->first_index + r->n) {
-            *offset = rl_get64(r->headers + (index - r->first_index) * RL_FRAME_HDR + 24);
-            return 0;
-        }
+        if (r->kind == RL_REQ_APPEND && index >= r->first_index && index < r->first_index + r->n)
+            newest = r;
+    if (newest) {
+        *offset = rl_get64(newest->headers + (index - newest->first_index) * RL_FRAME_HDR + 24);
+        return 0;
+    }
     struct rl_store_entry e;
     int rv = rl_store_read(s, index, &e);
     if (rv == 0) {

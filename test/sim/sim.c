@@ -734,6 +734,48 @@ static const char *retention_verify(void)
     return W->resets == 0 ? "no replica had to restart its log behind a trim point" : NULL;
 }
 
+/* A leader cut off with appends still being written, then caught up by
+ * segment fetch (nemesis seed 394640568: node 3, SIGSTOPped while leading,
+ * came back with an uncommitted suffix on its way to disk; its fetch kept
+ * that suffix and appended the fetched range after it, and a failed
+ * install left libraft and the store at different indexes). Here the
+ * leader's disk turns slow, so its last appends are still queued when it
+ * hears of the new term; it stays cut off long enough for the others to
+ * move past libraft's window, so it must install a snapshot by fetch. */
+static void paused_heal(void *arg)
+{
+    heal_links(NULL);
+    sim_at(W->now + sim_range(200, 1500) * SIM_MS, heal_disk, arg);
+}
+
+static void paused_round(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    int l = leader_idx();
+    if (l >= 0) {
+        struct sim_node *n = &W->nodes[l];
+        n->disk_ns = sim_range(4000, 8000) * SIM_MS;
+        isolate(l, true);
+        sim_log("n%d paused: disk slow and cut off while leading", l + 1);
+        sim_at(W->now + sim_range(3500, 6000) * SIM_MS, paused_heal, n);
+    }
+    sim_at(W->now + sim_range(9000, 11000) * SIM_MS, paused_round, NULL);
+}
+
+static void paused_setup(void)
+{
+    sim_at(W->now + 1500 * SIM_MS, paused_round, NULL);
+}
+
+static const char *paused_verify(void)
+{
+    return W->inflight_drops == 0
+               ? "no catch-up ever found entries still being written: the scenario did not bite"
+               : NULL;
+}
+
 static const struct scenario scenarios[] = {
     {"random", 3, 12000, 2500, random_setup, NULL},
     {"random5", 5, 12000, 2500, random_setup, NULL},
@@ -743,6 +785,7 @@ static const struct scenario scenarios[] = {
     {"follower-fsync-failure", 3, 6000, 0, follower_fsync_setup, follower_fsync_verify},
     {"bitflip", 3, 8000, 0, bitflip_setup, bitflip_verify},
     {"retention", 3, 16000, 400, retention_setup, retention_verify},
+    {"paused-leader-catchup", 3, 40000, 0, paused_setup, paused_verify},
 };
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 

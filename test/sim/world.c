@@ -655,6 +655,8 @@ static void node_log_fn(void *arg, int level, const char *line)
     struct sim_node *n = arg;
     if (strstr(line, "truncating the log"))
         W->truncations++;
+    if (strstr(line, "still being written"))
+        W->inflight_drops++;
     if (strstr(line, "this log restarts there"))
         W->resets++;
     if (W->verbose)
@@ -785,6 +787,37 @@ uint64_t node_trimmed(const struct sim_node *n)
     return n->log ? n->log->trim_offset : 0;
 }
 
+/* Where n's stored log first differs from the first node's (term or base
+ * offset of an entry both hold), or 0: tells a divergence from a lag. */
+static uint64_t first_difference(struct sim_node *ref, struct sim_node *n)
+{
+    struct rl_store *a = ref->log->store, *b = n->log->store;
+    uint64_t from = rl_store_first_index(a) > rl_store_first_index(b) ? rl_store_first_index(a)
+                                                                       : rl_store_first_index(b);
+    uint64_t to = rl_store_last_index(a) < rl_store_last_index(b) ? rl_store_last_index(a)
+                                                                   : rl_store_last_index(b);
+    for (uint64_t i = from; i <= to; i++) {
+        struct rl_store_entry x, y;
+        int ra = rl_store_read(a, i, &x), rb = rl_store_read(b, i, &y);
+        bool same = ra == 0 && rb == 0 && x.term == y.term && x.offset == y.offset &&
+                    x.records == y.records;
+        if ((ra != 0 || rb != 0) && getenv("SIM_DEBUG_DIFF"))
+            fprintf(stderr, "      entry %" PRIu64 ": read n%" PRIu64 " %d n%" PRIu64 " %d\n", i,
+                    ref->id, ra, n->id, rb);
+        if (ra == 0)
+            free((void *)x.buf);
+        if (rb == 0)
+            free((void *)y.buf);
+        if (ra == 0 && rb == 0 && !same) {
+            fprintf(stderr, "      entry %" PRIu64 ": n%" PRIu64 " term %" PRIu64 " offset %" PRIu64
+                    " records %u; n%" PRIu64 " term %" PRIu64 " offset %" PRIu64 " records %u\n",
+                    i, ref->id, x.term, x.offset, x.records, n->id, y.term, y.offset, y.records);
+            return i;
+        }
+    }
+    return 0;
+}
+
 void world_dump(void)
 {
     for (int i = 0; i < W->n; i++) {
@@ -808,6 +841,13 @@ void world_dump(void)
                 (unsigned long long)raft_last_index(r), node_visible(n), (unsigned long long)r->last_stored,
                 n->log->store ? rl_store_last_index(n->log->store) : 0, n->log->fatal, n->closing,
                 catching, next, target);
+        struct sim_node *ref = &W->nodes[0];
+        if (n != ref && ref->log && ref->log->store && n->log->store) {
+            uint64_t d = first_difference(ref, n);
+            if (d)
+                fprintf(stderr, "      log differs from n%" PRIu64 "'s at entry %" PRIu64 "\n",
+                        ref->id, d);
+        }
         struct raft_log *l = &r->log;
         size_t cnt = l->back >= l->front ? l->back - l->front : l->size - l->front + l->back;
         unsigned long long lastterm = 0;

@@ -60,6 +60,7 @@ struct sim_world {
     bool finishing;
     uint64_t trace_from;        /* log every frame from this virtual time on */             /* world_fini: no node starts again */
     unsigned long steps, frames, dropped, duplicated, truncations, resets;
+    unsigned long inflight_drops; /* catch-ups that cut entries still being written */
     unsigned long delivered[SIM_MAX_NODES][SIM_MAX_NODES]; /* frames, from -> to */
     unsigned fatal_stops;
     int fatal_codes[16];        /* the first failed stops' codes */

@@ -219,6 +219,39 @@ START_TEST(test_request_fields_and_durable_bounds)
 }
 END_TEST
 
+/* A truncate queued behind a replaced suffix: the queue holds entry 7
+ * twice (the stale append and its replacement), and the cut at 8 must take
+ * its offset from the replacement, the append that stands (the oldest one
+ * gave the log a jump in its offsets: simulator, paused-leader-catchup). */
+START_TEST(test_truncate_behind_replaced_suffix)
+{
+    th_open_ok(&T);
+    th_append_ok(&T, 5, 1, SEED);
+    uint64_t base = rl_store_next_offset(T.s);
+    uint64_t stale = SEED + 1, fresh = SEED + 2;
+    while (th_records(6, fresh) + th_records(7, fresh) == th_records(6, stale) + th_records(7, stale))
+        fresh++;
+    struct th_batch a, b, c;
+    struct th_op cut1, cut2;
+    ck_assert_int_eq(th_batch_submit(&T, &a, 6, 4, 1, stale), 0);
+    ck_assert_int_eq(th_truncate_submit(&T, &cut1, 6), 0);
+    ck_assert_int_eq(th_batch_submit(&T, &b, 6, 4, 2, fresh), 0);
+    ck_assert_int_eq(th_truncate_submit(&T, &cut2, 8), 0);
+    uint64_t want = base + th_records(6, fresh) + th_records(7, fresh);
+    ck_assert_int_eq(th_batch_submit(&T, &c, 8, 3, 3, fresh), 0);
+    ck_assert_uint_eq(c.req.first_offset, want);
+    th_run_until(&T, &c.done);
+    ck_assert_int_eq(c.status, 0);
+    th_check_entry(&T, 7, 2, fresh, base + th_records(6, fresh));
+    th_check_entry(&T, 8, 3, fresh, want);
+    th_reopen(&T);
+    th_check_entry(&T, 8, 3, fresh, want);
+    th_batch_free(&a);
+    th_batch_free(&b);
+    th_batch_free(&c);
+}
+END_TEST
+
 /* ---- group commit ------------------------------------------------------- */
 
 START_TEST(test_group_commit)
@@ -1031,6 +1064,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_round_trip_many_rollovers);
     tcase_add_test(tc, test_read_by_offset);
     tcase_add_test(tc, test_zero_length_payload);
+    tcase_add_test(tc, test_truncate_behind_replaced_suffix);
     tcase_add_test(tc, test_request_fields_and_durable_bounds);
     suite_add_tcase(s, tc);
 
