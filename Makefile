@@ -3,6 +3,7 @@
 #   make check        install missing deps, build, run every test
 #   make check-asan   the same tests under AddressSanitizer + UBSan
 #   make sim          the deterministic simulator: SEEDS=N SEED_START=S SCENARIO=random|all|name
+#   make sim-asan     the simulator under AddressSanitizer + UBSan (build-asan/), same variables
 #   make bench-store  segment store benchmark vs. the fdatasync floor
 #   make install      PREFIX=/usr/local DESTDIR=
 
@@ -49,7 +50,7 @@ SEEDS ?= 100
 SEED_START ?= 1
 SCENARIO ?= random
 
-.PHONY: all deps check check-asan test install uninstall clean bench-store run examples sim
+.PHONY: all deps check check-asan test install uninstall clean bench-store run examples sim sim-asan
 
 all: $(SHARED) $(STATIC) lib/liblog.so pkgconfig/liblog.pc
 
@@ -133,11 +134,21 @@ check: deps
 	@$(MAKE) --no-print-directory test
 
 # Separate build tree so sanitized and plain objects never mix.
+ASAN_BUILD := BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+    SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+    STATIC=build-asan/liblog.a SHARED=build-asan/liblog.so.$(VERSION)
+ASAN_RUN := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
+
 check-asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
-	    SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
-	    STATIC=build-asan/liblog.a SHARED=build-asan/liblog.so.$(VERSION) \
-	    test-asan
+	@$(MAKE) --no-print-directory $(ASAN_BUILD) test-asan
+
+# The simulator under ASan + UBSan, with `make sim`'s variables. A memory
+# error aborts the whole run with its report: the failing run is the one after
+# the last "seed S NAME: ..." line (seeds ascending, each through the
+# scenarios in sim.c's order); replay it with build-asan/sim/sim.
+sim-asan:
+	@$(MAKE) --no-print-directory $(ASAN_BUILD) build-asan/sim/sim
+	@$(ASAN_RUN) build-asan/sim/sim --scenario $(SCENARIO) --seeds $(SEEDS) --seed-start $(SEED_START)
 
 # test_rss: 256 MiB and no RSS bound under ASan (its quarantine and shadow
 # memory dominate RSS); see the test's header.
@@ -146,10 +157,8 @@ check-asan: deps
 # Real malloc refuses that (NULL, connection dropped); ASan would abort.
 test-asan: $(TEST_BIN) $(STATIC) $(EXAMPLES) $(RAWSEND) $(SIM_BIN) \
            $(BUILD)/nemesis/nemesis_node $(BUILD)/nemesis/proxy
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	    ./test/run-unit $(TEST_BIN)
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	    ./test/sim/run $(SIM_BIN) $(SIM_SEEDS)
+	@$(ASAN_RUN) ./test/run-unit $(TEST_BIN)
+	@$(ASAN_RUN) ./test/sim/run $(SIM_BIN) $(SIM_SEEDS)
 	@ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    RLOGCTL=$(abspath $(BUILD)/examples/rlogctl) RAWSEND=$(abspath $(RAWSEND)) \
 	    NEMESIS_NODE=$(abspath $(BUILD)/nemesis/nemesis_node) PROXY=$(abspath $(BUILD)/nemesis/proxy) \

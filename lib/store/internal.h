@@ -141,7 +141,9 @@ void rl_writer_kick(struct rl_store *s);
 void rl_writer_prepare_spare(struct rl_store *s);
 void rl_writer_finish_close_if_idle(struct rl_store *s);
 bool rl_writer_idle(const struct rl_store *s);
-/* Fails every queued request not yet in a write with `status`. */
+/* Fails every queued request with `status`; while a job runs, its requests
+ * complete when it does and the rest fail right after them (writer.c,
+ * fail_queued, says why). Only for a store already latched fatal. */
 void rl_writer_fail_all(struct rl_store *s, int status);
 
 #endif

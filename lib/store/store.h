@@ -30,6 +30,9 @@
  *
  * Failure: after a failed write or fdatasync the store latches fatal; every
  * later call returns RLOG_EFATAL and rl_store_errmsg() names the first cause.
+ * Queued requests then fail with RLOG_EFATAL, still in order: one whose job
+ * had started completes only when that job has (so it may be freed in its
+ * callback), and the ones behind it follow.
  * A full disk when creating a segment is not fatal: the appends that needed
  * the segment fail with RLOG_ENOSPC and everything stored stays readable.
  */

@@ -55,6 +55,9 @@
  * Failure: a failed write or fdatasync latches the store fatal (the page
  * cache can no longer be trusted). A spare that cannot be made fails only the
  * appends that need it, with RLOG_ENOSPC, and the next append tries again.
+ * The store can also turn fatal while a job runs (a failed term/vote write,
+ * on the loop thread): the job finishes, its requests complete with
+ * RLOG_EFATAL, and only then does the rest of the queue fail.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -153,15 +156,30 @@ static struct rl_store_req *queue_pop(struct rl_store *s)
     return r;
 }
 
-/* Fails every queued request not yet handed to a write. */
+/* Fails every queued request, unless a job is running. That job's requests
+ * are the head of the queue and the job still reads and writes them (frame
+ * headers, payloads, the request itself): their owners free them in the
+ * callback, so the callback must wait for the job. The requests behind
+ * them wait too, because callbacks keep submission order; after_job()
+ * fails them once the job has completed. */
 static void fail_queued(struct rl_store *s, int status)
 {
+    if (s->inflight)
+        return;
     s->next_index = s->last_index + 1;
     s->next_offset_sub = s->next_offset;
     struct rl_store_req *r;
     while ((r = queue_pop(s)) != NULL)
         if (r->cb)
             r->cb(r, status);
+}
+
+/* The status of a request whose job succeeded: the store may have turned
+ * fatal while the job ran (a failed term/vote write), and then the request
+ * fails like every other one behind it. */
+static int job_success_status(const struct rl_store *s)
+{
+    return s->fatal ? RLOG_EFATAL : 0;
 }
 
 static void latch_fatal(struct rl_store *s, int code, const char *msg)
@@ -585,11 +603,12 @@ static void append_done(struct rl_store *s, struct rl_batch *b)
     if (sealed)
         seal(s, sealed);
 
+    int status = job_success_status(s);
     struct rl_store_req *r;
     while ((r = s->head) && r->kind == RL_REQ_APPEND && r->done == r->n) {
         queue_pop(s);
         if (r->cb)
-            r->cb(r, 0);
+            r->cb(r, status);
     }
     if (!s->spare)
         rl_writer_prepare_spare(s);
@@ -731,7 +750,7 @@ static void truncate_done(struct rl_store *s, struct rl_batch *b)
     }
     queue_pop(s);
     if (b->req->cb)
-        b->req->cb(b->req, 0);
+        b->req->cb(b->req, job_success_status(s));
     if (!s->spare)
         rl_writer_prepare_spare(s);
 }
@@ -829,7 +848,7 @@ static void trim_done(struct rl_store *s, struct rl_batch *b)
     s->first_offset = b->offset;
     queue_pop(s);
     if (b->req->cb)
-        b->req->cb(b->req, 0);
+        b->req->cb(b->req, job_success_status(s));
 }
 
 /* ---- reset --------------------------------------------------------------- */
@@ -903,7 +922,7 @@ static void reset_done(struct rl_store *s, struct rl_batch *b)
     s->stats.segments = 0;
     queue_pop(s);
     if (b->req->cb)
-        b->req->cb(b->req, 0);
+        b->req->cb(b->req, job_success_status(s));
     if (!s->spare)
         rl_writer_prepare_spare(s);
 }
@@ -974,6 +993,11 @@ static void after_job(uv_work_t *w, int status)
         s->bg_jobs--;
         break;
     }
+    /* A fatal store starts no job, so nothing queued can complete any
+     * more: fail it now, behind the requests of the job that just ended
+     * (the store may have turned fatal while that job ran). */
+    if (s->fatal)
+        fail_queued(s, RLOG_EFATAL);
     s->completing = false;
     free_batch(b);
     if (s->closing)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/env.h"
 #include "lib/store_helpers.h"
 
 #define SEED 0xc0ffee
@@ -24,6 +25,7 @@ static void setup(void)
 
 static void teardown(void)
 {
+    rl_env = NULL;
     rl_fs_faults_clear();
     th_fini(&T);
 }
@@ -34,6 +36,11 @@ static void teardown(void)
 static void drain(void)
 {
     uv_run(&T.loop, UV_RUN_DEFAULT);
+}
+
+static void close_cb_flag(void *arg)
+{
+    *(bool *)arg = true;
 }
 
 static void check_model(const struct th_model *m)
@@ -849,6 +856,163 @@ START_TEST(test_io_error_is_fatal)
 }
 END_TEST
 
+/* ---- a request's job still running when the store fails or closes -------
+ *
+ * A failed term/vote write makes the store fatal, and a close cancels what
+ * is queued; either can land while a truncate, trim or reset runs on the
+ * threadpool, or while an append waits for its write on the loop. The
+ * request of that job belongs to the store until the job completes, and
+ * its owner frees it in the callback (as node.c and io.c do): a callback
+ * fired early lets the job write into freed memory (issue 17, found by the
+ * simulator). The test holds the store's deferred work through rl_env, the
+ * simulator's seam, so the failure or close lands mid-job every time. */
+
+enum { HELD_MAX = 16 };
+static struct held_job {
+    uv_work_t *req;
+    uv_work_cb work;
+    uv_after_work_cb after;
+} held[HELD_MAX];
+static unsigned nheld;
+static bool jobs_released; /* the test has let the store's jobs run */
+
+static int hold_work(uv_loop_t *loop, uv_work_t *req, uv_work_cb work, uv_after_work_cb after)
+{
+    (void)loop;
+    ck_assert_uint_lt(nheld, HELD_MAX);
+    held[nheld++] = (struct held_job){req, work, after};
+    return 0;
+}
+
+static const struct rl_env hold_env = {.queue_work = hold_work};
+
+/* Runs every held job and the jobs their completions queue, in order, then
+ * one turn of the loop (an append's write runs there). */
+static void release_jobs(void)
+{
+    jobs_released = true;
+    for (unsigned i = 0; i < nheld; i++) {
+        held[i].work(held[i].req);
+        held[i].after(held[i].req, 0);
+    }
+    nheld = 0;
+    uv_run(&T.loop, UV_RUN_NOWAIT);
+}
+
+/* What each callback saw. The request itself is gone by then. */
+enum { PROBE_MAX = 4 };
+static struct probe_seen {
+    int tag, status;
+    bool after_release;
+} seen[PROBE_MAX];
+static unsigned nseen;
+
+struct probe {
+    struct rl_store_req req;
+    int tag;
+};
+
+static void probe_cb(struct rl_store_req *req, int status)
+{
+    struct probe *p = req->data;
+    ck_assert_uint_lt(nseen, PROBE_MAX);
+    seen[nseen++] = (struct probe_seen){p->tag, status, jobs_released};
+    memset(p, 0xa5, sizeof *p); /* a store still using it reads garbage */
+    free(p);
+}
+
+static struct probe *probe_new(int tag)
+{
+    struct probe *p = calloc(1, sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    p->tag = tag;
+    p->req.data = p;
+    return p;
+}
+
+enum race_kind { RACE_APPEND, RACE_TRUNCATE, RACE_TRIM, RACE_TRIM_RECORDS, RACE_RESET };
+static const char *const race_names[] = {"append", "truncate", "trim", "trim_records", "reset"};
+
+/* Submits the request whose job will be running: it starts at once, since
+ * nothing else is queued or in flight. */
+static void submit_running(enum race_kind kind, const struct th_model *m, struct rl_store_entry *e)
+{
+    struct probe *p = probe_new(1);
+    uint64_t next = rl_store_next_index(T.s);
+    int rc = 0;
+    switch (kind) {
+    case RACE_APPEND:
+        rc = rl_store_append(T.s, &p->req, e, 3, probe_cb);
+        break;
+    case RACE_TRUNCATE:
+        rc = rl_store_truncate(T.s, &p->req, m->last - 50, probe_cb);
+        break;
+    case RACE_TRIM:
+        rc = rl_store_trim(T.s, &p->req, 150, probe_cb);
+        break;
+    case RACE_TRIM_RECORDS:
+        rc = rl_store_trim_records(T.s, &p->req, 150, m->e[200].offset, probe_cb);
+        break;
+    case RACE_RESET:
+        rc = rl_store_reset(T.s, &p->req, next + 1000, th_model_next_offset(m) + 5000, probe_cb);
+        break;
+    }
+    ck_assert_msg(rc == 0, "%s: %s", race_names[kind], rl_store_errmsg(T.s));
+}
+
+/* _i: the running request's kind (_i / 2); the term/vote write fails
+ * (even _i) or the store closes (odd _i) while its job runs. Behind it
+ * waits an append that no job has started. */
+START_TEST(test_request_outlives_failure_while_its_job_runs)
+{
+    enum race_kind kind = (enum race_kind)(_i / 2);
+    bool close_it = _i % 2;
+    struct th_model m;
+    th_model_init(&m);
+    th_open_ok(&T);
+    fill(&m, 300, 1, SEED);
+    drain();
+    rl_env = &hold_env;
+    struct rl_store_entry *first = th_entries_make(rl_store_next_index(T.s), 3, 2, SEED + 1);
+    submit_running(kind, &m, first);
+    uint64_t behind_at = rl_store_next_index(T.s);
+    struct rl_store_entry *behind = th_entries_make(behind_at, 2, 2, SEED + 2);
+    struct probe *p = probe_new(2);
+    ck_assert_int_eq(rl_store_append(T.s, &p->req, behind, 2, probe_cb), 0);
+
+    bool closed = false;
+    if (close_it) {
+        rl_store_close(T.s, close_cb_flag, &closed);
+        T.s = NULL;
+    } else {
+        struct rl_fs_faults f = {.sync_fail_at = 1, .sync_errno = EIO};
+        rl_fs_faults_set(&f);
+        ck_assert_int_eq(rl_store_set_term_vote(T.s, 7, 1), RLOG_EFATAL);
+        rl_fs_faults_clear();
+    }
+    ck_assert_msg(nseen == 0, "%s: request %d completed (%s) while its job was running",
+                  race_names[kind], seen[0].tag, rlog_errname(seen[0].status));
+
+    for (unsigned turn = 0; turn < 100 && (nseen < 2 || (close_it && !closed)); turn++)
+        release_jobs();
+    ck_assert_uint_eq(nseen, 2);
+    /* In submission order, each once, the running one with the outcome. */
+    ck_assert_int_eq(seen[0].tag, 1);
+    ck_assert_int_eq(seen[1].tag, 2);
+    ck_assert_msg(seen[0].after_release, "%s completed before its job ran", race_names[kind]);
+    ck_assert_int_eq(seen[0].status, close_it ? 0 : RLOG_EFATAL);
+    ck_assert_int_eq(seen[1].status, close_it ? RLOG_ECANCELED : RLOG_EFATAL);
+    if (close_it)
+        ck_assert(closed);
+
+    rl_env = NULL;
+    th_close(&T);
+    th_entries_free(first, 3);
+    th_entries_free(behind, 2);
+    th_model_free(&m);
+}
+END_TEST
+
 static Suite *crash_suite(void)
 {
     Suite *s = suite_create("store_crash");
@@ -889,6 +1053,12 @@ static Suite *crash_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_disk_full_at_new_segment);
     tcase_add_loop_test(tc, test_io_error_is_fatal, 0, 7);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("job_races");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_loop_test(tc, test_request_outlives_failure_while_its_job_runs, 0, 10);
     suite_add_tcase(s, tc);
     return s;
 }
