@@ -528,7 +528,9 @@ static void hook_on_reset(void *arg, uint64_t index, uint64_t offset)
 static void hook_on_fatal(void *arg, int code, const char *msg)
 {
     struct rlog *log = arg;
-    if (log->fatal)
+    /* The store cancels the appends still queued when it closes, and the
+     * backend reports those like failures; closing is no storage error. */
+    if (log->fatal || (code == RLOG_ECANCELED && log->raft_closing))
         return;
     log->fatal = code ? code : RLOG_EIO;
     snprintf(log->fatal_msg, sizeof log->fatal_msg, "storage failure: %s",
