@@ -2295,9 +2295,11 @@ static void usage_status(FILE *f)
             "usage: %s status --control PATH [--json] [--timeout SEC]\n"
             "\n"
             "Prints the node's role, term, leader, first/commit/last offsets, raft\n"
-            "indexes, catch-up progress (`catchup NEXT of TARGET` while fetching missing\n"
-            "segments from a peer, else `catchup none`), the read cache (bytes, hits,\n"
-            "misses) and peers. Plain output is one `key value` pair per line, then one\n"
+            "indexes, whether it failed stop (`fatal no`, or `fatal CODE CAUSE`, with\n"
+            "role unavailable and the term and offsets as at the stop), catch-up\n"
+            "progress (`catchup NEXT of TARGET` while fetching missing segments from a\n"
+            "peer, else `catchup none`), the read cache (bytes, hits, misses) and\n"
+            "peers. Plain output is one `key value` pair per line, then one\n"
             "`peer ID ADDRESS voter|nonvoter MATCH_INDEX` line per peer (match indexes\n"
             "are known on the leader only).\n",
             progname);
