@@ -3,7 +3,7 @@
  * built on it.
  *
  *   rlogctl node   --id N --data DIR --cluster 1=HOST:PORT,2=...  [--address HOST:PORT]
- *                  [--control PATH] [--join] [-v]
+ *                  [--control PATH] [--join] [--failstop-linger MS] [-v]
  *   rlogctl append --control PATH [--json] [RECORD...]     (stdin lines when no RECORD)
  *   rlogctl read   --control PATH [--json] OFFSET | FROM-TO | FROM-
  *   rlogctl tail   --control PATH [--json] [--from OFFSET | --from-end] [--count N]
@@ -44,7 +44,8 @@
  *                                          every replica -> 'E' (value = offset)
  *   answers:
  *     'r' u64 offset, bytes                one record (the rest of the frame)
- *     'S' status fields (see put_status)
+ *     'S' status fields (see put_status; the last, the failed stop's
+ *         message, may be missing in answers of older nodes)
  *     't' u64 offset                       tail: the first offset it streams
  *     'k' u64 offset                       tail keepalive (the log is quiet): the
  *                                          next offset it will stream
@@ -61,7 +62,9 @@
  * failed), 3 not the leader / leadership lost during an append, 4 read: no
  * such record (not committed yet, beyond the end, or trimmed), 5 cannot reach
  * the node (no socket, timeout, protocol error; for tail also: the node went
- * away), 6 any other error reported by the node.
+ * away), 6 any other error reported by the node, 7 node: it failed stop
+ * after a storage error (a failed write or fdatasync, a full disk; the cause
+ * is logged): restart it once the cause is fixed.
  */
 #include <liblog.h>
 
@@ -92,6 +95,7 @@
 #define EXIT_NOTFOUND 4
 #define EXIT_UNREACHABLE 5
 #define EXIT_ERROR 6
+#define EXIT_FAILSTOP 7
 
 #define CTL_MAX_FRAME (16u << 20)       /* bytes in one control frame */
 #define CTL_MAX_BATCH 8192u             /* records in one append request */
@@ -390,6 +394,11 @@ struct node {
     unsigned api_users;  /* threads inside a liblog call (or holding an iterator) */
     unsigned n_clients;  /* live client threads */
     int client_fd[CTL_MAX_CLIENTS];
+    /* The failed stop, from liblog's on_fatal (loop thread) to the main
+     * thread, which polls failed_fd. */
+    int failed_fd;
+    int fatal_code;
+    char fatal_msg[256];
 };
 
 static struct node g_node = {
@@ -429,6 +438,20 @@ static void lib_log(void *arg, int level, const char *line)
     if (level < min_level)
         return;
     node_log("%s: %s", names[level < 0 ? 0 : level > 3 ? 3 : level], line);
+}
+
+/* liblog's on_fatal, on its loop thread: must not block, so it only hands
+ * the cause to the main thread, which logs it and shuts the node down. */
+static void on_failed_stop(void *arg, int code, const char *msg)
+{
+    struct node *nd = arg;
+    pthread_mutex_lock(&nd->mu);
+    nd->fatal_code = code;
+    snprintf(nd->fatal_msg, sizeof nd->fatal_msg, "%s", msg);
+    pthread_mutex_unlock(&nd->mu);
+    uint64_t one = 1;
+    ssize_t w = write(nd->failed_fd, &one, sizeof one);
+    (void)w;
 }
 
 static int api_enter(void)
@@ -513,6 +536,7 @@ static void put_status(struct buf *b, const struct rlog_status *st)
         put_u8(b, (uint8_t)(st->peers[i].voter != 0));
         put_u64(b, st->peers[i].match_index);
     }
+    put_str(b, st->fatal_msg);
     end_frame(b, at);
 }
 
@@ -1279,9 +1303,10 @@ static int control_listen(const char *path)
     return fd;
 }
 
-/* Logs role, leader and fatal changes seen by polling rlog_status. */
+/* Logs role and leader changes seen by polling rlog_status (a failed stop
+ * is logged when liblog reports it, by on_failed_stop). */
 struct seen {
-    int valid, role, fatal, status_err;
+    int valid, role, status_err;
     uint64_t term, leader_id;
 };
 
@@ -1292,7 +1317,7 @@ static void poll_status(struct seen *s)
         return;
     int rc = rlog_status(g_node.log, &st);
     char emsg[256];
-    snprintf(emsg, sizeof emsg, "%s", rc || st.fatal ? rlog_errmsg(g_node.log) : "");
+    snprintf(emsg, sizeof emsg, "%s", rc ? rlog_errmsg(g_node.log) : "");
     api_leave();
     if (rc != 0) {
         if (!s->status_err)
@@ -1316,13 +1341,32 @@ static void poll_status(struct seen *s)
     } else if (st.term != s->term && st.role == RLOG_ROLE_CANDIDATE) {
         node_log("still candidate, term %" PRIu64, st.term);
     }
-    if (st.fatal && !s->fatal)
-        node_log("error: node failed stop: %s: %s", rlog_errname(st.fatal), emsg);
     s->valid = 1;
     s->role = st.role;
     s->term = st.term;
     s->leader_id = st.leader_id;
-    s->fatal = st.fatal;
+}
+
+/* Logs the failed stop liblog reported, with its cause; returns when the
+ * node is to exit (after `linger_ms` of answering on the control socket). */
+static int64_t log_failed_stop(int failed_fd, uint64_t linger_ms)
+{
+    uint64_t n;
+    ssize_t r = read(failed_fd, &n, sizeof n);
+    (void)r;
+    pthread_mutex_lock(&g_node.mu);
+    int code = g_node.fatal_code;
+    char msg[sizeof g_node.fatal_msg];
+    snprintf(msg, sizeof msg, "%s", g_node.fatal_msg);
+    pthread_mutex_unlock(&g_node.mu);
+    if (linger_ms)
+        node_log("error: failed stop: %s: %s; answering status and reads (appends are refused) "
+                 "for %" PRIu64 " ms, then exiting with status %d", rlog_errname(code), msg,
+                 linger_ms, EXIT_FAILSTOP);
+    else
+        node_log("error: failed stop: %s: %s; exiting with status %d", rlog_errname(code), msg,
+                 EXIT_FAILSTOP);
+    return now_ms() + (int64_t)linger_ms;
 }
 
 static void usage_node(FILE *f)
@@ -1350,11 +1394,17 @@ static void usage_node(FILE *f)
             "                       in memory behind one (defaults 128, 256); small\n"
             "                       values make lagging followers catch up by fetching\n"
             "                       segments from a peer\n"
+            "  --failstop-linger MS after a failed stop, keep answering the control socket\n"
+            "                       (status, reads; appends refused) for MS, then exit\n"
+            "                       (default 0)\n"
             "  -v, --verbose        also log liblog's info lines (twice: debug)\n"
             "\n"
             "Logs one line per event to stderr. Exit status: 0 after a clean shutdown,\n"
-            "1 bad arguments, 2 the log could not be opened or the node failed.\n",
-            progname);
+            "1 bad arguments, 2 the log could not be opened or the node failed,\n"
+            "%d the node failed stop after a storage error (a failed write or fdatasync,\n"
+            "a full disk): it logs the cause, closes the log and exits, so that a\n"
+            "supervisor can restart it once the cause is fixed.\n",
+            progname, EXIT_FAILSTOP);
 }
 
 static int cmd_node(int argc, char **argv)
@@ -1369,10 +1419,12 @@ static int cmd_node(int argc, char **argv)
         {"snapshot-threshold", required_argument, NULL, 'T'},
         {"snapshot-trailing", required_argument, NULL, 'L'},
         {"join", no_argument, NULL, 'J'},
+        {"failstop-linger", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *id_s = NULL, *address = NULL, *data = NULL, *cluster = NULL, *control = NULL;
     uint64_t election = 0, heartbeat = 0, segment_size = 0, snap_threshold = 0, snap_trailing = 0;
+    uint64_t linger_ms = 0;
     uint64_t cache_bytes = UINT64_MAX; /* 0 is a valid size: no cache */
     int verbose = 0, join = 0, c;
     optind = 1;
@@ -1411,6 +1463,13 @@ static int cmd_node(int argc, char **argv)
               : c == 'T' ? &snap_threshold : &snap_trailing) = v;
             break;
         }
+        case 'W':
+            if (parse_u64(optarg, &linger_ms) != 0 || linger_ms > 600000) {
+                fprintf(stderr, "%s node: --failstop-linger must be 0..600000 ms, not '%s'\n",
+                        progname, optarg);
+                return EXIT_USAGE;
+            }
+            break;
         case 'v': verbose++; break;
         case 'J': join = 1; break;
         case 'h': usage_node(stdout); return 0;
@@ -1506,8 +1565,9 @@ static int cmd_node(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (sfd < 0) {
-        fprintf(stderr, "%s node: signalfd: %s\n", progname, strerror(errno));
+    g_node.failed_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (sfd < 0 || g_node.failed_fd < 0) {
+        fprintf(stderr, "%s node: signalfd/eventfd: %s\n", progname, strerror(errno));
         free(list);
         return EXIT_NODE;
     }
@@ -1534,6 +1594,8 @@ static int cmd_node(int argc, char **argv)
         cfg.snapshot_trailing = (unsigned)snap_trailing;
     cfg.log_fn = lib_log;
     cfg.log_arg = &g_node;
+    cfg.on_fatal = on_failed_stop;
+    cfg.on_fatal_arg = &g_node;
 
     char errbuf[512] = "";
     int rc = rlog_open(&cfg, &g_node.log, errbuf, sizeof errbuf);
@@ -1555,17 +1617,18 @@ static int cmd_node(int argc, char **argv)
              control, n_peers, join ? ", joining a running cluster" : "", rlog_version_string());
 
     struct seen seen = {0};
-    int64_t next_poll = 0;
-    int signo = 0;
-    while (signo == 0) {
+    int64_t next_poll = 0, exit_at = INT64_MAX; /* exit_at: set by a failed stop */
+    int signo = 0, failed = 0;
+    while (signo == 0 && now_ms() < exit_at) {
         int64_t t = now_ms();
         if (t >= next_poll) {
             poll_status(&seen);
             next_poll = t + STATUS_POLL_MS;
         }
-        struct pollfd pfd[2] = {{.fd = lfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
-        int wait = (int)(next_poll - now_ms());
-        int pr = poll(pfd, 2, wait < 0 ? 0 : wait);
+        struct pollfd pfd[3] = {{.fd = lfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN},
+                                {.fd = g_node.failed_fd, .events = POLLIN}};
+        int wait = (int)((next_poll < exit_at ? next_poll : exit_at) - now_ms());
+        int pr = poll(pfd, 3, wait < 0 ? 0 : wait);
         if (pr < 0 && errno != EINTR) {
             node_log("error: poll: %s", strerror(errno));
             break;
@@ -1577,6 +1640,10 @@ static int cmd_node(int argc, char **argv)
         }
         if (pr > 0 && (pfd[0].revents & POLLIN) && signo == 0)
             accept_client(lfd);
+        if (pr > 0 && (pfd[2].revents & POLLIN) && !failed) {
+            failed = 1;
+            exit_at = log_failed_stop(g_node.failed_fd, linger_ms);
+        }
     }
     if (signo)
         node_log("received %s, shutting down", signo == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -1605,9 +1672,11 @@ static int cmd_node(int argc, char **argv)
          * concerned, which it is built to survive. */
         node_log("error: %u control requests still inside liblog after 10 s; exiting without "
                  "rlog_close", stuck);
-        return EXIT_NODE;
+        return failed ? EXIT_FAILSTOP : EXIT_NODE;
     }
     rc = rlog_close(g_node.log);
+    char close_msg[256];
+    snprintf(close_msg, sizeof close_msg, "%s", rc ? rlog_errmsg(NULL) : "");
     g_node.log = NULL;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 2;
@@ -1618,8 +1687,12 @@ static int cmd_node(int argc, char **argv)
     pthread_mutex_unlock(&g_node.mu);
     free(list);
     if (rc != 0) {
-        node_log("error: rlog_close: %s: %s", rlog_errname(rc), rlog_strerror(rc));
-        return EXIT_NODE;
+        /* rlog_close fails only with a failed stop's cause; one that came
+         * during the shutdown was not logged yet. */
+        if (!failed)
+            node_log("error: failed stop: %s: %s", rlog_errname(rc), close_msg);
+        node_log("log closed; exiting with status %d for the supervisor", EXIT_FAILSTOP);
+        return EXIT_FAILSTOP;
     }
     node_log("closed cleanly");
     return 0;
@@ -1853,7 +1926,12 @@ static void usage_append(FILE *f)
             "--control at the leader's node, or give every local node's socket with\n"
             "--cluster-controls: each batch goes to the first that accepts, and while all\n"
             "refuse (an election in progress) they are tried again until --timeout\n"
-            "(default 30 s). A batch is never resent once a node has accepted it.\n"
+            "(default 30 s). A node refuses, and the next is tried, when its answer\n"
+            "proves nothing was appended: not the leader, failed stop (RLOG_EFATAL) or\n"
+            "shutting down (RLOG_ECLOSED), each before taking the batch, or no node\n"
+            "behind its socket. A batch is never resent once a node has accepted it:\n"
+            "an error after that (or no answer) may mean it is in the log, so the\n"
+            "command stops there and says so.\n"
             "\n"
             "Exit status: 0 all appended; 1 usage; 3 not the leader, or leadership was\n"
             "lost before commit (then that batch may or may not be in the log); 5 cannot\n"
@@ -1873,8 +1951,19 @@ static const char *ctl_path(const struct copts *o, unsigned i)
     return o->n_controls ? o->controls[i] : o->control;
 }
 
-/* Sends one batch; tries the next node on a clean refusal (not the leader,
- * unreachable) when several control sockets were given. Returns an exit code. */
+/* Whether an error answer proves the node appended nothing, so the batch
+ * may go to another node: refused before the node took it (no
+ * indeterminate flag) for a reason another node may not share. */
+static int refused_untaken(const struct end *e)
+{
+    if (e->flags & FLAG_INDETERMINATE)
+        return 0;
+    return e->code == RLOG_ENOTLEADER || e->code == RLOG_EFATAL || e->code == RLOG_ECLOSED;
+}
+
+/* Sends one batch; tries the next node on a clean refusal (refused_untaken,
+ * or unreachable) when several control sockets were given. Returns an exit
+ * code. */
 static int append_batch(struct appender *a, struct rlog_buf *recs, unsigned n)
 {
     struct copts *o = a->o;
@@ -1894,11 +1983,10 @@ static int append_batch(struct appender *a, struct rlog_buf *recs, unsigned n)
         return EXIT_USAGE;
     }
     unsigned tries = o->n_controls ? o->n_controls : 1;
-    int last_exit = EXIT_UNREACHABLE;
     struct end last_end;
     int have_end = 0;
     char why[512] = "";
-    /* With several control sockets, refusals (not the leader, unreachable)
+    /* With several control sockets, refusals (refused_untaken, unreachable)
      * are retried round after round until --timeout: an election in progress
      * resolves itself. Nothing was appended by a refused request. */
     int64_t deadline = now_ms() + o->timeout_ms;
@@ -1934,13 +2022,15 @@ static int append_batch(struct appender *a, struct rlog_buf *recs, unsigned n)
                     free(req.p);
                     return 0;
                 }
-                if ((e.flags & FLAG_INDETERMINATE) || e.code != RLOG_ENOTLEADER || tries == 1) {
+                if (!refused_untaken(&e) || tries == 1) {
                     free(req.p);
                     return report_error("append", &e);
                 }
+                if (e.code != RLOG_ENOTLEADER && round == 0) /* why a node was passed */
+                    fprintf(stderr, "%s append: %s refused the batch (%s: %s); trying the next "
+                            "node\n", progname, path, rlog_errname(e.code), e.msg);
                 last_end = e;
                 have_end = 1;
-                last_exit = EXIT_NOTLEADER;
             } else if (tries == 1) {
                 break;
             }
@@ -1951,7 +2041,7 @@ static int append_batch(struct appender *a, struct rlog_buf *recs, unsigned n)
         }
     }
     free(req.p);
-    if (have_end && last_exit == EXIT_NOTLEADER)
+    if (have_end)
         return report_error("append", &last_end);
     fail_unreachable("append", why[0] ? why : "no node reachable");
     return EXIT_UNREACHABLE;
@@ -2205,9 +2295,11 @@ static void usage_status(FILE *f)
             "usage: %s status --control PATH [--json] [--timeout SEC]\n"
             "\n"
             "Prints the node's role, term, leader, first/commit/last offsets, raft\n"
-            "indexes, catch-up progress (`catchup NEXT of TARGET` while fetching missing\n"
-            "segments from a peer, else `catchup none`), the read cache (bytes, hits,\n"
-            "misses) and peers. Plain output is one `key value` pair per line, then one\n"
+            "indexes, whether it failed stop (`fatal no`, or `fatal CODE CAUSE`, with\n"
+            "role unavailable and the term and offsets as at the stop), catch-up\n"
+            "progress (`catchup NEXT of TARGET` while fetching missing segments from a\n"
+            "peer, else `catchup none`), the read cache (bytes, hits, misses) and\n"
+            "peers. Plain output is one `key value` pair per line, then one\n"
             "`peer ID ADDRESS voter|nonvoter MATCH_INDEX` line per peer (match indexes\n"
             "are known on the leader only).\n",
             progname);
@@ -2247,6 +2339,8 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
         st.peers[i].voter = get_u8(&r);
         st.peers[i].match_index = get_u64(&r);
     }
+    if (r.pos < r.len) /* older nodes do not send it */
+        get_str(&r, st.fatal_msg, sizeof st.fatal_msg);
     if (r.bad || r.pos != r.len)
         return -1;
     if (o->json) {
@@ -2257,10 +2351,12 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
         printf(",\"first_offset\":%" PRIu64 ",\"commit_offset\":%" PRIu64 ",\"last_offset\":%" PRIu64
                ",\"last_index\":%" PRIu64 ",\"commit_index\":%" PRIu64 ",\"fatal\":",
                st.first_offset, st.commit_offset, st.last_offset, st.last_index, st.commit_index);
-        if (st.fatal)
-            printf("\"%s\"", rlog_errname(st.fatal));
-        else
+        if (st.fatal) {
+            printf("\"%s\",\"fatal_msg\":", rlog_errname(st.fatal));
+            json_string(stdout, (const unsigned char *)st.fatal_msg, strlen(st.fatal_msg));
+        } else {
             fputs("null", stdout);
+        }
         printf(",\"catchup_index\":%" PRIu64 ",\"catchup_target\":%" PRIu64
                ",\"cache_bytes\":%" PRIu64 ",\"cache_hits\":%" PRIu64 ",\"cache_misses\":%" PRIu64,
                st.catchup_index, st.catchup_target, st.cache_bytes, st.cache_hits, st.cache_misses);
@@ -2281,9 +2377,13 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
         else
             printf("leader none\n");
         printf("first_offset %" PRIu64 "\ncommit_offset %" PRIu64 "\nlast_offset %" PRIu64
-               "\nlast_index %" PRIu64 "\ncommit_index %" PRIu64 "\nfatal %s\n",
+               "\nlast_index %" PRIu64 "\ncommit_index %" PRIu64 "\n",
                st.first_offset, st.commit_offset, st.last_offset, st.last_index,
-               st.commit_index, st.fatal ? rlog_errname(st.fatal) : "no");
+               st.commit_index);
+        if (st.fatal)
+            printf("fatal %s %s\n", rlog_errname(st.fatal), st.fatal_msg);
+        else
+            printf("fatal no\n");
         if (st.catchup_target)
             printf("catchup %" PRIu64 " of %" PRIu64 "\n", st.catchup_index, st.catchup_target);
         else
@@ -2611,7 +2711,8 @@ static void usage(FILE *f)
             "  %s tail --control d3/control.sock --from 0   # until Ctrl-C\n"
             "\n"
             "Exit status: 0 ok, 1 usage, 2 node failed to start, 3 not the leader,\n"
-            "4 no such record, 5 node unreachable, 6 other error.\n",
+            "4 no such record, 5 node unreachable, 6 other error, 7 node failed stop\n"
+            "after a storage error.\n",
             progname, RLOG_VERSION_STRING, progname, progname, progname, progname, progname,
             progname);
 }

@@ -131,6 +131,20 @@ struct rlog_config {
      * NULL logs warnings and errors to stderr. level: 0 debug .. 3 error. */
     void (*log_fn)(void *arg, int level, const char *line);
     void *log_arg;
+
+    /* Failed stop: called once, on the loop thread, when the node stops
+     * after a storage error (a failed write or fdatasync, a full disk). code
+     * is the cause's own code (RLOG_EIO, RLOG_ENOSPC, ...), msg the cause as
+     * rlog_status's fatal_msg and rlog_errmsg give it (valid during the call
+     * only). The node then takes part in the cluster no more: appends are
+     * refused with RLOG_EFATAL, records committed before the stop stay
+     * readable, and only rlog_close and a new rlog_open (once the cause is
+     * fixed) bring it back. A host that cannot repair the disk itself should
+     * close the handle and exit non-zero, so that its supervisor restarts
+     * it. Must not block or call the blocking liblog functions. NULL: no
+     * call (the cause is logged either way). */
+    void (*on_fatal)(void *arg, int code, const char *msg);
+    void *on_fatal_arg;
 };
 
 /* rlog_config_init - fills *cfg with defaults and zeroes the rest. */
@@ -148,7 +162,8 @@ RLOG_API int rlog_open(const struct rlog_config *cfg, rlog **out, char *errbuf, 
 /* rlog_close - stops the node gracefully: a leader first hands leadership to
  * a caught-up follower (bounded wait), pending appends fail with
  * RLOG_ECLOSED, and the thread stops. Frees the handle. Must not be called
- * from a callback. Returns 0, or the first storage error seen. */
+ * from a callback. Returns 0, or, after a failed stop, the code of its
+ * storage error (RLOG_EIO, RLOG_ENOSPC, ...) with rlog_errmsg naming it. */
 RLOG_API int rlog_close(rlog *log);
 
 /* A record to append: the bytes are copied before rlog_append* returns. */
@@ -165,9 +180,12 @@ typedef void (*rlog_append_cb)(void *arg, int status, uint64_t first_offset);
  * a quorum has the records durable and they are committed, unless this
  * returns an error (then it never fires). Errors now: RLOG_EINVAL,
  * RLOG_ETOOBIG (a record over max_record_size), RLOG_ENOTLEADER (errmsg names
- * the leader's id and address), RLOG_ECLOSED, RLOG_EFATAL. Errors through cb:
- * RLOG_ENOTLEADER (leadership lost before commit; the records may or may not
- * be in the log), RLOG_ECLOSED, RLOG_EFATAL, RLOG_ENOSPC. */
+ * the leader's id and address), RLOG_ECLOSED, RLOG_EFATAL (the node failed
+ * stop; errmsg names the cause). Errors returned now mean nothing was
+ * appended. Errors through cb: RLOG_ENOTLEADER (leadership lost before
+ * commit; the records may or may not be in the log), RLOG_ECLOSED,
+ * RLOG_EFATAL (the node failed stop first; records it had already proposed
+ * may or may not be committed by the next leader). */
 RLOG_API int rlog_append_async(rlog *log, const struct rlog_buf *recs, unsigned n,
                                rlog_append_cb cb, void *arg);
 
@@ -180,9 +198,11 @@ RLOG_API int rlog_append_batch(rlog *log, const struct rlog_buf *recs, unsigned 
                                uint64_t *first_offset);
 
 /* rlog_read - copies the committed record at `offset` into a new buffer
- * (*buf, free with rlog_free) of *len bytes. Works on any node. Errors:
+ * (*buf, free with rlog_free) of *len bytes. Works on any node, and on a node
+ * that failed stop for every record committed before the stop. Errors:
  * RLOG_ENOTFOUND (not committed yet, or beyond the end), RLOG_ETRIMMED,
- * RLOG_ECORRUPT (reported, never returned as data), RLOG_EIO, RLOG_EFATAL. */
+ * RLOG_ECORRUPT (reported, never returned as data), RLOG_EIO, RLOG_EFATAL
+ * (failed stop, and `offset` is past what was committed before it). */
 RLOG_API int rlog_read(rlog *log, uint64_t offset, void **buf, size_t *len);
 
 /* rlog_free - frees a buffer returned by rlog_read. */
@@ -199,13 +219,15 @@ RLOG_API int rlog_iter_open(rlog *log, uint64_t from, uint64_t to, rlog_iter **o
 
 /* rlog_iter_next - the next record: *rec points into the iterator's memory,
  * valid until the next call or close. Returns 0, RLOG_ENOTFOUND at the end
- * (nothing more committed yet, or `to` reached), or an error. */
+ * (nothing more committed yet, or `to` reached), or an error; on a node that
+ * failed stop, RLOG_EFATAL once past the records committed before the stop. */
 RLOG_API int rlog_iter_next(rlog_iter *it, const void **rec, size_t *len, uint64_t *offset);
 
 /* rlog_iter_wait - blocks until the iterator's next record is committed
  * (then rlog_iter_next returns it), for at most timeout_ms (< 0: no limit).
- * Returns 0, RLOG_ETIMEOUT, RLOG_ECLOSED (the log is closing), RLOG_EFATAL,
- * or RLOG_ENOTFOUND if the iterator reached its `to`. Must not be called
+ * Returns 0, RLOG_ETIMEOUT, RLOG_ECLOSED (the log is closing), RLOG_EFATAL
+ * (the node failed stop: nothing more will commit here), or RLOG_ENOTFOUND
+ * if the iterator reached its `to`. Must not be called
  * from a liblog callback (RLOG_EINVAL). */
 RLOG_API int rlog_iter_wait(rlog_iter *it, int timeout_ms);
 
@@ -263,13 +285,19 @@ struct rlog_status {
     uint64_t last_index, commit_index; /* raft log positions */
     unsigned n_peers;
     struct rlog_peer_status peers[RLOG_MAX_PEERS];
-    int fatal;              /* nonzero: failed stop with this code; see rlog_errmsg */
+    int fatal;              /* nonzero: failed stop with this code (RLOG_EIO,
+                               RLOG_ENOSPC, ...); fatal_msg says why. Then role
+                               is RLOG_ROLE_UNAVAILABLE, leader_id 0, n_peers
+                               0, and term and the offsets are as at the stop */
     /* While catching up by fetching segments from a peer: the next raft
      * index wanted and the index to reach (both 0 otherwise). */
     uint64_t catchup_index, catchup_target;
     /* Read cache: bytes held, and reads served from it or from the segment
      * files since open. */
     uint64_t cache_bytes, cache_hits, cache_misses;
+    /* After a failed stop: its cause, naming the file and the system error
+     * (the message rlog_errmsg gives for RLOG_EFATAL); "" otherwise. */
+    char fatal_msg[256];
 };
 
 /* ---- Membership (on the leader; elsewhere RLOG_ENOTLEADER) ---------------
@@ -311,8 +339,9 @@ RLOG_API int rlog_trim(rlog *log, uint64_t before_offset);
 RLOG_API int rlog_status(rlog *log, struct rlog_status *st);
 
 /* rlog_errmsg - the detailed message of the last failed call made by this
- * thread, on any handle (log may be NULL); success does not clear it.
- * Valid until the next failing call on this thread. */
+ * thread, on any handle (log may be NULL); success does not clear it, so
+ * read it only right after a call failed. Valid until the next failing call
+ * on this thread. Every RLOG_EFATAL comes with its cause. */
 RLOG_API const char *rlog_errmsg(rlog *log);
 
 /* rlog_role_name - "leader", "follower", "candidate" or "unavailable". */

@@ -34,6 +34,17 @@ static int fail(int code, const char *fmt, ...)
     return code;
 }
 
+/* RLOG_EFATAL with the cause after `what` (which ends in ": " or is ""):
+ * the loop thread publishes the cause under mu. */
+static int fail_stopped(rlog *log, const char *what)
+{
+    char cause[sizeof log->pub_fatal_msg];
+    pthread_mutex_lock(&log->mu);
+    snprintf(cause, sizeof cause, "%s", log->pub_fatal_msg);
+    pthread_mutex_unlock(&log->mu);
+    return fail(RLOG_EFATAL, "%s%s", what, cause);
+}
+
 const char *rlog_errmsg(rlog *log)
 {
     (void)log;
@@ -261,7 +272,7 @@ int rl_submit(rlog *log, struct rl_op *op)
     if (!log->accepting) {
         int fatal = log->pub_fatal;
         pthread_mutex_unlock(&log->mu);
-        return fatal ? fail(RLOG_EFATAL, "%s", log->pub_fatal_msg) : fail(RLOG_ECLOSED, "log is closing");
+        return fatal ? fail_stopped(log, "") : fail(RLOG_ECLOSED, "log is closing");
     }
     op->next = NULL;
     if (log->inbox_tail)
@@ -317,8 +328,12 @@ int rlog_close(rlog *log)
     uv_thread_join(&log->thread);
     rl_subs_end_all(log); /* they see RLOG_ECLOSED and stop */
     int fatal = log->pub_fatal;
+    if (fatal) {
+        fail_stopped(log, ""); /* the stop's cause, whatever rv was */
+        rv = fatal;
+    }
     free_log(log);
-    return fatal ? fatal : rv;
+    return rv;
 }
 
 /* Copies the records into a new append op, after checking them. */
@@ -347,8 +362,8 @@ static int make_append(rlog *log, const struct rlog_buf *recs, unsigned n, struc
     char addr[64];
     snprintf(addr, sizeof addr, "%s", log->pub_leader_addr);
     pthread_mutex_unlock(&log->mu);
-    if (fatal)
-        return fail(RLOG_EFATAL, "%s", log->pub_fatal_msg);
+    if (fatal) /* before the role: a failed node is no one's to ask */
+        return fail_stopped(log, "append refused, nothing appended: this node failed stop: ");
     if (role != RLOG_ROLE_LEADER) {
         if (leader)
             return fail(RLOG_ENOTLEADER, "not the leader; leader is %" PRIu64 " at %s", leader, addr);
@@ -424,13 +439,15 @@ int rlog_append(rlog *log, const void *rec, size_t len, uint64_t *offset)
 }
 
 /* What a host thread may read at `offset` without the loop thread: false
- * when only the loop can answer (closing, failed, or trimmed there); else
- * *visible is the published commit point. */
-static bool published_readable(rlog *log, uint64_t offset, uint64_t *visible)
+ * when only the loop can answer (closing, or trimmed there); else *visible
+ * is the published commit point and *failed whether the node failed stop
+ * (then that point moves no more). */
+static bool published_readable(rlog *log, uint64_t offset, uint64_t *visible, bool *failed)
 {
     pthread_mutex_lock(&log->mu);
-    bool ok = log->accepting && !log->pub_fatal && offset >= log->pub_trim_offset;
+    bool ok = log->accepting && offset >= log->pub_trim_offset;
     *visible = log->pub_visible_offset;
+    *failed = log->pub_fatal != 0;
     pthread_mutex_unlock(&log->mu);
     return ok;
 }
@@ -440,7 +457,8 @@ static bool published_readable(rlog *log, uint64_t offset, uint64_t *visible)
 static int read_here(rlog *log, uint64_t offset, void **buf, size_t *len)
 {
     uint64_t visible;
-    if (!published_readable(log, offset, &visible) || offset >= visible)
+    bool failed;
+    if (!published_readable(log, offset, &visible, &failed) || offset >= visible)
         return 1; /* the loop thread says why */
     int rv = rl_cache_read(&log->cache, offset, visible, buf, len);
     return rv == RLOG_ENOMEM ? fail(rv, "out of memory") : rv;
@@ -548,12 +566,13 @@ int rlog_iter_open(rlog *log, uint64_t from, uint64_t to, rlog_iter **out)
  * those are in the read cache; two thread wake-ups would cost more than the
  * copy. Returns 0 with a new chunk, an error (RLOG_ENOTFOUND: nothing
  * committed at it->next yet), or 1: ask the loop thread (not cached, or a
- * state it explains better: closing, failed). */
+ * state it explains better: closing, trimmed, past a failed stop). */
 static int iter_load_here(rlog_iter *it)
 {
     rlog *log = it->log;
     uint64_t visible;
-    if (!published_readable(log, it->next, &visible))
+    bool failed;
+    if (!published_readable(log, it->next, &visible, &failed) || (failed && it->next >= visible))
         return 1; /* the loop thread says why */
     if (it->next >= visible)
         return fail(RLOG_ENOTFOUND, "offset %" PRIu64 " is not committed (committed: %" PRIu64
@@ -670,8 +689,10 @@ int rl_iter_wait_stop(rlog_iter *it, int timeout_ms, const bool *stop)
     if (rv == RLOG_ETIMEOUT)
         return fail(rv, "no record committed at offset %" PRIu64 " within %d ms", it->next,
                     timeout_ms);
-    if (rv == RLOG_ECLOSED || rv == RLOG_EFATAL)
-        return fail(rv, "%s", rv == RLOG_EFATAL ? log->pub_fatal_msg : "log is closing");
+    if (rv == RLOG_EFATAL)
+        return fail_stopped(log, "nothing more will commit here: this node failed stop: ");
+    if (rv == RLOG_ECLOSED)
+        return fail(rv, "log is closing");
     return rv;
 }
 

@@ -84,13 +84,17 @@ static void not_leader_msg(struct rlog *log, char *buf, size_t len)
         snprintf(buf, len, "not the leader; no leader is known yet");
 }
 
+/* Fails appends that were never proposed: nothing of them is anywhere. */
 static void fail_list(struct rlog *log, struct rl_op **head, struct rl_op **tail, int status)
 {
     char msg[256];
     if (status == RLOG_ENOTLEADER)
         not_leader_msg(log, msg, sizeof msg);
+    else if (status == RLOG_EFATAL)
+        snprintf(msg, sizeof msg, "append refused, nothing appended: this node failed stop: %.180s",
+                 log->fatal_msg);
     else
-        snprintf(msg, sizeof msg, "%s", status == RLOG_EFATAL ? log->fatal_msg : rlog_strerror(status));
+        snprintf(msg, sizeof msg, "%s", rlog_strerror(status));
     while (*head) {
         struct rl_op *op = *head;
         *head = op->next;
@@ -117,12 +121,13 @@ static void ifl_settle_head(struct rlog *log, int status, uint64_t offset)
         log->ifl_tail = NULL;
     log->n_inflight--;
     char msg[256] = "";
-    if (status == RLOG_ENOTLEADER && log->fatal) {
+    if (status == RLOG_ENOTLEADER && log->fatal)
         status = RLOG_EFATAL; /* the real reason leadership went */
-        snprintf(msg, sizeof msg, "%s", log->fatal_msg);
-    } else if (status == RLOG_ENOTLEADER) {
+    if (status == RLOG_EFATAL)
+        snprintf(msg, sizeof msg, "%.160s; the node failed stop with these records proposed: "
+                 "they may or may not be in the log", log->fatal_msg);
+    else if (status == RLOG_ENOTLEADER)
         not_leader_msg(log, msg, sizeof msg);
-    }
     uint64_t off = offset;
     while (f->ops) {
         struct rl_op *op = f->ops;
@@ -138,14 +143,14 @@ static void ifl_settle_head(struct rlog *log, int status, uint64_t offset)
     ifl_free_if_done(f);
 }
 
-static void hook_on_fatal(void *arg, int code, const char *msg);
-
 static void store_trim_done(struct rl_store_req *req, int status)
 {
     struct rlog *log = req->data;
     free(req);
+    /* The store is fatal now; the backend must stop too, or raft would go
+     * on voting and leading over a store that refuses every write. */
     if (status != 0 && status != RLOG_ECANCELED)
-        hook_on_fatal(log, status, rl_store_errmsg(log->store));
+        rl_io_fail_stop(&log->io, status, "trim");
 }
 
 /* Makes the store drop what retention allows: records before trim_offset,
@@ -229,7 +234,9 @@ static void fence_published(struct rlog *log)
 
 static void fence_update(struct rlog *log)
 {
-    if (!log->raft_started || log->raft_closed || log->fence.n == 0)
+    /* After a failed stop the fence stays where it was: readers get what
+     * was committed then, and no more. */
+    if (!log->raft_started || log->raft_closed || log->fence.n == 0 || log->fatal)
         return;
     uint64_t commit = log->raft.commit_index, term = log->raft.current_term;
     uint64_t durable = rl_store_last_index(log->store);
@@ -259,7 +266,7 @@ static void fence_update(struct rlog *log)
 static void hook_on_commit(void *arg, uint64_t index, uint64_t entry_term)
 {
     struct rlog *log = arg;
-    if (!log->raft_started || log->raft_closed || log->raft.state == RAFT_LEADER)
+    if (!log->raft_started || log->raft_closed || log->raft.state == RAFT_LEADER || log->fatal)
         return;
     if (rl_fence_notice(&log->fence, index, entry_term, rl_store_last_index(log->store),
                         entry_shown, log) > 0)
@@ -420,10 +427,11 @@ static void publish(struct rlog *log)
 {
     raft_id id = 0;
     const char *addr = NULL;
-    if (log->raft_started && !log->raft_closed)
+    bool taking_part = log->raft_started && !log->raft_closed && !log->fatal;
+    if (taking_part)
         raft_leader(&log->raft, &id, &addr);
     pthread_mutex_lock(&log->mu);
-    log->pub_role = log->raft_started && !log->raft_closed ? log->raft.state : RAFT_UNAVAILABLE;
+    log->pub_role = taking_part ? log->raft.state : RAFT_UNAVAILABLE;
     log->pub_leader_id = id;
     snprintf(log->pub_leader_addr, sizeof log->pub_leader_addr, "%s", addr ? addr : "");
     log->pub_fatal = log->fatal;
@@ -441,8 +449,8 @@ static void barrier_cb(struct raft_barrier *req, int status)
 static void hook_after_event(void *arg)
 {
     struct rlog *log = arg;
-    if (!log->raft_started || log->raft_closed)
-        return;
+    if (!log->raft_started || log->raft_closed || log->fatal)
+        return; /* failed: nothing to re-evaluate (settle_fail_stop) */
     int role = log->raft.state;
     raft_id leader = 0;
     const char *addr = NULL;
@@ -511,17 +519,53 @@ static void hook_on_reset(void *arg, uint64_t index, uint64_t offset)
         fence_published(log);
 }
 
+/* The backend failed stop (lib/raftio: it drops every later message and
+ * tick, so raft stays in memory but hears nothing and starts nothing more,
+ * and nothing it does can ask the store to write). From here the node
+ * refuses work and serves what was committed. The rest of the stop runs
+ * from the loop's next turn (settle_fail_stop), outside whatever libraft or
+ * store call is reporting this. */
 static void hook_on_fatal(void *arg, int code, const char *msg)
 {
     struct rlog *log = arg;
-    if (log->fatal)
+    /* The store cancels the appends still queued when it closes, and the
+     * backend reports those like failures; closing is no storage error. */
+    if (log->fatal || (code == RLOG_ECANCELED && log->raft_closing))
         return;
-    log->fatal = code;
-    snprintf(log->fatal_msg, sizeof log->fatal_msg, "storage failure: %s", msg);
+    log->fatal = code ? code : RLOG_EIO;
+    snprintf(log->fatal_msg, sizeof log->fatal_msg, "storage failure: %s",
+             msg && msg[0] ? msg : rlog_strerror(log->fatal));
+    log->stop_term = log->raft_started ? log->raft.current_term : rl_store_term(log->store);
     publish(log);
     pthread_mutex_lock(&log->mu);
-    pthread_cond_broadcast(&log->visible_cv);
+    pthread_cond_broadcast(&log->visible_cv); /* waiters past the commit point learn it */
     pthread_mutex_unlock(&log->mu);
+    if (log->raft_started)
+        uv_async_send(&log->wake); /* else start() sends it once wake exists */
+}
+
+/* What a failed stop leaves to settle, once: appends never proposed are
+ * refused (fail_list), those proposed are in doubt (a follower may hold
+ * them and the next leader commit them), a membership change in flight is
+ * abandoned the same way, and the host hears why (cfg.on_fatal). */
+static void settle_fail_stop(struct rlog *log)
+{
+    if (!log->fatal || log->stop_settled)
+        return;
+    log->stop_settled = true;
+    fail_list(log, &log->pend_head, &log->pend_tail, RLOG_EFATAL);
+    fail_list(log, &log->open_head, &log->open_tail, RLOG_EFATAL);
+    while (log->ifl_head)
+        ifl_settle_head(log, RLOG_EFATAL, 0);
+    if (log->member_op) {
+        struct rl_op *op = log->member_op;
+        log->member_op = NULL;
+        char msg[256];
+        snprintf(msg, sizeof msg, "%.180s; the change may or may not take effect", log->fatal_msg);
+        op_fail(log, op, RLOG_EFATAL, msg);
+    }
+    if (log->cfg.on_fatal)
+        log->cfg.on_fatal(log->cfg.on_fatal_arg, log->fatal, log->fatal_msg);
 }
 
 static uint64_t hook_visible_index(void *arg)
@@ -601,14 +645,21 @@ static uint64_t first_offset(struct rlog *log)
 /* Why a read of `offset` cannot be served now, or 0. */
 static int readable(struct rlog *log, uint64_t offset, char *msg, size_t msglen)
 {
-    if (log->fatal || !log->store) {
-        snprintf(msg, msglen, "%s", log->fatal ? log->fatal_msg : "log is closing");
-        return log->fatal ? RLOG_EFATAL : RLOG_ECLOSED;
+    if (!log->store) {
+        snprintf(msg, msglen, "log is closing");
+        return RLOG_ECLOSED;
     }
     if (offset < first_offset(log)) {
         snprintf(msg, msglen, "offset %" PRIu64 " was trimmed; the log starts at %" PRIu64,
                  offset, first_offset(log));
         return RLOG_ETRIMMED;
+    }
+    if (offset >= log->fence.visible_offset && log->fatal) {
+        /* Not "not yet": this node will learn of no further commit. */
+        snprintf(msg, msglen, "offset %" PRIu64 " is past the %" PRIu64 " records committed "
+                 "before this node failed stop: %.150s", offset, log->fence.visible_offset,
+                 log->fatal_msg);
+        return RLOG_EFATAL;
     }
     if (offset >= log->fence.visible_offset) {
         snprintf(msg, msglen, "offset %" PRIu64 " is not committed (committed: %" PRIu64 " records)",
@@ -698,12 +749,16 @@ static void do_status(struct rlog *log, struct rl_op *op)
     st->commit_offset = log->fence.visible_offset;
     st->commit_index = log->fence.visible_index;
     rl_cache_stats(&log->cache, &st->cache_bytes, &st->cache_hits, &st->cache_misses);
-    if (log->store) { /* gone once a failed node has stopped */
+    if (log->store) { /* gone once closing has closed it */
         st->first_offset = first_offset(log);
         st->last_offset = rl_store_next_offset(log->store);
         st->last_index = rl_store_last_index(log->store);
     }
-    if (log->raft_started && !log->raft_closed) {
+    if (log->fatal) {
+        /* Out of the cluster: role unavailable, no leader or peers. */
+        st->term = log->stop_term;
+        snprintf(st->fatal_msg, sizeof st->fatal_msg, "%s", log->fatal_msg);
+    } else if (log->raft_started && !log->raft_closed) {
         st->role = log->raft.state;
         st->term = log->raft.current_term;
         raft_id id = 0;
@@ -788,7 +843,8 @@ static void raft_closed_cb(struct raft *r)
         uv_close((uv_handle_t *)&log->wake, NULL);
         struct rl_op *op = log->close_op;
         log->close_op = NULL;
-        op->status = log->fatal;
+        op->status = log->fatal; /* the host learns of the stop here too */
+        snprintf(op->errmsg, sizeof op->errmsg, "%s", log->fatal_msg);
         rl_op_finish(log, op);
     }
 }
@@ -968,6 +1024,7 @@ static void do_member(struct rlog *log, struct rl_op *op)
 static void wake_cb(uv_async_t *a)
 {
     struct rlog *log = a->data;
+    settle_fail_stop(log); /* first: a close queued meanwhile finds it done */
     pthread_mutex_lock(&log->mu);
     struct rl_op *ops = log->inbox_head;
     log->inbox_head = log->inbox_tail = NULL;
@@ -1004,13 +1061,8 @@ static void wake_cb(uv_async_t *a)
             break;
         }
     }
-    if (!log->raft_closing) {
-        if (log->fatal && log->raft_started) {
-            begin_raft_close(log); /* fail-stop: leave the cluster */
-            publish(log);
-        }
+    if (!log->raft_closing)
         pump(log);
-    }
 }
 
 /* ---- startup ---------------------------------------------------------------------- */
@@ -1169,6 +1221,8 @@ static int start(struct rlog *log)
     log->pub_visible_offset = log->fence.visible_offset;
     log->trim_snap = rl_io_snapshot_index(&log->io);
     publish(log);
+    if (log->fatal)
+        uv_async_send(&log->wake); /* failed while starting: settle it */
     return 0;
 }
 

@@ -135,8 +135,16 @@ struct rlog {
     uint64_t last_leader;
     struct raft_barrier barrier;
     bool barrier_pending;
+    /* Failed stop (a storage error): the cause, the term the node had, and
+     * whether the stop's consequences (failed appends, the host's on_fatal)
+     * have been dealt with. Raft stays in memory, but lib/raftio drops
+     * every message and tick once failed, so it hears nothing and starts
+     * nothing more; the store stays open to serve what was committed until
+     * rlog_close. */
     int fatal;
     char fatal_msg[256];
+    uint64_t stop_term;
+    bool stop_settled;
     bool crash_close;           /* stepped mode: close as if killed, no hand-off */
 };
 

@@ -479,6 +479,12 @@ static int fail_stop(struct io *io, int code, const char *what)
     return RAFT_IOERR;
 }
 
+void rl_io_fail_stop(struct raft_io *rio, int code, const char *what)
+{
+    if (rio->impl)
+        fail_stop(rio->impl, code, what);
+}
+
 static int io_set_term(struct raft_io *rio, raft_term term)
 {
     struct io *io = rio->impl;

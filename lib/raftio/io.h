@@ -71,6 +71,9 @@ bool rl_io_catchup(struct raft_io *io, uint64_t *next, uint64_t *target);
  * are what a restart hands back to libraft, so the store may drop entries
  * up to it, never beyond. */
 uint64_t rl_io_snapshot_index(struct raft_io *io);
+/* The node found its store failed (a retention job): the backend stops as
+ * for a failure of its own (drops every later event, calls on_fatal). */
+void rl_io_fail_stop(struct raft_io *io, int code, const char *what);
 /* Records a COMMAND payload carries, or 0 if it is not a valid batch. */
 uint32_t rl_io_batch_records(const void *buf, size_t len);
 

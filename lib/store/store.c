@@ -650,11 +650,14 @@ int rl_store_reset(struct rl_store *s, struct rl_store_req *req, uint64_t index,
 
 /* ---- reads ----------------------------------------------------------------- */
 
+/* Reads go on after the fatal latch: it stops writes building on a page
+ * cache that a failed fdatasync left untrustworthy, but the entries up to
+ * the durable end were synced before the failure, and every frame read is
+ * checked against its checksum anyway. A node that failed stop serves its
+ * committed records from here until it closes. */
 int rl_store_read(struct rl_store *s, uint64_t index, struct rl_store_entry *out)
 {
     memset(out, 0, sizeof *out);
-    if (s->fatal)
-        return RLOG_EFATAL;
     if (index < s->first_index)
         return rl_store_fail(s, RLOG_ETRIMMED, "entry %" PRIu64 " is before the first entry %" PRIu64,
                              index, s->first_index);
@@ -675,8 +678,6 @@ int rl_store_read(struct rl_store *s, uint64_t index, struct rl_store_entry *out
 int rl_store_read_offset(struct rl_store *s, uint64_t offset, struct rl_store_entry *out)
 {
     memset(out, 0, sizeof *out);
-    if (s->fatal)
-        return RLOG_EFATAL;
     if (offset < s->first_offset)
         return rl_store_fail(s, RLOG_ETRIMMED,
                              "record %" PRIu64 " is before the first record %" PRIu64, offset,

@@ -29,7 +29,9 @@
  * with status 0 means the data is durable.
  *
  * Failure: after a failed write or fdatasync the store latches fatal; every
- * later call returns RLOG_EFATAL and rl_store_errmsg() names the first cause.
+ * later append, truncate, trim, reset and term/vote update returns
+ * RLOG_EFATAL and rl_store_errmsg() names the first cause. Reads of the
+ * entries durable before the failure still work (checksummed as always).
  * Queued requests then fail with RLOG_EFATAL, still in order: one whose job
  * had started completes only when that job has (so it may be freed in its
  * callback), and the ones behind it follow.
@@ -149,11 +151,11 @@ int rl_store_trim_records(struct rl_store *s, struct rl_store_req *req, uint64_t
 int rl_store_reset(struct rl_store *s, struct rl_store_req *req, uint64_t index,
                    uint64_t offset, rl_store_cb cb);
 
-/* Reads the durable entry at `index` / the entry holding record `offset`.
- * On success out->buf is malloc'd (caller frees; NULL if len == 0).
- * Errors: RLOG_ENOTFOUND (beyond the durable end), RLOG_ETRIMMED (before the
- * first index/offset), RLOG_ECORRUPT (checksum; errmsg names file and byte),
- * RLOG_EIO, RLOG_EFATAL. */
+/* Reads the durable entry at `index` / the entry holding record `offset`,
+ * also after the store latched fatal. On success out->buf is malloc'd
+ * (caller frees; NULL if len == 0). Errors: RLOG_ENOTFOUND (beyond the
+ * durable end), RLOG_ETRIMMED (before the first index/offset),
+ * RLOG_ECORRUPT (checksum; errmsg names file and byte), RLOG_EIO. */
 int rl_store_read(struct rl_store *s, uint64_t index, struct rl_store_entry *out);
 int rl_store_read_offset(struct rl_store *s, uint64_t offset,
                          struct rl_store_entry *out);

@@ -7,7 +7,9 @@
 # Environment: RLOGCTL (default build/examples/rlogctl), WAIT (seconds per
 # wait, default 20), TEST_LIMIT (seconds for the whole test, default 180),
 # KEEP=1 keeps the directory (it is always kept, and its logs' tails printed,
-# when a check failed).
+# when a check failed). A test that defines a function test_cleanup has it
+# called on exit once its processes are gone, before the directory goes
+# (to unmount what it mounted there).
 set -u
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -50,6 +52,7 @@ cleanup() {
         done
         wait
     } 2>/dev/null
+    if declare -F test_cleanup >/dev/null; then test_cleanup 2>/dev/null; fi
     if [ "$FINISHED" = 0 ]; then
         not_ok "$TEST_NAME ended early (exit $rc)"
         echo "$PASS passed, $FAIL failed"
