@@ -103,6 +103,17 @@ struct append_req {
     struct append_req *below; /* the failed stack */
 };
 
+/* A conflicting suffix libraft will not give up (fetch.inc, rewind). */
+struct rewind {
+    bool asked;                 /* a request is out */
+    uint64_t source, term;      /* the leader asked, and its term */
+    uint64_t prev, prev_term;   /* the AppendEntries will follow this entry */
+    uint64_t to;                /* the snapshot's index */
+    uint64_t end, end_term;     /* the last entry handed to libraft, and its term */
+    uint64_t asked_ms;
+    unsigned long count;
+};
+
 struct io {
     struct raft_io *rio;
     uv_loop_t *loop;
@@ -151,6 +162,7 @@ struct io {
     uint64_t snap_source_id;       /* sender of the last InstallSnapshot */
     char snap_source_addr[256];
     struct fetch *fetch;           /* catch-up in progress, or NULL */
+    struct rewind rewind;          /* see fetch.inc, rewind_start */
     struct fetch *reset_fetch;     /* the fetch whose reset descriptor is being written */
     /* Descriptor writes, one at a time (they share SNAPSHOT.tmp). */
     struct snap_put *snap_head, *snap_tail;
@@ -1334,6 +1346,37 @@ static void in_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 /* One complete frame: decode and hand to libraft (or hold it back). */
+/* libraft 0.15 keeps a window of entries before its snapshot and knows
+ * no term below it: an AppendEntries whose prev_log_index lies below the
+ * window is rejected, and the leader probes further down, never up. A
+ * follower whose own snapshot is past the leader's then never matches (the
+ * leader also takes its "I have a newer snapshot" answer as a match at the
+ * leader's snapshot index; found by the simulator, random seed 85707030).
+ * Everything up to our snapshot is committed, so the same as the leader's:
+ * such a message becomes a heartbeat at our snapshot, which matches, and
+ * the leader goes on from there. The message's own entries up to our
+ * snapshot must agree with it, or it is left to libraft. Returns true if
+ * the message was rewritten (its entries released). */
+static bool below_window(struct io *io, struct raft_message *msg, void *body, bool owned)
+{
+    struct raft_append_entries *ae = &msg->append_entries;
+    if (msg->type != RAFT_IO_APPEND_ENTRIES || !io->have_snap || ae->prev_log_index == 0 ||
+        ae->prev_log_index >= io->snap.index || ae->term < rl_store_term(io->store))
+        return false;
+    uint64_t at_snap = io->snap.index - ae->prev_log_index; /* 1-based position in entries */
+    if (at_snap <= ae->n_entries && ae->entries[at_snap - 1].term != io->snap.term)
+        return false;
+    uint64_t local;
+    if (entry_term(io, ae->prev_log_index, &local) && local != ae->prev_log_term)
+        return false; /* a committed entry disagrees: not ours to paper over */
+    rl_wire_message_release(msg, body, owned);
+    if (!owned)
+        raft_free(body);
+    ae->prev_log_index = io->snap.index;
+    ae->prev_log_term = io->snap.term;
+    return true;
+}
+
 static int in_frame(struct in_conn *c)
 {
     struct io *io = c->io;
@@ -1361,6 +1404,16 @@ static int in_frame(struct in_conn *c)
         raft_free(body);
         return 0;
     }
+    if (msg.type == RL_WIRE_FETCH_RESPONSE && rewind_answer(io, &msg)) {
+        deliver(io, &msg, body, owned);
+        return 0;
+    }
+    if (msg.type == RAFT_IO_INSTALL_SNAPSHOT && rewind_start(io, &msg, c->address)) {
+        rl_wire_message_release(&msg, body, owned);
+        if (!owned)
+            raft_free(body);
+        return 0;
+    }
     if (msg.type == RL_WIRE_FETCH_REQUEST || msg.type == RL_WIRE_FETCH_RESPONSE) {
         fetch_recv(io, &msg, c->address);
         rl_wire_message_release(&msg, body, owned);
@@ -1371,6 +1424,10 @@ static int in_frame(struct in_conn *c)
     if (msg.type == RAFT_IO_INSTALL_SNAPSHOT) {
         io->snap_source_id = c->id;
         snprintf(io->snap_source_addr, sizeof io->snap_source_addr, "%s", c->address);
+    }
+    if (below_window(io, &msg, body, owned)) {
+        deliver(io, &msg, NULL, false);
+        return 0;
     }
     if ((msg.type == RAFT_IO_REQUEST_VOTE || msg.type == RAFT_IO_TIMEOUT_NOW) &&
         (must_hold(io, msg.type) || io->held_head)) {
