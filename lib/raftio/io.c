@@ -544,7 +544,9 @@ static void append_done(struct rl_store_req *sreq, int status)
     struct io *io = a->io;
     io->appends--;
     int rv = 0;
-    if (status != 0) {
+    if (status == RLOG_ECANCELED && io->closing) {
+        rv = RAFT_CANCELED; /* the store cancelled it at close: no failure */
+    } else if (status != 0) {
         /* Even a full disk (nothing written, store intact) stops the node:
          * libraft 0.15 keeps a failed entry in its memory and would carry
          * on past the gap. The cause shows as the fatal code. */
