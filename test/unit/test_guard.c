@@ -1,0 +1,139 @@
+/* The sender rules of lib/raftio/guard.c, one by one. */
+#include <check.h>
+#include <stdlib.h>
+
+#include "liblog.h"
+#include "raftio/guard.h"
+#include "wire/codec.h"
+
+static bool members_123(void *arg, uint64_t id)
+{
+    (void)arg;
+    return id >= 1 && id <= 3;
+}
+
+/* Node 1, term 5, leader 2. */
+static struct rl_guard_view view(void)
+{
+    return (struct rl_guard_view){.self = 1, .term = 5, .leader = 2, .is_member = members_123};
+}
+
+static struct raft_message ae(uint64_t from, uint64_t term)
+{
+    struct raft_message m = {.type = RAFT_IO_APPEND_ENTRIES, .server_id = from};
+    m.append_entries.term = term;
+    m.append_entries.prev_log_term = term;
+    return m;
+}
+
+static int check(const struct raft_message *m)
+{
+    struct rl_guard_view v = view();
+    const char *why = NULL;
+    int rv = rl_guard_check(&v, m, &why);
+    ck_assert(rv == 0 ? why == NULL : why != NULL);
+    return rv;
+}
+
+START_TEST(test_member_leader_passes)
+{
+    struct raft_message m = ae(2, 5);
+    ck_assert_int_eq(check(&m), 0);
+}
+END_TEST
+
+START_TEST(test_non_member_dropped)
+{
+    struct raft_message m = ae(9, 5);
+    ck_assert_int_eq(check(&m), RLOG_EPROTO);
+    m.type = RAFT_IO_REQUEST_VOTE;
+    m.request_vote.term = 6;
+    ck_assert_int_eq(check(&m), RLOG_EPROTO);
+}
+END_TEST
+
+START_TEST(test_self_or_zero_dropped)
+{
+    struct raft_message m = ae(1, 5);
+    ck_assert_int_eq(check(&m), RLOG_EPROTO);
+    m = ae(0, 5);
+    ck_assert_int_eq(check(&m), RLOG_EPROTO);
+}
+END_TEST
+
+START_TEST(test_second_leader_same_term_dropped)
+{
+    struct raft_message m = ae(3, 5);
+    ck_assert_int_eq(check(&m), RLOG_EPROTO);
+    m.type = RAFT_IO_INSTALL_SNAPSHOT;
+    m.install_snapshot.term = 5;
+    ck_assert_int_eq(check(&m), RLOG_EPROTO);
+    m = (struct raft_message){.type = RL_WIRE_COMMIT, .server_id = 3};
+    m.timeout_now.term = 5;
+    ck_assert_int_eq(check(&m), RLOG_EPROTO);
+    m.server_id = 2;
+    ck_assert_int_eq(check(&m), 0);
+}
+END_TEST
+
+START_TEST(test_other_terms_pass)
+{
+    struct raft_message m = ae(3, 6); /* a new leader */
+    ck_assert_int_eq(check(&m), 0);
+    m = ae(3, 4); /* a deposed one: libraft tells it the term */
+    ck_assert_int_eq(check(&m), 0);
+}
+END_TEST
+
+START_TEST(test_no_known_leader_passes)
+{
+    struct rl_guard_view v = view();
+    v.leader = 0;
+    struct raft_message m = ae(3, 5);
+    const char *why = NULL;
+    ck_assert_int_eq(rl_guard_check(&v, &m, &why), 0);
+}
+END_TEST
+
+START_TEST(test_wrapping_terms_dropped)
+{
+    struct raft_message m = ae(2, RL_GUARD_MAX_TERM + 1);
+    ck_assert_int_eq(check(&m), RLOG_EPROTO);
+    m = ae(2, 5);
+    m.append_entries.prev_log_term = UINT64_MAX;
+    ck_assert_int_eq(check(&m), RLOG_EPROTO);
+    m = (struct raft_message){.type = RAFT_IO_REQUEST_VOTE, .server_id = 3};
+    m.request_vote.term = UINT64_MAX;
+    ck_assert_int_eq(check(&m), RLOG_EPROTO);
+    m.request_vote.term = RL_GUARD_MAX_TERM;
+    ck_assert_int_eq(check(&m), 0);
+}
+END_TEST
+
+START_TEST(test_fetch_fields_are_not_terms)
+{
+    struct raft_message m = {.type = RL_WIRE_FETCH_REQUEST, .server_id = 3};
+    m.timeout_now.term = UINT64_MAX; /* an index here */
+    ck_assert_int_eq(check(&m), 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("guard");
+    TCase *tc = tcase_create("rules");
+    tcase_add_test(tc, test_member_leader_passes);
+    tcase_add_test(tc, test_non_member_dropped);
+    tcase_add_test(tc, test_self_or_zero_dropped);
+    tcase_add_test(tc, test_second_leader_same_term_dropped);
+    tcase_add_test(tc, test_other_terms_pass);
+    tcase_add_test(tc, test_no_known_leader_passes);
+    tcase_add_test(tc, test_wrapping_terms_dropped);
+    tcase_add_test(tc, test_fetch_fields_are_not_terms);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
