@@ -85,7 +85,7 @@ static struct {
     struct collect col[SIM_MAX_NODES];
     bool load_on, faults_on;
     unsigned long acked, failed, reads, read_errors, corrupt_seen, crashes;
-    unsigned long trims_ok, sub_jumps;
+    unsigned long trims_ok, sub_jumps, forged;
     uint64_t trim_acked;    /* the highest acknowledged trim point */
     uint64_t trim_ms_min, trim_ms_max; /* trimmer period; 0: no trims */
     char failure[512];
@@ -776,6 +776,71 @@ static const char *paused_verify(void)
                : NULL;
 }
 
+/* A member forges what only a leader sends (issue 11): libraft 0.15's
+ * crash frame (an AppendEntries at a higher term whose prev_log_index is 0,
+ * below the receiver's window: refsDecr on entries it never held),
+ * AppendEntries and commit notices at the receiver's term from a node that
+ * does not lead it, and commit notices past the receiver's log. No node may
+ * crash, and the checker's rules must hold. */
+static unsigned char forged_payload[8] = "forged!";
+
+static void forge_round(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    int l = leader_idx();
+    if (l >= 0) {
+        int f = (l + 1 + (int)sim_range(0, (uint64_t)W->n - 2)) % W->n;
+        int m = (f + 1) % W->n == l ? (f + 2) % W->n : (f + 1) % W->n;
+        struct sim_node *to = &W->nodes[f], *from = &W->nodes[m];
+        if (m != l && m != f && node_up(to) && node_up(from)) {
+            uint64_t term = to->log->raft.current_term;
+            uint64_t last = raft_last_index(&to->log->raft);
+            struct raft_entry e = {.term = term + 1, .type = RAFT_COMMAND,
+                                   .buf = {forged_payload, sizeof forged_payload}};
+            struct raft_message msg = {.server_id = from->id, .server_address = from->address};
+            switch (sim_range(0, 3)) {
+            case 0: /* the crash frame */
+                msg.type = RAFT_IO_APPEND_ENTRIES;
+                msg.append_entries = (struct raft_append_entries){
+                    .term = term + 1, .prev_log_index = 0, .prev_log_term = 0,
+                    .leader_commit = last + 100, .entries = &e, .n_entries = 1};
+                break;
+            case 1: /* entries at the receiver's term from a non-leader */
+                e.term = term;
+                msg.type = RAFT_IO_APPEND_ENTRIES;
+                msg.append_entries = (struct raft_append_entries){
+                    .term = term, .prev_log_index = last, .prev_log_term = term,
+                    .leader_commit = last + 1, .entries = &e, .n_entries = 1};
+                break;
+            default: /* a commit notice past the log, at this term or the next */
+                msg.type = RL_WIRE_COMMIT;
+                msg.timeout_now.term = term + sim_range(0, 1);
+                msg.timeout_now.last_log_index = last + sim_range(1, 50);
+                msg.timeout_now.last_log_term = term;
+                break;
+            }
+            if (world_inject(from, to, &msg)) {
+                H.forged++;
+                sim_log("n%d forges a type %d message to n%d", m + 1, (int)msg.type, f + 1);
+            }
+        }
+    }
+    sim_at(W->now + sim_range(200, 900) * SIM_MS, forge_round, NULL);
+}
+
+static void forge_setup(void)
+{
+    sim_at(W->now + 1500 * SIM_MS, forge_round, NULL);
+    sim_at(W->now + sim_range(300, 1500) * SIM_MS, fault_tick, NULL);
+}
+
+static const char *forge_verify(void)
+{
+    return H.forged == 0 ? "nothing was forged" : NULL;
+}
+
 static const struct scenario scenarios[] = {
     {"random", 3, 12000, 2500, random_setup, NULL},
     {"random5", 5, 12000, 2500, random_setup, NULL},
@@ -786,6 +851,7 @@ static const struct scenario scenarios[] = {
     {"bitflip", 3, 8000, 0, bitflip_setup, bitflip_verify},
     {"retention", 3, 16000, 400, retention_setup, retention_verify},
     {"paused-leader-catchup", 3, 40000, 0, paused_setup, paused_verify},
+    {"member-forgery", 3, 12000, 2500, forge_setup, forge_verify},
 };
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 

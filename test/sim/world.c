@@ -557,6 +557,57 @@ static void connect_attempt(void *arg)
     free(p);
 }
 
+/* A connection to `to` on which the world speaks as `from` (whose own
+ * loop knows nothing of it): what a member's stolen identity, or a
+ * misbehaving member, can open. Its far end is a socket nobody reads. */
+static void forger_connect(struct sim_node *from, struct sim_node *to)
+{
+    int sv[2];
+    if (!accepting(to, to->incarnation) || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        return;
+    fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->end[0] = from;
+    c->end[1] = to;
+    c->inc[0] = from->incarnation;
+    c->inc[1] = to->incarnation;
+    c->fd[0] = sv[0]; /* sv[1] stays open and unread: replies pile up there */
+    uv_stream_t *sb = make_stream(to, &c->fd[1]);
+    c->next = conns;
+    conns = c;
+    node_enter(to);
+    ((raft_uv_accept_cb)to->accept_cb)(to->transport, from->id, from->address, sb);
+    node_leave();
+}
+
+bool world_inject(struct sim_node *from, struct sim_node *to, const struct raft_message *m)
+{
+    bool found = false;
+    for (struct conn *c = conns; c && !found; c = c->next)
+        found = !c->dead && ((c->end[0] == to && c->end[1] == from) ||
+                             (c->end[1] == to && c->end[0] == from));
+    if (!found)
+        forger_connect(from, to);
+    for (struct conn *c = conns; c; c = c->next) {
+        if (c->dead)
+            continue;
+        int t = c->end[0] == to && c->end[1] == from ? 0 : c->end[1] == to && c->end[0] == from ? 1 : -1;
+        if (t < 0)
+            continue;
+        struct rl_wire_out out;
+        if (rl_wire_encode(m, from->id, &out) != 0)
+            return false;
+        for (unsigned i = 0; i < out.n_iov; i++)
+            buf_add(&c->tx[t], out.iov[i].base, out.iov[i].len);
+        rl_wire_out_free(&out);
+        conn_flush(c, t);
+        return true;
+    }
+    return false;
+}
+
 static int st_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
                       const char *address, raft_uv_connect_cb cb)
 {

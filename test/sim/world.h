@@ -18,6 +18,7 @@
 
 #include "fs/fs.h"
 #include "node/node.h"
+#include "wire/codec.h"
 
 #define SIM_MAX_NODES 5
 #define SIM_MS 1000000ull /* nanoseconds */
@@ -100,6 +101,9 @@ void net_calm(void);
 /* Acts for node n (its disk domain and clock) until node_leave. */
 void node_enter(struct sim_node *n);
 void node_leave(void);
+/* Writes m, as a frame from `from`, into a live connection between the two
+ * (a forgery: `from` itself never sent it). False if there is none. */
+bool world_inject(struct sim_node *from, struct sim_node *to, const struct raft_message *m);
 /* Severs every connection from or to n (links stay as they are). */
 void net_sever(struct sim_node *n);
 
