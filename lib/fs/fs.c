@@ -547,3 +547,23 @@ int rl_fs_fsync_dir(const char *dir)
     close(fd);
     return rv;
 }
+
+int rl_fs_replace(const char *dir, const char *name, const void *buf, size_t len)
+{
+    char tmp[4200], path[4200];
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd, rv = rl_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd);
+    if (rv != 0)
+        return rv;
+    rv = rl_fs_pwrite(fd, buf, len, 0);
+    if (rv == 0)
+        rv = rl_fs_fdatasync(fd);
+    rl_fs_close(fd);
+    if (rv == 0)
+        rv = rl_fs_rename(tmp, path);
+    /* The rename is durable only once the directory is. */
+    if (rv == 0)
+        rv = rl_fs_fsync_dir(dir);
+    return rv;
+}
