@@ -22,6 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "liblog.h"
+
 struct undo {
     struct undo *prev;
     dev_t dev;
@@ -566,4 +568,19 @@ int rl_fs_replace(const char *dir, const char *name, const void *buf, size_t len
     if (rv == 0)
         rv = rl_fs_fsync_dir(dir);
     return rv;
+}
+
+int rl_errno_to_rlog(int neg_errno)
+{
+    switch (-neg_errno) {
+    case 0:
+        return 0;
+    case ENOSPC:
+    case EDQUOT:
+        return RLOG_ENOSPC;
+    case ENOMEM:
+        return RLOG_ENOMEM;
+    default:
+        return RLOG_EIO;
+    }
 }
