@@ -3,7 +3,7 @@
  * built on it.
  *
  *   rlogctl node   --id N --data DIR --cluster 1=HOST:PORT,2=...  [--address HOST:PORT]
- *                  [--control PATH] [--join] [-v]
+ *                  [--cluster-name NAME] [--control PATH] [--join] [-v]
  *   rlogctl append --control PATH [--json] [RECORD...]     (stdin lines when no RECORD)
  *   rlogctl read   --control PATH [--json] OFFSET | FROM-TO | FROM-
  *   rlogctl tail   --control PATH [--json] [--from OFFSET | --from-end] [--count N]
@@ -1338,6 +1338,9 @@ static void usage_node(FILE *f)
             "  --data DIR           data directory (created if missing; one node per dir)\n"
             "  --cluster LIST       the initial cluster, e.g.\n"
             "                       1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
+            "  --cluster-name NAME  the cluster's name, recorded in a new data directory and\n"
+            "                       required to match later (default: a name derived from\n"
+            "                       --cluster; a directory always refuses another --id)\n"
             "  --join               this node is being added to a running cluster: it does\n"
             "                       not bootstrap, and waits for the leader's `add-node`;\n"
             "                       --cluster lists the cluster including this node\n"
@@ -1369,9 +1372,11 @@ static int cmd_node(int argc, char **argv)
         {"snapshot-threshold", required_argument, NULL, 'T'},
         {"snapshot-trailing", required_argument, NULL, 'L'},
         {"join", no_argument, NULL, 'J'},
+        {"cluster-name", required_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *id_s = NULL, *address = NULL, *data = NULL, *cluster = NULL, *control = NULL;
+    const char *cluster_name = NULL;
     uint64_t election = 0, heartbeat = 0, segment_size = 0, snap_threshold = 0, snap_trailing = 0;
     uint64_t cache_bytes = UINT64_MAX; /* 0 is a valid size: no cache */
     int verbose = 0, join = 0, c;
@@ -1382,6 +1387,7 @@ static int cmd_node(int argc, char **argv)
         case 'a': address = optarg; break;
         case 'd': data = optarg; break;
         case 'c': cluster = optarg; break;
+        case 'N': cluster_name = optarg; break;
         case 'C': control = optarg; break;
         case 'e':
         case 'b': {
@@ -1520,6 +1526,7 @@ static int cmd_node(int argc, char **argv)
     cfg.peers = peers;
     cfg.n_peers = n_peers;
     cfg.join = join;
+    cfg.cluster_name = cluster_name;
     if (election)
         cfg.election_timeout_ms = (unsigned)election;
     if (heartbeat)

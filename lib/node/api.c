@@ -12,6 +12,7 @@
 #include <time.h>
 #include <string.h>
 
+#include "node/identity.h"
 #include "node/node.h"
 #include "store/format.h"
 #include "store/store.h"
@@ -86,6 +87,19 @@ static bool valid_address(const char *a, char *host, size_t hostlen)
     return true;
 }
 
+/* A cluster name is one token of the IDENTITY file: printable ASCII, no
+ * spaces. "" means no name, like NULL. */
+static bool valid_cluster_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n > RL_CLUSTER_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (name[i] <= ' ' || name[i] > '~')
+            return false;
+    return true;
+}
+
 static int validate(const struct rlog_config *c, char *err, size_t errlen)
 {
 #define BAD(...) (snprintf(err, errlen, __VA_ARGS__), RLOG_EINVAL)
@@ -150,6 +164,9 @@ static int validate(const struct rlog_config *c, char *err, size_t errlen)
     if (c->snapshot_threshold < 4 || c->snapshot_trailing < 4)
         return BAD("config.snapshot_threshold (%u) and snapshot_trailing (%u) must be >= 4",
                    c->snapshot_threshold, c->snapshot_trailing);
+    if (c->cluster_name && !valid_cluster_name(c->cluster_name))
+        return BAD("config.cluster_name \"%.80s\" must be 1 to %d printable ASCII characters "
+                   "without spaces", c->cluster_name, RL_CLUSTER_NAME_MAX);
     return 0;
 #undef BAD
 }
@@ -161,6 +178,7 @@ static void free_log(rlog *log)
     free(log->peers);
     free(log->address);
     free(log->data_dir);
+    free(log->cluster_name);
     rl_fence_free(&log->fence);
     rl_cache_free(&log->cache);
     pthread_mutex_destroy(&log->mu);
@@ -191,6 +209,8 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
         pthread_cond_init(&log->open_cv, NULL);
         pthread_cond_init(&log->visible_cv, NULL);
         bool ok = log->address && log->data_dir && log->peers;
+        if (ok && cfg->cluster_name)
+            ok = (log->cluster_name = strdup(cfg->cluster_name)) != NULL;
         for (unsigned i = 0; ok && i < cfg->n_peers; i++) {
             log->peers[i].id = cfg->peers[i].id;
             ok = (log->peers[i].address = strdup(cfg->peers[i].address)) != NULL;
@@ -198,6 +218,7 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
         log->cfg.address = log->address;
         log->cfg.data_dir = log->data_dir;
         log->cfg.peers = log->peers;
+        log->cfg.cluster_name = log->cluster_name;
         if (!ok)
             rv = RLOG_ENOMEM;
     }
