@@ -69,22 +69,39 @@ void rlog_config_init(struct rlog_config *cfg)
     cfg->snapshot_trailing = 256;
 }
 
-/* "host:port" with a non-empty host and a port in 1..65535. */
-static bool valid_address(const char *a, char *host, size_t hostlen)
+enum { ADDR_OK, ADDR_SYNTAX, ADDR_PORT_RANGE };
+
+/* "host:port" with a non-empty host and a decimal port in 1..65535: ADDR_OK
+ * (the host is copied out), ADDR_SYNTAX, or ADDR_PORT_RANGE (a number, but
+ * not a port: worth its own message). */
+static int check_address(const char *a, char *host, size_t hostlen)
 {
     if (!a || !*a || strlen(a) >= 64)
-        return false;
+        return ADDR_SYNTAX;
     const char *colon = strrchr(a, ':');
     if (!colon || colon == a || (size_t)(colon - a) >= hostlen)
-        return false;
-    char *end;
+        return ADDR_SYNTAX;
+    const char *digits = colon + 1;
+    if (!*digits || strspn(digits, "0123456789") != strlen(digits))
+        return ADDR_SYNTAX;
     errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || end == colon + 1 || errno || port < 1 || port > 65535)
-        return false;
+    unsigned long port = strtoul(digits, NULL, 10);
+    if (errno || port < 1 || port > 65535)
+        return ADDR_PORT_RANGE;
     memcpy(host, a, (size_t)(colon - a));
     host[colon - a] = '\0';
-    return true;
+    return ADDR_OK;
+}
+
+/* The message for a bad address in `field`; RLOG_EINVAL. */
+static int bad_address(char *err, size_t errlen, const char *field, const char *a, int problem)
+{
+    if (problem == ADDR_PORT_RANGE)
+        snprintf(err, errlen, "%s \"%s\": port %s is out of range (1..65535)", field, a,
+                 strrchr(a, ':') + 1);
+    else
+        snprintf(err, errlen, "%s \"%s\" is not HOST:PORT", field, a ? a : "(null)");
+    return RLOG_EINVAL;
 }
 
 /* A cluster name is one token of the IDENTITY file: printable ASCII, no
@@ -110,8 +127,9 @@ static int validate(const struct rlog_config *c, char *err, size_t errlen)
         return BAD("config.id must be >= 1");
     if (!c->data_dir || !c->data_dir[0])
         return BAD("config.data_dir is required");
-    if (!valid_address(c->address, host, sizeof host))
-        return BAD("config.address \"%s\" is not HOST:PORT", c->address ? c->address : "(null)");
+    int problem = check_address(c->address, host, sizeof host);
+    if (problem != ADDR_OK)
+        return bad_address(err, errlen, "config.address", c->address, problem);
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
     int gai = getaddrinfo(host, NULL, &hints, &ai);
     if (gai != 0)
@@ -126,9 +144,11 @@ static int validate(const struct rlog_config *c, char *err, size_t errlen)
         const struct rlog_peer *p = &c->peers[i];
         if (p->id == 0)
             return BAD("config.peers[%u].id must be >= 1", i);
-        if (!valid_address(p->address, host, sizeof host))
-            return BAD("config.peers[%u].address \"%s\" is not HOST:PORT", i,
-                       p->address ? p->address : "(null)");
+        if ((problem = check_address(p->address, host, sizeof host)) != ADDR_OK) {
+            char field[48];
+            snprintf(field, sizeof field, "config.peers[%u].address", i);
+            return bad_address(err, errlen, field, p->address, problem);
+        }
         for (unsigned j = 0; j < i; j++) {
             if (c->peers[j].id == p->id)
                 return BAD("config.peers: duplicate id %" PRIu64, p->id);
@@ -507,8 +527,9 @@ static int member(rlog *log, int kind, uint64_t id, const char *address)
     char host[64];
     if (kind != RL_MEMBER_TRANSFER && id == 0)
         return fail(RLOG_EINVAL, "node id must be >= 1");
-    if (kind == RL_MEMBER_ADD && !valid_address(address, host, sizeof host))
-        return fail(RLOG_EINVAL, "address \"%s\" is not HOST:PORT", address ? address : "(null)");
+    int problem = kind == RL_MEMBER_ADD ? check_address(address, host, sizeof host) : ADDR_OK;
+    if (problem != ADDR_OK)
+        return bad_address(tls_err, sizeof tls_err, "address", address, problem);
     struct rl_op op = {.kind = RL_OP_MEMBER, .member_kind = kind, .member_id = id};
     if (address)
         snprintf(op.member_addr, sizeof op.member_addr, "%s", address);
@@ -577,8 +598,8 @@ static int iter_load_here(rlog_iter *it)
     if (!published_readable(log, it->next, &visible))
         return 1; /* the loop thread says why */
     if (it->next >= visible)
-        return fail(RLOG_ENOTFOUND, "offset %" PRIu64 " is not committed (committed: %" PRIu64
-                    " records)", it->next, visible);
+        return fail(RLOG_ENOTFOUND, "offset %" PRIu64 " is not committed (the log's next offset is %"
+                    PRIu64 ")", it->next, visible);
     struct rl_chunk ch = {0};
     if (rl_cache_copy(&log->cache, it->next, visible, RL_FETCH_BUDGET, &ch) == 0) {
         free(ch.p);

@@ -612,8 +612,8 @@ static int readable(struct rlog *log, uint64_t offset, char *msg, size_t msglen)
         return RLOG_ETRIMMED;
     }
     if (offset >= log->fence.visible_offset) {
-        snprintf(msg, msglen, "offset %" PRIu64 " is not committed (committed: %" PRIu64 " records)",
-                 offset, log->fence.visible_offset);
+        snprintf(msg, msglen, "offset %" PRIu64 " is not committed (the log's next offset is %" PRIu64
+                 ")", offset, log->fence.visible_offset);
         return RLOG_ENOTFOUND;
     }
     return 0;

@@ -32,8 +32,10 @@ bad_node "own id missing from the cluster" "id|peers" \
     --id 4 --data "$T/x/missing" --control "$T/x/c2" --address 127.0.0.1:$P --cluster "1=127.0.0.1:$P,2=127.0.0.1:$((P + 1))"
 bad_node "address 'nohost'" "address" \
     --id 1 --data "$T/x/nohost" --control "$T/x/c3" --cluster "1=nohost,2=127.0.0.1:$((P + 1))"
-bad_node "address with a bad port" "address|port" \
+bad_node "address with a bad port" "port 99999 is out of range \(1\.\.65535\)" \
     --id 1 --data "$T/x/badport" --control "$T/x/c4" --cluster "1=127.0.0.1:99999,2=127.0.0.1:$((P + 1))"
+bad_node "a peer's port out of range" "config.peers\[1\].address .*: port 0 is out of range" \
+    --id 1 --data "$T/x/badport2" --control "$T/x/c4" --cluster "1=127.0.0.1:$P,2=127.0.0.1:0"
 bad_node "--address not matching its --cluster entry" "address" \
     --id 1 --data "$T/x/mismatch" --control "$T/x/c5" --address 127.0.0.1:$((P + 2)) --cluster "1=127.0.0.1:$P,2=127.0.0.1:$((P + 1))"
 bad_node "peer id 0" "id|peers" \
@@ -45,6 +47,10 @@ bad_node "data dir in use by running node 2 (its own config)" "busy|in use|lock|
 bad_node "same id and data dir as running node 1" "busy|in use|lock|data_dir|EBUSY" \
     --id 1 --data "$T/n1" --cluster "$CLUSTER"
 bad_node "--cluster without '='" "cluster" --id 1 --data "$T/x/syntax" --cluster "127.0.0.1:$P"
+bad_node "--cluster with an empty entry" "entry 2 is empty" \
+    --id 1 --data "$T/x/empty" --cluster "1=127.0.0.1:$P,,2=127.0.0.1:$((P + 1))"
+bad_node "--cluster with a trailing comma" "entry 3 is empty" \
+    --id 1 --data "$T/x/trailing" --cluster "1=127.0.0.1:$P,2=127.0.0.1:$((P + 1)),"
 bad_node "no --cluster" "required" --id 1 --data "$T/x/noclust"
 
 # rlog_open errors print the error name and exit 2.
@@ -63,5 +69,5 @@ for i in 1 2 3; do
     check "node $i still serves the same 3 records" cmp -s "$T/before.json" "$T/after$i.json"
 done
 L=$(wait_leader) || not_ok "a leader after the bad starts"
-check "the cluster still appends" "$RLOGCTL" append --control "$(ctl "$L")" --timeout 10 r3 >/dev/null
+check "the cluster still appends" bash -c "'$RLOGCTL' append --control '$(ctl "$L")' --timeout 10 r3 >/dev/null"
 finish
