@@ -1107,8 +1107,10 @@ static int load_identity(struct rlog *log, struct rl_identity *have, enum id_sta
         return rl_identity_check(log->data_dir, have, &want, err, errlen);
     if (rv == 1) {
         *have = want;
-        bool empty = rl_store_last_index(log->store) == 0 && rl_store_term(log->store) == 0;
-        *state = empty ? ID_NEW : ID_ADOPTED;
+        /* At most the bootstrap entry (term 1): new, or a first open that
+         * failed after bootstrapping; anything more is an older liblog's. */
+        bool fresh = rl_store_last_index(log->store) <= 1 && rl_store_term(log->store) <= 1;
+        *state = fresh ? ID_NEW : ID_ADOPTED;
         rv = 0;
     }
     return rv;
