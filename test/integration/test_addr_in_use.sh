@@ -13,26 +13,11 @@ pick_ports 2 || { not_ok "pick 2 ports"; finish; }
 P=${PORTS[0]}
 Q=${PORTS[1]}
 
-# must_refuse DESCRIPTION PORT ARGS...: `rlogctl node ARGS` (listening on
-# 127.0.0.1:PORT) exits non-zero by itself within WAIT seconds, not by a
-# signal, saying the address is in use.
-must_refuse() {
+# in_use DESCRIPTION PORT ARGS...: `rlogctl node ARGS` exits non-zero by
+# itself (today: aborts, exit 134), naming 127.0.0.1:PORT as in use.
+in_use() {
     local d=$1 port=$2; shift 2
-    # In a subshell of two commands, so that the shell reporting an abort
-    # ("Aborted") is that subshell, writing to the file.
-    (timeout -k 2 "$WAIT" "$RLOGCTL" node "$@"; exit $?) >"$T/refused.out" 2>&1; local rc=$?
-    local msg; msg=$(grep -v -e '^ *$' -e ' Aborted ' "$T/refused.out" | tail -n 1)
-    if [ $rc -eq 0 ]; then not_ok "$d: exit 0"; return; fi
-    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then not_ok "$d: still running after $WAIT s"; return; fi
-    if [ $rc -eq 134 ]; then
-        not_ok "$d: aborted (exit 134; the known uv_close abort in lib/raftio/io.c): $msg"
-        return
-    fi
-    if [ $rc -gt 128 ]; then not_ok "$d: killed by signal $((rc - 128)): $msg"; return; fi
-    ok "$d: exit $rc"
-    check "$d: the error names 127.0.0.1:$port and says it is in use: $msg" \
-        grep -Eiq "127\.0\.0\.1:$port.*(in use|EADDRINUSE)|(in use|EADDRINUSE).*127\.0\.0\.1:$port" \
-        "$T/refused.out"
+    bad_node "$d" "127\.0\.0\.1:$port.*(in use|EADDRINUSE)|(in use|EADDRINUSE).*127\.0\.0\.1:$port" "$@"
 }
 
 # 1. A bare listener holds P.
@@ -48,7 +33,7 @@ time.sleep(600)' "$P" &
     if port_free "$P"; then
         not_ok "a python3 listener holds port $P"
     else
-        must_refuse "a node on a port a bare listener holds" "$P" \
+        in_use "a node on a port a bare listener holds" "$P" \
             --id 1 --data "$T/a" --cluster "1=127.0.0.1:$P"
     fi
 else
@@ -61,7 +46,7 @@ CLUSTER="1=127.0.0.1:$Q"
 N_NODES=1
 PORTS=("$Q")
 start_node 1 || { not_ok "start a one-node cluster on port $Q"; finish; }
-must_refuse "a second node on the port a running node holds" "$Q" \
+in_use "a second node on the port a running node holds" "$Q" \
     --id 2 --data "$T/b" --control "$T/b.sock" --cluster "2=127.0.0.1:$Q"
 check "the running node is still up" alive 1
 check "and still answers status" [ -n "$(status_of 1 role)" ]

@@ -11,20 +11,6 @@ for i in 1 2 3; do wait_commit "$i" 3 >/dev/null; done
 read_all 1 3 >"$T/before.json"
 P=$((PORTS[2] + 1)); port_free $P || P=$((PORTS[0] - 1))
 
-# bad_node DESCRIPTION PATTERN ARGS...: rlogctl node ARGS must exit non-zero
-# within WAIT seconds and print a message matching PATTERN (egrep, -i).
-bad_node() {
-    local d=$1 pat=$2; shift 2
-    timeout "$WAIT" "$RLOGCTL" node "$@" >"$T/bad.out" 2>&1; local rc=$?
-    local msg; msg=$(grep -v '^ *$' "$T/bad.out" | head -n 1)
-    if [ $rc -eq 124 ]; then not_ok "$d: still running after $WAIT s"; return; fi
-    if [ $rc -eq 0 ]; then not_ok "$d: exit 0"; return; fi
-    if grep -Eiq "$pat" "$T/bad.out"; then
-        ok "$d: exit $rc: $msg"
-    else
-        not_ok "$d: exit $rc, but no message matching /$pat/: $msg"
-    fi
-}
 mkdir -p "$T/x"
 bad_node "duplicate ids" "duplicate|peers" \
     --id 1 --data "$T/x/dup" --control "$T/x/c1" --address 127.0.0.1:$P --cluster "1=127.0.0.1:$P,1=127.0.0.1:$((P + 1))"

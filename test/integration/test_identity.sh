@@ -21,19 +21,9 @@ done
 check "node 3's IDENTITY names node 3" grep -qx "node 3" "$T/n3/IDENTITY"
 cp "$T/n3/IDENTITY" "$T/id3.before"
 
-# refused DESCRIPTION PATTERN ARGS...: `rlogctl node ARGS` must exit 2
-# within WAIT seconds with RLOG_EIDENTITY and a message matching PATTERN.
-refused() {
-    local d=$1 pat=$2; shift 2
-    timeout "$WAIT" "$RLOGCTL" node "$@" >"$T/bad.out" 2>&1; local rc=$?
-    local msg; msg=$(grep -m 1 "cannot open" "$T/bad.out")
-    if [ $rc -ne 2 ]; then not_ok "$d: exit $rc, not 2: $(head -n 3 "$T/bad.out")"; return; fi
-    if grep -q "RLOG_EIDENTITY" "$T/bad.out" && grep -Eq "$pat" "$T/bad.out"; then
-        ok "$d: $msg"
-    else
-        not_ok "$d: no RLOG_EIDENTITY message matching /$pat/: $(head -n 3 "$T/bad.out")"
-    fi
-}
+# refused DESCRIPTION PATTERN ARGS...: `rlogctl node ARGS` is refused with
+# RLOG_EIDENTITY and a message matching PATTERN.
+refused() { local d=$1 pat=$2; shift 2; bad_node "$d" "RLOG_EIDENTITY: .*$pat" "$@"; }
 
 refused "node 3's directory started as node 2" "belongs to node 3, not node 2" \
     --id 2 --data "$T/n3" --cluster "$CLUSTER"
