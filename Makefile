@@ -1,5 +1,6 @@
 # liblog — plain Makefile. Honours CFLAGS, LDFLAGS, CPPFLAGS, PREFIX, DESTDIR.
-#   make              build lib/liblog.so (+ soname links) and lib/liblog.a
+#   make              build lib/liblog.so (+ soname links), lib/liblog.a,
+#                     pkgconfig/liblog.pc and the example CLI build/examples/rlogctl
 #   make check        install missing deps, build, run every test
 #   make check-asan   the same tests under AddressSanitizer + UBSan
 #   make sim          the deterministic simulator: SEEDS=N SEED_START=S SCENARIO=random|all|name
@@ -52,7 +53,10 @@ SCENARIO ?= random
 
 .PHONY: all deps check check-asan test install uninstall clean bench-store run examples sim sim-asan
 
-all: $(SHARED) $(STATIC) lib/liblog.so pkgconfig/liblog.pc
+EXAMPLES := $(BUILD)/examples/rlogctl
+
+# The library, and the example CLI that `make run` and the tests use.
+all: $(SHARED) $(STATIC) lib/liblog.so pkgconfig/liblog.pc $(EXAMPLES)
 
 deps:
 	@./.ci/install-deps
@@ -90,7 +94,6 @@ $(BENCH_STORE): bench/bench_store.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lm
 
-EXAMPLES := $(BUILD)/examples/rlogctl
 RAWSEND := $(BUILD)/itest/rawsend
 
 $(BUILD)/examples/%: examples/%.c $(STATIC)

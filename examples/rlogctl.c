@@ -3,7 +3,7 @@
  * built on it.
  *
  *   rlogctl node   --id N --data DIR --cluster 1=HOST:PORT,2=...  [--address HOST:PORT]
- *                  [--control PATH] [--join] [--failstop-linger MS] [-v]
+ *                  [--cluster-name NAME] [--control PATH] [--join] [--failstop-linger MS] [-v]
  *   rlogctl append --control PATH [--json] [RECORD...]     (stdin lines when no RECORD)
  *   rlogctl read   --control PATH [--json] OFFSET | FROM-TO | FROM-
  *   rlogctl tail   --control PATH [--json] [--from OFFSET | --from-end] [--count N]
@@ -134,6 +134,12 @@ static int parse_u64(const char *s, uint64_t *out)
         return -1;
     *out = (uint64_t)v;
     return 0;
+}
+
+/* `one` or `many`, as the count n wants ("1 record", "2 records"). */
+static const char *plural(uint64_t n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
 }
 
 static void *xmalloc(size_t n)
@@ -692,9 +698,16 @@ static void not_found_msg(char *msg, size_t cap, int rc, uint64_t off)
     if (rc == RLOG_ETRIMMED)
         snprintf(msg, cap, "offset %" PRIu64 " was trimmed (first readable offset %" PRIu64 ")",
                  off, st.first_offset);
-    else
-        snprintf(msg, cap, "offset %" PRIu64 " is not committed here (commit_offset %" PRIu64
-                 ")", off, st.commit_offset);
+    else if (st.commit_offset == 0)
+        snprintf(msg, cap, "offset %" PRIu64 " is not committed here (nothing is committed yet; "
+                 "the log's next offset is 0)", off);
+    else if (st.commit_offset <= st.first_offset)
+        snprintf(msg, cap, "offset %" PRIu64 " is not committed here (every committed offset is "
+                 "trimmed; the log's next offset is %" PRIu64 ")", off, st.commit_offset);
+    else /* commit_offset is the end of the committed range, exclusive */
+        snprintf(msg, cap, "offset %" PRIu64 " is not committed here (offsets %" PRIu64 "..%" PRIu64
+                 " are; the log's next offset is %" PRIu64 ")", off, st.first_offset,
+                 st.commit_offset - 1, st.commit_offset);
 }
 
 static void handle_get(struct rd *r, struct buf *out)
@@ -1039,8 +1052,9 @@ static int handle_tail(int fd, unsigned slot, struct rd *r, struct buf *out)
         else if (status != 0)
             snprintf(msg, sizeof msg, "the subscription ended: %s", rlog_strerror(status));
         put_end(out, status, 0, delivered, 0, "", msg);
-        node_log("control: tail client %u: %s after %" PRIu64 " records", slot,
-                 status == 0 ? "done" : rlog_errname(status), delivered);
+        node_log("control: tail client %u: %s after %" PRIu64 " %s", slot,
+                 status == 0 ? "done" : rlog_errname(status), delivered,
+                 plural(delivered, "record", "records"));
         break;
     case CLOSING:
         /* Complete the frames under way, then say why the stream ends. */
@@ -1060,8 +1074,8 @@ static int handle_tail(int fd, unsigned slot, struct rd *r, struct buf *out)
         ret = -1;
         break;
     default:
-        node_log("control: tail client %u went away (%s) after %" PRIu64 " records", slot, why,
-                 delivered);
+        node_log("control: tail client %u went away (%s) after %" PRIu64 " %s", slot, why,
+                 delivered, plural(delivered, "record", "records"));
         ret = -1;
     }
     close(t->efd);
@@ -1190,7 +1204,8 @@ static void *client_thread(void *arg)
         }
         free(req);
         if (r.bad)
-            node_log("control: rejected a malformed request (type 0x%02x, %zu bytes)", op, len);
+            node_log("control: rejected a malformed request (type 0x%02x, %zu %s)", op, len,
+                     plural(len, "byte", "bytes"));
         if (drop || write_all(fd, out.p, out.len, now_ms() + CTL_IDLE_MS) != 0 || r.bad)
             break;
     }
@@ -1382,6 +1397,9 @@ static void usage_node(FILE *f)
             "  --data DIR           data directory (created if missing; one node per dir)\n"
             "  --cluster LIST       the initial cluster, e.g.\n"
             "                       1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
+            "  --cluster-name NAME  the cluster's name, recorded in a new data directory and\n"
+            "                       required to match later (default: a name derived from\n"
+            "                       --cluster; a directory always refuses another --id)\n"
             "  --join               this node is being added to a running cluster: it does\n"
             "                       not bootstrap, and waits for the leader's `add-node`;\n"
             "                       --cluster lists the cluster including this node\n"
@@ -1407,6 +1425,48 @@ static void usage_node(FILE *f)
             progname, EXIT_FAILSTOP);
 }
 
+/* Splits --cluster `text` ("ID=HOST:PORT,...") in `list`, a copy of it that
+ * peers[] then point into. Syntax only: the meaning (duplicate ids, own id
+ * present, address valid...) is rlog_open's to check, and it names the
+ * field. An empty entry ("1=a,,2=b", a leading or trailing comma) is
+ * refused: it is a typo, and skipping it could drop a peer unnoticed.
+ * Returns 0, or -1 after saying what is wrong. */
+static int parse_cluster(const char *text, char *list, struct rlog_peer *peers, unsigned max,
+                         unsigned *n)
+{
+    *n = 0;
+    if (*list == '\0') {
+        fprintf(stderr, "%s node: --cluster is empty\n", progname);
+        return -1;
+    }
+    for (char *tok = list, *next; tok != NULL; tok = next) {
+        next = strchr(tok, ',');
+        if (next != NULL)
+            *next++ = '\0';
+        if (*tok == '\0') {
+            fprintf(stderr, "%s node: --cluster '%s': entry %u is empty (a doubled, leading or "
+                    "trailing comma?)\n", progname, text, *n + 1);
+            return -1;
+        }
+        char *eq = strchr(tok, '=');
+        if (eq == NULL || eq[1] == '\0') {
+            fprintf(stderr, "%s node: --cluster entry '%s' is not ID=HOST:PORT\n", progname, tok);
+            return -1;
+        }
+        *eq = '\0';
+        if (*n == max) {
+            fprintf(stderr, "%s node: --cluster has more than %u entries\n", progname, max);
+            return -1;
+        }
+        if (parse_u64(tok, &peers[*n].id) != 0) {
+            fprintf(stderr, "%s node: --cluster id '%s' is not a number\n", progname, tok);
+            return -1;
+        }
+        peers[(*n)++].address = eq + 1;
+    }
+    return 0;
+}
+
 static int cmd_node(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -1420,9 +1480,11 @@ static int cmd_node(int argc, char **argv)
         {"snapshot-trailing", required_argument, NULL, 'L'},
         {"join", no_argument, NULL, 'J'},
         {"failstop-linger", required_argument, NULL, 'W'},
+        {"cluster-name", required_argument, NULL, 'N'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *id_s = NULL, *address = NULL, *data = NULL, *cluster = NULL, *control = NULL;
+    const char *cluster_name = NULL;
     uint64_t election = 0, heartbeat = 0, segment_size = 0, snap_threshold = 0, snap_trailing = 0;
     uint64_t linger_ms = 0;
     uint64_t cache_bytes = UINT64_MAX; /* 0 is a valid size: no cache */
@@ -1434,6 +1496,7 @@ static int cmd_node(int argc, char **argv)
         case 'a': address = optarg; break;
         case 'd': data = optarg; break;
         case 'c': cluster = optarg; break;
+        case 'N': cluster_name = optarg; break;
         case 'C': control = optarg; break;
         case 'e':
         case 'b': {
@@ -1492,38 +1555,13 @@ static int cmd_node(int argc, char **argv)
         return EXIT_USAGE;
     }
 
-    /* Syntax only here: the meaning (duplicate ids, own id present, address
-     * resolvable...) is rlog_open's to check, and it says which field is wrong. */
     enum { MAX_ENTRIES = 64 };
     struct rlog_peer peers[MAX_ENTRIES];
     unsigned n_peers = 0;
     char *list = strdup(cluster);
     if (list == NULL)
         return EXIT_NODE;
-    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
-         tok = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(tok, '=');
-        if (eq == NULL || eq[1] == '\0') {
-            fprintf(stderr, "%s node: --cluster entry '%s' is not ID=HOST:PORT\n", progname, tok);
-            free(list);
-            return EXIT_USAGE;
-        }
-        *eq = '\0';
-        if (parse_u64(tok, &peers[n_peers].id) != 0) {
-            fprintf(stderr, "%s node: --cluster id '%s' is not a number\n", progname, tok);
-            free(list);
-            return EXIT_USAGE;
-        }
-        if (n_peers == MAX_ENTRIES) {
-            fprintf(stderr, "%s node: --cluster has more than %d entries\n", progname,
-                    MAX_ENTRIES);
-            free(list);
-            return EXIT_USAGE;
-        }
-        peers[n_peers++].address = eq + 1;
-    }
-    if (n_peers == 0) {
-        fprintf(stderr, "%s node: --cluster is empty\n", progname);
+    if (parse_cluster(cluster, list, peers, MAX_ENTRIES, &n_peers) != 0) {
         free(list);
         return EXIT_USAGE;
     }
@@ -1580,6 +1618,7 @@ static int cmd_node(int argc, char **argv)
     cfg.peers = peers;
     cfg.n_peers = n_peers;
     cfg.join = join;
+    cfg.cluster_name = cluster_name;
     if (election)
         cfg.election_timeout_ms = (unsigned)election;
     if (heartbeat)
@@ -1613,8 +1652,9 @@ static int cmd_node(int argc, char **argv)
         free(list);
         return EXIT_NODE;
     }
-    node_log("started: address %s, data %s, control %s, %u peers%s, liblog %s", address, data,
-             control, n_peers, join ? ", joining a running cluster" : "", rlog_version_string());
+    node_log("started: address %s, data %s, control %s, %u %s%s, liblog %s", address, data,
+             control, n_peers, plural(n_peers, "peer", "peers"),
+             join ? ", joining a running cluster" : "", rlog_version_string());
 
     struct seen seen = {0};
     int64_t next_poll = 0, exit_at = INT64_MAX; /* exit_at: set by a failed stop */
@@ -1977,8 +2017,8 @@ static int append_batch(struct appender *a, struct rlog_buf *recs, unsigned n)
     }
     end_frame(&req, at);
     if (req.len - 4 > CTL_MAX_FRAME) {
-        fprintf(stderr, "%s append: a batch of %u records is too large to send (%zu bytes)\n",
-                progname, n, req.len);
+        fprintf(stderr, "%s append: a batch of %u %s is too large to send (%zu bytes)\n",
+                progname, n, plural(n, "record", "records"), req.len);
         free(req.p);
         return EXIT_USAGE;
     }
@@ -2005,8 +2045,12 @@ static int append_batch(struct appender *a, struct rlog_buf *recs, unsigned n)
                 struct end e;
                 if (recv_answer(a->fd, o->timeout_ms, &e, NULL, NULL, why, sizeof why) != 0) {
                     /* Sent but no answer: the outcome is unknown, do not resend. */
-                    fprintf(stderr, "%s append: %s: %s; the last %u records may or may not be in "
-                            "the log\n", progname, path, why, n);
+                    if (n == 1)
+                        fprintf(stderr, "%s append: %s: %s; the last record may or may not be "
+                                "in the log\n", progname, path, why);
+                    else
+                        fprintf(stderr, "%s append: %s: %s; the last %u records may or may not "
+                                "be in the log\n", progname, path, why, n);
                     free(req.p);
                     return EXIT_UNREACHABLE;
                 }
@@ -2139,7 +2183,10 @@ static int cmd_append(struct copts *o, int argc, char **argv)
     if (a.fd >= 0)
         close(a.fd);
     free(recs);
-    if (rc != 0 && a.appended > 0)
+    if (rc != 0 && a.appended == 1)
+        fprintf(stderr, "%s append: 1 record was appended before the error (its offset is "
+                "printed)\n", progname);
+    else if (rc != 0 && a.appended > 1)
         fprintf(stderr, "%s append: %" PRIu64 " records were appended before the error (their "
                 "offsets are printed)\n", progname, a.appended);
     return rc;
@@ -2606,6 +2653,24 @@ static int parse_node_id(const char *cmd, const char *s, uint64_t *id)
     return 0;
 }
 
+/* The shape of HOST:PORT, before sending it: a port that is a number but
+ * not a port gets its own message. The node checks the rest. 0 or -1. */
+static int check_host_port(const char *cmd, const char *a)
+{
+    const char *colon = strrchr(a, ':');
+    uint64_t port;
+    if (colon == NULL || colon == a || strlen(a) > 255 || parse_u64(colon + 1, &port) != 0) {
+        fprintf(stderr, "%s %s: address '%s' is not HOST:PORT\n", progname, cmd, a);
+        return -1;
+    }
+    if (port < 1 || port > 65535) {
+        fprintf(stderr, "%s %s: address '%s': port %s is out of range (1..65535)\n", progname,
+                cmd, a, colon + 1);
+        return -1;
+    }
+    return 0;
+}
+
 static int cmd_member(const char *cmd, struct copts *o, int argc, char **argv)
 {
     uint8_t op = strcmp(cmd, "add-node") == 0      ? 'N'
@@ -2631,13 +2696,8 @@ static int cmd_member(const char *cmd, struct copts *o, int argc, char **argv)
     }
     if (op != 'P' && argc > 0 && parse_node_id(cmd, argv[0], &id) != 0)
         return EXIT_USAGE;
-    if (op == 'N') {
-        const char *colon = strrchr(argv[1], ':');
-        if (colon == NULL || colon == argv[1] || colon[1] == '\0' || strlen(argv[1]) > 255) {
-            fprintf(stderr, "%s %s: address '%s' is not HOST:PORT\n", progname, cmd, argv[1]);
-            return EXIT_USAGE;
-        }
-    }
+    if (op == 'N' && check_host_port(cmd, argv[1]) != 0)
+        return EXIT_USAGE;
     struct buf req = {0};
     size_t at = begin_frame(&req);
     put_u8(&req, op);

@@ -65,7 +65,8 @@ RLOG_API const char *rlog_version_string(void);
     X(CLOSED, 14, "handle is closing or closed")                              \
     X(NOTLEADER, 15, "this node is not the leader")                           \
     X(TIMEOUT, 16, "operation timed out")                                     \
-    X(PROTO, 17, "protocol error")
+    X(PROTO, 17, "protocol error")                                            \
+    X(IDENTITY, 18, "data directory belongs to another node or cluster")
 
 enum rlog_errno {
 #define RLOG__ERR_ENUM(name, num, msg) RLOG_E##name = -(num),
@@ -145,6 +146,12 @@ struct rlog_config {
      * call (the cause is logged either way). */
     void (*on_fatal)(void *arg, int code, const char *msg);
     void *on_fatal_arg;
+
+    /* The cluster's name, recorded in a new data directory and required to
+     * match at every later open (up to 63 printable ASCII characters, no
+     * spaces). NULL or "": the directory records a name derived from
+     * `peers` instead (rlog_open(3) gives the rules). */
+    const char *cluster_name;
 };
 
 /* rlog_config_init - fills *cfg with defaults and zeroes the rest. */
@@ -155,7 +162,9 @@ RLOG_API void rlog_config_init(struct rlog_config *cfg);
  * cfg->peers). Returns 0 and *out, or an error with a message naming the
  * field or file in errbuf (if errbuf is not NULL). Errors: RLOG_EINVAL (bad
  * config: duplicate ids, own id missing, bad address, impossible sizes),
- * RLOG_EBUSY (directory locked by another process or handle), RLOG_EFOREIGN,
+ * RLOG_EBUSY (directory locked by another process or handle), RLOG_EIDENTITY
+ * (the directory belongs to another node id or cluster, or peers contradict
+ * the membership stored in it; the message names both sides), RLOG_EFOREIGN,
  * RLOG_EVERSION, RLOG_ECORRUPT, RLOG_EIO, RLOG_ENOSPC, RLOG_ENOMEM. */
 RLOG_API int rlog_open(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen);
 

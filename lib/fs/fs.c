@@ -22,6 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "liblog.h"
+
 struct undo {
     struct undo *prev;
     dev_t dev;
@@ -546,4 +548,39 @@ int rl_fs_fsync_dir(const char *dir)
     int rv = fsync(fd) == 0 ? 0 : -errno;
     close(fd);
     return rv;
+}
+
+int rl_fs_replace(const char *dir, const char *name, const void *buf, size_t len)
+{
+    char tmp[4200], path[4200];
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd, rv = rl_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd);
+    if (rv != 0)
+        return rv;
+    rv = rl_fs_pwrite(fd, buf, len, 0);
+    if (rv == 0)
+        rv = rl_fs_fdatasync(fd);
+    rl_fs_close(fd);
+    if (rv == 0)
+        rv = rl_fs_rename(tmp, path);
+    /* The rename is durable only once the directory is. */
+    if (rv == 0)
+        rv = rl_fs_fsync_dir(dir);
+    return rv;
+}
+
+int rl_errno_to_rlog(int neg_errno)
+{
+    switch (-neg_errno) {
+    case 0:
+        return 0;
+    case ENOSPC:
+    case EDQUOT:
+        return RLOG_ENOSPC;
+    case ENOMEM:
+        return RLOG_ENOMEM;
+    default:
+        return RLOG_EIO;
+    }
 }

@@ -43,6 +43,14 @@ int rl_fs_file_size(int fd, uint64_t *size);
 int rl_fs_unlink(const char *path);
 int rl_fs_rename(const char *from, const char *to);
 int rl_fs_fsync_dir(const char *dir);
+/* Durably replaces dir/name with buf: writes dir/name.tmp, fdatasyncs it,
+ * renames it over dir/name and fsyncs dir. A crash leaves the old file or
+ * the new one, never a mix (a stale name.tmp at worst). */
+int rl_fs_replace(const char *dir, const char *name, const void *buf, size_t len);
+
+/* The RLOG_E* code for a negative errno from these calls: RLOG_ENOSPC (no
+ * space or quota), RLOG_ENOMEM, else RLOG_EIO; 0 for 0. */
+int rl_errno_to_rlog(int neg_errno);
 
 struct rl_fs_faults {
     unsigned write_fail_at;   /* 1-based count of writes; 0 = never */

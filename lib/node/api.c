@@ -12,6 +12,7 @@
 #include <time.h>
 #include <string.h>
 
+#include "node/identity.h"
 #include "node/node.h"
 #include "store/format.h"
 #include "store/store.h"
@@ -79,21 +80,51 @@ void rlog_config_init(struct rlog_config *cfg)
     cfg->snapshot_trailing = 256;
 }
 
-/* "host:port" with a non-empty host and a port in 1..65535. */
-static bool valid_address(const char *a, char *host, size_t hostlen)
+enum { ADDR_OK, ADDR_SYNTAX, ADDR_PORT_RANGE };
+
+/* "host:port" with a non-empty host and a decimal port in 1..65535: ADDR_OK
+ * (the host is copied out), ADDR_SYNTAX, or ADDR_PORT_RANGE (a number, but
+ * not a port: worth its own message). */
+static int check_address(const char *a, char *host, size_t hostlen)
 {
     if (!a || !*a || strlen(a) >= 64)
-        return false;
+        return ADDR_SYNTAX;
     const char *colon = strrchr(a, ':');
     if (!colon || colon == a || (size_t)(colon - a) >= hostlen)
-        return false;
-    char *end;
+        return ADDR_SYNTAX;
+    const char *digits = colon + 1;
+    if (!*digits || strspn(digits, "0123456789") != strlen(digits))
+        return ADDR_SYNTAX;
     errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || end == colon + 1 || errno || port < 1 || port > 65535)
-        return false;
+    unsigned long port = strtoul(digits, NULL, 10);
+    if (errno || port < 1 || port > 65535)
+        return ADDR_PORT_RANGE;
     memcpy(host, a, (size_t)(colon - a));
     host[colon - a] = '\0';
+    return ADDR_OK;
+}
+
+/* The message for a bad address in `field`; RLOG_EINVAL. */
+static int bad_address(char *err, size_t errlen, const char *field, const char *a, int problem)
+{
+    if (problem == ADDR_PORT_RANGE)
+        snprintf(err, errlen, "%s \"%s\": port %s is out of range (1..65535)", field, a,
+                 strrchr(a, ':') + 1);
+    else
+        snprintf(err, errlen, "%s \"%s\" is not HOST:PORT", field, a ? a : "(null)");
+    return RLOG_EINVAL;
+}
+
+/* A cluster name is one token of the IDENTITY file: printable ASCII, no
+ * spaces. "" means no name, like NULL. */
+static bool valid_cluster_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n > RL_CLUSTER_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (name[i] <= ' ' || name[i] > '~')
+            return false;
     return true;
 }
 
@@ -107,8 +138,9 @@ static int validate(const struct rlog_config *c, char *err, size_t errlen)
         return BAD("config.id must be >= 1");
     if (!c->data_dir || !c->data_dir[0])
         return BAD("config.data_dir is required");
-    if (!valid_address(c->address, host, sizeof host))
-        return BAD("config.address \"%s\" is not HOST:PORT", c->address ? c->address : "(null)");
+    int problem = check_address(c->address, host, sizeof host);
+    if (problem != ADDR_OK)
+        return bad_address(err, errlen, "config.address", c->address, problem);
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
     int gai = getaddrinfo(host, NULL, &hints, &ai);
     if (gai != 0)
@@ -123,9 +155,11 @@ static int validate(const struct rlog_config *c, char *err, size_t errlen)
         const struct rlog_peer *p = &c->peers[i];
         if (p->id == 0)
             return BAD("config.peers[%u].id must be >= 1", i);
-        if (!valid_address(p->address, host, sizeof host))
-            return BAD("config.peers[%u].address \"%s\" is not HOST:PORT", i,
-                       p->address ? p->address : "(null)");
+        if ((problem = check_address(p->address, host, sizeof host)) != ADDR_OK) {
+            char field[48];
+            snprintf(field, sizeof field, "config.peers[%u].address", i);
+            return bad_address(err, errlen, field, p->address, problem);
+        }
         for (unsigned j = 0; j < i; j++) {
             if (c->peers[j].id == p->id)
                 return BAD("config.peers: duplicate id %" PRIu64, p->id);
@@ -161,6 +195,9 @@ static int validate(const struct rlog_config *c, char *err, size_t errlen)
     if (c->snapshot_threshold < 4 || c->snapshot_trailing < 4)
         return BAD("config.snapshot_threshold (%u) and snapshot_trailing (%u) must be >= 4",
                    c->snapshot_threshold, c->snapshot_trailing);
+    if (c->cluster_name && !valid_cluster_name(c->cluster_name))
+        return BAD("config.cluster_name \"%.80s\" must be 1 to %d printable ASCII characters "
+                   "without spaces", c->cluster_name, RL_CLUSTER_NAME_MAX);
     return 0;
 #undef BAD
 }
@@ -172,6 +209,7 @@ static void free_log(rlog *log)
     free(log->peers);
     free(log->address);
     free(log->data_dir);
+    free(log->cluster_name);
     rl_fence_free(&log->fence);
     rl_cache_free(&log->cache);
     pthread_mutex_destroy(&log->mu);
@@ -202,6 +240,8 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
         pthread_cond_init(&log->open_cv, NULL);
         pthread_cond_init(&log->visible_cv, NULL);
         bool ok = log->address && log->data_dir && log->peers;
+        if (ok && cfg->cluster_name)
+            ok = (log->cluster_name = strdup(cfg->cluster_name)) != NULL;
         for (unsigned i = 0; ok && i < cfg->n_peers; i++) {
             log->peers[i].id = cfg->peers[i].id;
             ok = (log->peers[i].address = strdup(cfg->peers[i].address)) != NULL;
@@ -209,6 +249,7 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
         log->cfg.address = log->address;
         log->cfg.data_dir = log->data_dir;
         log->cfg.peers = log->peers;
+        log->cfg.cluster_name = log->cluster_name;
         if (!ok)
             rv = RLOG_ENOMEM;
     }
@@ -504,8 +545,9 @@ static int member(rlog *log, int kind, uint64_t id, const char *address)
     char host[64];
     if (kind != RL_MEMBER_TRANSFER && id == 0)
         return fail(RLOG_EINVAL, "node id must be >= 1");
-    if (kind == RL_MEMBER_ADD && !valid_address(address, host, sizeof host))
-        return fail(RLOG_EINVAL, "address \"%s\" is not HOST:PORT", address ? address : "(null)");
+    int problem = kind == RL_MEMBER_ADD ? check_address(address, host, sizeof host) : ADDR_OK;
+    if (problem != ADDR_OK)
+        return bad_address(tls_err, sizeof tls_err, "address", address, problem);
     struct rl_op op = {.kind = RL_OP_MEMBER, .member_kind = kind, .member_id = id};
     if (address)
         snprintf(op.member_addr, sizeof op.member_addr, "%s", address);
@@ -575,8 +617,8 @@ static int iter_load_here(rlog_iter *it)
     if (!published_readable(log, it->next, &visible, &failed) || (failed && it->next >= visible))
         return 1; /* the loop thread says why */
     if (it->next >= visible)
-        return fail(RLOG_ENOTFOUND, "offset %" PRIu64 " is not committed (committed: %" PRIu64
-                    " records)", it->next, visible);
+        return fail(RLOG_ENOTFOUND, "offset %" PRIu64 " is not committed (the log's next offset is %"
+                    PRIu64 ")", it->next, visible);
     struct rl_chunk ch = {0};
     if (rl_cache_copy(&log->cache, it->next, visible, RL_FETCH_BUDGET, &ch) == 0) {
         free(ch.p);

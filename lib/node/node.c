@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "node/identity.h"
 #include "raftio/io.h"
 #include "store/format.h"
 #include "raftio/snapshot.h"
@@ -662,8 +663,8 @@ static int readable(struct rlog *log, uint64_t offset, char *msg, size_t msglen)
         return RLOG_EFATAL;
     }
     if (offset >= log->fence.visible_offset) {
-        snprintf(msg, msglen, "offset %" PRIu64 " is not committed (committed: %" PRIu64 " records)",
-                 offset, log->fence.visible_offset);
+        snprintf(msg, msglen, "offset %" PRIu64 " is not committed (the log's next offset is %" PRIu64
+                 ")", offset, log->fence.visible_offset);
         return RLOG_ENOTFOUND;
     }
     return 0;
@@ -1140,6 +1141,44 @@ static int load_tail(struct rlog *log, char *err, size_t errlen)
     return 0;
 }
 
+/* Whether the directory's IDENTITY file is still to be written. */
+enum id_state { ID_RECORDED, ID_NEW, ID_ADOPTED /* made by an older liblog */ };
+
+/* Refuses another node's or another cluster's directory (checks 1 and 2 of
+ * node/identity.h). A directory without IDENTITY gets the configuration's
+ * identity, recorded only once the stored membership agrees too (check 3),
+ * so a wrong first open of an older directory leaves no wrong identity. */
+static int load_identity(struct rlog *log, struct rl_identity *have, enum id_state *state,
+                         char *err, size_t errlen)
+{
+    struct rl_identity want;
+    rl_identity_of(&log->cfg, &want);
+    int rv = rl_identity_load(log->data_dir, have, err, errlen);
+    *state = ID_RECORDED;
+    if (rv == 0)
+        return rl_identity_check(log->data_dir, have, &want, err, errlen);
+    if (rv == 1) {
+        *have = want;
+        /* At most the bootstrap entry (term 1): new, or a first open that
+         * failed after bootstrapping; anything more is an older liblog's. */
+        bool fresh = rl_store_last_index(log->store) <= 1 && rl_store_term(log->store) <= 1;
+        *state = fresh ? ID_NEW : ID_ADOPTED;
+        rv = 0;
+    }
+    return rv;
+}
+
+static int record_identity(struct rlog *log, const struct rl_identity *id, enum id_state state,
+                           char *err, size_t errlen)
+{
+    int rv = rl_identity_save(log->data_dir, id, err, errlen);
+    if (rv == 0)
+        rl_log(log, state == ID_ADOPTED ? 2 : 1, "%s: recorded node %" PRIu64 " of cluster %s%s",
+               log->data_dir, id->node, id->cluster,
+               state == ID_ADOPTED ? " (a directory without IDENTITY: adopted)" : "");
+    return rv;
+}
+
 static int start(struct rlog *log)
 {
     char *err = log->open_err;
@@ -1152,6 +1191,10 @@ static int start(struct rlog *log)
     struct rl_store_config scfg = {.dir = log->data_dir, .segment_size = log->cfg.segment_size};
     rv = rl_store_open(&log->loop, &scfg, &log->store, err, errlen);
     if (rv != 0)
+        return rv;
+    struct rl_identity identity;
+    enum id_state id_state;
+    if ((rv = load_identity(log, &identity, &id_state, err, errlen)) != 0)
         return rv;
     if ((rv = load_tail(log, err, errlen)) != 0)
         return rv;
@@ -1209,10 +1252,21 @@ static int start(struct rlog *log)
     }
     rv = raft_start(&log->raft);
     if (rv != 0) {
-        snprintf(err, errlen, "raft_start: %s", raft_errmsg(&log->raft));
+        /* libraft 0.15 does not pass on why its io failed to start (a
+         * listen address in use, say): the backend's own message does. */
+        const char *why = raft_errmsg(&log->raft);
+        snprintf(err, errlen, "raft_start: %.200s", why && *why ? why : log->io.errmsg);
         return rv == RAFT_CORRUPT ? RLOG_ECORRUPT : RLOG_EIO;
     }
     log->raft_started = true;
+    /* Only now is the stored membership known: libraft takes the latest
+     * configuration from the snapshot descriptor and the entries it loaded. */
+    rv = rl_identity_check_members(log->data_dir, &log->cfg, &identity, &log->raft.configuration,
+                                   err, errlen);
+    if (rv == 0 && id_state != ID_RECORDED)
+        rv = record_identity(log, &identity, id_state, err, errlen);
+    if (rv != 0)
+        return rv;
     log->last_role = log->raft.state;
     uv_async_init(&log->loop, &log->wake, wake_cb);
     log->wake.data = log;

@@ -79,7 +79,7 @@ struct rl_inflight {
 struct rlog {
     /* Immutable after open. */
     struct rlog_config cfg;
-    char *address, *data_dir;
+    char *address, *data_dir, *cluster_name;
     struct rlog_peer *peers;
     uv_thread_t thread;
     unsigned long thread_id;

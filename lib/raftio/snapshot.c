@@ -92,21 +92,8 @@ int rl_snapshot_save(const char *dir, uint64_t index, uint64_t term, uint64_t co
     raft_free(cb.base);
     rl_put64(buf + 56, XXH3_64bits_withSeed(buf + SNAP_HDR2, len - SNAP_HDR2, XXH3_64bits(buf, 56)));
 
-    char tmp[4200], path[4200];
-    snprintf(tmp, sizeof tmp, "%s/SNAPSHOT.tmp", dir);
-    snprintf(path, sizeof path, "%s/SNAPSHOT", dir);
-    int fd, rv = rl_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd);
-    if (rv == 0) {
-        rv = rl_fs_pwrite(fd, buf, len, 0);
-        if (rv == 0)
-            rv = rl_fs_fdatasync(fd);
-        rl_fs_close(fd);
-    }
+    int rv = rl_fs_replace(dir, "SNAPSHOT", buf, len);
     free(buf);
-    if (rv == 0)
-        rv = rl_fs_rename(tmp, path);
-    if (rv == 0)
-        rv = rl_fs_fsync_dir(dir);
     return rv;
 }
 

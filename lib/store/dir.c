@@ -69,27 +69,17 @@ static int first_foreign_entry(const char *dir, char *name, size_t len)
 
 static int write_format(struct rl_store *s)
 {
-    char body[256], text[320], tmp[4200], path[4200];
+    char body[256], text[320], path[4200];
     int n = snprintf(body, sizeof body, FORMAT_TITLE "\nformat %u\ndir-id %016" PRIx64 "\n",
                      RL_FORMAT_VERSION, s->dir_id);
     snprintf(text, sizeof text, "%schecksum %016" PRIx64 "\n", body,
              (uint64_t)XXH3_64bits(body, (size_t)n));
-    path_of(s, tmp, sizeof tmp, FORMAT_FILE ".tmp");
-    path_of(s, path, sizeof path, FORMAT_FILE);
-    int fd, rv = rl_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd);
-    if (rv == 0) {
-        rv = rl_fs_pwrite(fd, text, strlen(text), 0);
-        if (rv == 0)
-            rv = rl_fs_fdatasync(fd);
-        rl_fs_close(fd);
-    }
-    if (rv == 0)
-        rv = rl_fs_rename(tmp, path);
-    if (rv == 0)
-        rv = rl_fs_fsync_dir(s->dir);
-    if (rv != 0)
+    int rv = rl_fs_replace(s->dir, FORMAT_FILE, text, strlen(text));
+    if (rv != 0) {
+        path_of(s, path, sizeof path, FORMAT_FILE);
         return rl_store_fail(s, rl_errno_to_rlog(rv), "%s: cannot write: %s", path,
                              strerror(-rv));
+    }
     return 0;
 }
 

@@ -98,7 +98,6 @@ int rl_store_fail(struct rl_store *s, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void rl_store_add_note(struct rl_store *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-int rl_errno_to_rlog(int neg_errno);
 
 uint64_t rl_store_max_payload(const struct rl_store *s);
 /* Adds seg after the last used segment. 0 or RLOG_ENOMEM. */

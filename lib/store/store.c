@@ -52,21 +52,6 @@ void rl_store_add_note(struct rl_store *s, const char *fmt, ...)
     va_end(ap);
 }
 
-int rl_errno_to_rlog(int neg_errno)
-{
-    switch (-neg_errno) {
-    case 0:
-        return 0;
-    case ENOSPC:
-    case EDQUOT:
-        return RLOG_ENOSPC;
-    case ENOMEM:
-        return RLOG_ENOMEM;
-    default:
-        return RLOG_EIO;
-    }
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;

@@ -257,3 +257,23 @@ wait_exit() {
     if kill -0 "$1" 2>/dev/null; then kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null; return 124; fi
     wait "$1"
 }
+
+# bad_node DESCRIPTION PATTERN ARGS...: `rlogctl node ARGS` must refuse to
+# run: exit non-zero by itself (not killed by a signal, such as an abort)
+# within WAIT seconds, printing a message matching PATTERN (egrep, -i).
+# Its output stays in $T/bad.out.
+bad_node() {
+    local d=$1 pat=$2; shift 2
+    # A subshell of two commands, so that the shell reporting a signal
+    # ("Aborted") is that subshell, writing to the file.
+    (timeout -k 2 "$WAIT" "$RLOGCTL" node "$@"; exit $?) >"$T/bad.out" 2>&1; local rc=$?
+    local msg; msg=$(grep -v -e '^ *$' -e ' Aborted ' "$T/bad.out" | head -n 1)
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then not_ok "$d: still running after $WAIT s"; return; fi
+    if [ $rc -eq 0 ]; then not_ok "$d: exit 0"; return; fi
+    if [ $rc -gt 128 ]; then not_ok "$d: killed by signal $((rc - 128)) (exit $rc): $msg"; return; fi
+    if grep -Eiq "$pat" "$T/bad.out"; then
+        ok "$d: exit $rc: $msg"
+    else
+        not_ok "$d: exit $rc, but no message matching /$pat/: $msg"
+    fi
+}

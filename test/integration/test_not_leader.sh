@@ -34,6 +34,9 @@ check "read on the follower gives it back" \
 "$RLOGCTL" read --control "$(ctl "$F")" 999999 >"$T/out" 2>"$T/err"; rc=$?
 check "read beyond the end exits 4 (got $rc)" [ $rc -eq 4 ]
 check "and names RLOG_ENOTFOUND: $(cat "$T/err")" grep -q RLOG_ENOTFOUND "$T/err"
+c=$(status_of "$F" commit_offset)
+check "and says which offsets are committed (0..$((c - 1))) and the next ($c)" \
+    grep -q "offset 999999 is not committed here (offsets 0..$((c - 1)) are; the log's next offset is $c)" "$T/err"
 
 # Usage errors: exit 1 with a message.
 "$RLOGCTL" read --control "$(ctl "$F")" 5-2 2>"$T/err"; rc=$?

@@ -48,6 +48,10 @@ wait_exit "$TP"; rc=$?
 check "tail --count 5 exits 0 by itself (got $rc; $(head -c 200 "$T/tail5.err"))" [ $rc -eq 0 ]
 printf '%s\tn%s\n' "$N" 1 $((N + 1)) 2 $((N + 2)) 3 $((N + 3)) 4 $((N + 4)) 5 >"$T/want5"
 check "it shows exactly n1..n5 at offsets $N..$((N + 4))" cmp -s "$T/tail5.out" "$T/want5"
+check "the node logs the end: 'done after 5 records'" wait_log "$F" "tail client .*: done after 5 records\$"
+timeout "$WAIT" "$RLOGCTL" tail --control "$(ctl "$F")" --from 0 --count 1 >"$T/tail1.out" 2>&1
+check "tail --from 0 --count 1 shows one record" [ "$(wc -l <"$T/tail1.out")" -eq 1 ]
+check "and the node logs 'done after 1 record', singular" wait_log "$F" "tail client .*: done after 1 record\$"
 [ "$(head -n 1 "$T/off")" = "$N" ] || say "note: n1 got offset $(head -n 1 "$T/off")"
 N=$((N + 8))
 

@@ -427,6 +427,7 @@ static void e_unresolvable(struct rlog_config *c)
 static void e_sizes(struct rlog_config *c) { c->batch_max_bytes = 10; }
 static void e_timeouts(struct rlog_config *c) { c->heartbeat_timeout_ms = 500; c->election_timeout_ms = 400; }
 static void e_no_dir(struct rlog_config *c) { c->data_dir = ""; }
+static void e_cluster_name(struct rlog_config *c) { c->cluster_name = "two words"; }
 
 START_TEST(test_bad_configs_name_the_field)
 {
@@ -437,7 +438,7 @@ START_TEST(test_bad_configs_name_the_field)
         {e_dup_ids, "duplicate id"},       {e_self_missing, "not in the cluster"},
         {e_bad_address, "config.address"}, {e_unresolvable, "resolve"},
         {e_sizes, "batch_max_bytes"},      {e_timeouts, "heartbeat_timeout_ms"},
-        {e_no_dir, "data_dir"},
+        {e_no_dir, "data_dir"},           {e_cluster_name, "config.cluster_name"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char err[256] = "";
@@ -463,6 +464,54 @@ START_TEST(test_busy_directory)
     ck_assert_ptr_null(second);
     ck_assert_msg(rv == RLOG_EBUSY, "%s: %s", rlog_errname(rv), err);
     ck_assert_msg(strstr(err, "in use by process"), "%s", err);
+}
+END_TEST
+
+/* Opens node i's directory with cfg edited; returns the code, closing a
+ * handle that opened. */
+static int open_as(int i, void (*edit)(struct rlog_config *), char *err, size_t errlen)
+{
+    struct rlog_config c;
+    cfg_for(i, &c);
+    if (edit)
+        edit(&c);
+    rlog *log = NULL;
+    int rv = rlog_open(&c, &log, err, errlen);
+    if (log)
+        rlog_close(log);
+    return rv;
+}
+
+static void e_as_node_2(struct rlog_config *c)
+{
+    c->id = 2;
+    c->address = C.addrs[1];
+}
+static void e_named_other(struct rlog_config *c) { c->cluster_name = "other"; }
+
+/* Node 1's directory refuses to be node 2 or another cluster's, with both
+ * ids in the message, and changes nothing; without its IDENTITY file (an
+ * older liblog's directory) it is adopted. */
+START_TEST(test_directory_refuses_another_identity)
+{
+    node_open(0);
+    node_close(0);
+    char err[256] = "", want[512];
+    ck_assert_int_eq(open_as(0, e_as_node_2, err, sizeof err), RLOG_EIDENTITY);
+    snprintf(want, sizeof want, "data directory %s belongs to node 1, not node 2", C.dirs[0]);
+    ck_assert_str_eq(err, want);
+    ck_assert_str_eq(rlog_errmsg(NULL), want);
+    ck_assert_str_eq(rlog_strerror(RLOG_EIDENTITY),
+                     "data directory belongs to another node or cluster");
+    ck_assert_int_eq(open_as(0, e_named_other, err, sizeof err), RLOG_EIDENTITY);
+    ck_assert_msg(strstr(err, "not cluster other"), "%s", err);
+
+    char path[400];
+    snprintf(path, sizeof path, "%s/IDENTITY", C.dirs[0]);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(open_as(0, NULL, err, sizeof err), 0);
+    ck_assert_int_eq(access(path, R_OK), 0);
+    ck_assert_int_eq(open_as(0, e_as_node_2, err, sizeof err), RLOG_EIDENTITY);
 }
 END_TEST
 
@@ -703,6 +752,53 @@ START_TEST(test_membership_add_transfer_remove)
 }
 END_TEST
 
+/* After node 4 joined and the old leader left, a remaining founder opens
+ * with the founders' list or the current membership, but not with a list
+ * that puts a member elsewhere. */
+START_TEST(test_identity_after_membership_change)
+{
+    int l = open_small_window();
+    append_range(l, 0, 20);
+    add_fourth(l);
+    fourth_takes_over(l);
+    int f = (l + 1) % N;
+    ck_assert_uint_ge(wait_commit(f, 20), 20);
+    node_close(f);
+    char err[256] = "";
+    ck_assert_int_eq(open_as(f, NULL, err, sizeof err), 0); /* the founders' list */
+
+    struct rlog_peer now[N], wrong[N + 1];
+    unsigned n = 0;
+    for (int i = 0; i <= N; i++)
+        if (i != l)
+            now[n++] = C.peers[i];
+    struct rlog_config c;
+    cfg_for(f, &c);
+    c.peers = now;
+    c.n_peers = n;
+    rlog *log = NULL;
+    int rv = rlog_open(&c, &log, err, sizeof err);
+    ck_assert_msg(rv == 0, "the current membership: %s: %s", rlog_errname(rv), err);
+    rlog_close(log);
+
+    memcpy(wrong, C.peers, sizeof wrong);
+    wrong[N].address = "127.0.0.1:9"; /* node 4 elsewhere */
+    c.peers = wrong;
+    c.n_peers = N + 1;
+    log = NULL;
+    ck_assert_int_eq(rlog_open(&c, &log, err, sizeof err), RLOG_EIDENTITY);
+    ck_assert_ptr_null(log);
+    char want[200];
+    snprintf(want, sizeof want, "config.peers has node %d at 127.0.0.1:9, but the cluster stored in",
+             N + 1);
+    ck_assert_msg(strstr(err, want) && strstr(err, C.addrs[N]), "%s", err);
+
+    node_open(f); /* and it serves what was appended meanwhile */
+    append_range(N, 20, 30);
+    ck_assert_uint_ge(wait_commit(f, 30), 30);
+}
+END_TEST
+
 /* Retention through the API: the trim is replicated, so every replica
  * drops the same records; bad points get clear errors; appends go on and a
  * restart keeps it. */
@@ -783,11 +879,13 @@ static Suite *cluster_suite(void)
     tcase_add_test(tc, test_concurrent_appenders_get_distinct_offsets);
     tcase_add_test(tc, test_bad_configs_name_the_field);
     tcase_add_test(tc, test_busy_directory);
+    tcase_add_test(tc, test_directory_refuses_another_identity);
     tcase_add_test(tc, test_lagging_follower_catches_up_by_fetch);
     tcase_add_test(tc, test_subscribers_on_every_node_history_then_live);
     tcase_add_test(tc, test_subscription_pause_resume_and_self_unsubscribe);
     tcase_add_test(tc, test_subscription_ends_at_close_and_iter_wait);
     tcase_add_test(tc, test_membership_add_transfer_remove);
+    tcase_add_test(tc, test_identity_after_membership_change);
     tcase_add_test(tc, test_trim_on_every_replica);
     tcase_add_test(tc, test_trim_past_a_lagging_follower_and_new_node);
     suite_add_tcase(s, tc);
