@@ -1,5 +1,5 @@
 /*
- * fence — which log entries may be shown (DESIGN.md, guard 1).
+ * fence — which log entries may be shown (lib/README.md, guard 1).
  *
  * libraft 0.15 advances its commit index when a majority stores an entry,
  * whatever that entry's term (Raft's Figure 8: such an entry can still be

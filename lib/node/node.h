@@ -5,7 +5,7 @@
  * operations queued to the loop; nothing here is touched by other threads
  * except the inbox and the published status, under `mu`.
  *
- * The fence (DESIGN.md, guard 1): libraft 0.15 may count replicas of an
+ * The fence (lib/README.md, guard 1): libraft 0.15 may count replicas of an
  * earlier term's entry as committed (Raft's Figure 8). An entry is shown only
  * once some entry of the current term at or after it is committed and
  * durable here, which no later leader can overwrite; a leader appends a

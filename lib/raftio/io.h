@@ -5,10 +5,11 @@
  * connect/listen/handshake, and snapshots are descriptors (the log is its own
  * snapshot).
  *
- * Guards against libraft 0.15 faults (see DESIGN.md): inbound RequestVote and
- * TimeoutNow, and the ticks of a non-leader, are held back while appends are
- * in flight, so elections only ever see durable log state; and after a
- * storage failure the backend fails every later call (fail-stop).
+ * Guards against libraft 0.15 faults (see lib/README.md): inbound
+ * RequestVote and TimeoutNow, and the ticks of a non-leader, are held back
+ * while appends are in flight, so elections only ever see durable log state;
+ * and after a storage failure the backend fails every later call
+ * (fail-stop). The implementation's files are listed in io.c.
  */
 #ifndef RL_RAFTIO_IO_H
 #define RL_RAFTIO_IO_H

@@ -40,7 +40,8 @@ enum {
     RL_WIRE_INSTALL_SNAPSHOT = RAFT_IO_INSTALL_SNAPSHOT,
     RL_WIRE_TIMEOUT_NOW = RAFT_IO_TIMEOUT_NOW,
     RL_WIRE_OWN_FIRST = 64,
-    /* Catch-up by segment fetch (lib/raftio/fetch.c). They reuse the shapes
+    /* Catch-up by segment fetch (lib/raftio/fetch.c; a rewind,
+     * lib/raftio/rewind.c, asks with the same request). They reuse the shapes
      * (and encoders/decoders) of two raft messages, through the same union:
      *  FETCH_REQUEST as timeout_now: term = first index wanted,
      *    last_log_index = last index wanted, last_log_term = byte budget.

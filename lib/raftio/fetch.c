@@ -1,6 +1,6 @@
 /*
- * Catch-up by segment fetch. Part of io.c (included there: it shares the
- * connection and store state), kept apart because it is its own protocol.
+ * Catch-up by segment fetch, and serving it to other nodes. Its own
+ * protocol over the transport (transport.c) and the store.
  *
  * libraft sends a follower that is behind the leader's in-memory window an
  * InstallSnapshot. A liblog snapshot is only a descriptor, so installing one
@@ -29,6 +29,12 @@
  * peer keeps one fully trimmed entry before its first readable record
  * (node.c, store_trim), so I - 1 is always one whose term it knows.
  */
+#include "raftio/internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define FETCH_CHUNK (4u << 20)
 #define FETCH_TIMEOUT_MS 3000
@@ -71,7 +77,7 @@ static void fetch_free_if_done(struct fetch *f)
     free(f);
     io->close_pending--;
     if (io->closing) /* a close was waiting for us */
-        close_step(io);
+        rl_io__close_step(io);
 }
 
 static void fetch_timer_closed(uv_handle_t *h)
@@ -95,12 +101,12 @@ static void fetch_end(struct fetch *f, int status)
     if (status != 0 && f->req) {
         struct raft_io_snapshot_put *req = f->req;
         f->req = NULL;
-        snapshot_put_done(io, req, status);
+        rl_io__snapshot_put_done(io, req, status);
     }
-    release_held(io); /* the install is over: campaigns may go ahead */
+    rl_io__release_held(io); /* the install is over: campaigns may go ahead */
 }
 
-static void fetch_stop(struct io *io)
+void rl_io__fetch_stop(struct io *io)
 {
     if (io->fetch)
         fetch_end(io->fetch, RAFT_CANCELED);
@@ -109,12 +115,12 @@ static void fetch_stop(struct io *io)
 static void fetch_timeout(uv_timer_t *t)
 {
     struct fetch *f = t->data;
-    io_log(f->io, 1, "catch-up: no answer for entry %" PRIu64 " from %" PRIu64 "; asking again",
-           f->next, f->io->snap_source_id);
+    rl_io__log(f->io, 1, "catch-up: no answer for entry %" PRIu64 " from %" PRIu64 "; asking again",
+               f->next, f->io->snap_source_id);
     fetch_send(f);
 }
 
-static void fetch_sent(void *arg, int status)
+void rl_io__fetch_sent(void *arg, int status)
 {
     (void)arg;
     (void)status; /* a lost request is covered by the timeout */
@@ -130,19 +136,19 @@ static void fetch_send(struct fetch *f)
     m.timeout_now.last_log_index = f->index;
     m.timeout_now.last_log_term = FETCH_CHUNK;
     uv_timer_start(&f->timer, fetch_timeout, FETCH_TIMEOUT_MS, 0);
-    if (send_msg(io, &m, NULL, NULL, fetch_sent, f) != 0)
-        io_log(io, 1, "catch-up: cannot reach %" PRIu64 " at %s yet", io->snap_source_id,
-               io->snap_source_addr);
+    if (rl_io__send_msg(io, &m, NULL, NULL, rl_io__fetch_sent, f) != 0)
+        rl_io__log(io, 1, "catch-up: cannot reach %" PRIu64 " at %s yet", io->snap_source_id,
+                   io->snap_source_addr);
 }
 
 static void fetch_finish(struct fetch *f)
 {
     struct io *io = f->io;
     uint64_t ms = uv_now(io->loop) - f->started_ms;
-    io_log(io, 1,
-           "catch-up: fetched entries %" PRIu64 "..%" PRIu64 " (%.1f MB) in %.1f s (%.1f MB/s)",
-           f->first, f->index, (double)f->bytes / 1e6, (double)ms / 1e3,
-           ms ? (double)f->bytes / 1e3 / (double)ms : 0.0);
+    rl_io__log(io, 1,
+               "catch-up: fetched entries %" PRIu64 "..%" PRIu64 " (%.1f MB) in %.1f s (%.1f MB/s)",
+               f->first, f->index, (double)f->bytes / 1e6, (double)ms / 1e3,
+               ms ? (double)f->bytes / 1e3 / (double)ms : 0.0);
     struct raft_snapshot snap = {.index = f->index, .term = f->term,
                                  .configuration = f->conf,
                                  .configuration_index = f->conf_index};
@@ -150,10 +156,10 @@ static void fetch_finish(struct fetch *f)
     f->req = NULL;
     /* The log now holds the snapshot's range: the ordinary path checks the
      * entry's term and saves the descriptor. */
-    int rv = io_snapshot_put(io->rio, 0, req, &snap, req->cb);
+    int rv = rl_io__snapshot_put(io->rio, 0, req, &snap, req->cb);
     fetch_end(f, 0);
     if (rv != 0)
-        snapshot_put_done(io, req, rv);
+        rl_io__snapshot_put_done(io, req, rv);
 }
 
 static void fetch_appended(struct rl_store_req *sreq, int status)
@@ -170,7 +176,7 @@ static void fetch_appended(struct rl_store_req *sreq, int status)
         return;
     }
     if (status != 0) {
-        fail_stop(io, status, "catch-up append");
+        rl_io__fail_stop(io, status, "catch-up append");
         fetch_end(f, RAFT_IOERR);
         return;
     }
@@ -185,8 +191,8 @@ static void fetch_appended(struct rl_store_req *sreq, int status)
 static void fetch_chunk(struct io *io, const struct raft_append_entries *ae)
 {
     struct fetch *f = io->fetch;
-    io_log(io, 0, "catch-up: got %u entries from %" PRIu64 " (status %" PRIu64 ")",
-           ae->n_entries, (uint64_t)ae->prev_log_index + 1, (uint64_t)ae->term);
+    rl_io__log(io, 0, "catch-up: got %u entries from %" PRIu64 " (status %" PRIu64 ")",
+               ae->n_entries, (uint64_t)ae->prev_log_index + 1, (uint64_t)ae->term);
     /* prev_log_index 0: the peer holds nothing of this snapshot any more
      * (it trimmed past it); without ending, we would ask it forever
      * (found by the simulator, random seed 2 with retention). */
@@ -198,9 +204,9 @@ static void fetch_chunk(struct io *io, const struct raft_append_entries *ae)
     if (!f || f->busy || f->stopping || ae->prev_log_index + 1 != f->next)
         return; /* stale or duplicate answer */
     if (ae->term != 0 || ae->n_entries == 0) {
-        io_log(io, 1, "catch-up: %" PRIu64 " cannot serve entry %" PRIu64 " (%s); retrying",
-               io->snap_source_id, f->next,
-               ae->term ? rlog_strerror(-(int)ae->term) : "it has nothing there yet");
+        rl_io__log(io, 1, "catch-up: %" PRIu64 " cannot serve entry %" PRIu64 " (%s); retrying",
+                   io->snap_source_id, f->next,
+                   ae->term ? rlog_strerror(-(int)ae->term) : "it has nothing there yet");
         return; /* the timer asks again */
     }
     unsigned n = ae->n_entries;
@@ -233,13 +239,13 @@ static void fetch_chunk(struct io *io, const struct raft_append_entries *ae)
     uv_timer_stop(&f->timer);
     int rv = rl_store_append(io->store, &f->sreq, f->entries, n, fetch_appended);
     if (rv != 0) {
-        io_log(io, 3, "catch-up: append of %u entries at %" PRIu64 ": %s", n, f->next,
-               rl_store_errmsg(io->store));
+        rl_io__log(io, 3, "catch-up: append of %u entries at %" PRIu64 ": %s", n, f->next,
+                   rl_store_errmsg(io->store));
         free(f->entries);
         free(f->chunk);
         f->entries = NULL;
         f->chunk = NULL;
-        fetch_end(f, rv == RLOG_EFATAL ? fail_stop(io, rv, "catch-up") : RAFT_IOERR);
+        fetch_end(f, rv == RLOG_EFATAL ? rl_io__fail_stop(io, rv, "catch-up") : RAFT_IOERR);
         return;
     }
     f->busy = true;
@@ -276,7 +282,7 @@ static void fetch_reset_done(struct rl_store_req *sreq, int status)
         return;
     }
     if (status != 0) {
-        fail_stop(io, status, "catch-up reset");
+        rl_io__fail_stop(io, status, "catch-up reset");
         fetch_end(f, RAFT_IOERR);
         return;
     }
@@ -297,18 +303,18 @@ static int store_reset_to_snap(struct io *io, struct rl_store_req *sreq, rl_stor
 
 /* At load: the reset descriptor was saved but the store's reset was not
  * done (the log still ends before it). Done now, before libraft sees it. */
-static int finish_interrupted_reset(struct io *io)
+int rl_io__finish_interrupted_reset(struct io *io)
 {
     struct sync_wait w = {0};
     struct rl_store_req req = {.data = &w};
-    int rv = store_wait(io, store_reset_to_snap(io, &req, sync_append_cb), &w);
+    int rv = rl_io__store_wait(io, store_reset_to_snap(io, &req, rl_io__sync_append_cb), &w);
     if (rv != 0) {
         snprintf(io->rio->errmsg, sizeof io->rio->errmsg, "finishing a catch-up reset: %.200s",
                  rl_store_errmsg(io->store));
         return RAFT_IOERR;
     }
-    io_log(io, 1, "catch-up: finished an interrupted reset; the log starts at entry %" PRIu64,
-           rl_store_first_index(io->store));
+    rl_io__log(io, 1, "catch-up: finished an interrupted reset; the log starts at entry %" PRIu64,
+               rl_store_first_index(io->store));
     if (io->hooks.on_reset)
         io->hooks.on_reset(io->hooks.arg, rl_store_first_index(io->store),
                            rl_store_first_offset(io->store));
@@ -331,8 +337,8 @@ static void fetch_reset_saved(struct io *io, int status)
     }
     if (rv != 0) {
         f->busy = false;
-        io_log(io, 3, "catch-up: cannot reset the log: %s", rl_store_errmsg(io->store));
-        fetch_end(f, rv == RLOG_EFATAL ? fail_stop(io, rv, "catch-up reset") : RAFT_IOERR);
+        rl_io__log(io, 3, "catch-up: cannot reset the log: %s", rl_store_errmsg(io->store));
+        fetch_end(f, rv == RLOG_EFATAL ? rl_io__fail_stop(io, rv, "catch-up reset") : RAFT_IOERR);
     }
 }
 
@@ -361,8 +367,8 @@ static bool try_another_source(struct fetch *f)
             continue;
         if (!io->hooks.peer_address)
             snprintf(addr, sizeof addr, "%s", s->address);
-        io_log(io, 1, "catch-up: %" PRIu64 " cannot serve entry %" PRIu64 "; asking %" PRIu64,
-               io->snap_source_id, f->next, (uint64_t)s->id);
+        rl_io__log(io, 1, "catch-up: %" PRIu64 " cannot serve entry %" PRIu64 "; asking %" PRIu64,
+                   io->snap_source_id, f->next, (uint64_t)s->id);
         io->snap_source_id = s->id;
         snprintf(io->snap_source_addr, sizeof io->snap_source_addr, "%s", addr);
         fetch_send(f);
@@ -381,22 +387,22 @@ static void fetch_reset(struct fetch *f, const struct raft_append_entries *ae)
     if (ae->prev_log_index == 0 || index - 1 > f->index) {
         /* No member holds anything of this snapshot any more: libraft sends
          * a newer one after its install timeout. */
-        io_log(io, 1, "catch-up: %" PRIu64 " has trimmed past entry %" PRIu64 "; waiting for a"
-               " newer snapshot", io->snap_source_id, f->index);
+        rl_io__log(io, 1, "catch-up: %" PRIu64 " has trimmed past entry %" PRIu64 "; waiting for a"
+                   " newer snapshot", io->snap_source_id, f->index);
         fetch_end(f, RAFT_IOERR);
         return;
     }
-    io_log(io, 1, "catch-up: %" PRIu64 " has trimmed entries before %" PRIu64
-           " (record %" PRIu64 "); this log restarts there", io->snap_source_id, index,
-           (uint64_t)ae->leader_commit);
+    rl_io__log(io, 1, "catch-up: %" PRIu64 " has trimmed entries before %" PRIu64
+               " (record %" PRIu64 "); this log restarts there", io->snap_source_id, index,
+               (uint64_t)ae->leader_commit);
     struct raft_snapshot at = {.index = index - 1, .term = ae->prev_log_term,
                                .configuration = f->conf};
     uint64_t conf_index = f->conf_index < index - 1 ? f->conf_index : index - 1;
     uv_timer_stop(&f->timer);
     f->busy = true;
     io->reset_fetch = f;
-    int rv = snap_put_queue(io, NULL, fetch_reset_saved, &at, conf_index, index - 1,
-                            ae->leader_commit);
+    int rv = rl_io__snap_put_queue(io, NULL, fetch_reset_saved, &at, conf_index, index - 1,
+                                   ae->leader_commit);
     if (rv != 0) {
         f->busy = false;
         io->reset_fetch = NULL;
@@ -474,8 +480,8 @@ static void fetch_serve(struct io *io, const struct raft_message *req, const cha
         for (uint64_t i = from; sv->reads && sv->entries && i <= to && sv->n < cap; i++) {
             struct rl_store_entry *e = &sv->reads[sv->n];
             if (rl_store_read(io->store, i, e) != 0) {
-                io_log(io, 3, "catch-up: serving entry %" PRIu64 ": %s", i,
-                       rl_store_errmsg(io->store));
+                rl_io__log(io, 3, "catch-up: serving entry %" PRIu64 ": %s", i,
+                           rl_store_errmsg(io->store));
                 break;
             }
             sv->entries[sv->n] = (struct raft_entry){.term = e->term, .type = e->type,
@@ -488,13 +494,13 @@ static void fetch_serve(struct io *io, const struct raft_message *req, const cha
         m.append_entries.entries = sv->n ? sv->entries : NULL;
         m.append_entries.n_entries = sv->n;
     }
-    io_log(io, 0, "catch-up: serving %u entries from %" PRIu64 " to %" PRIu64, sv->n, from,
-           (uint64_t)req->server_id);
-    if (send_msg(io, &m, NULL, NULL, serve_done, sv) != 0)
+    rl_io__log(io, 0, "catch-up: serving %u entries from %" PRIu64 " to %" PRIu64, sv->n, from,
+               (uint64_t)req->server_id);
+    if (rl_io__send_msg(io, &m, NULL, NULL, serve_done, sv) != 0)
         serve_done(sv, 0);
 }
 
-static void fetch_recv(struct io *io, const struct raft_message *msg, const char *address)
+void rl_io__fetch_recv(struct io *io, const struct raft_message *msg, const char *address)
 {
     if (io->closing || io->fatal)
         return;
@@ -504,7 +510,7 @@ static void fetch_recv(struct io *io, const struct raft_message *msg, const char
         fetch_chunk(io, &msg->append_entries);
 }
 
-static int fetch_start(struct io *io, struct raft_io_snapshot_put *req,
+int rl_io__fetch_start(struct io *io, struct raft_io_snapshot_put *req,
                        const struct raft_snapshot *snap)
 {
     if (io->fetch)
@@ -531,7 +537,7 @@ static int fetch_start(struct io *io, struct raft_io_snapshot_put *req,
             return RAFT_NOMEM;
         }
     uint64_t end = rl_store_next_index(io->store) - 1;
-    uint64_t committed = committed_here(io);
+    uint64_t committed = rl_io__committed_here(io);
     uint64_t keep = end < committed ? end : committed;
     if (keep < rl_store_first_index(io->store) - 1)
         keep = rl_store_first_index(io->store) - 1;
@@ -540,7 +546,7 @@ static int fetch_start(struct io *io, struct raft_io_snapshot_put *req,
      * appended the fetched range behind a stale suffix: nemesis seed
      * 394640568). The cut is queued after them, the fetched chunks after
      * the cut. */
-    int rv = cut_after(io, keep, "catch-up");
+    int rv = rl_io__cut_after(io, keep, "catch-up");
     if (rv != 0) {
         raft_configuration_close(&f->conf);
         free(f);
@@ -551,113 +557,16 @@ static int fetch_start(struct io *io, struct raft_io_snapshot_put *req,
     uv_timer_init(io->loop, &f->timer);
     f->timer.data = f;
     io->fetch = f;
-    io_log(io, 1, "catch-up: fetching entries %" PRIu64 "..%" PRIu64 " from %" PRIu64 " (%s)",
-           f->next, f->index, io->snap_source_id, io->snap_source_addr);
+    rl_io__log(io, 1, "catch-up: fetching entries %" PRIu64 "..%" PRIu64 " from %" PRIu64 " (%s)",
+               f->next, f->index, io->snap_source_id, io->snap_source_addr);
     fetch_send(f);
     return 0;
 }
 
-/* ---- rewind ------------------------------------------------------------
- *
- * libraft 0.15 takes an InstallSnapshot for a no-op when its own entry at
- * the snapshot's index has a term at least the snapshot's
- * (replication.c: "local_term >= args->last_term"), and answers that it
- * holds the snapshot. A follower whose conflicting suffix, from a later
- * term that never committed, reaches back past the leader's in-memory
- * window then rejects every AppendEntries and ignores every snapshot: the
- * cluster never converges (found by the simulator, random seed 85707030).
- *
- * Such a snapshot does not reach libraft. We ask the leader for its entries
- * after the last one known to be committed here (identical everywhere) and
- * hand them to libraft as the AppendEntries the leader would have sent if
- * its window reached that far: libraft cuts the conflicting suffix and
- * appends the leader's entries, and the leader's next snapshot installs as
- * usual. Each round starts after the last entry a previous round handed
- * over, if that entry still stands, so a long suffix takes several. */
-
-#define REWIND_CHUNK (1u << 20)
-#define REWIND_RETRY_MS 1000
-
-static bool entry_term(struct io *io, uint64_t index, uint64_t *term)
+/* A fetch still writing a chunk or its reset holds up a close. */
+bool rl_io__fetch_busy(const struct io *io)
 {
-    if (index == 0) {
-        *term = 0;
-        return true;
-    }
-    if (io->have_snap && io->snap.index == index) {
-        *term = io->snap.term;
-        return true;
-    }
-    struct rl_store_entry e;
-    if (rl_store_read(io->store, index, &e) != 0)
-        return false;
-    free((void *)e.buf);
-    *term = e.term;
-    return true;
-}
-
-static bool rewind_start(struct io *io, struct raft_message *msg, const char *address)
-{
-    const struct raft_install_snapshot *is = &msg->install_snapshot;
-    uint64_t local;
-    if (io->fetch || io->closing || io->fatal || is->term < rl_store_term(io->store) ||
-        !entry_term(io, is->last_index, &local) || local <= is->last_term)
-        return false; /* libraft handles this one as it should */
-    struct rewind *rw = &io->rewind;
-    uint64_t now = uv_now(io->loop);
-    if (rw->asked && rw->term == is->term && now - rw->asked_ms < REWIND_RETRY_MS)
-        return true; /* a round is under way */
-    uint64_t prev = committed_here(io), prev_term, end_term;
-    if (rw->end > prev && rw->end < is->last_index && entry_term(io, rw->end, &end_term) &&
-        end_term == rw->end_term)
-        prev = rw->end; /* the last round's entries stand: go on after them */
-    if (prev >= is->last_index || !entry_term(io, prev, &prev_term)) {
-        io_log(io, 3, "snapshot %" PRIu64 "/%" PRIu64 " conflicts with entry %" PRIu64
-               " (term %" PRIu64 "), but no committed entry to rewind to",
-               (uint64_t)is->last_index, (uint64_t)is->last_term, (uint64_t)is->last_index, local);
-        return false;
-    }
-    *rw = (struct rewind){.asked = true, .source = msg->server_id, .term = is->term,
-                          .prev = prev, .prev_term = prev_term, .to = is->last_index,
-                          .end = rw->end, .end_term = rw->end_term, .asked_ms = now,
-                          .count = rw->count + 1};
-    io_log(io, 1, "entry %" PRIu64 " has term %" PRIu64 " here, the leader's snapshot says %" PRIu64
-           ": asking %" PRIu64 " for its entries after %" PRIu64 " (rewind %lu)",
-           (uint64_t)is->last_index, local, (uint64_t)is->last_term, rw->source, prev, rw->count);
-    struct raft_message m = {.type = RL_WIRE_FETCH_REQUEST, .server_id = rw->source,
-                             .server_address = address};
-    m.timeout_now.term = prev + 1;
-    m.timeout_now.last_log_index = is->last_index;
-    m.timeout_now.last_log_term = REWIND_CHUNK;
-    if (send_msg(io, &m, NULL, NULL, fetch_sent, NULL) != 0)
-        rw->asked = false;
-    return true;
-}
-
-/* A fetch answer for a rewind becomes the leader's AppendEntries. */
-static bool rewind_answer(struct io *io, struct raft_message *msg)
-{
-    struct rewind *rw = &io->rewind;
-    struct raft_append_entries *ae = &msg->append_entries;
-    if (!rw->asked || io->fetch || io->closing || io->fatal || msg->server_id != rw->source ||
-        ae->term != 0 || ae->n_entries == 0 || ae->prev_log_index != rw->prev ||
-        rl_store_term(io->store) > rw->term)
-        return false;
-    rw->asked = false;
-    unsigned n = ae->n_entries;
-    if (rw->prev + n > rw->to)
-        n = (unsigned)(rw->to - rw->prev);
-    rw->end = rw->prev + n;
-    rw->end_term = ae->entries[n - 1].term;
-    io_log(io, 1, "rewind: handing entries %" PRIu64 "..%" PRIu64 " of %" PRIu64
-           " to libraft", rw->prev + 1, rw->end, rw->source);
-    msg->type = RAFT_IO_APPEND_ENTRIES;
-    ae->term = rw->term;
-    ae->prev_log_index = rw->prev;
-    ae->prev_log_term = rw->prev_term;
-    ae->n_entries = n;
-    ae->leader_commit = rw->prev; /* proves nothing more is committed */
-    return true;
+    return io->fetch && io->fetch->busy;
 }
 
 bool rl_io_catchup(struct raft_io *rio, uint64_t *next, uint64_t *target)

@@ -1,0 +1,113 @@
+/*
+ * Delivery of inbound messages to libraft, and the guards on it.
+ *
+ * Elections: RequestVote and TimeoutNow received while appends are in flight
+ * are held and delivered when the store has caught up, and so are the ticks
+ * of a non-leader, so libraft 0.15 never votes or campaigns on log entries
+ * that are not yet durable.
+ */
+#include "raftio/internal.h"
+
+#include <stdlib.h>
+
+/* ---- held elections -------------------------------------------------- */
+
+void rl_io__deliver(struct io *io, struct raft_message *msg, void *body, bool owned)
+{
+    if (!io->recv_cb || io->closing || io->fatal) {
+        rl_wire_message_release(msg, body, owned);
+        return;
+    }
+    /* libraft 0.15 answers an AppendEntries that brings nothing new with
+     * "I hold everything up to my last stored index" (recv_append_entries.c),
+     * even when entries after the leader's are from another term and about
+     * to be replaced. The leader then takes them as matched and can count
+     * this node towards a quorum for entries it does not hold (found by the
+     * simulator: a leader's match index stuck above a follower's conflicting
+     * suffix, its heartbeats rejected forever). The answer is capped at what
+     * the message itself proves: prev_log_index + n_entries. */
+    io->in_append_entries = msg->type == RAFT_IO_APPEND_ENTRIES;
+    if (io->in_append_entries) {
+        struct raft_append_entries *ae = &msg->append_entries;
+        io->append_entries_match = ae->prev_log_index + ae->n_entries;
+        /* The same fault on the commit side: libraft 0.15 sets its commit
+         * index to min(leader_commit, last stored index), so a heartbeat
+         * that matches at prev_log_index marks this node's own conflicting
+         * suffix committed (and then applied, and kept when a later
+         * AppendEntries must cut it: found by the simulator, random seed
+         * 85707030). Raft's rule is min(leader_commit, last new entry). */
+        if (ae->leader_commit > io->append_entries_match)
+            ae->leader_commit = io->append_entries_match;
+    }
+    io->recv_cb(io->rio, msg);
+    io->in_append_entries = false;
+    if (!owned)
+        raft_free(body);
+    rl_io__after_event(io);
+}
+
+/* libraft 0.15 takes a snapshot's last index as its own the moment an
+ * install starts, and counts entries being written as stored: while either
+ * is under way its log claims more than the disk holds. Votes it grants are
+ * then only more cautious, but it must not campaign: ticks of a non-leader
+ * and TimeoutNow wait. RequestVote waits for appends only, so a node
+ * catching up from a leader that died still lets another node win. */
+bool rl_io__campaign_held(const struct io *io)
+{
+    return io->appends > 0 || io->fetch != NULL;
+}
+
+bool rl_io__must_hold(const struct io *io, unsigned short type)
+{
+    return type == RAFT_IO_TIMEOUT_NOW ? rl_io__campaign_held(io) : io->appends > 0;
+}
+
+void rl_io__release_held(struct io *io)
+{
+    /* In arrival order, up to the first message that must still wait. */
+    while (io->held_head && !rl_io__must_hold(io, io->held_head->msg.type)) {
+        struct held *h = io->held_head;
+        io->held_head = h->next;
+        if (!io->held_head)
+            io->held_tail = NULL;
+        h->msg.server_address = h->address;
+        rl_io__deliver(io, &h->msg, h->body, h->owned);
+        free(h);
+    }
+    if (!rl_io__campaign_held(io) && io->tick_held && !io->closing && !io->fatal) {
+        io->tick_held = false;
+        io->tick_cb(io->rio);
+        rl_io__after_event(io);
+    }
+}
+
+/* libraft 0.15 keeps a window of entries before its snapshot and knows
+ * no term below it: an AppendEntries whose prev_log_index lies below the
+ * window is rejected, and the leader probes further down, never up. A
+ * follower whose own snapshot is past the leader's then never matches (the
+ * leader also takes its "I have a newer snapshot" answer as a match at the
+ * leader's snapshot index; found by the simulator, random seed 85707030).
+ * Everything up to our snapshot is committed, so the same as the leader's:
+ * such a message becomes a heartbeat at our snapshot, which matches, and
+ * the leader goes on from there. The message's own entries up to our
+ * snapshot must agree with it, or it is left to libraft. Returns true if
+ * the message was rewritten (its entries released). */
+bool rl_io__below_window(struct io *io, struct raft_message *msg, void *body, bool owned)
+{
+    struct raft_append_entries *ae = &msg->append_entries;
+    if (msg->type != RAFT_IO_APPEND_ENTRIES || !io->have_snap || ae->prev_log_index == 0 ||
+        ae->prev_log_index >= io->snap.index || ae->term < rl_store_term(io->store))
+        return false;
+    uint64_t at_snap = io->snap.index - ae->prev_log_index; /* 1-based position in entries */
+    if (at_snap <= ae->n_entries && ae->entries[at_snap - 1].term != io->snap.term)
+        return false;
+    uint64_t local;
+    if (rl_io__entry_term(io, ae->prev_log_index, &local) && local != ae->prev_log_term)
+        return false; /* a committed entry disagrees: not ours to paper over */
+    rl_wire_message_release(msg, body, owned);
+    if (!owned)
+        raft_free(body);
+    ae->prev_log_index = io->snap.index;
+    ae->prev_log_term = io->snap.term;
+    return true;
+}

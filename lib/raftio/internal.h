@@ -1,0 +1,228 @@
+/* Internal state of the raft_io implementation, shared by its files (io.c
+ * says which does what). Nothing here is visible outside lib/raftio/: the
+ * library is built with -fvisibility=hidden, and the shared functions carry
+ * the rl_io__ prefix so that they cannot clash with anything else in a
+ * static link. */
+#ifndef RL_RAFTIO_INTERNAL_H
+#define RL_RAFTIO_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "batch/batch.h"
+#include "common/env.h"
+#include "liblog.h"
+#include "raftio/io.h"
+#include "raftio/snapshot.h"
+#include "store/format.h"
+#include "wire/codec.h"
+
+struct io;
+
+struct send_req {
+    struct io *io;
+    struct raft_io_send *req;
+    raft_io_send_cb cb;
+    void (*done)(void *arg, int status); /* our own messages instead of cb */
+    void *done_arg;
+    struct rl_wire_out out;
+    uv_buf_t *bufs;
+    uv_write_t write;
+    struct peer *peer;
+    struct send_req *next;
+};
+
+struct peer {
+    struct io *io;
+    uint64_t id;
+    char address[256];
+    uv_stream_t *stream;
+    bool connecting;
+    struct raft_uv_connect connect_req;
+    struct send_req *wait_head, *wait_tail; /* queued while connecting */
+    uint64_t failed_at;
+    struct peer *next;
+};
+
+struct in_conn {
+    struct io *io;
+    uv_stream_t *stream;
+    uint64_t id;
+    char address[256];
+    unsigned char hdr[RL_WIRE_HDR];
+    size_t hdr_got;
+    struct rl_wire_hdr h;
+    unsigned char *body;
+    size_t body_got, body_cap;
+    char *rbuf;
+    bool closing;
+    struct in_conn *next, *prev;
+};
+
+struct failed_send {
+    struct raft_io_send *req;
+    raft_io_send_cb cb;
+    int status;
+    struct failed_send *next;
+};
+
+struct held {
+    struct raft_message msg;
+    void *body;
+    bool owned;
+    char address[256];
+    struct held *next;
+};
+
+struct append_req {
+    struct io *io;
+    struct raft_io_append *req;
+    raft_io_append_cb cb;
+    struct rl_store_req sreq;
+    struct rl_store_entry *entries;
+    int rv;                   /* a failed one's status, reported later */
+    struct append_req *below; /* the failed stack */
+};
+
+/* A conflicting suffix libraft will not give up (rewind.c). */
+struct rewind {
+    bool asked;                 /* a request is out */
+    uint64_t source, term;      /* the leader asked, and its term */
+    uint64_t prev, prev_term;   /* the AppendEntries will follow this entry */
+    uint64_t to;                /* the snapshot's index */
+    uint64_t end, end_term;     /* the last entry handed to libraft, and its term */
+    uint64_t asked_ms;
+    unsigned long count;
+};
+
+struct io {
+    struct raft_io *rio;
+    uv_loop_t *loop;
+    struct rl_store *store;
+    char dir[4096];
+    unsigned trailing;
+    uint32_t max_body;
+    struct rl_io_hooks hooks;
+    struct raft_uv_transport transport;
+    bool transport_ready;
+    uint64_t id;
+    char address[256];
+    uv_timer_t timer;
+    raft_io_tick_cb tick_cb;
+    raft_io_recv_cb recv_cb;
+    bool tick_held;
+    struct peer *peers;
+    struct in_conn *ins;
+    struct held *held_head, *held_tail;
+    unsigned appends;
+    struct append_req *failed_top; /* failed appends, newest on top */
+    /* The index libraft will give its next appended entry: its log's end
+     * as it sees it. The store must end at the same place before it takes
+     * an append (rl_io__append says why). */
+    uint64_t raft_next;
+    unsigned long refused_appends;
+    /* Sends that failed at once, reported from the loop instead (see
+     * rl_io__send); flushed by send_fail_timer. */
+    struct failed_send *failed_head, *failed_tail;
+    /* The snapshot install under way (see rl_io__snapshot_put_done). */
+    struct raft_io_snapshot_put *install_req;
+    struct raft_buffer *install_bufs;
+    uv_timer_t send_fail_timer;   /* reports failures rl_io__send/rl_io__append deferred */
+    bool timers_ready;
+    /* While libraft handles an AppendEntries: the last index it proves
+     * this log matches the leader's (see rl_io__deliver). */
+    bool in_append_entries;
+    uint64_t append_entries_match;
+    int fatal;
+    bool closing;
+    raft_io_close_cb close_cb;
+    int close_pending;
+    struct rl_snapshot_desc snap;
+    bool have_snap;
+    unsigned rand_state;
+    uint64_t snap_source_id;       /* sender of the last InstallSnapshot */
+    char snap_source_addr[256];
+    struct fetch *fetch;           /* catch-up in progress, or NULL (fetch.c) */
+    struct rewind rewind;          /* see rewind.c, rl_io__rewind_start */
+    struct fetch *reset_fetch;     /* the fetch whose reset descriptor is being written (fetch.c) */
+    /* Descriptor writes, one at a time (they share SNAPSHOT.tmp). */
+    struct snap_put *snap_head, *snap_tail; /* snapshot_put.c */
+};
+
+/* A store request waited for before the loop runs (load, bootstrap). */
+struct sync_wait {
+    bool done;
+    int status;
+};
+
+/* io.c: lifecycle and what everything shares */
+void rl_io__log(struct io *io, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void rl_io__after_event(struct io *io);
+int rl_io__fail_stop(struct io *io, int code, const char *what);
+void rl_io__close_step(struct io *io);
+
+/* load.c */
+int rl_io__load(struct raft_io *rio, raft_term *term, raft_id *voted_for,
+                struct raft_snapshot **snapshot, raft_index *start_index,
+                struct raft_entry *entries[], size_t *n_entries);
+void rl_io__sync_append_cb(struct rl_store_req *req, int status);
+int rl_io__store_wait(struct io *io, int rv, struct sync_wait *w);
+int rl_io__bootstrap(struct raft_io *rio, const struct raft_configuration *conf);
+int rl_io__recover(struct raft_io *rio, const struct raft_configuration *conf);
+int rl_io__set_term(struct raft_io *rio, raft_term term);
+int rl_io__set_vote(struct raft_io *rio, raft_id server_id);
+
+/* append.c */
+void rl_io__report_failed(struct io *io);
+int rl_io__append(struct raft_io *rio, struct raft_io_append *req,
+                  const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
+int rl_io__truncate(struct raft_io *rio, raft_index index);
+uint64_t rl_io__committed_here(struct io *io);
+int rl_io__cut_after(struct io *io, uint64_t keep, const char *why);
+
+/* snapshot_put.c */
+void rl_io__snapshot_put_done(struct io *io, struct raft_io_snapshot_put *req, int status);
+int rl_io__snap_put_queue(struct io *io, struct raft_io_snapshot_put *req,
+                          void (*done)(struct io *, int), const struct raft_snapshot *snapshot,
+                          uint64_t conf_index, uint64_t visible, uint64_t reset_offset);
+int rl_io__snapshot_put(struct raft_io *rio, unsigned trailing,
+                        struct raft_io_snapshot_put *req,
+                        const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
+int rl_io__snapshot_get(struct raft_io *rio, struct raft_io_snapshot_get *req,
+                        raft_io_snapshot_get_cb cb);
+
+/* transport.c */
+int rl_io__send_msg(struct io *io, const struct raft_message *msg, struct raft_io_send *req,
+                    raft_io_send_cb cb, void (*done)(void *, int), void *done_arg);
+int rl_io__send(struct raft_io *rio, struct raft_io_send *req, const struct raft_message *msg,
+                raft_io_send_cb cb);
+void rl_io__flush_failed_sends(struct io *io);
+void rl_io__deferred_cb(uv_timer_t *t);
+void rl_io__peer_drop_stream(struct peer *p);
+void rl_io__in_close(struct in_conn *c, const char *why);
+void rl_io__accept_cb(struct raft_uv_transport *t, raft_id id, const char *address,
+                      struct uv_stream_s *stream);
+
+/* hold.c */
+void rl_io__deliver(struct io *io, struct raft_message *msg, void *body, bool owned);
+bool rl_io__campaign_held(const struct io *io);
+bool rl_io__must_hold(const struct io *io, unsigned short type);
+void rl_io__release_held(struct io *io);
+bool rl_io__below_window(struct io *io, struct raft_message *msg, void *body, bool owned);
+
+/* fetch.c */
+int rl_io__fetch_start(struct io *io, struct raft_io_snapshot_put *req,
+                       const struct raft_snapshot *snap);
+void rl_io__fetch_stop(struct io *io);
+bool rl_io__fetch_busy(const struct io *io);
+void rl_io__fetch_sent(void *arg, int status);
+void rl_io__fetch_recv(struct io *io, const struct raft_message *msg, const char *address);
+int rl_io__finish_interrupted_reset(struct io *io);
+
+/* rewind.c */
+bool rl_io__entry_term(struct io *io, uint64_t index, uint64_t *term);
+bool rl_io__rewind_start(struct io *io, struct raft_message *msg, const char *address);
+bool rl_io__rewind_answer(struct io *io, struct raft_message *msg);
+
+#endif
