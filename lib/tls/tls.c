@@ -349,7 +349,8 @@ int rl_tls_ctx_new(const struct rl_tls_config *cfg, struct rl_tls_ctx **out, cha
         fmt(err, errlen, "cannot configure the TLS context: %s", why);
         goto err_after_ctx;
     }
-    SSL_CTX_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+    /* Send cert_file's chain as it is, not the CA from our trust store. */
+    SSL_CTX_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN);
     ERR_clear_error();
     *out = c;
     return 0;
