@@ -22,7 +22,6 @@
  */
 #include "tls/tls.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -58,7 +57,7 @@ struct rl_tls_session {
     bool shut;     /* close_notify queued */
     int err;       /* latched failure, 0 if none */
     uint64_t peer_id;
-    char msg[256];
+    char msg[320];
 };
 
 /* ---- messages ------------------------------------------------------------ */
@@ -74,14 +73,11 @@ static void fmt(char *buf, size_t len, const char *f, ...)
     va_end(ap);
 }
 
-/* OpenSSL's reason for the last failure ("" if the queue is empty); clears
- * the queue. The last entry is the one nearest the cause's report. */
-static void ssl_reason(char *buf, size_t len)
+/* One queue entry as "library: reason". */
+static void one_reason(unsigned long e, char *buf, size_t len)
 {
-    unsigned long e = ERR_peek_last_error();
-    ERR_clear_error();
-    if (e == 0) {
-        fmt(buf, len, "%s", "");
+    if (ERR_SYSTEM_ERROR(e)) { /* the reason is an errno */
+        fmt(buf, len, "%s", strerror(ERR_GET_REASON(e)));
         return;
     }
     const char *lib = ERR_lib_error_string(e);
@@ -90,6 +86,27 @@ static void ssl_reason(char *buf, size_t len)
         fmt(buf, len, "%s%s%s", lib ? lib : "", lib ? ": " : "", why);
     else
         fmt(buf, len, "OpenSSL error 0x%lx", e);
+}
+
+/* OpenSSL's reason for the last failure ("" if the queue is empty), then
+ * clears the queue. The first entry is the cause ("No such file or
+ * directory", "no start line"), the last what failed because of it ("PEM
+ * lib"); both are given when they differ. */
+static void ssl_reason(char *buf, size_t len)
+{
+    unsigned long first = ERR_peek_error(), last = ERR_peek_last_error();
+    ERR_clear_error();
+    if (first == 0) {
+        fmt(buf, len, "%s", "");
+        return;
+    }
+    char a[128], b[128];
+    one_reason(first, a, sizeof a);
+    one_reason(last, b, sizeof b);
+    if (strcmp(a, b) == 0)
+        fmt(buf, len, "%s", a);
+    else
+        fmt(buf, len, "%s (%s)", a, b);
 }
 
 /* Latches code (unless a failure is latched already) with a message, unless
@@ -114,7 +131,7 @@ static int fail(struct rl_tls_session *s, int code, const char *f, ...)
 /* Latches RLOG_EPROTO for a failed SSL call, with OpenSSL's reason. */
 static int fail_ssl(struct rl_tls_session *s, const char *what, int ssl_err)
 {
-    char why[160];
+    char why[300];
     ssl_reason(why, sizeof why);
     if (why[0] == '\0')
         fmt(why, sizeof why, "%s",
@@ -262,10 +279,17 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
 
 /* ---- context ------------------------------------------------------------- */
 
+/* Keys must be unencrypted: without this OpenSSL would ask for a
+ * passphrase on the terminal, blocking the caller. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    return -1;
+}
+
 /* "what FILE: OpenSSL's reason" into err; returns RLOG_EINVAL. */
 static int file_err(char *err, size_t errlen, const char *what, const char *file)
 {
-    char why[160];
+    char why[300];
     ssl_reason(why, sizeof why);
     fmt(err, errlen, "%s %s: %s", what, file, why[0] ? why : "cannot load");
     return RLOG_EINVAL;
@@ -312,7 +336,7 @@ int rl_tls_ctx_new(const struct rl_tls_config *cfg, struct rl_tls_ctx **out, cha
     int rc = RLOG_EINVAL;
     if (!SSL_CTX_set_min_proto_version(c->ssl, TLS1_3_VERSION) ||
         !SSL_CTX_set_max_proto_version(c->ssl, TLS1_3_VERSION)) {
-        char why[160];
+        char why[300];
         ssl_reason(why, sizeof why);
         fmt(err, errlen, "cannot restrict the context to TLS 1.3: %s", why);
         goto err_after_ctx;
@@ -327,12 +351,13 @@ int rl_tls_ctx_new(const struct rl_tls_config *cfg, struct rl_tls_ctx **out, cha
         rc = file_err(err, errlen, "cert_file", cfg->cert_file);
         goto err_after_ctx;
     }
+    SSL_CTX_set_default_passwd_cb(c->ssl, no_passphrase);
     if (!SSL_CTX_use_PrivateKey_file(c->ssl, cfg->key_file, SSL_FILETYPE_PEM)) {
         rc = file_err(err, errlen, "key_file", cfg->key_file);
         goto err_after_ctx;
     }
     if (!SSL_CTX_check_private_key(c->ssl)) {
-        char why[160];
+        char why[300];
         ssl_reason(why, sizeof why);
         fmt(err, errlen, "key_file %s does not match cert_file %s: %s", cfg->key_file,
             cfg->cert_file, why);
@@ -344,7 +369,7 @@ int rl_tls_ctx_new(const struct rl_tls_config *cfg, struct rl_tls_ctx **out, cha
     SSL_CTX_set_session_cache_mode(c->ssl, SSL_SESS_CACHE_OFF);
     if (!SSL_CTX_set_num_tickets(c->ssl, 0) ||
         !SSL_CTX_set_session_id_context(c->ssl, (const unsigned char *)"liblog", 6)) {
-        char why[160];
+        char why[300];
         ssl_reason(why, sizeof why);
         fmt(err, errlen, "cannot configure the TLS context: %s", why);
         goto err_after_ctx;

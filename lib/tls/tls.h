@@ -13,7 +13,8 @@
  *                               configured CA and names exactly one node id
  *   rl_tls_peer_id()            that id, for the caller to compare with the id
  *                               the peer claims and with the membership
- *   rl_tls_write() plaintext, rl_tls_take_output() its ciphertext.
+ *   rl_tls_write() plaintext, rl_tls_take_output() its ciphertext;
+ *   rl_tls_shutdown() to close, rl_tls_session_free().
  *
  * Identity: a node's certificate carries exactly one subjectAltName URI of
  * the form rlog://<cluster>/<id>, <id> in decimal (1..2^63-1, no sign, no
@@ -23,9 +24,11 @@
  * (with an alert the transport can still send) on the side that checks it.
  * Host names are not checked: the id is the identity.
  *
- * Failure: any error but RLOG_ETOOBIG from rl_tls_write and RLOG_EINVAL for a
- * bad argument latches: the session is dead, every later call returns the
- * same code, rl_tls_errmsg() says why. rl_tls_take_output() still works
+ * Failure: an error from OpenSSL, a refused peer, a cap exceeded by input or
+ * by OpenSSL's own output, or the peer's close latches: the session is dead,
+ * every later call returns the same code, rl_tls_errmsg() says why. Not
+ * latched: RLOG_EINVAL for a bad argument or call, RLOG_ETOOBIG from
+ * rl_tls_write, RLOG_ECLOSED from rl_tls_write after rl_tls_shutdown. rl_tls_take_output() still works
  * after a failure, so an alert OpenSSL queued can be sent before closing.
  *
  * In TLS 1.3 the client finishes its handshake before the server has checked
@@ -62,7 +65,7 @@
 struct rl_tls_config {
     const char *ca_file;   /* PEM: the CA(s) every peer certificate must chain to */
     const char *cert_file; /* PEM: this node's certificate (chain), leaf first */
-    const char *key_file;  /* PEM: its private key (unencrypted) */
+    const char *key_file;  /* PEM: its private key (unencrypted: no prompt) */
     const char *cluster;   /* peers' URIs must name it; NULL or "": any cluster */
     size_t max_buffered;   /* per direction, bytes; 0: RL_TLS_DEFAULT_MAX_BUFFERED */
 };
@@ -132,8 +135,9 @@ size_t rl_tls_pending_output(const struct rl_tls_session *s);
 int rl_tls_take_output(struct rl_tls_session *s, void *buf, size_t cap, size_t *got);
 
 /* rl_tls_shutdown - queues a close_notify alert (send the output, then close
- * the connection). Later rl_tls_write calls return RLOG_ECLOSED. Returns 0,
- * or the latched error. */
+ * the connection; before the handshake is done there is nothing to queue).
+ * Later rl_tls_write calls return RLOG_ECLOSED. Returns 0, RLOG_EINVAL,
+ * RLOG_EPROTO, or the latched error. */
 int rl_tls_shutdown(struct rl_tls_session *s);
 
 /* rl_tls_handshake_done - true once the handshake finished here: the peer's

@@ -69,6 +69,9 @@ static void suite_setup(void)
     odd_cert("twouri", "subjectAltName=URI:rlog://c1/4,URI:rlog://c1/5");
     odd_cert("otheruri", "subjectAltName=URI:spiffe://c1/x,URI:rlog://c1/6");
     odd_cert("badid", "subjectAltName=URI:rlog://c1/007");
+    snprintf(cmd, sizeof cmd,
+             "openssl genpkey -algorithm ed25519 -aes-128-cbc -pass pass:x -out %s/enc.key", dir);
+    run(cmd);
 }
 
 static void suite_teardown(void)
@@ -595,50 +598,63 @@ END_TEST
 
 /* ---- configuration and the URI parser ------------------------------------ */
 
+/* rl_tls_ctx_new(cfg) fails with RLOG_EINVAL and a message containing want
+ * (and, if want2 is not NULL, want2). */
+static void ctx_refused(const struct rl_tls_config *cfg, const char *want, const char *want2)
+{
+    char err[256] = "";
+    struct rl_tls_ctx *c = (struct rl_tls_ctx *)1;
+    ck_assert_int_eq(rl_tls_ctx_new(cfg, &c, err, sizeof err), RLOG_EINVAL);
+    ck_assert_ptr_null(c);
+    if (getenv("TEST_TLS_VERBOSE"))
+        fprintf(stderr, "ctx refused: %s\n", err);
+    ck_assert_msg(strstr(err, want) && (!want2 || strstr(err, want2)), "%s", err);
+    ck_assert_uint_eq(ERR_peek_error(), 0);
+}
+
 START_TEST(test_ctx_errors)
 {
-    char caf[512], crt1[512], key1[512], key2[512], err[256];
+    char caf[512], crt1[512], key1[512], key2[512];
     snprintf(caf, sizeof caf, "%s/a/ca.crt", dir);
     snprintf(crt1, sizeof crt1, "%s/a/node-1.crt", dir);
     snprintf(key1, sizeof key1, "%s/a/node-1.key", dir);
     snprintf(key2, sizeof key2, "%s/a/node-2.key", dir);
-    struct rl_tls_ctx *c = (struct rl_tls_ctx *)1;
+    struct rl_tls_ctx *c = NULL;
     struct rl_tls_config cfg = {caf, crt1, key1, "c1", 0};
 
     struct rl_tls_config bad = cfg;
     bad.ca_file = NULL;
-    ck_assert_int_eq(rl_tls_ctx_new(&bad, &c, err, sizeof err), RLOG_EINVAL);
-    ck_assert_ptr_null(c);
+    ctx_refused(&bad, "ca_file, cert_file and key_file", NULL);
 
     bad = cfg;
     bad.ca_file = "/nonexistent/ca.crt";
-    ck_assert_int_eq(rl_tls_ctx_new(&bad, &c, err, sizeof err), RLOG_EINVAL);
-    ck_assert_msg(strstr(err, "ca_file /nonexistent/ca.crt: "), "%s", err);
+    ctx_refused(&bad, "ca_file /nonexistent/ca.crt: ", NULL);
 
     bad = cfg;
     bad.cert_file = key1; /* not a certificate */
-    ck_assert_int_eq(rl_tls_ctx_new(&bad, &c, err, sizeof err), RLOG_EINVAL);
-    ck_assert_msg(strstr(err, "cert_file "), "%s", err);
+    ctx_refused(&bad, "cert_file ", NULL);
 
     bad = cfg;
     bad.key_file = "/nonexistent/k.key";
-    ck_assert_int_eq(rl_tls_ctx_new(&bad, &c, err, sizeof err), RLOG_EINVAL);
-    ck_assert_msg(strstr(err, "key_file /nonexistent/k.key: "), "%s", err);
+    ctx_refused(&bad, "key_file /nonexistent/k.key: ", NULL);
+
+    char enc[512];
+    snprintf(enc, sizeof enc, "%s/enc.key", dir);
+    bad = cfg;
+    bad.key_file = enc; /* encrypted: refused, no prompt */
+    ctx_refused(&bad, "key_file ", NULL);
 
     bad = cfg;
     bad.key_file = key2; /* another node's key */
-    ck_assert_int_eq(rl_tls_ctx_new(&bad, &c, err, sizeof err), RLOG_EINVAL);
-    ck_assert_msg(strstr(err, "key_file ") && strstr(err, "mismatch"), "%s", err);
+    ctx_refused(&bad, "key_file ", "mismatch");
 
     bad = cfg;
     bad.cluster = "a/b";
-    ck_assert_int_eq(rl_tls_ctx_new(&bad, &c, err, sizeof err), RLOG_EINVAL);
-    ck_assert_msg(strstr(err, "cluster name"), "%s", err);
+    ctx_refused(&bad, "cluster name", NULL);
 
     bad = cfg;
     bad.max_buffered = 1000;
-    ck_assert_int_eq(rl_tls_ctx_new(&bad, &c, err, sizeof err), RLOG_EINVAL);
-    ck_assert_msg(strstr(err, "max_buffered"), "%s", err);
+    ctx_refused(&bad, "max_buffered", NULL);
 
     ck_assert_int_eq(rl_tls_ctx_new(&cfg, &c, NULL, 0), 0);
     ck_assert_uint_eq(ERR_peek_error(), 0);
