@@ -28,7 +28,7 @@ LDFLAGS ?=
 # The build's own flags come first so user CFLAGS can override -O, add -march...
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fvisibility=hidden \
               -Iinclude -Ilib $(SAN_FLAGS) $(CPPFLAGS) $(CFLAGS)
-LIBS := -luv -lraft -lxxhash -lpthread
+LIBS := -luv -lraft -lxxhash -lssl -lcrypto -lpthread
 TEST_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -lpthread)
 
 BUILD ?= build
