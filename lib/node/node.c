@@ -593,6 +593,16 @@ static int hook_peer_address(void *arg, uint64_t id, char *buf, size_t len)
     return -1;
 }
 
+static uint64_t hook_leader_id(void *arg)
+{
+    struct rlog *log = arg;
+    raft_id id = 0;
+    const char *addr = NULL;
+    if (log->raft_started)
+        raft_leader(&log->raft, &id, &addr);
+    return id;
+}
+
 static bool hook_is_leader(void *arg)
 {
     struct rlog *log = arg;
@@ -1211,6 +1221,7 @@ static int start(struct rlog *log)
                   .on_truncate = hook_on_truncate, .on_reset = hook_on_reset,
                   .on_fatal = hook_on_fatal,
                   .visible_index = hook_visible_index, .is_leader = hook_is_leader,
+                  .leader_id = hook_leader_id,
                   .peer_address = hook_peer_address, .on_commit = hook_on_commit,
                   .log = hook_log},
     };

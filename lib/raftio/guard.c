@@ -69,9 +69,15 @@ int rl_guard_check(const struct rl_guard_view *v, const struct raft_message *msg
         *why = "a term above 2^63";
         return RLOG_EPROTO;
     }
+    /* A commit notice shows entries: only the leader this node knows, at
+     * this node's term, may send one (a lost notice costs latency only). */
+    if (msg->type == RL_WIRE_COMMIT && (msg->timeout_now.term != v->term || v->leader != from)) {
+        *why = "a commit notice from a node not known to lead this term";
+        return RLOG_EPROTO;
+    }
     uint64_t t = leader_term(msg);
-    if (t != 0 && t == v->term && v->leader != 0 && v->leader != from) {
-        *why = "a leader's message from a node that does not lead this term";
+    if (t != 0 && t == v->term && v->leader == v->self) {
+        *why = "a leader's message at the term this node leads";
         return RLOG_EPROTO;
     }
     return 0;

@@ -13,14 +13,20 @@
  *  - No term can wrap: a term above 2^63 is refused in every message that
  *    carries one (libraft adds 1 to terms; 2^64-1 left a cluster leaderless
  *    for good).
- *  - Messages only a leader sends (AppendEntries, InstallSnapshot, the
- *    commit notice) at this node's current term come from the leader this
- *    node knows for that term, if it knows one. Raft allows one leader per
- *    term, so a second sender at the same term is an impostor; a higher
+ *  - Messages only a leader sends (AppendEntries, InstallSnapshot) at the
+ *    term this node leads itself are refused: Raft allows one leader per
+ *    term, so their sender is an impostor. (Not "from the leader a follower
+ *    knows": libraft 0.15 can keep the previous term's leader after a term
+ *    change, and that rule dropped a real new leader's messages in the
+ *    simulator.) A member that runs Raft wrongly is not defended against
+ *    beyond this: members are trusted to run liblog. A higher
  *    term passes (libraft steps down to it, as Raft requires for liveness:
  *    a new leader must be able to reach followers that have not heard of
  *    it), and a lower one passes too (libraft answers it with the current
  *    term, which is how a deposed leader learns of it).
+ *  - A commit notice (it makes entries visible without libraft) only from
+ *    the leader this node knows, at this node's term: a notice is an
+ *    optimisation, so dropping the doubtful ones costs latency only.
  *
  * Thread: none of its own; call from the loop thread.
  */

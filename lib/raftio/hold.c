@@ -95,7 +95,11 @@ void rl_io__release_held(struct io *io)
 bool rl_io__below_window(struct io *io, struct raft_message *msg, void *body, bool owned)
 {
     struct raft_append_entries *ae = &msg->append_entries;
-    if (msg->type != RAFT_IO_APPEND_ENTRIES || !io->have_snap || ae->prev_log_index == 0 ||
+    /* prev_log_index 0 included: libraft 0.15 appends the entries of such a
+     * message after its window, asks for them back at index 1 and frees
+     * entries it never held (refsDecr, from replication.c's error path): a
+     * remote crash with one small frame. */
+    if (msg->type != RAFT_IO_APPEND_ENTRIES || !io->have_snap ||
         ae->prev_log_index >= io->snap.index || ae->term < rl_store_term(io->store))
         return false;
     uint64_t at_snap = io->snap.index - ae->prev_log_index; /* 1-based position in entries */
@@ -110,4 +114,27 @@ bool rl_io__below_window(struct io *io, struct raft_message *msg, void *body, bo
     ae->prev_log_index = io->snap.index;
     ae->prev_log_term = io->snap.term;
     return true;
+}
+
+/* Entries committed here are the same on every replica, so a message that
+ * gives one of them another term comes from no legitimate leader; libraft
+ * 0.15 would stop the node ("conflicts with committed entry"). By the log
+ * matching property, the last entry the message shares with the committed
+ * prefix (or its prev_log_index) is the one to compare. */
+const char *rl_io__contradicts_committed(struct io *io, const struct raft_message *msg)
+{
+    if (msg->type != RAFT_IO_APPEND_ENTRIES)
+        return NULL;
+    const struct raft_append_entries *ae = &msg->append_entries;
+    uint64_t committed = rl_io__committed_here(io);
+    if (ae->prev_log_index > committed)
+        return NULL;
+    uint64_t last = ae->prev_log_index + ae->n_entries;
+    uint64_t at = last < committed ? last : committed;
+    uint64_t theirs = at == ae->prev_log_index ? ae->prev_log_term
+                                               : ae->entries[at - ae->prev_log_index - 1].term;
+    uint64_t ours;
+    if (!rl_io__entry_term(io, at, &ours) || ours == theirs)
+        return NULL;
+    return "an AppendEntries contradicting a committed entry";
 }

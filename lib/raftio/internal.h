@@ -56,6 +56,7 @@ struct in_conn {
     size_t body_got, body_cap;
     char *rbuf;
     bool closing;
+    bool warned;            /* a dropped message was logged for this connection */
     struct in_conn *next, *prev;
 };
 
@@ -121,6 +122,7 @@ struct io {
      * an append (rl_io__append says why). */
     uint64_t raft_next;
     unsigned long refused_appends;
+    unsigned long dropped_messages; /* refused by guard.c or the committed-entry check */
     /* Sends that failed at once, reported from the loop instead (see
      * rl_io__send); flushed by send_fail_timer. */
     struct failed_send *failed_head, *failed_tail;
@@ -210,6 +212,9 @@ bool rl_io__campaign_held(const struct io *io);
 bool rl_io__must_hold(const struct io *io, unsigned short type);
 void rl_io__release_held(struct io *io);
 bool rl_io__below_window(struct io *io, struct raft_message *msg, void *body, bool owned);
+/* Why an AppendEntries must not reach libraft (it contradicts an entry
+ * committed here), or NULL. */
+const char *rl_io__contradicts_committed(struct io *io, const struct raft_message *msg);
 
 /* fetch.c */
 int rl_io__fetch_start(struct io *io, struct raft_io_snapshot_put *req,

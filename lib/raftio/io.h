@@ -44,6 +44,8 @@ struct rl_io_hooks {
     /* The leader says its commit fence passed entry `index` of term
      * `entry_term` (a COMMIT frame, sent by rl_io_send_commit). */
     void (*on_commit)(void *arg, uint64_t index, uint64_t entry_term);
+    /* The leader this node knows for its current term, or 0. */
+    uint64_t (*leader_id)(void *arg);
     /* Whether this node leads now (leaders' ticks are never held back). */
     bool (*is_leader)(void *arg);
     /* One log line, level 0 debug .. 3 error. */

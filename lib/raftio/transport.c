@@ -8,6 +8,7 @@
  * closes the connection with a logged reason.
  */
 #include "raftio/internal.h"
+#include "raftio/guard.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -309,6 +310,28 @@ static void in_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 /* One complete frame: decode and hand to libraft (or hold it back). */
+static bool is_member(void *arg, uint64_t id)
+{
+    struct io *io = arg;
+    char addr[256];
+    return io->hooks.peer_address && io->hooks.peer_address(io->hooks.arg, id, addr, sizeof addr) == 0;
+}
+
+/* Why a message must not go further, or NULL (guard.c has the rules). */
+static const char *refusal(struct io *io, const struct in_conn *c, const struct raft_message *msg)
+{
+    struct rl_guard_view v = {.self = io->id, .term = rl_store_term(io->store),
+                              .leader = io->hooks.leader_id ? io->hooks.leader_id(io->hooks.arg) : 0,
+                              .is_member = is_member, .arg = io};
+    const char *why = NULL;
+    if (rl_guard_check(&v, msg, &why) != 0)
+        return why;
+    if (msg->type == RL_WIRE_FETCH_RESPONSE && c->id != io->snap_source_id &&
+        c->id != io->rewind.source)
+        return "a fetch answer nobody asked this node for";
+    return rl_io__contradicts_committed(io, msg);
+}
+
 static int in_frame(struct in_conn *c)
 {
     struct io *io = c->io;
@@ -329,6 +352,17 @@ static int in_frame(struct in_conn *c)
         return -1;
     }
     msg.server_address = c->address;
+    const char *why = refusal(io, c, &msg);
+    if (why) {
+        io->dropped_messages++;
+        rl_io__log(io, c->warned ? 0 : 2, "dropping a type %d message from %" PRIu64 " (%s): %s (%lu dropped)",
+                   (int)msg.type, c->id, c->address, why, io->dropped_messages);
+        c->warned = true;
+        rl_wire_message_release(&msg, body, owned);
+        if (!owned)
+            raft_free(body);
+        return 0;
+    }
     if (msg.type == RL_WIRE_COMMIT) {
         if (io->hooks.on_commit && !io->closing && !io->fatal)
             io->hooks.on_commit(io->hooks.arg, msg.timeout_now.last_log_index,

@@ -63,11 +63,16 @@ END_TEST
 
 START_TEST(test_second_leader_same_term_dropped)
 {
+    struct rl_guard_view v = view();
+    v.leader = v.self; /* this node leads term 5 */
+    const char *why = NULL;
     struct raft_message m = ae(3, 5);
-    ck_assert_int_eq(check(&m), RLOG_EPROTO);
+    ck_assert_int_eq(rl_guard_check(&v, &m, &why), RLOG_EPROTO);
     m.type = RAFT_IO_INSTALL_SNAPSHOT;
     m.install_snapshot.term = 5;
-    ck_assert_int_eq(check(&m), RLOG_EPROTO);
+    ck_assert_int_eq(rl_guard_check(&v, &m, &why), RLOG_EPROTO);
+    m = ae(3, 5); /* a follower of leader 2: libraft decides */
+    ck_assert_int_eq(check(&m), 0);
     m = (struct raft_message){.type = RL_WIRE_COMMIT, .server_id = 3};
     m.timeout_now.term = 5;
     ck_assert_int_eq(check(&m), RLOG_EPROTO);
@@ -92,6 +97,21 @@ START_TEST(test_no_known_leader_passes)
     struct raft_message m = ae(3, 5);
     const char *why = NULL;
     ck_assert_int_eq(rl_guard_check(&v, &m, &why), 0);
+}
+END_TEST
+
+START_TEST(test_commit_notice_only_from_known_leader)
+{
+    struct raft_message m = {.type = RL_WIRE_COMMIT, .server_id = 2};
+    m.timeout_now.term = 6; /* the next term: its leader is not known here */
+    ck_assert_int_eq(check(&m), RLOG_EPROTO);
+    m.timeout_now.term = 4;
+    ck_assert_int_eq(check(&m), RLOG_EPROTO);
+    struct rl_guard_view v = view();
+    v.leader = 0;
+    m.timeout_now.term = 5;
+    const char *why = NULL;
+    ck_assert_int_eq(rl_guard_check(&v, &m, &why), RLOG_EPROTO);
 }
 END_TEST
 
@@ -129,6 +149,7 @@ int main(void)
     tcase_add_test(tc, test_other_terms_pass);
     tcase_add_test(tc, test_no_known_leader_passes);
     tcase_add_test(tc, test_wrapping_terms_dropped);
+    tcase_add_test(tc, test_commit_notice_only_from_known_leader);
     tcase_add_test(tc, test_fetch_fields_are_not_terms);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
