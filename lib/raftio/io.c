@@ -14,7 +14,12 @@
  */
 #include "raftio/internal.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,6 +158,31 @@ static void timer_cb(uv_timer_t *t)
     rl_io__after_event(io);
 }
 
+/* libraft 0.15's TCP transport fails a listen without saying why; binding
+ * the address once more, only to learn the reason, names it ("address
+ * already in use") for the operator. */
+static const char *listen_failure(struct io *io)
+{
+    static const char unknown[] = "the transport gave no reason";
+    char host[256];
+    snprintf(host, sizeof host, "%s", io->address);
+    char *colon = strrchr(host, ':');
+    if (!colon)
+        return unknown;
+    *colon = '\0';
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+        return unknown;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return unknown;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    int err = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : errno;
+    close(fd);
+    return err ? strerror(err) : unknown;
+}
+
 static int io_start(struct raft_io *rio, unsigned msecs, raft_io_tick_cb tick,
                     raft_io_recv_cb recv)
 {
@@ -166,8 +196,8 @@ static int io_start(struct raft_io *rio, unsigned msecs, raft_io_tick_cb tick,
     io->timers_ready = true;
     int rv = io->transport.listen(&io->transport, rl_io__accept_cb);
     if (rv != 0) {
-        snprintf(rio->errmsg, sizeof rio->errmsg, "listen on %.100s: %.120s", io->address,
-                 io->transport.errmsg);
+        const char *why = io->transport.errmsg[0] ? io->transport.errmsg : listen_failure(io);
+        snprintf(rio->errmsg, sizeof rio->errmsg, "listen on %.100s: %.120s", io->address, why);
         return rv;
     }
     io->tick_cb = tick;
