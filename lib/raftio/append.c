@@ -142,6 +142,8 @@ int rl_io__append(struct raft_io *rio, struct raft_io_append *req,
     }
     io->raft_next += n;
     io->appends++;
+    for (unsigned i = 0; i < n; i++)
+        rl_io__note_term(io, index + i, es[i].term);
     if (io->hooks.on_append) {
         uint64_t off = a->sreq.first_offset;
         for (unsigned i = 0; i < n; i++) {
@@ -171,6 +173,7 @@ static int store_truncate(struct io *io, uint64_t index)
     if (!req)
         return RAFT_NOMEM;
     req->data = io;
+    rl_io__forget_terms(io);
     int rv = rl_store_truncate(io->store, req, index, truncate_done);
     if (rv != 0) {
         free(req);

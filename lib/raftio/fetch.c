@@ -298,6 +298,7 @@ static void fetch_reset_done(struct rl_store_req *sreq, int status)
 
 static int store_reset_to_snap(struct io *io, struct rl_store_req *sreq, rl_store_cb cb)
 {
+    rl_io__forget_terms(io);
     return rl_store_reset(io->store, sreq, io->snap.index + 1, io->snap.reset_offset, cb);
 }
 

@@ -96,6 +96,8 @@ struct rewind {
     unsigned long count;
 };
 
+#define RL_IO_RECENT 256
+
 struct io {
     struct raft_io *rio;
     uv_loop_t *loop;
@@ -123,6 +125,12 @@ struct io {
     uint64_t raft_next;
     unsigned long refused_appends;
     unsigned long dropped_messages; /* refused by guard.c or the committed-entry check */
+    /* Terms of the entries most recently handed to the store, by index
+     * modulo RL_IO_RECENT (index 0: empty slot): the checks on incoming
+     * AppendEntries (hold.c) look a recent entry's term up here instead of
+     * reading it back from disk on every message. Emptied whenever the
+     * store's end moves back (truncate, reset). */
+    struct { uint64_t index, term; } recent[RL_IO_RECENT];
     /* Sends that failed at once, reported from the loop instead (see
      * rl_io__send); flushed by send_fail_timer. */
     struct failed_send *failed_head, *failed_tail;
@@ -227,6 +235,9 @@ int rl_io__finish_interrupted_reset(struct io *io);
 
 /* rewind.c */
 bool rl_io__entry_term(struct io *io, uint64_t index, uint64_t *term);
+/* Notes entry index's term in io->recent; forgets every one of them. */
+void rl_io__note_term(struct io *io, uint64_t index, uint64_t term);
+void rl_io__forget_terms(struct io *io);
 bool rl_io__rewind_start(struct io *io, struct raft_message *msg, const char *address);
 bool rl_io__rewind_answer(struct io *io, struct raft_message *msg);
 

@@ -30,6 +30,17 @@
 #define REWIND_CHUNK (1u << 20)
 #define REWIND_RETRY_MS 1000
 
+void rl_io__note_term(struct io *io, uint64_t index, uint64_t term)
+{
+    io->recent[index % RL_IO_RECENT].index = index;
+    io->recent[index % RL_IO_RECENT].term = term;
+}
+
+void rl_io__forget_terms(struct io *io)
+{
+    memset(io->recent, 0, sizeof io->recent);
+}
+
 bool rl_io__entry_term(struct io *io, uint64_t index, uint64_t *term)
 {
     if (index == 0) {
@@ -38,6 +49,10 @@ bool rl_io__entry_term(struct io *io, uint64_t index, uint64_t *term)
     }
     if (io->have_snap && io->snap.index == index) {
         *term = io->snap.term;
+        return true;
+    }
+    if (io->recent[index % RL_IO_RECENT].index == index) {
+        *term = io->recent[index % RL_IO_RECENT].term;
         return true;
     }
     struct rl_store_entry e;

@@ -175,13 +175,19 @@ int rl_io__snapshot_put(struct raft_io *rio, unsigned trailing,
 
 /* An install: the store must end up ending exactly at the snapshot's
  * index, as libraft's log now does, holding the leader's entries. */
+/* The snapshot is the reset descriptor this log starts right after (a
+ * catch-up past a peer's trim point): there is no entry to check it by. */
+static bool is_reset_point(const struct io *io, const struct raft_snapshot *snapshot)
+{
+    return io->have_snap && io->snap.index == snapshot->index && io->snap.term == snapshot->term &&
+           snapshot->index + 1 == rl_store_first_index(io->store);
+}
+
 static int install_start(struct io *io, struct raft_io_snapshot_put *req,
                          const struct raft_snapshot *snapshot)
 {
     uint64_t end = rl_store_next_index(io->store) - 1;
-    bool at_reset = io->have_snap && io->snap.index == snapshot->index &&
-                    io->snap.term == snapshot->term &&
-                    snapshot->index + 1 == rl_store_first_index(io->store);
+    bool at_reset = is_reset_point(io, snapshot);
     uint64_t committed = rl_io__committed_here(io);
     if (at_reset || (snapshot->index <= committed && snapshot->index <= end)) {
         /* We hold the snapshot's entry, committed: the leader's own. What
@@ -200,9 +206,7 @@ static int snapshot_put(struct io *io, unsigned trailing, struct raft_io_snapsho
                         const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
 {
     struct raft_io *rio = io->rio;
-    bool at_reset = io->have_snap && io->snap.index == snapshot->index &&
-                    io->snap.term == snapshot->term &&
-                    snapshot->index + 1 == rl_store_first_index(io->store);
+    bool at_reset = is_reset_point(io, snapshot);
     if (trailing == 0 && !at_reset && snapshot->index <= rl_store_last_index(io->store)) {
         /* We hold the entries the snapshot covers: they must be the same. */
         struct rl_store_entry e;
