@@ -96,6 +96,7 @@
 #define EXIT_UNREACHABLE 5
 #define EXIT_ERROR 6
 #define EXIT_FAILSTOP 7
+#define EXIT_INDOUBT 8
 
 #define CTL_MAX_FRAME (16u << 20)       /* bytes in one control frame */
 #define CTL_MAX_BATCH 8192u             /* records in one append request */
@@ -572,6 +573,7 @@ struct waiter {
     pthread_cond_t cv;
     int refs, done, status;
     uint64_t first;
+    char errmsg[256]; /* rlog_errmsg in the callback, when status != 0 */
 };
 
 static void waiter_unref(struct waiter *w)
@@ -593,6 +595,8 @@ static void append_cb(void *arg, int status, uint64_t first_offset)
     w->done = 1;
     w->status = status;
     w->first = first_offset;
+    if (status != 0)
+        snprintf(w->errmsg, sizeof w->errmsg, "%s", rlog_errmsg(NULL));
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
     waiter_unref(w);
@@ -664,6 +668,8 @@ static void handle_append(struct rd *r, struct buf *out)
         timed_out = pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT;
     int done = w->done, status = w->status;
     uint64_t first = w->first;
+    char why[sizeof w->errmsg];
+    snprintf(why, sizeof why, "%s", w->errmsg);
     pthread_mutex_unlock(&w->mu);
     waiter_unref(w);
 
@@ -671,10 +677,15 @@ static void handle_append(struct rd *r, struct buf *out)
         snprintf(msg, sizeof msg, "no commit within %d ms (no quorum?); the records may or may "
                  "not be in the log", CTL_APPEND_WAIT_MS);
         put_error(out, RLOG_ETIMEOUT, FLAG_INDETERMINATE, msg);
-    } else if (status != 0) {
-        snprintf(msg, sizeof msg, "the node accepted the records, then failed with %s (%s); "
-                 "they may or may not be in the log", rlog_errname(status), rlog_strerror(status));
+    } else if (status == RLOG_EINDOUBT) {
+        snprintf(msg, sizeof msg, "the node accepted the records, then: %s",
+                 why[0] ? why : rlog_strerror(status));
         put_error(out, status, FLAG_INDETERMINATE, msg);
+    } else if (status != 0) {
+        /* Any other answer through the callback means nothing was appended. */
+        snprintf(msg, sizeof msg, "the node accepted the records, then: %s (%s); nothing of them "
+                 "was appended", rlog_errname(status), why[0] ? why : rlog_strerror(status));
+        put_error(out, status, 0, msg);
     } else {
         put_end(out, 0, 0, first, 0, "", "");
     }
@@ -1820,6 +1831,8 @@ static int report_error(const char *cmd, const struct end *e)
         return EXIT_NOTFOUND;
     if (e->code == RLOG_EPROTO)
         return EXIT_UNREACHABLE;
+    if (e->code == RLOG_EINDOUBT || (e->flags & FLAG_INDETERMINATE))
+        return EXIT_INDOUBT;
     return EXIT_ERROR;
 }
 
@@ -1973,9 +1986,11 @@ static void usage_append(FILE *f)
             "an error after that (or no answer) may mean it is in the log, so the\n"
             "command stops there and says so.\n"
             "\n"
-            "Exit status: 0 all appended; 1 usage; 3 not the leader, or leadership was\n"
-            "lost before commit (then that batch may or may not be in the log); 5 cannot\n"
-            "reach a node; 6 other errors (the RLOG_E* name is printed).\n",
+            "Exit status: 0 all appended; 1 usage; 3 not the leader; 5 cannot reach a\n"
+            "node; 6 other errors (the RLOG_E* name is printed); 8 in doubt: a node took\n"
+            "the batch and then could not tell whether it committed (RLOG_EINDOUBT, no\n"
+            "commit within its wait, or no answer): that batch may or may not be in the\n"
+            "log.\n",
             progname, CLIENT_BATCH_RECORDS);
 }
 

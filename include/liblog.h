@@ -66,7 +66,8 @@ RLOG_API const char *rlog_version_string(void);
     X(NOTLEADER, 15, "this node is not the leader")                           \
     X(TIMEOUT, 16, "operation timed out")                                     \
     X(PROTO, 17, "protocol error")                                            \
-    X(IDENTITY, 18, "data directory belongs to another node or cluster")
+    X(IDENTITY, 18, "data directory belongs to another node or cluster")    \
+    X(INDOUBT, 19, "append in doubt: may or may not be in the log")
 
 enum rlog_errno {
 #define RLOG__ERR_ENUM(name, num, msg) RLOG_E##name = -(num),
@@ -191,10 +192,15 @@ typedef void (*rlog_append_cb)(void *arg, int status, uint64_t first_offset);
  * RLOG_ETOOBIG (a record over max_record_size), RLOG_ENOTLEADER (errmsg names
  * the leader's id and address), RLOG_ECLOSED, RLOG_EFATAL (the node failed
  * stop; errmsg names the cause). Errors returned now mean nothing was
- * appended. Errors through cb: RLOG_ENOTLEADER (leadership lost before
- * commit; the records may or may not be in the log), RLOG_ECLOSED,
- * RLOG_EFATAL (the node failed stop first; records it had already proposed
- * may or may not be committed by the next leader). */
+ * appended. Through cb, exactly one error means "may or may not be in the
+ * log": RLOG_EINDOUBT (the records were proposed, then leadership was lost,
+ * the handle closed or the node failed stop before the outcome was known
+ * here; a later leader may still commit them). Every other error through cb
+ * means nothing of them was appended: RLOG_ENOTLEADER (leadership was lost
+ * before they were proposed, or a new leader replaced the entry holding
+ * them), RLOG_ECLOSED, RLOG_EFATAL, RLOG_ENOMEM. Inside cb, rlog_errmsg
+ * gives the detail of a failure. (liblog 0.1 reported the in-doubt case as
+ * RLOG_ENOTLEADER, RLOG_ECLOSED or RLOG_EFATAL.) */
 RLOG_API int rlog_append_async(rlog *log, const struct rlog_buf *recs, unsigned n,
                                rlog_append_cb cb, void *arg);
 
@@ -339,8 +345,9 @@ RLOG_API int rlog_transfer_leadership(rlog *log, uint64_t id);
  * before the current one succeeds and does nothing. Disk space is freed a
  * segment at a time, once libraft's snapshot has moved past it. Errors:
  * RLOG_EINVAL (beyond the committed end; errmsg says where it is),
- * RLOG_ENOTLEADER (errmsg names the leader; the trim may or may not be
- * applied if leadership was lost while it was being committed),
+ * RLOG_ENOTLEADER (errmsg names the leader; nothing was proposed),
+ * RLOG_EINDOUBT (leadership was lost, the handle closed or the node failed
+ * stop while the command was being committed: it may or may not be applied),
  * RLOG_ECLOSED, RLOG_EFATAL, RLOG_ENOMEM. */
 RLOG_API int rlog_trim(rlog *log, uint64_t before_offset);
 

@@ -35,6 +35,11 @@ static int fail(int code, const char *fmt, ...)
     return code;
 }
 
+void rl_set_errmsg(const char *msg)
+{
+    snprintf(tls_err, sizeof tls_err, "%s", msg);
+}
+
 /* RLOG_EFATAL with the cause after `what` (which ends in ": " or is ""):
  * the loop thread publishes the cause under mu. */
 static int fail_stopped(rlog *log, const char *what)

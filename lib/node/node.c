@@ -58,8 +58,11 @@ void rl_op_finish(struct rlog *log, struct rl_op *op)
         op->done(op); /* stepped mode: the submitter owns op */
         return;
     }
-    if (op->kind == RL_OP_APPEND && op->cb)
+    if (op->kind == RL_OP_APPEND && op->cb) {
+        if (op->status != 0)
+            rl_set_errmsg(op->errmsg); /* rlog_errmsg inside the callback */
         op->cb(op->cb_arg, op->status, op->first_offset);
+    }
     free(op->lens);
     free(op->data);
     free(op->buf);
@@ -121,14 +124,25 @@ static void ifl_settle_head(struct rlog *log, int status, uint64_t offset)
     if (!log->ifl_head)
         log->ifl_tail = NULL;
     log->n_inflight--;
-    char msg[256] = "";
-    if (status == RLOG_ENOTLEADER && log->fatal)
-        status = RLOG_EFATAL; /* the real reason leadership went */
-    if (status == RLOG_EFATAL)
-        snprintf(msg, sizeof msg, "%.160s; the node failed stop with these records proposed: "
-                 "they may or may not be in the log", log->fatal_msg);
-    else if (status == RLOG_ENOTLEADER)
-        not_leader_msg(log, msg, sizeof msg);
+    char msg[sizeof f->ops->errmsg] = "", leader[160];
+    if (status == RLOG_EINDOUBT) {
+        /* Proposed, then the outcome became unknowable here: a follower may
+         * hold the entry and the next leader commit it. */
+        if (log->fatal)
+            snprintf(msg, sizeof msg, "in doubt: these records were proposed and may or may not "
+                     "be in the log; this node failed stop: %s", log->fatal_msg);
+        else if (log->stopping || log->raft_closing)
+            snprintf(msg, sizeof msg, "in doubt: the handle closed with these records proposed; "
+                     "they may or may not be in the log");
+        else {
+            not_leader_msg(log, leader, sizeof leader);
+            snprintf(msg, sizeof msg, "in doubt: leadership was lost with these records proposed; "
+                     "they may or may not be in the log (%s)", leader);
+        }
+    } else if (status == RLOG_ENOTLEADER) {
+        snprintf(msg, sizeof msg, "not appended: a new leader replaced the entry that held "
+                 "these records");
+    }
     uint64_t off = offset;
     while (f->ops) {
         struct rl_op *op = f->ops;
@@ -304,7 +318,7 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
             log->ifl_head = f;
             if (!log->ifl_tail)
                 log->ifl_tail = f;
-            ifl_settle_head(log, log->stopping ? RLOG_ECLOSED : RLOG_ENOTLEADER, 0);
+            ifl_settle_head(log, RLOG_EINDOUBT, 0);
             return; /* settle freed it (apply_done is set) */
         }
     }
@@ -563,7 +577,7 @@ static void settle_fail_stop(struct rlog *log)
     fail_list(log, &log->pend_head, &log->pend_tail, RLOG_EFATAL);
     fail_list(log, &log->open_head, &log->open_tail, RLOG_EFATAL);
     while (log->ifl_head)
-        ifl_settle_head(log, RLOG_EFATAL, 0);
+        ifl_settle_head(log, RLOG_EINDOUBT, 0);
     if (log->member_op) {
         struct rl_op *op = log->member_op;
         log->member_op = NULL;
@@ -855,7 +869,7 @@ static void raft_closed_cb(struct raft *r)
      * append is answered exactly once, so they are answered now. */
     while (log->ifl_head) {
         log->ifl_head->apply_done = true;
-        ifl_settle_head(log, log->fatal ? RLOG_EFATAL : RLOG_ECLOSED, 0);
+        ifl_settle_head(log, RLOG_EINDOUBT, 0);
     }
     log->raft_closed = true;
     log->store = NULL; /* closed by io->close */

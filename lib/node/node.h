@@ -52,7 +52,7 @@ struct rl_op {
     uint64_t offset;
     /* results */
     int status;
-    char errmsg[256];
+    char errmsg[384]; /* room for a failed stop's cause (256) and context */
     uint64_t first_offset;      /* append: first record; fetch: entry base */
     uint32_t count;             /* fetch: visible records in the entry */
     void *buf;                  /* read: record copy; fetch: entry payload */
@@ -178,6 +178,9 @@ void rl_free_stepped(struct rlog *log);
 void rl_set_trim_offset(struct rlog *log, uint64_t offset);
 /* Completes an op: fires its callback or wakes its waiter. Loop thread. */
 void rl_op_finish(struct rlog *log, struct rl_op *op);
+/* Sets what rlog_errmsg returns on this thread (an append callback's
+ * failure detail, on the loop thread). */
+void rl_set_errmsg(const char *msg);
 /* api.c: whether the caller runs on log's loop thread; an iterator wait
  * that also gives up (RLOG_ECANCELED) when *stop becomes true. */
 bool rl_on_loop_thread(struct rlog *log);
