@@ -54,7 +54,8 @@ struct rl_net {
     void (*close_cb)(void *arg);
     void *close_arg;
     struct rl_net_stats stats;
-    uint64_t last_warn_ms;
+    uint64_t warn_window;         /* start of the current warning window */
+    unsigned warned;              /* warnings logged in it */
     /* The simulator's transport (seam.c), when rl_env supplies one. */
     bool seam;
     struct raft_uv_transport uvt;
@@ -62,7 +63,7 @@ struct rl_net {
 
 void rl_net__log(struct rl_net *net, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* A warning at most once a second; the rest at debug level. */
+/* A warning, rate-limited (net.c); the rest at debug level. */
 void rl_net__warn(struct rl_net *net, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Splits "host:port" ("[v6]:port" too). 0 or -1. */
 int rl_net__split(const char *address, char *host, size_t hostlen, char *port, size_t portlen);

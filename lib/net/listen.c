@@ -80,6 +80,9 @@ static void in_end(void *arg, int why, const char *msg)
         rl_net__warn(net, "peer connection from %s refused in the TLS handshake: %s "
                      "(%" PRIu64 " refused handshakes)", e->ip, msg,
                      net->stats.rejected_handshakes);
+    } else if (e->got > 0) {
+        rl_net__warn(net, "peer connection from %s closed inside its hello (%zu of %u bytes)",
+                     e->ip, e->got, RL_HELLO_LEN);
     } else {
         rl_net__log(net, 0, "peer connection from %s closed during the handshake: %s", e->ip, msg);
     }

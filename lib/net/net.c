@@ -17,6 +17,9 @@
 #include "common/env.h"
 #include "liblog.h"
 
+#define WARN_WINDOW_MS 10000u
+#define WARNS_PER_WINDOW 20u
+
 void rl_net__log(struct rl_net *net, int level, const char *fmt, ...)
 {
     if (!net->cfg.log)
@@ -33,12 +36,17 @@ void rl_net__warn(struct rl_net *net, const char *fmt, ...)
 {
     if (!net->cfg.log)
         return;
+    /* A burst of refusals (a scan, a flood) logs its first lines in each
+     * window; the rest go to debug level. */
     uint64_t now = uv_now(net->cfg.loop);
-    int level = 0;
-    if (net->last_warn_ms == 0 || now - net->last_warn_ms >= 1000) {
-        level = 2;
-        net->last_warn_ms = now ? now : 1;
+    if (net->warn_window == 0 || now - net->warn_window >= WARN_WINDOW_MS) {
+        net->warn_window = now ? now : 1;
+        net->warned = 0;
     }
+    int level = net->warned < WARNS_PER_WINDOW ? 2 : 0;
+    if (++net->warned == WARNS_PER_WINDOW + 1)
+        rl_net__log(net, 2, "more peer connection refusals in the next %u s: at debug level",
+                    WARN_WINDOW_MS / 1000);
     char line[512];
     va_list ap;
     va_start(ap, fmt);

@@ -10,7 +10,7 @@
  * hello, within handshake_timeout_ms of the accept, and checks it against
  * the configuration (and the certificate). Only then does either side hand
  * the connection on. Anything else is closed, counted and logged (at most
- * one warning a second; the rest at debug level); it never reaches libraft.
+ * 20 warnings in 10 s; the rest at debug level); it never reaches libraft.
  *
  * Bounds on the server side: inbound connections in total (handshaking or
  * handed on) and per source address; a connection over either cap is
