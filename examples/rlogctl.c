@@ -1428,6 +1428,10 @@ static void usage_node(FILE *f)
             "  --insecure           allow plain text between nodes on non-loopback\n"
             "                       addresses (peers' claimed ids are trusted); without TLS\n"
             "                       and without this, only loopback clusters start\n"
+            "  --peer-frame-timeout MS, --peer-idle-timeout MS\n"
+            "                       close an inbound peer connection whose frame does not\n"
+            "                       finish within MS, or that carries no frame for MS\n"
+            "                       (defaults 30000, 60000)\n"
             "  -v, --verbose        also log liblog's info lines (twice: debug)\n"
             "\n"
             "Logs one line per event to stderr. Exit status: 0 after a clean shutdown,\n"
@@ -1498,11 +1502,14 @@ static int cmd_node(int argc, char **argv)
         {"peer-cert-file", required_argument, NULL, 'P'},
         {"peer-key-file", required_argument, NULL, 'k'},
         {"insecure", no_argument, NULL, 'I'},
+        {"peer-frame-timeout", required_argument, NULL, 'F'},
+        {"peer-idle-timeout", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *id_s = NULL, *address = NULL, *data = NULL, *cluster = NULL, *control = NULL;
     const char *cluster_name = NULL, *ca_file = NULL, *cert_file = NULL, *key_file = NULL;
     int insecure = 0;
+    uint64_t frame_timeout = 0, idle_timeout = 0;
     uint64_t election = 0, heartbeat = 0, segment_size = 0, snap_threshold = 0, snap_trailing = 0;
     uint64_t linger_ms = 0;
     uint64_t cache_bytes = UINT64_MAX; /* 0 is a valid size: no cache */
@@ -1519,6 +1526,16 @@ static int cmd_node(int argc, char **argv)
         case 'P': cert_file = optarg; break;
         case 'k': key_file = optarg; break;
         case 'I': insecure = 1; break;
+        case 'F':
+        case 'D':
+            if (parse_u64(optarg, c == 'F' ? &frame_timeout : &idle_timeout) != 0 ||
+                (c == 'F' ? frame_timeout : idle_timeout) == 0 ||
+                (c == 'F' ? frame_timeout : idle_timeout) > 3600000) {
+                fprintf(stderr, "%s node: --peer-%s-timeout must be 1..3600000 ms, not '%s'\n",
+                        progname, c == 'F' ? "frame" : "idle", optarg);
+                return EXIT_USAGE;
+            }
+            break;
         case 'C': control = optarg; break;
         case 'e':
         case 'b': {
@@ -1645,6 +1662,8 @@ static int cmd_node(int argc, char **argv)
     cfg.tls_cert_file = cert_file;
     cfg.tls_key_file = key_file;
     cfg.insecure = insecure;
+    cfg.frame_timeout_ms = (unsigned)frame_timeout;
+    cfg.idle_timeout_ms = (unsigned)idle_timeout;
     if (election)
         cfg.election_timeout_ms = (unsigned)election;
     if (heartbeat)
