@@ -48,6 +48,7 @@ struct wreq {
 
 static _Thread_local unsigned char read_buf[READ_BUF];
 static _Thread_local unsigned char plain_buf[READ_BUF];
+static _Thread_local unsigned char stage_buf[TLS_CHUNK];
 
 static void handle_closed(uv_handle_t *h)
 {
@@ -160,6 +161,14 @@ static int flush_tls(struct rl_conn *c)
     return submit(c, r, &b, 1);
 }
 
+/* Encrypts the staged plaintext into r's ciphertext. */
+static int seal(struct rl_conn *c, size_t *staged, struct wreq *r, size_t *cap)
+{
+    int rv = rl_tls_write(c->tls, stage_buf, *staged);
+    *staged = 0;
+    return rv == 0 ? take_cipher(c, &r->cipher, &r->len, cap) : UV_EPROTO;
+}
+
 int rl_conn_write(struct rl_conn *c, const uv_buf_t *bufs, unsigned n,
                   void (*cb)(void *arg, int status), void *arg)
 {
@@ -177,19 +186,32 @@ int rl_conn_write(struct rl_conn *c, const uv_buf_t *bufs, unsigned n,
             r->len += bufs[i].len;
         return submit(c, r, bufs, n);
     }
-    size_t cap = 0;
+    /* The iovecs (a frame's header, payloads, padding) are gathered into
+     * full records: one record per 16 KiB, not one per iovec. */
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    /* Sized once for the ciphertext (22 bytes of record overhead per
+     * 16 KiB): a large frame is not copied again by realloc. */
+    size_t cap = total + (total / TLS_CHUNK + 1) * 32, staged = 0;
+    r->cipher = malloc(cap);
+    if (!r->cipher) {
+        free(r);
+        return UV_ENOMEM;
+    }
     int rv = 0;
     for (unsigned i = 0; i < n && rv == 0; i++) {
         for (size_t off = 0; off < bufs[i].len && rv == 0;) {
-            size_t k = bufs[i].len - off < TLS_CHUNK ? bufs[i].len - off : TLS_CHUNK;
-            rv = rl_tls_write(c->tls, bufs[i].base + off, k);
-            if (rv == 0)
-                rv = take_cipher(c, &r->cipher, &r->len, &cap);
-            else
-                rv = UV_EPROTO;
+            size_t k = bufs[i].len - off < TLS_CHUNK - staged ? bufs[i].len - off : TLS_CHUNK - staged;
+            memcpy(stage_buf + staged, bufs[i].base + off, k);
+            staged += k;
             off += k;
+            if (staged == TLS_CHUNK)
+                rv = seal(c, &staged, r, &cap);
         }
     }
+    if (rv == 0 && staged > 0)
+        rv = seal(c, &staged, r, &cap);
     if (rv != 0) {
         free(r->cipher);
         free(r);
