@@ -125,6 +125,8 @@ int rl_net_connect(struct rl_net *net, uint64_t id, const char *address,
 
 void rl_net_forget(struct rl_net *net, struct rl_conn *conn)
 {
+    if (!net)
+        return;
     for (struct in_entry *e = net->ins; e; e = e->next)
         if (e->conn == conn) {
             if (e->prev)
