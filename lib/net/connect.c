@@ -63,7 +63,8 @@ static void finish(struct out_req *r, struct rl_conn *conn, int status)
         rl_conn_close(r->conn);
     if (r->resolving)
         uv_cancel((uv_req_t *)&r->gai);
-    r->cb(r->arg, conn, status);
+    if (r->cb)
+        r->cb(r->arg, conn, status);
     req_free_maybe(r);
 }
 
@@ -162,6 +163,19 @@ static void connected(uv_connect_t *creq, int status)
         ready(r);
 }
 
+/* 0, or an error with nothing called back (the caller reports it). */
+static int tcp_connect(struct out_req *r, const struct sockaddr *sa)
+{
+    r->tcp = malloc(sizeof *r->tcp);
+    if (!r->tcp)
+        return UV_ENOMEM;
+    uv_tcp_init(r->net->cfg.loop, r->tcp);
+    r->tcp->data = r;
+    r->handles++;
+    r->creq.data = r;
+    return uv_tcp_connect(&r->creq, r->tcp, sa, connected);
+}
+
 static void resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *ai)
 {
     struct out_req *r = gai->data;
@@ -174,20 +188,29 @@ static void resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *ai)
         req_free_maybe(r);
         return;
     }
-    r->tcp = malloc(sizeof *r->tcp);
-    if (!r->tcp) {
-        uv_freeaddrinfo(ai);
-        fail(r, UV_ENOMEM, "connect to node %" PRIu64 " at %s:%s: %s", "out of memory");
-        return;
-    }
-    uv_tcp_init(r->net->cfg.loop, r->tcp);
-    r->tcp->data = r;
-    r->handles++;
-    r->creq.data = r;
-    int rv = uv_tcp_connect(&r->creq, r->tcp, ai->ai_addr, connected);
+    int rv = tcp_connect(r, ai->ai_addr);
     uv_freeaddrinfo(ai);
     if (rv != 0)
         fail(r, rv, "connect to node %" PRIu64 " at %s:%s: %s", uv_strerror(rv));
+}
+
+/* Immediately for an IP literal (no trip through the thread pool, where
+ * store work may be queued), else through the resolver. */
+static int start(struct out_req *r)
+{
+    struct sockaddr_in6 sa6;
+    struct sockaddr_in sa4;
+    int port = atoi(r->port);
+    if (uv_ip4_addr(r->host, port, &sa4) == 0)
+        return tcp_connect(r, (const struct sockaddr *)&sa4);
+    if (uv_ip6_addr(r->host, port, &sa6) == 0)
+        return tcp_connect(r, (const struct sockaddr *)&sa6);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    r->gai.data = r;
+    int rv = uv_getaddrinfo(r->net->cfg.loop, &r->gai, resolved, r->host, r->port, &hints);
+    if (rv == 0)
+        r->resolving = true;
+    return rv;
 }
 
 static void timed_out(uv_timer_t *t)
@@ -210,14 +233,6 @@ int rl_net__connect(struct rl_net *net, uint64_t id, const char *address,
     }
     *r = (struct out_req){.net = net, .id = id, .cb = cb, .arg = arg};
     rl_net__split(address, r->host, sizeof r->host, r->port, sizeof r->port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    r->gai.data = r;
-    int rv = uv_getaddrinfo(net->cfg.loop, &r->gai, resolved, r->host, r->port, &hints);
-    if (rv != 0) {
-        free(r);
-        return rv;
-    }
-    r->resolving = true;
     uv_timer_init(net->cfg.loop, &r->timer);
     r->timer.data = r;
     r->handles++;
@@ -227,7 +242,12 @@ int rl_net__connect(struct rl_net *net, uint64_t id, const char *address,
     if (net->outs)
         net->outs->prev = r;
     net->outs = r;
-    return 0;
+    int rv = start(r);
+    if (rv != 0) { /* an error now: undone without calling cb */
+        r->cb = NULL;
+        finish(r, NULL, rv);
+    }
+    return rv;
 }
 
 void rl_net__cancel_outbound(struct rl_net *net)
