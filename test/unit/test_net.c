@@ -10,6 +10,10 @@
  * suite setup (the tests run from the source tree, as `make check` does). */
 #include <arpa/inet.h>
 #include <check.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -391,6 +395,72 @@ static int raw_connect(void)
     return fd;
 }
 
+/* A blocking OpenSSL client without a certificate, on its own thread (the
+ * test's thread runs the server's loop): its TLS 1.3 handshake completes on
+ * its side, it sends a valid hello claiming node 2, and the server refuses
+ * it for want of a certificate. */
+struct nocert {
+    int port;
+    atomic_bool done;
+    int read_rv; /* SSL_read's result: <= 0, the server's alert or close */
+};
+
+static void *nocert_client(void *arg)
+{
+    struct nocert *n = arg;
+    char caf[512];
+    snprintf(caf, sizeof caf, "%s/a/ca.crt", dir);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_load_verify_file(ctx, caf);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)n->port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    n->read_rv = 1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+        SSL *ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, fd);
+        if (SSL_connect(ssl) == 1) {
+            unsigned char hello[RL_HELLO_LEN];
+            rl_hello_encode(hello, 2, rl_hello_cluster_hash("c1"));
+            SSL_write(ssl, hello, sizeof hello);
+            char b[16];
+            n->read_rv = SSL_read(ssl, b, sizeof b);
+        } else {
+            n->read_rv = 0;
+        }
+        SSL_free(ssl);
+    }
+    close(fd);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    atomic_store(&n->done, true);
+    return NULL;
+}
+
+START_TEST(test_tls_client_without_cert)
+{
+    struct side s, k;
+    setup();
+    side_open(&s, 1, tls_ctx("a", "a/node-1"), 64, 8, 5000);
+    side_open(&k, 2, NULL, 64, 8, 5000);
+    char err[128];
+    ck_assert_msg(rl_net_listen(s.net, err, sizeof err) == 0, "%s", err);
+    struct nocert n = {.port = atoi(strrchr(address, ':') + 1)};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, nocert_client, &n), 0);
+    for (int i = 0; i < 500 && !atomic_load(&n.done); i++) {
+        bool never = false;
+        run_until(&never, 10);
+    }
+    pthread_join(t, NULL);
+    ck_assert(atomic_load(&n.done));
+    ck_assert_int_le(n.read_rv, 0);
+    expect_refused(&s);
+    teardown_sides(&s, &k, NULL);
+}
+END_TEST
+
 START_TEST(test_caps_and_timeout)
 {
     struct side s, k;
@@ -434,6 +504,7 @@ int main(void)
     tcase_add_test(tc, test_plain);
     tcase_add_test(tc, test_tls_good);
     tcase_add_test(tc, test_tls_client_without_tls);
+    tcase_add_test(tc, test_tls_client_without_cert);
     tcase_add_test(tc, test_tls_other_ca);
     tcase_add_test(tc, test_tls_claims_other_id);
     tcase_add_test(tc, test_tls_server_is_other_node);
