@@ -177,9 +177,9 @@ sim-asan:
 
 # test_rss: 256 MiB and no RSS bound under ASan (its quarantine and shadow
 # memory dominate RSS); see the test's header.
-# allocator_may_return_null: libraft 0.15's raft_uv_tcp handshake mallocs
-# the address length a peer announces; the garbage-peer test announces 1 TiB.
-# Real malloc refuses that (NULL, connection dropped); ASan would abort.
+# allocator_may_return_null: kept from when libraft's raft_uv_tcp handshake
+# malloc'ed the address length a peer announced (lib/net's hello is a fixed
+# 32 bytes now).
 test-asan: $(TEST_BIN) $(STATIC) $(EXAMPLES) $(RAWSEND) $(SIM_BIN) \
            $(BUILD)/nemesis/nemesis_node $(BUILD)/nemesis/proxy
 	@$(ASAN_RUN) ./test/run-unit $(TEST_BIN)

@@ -16,6 +16,12 @@
  *       "system="). The node that leads runs the workload threads against its
  *       in-process handle; a follower runs the W4 reader.
  *   bench_node floor [--dir DIR]   only the floor.
+ *   bench_node tls [--secs S] [--dir DIR]
+ *       only the TLS comparison (also part of `run`): liblog with plain peer
+ *       connections ("liblog-plain") and with mutual TLS ("liblog-tls", certificates
+ *       from examples/mkcerts.sh), the same workloads in one run: W1 p50,
+ *       W2 and W3 throughput, and a batched producer (64 x 1 KiB records
+ *       per rlog_append_async, 8 calls in flight) in MB/s, and their ratios.
  *
  * Workloads (see issue 5): W1 latency (one append in flight), W2/W3 throughput
  * (64 in flight from 4 host threads, 100 B / 1 KiB), W4 end to end leader ->
@@ -1010,10 +1016,12 @@ static void cmd_fill(const char *label, uint64_t target, int RSZ, int RECS)
 
 static uint64_t g_open_start;
 
+static const char *g_certs; /* mkcerts.sh output for liblog-tls nodes */
+
 static int node_main(int argc, char **argv)
 {
     uint64_t id = 0;
-    const char *peers = NULL, *dir = NULL, *sys = "liblog";
+    const char *peers = NULL, *dir = NULL, *sys = "liblog", *certs = NULL;
     for (int i = 0; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--id"))
             id = strtoull(argv[i + 1], NULL, 10);
@@ -1023,6 +1031,8 @@ static int node_main(int argc, char **argv)
             dir = argv[i + 1];
         else if (!strcmp(argv[i], "--system"))
             sys = argv[i + 1];
+        else if (!strcmp(argv[i], "--certs"))
+            certs = argv[i + 1];
         else
             die("node: unknown option %s", argv[i]);
     }
@@ -1058,6 +1068,18 @@ static int node_main(int argc, char **argv)
         c.peers = rp;
         c.n_peers = 3;
         c.cache_bytes = (uint64_t)BENCH_CACHE_MB << 20;
+        char ca[512], crt[512], key[512];
+        g_sysname = sys; /* liblog, liblog-plain or liblog-tls */
+        if (!strcmp(sys, "liblog-tls")) {
+            if (!certs)
+                die("node: liblog-tls needs --certs DIR");
+            snprintf(ca, sizeof ca, "%s/ca.crt", certs);
+            snprintf(crt, sizeof crt, "%s/node-%" PRIu64 ".crt", certs, id);
+            snprintf(key, sizeof key, "%s/node-%" PRIu64 ".key", certs, id);
+            c.tls_ca_file = ca;
+            c.tls_cert_file = crt;
+            c.tls_key_file = key;
+        }
         char err[512];
         int rv = rlog_open(&c, &g_log, err, sizeof err);
         if (rv != 0)
@@ -1218,8 +1240,12 @@ static void spawn(struct child *c, const char *sys, const char *peers)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(to[0], 0);
         dup2(from[1], 1);
-        execl(g_self, g_self, "node", "--system", sys, "--id", idbuf, "--peers", peers, "--dir", c->dir,
-              (char *)NULL);
+        if (g_certs)
+            execl(g_self, g_self, "node", "--system", sys, "--id", idbuf, "--peers", peers, "--dir",
+                  c->dir, "--certs", g_certs, (char *)NULL);
+        else
+            execl(g_self, g_self, "node", "--system", sys, "--id", idbuf, "--peers", peers, "--dir",
+                  c->dir, (char *)NULL);
         _exit(127);
     }
     close(to[0]);
@@ -1591,6 +1617,49 @@ static void run_floor(const char *dir, bool quick)
     add_result(line);
 }
 
+/* TLS on versus off, same workloads, one run: each system on a fresh
+ * cluster, then the ratios tls / plain. */
+static void run_tls_compare(double secs)
+{
+    char cmd[1024], r[256];
+    static char certs[512];
+    snprintf(certs, sizeof certs, "%s/certs", g_top);
+    snprintf(cmd, sizeof cmd, "examples/mkcerts.sh %s bench 1 2 3 >/dev/null", certs);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "== TLS comparison skipped: examples/mkcerts.sh failed (run from the source tree)\n");
+        return;
+    }
+    g_certs = certs;
+    const char *systems[2] = {"liblog-plain", "liblog-tls"};
+    for (int k = 0; k < 2; k++) {
+        const char *sys = systems[k];
+        fprintf(stderr, "== %s: 3 processes on 127.0.0.1\n", sys);
+        int L = start_cluster(sys);
+        if (!child_cmd(&g_kids[L], 300, r, sizeof r, "W1 500 3000 100"))
+            fprintf(stderr, "%s W1 failed\n", sys);
+        run_tp(L, sys, "W2", 100, secs, false);
+        run_tp(L, sys, "W3", 1024, secs, false);
+        if (!child_cmd(&g_kids[L], 300, r, sizeof r, "FILL batched %.0f 1024 64",
+                       leader_appended(L) + (double)(256u << 20)))
+            fprintf(stderr, "%s batched producer failed\n", sys);
+        stop_cluster();
+    }
+    g_certs = NULL;
+    struct {
+        const char *wl, *key;
+    } m[] = {{"W1", "p50_us"}, {"W2", "records_s"}, {"W3", "records_s"}, {"batched", "mb_s"}};
+    for (unsigned i = 0; i < sizeof m / sizeof m[0]; i++) {
+        double plain = result("liblog-plain", m[i].wl, NULL, m[i].key);
+        double tls = result("liblog-tls", m[i].wl, NULL, m[i].key);
+        if (plain <= 0 || tls < 0)
+            continue;
+        char line[256];
+        snprintf(line, sizeof line, "system=ratio workload=%s metric=%s tls_over_plain=%.2f", m[i].wl,
+                 m[i].key, tls / plain);
+        add_result(line);
+    }
+}
+
 static void ratio_line(const char *wl, const char *key, const char *name)
 {
     double a = result("liblog", wl, NULL, key), b = result("libraft-uv", wl, NULL, key);
@@ -1804,6 +1873,7 @@ static int run_main(int argc, char **argv)
     run_liblog(&o);
     run_baseline(&o);
     print_ratios();
+    run_tls_compare(o.quick ? 5 : 10);
     double total = now_s() - t0;
     char *slash = strrchr(o.out, '/');
     if (slash) {
@@ -1830,6 +1900,28 @@ int main(int argc, char **argv)
         return node_main(argc - 2, argv + 2);
     if (argc >= 2 && !strcmp(argv[1], "run"))
         return run_main(argc - 2, argv + 2);
+    if (argc >= 2 && !strcmp(argv[1], "tls")) {
+        double secs = 10;
+        const char *dir = "/tmp";
+        for (int i = 2; i + 1 < argc; i += 2) {
+            if (!strcmp(argv[i], "--secs"))
+                secs = atof(argv[i + 1]);
+            else if (!strcmp(argv[i], "--dir"))
+                dir = argv[i + 1];
+        }
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        for (int i = 0; i < 3; i++)
+            g_kids[i].in = g_kids[i].out = -1;
+        snprintf(g_top, sizeof g_top, "%s/liblog-bench-XXXXXX", dir);
+        if (strncmp(g_top, "/tmp/", 5) != 0 || !mkdtemp(g_top))
+            die("need a writable directory under /tmp (got %s)", dir);
+        atexit(cleanup);
+        signal(SIGINT, on_signal);
+        signal(SIGTERM, on_signal);
+        signal(SIGPIPE, SIG_IGN);
+        run_tls_compare(secs);
+        return 0;
+    }
     if (argc >= 2 && !strcmp(argv[1], "floor")) {
         char dir[] = "/tmp/liblog-floor-XXXXXX";
         if (!mkdtemp(dir))
@@ -1840,6 +1932,7 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "usage: bench_node run [--quick] [--long] [--dir DIR] [--out FILE] [--w2-secs S]\n"
                     "       bench_node floor [--quick]\n"
+                    "       bench_node tls [--secs S] [--dir DIR]\n"
                     "       bench_node node --system liblog|libraft-uv --id N --peers A1,A2,A3 --dir D\n");
     return 2;
 }

@@ -4,6 +4,7 @@
  *
  *   rlogctl node   --id N --data DIR --cluster 1=HOST:PORT,2=...  [--address HOST:PORT]
  *                  [--cluster-name NAME] [--control PATH] [--join] [--failstop-linger MS] [-v]
+ *                  [--peer-trusted-ca-file F --peer-cert-file F --peer-key-file F | --insecure]
  *   rlogctl append --control PATH [--json] [RECORD...]     (stdin lines when no RECORD)
  *   rlogctl read   --control PATH [--json] OFFSET | FROM-TO | FROM-
  *   rlogctl tail   --control PATH [--json] [--from OFFSET | --from-end] [--count N]
@@ -544,6 +545,11 @@ static void put_status(struct buf *b, const struct rlog_status *st)
         put_u64(b, st->peers[i].match_index);
     }
     put_str(b, st->fatal_msg);
+    put_u8(b, (uint8_t)(st->tls != 0));
+    put_u64(b, st->refused_connections);
+    put_u64(b, st->rejected_handshakes);
+    put_u64(b, st->timed_out_connections);
+    put_u64(b, st->send_queue_overflows);
     end_frame(b, at);
 }
 
@@ -1426,6 +1432,17 @@ static void usage_node(FILE *f)
             "  --failstop-linger MS after a failed stop, keep answering the control socket\n"
             "                       (status, reads; appends refused) for MS, then exit\n"
             "                       (default 0)\n"
+            "  --peer-trusted-ca-file FILE, --peer-cert-file FILE, --peer-key-file FILE\n"
+            "                       mutual TLS 1.3 between nodes (all three): the CA every\n"
+            "                       peer certificate must chain to, this node's certificate\n"
+            "                       (SAN URI rlog://CLUSTER/ID), its private key (PEM)\n"
+            "  --insecure           allow plain text between nodes on non-loopback\n"
+            "                       addresses (peers' claimed ids are trusted); without TLS\n"
+            "                       and without this, only loopback clusters start\n"
+            "  --peer-frame-timeout MS, --peer-idle-timeout MS\n"
+            "                       close an inbound peer connection whose frame does not\n"
+            "                       finish within MS, or that carries no frame for MS\n"
+            "                       (defaults 30000, 60000)\n"
             "  -v, --verbose        also log liblog's info lines (twice: debug)\n"
             "\n"
             "Logs one line per event to stderr. Exit status: 0 after a clean shutdown,\n"
@@ -1492,10 +1509,18 @@ static int cmd_node(int argc, char **argv)
         {"join", no_argument, NULL, 'J'},
         {"failstop-linger", required_argument, NULL, 'W'},
         {"cluster-name", required_argument, NULL, 'N'},
+        {"peer-trusted-ca-file", required_argument, NULL, 'A'},
+        {"peer-cert-file", required_argument, NULL, 'P'},
+        {"peer-key-file", required_argument, NULL, 'k'},
+        {"insecure", no_argument, NULL, 'I'},
+        {"peer-frame-timeout", required_argument, NULL, 'F'},
+        {"peer-idle-timeout", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *id_s = NULL, *address = NULL, *data = NULL, *cluster = NULL, *control = NULL;
-    const char *cluster_name = NULL;
+    const char *cluster_name = NULL, *ca_file = NULL, *cert_file = NULL, *key_file = NULL;
+    int insecure = 0;
+    uint64_t frame_timeout = 0, idle_timeout = 0;
     uint64_t election = 0, heartbeat = 0, segment_size = 0, snap_threshold = 0, snap_trailing = 0;
     uint64_t linger_ms = 0;
     uint64_t cache_bytes = UINT64_MAX; /* 0 is a valid size: no cache */
@@ -1508,6 +1533,20 @@ static int cmd_node(int argc, char **argv)
         case 'd': data = optarg; break;
         case 'c': cluster = optarg; break;
         case 'N': cluster_name = optarg; break;
+        case 'A': ca_file = optarg; break;
+        case 'P': cert_file = optarg; break;
+        case 'k': key_file = optarg; break;
+        case 'I': insecure = 1; break;
+        case 'F':
+        case 'D':
+            if (parse_u64(optarg, c == 'F' ? &frame_timeout : &idle_timeout) != 0 ||
+                (c == 'F' ? frame_timeout : idle_timeout) == 0 ||
+                (c == 'F' ? frame_timeout : idle_timeout) > 3600000) {
+                fprintf(stderr, "%s node: --peer-%s-timeout must be 1..3600000 ms, not '%s'\n",
+                        progname, c == 'F' ? "frame" : "idle", optarg);
+                return EXIT_USAGE;
+            }
+            break;
         case 'C': control = optarg; break;
         case 'e':
         case 'b': {
@@ -1630,6 +1669,12 @@ static int cmd_node(int argc, char **argv)
     cfg.n_peers = n_peers;
     cfg.join = join;
     cfg.cluster_name = cluster_name;
+    cfg.tls_ca_file = ca_file;
+    cfg.tls_cert_file = cert_file;
+    cfg.tls_key_file = key_file;
+    cfg.insecure = insecure;
+    cfg.frame_timeout_ms = (unsigned)frame_timeout;
+    cfg.idle_timeout_ms = (unsigned)idle_timeout;
     if (election)
         cfg.election_timeout_ms = (unsigned)election;
     if (heartbeat)
@@ -2403,6 +2448,15 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
     }
     if (r.pos < r.len) /* older nodes do not send it */
         get_str(&r, st.fatal_msg, sizeof st.fatal_msg);
+    int have_peer_security = r.pos < r.len; /* nor these */
+    if (have_peer_security) {
+        st.tls = get_u8(&r);
+        st.insecure = !st.tls;
+        st.refused_connections = get_u64(&r);
+        st.rejected_handshakes = get_u64(&r);
+        st.timed_out_connections = get_u64(&r);
+        st.send_queue_overflows = get_u64(&r);
+    }
     if (r.bad || r.pos != r.len)
         return -1;
     if (o->json) {
@@ -2422,6 +2476,12 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
         printf(",\"catchup_index\":%" PRIu64 ",\"catchup_target\":%" PRIu64
                ",\"cache_bytes\":%" PRIu64 ",\"cache_hits\":%" PRIu64 ",\"cache_misses\":%" PRIu64,
                st.catchup_index, st.catchup_target, st.cache_bytes, st.cache_hits, st.cache_misses);
+        if (have_peer_security)
+            printf(",\"peer_security\":\"%s\",\"refused_connections\":%" PRIu64
+                   ",\"rejected_handshakes\":%" PRIu64 ",\"timed_out_connections\":%" PRIu64
+                   ",\"send_queue_overflows\":%" PRIu64,
+                   st.tls ? "tls" : "insecure", st.refused_connections, st.rejected_handshakes,
+                   st.timed_out_connections, st.send_queue_overflows);
         fputs(",\"peers\":[", stdout);
         for (unsigned i = 0; i < st.n_peers; i++) {
             printf("%s{\"id\":%" PRIu64 ",\"address\":", i ? "," : "", st.peers[i].id);
@@ -2452,6 +2512,11 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
             printf("catchup none\n");
         printf("cache %" PRIu64 " bytes, %" PRIu64 " hits, %" PRIu64 " misses\n", st.cache_bytes,
                st.cache_hits, st.cache_misses);
+        if (have_peer_security)
+            printf("peer_security %s\nrefused_connections %" PRIu64 "\nrejected_handshakes %" PRIu64
+                   "\ntimed_out_connections %" PRIu64 "\nsend_queue_overflows %" PRIu64 "\n",
+                   st.tls ? "tls" : "INSECURE", st.refused_connections, st.rejected_handshakes,
+                   st.timed_out_connections, st.send_queue_overflows);
         for (unsigned i = 0; i < st.n_peers; i++)
             printf("peer %" PRIu64 " %s %s %" PRIu64 "\n", st.peers[i].id, st.peers[i].address,
                    st.peers[i].voter ? "voter" : "nonvoter", st.peers[i].match_index);

@@ -5,6 +5,9 @@
 # watch it catch up, read the new records on it, stop everything.
 #
 # Everything lives in a mktemp -d directory on 127.0.0.1 ports chosen free.
+# The nodes talk mutual TLS 1.3: examples/mkcerts.sh makes a throwaway CA and
+# one certificate per node (naming cluster "run" and the node's id) in
+# DIR/certs first.
 # Every wait is bounded (WAIT seconds, default 20); any failure stops the run
 # with a message and a non-zero exit, and the trap kills what is left.
 # Environment: RLOGCTL (default build/examples/rlogctl), WAIT, KEEP=1 to keep
@@ -12,6 +15,7 @@
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RLOGCTL=${RLOGCTL:-$ROOT/build/examples/rlogctl}
+MKCERTS=$ROOT/examples/mkcerts.sh
 WAIT=${WAIT:-20}
 STEPS=9
 STEP=0
@@ -61,7 +65,9 @@ port_free() {
 start() { # start I
     local i=$1 deadline=$((SECONDS + WAIT))
     mkdir -p "$DIR/n$i"
-    "$RLOGCTL" node --id "$i" --data "$DIR/n$i" --cluster "$CLUSTER" >>"$DIR/n$i.log" 2>&1 &
+    "$RLOGCTL" node --id "$i" --data "$DIR/n$i" --cluster "$CLUSTER" --cluster-name run \
+        --peer-trusted-ca-file "$DIR/certs/ca.crt" --peer-cert-file "$DIR/certs/node-$i.crt" \
+        --peer-key-file "$DIR/certs/node-$i.key" >>"$DIR/n$i.log" 2>&1 &
     PID[$i]=$!
     while [ -z "$(field "$i" role)" ]; do
         alive "$i" || die "node $i exited: $(tail -n 3 "$DIR/n$i.log")"
@@ -108,7 +114,9 @@ for ((t = 0; t < 50; t++)); do
 done
 PORT=([1]=$base [2]=$((base + 1)) [3]=$((base + 2)))
 CLUSTER="1=127.0.0.1:${PORT[1]},2=127.0.0.1:${PORT[2]},3=127.0.0.1:${PORT[3]}"
-step "starting 3 nodes in $DIR (cluster $CLUSTER)"
+step "starting 3 nodes in $DIR (cluster $CLUSTER, mutual TLS)"
+"$MKCERTS" "$DIR/certs" run 1 2 3 || die "mkcerts.sh failed (is openssl installed?)"
+info "CA and node certificates in $DIR/certs"
 for i in 1 2 3; do start $i; done
 
 # ---- 2. leader
@@ -134,6 +142,8 @@ step "cluster status"
 for i in 1 2 3; do
     info "node $i: $("$RLOGCTL" status --control "$(ctl "$i")" --json)"
 done
+[ "$(field 1 peer_security)" = tls ] || die "node 1 does not report peer_security tls"
+info "peers talk mutual TLS (peer_security tls)"
 
 # ---- 6. kill the leader
 OLD=$LEADER

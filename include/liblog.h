@@ -153,6 +153,39 @@ struct rlog_config {
      * spaces). NULL or "": the directory records a name derived from
      * `peers` instead (rlog_open(3) gives the rules). */
     const char *cluster_name;
+
+    /* Peer security (liblog(7), "Security model"). Mutual TLS 1.3 between
+     * nodes: PEM files of the CA every peer's certificate must chain to, of
+     * this node's certificate (whose subjectAltName URI rlog://CLUSTER/ID
+     * names this node's id; CLUSTER must be cluster_name when that is set),
+     * and of its unencrypted private key. All three or none (RLOG_EINVAL
+     * naming the missing one); rlog_open reads them and fails with
+     * RLOG_EINVAL naming a file it cannot read or a key that does not match.
+     * Certificates are read at open only: rotate them by restarting the node
+     * with new files. With none, rlog_open refuses (RLOG_EINVAL) unless
+     * every peer address is loopback (127.0.0.0/8, ::1, localhost) or
+     * `insecure` is 1: peers then talk in plain text and the id a peer
+     * claims is taken on trust (the log says so at open; rlog_status shows
+     * it). */
+    const char *tls_ca_file;
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    int insecure;
+
+    /* Bounds on what other hosts can make this node hold; 0 means the
+     * default given here. Each one counts in rlog_status when it bites. */
+    unsigned max_inbound_connections;     /* peer connections accepted at once; 64 */
+    unsigned max_connections_per_address; /* ... from one IP address; 8 */
+    unsigned handshake_timeout_ms;        /* to connect, TLS and hello; 5000 */
+    unsigned frame_timeout_ms;            /* a frame started must end within; 30000 */
+    /* An inbound peer connection with no frame for this long is closed
+     * (the peer reconnects when it has something to send); 60000. */
+    unsigned idle_timeout_ms;
+    /* Bytes queued for one peer, on the socket or waiting for a connect;
+     * beyond it sends fail and the connection is dropped; 64 MiB, and at
+     * least the frame cap (batch_max_bytes + 4 MiB + 256 KiB: no frame from
+     * a peer may be larger). */
+    uint64_t max_send_queue_bytes;
 };
 
 /* rlog_config_init - fills *cfg with defaults and zeroes the rest. */
@@ -313,6 +346,16 @@ struct rlog_status {
     /* After a failed stop: its cause, naming the file and the system error
      * (the message rlog_errmsg gives for RLOG_EFATAL); "" otherwise. */
     char fatal_msg[256];
+    /* Peer security: tls 1 when peers authenticate with mutual TLS;
+     * insecure 1 when they talk in plain text (every peer on loopback, or
+     * config.insecure), claimed ids taken on trust. */
+    int tls, insecure;
+    /* Since open: peer connections refused over the caps, handshakes
+     * refused (bad hello, certificate refused, TLS failure), connections
+     * closed for a timeout (handshake, partial frame, idle), and sends
+     * refused because a peer's queue was full. */
+    uint64_t refused_connections, rejected_handshakes, timed_out_connections;
+    uint64_t send_queue_overflows;
 };
 
 /* ---- Membership (on the leader; elsewhere RLOG_ENOTLEADER) ---------------

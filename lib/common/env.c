@@ -13,17 +13,13 @@ int rl_queue_work(uv_loop_t *loop, uv_work_t *req, uv_work_cb work, uv_after_wor
 
 int rl_transport_init(struct raft_uv_transport *t, uv_loop_t *loop)
 {
-    if (rl_env)
-        return rl_env->transport_init(t, loop);
-    return raft_uv_tcp_init(t, loop);
+    return rl_env && rl_env->transport_init ? rl_env->transport_init(t, loop) : RAFT_INVALID;
 }
 
 void rl_transport_fini(struct raft_uv_transport *t)
 {
-    if (rl_env)
+    if (rl_env && rl_env->transport_fini)
         rl_env->transport_fini(t);
-    else
-        raft_uv_tcp_close(t);
 }
 
 void rl_block_turn(uv_loop_t *loop)

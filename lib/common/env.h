@@ -6,7 +6,8 @@
  * outside.
  *
  * Production never sets rl_env, and every call below is then the plain libuv
- * / libraft / getrandom call. The simulator (test/sim) sets it once, before
+ * / getrandom call; peers are reached through liblog's own transport
+ * (lib/net: TCP, mutual TLS, the hello). The simulator (test/sim) sets it once, before
  * any node opens, and runs every node's loop on its own single thread.
  */
 #ifndef RL_COMMON_ENV_H
@@ -20,7 +21,9 @@
 struct rl_env {
     /* Runs work(req) and then after(req, 0) later, on the loop's thread. */
     int (*queue_work)(uv_loop_t *loop, uv_work_t *req, uv_work_cb work, uv_after_work_cb after);
-    /* Fills t (instead of raft_uv_tcp_init); its streams are the loop's. */
+    /* Fills t with the simulator's transport, which lib/net then uses
+     * instead of TCP: listen, connect (streams of the loop's, the peer's
+     * id told by the world: no hello, no TLS) and close. */
     int (*transport_init)(struct raft_uv_transport *t, uv_loop_t *loop);
     /* Releases what transport_init allocated, after t's close callback. */
     void (*transport_fini)(struct raft_uv_transport *t);
@@ -34,6 +37,7 @@ struct rl_env {
 extern const struct rl_env *rl_env;
 
 int rl_queue_work(uv_loop_t *loop, uv_work_t *req, uv_work_cb work, uv_after_work_cb after);
+/* The simulator's transport (RAFT_INVALID when rl_env supplies none). */
 int rl_transport_init(struct raft_uv_transport *t, uv_loop_t *loop);
 void rl_transport_fini(struct raft_uv_transport *t);
 /* Waits for and runs at least one event of loop (uv_run UV_RUN_ONCE). */

@@ -3,6 +3,7 @@
  * must, and hands operations to the node's loop thread (lib/node/node.c).
  * Blocking forms wait on a per-call condition variable.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -14,6 +15,7 @@
 
 #include "node/identity.h"
 #include "node/node.h"
+#include "raftio/io.h"
 #include "store/format.h"
 #include "store/store.h"
 
@@ -133,6 +135,48 @@ static bool valid_cluster_name(const char *name)
     return true;
 }
 
+/* Loopback hosts: the only ones plain text is allowed to by default. */
+static bool is_loopback(const char *host)
+{
+    struct in_addr a4;
+    if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 || strcmp(host, "[::1]") == 0)
+        return true;
+    return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+/* TLS: all three files or none; without them, loopback or insecure only. */
+static int validate_security(const struct rlog_config *c, char *err, size_t errlen)
+{
+#define BAD(...) (snprintf(err, errlen, __VA_ARGS__), RLOG_EINVAL)
+    const char *files[3] = {c->tls_ca_file, c->tls_cert_file, c->tls_key_file};
+    static const char *const names[3] = {"tls_ca_file", "tls_cert_file", "tls_key_file"};
+    int have = 0;
+    for (int i = 0; i < 3; i++)
+        have += files[i] && files[i][0];
+    for (int i = 0; i < 3 && have > 0 && have < 3; i++)
+        if (!files[i] || !files[i][0])
+            return BAD("config.%s is missing: tls_ca_file, tls_cert_file and tls_key_file "
+                       "go together", names[i]);
+    char host[64];
+    for (unsigned i = 0; have == 0 && !c->insecure && i < c->n_peers; i++) {
+        check_address(c->peers[i].address, host, sizeof host);
+        if (!is_loopback(host))
+            return BAD("config.peers[%u].address %s is not loopback and no TLS is configured: "
+                       "peers would talk in plain text and trust any claimed id. Set "
+                       "tls_ca_file, tls_cert_file and tls_key_file (rlogctl: "
+                       "--peer-trusted-ca-file, --peer-cert-file, --peer-key-file), or set "
+                       "insecure = 1 (--insecure) to accept that",
+                       i, c->peers[i].address);
+    }
+    uint64_t frame = (uint64_t)c->batch_max_bytes + RL_IO_FRAME_ALLOWANCE;
+    if (c->max_send_queue_bytes && c->max_send_queue_bytes < frame)
+        return BAD("config.max_send_queue_bytes %" PRIu64 " is below the frame cap %" PRIu64
+                   " (batch_max_bytes + %u)", c->max_send_queue_bytes, frame,
+                   RL_IO_FRAME_ALLOWANCE);
+    return 0;
+#undef BAD
+}
+
 static int validate(const struct rlog_config *c, char *err, size_t errlen)
 {
 #define BAD(...) (snprintf(err, errlen, __VA_ARGS__), RLOG_EINVAL)
@@ -203,7 +247,7 @@ static int validate(const struct rlog_config *c, char *err, size_t errlen)
     if (c->cluster_name && !valid_cluster_name(c->cluster_name))
         return BAD("config.cluster_name \"%.80s\" must be 1 to %d printable ASCII characters "
                    "without spaces", c->cluster_name, RL_CLUSTER_NAME_MAX);
-    return 0;
+    return validate_security(c, err, errlen);
 #undef BAD
 }
 

@@ -782,6 +782,14 @@ static void do_status(struct rlog *log, struct rl_op *op)
     struct rlog_status *st = op->st;
     memset(st, 0, sizeof *st);
     st->id = log->cfg.id;
+    struct rl_io_net_stats ns;
+    rl_io_net_stats(&log->io, &ns);
+    st->tls = log->cfg.tls_ca_file && log->cfg.tls_ca_file[0];
+    st->insecure = !st->tls;
+    st->refused_connections = ns.refused_connections;
+    st->rejected_handshakes = ns.rejected_handshakes;
+    st->timed_out_connections = ns.timed_out_connections;
+    st->send_queue_overflows = ns.send_queue_overflows;
     st->fatal = log->fatal;
     st->commit_offset = log->fence.visible_offset;
     st->commit_index = log->fence.visible_index;
@@ -1215,6 +1223,8 @@ static int record_identity(struct rlog *log, const struct rl_identity *id, enum 
     return rv;
 }
 
+#define OR_DEFAULT(v, d) ((v) ? (v) : (d))
+
 static int start(struct rlog *log)
 {
     char *err = log->open_err;
@@ -1239,10 +1249,19 @@ static int start(struct rlog *log)
         .store = log->store,
         .dir = log->data_dir,
         .trailing = log->cfg.snapshot_trailing,
-        /* libraft 0.15 sends a lagging follower every entry it holds in one
-         * AppendEntries; the cap must cover that window (bounded by bytes
-         * with the catch-up work). */
-        .max_frame_body = 1u << 30,
+        /* A peer's frame: one entry at most (the transport sends libraft's
+         * long AppendEntries in parts that fit), or a fetch answer. */
+        .max_frame_body = log->cfg.batch_max_bytes + RL_IO_FRAME_ALLOWANCE,
+        /* The TLS files are read here, during rlog_open, and not kept. */
+        .net = {.cluster = identity.cluster, .cluster_named = identity.named,
+                .tls_ca_file = log->cfg.tls_ca_file, .tls_cert_file = log->cfg.tls_cert_file,
+                .tls_key_file = log->cfg.tls_key_file,
+                .max_inbound = OR_DEFAULT(log->cfg.max_inbound_connections, 64),
+                .max_per_address = OR_DEFAULT(log->cfg.max_connections_per_address, 8),
+                .handshake_timeout_ms = OR_DEFAULT(log->cfg.handshake_timeout_ms, 5000),
+                .frame_timeout_ms = OR_DEFAULT(log->cfg.frame_timeout_ms, 30000),
+                .idle_timeout_ms = OR_DEFAULT(log->cfg.idle_timeout_ms, 60000),
+                .max_send_queue = OR_DEFAULT(log->cfg.max_send_queue_bytes, 64u << 20)},
         .hooks = {.arg = log, .after_event = hook_after_event, .on_append = hook_on_append,
                   .on_truncate = hook_on_truncate, .on_reset = hook_on_reset,
                   .on_fatal = hook_on_fatal,
@@ -1251,10 +1270,17 @@ static int start(struct rlog *log)
                   .peer_address = hook_peer_address, .on_commit = hook_on_commit,
                   .log = hook_log},
     };
+    if (!log->cfg.tls_ca_file || !log->cfg.tls_ca_file[0])
+        icfg.net.tls_ca_file = icfg.net.tls_cert_file = icfg.net.tls_key_file = NULL;
     if ((rv = rl_io_init(&log->io, &icfg)) != 0) {
         snprintf(err, errlen, "%s", log->io.errmsg);
         return rv;
     }
+    if (!icfg.net.tls_ca_file)
+        rl_log(log, 2, "INSECURE: peer connections are plain text, and a peer's claimed id is "
+               "trusted (%s); configure TLS (tls_ca_file, tls_cert_file, tls_key_file) to "
+               "authenticate and encrypt them",
+               log->cfg.insecure ? "config.insecure is set" : "every peer is on loopback");
     log->fsm = (struct raft_fsm){.version = 1, .apply = fsm_apply, .snapshot = fsm_snapshot,
                                  .restore = fsm_restore};
     rv = raft_init(&log->raft, &log->io, &log->fsm, log->cfg.id, log->address);

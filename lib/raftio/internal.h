@@ -12,6 +12,7 @@
 #include "batch/batch.h"
 #include "common/env.h"
 #include "liblog.h"
+#include "net/net.h"
 #include "raftio/io.h"
 #include "raftio/snapshot.h"
 #include "store/format.h"
@@ -27,7 +28,9 @@ struct send_req {
     void *done_arg;
     struct rl_wire_out out;
     uv_buf_t *bufs;
-    uv_write_t write;
+    size_t bytes;             /* the frame's length */
+    bool waiting;             /* on its peer's wait list (counted there) */
+    struct rl_conn *conn;     /* the connection it was written to */
     struct peer *peer;
     struct send_req *next;
 };
@@ -36,17 +39,17 @@ struct peer {
     struct io *io;
     uint64_t id;
     char address[256];
-    uv_stream_t *stream;
+    struct rl_conn *conn;
     bool connecting;
-    struct raft_uv_connect connect_req;
     struct send_req *wait_head, *wait_tail; /* queued while connecting */
+    uint64_t wait_bytes;                    /* their frames' bytes */
     uint64_t failed_at;
     struct peer *next;
 };
 
 struct in_conn {
     struct io *io;
-    uv_stream_t *stream;
+    struct rl_conn *conn;
     uint64_t id;
     char address[256];
     unsigned char hdr[RL_WIRE_HDR];
@@ -54,7 +57,6 @@ struct in_conn {
     struct rl_wire_hdr h;
     unsigned char *body;
     size_t body_got, body_cap;
-    char *rbuf;
     bool closing;
     bool warned;            /* a dropped message was logged for this connection */
     struct in_conn *next, *prev;
@@ -106,8 +108,14 @@ struct io {
     unsigned trailing;
     uint32_t max_body;
     struct rl_io_hooks hooks;
-    struct raft_uv_transport transport;
-    bool transport_ready;
+    struct rl_io_net_config netcfg;  /* strings copied below */
+    char cluster[64];
+    struct rl_net *net;
+    struct rl_tls_ctx *tls;
+    uint64_t max_send_queue;
+    unsigned frame_timeout_ms, idle_timeout_ms;
+    unsigned long timed_out_connections; /* partial-frame and idle timeouts */
+    unsigned long send_queue_overflows;
     uint64_t id;
     char address[256];
     uv_timer_t timer;
@@ -116,6 +124,7 @@ struct io {
     bool tick_held;
     struct peer *peers;
     struct in_conn *ins;
+    struct in_conn *dead_ins;      /* closed, freed by rl_io__free_closed_ins */
     struct held *held_head, *held_tail;
     unsigned appends;
     struct append_req *failed_top; /* failed appends, newest on top */
@@ -209,10 +218,11 @@ int rl_io__send(struct raft_io *rio, struct raft_io_send *req, const struct raft
                 raft_io_send_cb cb);
 void rl_io__flush_failed_sends(struct io *io);
 void rl_io__deferred_cb(uv_timer_t *t);
-void rl_io__peer_drop_stream(struct peer *p);
+void rl_io__peer_drop(struct peer *p);
 void rl_io__in_close(struct in_conn *c, const char *why);
-void rl_io__accept_cb(struct raft_uv_transport *t, raft_id id, const char *address,
-                      struct uv_stream_s *stream);
+void rl_io__free_closed_ins(struct io *io);
+/* lib/net hands over an authenticated inbound connection from member id. */
+void rl_io__accept(void *arg, uint64_t id, struct rl_conn *conn);
 
 /* hold.c */
 void rl_io__deliver(struct io *io, struct raft_message *msg, void *body, bool owned);

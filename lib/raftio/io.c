@@ -7,23 +7,22 @@
  *   load.c          load, bootstrap, term and vote
  *   append.c        appends, truncation, refused and failed appends
  *   snapshot_put.c  snapshot descriptors: writes, installs, snapshot_get
- *   transport.c     peers, sending, inbound connections and frames
+ *   transport.c     peers, sending, inbound connections and frames (the
+ *                   connections themselves come from lib/net)
  *   hold.c          delivery to libraft, held elections, the window guard
  *   fetch.c         catch-up by segment fetch (and serving it)
  *   rewind.c        a conflicting suffix libraft will not give up
  */
 #include "raftio/internal.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "net/hello.h"
+#include "tls/tls.h"
 
 void rl_io__log(struct io *io, int level, const char *fmt, ...)
 {
@@ -54,21 +53,56 @@ uint32_t rl_io_batch_records(const void *buf, size_t len)
     return rl_batch_parse(buf, len, &v) ? v.count : 0;
 }
 
+static bool is_member(void *arg, uint64_t id)
+{
+    struct io *io = arg;
+    char addr[256];
+    return io->hooks.peer_address && io->hooks.peer_address(io->hooks.arg, id, addr, sizeof addr) == 0;
+}
+
+static void net_log(void *arg, int level, const char *line)
+{
+    struct io *io = arg;
+    if (io->hooks.log)
+        io->hooks.log(io->hooks.arg, level, line);
+}
+
 static int io_init(struct raft_io *rio, raft_id id, const char *address)
 {
     struct io *io = rio->impl;
     io->id = id;
     snprintf(io->address, sizeof io->address, "%s", address);
-    int rv = rl_transport_init(&io->transport, io->loop);
-    if (rv == 0)
-        rv = io->transport.init(&io->transport, id, address);
+    const struct rl_io_net_config *n = &io->netcfg;
+    struct rl_net_config cfg = {
+        .loop = io->loop, .self = id, .address = address,
+        .cluster_hash = rl_hello_cluster_hash(io->cluster), .any_cluster = !n->cluster_named,
+        .tls = io->tls, .max_inbound = n->max_inbound, .max_per_address = n->max_per_address,
+        .handshake_timeout_ms = n->handshake_timeout_ms, .is_member = is_member,
+        .accept = rl_io__accept, .log = net_log, .arg = io};
+    int rv = rl_net_new(&cfg, &io->net);
     if (rv != 0) {
-        snprintf(rio->errmsg, sizeof rio->errmsg, "transport: %.200s", io->transport.errmsg);
-        return rv;
+        snprintf(rio->errmsg, sizeof rio->errmsg, "transport: cannot start");
+        return RAFT_NOMEM;
     }
-    io->transport.data = io;
-    io->transport_ready = true;
     return 0;
+}
+
+void rl_io_net_stats(struct raft_io *rio, struct rl_io_net_stats *st)
+{
+    struct io *io = rio->impl;
+    *st = (struct rl_io_net_stats){0};
+    if (!io)
+        return;
+    st->tls = io->tls != NULL;
+    st->timed_out_connections = io->timed_out_connections;
+    st->send_queue_overflows = io->send_queue_overflows;
+    if (io->net) {
+        struct rl_net_stats ns;
+        rl_net_stats(io->net, &ns);
+        st->refused_connections = ns.refused_connections;
+        st->rejected_handshakes = ns.rejected_handshakes;
+        st->timed_out_connections += ns.timed_out_handshakes;
+    }
 }
 
 int rl_io__fail_stop(struct io *io, int code, const char *what)
@@ -158,31 +192,6 @@ static void timer_cb(uv_timer_t *t)
     rl_io__after_event(io);
 }
 
-/* libraft 0.15's TCP transport fails a listen without saying why; binding
- * the address once more, only to learn the reason, names it ("address
- * already in use") for the operator. */
-static const char *listen_failure(struct io *io)
-{
-    static const char unknown[] = "the transport gave no reason";
-    char host[256];
-    snprintf(host, sizeof host, "%s", io->address);
-    char *colon = strrchr(host, ':');
-    if (!colon)
-        return unknown;
-    *colon = '\0';
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
-        return unknown;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return unknown;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    int err = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : errno;
-    close(fd);
-    return err ? strerror(err) : unknown;
-}
-
 static int io_start(struct raft_io *rio, unsigned msecs, raft_io_tick_cb tick,
                     raft_io_recv_cb recv)
 {
@@ -194,11 +203,11 @@ static int io_start(struct raft_io *rio, unsigned msecs, raft_io_tick_cb tick,
     uv_timer_init(io->loop, &io->send_fail_timer);
     io->send_fail_timer.data = io;
     io->timers_ready = true;
-    int rv = io->transport.listen(&io->transport, rl_io__accept_cb);
+    char why[200] = "";
+    int rv = rl_net_listen(io->net, why, sizeof why);
     if (rv != 0) {
-        const char *why = io->transport.errmsg[0] ? io->transport.errmsg : listen_failure(io);
         snprintf(rio->errmsg, sizeof rio->errmsg, "listen on %.100s: %.120s", io->address, why);
-        return rv;
+        return RAFT_IOERR;
     }
     io->tick_cb = tick;
     io->recv_cb = recv;
@@ -220,11 +229,10 @@ static void timer_closed(uv_handle_t *h)
     rl_io__close_step(io);
 }
 
-static void transport_closed(struct raft_uv_transport *t)
+static void net_closed(void *arg)
 {
-    struct io *io = t->data;
-    rl_transport_fini(t);
-    io->transport_ready = false;
+    struct io *io = arg;
+    io->net = NULL;
     io->close_pending--;
     rl_io__close_step(io);
 }
@@ -251,6 +259,8 @@ void rl_io__close_step(struct io *io)
     }
     if (io->have_snap)
         rl_snapshot_desc_close(&io->snap);
+    rl_io__free_closed_ins(io);
+    rl_tls_ctx_free(io->tls);
     raft_io_close_cb cb = io->close_cb;
     struct raft_io *rio = io->rio;
     rio->impl = NULL;
@@ -267,7 +277,7 @@ static void io_close(struct raft_io *rio, raft_io_close_cb cb)
     io->close_cb = cb;
     /* close_pending may already count a catch-up timer being closed. */
     for (struct peer *p = io->peers; p; p = p->next)
-        rl_io__peer_drop_stream(p);
+        rl_io__peer_drop(p);
     while (io->ins)
         rl_io__in_close(io->ins, NULL);
     if (io->timers_ready) {
@@ -278,9 +288,9 @@ static void io_close(struct raft_io *rio, raft_io_close_cb cb)
         io->close_pending++;
         uv_close((uv_handle_t *)&io->send_fail_timer, timer_closed);
     }
-    if (io->transport_ready) {
+    if (io->net) {
         io->close_pending++;
-        io->transport.close(&io->transport, transport_closed);
+        rl_net_close(io->net, net_closed, io);
     }
     rl_io__close_step(io);
 }
@@ -297,13 +307,34 @@ int rl_io_init(struct raft_io *rio, const struct rl_io_config *cfg)
     io->trailing = cfg->trailing;
     io->max_body = cfg->max_frame_body;
     io->hooks = cfg->hooks;
+    io->netcfg = cfg->net;
+    snprintf(io->cluster, sizeof io->cluster, "%s", cfg->net.cluster ? cfg->net.cluster : "");
+    io->netcfg.cluster = io->cluster;
+    io->max_send_queue = cfg->net.max_send_queue;
+    io->frame_timeout_ms = cfg->net.frame_timeout_ms;
+    io->idle_timeout_ms = cfg->net.idle_timeout_ms;
+    io->netcfg.tls_ca_file = io->netcfg.tls_cert_file = io->netcfg.tls_key_file = NULL;
     if (rl_random(&io->rand_state, sizeof io->rand_state) != 0)
         io->rand_state = (unsigned)uv_hrtime();
     char err[256];
+    if (cfg->net.tls_ca_file) {
+        /* Certificates name their cluster with a URI; a derived cluster
+         * name is not one (any cluster then: the CA is the boundary). */
+        struct rl_tls_config tc = {.ca_file = cfg->net.tls_ca_file,
+                                   .cert_file = cfg->net.tls_cert_file,
+                                   .key_file = cfg->net.tls_key_file,
+                                   .cluster = cfg->net.cluster_named ? io->cluster : NULL};
+        int rv = rl_tls_ctx_new(&tc, &io->tls, rio->errmsg, sizeof rio->errmsg);
+        if (rv != 0) {
+            free(io);
+            return rv;
+        }
+    }
     int rv = rl_snapshot_load(cfg->dir, &io->snap, err, sizeof err);
     if (rv < 0) {
         snprintf(rio->errmsg, sizeof rio->errmsg, "%s", err);
         rl_snapshot_desc_close(&io->snap);
+        rl_tls_ctx_free(io->tls);
         free(io);
         return rv;
     }

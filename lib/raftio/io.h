@@ -1,9 +1,9 @@
 /*
  * raftio — liblog's implementation of libraft's struct raft_io: the segment
  * store is the Raft log (each entry written once), messages travel in our
- * own checksummed frames (lib/wire) over libraft's raft_uv_tcp transport for
- * connect/listen/handshake, and snapshots are descriptors (the log is its own
- * snapshot).
+ * own checksummed frames (lib/wire) over liblog's own transport (lib/net:
+ * listen, connect, mutual TLS and the hello that names a peer), and
+ * snapshots are descriptors (the log is its own snapshot).
  *
  * Guards against libraft 0.15 faults (see lib/README.md): inbound
  * RequestVote and TimeoutNow, and the ticks of a non-leader, are held back
@@ -52,17 +52,46 @@ struct rl_io_hooks {
     void (*log)(void *arg, int level, const char *line);
 };
 
+/* The frame cap is batch_max_bytes plus this: room for a segment fetch
+ * answer (fetch.c: up to 4 MiB of entries, and the one that crosses it)
+ * and the entry headers of a frame. */
+#define RL_IO_FRAME_ALLOWANCE ((4u << 20) + (256u << 10))
+
+/* The transport's settings (see rlog_config in liblog.h for each bound). */
+struct rl_io_net_config {
+    /* The cluster's name as the data directory records it, and whether it
+     * was given (else derived from a peers list: not compared in hellos). */
+    const char *cluster;
+    bool cluster_named;
+    /* PEM files for mutual TLS; all NULL: plain (insecure or loopback). */
+    const char *tls_ca_file, *tls_cert_file, *tls_key_file;
+    unsigned max_inbound, max_per_address;
+    unsigned handshake_timeout_ms, frame_timeout_ms, idle_timeout_ms;
+    uint64_t max_send_queue;  /* bytes queued for one peer */
+};
+
 struct rl_io_config {
     uv_loop_t *loop;
     struct rl_store *store;   /* opened on loop; closed by io->close */
     const char *dir;          /* for the snapshot descriptor */
     unsigned trailing;        /* entries load() returns before the snapshot */
     uint32_t max_frame_body;  /* largest frame accepted from a peer */
+    struct rl_io_net_config net;
     struct rl_io_hooks hooks;
 };
 
-/* Fills io's function table. io->close releases everything, the store too. */
+/* What the transport refused or cut (since open). */
+struct rl_io_net_stats {
+    bool tls;
+    uint64_t refused_connections, rejected_handshakes, timed_out_connections;
+    uint64_t send_queue_overflows;
+};
+
+/* Fills io's function table and loads the TLS files (RLOG_EINVAL naming
+ * the file that is unreadable or does not match). io->close releases
+ * everything, the store too. */
 int rl_io_init(struct raft_io *io, const struct rl_io_config *cfg);
+void rl_io_net_stats(struct raft_io *io, struct rl_io_net_stats *st);
 /* Tells every other member of conf that entry `index` of term `entry_term`
  * is committed, so followers can show it without waiting for the next
  * AppendEntries. Best effort: a lost notice only costs latency. */

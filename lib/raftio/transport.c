@@ -1,11 +1,19 @@
 /*
  * The transport behind raft_io: peers, sending, inbound connections.
  *
- * Messages: one outbound connection per peer, made through the raft_uv_tcp
- * transport (which does the handshake) and set TCP_NODELAY (libraft's stock
- * backend does not, and pipelined traffic stalls on Nagle + delayed ACK).
+ * Connections come from lib/net (liblog's own transport: TCP with mutual
+ * TLS or plain, the hello that names the peer; the simulator's streams in
+ * tests), already authenticated; this file only moves frames over them.
+ * Messages: one outbound connection per peer. Bytes queued for one peer
+ * (written or waiting for the connect) are capped by max_send_queue: a
+ * send beyond it fails and the connection is dropped (a peer that does
+ * not read must not grow this node's memory). libraft 0.15 puts every
+ * entry it holds into one AppendEntries; a message that would exceed the
+ * peer's frame cap carries only the entries that fit (the follower answers
+ * for those, and the leader sends the rest next).
  * Inbound connections are read as a stream of frames; the first bad frame
- * closes the connection with a logged reason.
+ * closes the connection with a logged reason, as do a frame not finished
+ * within frame_timeout_ms and idle_timeout_ms without any frame.
  */
 #include "raftio/internal.h"
 #include "raftio/guard.h"
@@ -17,6 +25,9 @@
 
 #define CONNECT_RETRY_MS 200
 #define READ_CHUNK (64 * 1024)
+/* AppendEntries body: 5 fixed words, then 3 words per entry (codec.c). */
+#define AE_FIXED_BYTES 40u
+#define AE_ENTRY_BYTES 24u
 
 /* ---- sending --------------------------------------------------------------------- */
 
@@ -24,6 +35,8 @@ static void send_finish(struct send_req *s, int status)
 {
     rl_wire_out_free(&s->out);
     free(s->bufs);
+    if (s->peer && s->waiting)
+        s->peer->wait_bytes -= s->bytes;
     struct raft_io_send *req = s->req;
     raft_io_send_cb cb = s->cb;
     void (*done)(void *, int) = s->done;
@@ -35,60 +48,87 @@ static void send_finish(struct send_req *s, int status)
         cb(req, status);
 }
 
-static void peer_stream_closed(uv_handle_t *h)
+void rl_io__peer_drop(struct peer *p)
 {
-    free(h);
-}
-
-void rl_io__peer_drop_stream(struct peer *p)
-{
-    if (p->stream) {
-        uv_close((uv_handle_t *)p->stream, peer_stream_closed);
-        p->stream = NULL;
+    if (p->conn) {
+        rl_conn_close(p->conn);
+        p->conn = NULL;
     }
 }
 
-static void write_cb(uv_write_t *w, int status)
+static void write_cb(void *arg, int status)
 {
-    struct send_req *s = w->data;
-    if (status != 0 && s->peer && s->peer->stream == w->handle) {
+    struct send_req *s = arg;
+    if (status != 0 && status != UV_ECANCELED && s->peer && s->peer->conn == s->conn) {
         rl_io__log(s->io, 1, "send to %" PRIu64 " (%s) failed: %s; dropping connection",
                    s->peer->id, s->peer->address, uv_strerror(status));
-        rl_io__peer_drop_stream(s->peer);
+        rl_io__peer_drop(s->peer);
     }
     send_finish(s, status == 0 ? 0 : RAFT_NOCONNECTION);
 }
 
 static void peer_write(struct peer *p, struct send_req *s)
 {
-    s->write.data = s;
-    int rv = uv_write(&s->write, p->stream, s->bufs, s->out.n_iov, write_cb);
+    struct io *io = p->io;
+    if (rl_conn_queued(p->conn) + s->bytes > io->max_send_queue) {
+        io->send_queue_overflows++;
+        rl_io__log(io, 2, "%zu bytes already queued for node %" PRIu64 " (%s), cap %" PRIu64
+                   ": dropping the connection (%lu times)", rl_conn_queued(p->conn), p->id,
+                   p->address, io->max_send_queue, io->send_queue_overflows);
+        rl_io__peer_drop(p);
+        send_finish(s, RAFT_NOCONNECTION);
+        return;
+    }
+    s->conn = p->conn;
+    int rv = rl_conn_write(p->conn, s->bufs, s->out.n_iov, write_cb, s);
     if (rv != 0) {
-        rl_io__peer_drop_stream(p);
+        rl_io__peer_drop(p);
         send_finish(s, RAFT_NOCONNECTION);
     }
 }
 
-static void connect_cb(struct raft_uv_connect *req, struct uv_stream_s *stream, int status)
+/* The peer has nothing to say on our outbound connection: bytes there are
+ * a protocol error, an end (its idle timeout, a restart) means reconnect. */
+static size_t out_data(void *arg, const unsigned char *b, size_t n)
 {
-    struct peer *p = req->data;
+    struct peer *p = arg;
+    (void)b;
+    rl_io__log(p->io, 1, "node %" PRIu64 " (%s) sent bytes on our connection to it; dropping it",
+               p->id, p->address);
+    rl_io__peer_drop(p);
+    return n;
+}
+
+static void out_end(void *arg, int why, const char *msg)
+{
+    struct peer *p = arg;
+    (void)why;
+    rl_io__log(p->io, 0, "connection to node %" PRIu64 " (%s) ended: %s", p->id, p->address, msg);
+    p->conn = NULL;
+}
+
+static void connect_cb(void *arg, struct rl_conn *conn, int status)
+{
+    struct peer *p = arg;
     struct io *io = p->io;
     p->connecting = false;
     if (status == 0 && io->closing) {
-        uv_close((uv_handle_t *)stream, peer_stream_closed);
-        status = RAFT_CANCELED;
+        rl_conn_close(conn);
+        status = UV_ECANCELED;
     }
     if (status == 0) {
-        p->stream = stream;
-        if (stream->type == UV_TCP)
-            uv_tcp_nodelay((uv_tcp_t *)stream, 1);
+        p->conn = conn;
+        struct rl_conn_cbs cbs = {.data = out_data, .end = out_end, .arg = p};
+        rl_conn_set_cbs(conn, &cbs);
     } else {
         p->failed_at = uv_now(io->loop);
     }
     while (p->wait_head) {
         struct send_req *s = p->wait_head;
         p->wait_head = s->next;
-        if (p->stream)
+        p->wait_bytes -= s->bytes;
+        s->waiting = false;
+        if (p->conn)
             peer_write(p, s);
         else
             send_finish(s, RAFT_NOCONNECTION);
@@ -105,7 +145,7 @@ static struct peer *peer_get(struct io *io, uint64_t id, const char *address)
         if (p->id == id) {
             if (strcmp(p->address, address) != 0) {
                 snprintf(p->address, sizeof p->address, "%s", address);
-                rl_io__peer_drop_stream(p);
+                rl_io__peer_drop(p);
             }
             return p;
         }
@@ -151,11 +191,22 @@ int rl_io__send_msg(struct io *io, const struct raft_message *msg, struct raft_i
         free(s);
         return RAFT_NOMEM;
     }
-    for (unsigned i = 0; i < s->out.n_iov; i++)
+    for (unsigned i = 0; i < s->out.n_iov; i++) {
         s->bufs[i] = uv_buf_init((char *)s->out.iov[i].base, (unsigned)s->out.iov[i].len);
-    if (p->stream) {
+        s->bytes += s->out.iov[i].len;
+    }
+    if (p->conn) {
         peer_write(p, s);
         return 0;
+    }
+    if (p->wait_bytes + s->bytes > io->max_send_queue) {
+        io->send_queue_overflows++;
+        rl_io__log(io, 1, "%" PRIu64 " bytes already wait for the connect to node %" PRIu64
+                   " (%s): send refused", p->wait_bytes, p->id, p->address);
+        rl_wire_out_free(&s->out);
+        free(s->bufs);
+        free(s);
+        return RAFT_NOCONNECTION;
     }
     if (!p->connecting) {
         if (p->failed_at && uv_now(io->loop) - p->failed_at < CONNECT_RETRY_MS) {
@@ -165,8 +216,7 @@ int rl_io__send_msg(struct io *io, const struct raft_message *msg, struct raft_i
             free(s);
             return RAFT_NOCONNECTION;
         }
-        p->connect_req.data = p;
-        rv = io->transport.connect(&io->transport, &p->connect_req, p->id, p->address, connect_cb);
+        rv = rl_net_connect(io->net, p->id, p->address, connect_cb, p);
         if (rv != 0) {
             p->failed_at = uv_now(io->loop);
             rl_wire_out_free(&s->out);
@@ -181,6 +231,8 @@ int rl_io__send_msg(struct io *io, const struct raft_message *msg, struct raft_i
     else
         p->wait_head = s;
     p->wait_tail = s;
+    s->waiting = true;
+    p->wait_bytes += s->bytes;
     return 0;
 }
 
@@ -207,11 +259,34 @@ void rl_io__deferred_cb(uv_timer_t *t)
     rl_io__report_failed(io); /* refused appends; waits while appends are in flight */
 }
 
+/* The number of msg's entries (an AppendEntries) whose frame fits the
+ * frame cap: at least one, since a single entry (<= batch_max_bytes) fits
+ * by construction of the cap. */
+static unsigned entries_that_fit(const struct io *io, const struct raft_message *msg)
+{
+    const struct raft_append_entries *ae = &msg->append_entries;
+    uint64_t body = AE_FIXED_BYTES;
+    for (unsigned i = 0; i < ae->n_entries; i++) {
+        body += AE_ENTRY_BYTES + ((ae->entries[i].buf.len + 7) & ~(uint64_t)7);
+        if (body > io->max_body)
+            return i > 0 ? i : 1;
+    }
+    return ae->n_entries;
+}
+
 int rl_io__send(struct raft_io *rio, struct raft_io_send *req, const struct raft_message *msg,
                 raft_io_send_cb cb)
 {
     struct io *io = rio->impl;
-    struct raft_message capped;
+    struct raft_message capped, fitted;
+    if (msg->type == RAFT_IO_APPEND_ENTRIES) {
+        unsigned n = entries_that_fit(io, msg);
+        if (n < msg->append_entries.n_entries) {
+            fitted = *msg;
+            fitted.append_entries.n_entries = n;
+            msg = &fitted;
+        }
+    }
     if (io->in_append_entries && msg->type == RAFT_IO_APPEND_ENTRIES_RESULT &&
         msg->append_entries_result.rejected == 0 &&
         msg->append_entries_result.last_log_index > io->append_entries_match) {
@@ -267,23 +342,27 @@ void rl_io_send_commit(struct raft_io *rio, const struct raft_configuration *con
         for (struct peer *q = io->peers; q; q = q->next)
             if (q->id == conf->servers[i].id)
                 p = q;
-        if (p && p->stream)
+        if (p && p->conn)
             rl_io__send_msg(io, &m, NULL, NULL, commit_sent, NULL);
     }
 }
 
 /* ---- receiving ------------------------------------------------------------------- */
 
-static void in_closed(uv_handle_t *h)
+/* Frees the connections closed since the last call: never while one of
+ * them may still be on the stack (a frame handler closing its own). */
+void rl_io__free_closed_ins(struct io *io)
 {
-    struct in_conn *c = h->data;
-    raft_free(c->body);
-    free(c->rbuf);
-    free(c->stream);
-    free(c);
+    while (io->dead_ins) {
+        struct in_conn *c = io->dead_ins;
+        io->dead_ins = c->next;
+        raft_free(c->body);
+        free(c);
+    }
 }
 
-void rl_io__in_close(struct in_conn *c, const char *why)
+/* Unlinks c and closes its connection (unless it ended on its own). */
+static void in_drop(struct in_conn *c, const char *why, bool conn_ended)
 {
     if (c->closing)
         return;
@@ -297,16 +376,46 @@ void rl_io__in_close(struct in_conn *c, const char *why)
         io->ins = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    uv_close((uv_handle_t *)c->stream, in_closed);
+    if (!conn_ended)
+        rl_conn_close(c->conn);
+    rl_net_forget(io->net, c->conn);
+    c->conn = NULL;
+    c->prev = NULL;
+    c->next = io->dead_ins;
+    io->dead_ins = c;
 }
 
-static void in_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+void rl_io__in_close(struct in_conn *c, const char *why)
 {
-    struct in_conn *c = h->data;
-    (void)suggested;
-    if (!c->rbuf)
-        c->rbuf = malloc(READ_CHUNK);
-    *buf = uv_buf_init(c->rbuf, c->rbuf ? READ_CHUNK : 0);
+    in_drop(c, why, false);
+}
+
+static void in_end(void *arg, int why, const char *msg)
+{
+    struct in_conn *c = arg;
+    struct io *io = c->io;
+    char line[160];
+    if (why == RL_CONN_TIMEOUT) {
+        io->timed_out_connections++;
+        bool mid = c->hdr_got > 0;
+        snprintf(line, sizeof line, "%s %u ms (%lu connections timed out)",
+                 mid ? "a frame not finished within" : "no frame for", mid ? io->frame_timeout_ms
+                                                                           : io->idle_timeout_ms,
+                 io->timed_out_connections);
+        in_drop(c, line, true);
+        return;
+    }
+    if (why == RL_CONN_EOF && (c->hdr_got > 0 || c->body)) {
+        if (c->hdr_got < RL_WIRE_HDR)
+            snprintf(line, sizeof line, "closed inside a frame header (%zu of %u bytes)",
+                     c->hdr_got, RL_WIRE_HDR);
+        else
+            snprintf(line, sizeof line, "closed inside a frame body (%zu of %u bytes)",
+                     c->body_got, (unsigned)c->h.length);
+        in_drop(c, line, true);
+        return;
+    }
+    in_drop(c, why == RL_CONN_EOF ? NULL : msg, true);
 }
 
 /* One complete frame: decode and hand to libraft (or hold it back). */
@@ -417,28 +526,14 @@ static int in_frame(struct in_conn *c)
     return 0;
 }
 
-static void in_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+static size_t in_data(void *arg, const unsigned char *p, size_t nread)
 {
-    struct in_conn *c = stream->data;
-    if (nread < 0) {
-        char why[128];
-        if (nread == UV_EOF && (c->hdr_got > 0 || c->body)) {
-            if (c->hdr_got < RL_WIRE_HDR)
-                snprintf(why, sizeof why, "closed inside a frame header (%zu of %u bytes)",
-                         c->hdr_got, RL_WIRE_HDR);
-            else
-                snprintf(why, sizeof why, "closed inside a frame body (%zu of %u bytes)",
-                         c->body_got, (unsigned)c->h.length);
-            rl_io__in_close(c, why);
-        } else {
-            rl_io__in_close(c, nread == UV_EOF ? NULL : uv_strerror((int)nread));
-        }
-        return;
-    }
-    const unsigned char *p = (const unsigned char *)buf->base;
-    size_t left = (size_t)nread;
+    struct in_conn *c = arg;
+    size_t left = nread;
     while (left > 0 && !c->closing) {
         if (c->hdr_got < RL_WIRE_HDR) {
+            if (c->hdr_got == 0) /* a frame starts: it must finish in time */
+                rl_conn_deadline(c->conn, c->io->frame_timeout_ms);
             size_t n = RL_WIRE_HDR - c->hdr_got < left ? RL_WIRE_HDR - c->hdr_got : left;
             memcpy(c->hdr + c->hdr_got, p, n);
             c->hdr_got += n;
@@ -449,7 +544,7 @@ static void in_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             char err[256];
             if (rl_wire_decode_hdr(c->hdr, c->io->max_body, &c->h, err, sizeof err) != 0) {
                 rl_io__in_close(c, err);
-                return;
+                return nread;
             }
             /* Memory follows the bytes that actually arrive, not the
              * length a peer claims. */
@@ -458,7 +553,7 @@ static void in_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             c->body_got = 0;
             if (!c->body) {
                 rl_io__in_close(c, "out of memory for a frame body");
-                return;
+                return nread;
             }
         }
         size_t want = c->h.length - c->body_got;
@@ -472,7 +567,7 @@ static void in_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             unsigned char *b = raft_realloc(c->body, cap);
             if (!b) {
                 rl_io__in_close(c, "out of memory for a frame body");
-                return;
+                return nread;
             }
             c->body = b;
             c->body_cap = cap;
@@ -484,39 +579,36 @@ static void in_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         if (c->body_got == c->h.length) {
             c->hdr_got = 0;
             if (in_frame(c) != 0)
-                return;
+                return nread;
+            if (!c->closing)
+                rl_conn_deadline(c->conn, c->io->idle_timeout_ms);
         }
     }
+    return nread;
 }
 
-void rl_io__accept_cb(struct raft_uv_transport *t, raft_id id, const char *address,
-                      struct uv_stream_s *stream)
+void rl_io__accept(void *arg, uint64_t id, struct rl_conn *conn)
 {
-    struct io *io = t->data;
-    /* libraft 0.15 passes the address the peer announced in its handshake,
-     * in a buffer of the announced length with no guaranteed terminator:
-     * never read it. The configuration says where server `id` listens. */
-    (void)address;
+    struct io *io = arg;
+    rl_io__free_closed_ins(io);
     struct in_conn *c = calloc(1, sizeof *c);
     if (!c || io->closing) {
         free(c);
-        uv_close((uv_handle_t *)stream, peer_stream_closed);
+        rl_conn_close(conn);
+        rl_net_forget(io->net, conn);
         return;
     }
     c->io = io;
-    c->stream = stream;
+    c->conn = conn;
     c->id = id;
     if (!io->hooks.peer_address ||
         io->hooks.peer_address(io->hooks.arg, id, c->address, sizeof c->address) != 0)
-        snprintf(c->address, sizeof c->address, "unknown-server-%" PRIu64, (uint64_t)id);
-    stream->data = c;
-    if (stream->type == UV_TCP)
-        uv_tcp_nodelay((uv_tcp_t *)stream, 1);
+        snprintf(c->address, sizeof c->address, "unknown-server-%" PRIu64, id);
     c->next = io->ins;
     if (io->ins)
         io->ins->prev = c;
     io->ins = c;
-    int rv = uv_read_start(stream, in_alloc, in_read);
-    if (rv != 0)
-        rl_io__in_close(c, uv_strerror(rv));
+    struct rl_conn_cbs cbs = {.data = in_data, .end = in_end, .arg = c};
+    rl_conn_set_cbs(conn, &cbs);
+    rl_conn_deadline(conn, io->idle_timeout_ms);
 }

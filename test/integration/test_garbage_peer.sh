@@ -1,7 +1,8 @@
 #!/bin/bash
 # Garbage on a node's raft port (not the control socket): random bytes, bad
-# handshakes, then after a valid libraft handshake a frame with a bad magic, a
-# truncated frame, a huge length, an unknown type. The node stays up, still
+# hellos (lib/net/hello.h), then after a valid hello claiming a member's id
+# (plain loopback mode trusts it) a frame with a bad magic, a truncated
+# frame, a huge length, an unknown type. The node stays up, still
 # serves status and appends, and its stderr logs why it rejected the peer.
 # Then garbage on the control socket: the node stays up there too.
 . "$(dirname "$0")/lib.sh"
@@ -13,13 +14,10 @@ le() { local v=$1 n=$2 i s=""; for ((i = 0; i < n; i++)); do s+="\\x$(printf %02
 le64() { le "$1" 8; }
 le32() { le "$1" 4; }
 le16() { le "$1" 2; }
-# handshake ID ADDRESS: libraft 0.15's preamble (protocol 1, id, padded
-# address length) and the NUL-terminated address padded to 8 bytes.
-handshake() {
-    local a=$2 len=$(( (${#2} + 1 + 7) / 8 * 8 ))
-    le64 1; le64 "$1"; le64 $len
-    printf '%s' "$a"; head -c $((len - ${#a})) /dev/zero
-}
+# hello ID [VERSION]: liblog's 32-byte hello ("rlognet1", version, flags 0,
+# the claimed id, a cluster hash: these clusters have derived names, whose
+# hash is not compared).
+hello() { printf 'rlognet1'; le32 "${2:-1}"; le32 0; le64 "$1"; le64 0; }
 # header TYPE LENGTH: a liblog wire header (magic "RLW1", version 1).
 header() { printf 'RLW1'; le16 1; le16 "$1"; le32 "$2"; le32 0; le64 99; le64 0; }
 
@@ -48,18 +46,19 @@ F=$(( L % 3 + 1 ))
 ok "node $L is the leader, node $F a follower"
 "$RLOGCTL" append --control "$(ctl "$L")" before >/dev/null 2>&1
 for n in $L $F; do
-    inject $n "HTTP request" < <(printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
-    inject $n "4 KiB of random bytes" < <(head -c 4096 /dev/urandom)
-    inject $n "handshake with protocol 2" < <({ le64 2; le64 99; le64 16; head -c 16 /dev/zero; })
-    inject $n "valid handshake, then random bytes (bad magic)" "magic" < <({ handshake 99 127.0.0.1:1; head -c 256 /dev/urandom; })
-    inject $n "valid handshake, then a truncated frame" "trunc|short|closed|inside|EOF|incomplete" < <({ handshake 99 127.0.0.1:1; header 1 64; head -c 10 /dev/urandom; })
-    inject $n "valid handshake, then a frame with a huge length" "length|limit|large" < <({ handshake 99 127.0.0.1:1; header 1 $((0xFFFFFFF8)); head -c 64 /dev/urandom; })
-    inject $n "valid handshake, then an unknown frame type" "type" < <({ handshake 99 127.0.0.1:1; header 999 8; head -c 8 /dev/zero; })
-    inject $n "valid handshake, then a body length not a multiple of 8" "multiple|length" < <({ handshake 99 127.0.0.1:1; header 1 13; head -c 16 /dev/zero; })
-    inject $n "valid handshake, then a frame with a bad checksum" "checksum" < <({ handshake 99 127.0.0.1:1; header 1 64; head -c 64 /dev/urandom; })
-    inject $n "handshake impersonating node $L, then garbage" "checksum|reject|invalid" < <({ handshake "$L" "$(addr "$L")"; header 1 64; head -c 64 /dev/urandom; })
-    inject $n "handshake announcing a 1 TiB address" < <({ le64 1; le64 99; le64 $((1 << 40)); })
-    inject $n "handshake with an unterminated address" < <({ le64 1; le64 99; le64 8; printf 'AAAAAAAA'; head -c 64 /dev/urandom; })
+    M=$L; [ "$n" = "$L" ] && M=$F   # a member other than n, to impersonate
+    inject $n "HTTP request" "hello" < <(printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+    inject $n "4 KiB of random bytes" "hello magic" < <(head -c 4096 /dev/urandom)
+    inject $n "hello with version 2" "hello version" < <(hello "$M" 2)
+    inject $n "hello claiming non-member 99" "not a member" < <({ hello 99; header 1 64; head -c 64 /dev/zero; })
+    inject $n "hello claiming node $n's own id" "own" < <(hello "$n")
+    inject $n "hello cut short" "inside its hello" < <(printf 'rlognet1'; le32 1)
+    inject $n "hello as $M, then random bytes (bad magic)" "magic" < <({ hello "$M"; head -c 256 /dev/urandom; })
+    inject $n "hello as $M, then a truncated frame" "trunc|short|closed|inside|EOF|incomplete" < <({ hello "$M"; header 1 64; head -c 10 /dev/urandom; })
+    inject $n "hello as $M, then a frame with a huge length" "length|limit|large" < <({ hello "$M"; header 1 $((0xFFFFFFF8)); head -c 64 /dev/urandom; })
+    inject $n "hello as $M, then an unknown frame type" "type" < <({ hello "$M"; header 999 8; head -c 8 /dev/zero; })
+    inject $n "hello as $M, then a body length not a multiple of 8" "multiple|length" < <({ hello "$M"; header 1 13; head -c 16 /dev/zero; })
+    inject $n "hello as $M, then a frame with a bad checksum" "checksum" < <({ hello "$M"; header 1 64; head -c 64 /dev/urandom; })
 done
 
 # The cluster still works.

@@ -18,8 +18,9 @@
  *                           after it arrived (order kept)
  *
  * "from" limits the rule to connections whose dialer announced one of those
- * raft ids in libraft's uv_tcp handshake (u64 protocol, u64 id, u64 address
- * length, address; little-endian): the proxy in front of node j can thus
+ * raft ids in liblog's plain-mode hello (lib/net/hello.h: 8 bytes magic, u32
+ * version, u32 flags, u64 id, u64 cluster hash; little-endian): the proxy in
+ * front of node j can thus
  * cut the traffic from node i to node j only. Without "from", the rule
  * applies to every connection. A missing or unreadable file means "pass".
  *
@@ -73,7 +74,7 @@ struct conn {
     int used;
     int cfd, sfd;       /* client (dialer) side, server (node) side */
     int connecting;     /* sfd connect in progress */
-    unsigned char hdr[24];
+    unsigned char hdr[32];
     size_t hdr_n;
     int src_known;
     uint64_t src;
@@ -291,8 +292,8 @@ static void accept_one(int lfd)
     plog("conn #%u accepted", c->serial);
 }
 
-/* Reads from fd into queue q; the first 24 bytes from the dialer are the
- * handshake that names it. Returns -1 on EOF/error. */
+/* Reads from fd into queue q; the first 32 bytes from the dialer are the
+ * hello that names it. Returns -1 on EOF/error. */
 static int pump_in(struct conn *c, int from_client)
 {
     unsigned char buf[CHUNK];
@@ -303,13 +304,13 @@ static int pump_in(struct conn *c, int from_client)
     if (n < 0)
         return errno == EAGAIN || errno == EINTR ? 0 : -1;
     if (from_client && !c->src_known) {
-        size_t k = (size_t)n < 24 - c->hdr_n ? (size_t)n : 24 - c->hdr_n;
+        size_t k = (size_t)n < 32 - c->hdr_n ? (size_t)n : 32 - c->hdr_n;
         memcpy(c->hdr + c->hdr_n, buf, k);
         c->hdr_n += k;
-        if (c->hdr_n == 24) {
+        if (c->hdr_n == 32) {
             uint64_t id = 0;
             for (int i = 7; i >= 0; i--)
-                id = (id << 8) | c->hdr[8 + i];
+                id = (id << 8) | c->hdr[16 + i];
             c->src = id;
             c->src_known = 1;
             plog("conn #%u is from id %" PRIu64, c->serial, id);
