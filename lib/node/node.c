@@ -19,6 +19,7 @@
 
 #include "node/identity.h"
 #include "raftio/io.h"
+#include "raftio/bounds.h"
 #include "store/format.h"
 #include "raftio/snapshot.h"
 #include "wire/codec.h"
@@ -778,6 +779,10 @@ static void do_status(struct rlog *log, struct rl_op *op)
         st->leader_id = id;
         snprintf(st->leader_address, sizeof st->leader_address, "%s", addr ? addr : "");
         rl_io_catchup(&log->io, &st->catchup_index, &st->catchup_target);
+        struct rl_io_bound_stats bs;
+        rl_io_bound_stats(&log->io, &bs);
+        st->fetch_serve_refused = bs.fetch_serve_refused;
+        st->held_dropped = bs.held_dropped;
         const struct raft_configuration *c = &log->raft.configuration;
         for (unsigned i = 0; i < c->n && i < RLOG_MAX_PEERS; i++) {
             struct rlog_peer_status *p = &st->peers[st->n_peers++];
@@ -1229,6 +1234,9 @@ static int start(struct rlog *log)
         snprintf(err, errlen, "%s", log->io.errmsg);
         return rv;
     }
+    rl_io_set_bounds(&log->io, &(struct rl_io_bounds){.fetch_serve_max = log->cfg.fetch_serve_max,
+                                                      .fetch_serve_bytes = log->cfg.fetch_serve_bytes,
+                                                      .held_max = log->cfg.held_max});
     log->fsm = (struct raft_fsm){.version = 1, .apply = fsm_apply, .snapshot = fsm_snapshot,
                                  .restore = fsm_restore};
     rv = raft_init(&log->raft, &log->io, &log->fsm, log->cfg.id, log->address);
