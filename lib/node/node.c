@@ -1207,6 +1207,11 @@ static int start(struct rlog *log)
     rv = rl_store_open(&log->loop, &scfg, &log->store, err, errlen);
     if (rv != 0)
         return rv;
+    bool kept;
+    unsigned was = rl_store_dir_mode_was(log->store, &kept);
+    if (was)
+        rl_log(log, 2, "%s: data directory was mode %04o (open to other users); %s", log->data_dir,
+               was, kept ? "could NOT tighten it to 0700" : "tightened to 0700");
     struct rl_identity identity;
     enum id_state id_state;
     if ((rv = load_identity(log, &identity, &id_state, err, errlen)) != 0)
