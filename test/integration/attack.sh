@@ -68,6 +68,9 @@ baseline() {
     for i in 1 2 3; do
         TERM_OF[$i]=$(status_of "$i" term)
         read_all "$i" "$N_RECORDS" >"$T/before.$i" 2>&1
+        # Peak RSS from here on (Linux: 5 resets VmHWM to the current RSS),
+        # so each attack is measured on its own.
+        echo 5 >"/proc/${NODE_PID[$i]}/clear_refs" 2>/dev/null
     done
 }
 
