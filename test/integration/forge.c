@@ -384,7 +384,7 @@ int main(int argc, char **argv)
     for (unsigned c = 0; c < o.conns; c++) {
         int fd = socket(o.unix_path ? AF_UNIX : AF_INET, SOCK_STREAM, 0);
         /* A full Unix listen queue blocks connect; this bounds the wait. */
-        struct timeval tv = {.tv_usec = 200000};
+        struct timeval tv = {.tv_usec = 20000};
         if (fd >= 0)
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         int rc = fd < 0 ? -1
