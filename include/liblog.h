@@ -163,7 +163,7 @@ struct rlog_config {
      * again. RequestVote and TimeoutNow messages held back while appends are
      * in flight: at most held_max (default 64); when full, the oldest is
      * dropped (counted in held_dropped): a candidate campaigns again at its
-     * next election timeout. 0 in any of them: rlog_open refuses. */
+     * next election timeout. 0 in any of them means its default. */
     unsigned fetch_serve_max;
     uint64_t fetch_serve_bytes;
     unsigned held_max;

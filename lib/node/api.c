@@ -204,11 +204,9 @@ static int validate(const struct rlog_config *c, char *err, size_t errlen)
     if (c->cluster_name && !valid_cluster_name(c->cluster_name))
         return BAD("config.cluster_name \"%.80s\" must be 1 to %d printable ASCII characters "
                    "without spaces", c->cluster_name, RL_CLUSTER_NAME_MAX);
-    /* Bounds on what peers can make this node hold (hardening). */
-    if (c->fetch_serve_max == 0 || c->held_max == 0)
-        return BAD("config.fetch_serve_max (%u) and config.held_max (%u) must be >= 1",
-                   c->fetch_serve_max, c->held_max);
-    if (c->fetch_serve_bytes < (uint64_t)c->batch_max_bytes + 4096)
+    /* Bounds on what peers can make this node hold (hardening); 0 is the
+     * default (rl_node_bounds). */
+    if (c->fetch_serve_bytes && c->fetch_serve_bytes < (uint64_t)c->batch_max_bytes + 4096)
         return BAD("config.fetch_serve_bytes %" PRIu64 " must be >= batch_max_bytes + 4096 (%"
                    PRIu64 "): one entry must fit", c->fetch_serve_bytes,
                    (uint64_t)c->batch_max_bytes + 4096);

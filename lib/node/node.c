@@ -1239,9 +1239,14 @@ static int start(struct rlog *log)
         snprintf(err, errlen, "%s", log->io.errmsg);
         return rv;
     }
-    rl_io_set_bounds(&log->io, &(struct rl_io_bounds){.fetch_serve_max = log->cfg.fetch_serve_max,
-                                                      .fetch_serve_bytes = log->cfg.fetch_serve_bytes,
-                                                      .held_max = log->cfg.held_max});
+    /* Bounds on what peers can make this node hold (hardening); 0: the
+     * defaults rlog_config_init gives. */
+    rl_io_set_bounds(&log->io,
+                     &(struct rl_io_bounds){
+                         .fetch_serve_max = log->cfg.fetch_serve_max ? log->cfg.fetch_serve_max : 4,
+                         .fetch_serve_bytes = log->cfg.fetch_serve_bytes ? log->cfg.fetch_serve_bytes
+                                                                         : 16u << 20,
+                         .held_max = log->cfg.held_max ? log->cfg.held_max : 64});
     log->fsm = (struct raft_fsm){.version = 1, .apply = fsm_apply, .snapshot = fsm_snapshot,
                                  .restore = fsm_restore};
     rv = raft_init(&log->raft, &log->io, &log->fsm, log->cfg.id, log->address);
