@@ -38,7 +38,7 @@ wait "$LOAD1" "$LOAD2"
 # The load appended records: they are part of the state now.
 N_RECORDS=$(status_of "$L" commit_offset)
 for i in 1 2 3; do wait_commit "$i" "$N_RECORDS" >/dev/null; done
-check "leader $L still leads at term $t" [ "$(status_of "$L" role)" = leader ] && [ "$(status_of "$L" term)" = "$t" ]
+check "leader $L still leads at term $t" [ "$(status_of "$L" role) $(status_of "$L" term)" = "leader $t" ]
 baseline
 say "$(forge_to "$L" "--from $F --count 1000" vote "$t")"
 untouched "1,000 RequestVotes at the leader's term claiming follower $F, without load"

@@ -19,7 +19,7 @@ EOS
 chmod +x "$T/lowfd"
 pick_ports 3 || { not_ok "free ports"; finish; }
 RLOGCTL="$T/lowfd" start_node 1 || { not_ok "node 1 starts under ulimit -n 64"; finish; }
-start_node 2 && start_node 3 || { not_ok "nodes 2 and 3 start"; finish; }
+{ start_node 2 && start_node 3; } || { not_ok "nodes 2 and 3 start"; finish; }
 L=$(wait_leader) || { not_ok "a leader is elected"; finish; }
 ok "cluster up, leader $L; node 1 runs with at most 64 descriptors"
 check "the control socket is a socket of mode 0600 (srw-------)" \
