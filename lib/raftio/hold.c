@@ -89,8 +89,13 @@ void rl_io__hold(struct io *io, struct raft_message *msg, void *body, bool owned
             raft_free(body);
         return;
     }
+    /* A RequestVote or TimeoutNow is all scalars: its frame body is not
+     * needed once decoded. Freed now, a held message costs only its struct
+     * and nothing is left for a close to leak. */
     h->msg = *msg;
-    h->body = body;
+    if (!owned)
+        raft_free(body);
+    h->body = owned ? body : NULL;
     h->owned = owned;
     snprintf(h->address, sizeof h->address, "%s", address);
     unsigned max = hd->bounds.held_max ? hd->bounds.held_max : 1;
