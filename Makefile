@@ -129,7 +129,8 @@ $(RAWSEND): test/integration/rawsend.c
 
 $(FORGE): test/integration/forge.c $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
 examples: $(EXAMPLES)
 
