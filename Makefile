@@ -114,6 +114,9 @@ $(BENCH_STORE): bench/bench_store.c $(STATIC)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lm
 
 RAWSEND := $(BUILD)/itest/rawsend
+# forge: well-formed, checksummed attack frames for test_attack_*.sh (it
+# links the library's own wire codec and batch layout).
+FORGE := $(BUILD)/itest/forge
 
 $(BUILD)/examples/%: examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
@@ -124,17 +127,22 @@ $(RAWSEND): test/integration/rawsend.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $<
 
+$(FORGE): test/integration/forge.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
 examples: $(EXAMPLES)
 
 # Unit tests, the docs check, then multi-process tests of the example CLI.
-test: $(TEST_BIN) all $(EXAMPLES) $(RAWSEND) $(BUILD)/nemesis/nemesis_node $(BUILD)/nemesis/proxy \
+test: $(TEST_BIN) all $(EXAMPLES) $(RAWSEND) $(FORGE) $(BUILD)/nemesis/nemesis_node $(BUILD)/nemesis/proxy \
       $(BUILD)/fuzz/replay_wire $(BUILD)/fuzz/replay_recovery $(SIM_BIN)
 	@./test/run-unit $(TEST_BIN)
 	@./test/check-docs
 	@./test/install/run
 	@./test/fuzz/run-replay $(BUILD)/fuzz test/fuzz/corpus
 	@./test/sim/run $(SIM_BIN) $(SIM_SEEDS)
-	@RLOGCTL=$(abspath $(BUILD)/examples/rlogctl) RAWSEND=$(abspath $(RAWSEND)) \
+	@RLOGCTL=$(abspath $(BUILD)/examples/rlogctl) RAWSEND=$(abspath $(RAWSEND)) FORGE=$(abspath $(FORGE)) \
 	    ./test/integration/run
 	@NEMESIS_NODE=$(abspath $(BUILD)/nemesis/nemesis_node) PROXY=$(abspath $(BUILD)/nemesis/proxy) \
 	    ./test/nemesis/run.sh 20
@@ -180,12 +188,12 @@ sim-asan:
 # allocator_may_return_null: kept from when libraft's raft_uv_tcp handshake
 # malloc'ed the address length a peer announced (lib/net's hello is a fixed
 # 32 bytes now).
-test-asan: $(TEST_BIN) $(STATIC) $(EXAMPLES) $(RAWSEND) $(SIM_BIN) \
+test-asan: $(TEST_BIN) $(STATIC) $(EXAMPLES) $(RAWSEND) $(FORGE) $(SIM_BIN) \
            $(BUILD)/nemesis/nemesis_node $(BUILD)/nemesis/proxy
 	@$(ASAN_RUN) ./test/run-unit $(TEST_BIN)
 	@$(ASAN_RUN) ./test/sim/run $(SIM_BIN) $(SIM_SEEDS)
 	@ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	    RLOGCTL=$(abspath $(BUILD)/examples/rlogctl) RAWSEND=$(abspath $(RAWSEND)) \
+	    RLOGCTL=$(abspath $(BUILD)/examples/rlogctl) RAWSEND=$(abspath $(RAWSEND)) FORGE=$(abspath $(FORGE)) \
 	    NEMESIS_NODE=$(abspath $(BUILD)/nemesis/nemesis_node) PROXY=$(abspath $(BUILD)/nemesis/proxy) \
 	    RSS_MIB=256 RSS_ASSERT=0 ./test/integration/run
 

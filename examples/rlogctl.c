@@ -103,6 +103,8 @@
 #define CTL_MAX_BATCH 8192u             /* records in one append request */
 #define CTL_IDLE_MS 60000               /* node: idle client connections */
 #define CTL_MAX_CLIENTS 128             /* node: concurrent client connections */
+#define CTL_ACCEPT_PAUSE_MIN_MS 100     /* node: accepting paused when out of fds ... */
+#define CTL_ACCEPT_PAUSE_MAX_MS 1000    /* ... doubling up to this while it lasts */
 #define CTL_APPEND_WAIT_MS 30000        /* node: longest wait for a commit */
 #define CLIENT_BATCH_RECORDS 1000u      /* client: records per append request */
 #define CLIENT_BATCH_BYTES (512u << 10) /* client: record bytes per append request */
@@ -550,6 +552,9 @@ static void put_status(struct buf *b, const struct rlog_status *st)
     put_u64(b, st->rejected_handshakes);
     put_u64(b, st->timed_out_connections);
     put_u64(b, st->send_queue_overflows);
+    /* Bounds on what peers can make this node hold (hardening). */
+    put_u64(b, st->fetch_serve_refused);
+    put_u64(b, st->held_dropped);
     end_frame(b, at);
 }
 
@@ -1237,13 +1242,83 @@ static void *client_thread(void *arg)
     return NULL;
 }
 
-static void accept_client(int lfd)
+/* At most one line a second for a kind of event that can repeat as fast as
+ * a peer makes it (refused callers, failed accepts); the next line counts
+ * the ones left out, so a flood costs a few bytes a second of log. */
+struct rate_log {
+    int64_t last_ms;
+    unsigned long left_out;
+};
+
+static void rate_log(struct rate_log *r, const char *what, const char *why)
 {
+    int64_t t = now_ms();
+    if (r->last_ms != 0 && t - r->last_ms < 1000) {
+        r->left_out++;
+        return;
+    }
+    if (r->left_out)
+        node_log("control: %s: %s (and %lu more since the last such line)", what, why,
+                 r->left_out);
+    else
+        node_log("control: %s: %s", what, why);
+    r->last_ms = t;
+    r->left_out = 0;
+}
+
+/* The control socket answers only its own user (and root): its file mode
+ * says so too, but the caller's credentials are what the kernel vouches
+ * for, whatever the path's directory allows. */
+static int caller_allowed(int fd, char *why, size_t whylen)
+{
+    struct ucred cr;
+    socklen_t len = sizeof cr;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
+        snprintf(why, whylen, "SO_PEERCRED: %s", strerror(errno));
+        return 0;
+    }
+    if (cr.uid == 0 || cr.uid == geteuid())
+        return 1;
+    snprintf(why, whylen, "refused a caller with uid %u (pid %d): only uid %u or root may use it",
+             (unsigned)cr.uid, (int)cr.pid, (unsigned)geteuid());
+    return 0;
+}
+
+/* Accepts one control client. Returns 0, or the milliseconds to stop
+ * accepting for: when the process or system is out of descriptors
+ * (EMFILE, ENFILE) or memory, the pending connection stays queued and the
+ * listening socket stays readable, so accepting again at once only spins
+ * (it wrote 811 MB of log lines under a 1,024-descriptor limit). The pause
+ * doubles from CTL_ACCEPT_PAUSE_MIN_MS up to CTL_ACCEPT_PAUSE_MAX_MS while
+ * the shortage lasts. */
+static int accept_client(int lfd)
+{
+    static struct rate_log accept_errors, refused;
+    static int pause_ms;
     int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0) {
-        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-            node_log("control: accept: %s", strerror(errno));
-        return;
+        int e = errno;
+        if (e == EAGAIN || e == EINTR || e == ECONNABORTED)
+            return 0;
+        int starved = e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+        pause_ms = !starved ? 0
+                   : pause_ms == 0 ? CTL_ACCEPT_PAUSE_MIN_MS
+                   : pause_ms * 2 > CTL_ACCEPT_PAUSE_MAX_MS ? CTL_ACCEPT_PAUSE_MAX_MS
+                   : pause_ms * 2;
+        char why[128];
+        if (starved)
+            snprintf(why, sizeof why, "%s; not accepting for %d ms", strerror(e), pause_ms);
+        else
+            snprintf(why, sizeof why, "%s", strerror(e));
+        rate_log(&accept_errors, "accept", why);
+        return starved ? pause_ms : 0;
+    }
+    pause_ms = 0;
+    char why[160];
+    if (!caller_allowed(fd, why, sizeof why)) {
+        rate_log(&refused, "connection refused", why);
+        close(fd);
+        return 0;
     }
     pthread_mutex_lock(&g_node.mu);
     unsigned slot = CTL_MAX_CLIENTS;
@@ -1264,7 +1339,7 @@ static void accept_client(int lfd)
         write_all(fd, out.p, out.len, now_ms() + 100);
         free(out.p);
         close(fd);
-        return;
+        return 0;
     }
     struct client *c = xmalloc(sizeof *c);
     c->fd = fd;
@@ -1284,6 +1359,7 @@ static void accept_client(int lfd)
         close(fd);
         free(c);
     }
+    return 0;
 }
 
 static int fill_sun(struct sockaddr_un *sa, const char *path)
@@ -1325,13 +1401,19 @@ static int control_listen(const char *path)
         unlink(path); /* stale socket of a dead process */
     }
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 64) != 0) {
-        node_log("error: control socket %s: %s", path, strerror(errno));
+    /* The socket file is created 0600 by bind itself (a chmod afterwards
+     * would leave a window in which anyone could connect). The umask is
+     * per process: no other thread creates files at this point. */
+    mode_t old_umask = umask(0177);
+    int bound = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    int e = errno;
+    umask(old_umask);
+    if (!bound || listen(fd, 64) != 0) {
+        node_log("error: control socket %s: %s", path, strerror(bound ? errno : e));
         if (fd >= 0)
             close(fd);
         return -1;
     }
-    chmod(path, 0600);
     return fd;
 }
 
@@ -1715,15 +1797,21 @@ static int cmd_node(int argc, char **argv)
     struct seen seen = {0};
     int64_t next_poll = 0, exit_at = INT64_MAX; /* exit_at: set by a failed stop */
     int signo = 0, failed = 0;
+    int64_t accept_at = 0; /* accepting paused until then (out of descriptors) */
     while (signo == 0 && now_ms() < exit_at) {
         int64_t t = now_ms();
         if (t >= next_poll) {
             poll_status(&seen);
             next_poll = t + STATUS_POLL_MS;
         }
-        struct pollfd pfd[3] = {{.fd = lfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN},
+        int accepting = t >= accept_at;
+        struct pollfd pfd[3] = {{.fd = accepting ? lfd : -1, .events = POLLIN},
+                                {.fd = sfd, .events = POLLIN},
                                 {.fd = g_node.failed_fd, .events = POLLIN}};
-        int wait = (int)((next_poll < exit_at ? next_poll : exit_at) - now_ms());
+        int64_t until = next_poll < exit_at ? next_poll : exit_at;
+        if (!accepting && accept_at < until)
+            until = accept_at;
+        int wait = (int)(until - now_ms());
         int pr = poll(pfd, 3, wait < 0 ? 0 : wait);
         if (pr < 0 && errno != EINTR) {
             node_log("error: poll: %s", strerror(errno));
@@ -1734,8 +1822,11 @@ static int cmd_node(int argc, char **argv)
             if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
                 signo = (int)si.ssi_signo;
         }
-        if (pr > 0 && (pfd[0].revents & POLLIN) && signo == 0)
-            accept_client(lfd);
+        if (pr > 0 && (pfd[0].revents & POLLIN) && signo == 0) {
+            int pause = accept_client(lfd);
+            if (pause > 0)
+                accept_at = now_ms() + pause;
+        }
         if (pr > 0 && (pfd[2].revents & POLLIN) && !failed) {
             failed = 1;
             exit_at = log_failed_stop(g_node.failed_fd, linger_ms);
@@ -2457,6 +2548,10 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
         st.timed_out_connections = get_u64(&r);
         st.send_queue_overflows = get_u64(&r);
     }
+    if (r.pos < r.len) { /* nor these (hardening) */
+        st.fetch_serve_refused = get_u64(&r);
+        st.held_dropped = get_u64(&r);
+    }
     if (r.bad || r.pos != r.len)
         return -1;
     if (o->json) {
@@ -2482,6 +2577,8 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
                    ",\"send_queue_overflows\":%" PRIu64,
                    st.tls ? "tls" : "insecure", st.refused_connections, st.rejected_handshakes,
                    st.timed_out_connections, st.send_queue_overflows);
+        printf(",\"fetch_serve_refused\":%" PRIu64 ",\"held_dropped\":%" PRIu64,
+               st.fetch_serve_refused, st.held_dropped);
         fputs(",\"peers\":[", stdout);
         for (unsigned i = 0; i < st.n_peers; i++) {
             printf("%s{\"id\":%" PRIu64 ",\"address\":", i ? "," : "", st.peers[i].id);
@@ -2517,6 +2614,8 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
                    "\ntimed_out_connections %" PRIu64 "\nsend_queue_overflows %" PRIu64 "\n",
                    st.tls ? "tls" : "INSECURE", st.refused_connections, st.rejected_handshakes,
                    st.timed_out_connections, st.send_queue_overflows);
+        printf("fetch_serve_refused %" PRIu64 "\nheld_dropped %" PRIu64 "\n",
+               st.fetch_serve_refused, st.held_dropped);
         for (unsigned i = 0; i < st.n_peers; i++)
             printf("peer %" PRIu64 " %s %s %" PRIu64 "\n", st.peers[i].id, st.peers[i].address,
                    st.peers[i].voter ? "voter" : "nonvoter", st.peers[i].match_index);

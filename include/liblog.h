@@ -186,6 +186,20 @@ struct rlog_config {
      * least the frame cap (batch_max_bytes + 4 MiB + 256 KiB: no frame from
      * a peer may be larger). */
     uint64_t max_send_queue_bytes;
+    /* Bounds on what peers can make this node hold (hardening). A peer
+     * catching up asks for ranges of this node's log; each answer holds the
+     * entries read for it until it is sent. At most fetch_serve_max answers
+     * (all peers together, one per peer; default 4) and fetch_serve_bytes
+     * bytes of entries (default 16 MiB; at least batch_max_bytes + 4096) are
+     * in flight at once; a request beyond them is dropped (counted in
+     * rlog_status's fetch_serve_refused, logged once) and its sender asks
+     * again. RequestVote and TimeoutNow messages held back while appends are
+     * in flight: at most held_max (default 64); when full, the oldest is
+     * dropped (counted in held_dropped): a candidate campaigns again at its
+     * next election timeout. 0 in any of them means its default. */
+    unsigned fetch_serve_max;
+    uint64_t fetch_serve_bytes;
+    unsigned held_max;
 };
 
 /* rlog_config_init - fills *cfg with defaults and zeroes the rest. */
@@ -356,6 +370,12 @@ struct rlog_status {
      * refused because a peer's queue was full. */
     uint64_t refused_connections, rejected_handshakes, timed_out_connections;
     uint64_t send_queue_overflows;
+    /* Bounds on what peers can make this node hold (hardening): fetch
+     * requests not served because fetch_serve_max or fetch_serve_bytes was
+     * reached (or one was already being answered for the same peer), and
+     * held RequestVote/TimeoutNow messages dropped at held_max, since open. */
+    uint64_t fetch_serve_refused;
+    uint64_t held_dropped;
 };
 
 /* ---- Membership (on the leader; elsewhere RLOG_ENOTLEADER) ---------------

@@ -273,6 +273,11 @@ int rl_fs_open(const char *path, int flags, int mode, int *fd_out)
         if (refuse)
             return -EINVAL;
     }
+    /* Every file liblog creates holds the host's records or what decides
+     * over them: readable and writable by this user only, whatever mode a
+     * caller passes. */
+    if (flags & O_CREAT)
+        mode &= 0600;
     int fd;
     do {
         fd = open(path, flags | O_CLOEXEC, mode);
@@ -555,7 +560,7 @@ int rl_fs_replace(const char *dir, const char *name, const void *buf, size_t len
     char tmp[4200], path[4200];
     snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    int fd, rv = rl_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd);
+    int fd, rv = rl_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600, &fd);
     if (rv != 0)
         return rv;
     rv = rl_fs_pwrite(fd, buf, len, 0);

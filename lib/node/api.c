@@ -24,6 +24,9 @@
 #define DEFAULT_BATCH_BYTES (1u << 20)
 #define DEFAULT_BATCH_RECORDS 8192u
 #define DEFAULT_CACHE (64u << 20)
+#define DEFAULT_FETCH_SERVE_MAX 4u
+#define DEFAULT_FETCH_SERVE_BYTES (16u << 20)
+#define DEFAULT_HELD_MAX 64u
 
 static _Thread_local char tls_err[512];
 
@@ -85,6 +88,9 @@ void rlog_config_init(struct rlog_config *cfg)
     cfg->heartbeat_timeout_ms = 100;
     cfg->snapshot_threshold = 128;
     cfg->snapshot_trailing = 256;
+    cfg->fetch_serve_max = DEFAULT_FETCH_SERVE_MAX;
+    cfg->fetch_serve_bytes = DEFAULT_FETCH_SERVE_BYTES;
+    cfg->held_max = DEFAULT_HELD_MAX;
 }
 
 enum { ADDR_OK, ADDR_SYNTAX, ADDR_PORT_RANGE };
@@ -247,6 +253,12 @@ static int validate(const struct rlog_config *c, char *err, size_t errlen)
     if (c->cluster_name && !valid_cluster_name(c->cluster_name))
         return BAD("config.cluster_name \"%.80s\" must be 1 to %d printable ASCII characters "
                    "without spaces", c->cluster_name, RL_CLUSTER_NAME_MAX);
+    /* Bounds on what peers can make this node hold (hardening); 0 is the
+     * default (node.c, start). */
+    if (c->fetch_serve_bytes && c->fetch_serve_bytes < (uint64_t)c->batch_max_bytes + 4096)
+        return BAD("config.fetch_serve_bytes %" PRIu64 " must be >= batch_max_bytes + 4096 (%"
+                   PRIu64 "): one entry must fit", c->fetch_serve_bytes,
+                   (uint64_t)c->batch_max_bytes + 4096);
     return validate_security(c, err, errlen);
 #undef BAD
 }

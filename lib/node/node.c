@@ -19,6 +19,7 @@
 
 #include "node/identity.h"
 #include "raftio/io.h"
+#include "raftio/bounds.h"
 #include "store/format.h"
 #include "raftio/snapshot.h"
 #include "wire/codec.h"
@@ -812,6 +813,10 @@ static void do_status(struct rlog *log, struct rl_op *op)
         st->leader_id = id;
         snprintf(st->leader_address, sizeof st->leader_address, "%s", addr ? addr : "");
         rl_io_catchup(&log->io, &st->catchup_index, &st->catchup_target);
+        struct rl_io_bound_stats bs;
+        rl_io_bound_stats(&log->io, &bs);
+        st->fetch_serve_refused = bs.fetch_serve_refused;
+        st->held_dropped = bs.held_dropped;
         const struct raft_configuration *c = &log->raft.configuration;
         for (unsigned i = 0; i < c->n && i < RLOG_MAX_PEERS; i++) {
             struct rlog_peer_status *p = &st->peers[st->n_peers++];
@@ -1238,6 +1243,11 @@ static int start(struct rlog *log)
     rv = rl_store_open(&log->loop, &scfg, &log->store, err, errlen);
     if (rv != 0)
         return rv;
+    bool kept;
+    unsigned was = rl_store_dir_mode_was(log->store, &kept);
+    if (was)
+        rl_log(log, 2, "%s: data directory was mode %04o (open to other users); %s", log->data_dir,
+               was, kept ? "could NOT tighten it to 0700" : "tightened to 0700");
     struct rl_identity identity;
     enum id_state id_state;
     if ((rv = load_identity(log, &identity, &id_state, err, errlen)) != 0)
@@ -1281,6 +1291,14 @@ static int start(struct rlog *log)
                "trusted (%s); configure TLS (tls_ca_file, tls_cert_file, tls_key_file) to "
                "authenticate and encrypt them",
                log->cfg.insecure ? "config.insecure is set" : "every peer is on loopback");
+    /* Bounds on what peers can make this node hold (hardening); 0: the
+     * defaults rlog_config_init gives. */
+    rl_io_set_bounds(&log->io,
+                     &(struct rl_io_bounds){
+                         .fetch_serve_max = log->cfg.fetch_serve_max ? log->cfg.fetch_serve_max : 4,
+                         .fetch_serve_bytes = log->cfg.fetch_serve_bytes ? log->cfg.fetch_serve_bytes
+                                                                         : 16u << 20,
+                         .held_max = log->cfg.held_max ? log->cfg.held_max : 64});
     log->fsm = (struct raft_fsm){.version = 1, .apply = fsm_apply, .snapshot = fsm_snapshot,
                                  .restore = fsm_restore};
     rv = raft_init(&log->raft, &log->io, &log->fsm, log->cfg.id, log->address);

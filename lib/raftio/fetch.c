@@ -57,10 +57,16 @@ struct fetch {
     unsigned char *chunk;
 };
 
+/* An answer being sent to a peer's fetch request; counted against the
+ * serving bounds (bounds.h) from the read until its write completes. */
 struct serve {
+    struct io *io;
+    uint64_t peer;
+    uint64_t bytes;
     struct raft_entry *entries;
     struct rl_store_entry *reads;
     unsigned n;
+    struct serve *next;
 };
 
 static void fetch_send(struct fetch *f);
@@ -263,7 +269,15 @@ static void fetch_chunk(struct io *io, const struct raft_append_entries *ae)
 static void serve_done(void *arg, int status)
 {
     struct serve *sv = arg;
+    struct rl_io_harden *hd = &sv->io->harden;
     (void)status;
+    for (struct serve **pp = &hd->serves; *pp; pp = &(*pp)->next)
+        if (*pp == sv) {
+            *pp = sv->next;
+            hd->serving--;
+            hd->serving_bytes -= sv->bytes;
+            break;
+        }
     for (unsigned i = 0; i < sv->n; i++)
         free((void *)sv->reads[i].buf);
     free(sv->reads);
@@ -446,9 +460,78 @@ static bool restart_point(struct io *io, uint64_t to, uint64_t *index, uint64_t 
     return true;
 }
 
+/* Why a fetch request must not be served now, or NULL. Each answer holds
+ * the entries it read until its write completes, so without a bound a
+ * stream of small requests makes this node hold gigabytes (250 requests of
+ * 56 bytes took a node to 1 GB). A dropped request costs its sender one
+ * retry after its timeout. Membership is checked before (guard.c). */
+static const char *serve_refusal(struct io *io, uint64_t peer)
+{
+    const struct rl_io_harden *hd = &io->harden;
+    for (const struct serve *sv = hd->serves; sv; sv = sv->next)
+        if (sv->peer == peer)
+            return "an answer to this peer is still being sent";
+    if (hd->serving >= (hd->bounds.fetch_serve_max ? hd->bounds.fetch_serve_max : 1))
+        return "fetch_serve_max answers are being sent";
+    if (hd->serving_bytes >= hd->bounds.fetch_serve_bytes)
+        return "fetch_serve_bytes are being sent";
+    return NULL;
+}
+
+static void serve_refused(struct io *io, uint64_t peer, const char *why)
+{
+    struct rl_io_harden *hd = &io->harden;
+    hd->stats.fetch_serve_refused++;
+    rl_io__log(io, hd->warned_fetch ? 0 : 2,
+               "catch-up: not serving a fetch request from %" PRIu64 ": %s (%" PRIu64
+               " refused so far; the peer asks again)", peer, why, hd->stats.fetch_serve_refused);
+    hd->warned_fetch = true;
+}
+
+/* Reads entries from..to for an answer, within `budget` bytes of payload
+ * (at least one entry, if `room` allows it) and within a frame this node
+ * would accept itself. Returns false if a bound left out even the first. */
+static bool serve_read(struct io *io, struct serve *sv, uint64_t from, uint64_t to,
+                       uint64_t budget, uint64_t room)
+{
+    size_t cap = (size_t)(to - from + 1 < 4096 ? to - from + 1 : 4096);
+    sv->reads = calloc(cap, sizeof *sv->reads);
+    sv->entries = raft_calloc(cap, sizeof *sv->entries);
+    /* The frame body: fixed fields, then per entry three fields and the
+     * payload padded to 8 (lib/wire/codec.c). */
+    uint64_t body = 5 * 8;
+    for (uint64_t i = from; sv->reads && sv->entries && i <= to && sv->n < cap; i++) {
+        struct rl_store_entry *e = &sv->reads[sv->n];
+        if (rl_store_read(io->store, i, e) != 0) {
+            rl_io__log(io, 3, "catch-up: serving entry %" PRIu64 ": %s", i,
+                       rl_store_errmsg(io->store));
+            break;
+        }
+        uint64_t grown = body + 3 * 8 + ((e->len + 7u) & ~7u);
+        if (sv->bytes + e->len > room || grown > io->max_body ||
+            (sv->n > 0 && sv->bytes + e->len > budget)) {
+            free((void *)e->buf);
+            return sv->n > 0;
+        }
+        sv->entries[sv->n] = (struct raft_entry){.term = e->term, .type = e->type,
+                                                 .buf = {(void *)e->buf, e->len}};
+        sv->n++;
+        sv->bytes += e->len;
+        body = grown;
+    }
+    return true;
+}
+
 /* Another node asks for part of our log. */
 static void fetch_serve(struct io *io, const struct raft_message *req, const char *address)
 {
+    struct rl_io_harden *hd = &io->harden;
+    uint64_t peer = req->server_id;
+    const char *why = serve_refusal(io, peer);
+    if (why) {
+        serve_refused(io, peer, why);
+        return;
+    }
     uint64_t from = req->timeout_now.term, to = req->timeout_now.last_log_index;
     uint64_t wanted_to = to;
     uint64_t budget = req->timeout_now.last_log_term;
@@ -460,7 +543,9 @@ static void fetch_serve(struct io *io, const struct raft_message *req, const cha
     struct serve *sv = calloc(1, sizeof *sv);
     if (!sv)
         return;
-    struct raft_message m = {.type = RL_WIRE_FETCH_RESPONSE, .server_id = req->server_id,
+    sv->io = io;
+    sv->peer = peer;
+    struct raft_message m = {.type = RL_WIRE_FETCH_RESPONSE, .server_id = peer,
                              .server_address = address};
     m.append_entries.prev_log_index = from - 1;
     m.append_entries.leader_commit = last;
@@ -474,29 +559,21 @@ static void fetch_serve(struct io *io, const struct raft_message *req, const cha
             m.append_entries.leader_commit = offset;
         }
     } else if (from <= to) {
-        size_t cap = (size_t)(to - from + 1 < 4096 ? to - from + 1 : 4096);
-        sv->reads = calloc(cap, sizeof *sv->reads);
-        sv->entries = raft_calloc(cap, sizeof *sv->entries);
-        uint64_t bytes = 0;
-        for (uint64_t i = from; sv->reads && sv->entries && i <= to && sv->n < cap; i++) {
-            struct rl_store_entry *e = &sv->reads[sv->n];
-            if (rl_store_read(io->store, i, e) != 0) {
-                rl_io__log(io, 3, "catch-up: serving entry %" PRIu64 ": %s", i,
-                           rl_store_errmsg(io->store));
-                break;
-            }
-            sv->entries[sv->n] = (struct raft_entry){.term = e->term, .type = e->type,
-                                                     .buf = {(void *)e->buf, e->len}};
-            sv->n++;
-            bytes += e->len;
-            if (bytes >= budget)
-                break;
+        if (!serve_read(io, sv, from, to, budget,
+                        hd->bounds.fetch_serve_bytes - hd->serving_bytes)) {
+            serve_done(sv, 0);
+            serve_refused(io, peer, "its first entry does not fit in fetch_serve_bytes or a frame");
+            return;
         }
         m.append_entries.entries = sv->n ? sv->entries : NULL;
         m.append_entries.n_entries = sv->n;
     }
+    sv->next = hd->serves;
+    hd->serves = sv;
+    hd->serving++;
+    hd->serving_bytes += sv->bytes;
     rl_io__log(io, 0, "catch-up: serving %u entries from %" PRIu64 " to %" PRIu64, sv->n, from,
-               (uint64_t)req->server_id);
+               peer);
     if (rl_io__send_msg(io, &m, NULL, NULL, serve_done, sv) != 0)
         serve_done(sv, 0);
 }

@@ -5,9 +5,22 @@
  * are held and delivered when the store has caught up, and so are the ticks
  * of a non-leader, so libraft 0.15 never votes or campaigns on log entries
  * that are not yet durable.
+ *
+ * The queue is bounded (io->harden.bounds.held_max): a peer sending
+ * RequestVotes faster than appends finish would otherwise make it grow
+ * without end. When it is full the OLDEST message is dropped. That keeps
+ * Raft live: a candidate whose RequestVote is lost simply campaigns again
+ * at its next election timeout, with a higher term, and its newer request
+ * is the one that counts anyway (a vote answer for an older term is ignored
+ * by the candidate). Dropping the newest instead would let whatever filled
+ * the queue first shut out every later, more current request. A dropped
+ * TimeoutNow only means no leadership transfer happens now; the leader may
+ * try again.
  */
 #include "raftio/internal.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* ---- held elections -------------------------------------------------- */
@@ -57,6 +70,58 @@ bool rl_io__campaign_held(const struct io *io)
     return io->appends > 0 || io->fetch != NULL;
 }
 
+static void held_free(struct held *h)
+{
+    rl_wire_message_release(&h->msg, h->body, h->owned);
+    if (!h->owned)
+        raft_free(h->body);
+    free(h);
+}
+
+void rl_io__hold(struct io *io, struct raft_message *msg, void *body, bool owned,
+                 const char *address)
+{
+    struct rl_io_harden *hd = &io->harden;
+    struct held *h = calloc(1, sizeof *h);
+    if (!h) {
+        rl_wire_message_release(msg, body, owned);
+        if (!owned)
+            raft_free(body);
+        return;
+    }
+    /* A RequestVote or TimeoutNow is all scalars: its frame body is not
+     * needed once decoded. Freed now, a held message costs only its struct
+     * and nothing is left for a close to leak. */
+    h->msg = *msg;
+    if (!owned)
+        raft_free(body);
+    h->body = owned ? body : NULL;
+    h->owned = owned;
+    snprintf(h->address, sizeof h->address, "%s", address);
+    unsigned max = hd->bounds.held_max ? hd->bounds.held_max : 1;
+    while (hd->held >= max && io->held_head) {
+        struct held *old = io->held_head;
+        io->held_head = old->next;
+        if (!io->held_head)
+            io->held_tail = NULL;
+        hd->held--;
+        hd->stats.held_dropped++;
+        rl_io__log(io, hd->warned_held ? 0 : 2,
+                   "held elections: %u messages wait for appends; dropping the oldest (type %d"
+                   " from %" PRIu64 "; %" PRIu64 " dropped so far)",
+                   max, (int)old->msg.type, (uint64_t)old->msg.server_id,
+                   hd->stats.held_dropped);
+        hd->warned_held = true;
+        held_free(old);
+    }
+    if (io->held_tail)
+        io->held_tail->next = h;
+    else
+        io->held_head = h;
+    io->held_tail = h;
+    hd->held++;
+}
+
 bool rl_io__must_hold(const struct io *io, unsigned short type)
 {
     return type == RAFT_IO_TIMEOUT_NOW ? rl_io__campaign_held(io) : io->appends > 0;
@@ -70,6 +135,7 @@ void rl_io__release_held(struct io *io)
         io->held_head = h->next;
         if (!io->held_head)
             io->held_tail = NULL;
+        io->harden.held--;
         h->msg.server_address = h->address;
         rl_io__deliver(io, &h->msg, h->body, h->owned);
         free(h);
@@ -79,6 +145,18 @@ void rl_io__release_held(struct io *io)
         io->tick_cb(io->rio);
         rl_io__after_event(io);
     }
+}
+
+void rl_io_set_bounds(struct raft_io *rio, const struct rl_io_bounds *bounds)
+{
+    struct io *io = rio->impl;
+    io->harden.bounds = *bounds;
+}
+
+void rl_io_bound_stats(struct raft_io *rio, struct rl_io_bound_stats *out)
+{
+    struct io *io = rio->impl;
+    *out = io ? io->harden.stats : (struct rl_io_bound_stats){0};
 }
 
 /* libraft 0.15 keeps a window of entries before its snapshot and knows

@@ -13,6 +13,7 @@
 #include "common/env.h"
 #include "liblog.h"
 #include "net/net.h"
+#include "raftio/bounds.h"
 #include "raftio/io.h"
 #include "raftio/snapshot.h"
 #include "store/format.h"
@@ -166,6 +167,8 @@ struct io {
     struct fetch *reset_fetch;     /* the fetch whose reset descriptor is being written (fetch.c) */
     /* Descriptor writes, one at a time (they share SNAPSHOT.tmp). */
     struct snap_put *snap_head, *snap_tail; /* snapshot_put.c */
+    /* Bounds on what peers can make this node hold (hardening): bounds.h. */
+    struct rl_io_harden harden;
 };
 
 /* A store request waited for before the loop runs (load, bootstrap). */
@@ -226,6 +229,10 @@ void rl_io__accept(void *arg, uint64_t id, struct rl_conn *conn);
 
 /* hold.c */
 void rl_io__deliver(struct io *io, struct raft_message *msg, void *body, bool owned);
+/* Queues a RequestVote or TimeoutNow until rl_io__release_held delivers it;
+ * at io->harden.bounds.held_max the oldest one is dropped. */
+void rl_io__hold(struct io *io, struct raft_message *msg, void *body, bool owned,
+                 const char *address);
 bool rl_io__campaign_held(const struct io *io);
 bool rl_io__must_hold(const struct io *io, unsigned short type);
 void rl_io__release_held(struct io *io);

@@ -506,20 +506,7 @@ static int in_frame(struct in_conn *c)
     }
     if ((msg.type == RAFT_IO_REQUEST_VOTE || msg.type == RAFT_IO_TIMEOUT_NOW) &&
         (rl_io__must_hold(io, msg.type) || io->held_head)) {
-        struct held *h = calloc(1, sizeof *h);
-        if (!h) {
-            rl_wire_message_release(&msg, body, owned);
-            return 0;
-        }
-        h->msg = msg;
-        h->body = body;
-        h->owned = owned;
-        snprintf(h->address, sizeof h->address, "%s", c->address);
-        if (io->held_tail)
-            io->held_tail->next = h;
-        else
-            io->held_head = h;
-        io->held_tail = h;
+        rl_io__hold(io, &msg, body, owned, c->address);
         return 0;
     }
     rl_io__deliver(io, &msg, body, owned);

@@ -126,7 +126,7 @@ static int take_lock(struct rl_store *s)
 {
     char path[4200];
     path_of(s, path, sizeof path, LOCK_FILE);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return rl_store_fail(s, rl_errno_to_rlog(-errno), "%s: %s", path, strerror(errno));
     /* flock locks belong to the open file description, so a second open in
@@ -192,7 +192,7 @@ static int meta_write(struct rl_store *s, struct rl_meta *m)
     m->dir_id = s->dir_id;
     rl_meta_encode(buf, m);
     path_of(s, path, sizeof path, meta_name[m->seq % 2]);
-    int fd, rv = rl_fs_open(path, O_WRONLY | O_CREAT, 0644, &fd);
+    int fd, rv = rl_fs_open(path, O_WRONLY | O_CREAT, 0600, &fd);
     if (rv == 0) {
         rv = rl_fs_pwrite(fd, buf, sizeof buf, 0);
         if (rv == 0)
@@ -251,7 +251,8 @@ static int load_meta(struct rl_store *s, bool fresh)
     return 0;
 }
 
-/* mkdir -p */
+/* mkdir -p; what it creates is private to this user (0700): the records
+ * are the host's data, not the machine's. */
 static int make_dirs(const char *dir)
 {
     char path[4200];
@@ -260,11 +261,11 @@ static int make_dirs(const char *dir)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        if (mkdir(path, 0700) != 0 && errno != EEXIST)
             return -1;
         *p = '/';
     }
-    return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
+    return mkdir(path, 0700) != 0 && errno != EEXIST ? -1 : 0;
 }
 
 int rl_dir_open(struct rl_store *s)
@@ -275,6 +276,16 @@ int rl_dir_open(struct rl_store *s)
     struct stat st;
     if (stat(s->dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return rl_store_fail(s, RLOG_EINVAL, "%s: not a directory", s->dir);
+    /* A directory made before liblog kept it private (or by hand) may be
+     * open to other users: it is tightened to 0700, which makes every file
+     * in it unreachable to them whatever its own mode, and the node logs
+     * the change (rl_store_dir_mode_was). Not refused: the host asked for
+     * this directory, and refusing would only leave the records readable. */
+    if (st.st_mode & 077) {
+        s->dir_mode_was = (unsigned)(st.st_mode & 07777) | RL_DIR_MODE_SEEN;
+        if (chmod(s->dir, 0700) != 0)
+            s->dir_mode_was |= RL_DIR_MODE_KEPT;
+    }
 
     int rv = read_format(s);
     if (rv < 0)
@@ -309,6 +320,12 @@ int rl_dir_open(struct rl_store *s)
         return 0;
     }
     return load_meta(s, false);
+}
+
+unsigned rl_store_dir_mode_was(const struct rl_store *s, bool *kept)
+{
+    *kept = (s->dir_mode_was & RL_DIR_MODE_KEPT) != 0;
+    return s->dir_mode_was & RL_DIR_MODE_SEEN ? s->dir_mode_was & 07777 : 0;
 }
 
 void rl_dir_close(struct rl_store *s)

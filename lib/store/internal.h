@@ -38,6 +38,9 @@ struct rl_segment {
     size_t nsamples, cap;
 };
 
+#define RL_DIR_MODE_SEEN 0x10000u
+#define RL_DIR_MODE_KEPT 0x20000u
+
 struct rl_batch;
 
 struct rl_store {
@@ -48,6 +51,9 @@ struct rl_store {
     size_t max_batch_bytes;
     uint64_t dir_id;
     int lock_fd;
+    /* The directory's mode at open if it was open to other users, with
+     * RL_DIR_MODE_SEEN (and RL_DIR_MODE_KEPT if it could not be tightened). */
+    unsigned dir_mode_was;
 
     /* Metadata: written from the loop (term/vote) and from workers
      * (trim, truncate), so guarded. */

@@ -181,6 +181,9 @@ const char *rl_store_errmsg(const struct rl_store *s);
 /* What recovery did at open ("" when the directory was clean). */
 const char *rl_store_recovery_note(const struct rl_store *s);
 bool rl_store_is_fatal(const struct rl_store *s);
+/* The data directory's mode at open if it was open to other users (then
+ * tightened to 0700, unless *kept: chmod failed), else 0. */
+unsigned rl_store_dir_mode_was(const struct rl_store *s, bool *kept);
 
 struct rl_store_stats {
     uint64_t batches;        /* coalesced writes */
