@@ -136,7 +136,7 @@ examples: $(EXAMPLES)
 
 # Unit tests, the docs check, then multi-process tests of the example CLI.
 test: $(TEST_BIN) all $(EXAMPLES) $(RAWSEND) $(FORGE) $(BUILD)/nemesis/nemesis_node $(BUILD)/nemesis/proxy \
-      $(BUILD)/fuzz/replay_wire $(BUILD)/fuzz/replay_recovery $(SIM_BIN)
+      $(BUILD)/fuzz/replay_wire $(BUILD)/fuzz/replay_recovery $(BUILD)/fuzz/replay_peer $(SIM_BIN)
 	@./test/run-unit $(TEST_BIN)
 	@./test/check-docs
 	@./test/install/run
@@ -257,12 +257,14 @@ bench-quick: deps $(BENCH_NODE)
 	@$(BENCH_NODE) run --quick $(BENCH_ARGS)
 
 # ---- Fuzzing (test/fuzz/) ---------------------------------------------------
-# make fuzz-replay   replays the seed corpus through both fuzz targets with the
+# make fuzz-replay   replays the seed corpus through every fuzz target with the
 #                    normal compiler (no clang needed); part of the tests.
 # make fuzz          libFuzzer + ASan + UBSan (clang), each target for
-#                    FUZZ_SECONDS (default 60) over a copy of the corpus.
+#                    FUZZ_SECONDS (default 60) over a copy of the corpus;
+#                    FUZZ_TARGETS="peer" runs only those.
 # make fuzz-corpus   regenerates test/fuzz/corpus/ with gen_corpus.
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= wire recovery peer
 FUZZ_CC ?= clang
 FUZZ_BUILD := build-fuzz
 FUZZ_DIR_SRC := test/fuzz/fuzz_store_dir.c
@@ -275,6 +277,10 @@ $(BUILD)/fuzz/replay_wire: test/fuzz/replay.c test/fuzz/fuzz_wire.c $(STATIC)
 $(BUILD)/fuzz/replay_recovery: test/fuzz/replay.c test/fuzz/fuzz_recovery.c $(FUZZ_DIR_SRC) test/fuzz/fuzz_store_dir.h $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(FUZZ_CFLAGS) $(LDFLAGS) -o $@ test/fuzz/replay.c test/fuzz/fuzz_recovery.c $(FUZZ_DIR_SRC) $(STATIC) $(LIBS)
+
+$(BUILD)/fuzz/replay_peer: test/fuzz/replay.c test/fuzz/fuzz_peer.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(FUZZ_CFLAGS) $(LDFLAGS) -o $@ test/fuzz/replay.c test/fuzz/fuzz_peer.c $(STATIC) $(LIBS)
 
 $(BUILD)/fuzz/gen_corpus: test/fuzz/gen_corpus.c $(FUZZ_DIR_SRC) test/fuzz/fuzz_store_dir.h $(STATIC)
 	@mkdir -p $(dir $@)
@@ -289,8 +295,12 @@ $(BUILD)/fuzz/fuzz_recovery: test/fuzz/fuzz_recovery.c $(FUZZ_DIR_SRC) test/fuzz
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(FUZZ_DIR_SRC) $(STATIC) $(LIBS)
 
+$(BUILD)/fuzz/fuzz_peer: test/fuzz/fuzz_peer.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
 .PHONY: fuzz fuzz-replay fuzz-build fuzz-corpus
-fuzz-replay: $(BUILD)/fuzz/replay_wire $(BUILD)/fuzz/replay_recovery
+fuzz-replay: $(BUILD)/fuzz/replay_wire $(BUILD)/fuzz/replay_recovery $(BUILD)/fuzz/replay_peer
 	@./test/fuzz/run-replay $(BUILD)/fuzz test/fuzz/corpus
 
 fuzz-corpus: $(BUILD)/fuzz/gen_corpus
@@ -304,10 +314,10 @@ fuzz-build:
 	    OPT="-O1 -g -fno-omit-frame-pointer" \
 	    SAN_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
 	    STATIC=$(FUZZ_BUILD)/liblog.a \
-	    $(FUZZ_BUILD)/fuzz/fuzz_wire $(FUZZ_BUILD)/fuzz/fuzz_recovery
+	    $(FUZZ_BUILD)/fuzz/fuzz_wire $(FUZZ_BUILD)/fuzz/fuzz_recovery $(FUZZ_BUILD)/fuzz/fuzz_peer
 
 fuzz: fuzz-build
-	@FUZZ_SECONDS=$(FUZZ_SECONDS) ./test/fuzz/run-fuzz $(FUZZ_BUILD)/fuzz test/fuzz/corpus
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" ./test/fuzz/run-fuzz $(FUZZ_BUILD)/fuzz test/fuzz/corpus
 
 # make nemesis: the real-process nemesis test (test/nemesis/run.sh): three
 # nodes behind loopback proxies under client load while nodes are killed,

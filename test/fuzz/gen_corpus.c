@@ -3,7 +3,7 @@
  *
  *   gen_corpus OUTDIR [BUGDIR]
  *
- * writes OUTDIR/wire/ and OUTDIR/recovery/, and (if BUGDIR is given)
+ * writes OUTDIR/wire/, OUTDIR/recovery/ and OUTDIR/peer/, and (if BUGDIR is given)
  * BUGDIR/recovery/: inputs that fail because of known library bugs (see
  * test/fuzz/README.md), kept out of the corpus that `make check` replays.
  *
@@ -11,6 +11,19 @@
  * same with a zero checksum field (fuzz_wire fills it in, so mutations of
  * the body reach the decoder), a stream of several frames, and a few
  * truncated or corrupted frames.
+ *
+ * peer/: fuzz_peer's inputs (6 bytes of mode, certificate id and chunk
+ * sizes, then the stream). Plain: a valid hello then frames, delivered whole,
+ * byte by byte and in odd chunks; each hello field wrong; short and split
+ * hellos and frames; a frame from another sender; a frame claiming more than
+ * the cap, or the cap with a few bytes. TLS: a ClientHello made by lib/tls
+ * as a client (certificates from examples/mkcerts.sh in a temp dir; these
+ * files differ on every run, as a ClientHello carries random bytes and a
+ * fresh key share; skipped with a warning if mkcerts fails), whole, byte by
+ * byte, truncated, with garbage after it and with a chunk above the
+ * session's cap; a TLS 1.2-only ClientHello (plain OpenSSL); records claiming
+ * a huge length, application data and an alert before the handshake, and
+ * garbage.
  *
  * recovery/: directories written by the real store (lib/store) in a data
  * directory laid out like fuzz_recovery's (FORMAT with FZ_DIR_ID), saved as
@@ -33,10 +46,14 @@
 #include <uv.h>
 #include <xxhash.h>
 
+#include <openssl/ssl.h>
+
 #include "fuzz_store_dir.h"
 #include "liblog.h"
+#include "net/hello.h"
 #include "store/format.h"
 #include "store/store.h"
+#include "tls/tls.h"
 #include "wire/codec.h"
 
 static const char *outdir;
@@ -247,6 +264,303 @@ static void gen_wire(void)
 
     free(heartbeat.b);
     for (unsigned i = 0; i < nf; i++)
+        free(f[i].b);
+}
+
+/* ---- peer ------------------------------------------------------------------ */
+
+/* fuzz_peer's input header: mode (even plain, odd TLS), the certificate id
+ * for the hello check, four chunk sizes (0 whole, 1..128 bytes, 129..255
+ * (k-128)*512 bytes). */
+#define PEER_PLAIN 0
+#define PEER_TLS 1
+#define PEER_HDR 6
+
+struct peer_in {
+    unsigned char *b;
+    size_t len, cap;
+};
+
+static void pin_add(struct peer_in *p, const void *b, size_t len)
+{
+    if (p->len + len > p->cap) {
+        size_t cap = p->cap ? p->cap : 256;
+        while (cap < p->len + len)
+            cap *= 2;
+        unsigned char *n = realloc(p->b, cap);
+        if (!n)
+            die("realloc");
+        p->b = n;
+        p->cap = cap;
+    }
+    if (len)
+        memcpy(p->b + p->len, b, len);
+    p->len += len;
+}
+
+static struct peer_in pin_new(unsigned mode, unsigned cert_id, const unsigned char sizes[4])
+{
+    struct peer_in p = {0};
+    unsigned char h[PEER_HDR] = {(unsigned char)mode, (unsigned char)cert_id, sizes[0],
+                                 sizes[1], sizes[2], sizes[3]};
+    pin_add(&p, h, sizeof h);
+    return p;
+}
+
+static void pin_emit(const char *name, struct peer_in *p)
+{
+    emit("peer", name, p->b, p->len);
+    free(p->b);
+    *p = (struct peer_in){0};
+}
+
+static const unsigned char whole[4] = {0, 0, 0, 0};
+static const unsigned char bytewise[4] = {1, 1, 1, 1};
+static const unsigned char odd[4] = {7, 31, 3, 130}; /* 130: 1 KiB */
+
+/* Plain mode: a hello from id (cluster "fuzz" unless hash is given) then
+ * the frames. */
+static void emit_plain(const char *name, unsigned cert_id, const unsigned char sizes[4],
+                       const unsigned char hello[RL_HELLO_LEN], const struct frame *f,
+                       unsigned nf)
+{
+    struct peer_in p = pin_new(PEER_PLAIN, cert_id, sizes);
+    pin_add(&p, hello, RL_HELLO_LEN);
+    for (unsigned i = 0; i < nf; i++)
+        pin_add(&p, f[i].b, f[i].len);
+    pin_emit(name, &p);
+}
+
+static void hello_from(unsigned char out[RL_HELLO_LEN], uint64_t id)
+{
+    rl_hello_encode(out, id, rl_hello_cluster_hash("fuzz"));
+}
+
+/* A ClientHello from lib/tls as a client, or len 0 if no certificates. */
+static struct frame client_hello(void)
+{
+    struct frame f = {NULL, 0};
+    char dir[] = "/tmp/gen_corpus_tls.XXXXXX", cmd[512], ca[96], crt[96], key[96], err[512] = "";
+    if (!mkdtemp(dir))
+        die("mkdtemp");
+    snprintf(cmd, sizeof cmd, "examples/mkcerts.sh %s fuzz 2 >/dev/null 2>&1", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "gen_corpus: examples/mkcerts.sh failed: no TLS ClientHello seeds\n");
+    } else {
+        snprintf(ca, sizeof ca, "%s/ca.crt", dir);
+        snprintf(crt, sizeof crt, "%s/node-2.crt", dir);
+        snprintf(key, sizeof key, "%s/node-2.key", dir);
+        struct rl_tls_config cfg = {.ca_file = ca, .cert_file = crt, .key_file = key,
+                                    .cluster = "fuzz"};
+        struct rl_tls_ctx *ctx = NULL;
+        struct rl_tls_session *s = NULL;
+        if (rl_tls_ctx_new(&cfg, &ctx, err, sizeof err) != 0 ||
+            rl_tls_session_new(ctx, false, &s) != 0) {
+            fprintf(stderr, "gen_corpus: lib/tls client failed: %s\n", err);
+            exit(1);
+        }
+        f.len = rl_tls_pending_output(s);
+        f.b = malloc(f.len);
+        size_t got = 0;
+        if (!f.b || rl_tls_take_output(s, f.b, f.len, &got) != 0 || got != f.len)
+            die("ClientHello");
+        rl_tls_session_free(s);
+        rl_tls_ctx_free(ctx);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "gen_corpus: cannot remove %s\n", dir);
+    return f;
+}
+
+/* A ClientHello from plain OpenSSL limited to TLS 1.2: the server (TLS 1.3
+ * only) must refuse it. */
+static struct frame client_hello_12(void)
+{
+    struct frame f = {NULL, 0};
+    SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+    if (!c || !SSL_CTX_set_max_proto_version(c, TLS1_2_VERSION))
+        die("SSL_CTX_new");
+    SSL *s = SSL_new(c);
+    BIO *in = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_mem());
+    if (!s || !in || !out)
+        die("SSL_new");
+    SSL_set_bio(s, in, out);
+    SSL_set_connect_state(s);
+    SSL_do_handshake(s); /* wants to read the ServerHello: the hello is out */
+    f.len = (size_t)BIO_ctrl_pending(out);
+    f.b = malloc(f.len ? f.len : 1);
+    if (!f.b || (f.len && BIO_read(out, f.b, (int)f.len) != (int)f.len))
+        die("TLS 1.2 ClientHello");
+    SSL_free(s);
+    SSL_CTX_free(c);
+    return f;
+}
+
+static void emit_tls(const char *name, const unsigned char sizes[4], const void *a, size_t alen,
+                     const void *b, size_t blen)
+{
+    struct peer_in p = pin_new(PEER_TLS, 0, sizes);
+    pin_add(&p, a, alen);
+    pin_add(&p, b, blen);
+    pin_emit(name, &p);
+}
+
+static void gen_peer(void)
+{
+    struct raft_message m;
+    struct frame f[4];
+    memset(&m, 0, sizeof m);
+    m.type = RAFT_IO_REQUEST_VOTE;
+    m.request_vote = (struct raft_request_vote){.term = 5, .candidate_id = 2,
+                                                .last_log_index = 14, .last_log_term = 4};
+    f[0] = encode(&m, 2);
+    memset(&m, 0, sizeof m);
+    m.type = RAFT_IO_APPEND_ENTRIES;
+    static char pl[] = "peer payload";
+    struct raft_entry ents[2] = {
+        {.term = 5, .type = RAFT_COMMAND, .buf = {pl, sizeof pl - 1}},
+        {.term = 5, .type = RAFT_BARRIER, .buf = {NULL, 0}},
+    };
+    m.append_entries = (struct raft_append_entries){.term = 5, .prev_log_index = 14,
+                                                    .prev_log_term = 4, .leader_commit = 14,
+                                                    .entries = ents, .n_entries = 2};
+    f[1] = encode(&m, 2);
+    memset(&m, 0, sizeof m);
+    m.type = RAFT_IO_APPEND_ENTRIES_RESULT;
+    m.append_entries_result = (struct raft_append_entries_result){5, 0, 16};
+    f[2] = encode(&m, 2);
+    memset(&m, 0, sizeof m);
+    m.type = RAFT_IO_TIMEOUT_NOW;
+    m.timeout_now = (struct raft_timeout_now){5, 16, 5};
+    f[3] = encode(&m, 3); /* another sender than the connection's */
+
+    unsigned char h[RL_HELLO_LEN], bad[RL_HELLO_LEN];
+    hello_from(h, 2);
+    emit_plain("plain-hello-only.bin", 0, whole, h, f, 0);
+    emit_plain("plain-frames-whole.bin", 0, whole, h, f, 3);
+    emit_plain("plain-frames-bytewise.bin", 0, bytewise, h, f, 3);
+    emit_plain("plain-frames-odd-chunks.bin", 0, odd, h, f, 3);
+    emit_plain("plain-cert-id-match.bin", 2, whole, h, f, 3);
+    emit_plain("plain-wrong-sender.bin", 0, whole, h, f, 4);
+    /* Zero checksums: fuzz_peer seals them, so mutations reach the decoder. */
+    for (unsigned i = 0; i < 3; i++)
+        memset(f[i].b + 24, 0, 8);
+    emit_plain("plain-frames-zsum.bin", 0, odd, h, f, 3);
+
+    /* Each hello field wrong, in rl_hello_check's order. */
+    memcpy(bad, h, sizeof bad);
+    bad[3] ^= 0x20;
+    emit_plain("hello-bad-magic.bin", 0, whole, bad, f, 1);
+    memcpy(bad, h, sizeof bad);
+    bad[8] = 2;
+    emit_plain("hello-bad-version.bin", 0, whole, bad, f, 1);
+    memcpy(bad, h, sizeof bad);
+    bad[13] = 1;
+    emit_plain("hello-bad-flags.bin", 0, whole, bad, f, 1);
+    hello_from(bad, 0);
+    emit_plain("hello-id-zero.bin", 0, whole, bad, f, 1);
+    hello_from(bad, 1);
+    emit_plain("hello-id-self.bin", 0, whole, bad, f, 1);
+    hello_from(bad, 9);
+    emit_plain("hello-id-not-member.bin", 0, whole, bad, f, 1);
+    emit_plain("hello-id-not-cert.bin", 3, whole, h, f, 1);
+    rl_hello_encode(bad, 2, rl_hello_cluster_hash("other"));
+    emit_plain("hello-other-cluster.bin", 0, whole, bad, f, 1);
+
+    /* Short and split. */
+    struct peer_in p = pin_new(PEER_PLAIN, 0, bytewise);
+    pin_add(&p, h, 20);
+    pin_emit("plain-short-hello.bin", &p);
+    p = pin_new(PEER_PLAIN, 0, (const unsigned char[4]){31, 2, 40, 0});
+    pin_add(&p, h, sizeof h);
+    pin_add(&p, f[1].b, 20);
+    pin_emit("plain-short-frame-header.bin", &p);
+    p = pin_new(PEER_PLAIN, 0, (const unsigned char[4]){33, 33, 5, 0});
+    pin_add(&p, h, sizeof h);
+    pin_add(&p, f[1].b, f[1].len - 9);
+    pin_emit("plain-short-frame-body.bin", &p);
+    p = pin_new(PEER_PLAIN, 0, whole);
+    pin_add(&p, NULL, 0);
+    pin_emit("plain-empty.bin", &p);
+    p = pin_new(PEER_PLAIN, 0, whole);
+    pin_emit("plain-header-only.bin", &p);
+    emit("peer", "tiny.bin", "\0\1", 2);
+
+    /* Frames claiming a huge length: over the cap (refused at the header),
+     * and just under it with a few bytes (memory must follow the bytes). */
+    unsigned char big[RL_WIRE_HDR + 64];
+    memcpy(big, f[1].b, RL_WIRE_HDR); /* AppendEntries: a variable length */
+    memset(big + RL_WIRE_HDR, 0x5a, 64);
+    uint32_t over = 0xfffffff8u, under = (1u << 20) + (4u << 20);
+    for (unsigned i = 0; i < 4; i++) /* the length field, u32 little-endian */
+        big[8 + i] = (unsigned char)(over >> (8 * i));
+    p = pin_new(PEER_PLAIN, 0, whole);
+    pin_add(&p, h, sizeof h);
+    pin_add(&p, big, sizeof big);
+    pin_emit("plain-frame-over-cap.bin", &p);
+    for (unsigned i = 0; i < 4; i++)
+        big[8 + i] = (unsigned char)(under >> (8 * i));
+    p = pin_new(PEER_PLAIN, 0, (const unsigned char[4]){0, 250, 1, 129});
+    pin_add(&p, h, sizeof h);
+    pin_add(&p, big, sizeof big);
+    pin_emit("plain-frame-near-cap-short.bin", &p);
+
+    /* Garbage (a fixed xorshift sequence) in both modes. */
+    unsigned char junk[700];
+    uint64_t x = 0x9e3779b97f4a7c15u;
+    for (size_t i = 0; i < sizeof junk; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        junk[i] = (unsigned char)x;
+    }
+    p = pin_new(PEER_PLAIN, 0, odd);
+    pin_add(&p, junk, sizeof junk);
+    pin_emit("plain-garbage.bin", &p);
+    emit_tls("tls-garbage.bin", odd, junk, sizeof junk, NULL, 0);
+
+    /* TLS records by hand: a handshake record claiming 65535 bytes, one
+     * claiming more than a record may hold, application data and an alert
+     * before any handshake. */
+    static const unsigned char huge[] = {0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0x00, 0xff, 0xfb};
+    emit_tls("tls-record-huge-length.bin", whole, huge, sizeof huge, junk, 100);
+    static const unsigned char over_rec[] = {0x16, 0x03, 0x03, 0x48, 0x01};
+    emit_tls("tls-record-over-max.bin", bytewise, over_rec, sizeof over_rec, junk, 40);
+    static const unsigned char appdata[] = {0x17, 0x03, 0x03, 0x00, 0x20};
+    emit_tls("tls-appdata-first.bin", whole, appdata, sizeof appdata, junk, 32);
+    static const unsigned char alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28};
+    emit_tls("tls-alert-first.bin", whole, alert, sizeof alert, NULL, 0);
+    emit_tls("tls-record-header-split.bin", bytewise, huge, 3, NULL, 0);
+
+    struct frame t12 = client_hello_12();
+    emit_tls("tls12-client-hello.bin", whole, t12.b, t12.len, NULL, 0);
+    free(t12.b);
+
+    struct frame ch = client_hello();
+    if (ch.len) {
+        emit_tls("tls-client-hello.bin", whole, ch.b, ch.len, NULL, 0);
+        emit_tls("tls-client-hello-bytewise.bin", bytewise, ch.b, ch.len, NULL, 0);
+        emit_tls("tls-client-hello-odd-chunks.bin", odd, ch.b, ch.len, NULL, 0);
+        emit_tls("tls-client-hello-truncated.bin", whole, ch.b, ch.len / 2, NULL, 0);
+        emit_tls("tls-client-hello-then-garbage.bin", whole, ch.b, ch.len, junk, 200);
+        /* Plaintext after the hello: a client that skips the handshake. */
+        emit_tls("tls-client-hello-then-hello.bin", whole, ch.b, ch.len, h, sizeof h);
+        /* A ClientHello sent to a plain-mode server. */
+        p = pin_new(PEER_PLAIN, 0, whole);
+        pin_add(&p, ch.b, ch.len);
+        pin_emit("plain-got-client-hello.bin", &p);
+        /* One 40 KiB chunk (209: 80 * 512 bytes), over the 32 KiB cap. */
+        size_t blen = 80 * 512 - ch.len;
+        unsigned char *zeros = calloc(1, blen);
+        if (!zeros)
+            die("calloc");
+        emit_tls("tls-chunk-over-cap.bin", (const unsigned char[4]){209, 0, 0, 0}, ch.b, ch.len,
+                 zeros, blen);
+        free(zeros);
+        free(ch.b);
+    }
+    for (unsigned i = 0; i < 4; i++)
         free(f[i].b);
 }
 
@@ -626,6 +940,7 @@ int main(int argc, char **argv)
     outdir = argv[1];
     bugdir = argc == 3 ? argv[2] : NULL;
     gen_wire();
+    gen_peer();
     gen_recovery();
     printf("gen_corpus: %u files, %zu bytes in %s\n", n_files, n_bytes, outdir);
     return 0;
