@@ -47,7 +47,9 @@ LIB_SRC := $(shell find lib -name '*.c' | sort)
 LIB_PIC_OBJ := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/static/%.o)
 
-SONAME := liblog.so.$(VERSION_MAJOR)
+# Before 1.0 every minor version may change the ABI (0.2 grew rlog_config and
+# rlog_status, which callers allocate), so the soname carries the minor.
+SONAME := liblog.so.$(if $(filter 0,$(VERSION_MAJOR)),0.$(VERSION_MINOR),$(VERSION_MAJOR))
 SHARED := lib/liblog.so.$(VERSION)
 STATIC := lib/liblog.a
 

@@ -30,9 +30,9 @@ extern "C" {
  * Compile-time version of the header; rlog_version() gives the version of
  * the library actually linked, which may differ under dynamic linking. */
 #define RLOG_VERSION_MAJOR 0
-#define RLOG_VERSION_MINOR 1
+#define RLOG_VERSION_MINOR 2
 #define RLOG_VERSION_PATCH 0
-#define RLOG_VERSION_STRING "0.1.0"
+#define RLOG_VERSION_STRING "0.2.0"
 /* One comparable number: major * 10000 + minor * 100 + patch. */
 #define RLOG_VERSION_NUMBER \
     (RLOG_VERSION_MAJOR * 10000 + RLOG_VERSION_MINOR * 100 + RLOG_VERSION_PATCH)
