@@ -67,7 +67,8 @@ RLOG_API const char *rlog_version_string(void);
     X(TIMEOUT, 16, "operation timed out")                                     \
     X(PROTO, 17, "protocol error")                                            \
     X(IDENTITY, 18, "data directory belongs to another node or cluster")    \
-    X(INDOUBT, 19, "append in doubt: may or may not be in the log")
+    X(INDOUBT, 19, "append in doubt: may or may not be in the log")          \
+    X(AGAIN, 20, "too many appends in flight on this handle; try again")
 
 enum rlog_errno {
 #define RLOG__ERR_ENUM(name, num, msg) RLOG_E##name = -(num),
@@ -200,6 +201,17 @@ struct rlog_config {
     unsigned fetch_serve_max;
     uint64_t fetch_serve_bytes;
     unsigned held_max;
+
+    /* Backpressure: appends accepted by this handle and not yet answered
+     * (rlog_append_async calls and blocking calls alike), at most
+     * max_appends_in_flight calls (default 16384) and
+     * max_append_bytes_in_flight bytes of records (default 256 MiB; one call
+     * larger than that alone is still taken). Beyond either,
+     * rlog_append_async returns RLOG_EAGAIN (nothing appended; retry after
+     * some callbacks have fired) and the blocking forms wait for room. 0:
+     * the default. */
+    unsigned max_appends_in_flight;
+    uint64_t max_append_bytes_in_flight;
 };
 
 /* rlog_config_init - fills *cfg with defaults and zeroes the rest. */
@@ -238,7 +250,9 @@ typedef void (*rlog_append_cb)(void *arg, int status, uint64_t first_offset);
  * returns an error (then it never fires). Errors now: RLOG_EINVAL,
  * RLOG_ETOOBIG (a record over max_record_size), RLOG_ENOTLEADER (errmsg names
  * the leader's id and address), RLOG_ECLOSED, RLOG_EFATAL (the node failed
- * stop; errmsg names the cause). Errors returned now mean nothing was
+ * stop; errmsg names the cause), RLOG_EAGAIN (max_appends_in_flight or
+ * max_append_bytes_in_flight reached: the blocking forms wait for room
+ * instead). Errors returned now mean nothing was
  * appended. Through cb, exactly one error means "may or may not be in the
  * log": RLOG_EINDOUBT (the records were proposed, then leadership was lost,
  * the handle closed or the node failed stop before the outcome was known

@@ -24,6 +24,8 @@
 #define DEFAULT_BATCH_BYTES (1u << 20)
 #define DEFAULT_BATCH_RECORDS 8192u
 #define DEFAULT_CACHE (64u << 20)
+#define DEFAULT_APPENDS_IN_FLIGHT 16384u
+#define DEFAULT_APPEND_BYTES_IN_FLIGHT (256ull << 20)
 #define DEFAULT_FETCH_SERVE_MAX 4u
 #define DEFAULT_FETCH_SERVE_BYTES (16u << 20)
 #define DEFAULT_HELD_MAX 64u
@@ -91,6 +93,8 @@ void rlog_config_init(struct rlog_config *cfg)
     cfg->fetch_serve_max = DEFAULT_FETCH_SERVE_MAX;
     cfg->fetch_serve_bytes = DEFAULT_FETCH_SERVE_BYTES;
     cfg->held_max = DEFAULT_HELD_MAX;
+    cfg->max_appends_in_flight = DEFAULT_APPENDS_IN_FLIGHT;
+    cfg->max_append_bytes_in_flight = DEFAULT_APPEND_BYTES_IN_FLIGHT;
 }
 
 enum { ADDR_OK, ADDR_SYNTAX, ADDR_PORT_RANGE };
@@ -276,6 +280,7 @@ static void free_log(rlog *log)
     pthread_mutex_destroy(&log->mu);
     pthread_cond_destroy(&log->open_cv);
     pthread_cond_destroy(&log->visible_cv);
+    pthread_cond_destroy(&log->room_cv);
     free(log);
 }
 
@@ -300,6 +305,7 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
         rl_cache_init(&log->cache, cfg->cache_bytes);
         pthread_cond_init(&log->open_cv, NULL);
         pthread_cond_init(&log->visible_cv, NULL);
+        pthread_cond_init(&log->room_cv, NULL);
         bool ok = log->address && log->data_dir && log->peers;
         if (ok && cfg->cluster_name)
             ok = (log->cluster_name = strdup(cfg->cluster_name)) != NULL;
@@ -506,6 +512,44 @@ static void free_op(struct rl_op *op)
     free(op);
 }
 
+/* Takes a place for op among the appends in flight (backpressure): 0, or
+ * RLOG_EAGAIN when full and !wait, or RLOG_ECLOSED if the handle closes
+ * while waiting. A call alone over the byte bound is still taken, so no
+ * append is refused forever. rl_op_finish gives the place back. */
+static int take_place(rlog *log, struct rl_op *op, bool wait)
+{
+    uint64_t max_n = log->cfg.max_appends_in_flight ? log->cfg.max_appends_in_flight
+                                                    : DEFAULT_APPENDS_IN_FLIGHT;
+    uint64_t max_b = log->cfg.max_append_bytes_in_flight ? log->cfg.max_append_bytes_in_flight
+                                                         : DEFAULT_APPEND_BYTES_IN_FLIGHT;
+    pthread_mutex_lock(&log->mu);
+    for (;;) {
+        bool room = log->appends_in_flight < max_n &&
+                    (log->appends_in_flight == 0 || log->append_bytes_in_flight + op->bytes <= max_b);
+        if (room || !log->accepting || !wait)
+            break;
+        pthread_cond_wait(&log->room_cv, &log->mu);
+    }
+    int rv = 0;
+    if (!log->accepting)
+        rv = fail(RLOG_ECLOSED, "append: the handle is closing");
+    else if (log->appends_in_flight >= max_n)
+        rv = fail(RLOG_EAGAIN, "append refused, nothing appended: %lu appends in flight on this "
+                  "handle (max_appends_in_flight %" PRIu64 "); retry once some have completed",
+                  log->appends_in_flight, max_n);
+    else if (log->appends_in_flight > 0 && log->append_bytes_in_flight + op->bytes > max_b)
+        rv = fail(RLOG_EAGAIN, "append refused, nothing appended: %" PRIu64 " bytes of appends in "
+                  "flight on this handle, %zu more would pass max_append_bytes_in_flight %" PRIu64
+                  "; retry once some have completed", log->append_bytes_in_flight, op->bytes, max_b);
+    if (rv == 0) {
+        log->appends_in_flight++;
+        log->append_bytes_in_flight += op->bytes;
+        op->counted = true;
+    }
+    pthread_mutex_unlock(&log->mu);
+    return rv;
+}
+
 int rlog_append_async(rlog *log, const struct rlog_buf *recs, unsigned n, rlog_append_cb cb,
                       void *arg)
 {
@@ -515,7 +559,8 @@ int rlog_append_async(rlog *log, const struct rlog_buf *recs, unsigned n, rlog_a
         return rv;
     op->cb = cb;
     op->cb_arg = arg;
-    rv = rl_submit(log, op);
+    if ((rv = take_place(log, op, false)) == 0 && (rv = rl_submit(log, op)) != 0)
+        rl_give_back_place(log, op);
     if (rv != 0)
         free_op(op);
     return rv;
@@ -527,7 +572,10 @@ int rlog_append_batch(rlog *log, const struct rlog_buf *recs, unsigned n, uint64
     int rv = make_append(log, recs, n, &op);
     if (rv != 0)
         return rv;
-    rv = run_blocking(log, op);
+    if (rl_on_loop_thread(log))
+        rv = fail(RLOG_EINVAL, "blocking call from a liblog callback would deadlock");
+    else if ((rv = take_place(log, op, true)) == 0 && (rv = run_blocking(log, op)) != 0)
+        rl_give_back_place(log, op); /* not submitted, or answered: a no-op then */
     if (rv == 0 && first_offset)
         *first_offset = op->first_offset;
     free_op(op);

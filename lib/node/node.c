@@ -45,10 +45,23 @@ void rl_log(struct rlog *log, int level, const char *fmt, ...)
         fprintf(stderr, "%s\n", line);
 }
 
+/* Gives back op's place among the appends in flight (backpressure). */
+void rl_give_back_place(struct rlog *log, struct rl_op *op)
+{
+    if (!op->counted)
+        return;
+    op->counted = false;
+    pthread_mutex_lock(&log->mu);
+    log->appends_in_flight--;
+    log->append_bytes_in_flight -= op->bytes;
+    pthread_cond_broadcast(&log->room_cv);
+    pthread_mutex_unlock(&log->mu);
+}
+
 void rl_op_finish(struct rlog *log, struct rl_op *op)
 {
-    (void)log;
     if (op->waiter) {
+        rl_give_back_place(log, op);
         pthread_mutex_lock(&op->waiter->mu);
         op->waiter->done = true;
         pthread_cond_signal(&op->waiter->cv);
@@ -56,6 +69,7 @@ void rl_op_finish(struct rlog *log, struct rl_op *op)
         return; /* the waiting thread owns op */
     }
     if (op->done) {
+        rl_give_back_place(log, op);
         op->done(op); /* stepped mode: the submitter owns op */
         return;
     }
@@ -64,6 +78,9 @@ void rl_op_finish(struct rlog *log, struct rl_op *op)
             rl_set_errmsg(op->errmsg); /* rlog_errmsg inside the callback */
         op->cb(op->cb_arg, op->status, op->first_offset);
     }
+    /* After the callback: an append holds its place until it is answered,
+     * its callback included. */
+    rl_give_back_place(log, op);
     free(op->lens);
     free(op->data);
     free(op->buf);
@@ -933,6 +950,7 @@ static void do_close(struct rlog *log, struct rl_op *op)
     pthread_mutex_lock(&log->mu);
     log->accepting = false;
     pthread_cond_broadcast(&log->visible_cv); /* waiters see the close */
+    pthread_cond_broadcast(&log->room_cv);
     pthread_mutex_unlock(&log->mu);
     log->stopping = true;
     log->close_op = op;

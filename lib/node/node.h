@@ -48,6 +48,7 @@ struct rl_op {
     size_t bytes;
     rlog_append_cb cb;
     void *cb_arg;
+    bool counted;               /* holds a place in appends_in_flight */
     /* read / fetch; trim: records before it go */
     uint64_t offset;
     /* results */
@@ -96,6 +97,11 @@ struct rlog {
     uint64_t pub_visible_offset; /* records [0, this) are committed */
     uint64_t pub_trim_offset;    /* records before this are trimmed */
     pthread_cond_t visible_cv;   /* broadcast when it moves or on close */
+    /* Backpressure: appends taken and not yet answered, and their bytes
+     * (config max_appends_in_flight, max_append_bytes_in_flight). */
+    unsigned long appends_in_flight;
+    uint64_t append_bytes_in_flight;
+    pthread_cond_t room_cv;      /* broadcast when they drop, or on close */
     struct rlog_sub *subs;       /* open subscriptions */
 
     /* Open handshake. */
@@ -178,6 +184,9 @@ void rl_free_stepped(struct rlog *log);
 void rl_set_trim_offset(struct rlog *log, uint64_t offset);
 /* Completes an op: fires its callback or wakes its waiter. Loop thread. */
 void rl_op_finish(struct rlog *log, struct rl_op *op);
+/* Gives back op's place among the appends in flight (backpressure; api.c
+ * takes it); a no-op if it holds none. Any thread. */
+void rl_give_back_place(struct rlog *log, struct rl_op *op);
 /* Sets what rlog_errmsg returns on this thread (an append callback's
  * failure detail, on the loop thread). */
 void rl_set_errmsg(const char *msg);

@@ -18,6 +18,7 @@
 
 #include "fs/fs.h"
 #include "liblog.h"
+#include "lib/ports.h"
 
 #define RECORD_BYTES 1000
 #define WAIT_STEPS 200 /* of 25 ms: every wait is bounded by 5 s */
@@ -68,28 +69,12 @@ static int fatal_calls(void)
     return n;
 }
 
-/* A loopback port nobody listens on right now. */
-static int free_port(void)
-{
-    for (int port = 21000 + (int)(getpid() % 9000) * 4; port < 60000; port += 7) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-        if (fd >= 0)
-            close(fd);
-        if (ok)
-            return port;
-    }
-    return 21000;
-}
-
 static void setup(void)
 {
     rl_fs_faults_clear();
     snprintf(dir, sizeof dir, "/tmp/rlog-failstop-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(address, sizeof address, "127.0.0.1:%d", free_port());
+    snprintf(address, sizeof address, "127.0.0.1:%d", th_free_port(21000));
     peer = (struct rlog_peer){1, address};
     node = NULL;
 }
