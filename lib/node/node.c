@@ -607,6 +607,15 @@ static void settle_fail_stop(struct rlog *log)
         log->cfg.on_fatal(log->cfg.on_fatal_arg, log->fatal, log->fatal_msg);
 }
 
+static uint64_t hook_committed_index(void *arg)
+{
+    struct rlog *log = arg;
+    uint64_t c = log->fence.visible_index;
+    if (log->raft_started && !log->raft_closing && log->raft.commit_index > c)
+        c = log->raft.commit_index;
+    return c;
+}
+
 /* What a snapshot descriptor may record as shown: never a retention
  * command the store has not made durable yet (see trim_unsynced_index). */
 static uint64_t hook_visible_index(void *arg)
@@ -1293,7 +1302,8 @@ static int start(struct rlog *log)
         .hooks = {.arg = log, .after_event = hook_after_event, .on_append = hook_on_append,
                   .on_truncate = hook_on_truncate, .on_reset = hook_on_reset,
                   .on_fatal = hook_on_fatal,
-                  .visible_index = hook_visible_index, .is_leader = hook_is_leader,
+                  .visible_index = hook_visible_index, .committed_index = hook_committed_index,
+                  .is_leader = hook_is_leader,
                   .leader_id = hook_leader_id,
                   .peer_address = hook_peer_address, .on_commit = hook_on_commit,
                   .log = hook_log},

@@ -198,7 +198,7 @@ int rl_io__truncate(struct raft_io *rio, raft_index index)
  * the same on every replica (and so the same as any leader's). */
 uint64_t rl_io__committed_here(struct io *io)
 {
-    uint64_t fence = io->hooks.visible_index ? io->hooks.visible_index(io->hooks.arg) : 0;
+    uint64_t fence = io->hooks.committed_index ? io->hooks.committed_index(io->hooks.arg) : 0;
     /* Entries up to our own snapshot were applied, so committed (cutting
      * them left a descriptor beyond the log end, and a node that never
      * opened again: found by the simulator, whose fence lagged far behind

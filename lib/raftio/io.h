@@ -36,8 +36,13 @@ struct rl_io_hooks {
     void (*on_reset)(void *arg, uint64_t index, uint64_t offset);
     /* The store failed; the node stops (fail-stop). */
     void (*on_fatal)(void *arg, int code, const char *msg);
-    /* The fence position to persist with a snapshot descriptor. */
+    /* The fence position to persist with a snapshot descriptor (a restart
+     * shows everything up to it again without waiting for a commit). */
     uint64_t (*visible_index)(void *arg);
+    /* The highest index this node knows committed: its fence, and libraft's
+     * commit index (libraft 0.15 stops for good, RAFT_UNAVAILABLE, on an
+     * AppendEntries that conflicts with an entry up to it). */
+    uint64_t (*committed_index)(void *arg);
     /* The address of server `id` from the cluster configuration: 0, or -1
      * if it is not a member. Peers' own claims are never trusted. */
     int (*peer_address)(void *arg, uint64_t id, char *buf, size_t len);
