@@ -474,6 +474,7 @@ static void hook_after_event(void *arg)
     fence_update(log);
     if (log->trim_offset && rl_io_snapshot_index(&log->io) != log->trim_snap)
         store_trim(log); /* a newer snapshot lets the store drop more */
+    rl_repair_poll(log);
     pump(log);
 }
 
@@ -788,6 +789,7 @@ static void do_status(struct rlog *log, struct rl_op *op)
                 p->match_index = log->raft.leader_state.progress[i].match_index;
         }
     }
+    rl_repair_status(log, st);
     op->status = 0;
     rl_op_finish(log, op);
 }
@@ -1110,6 +1112,34 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 }
 
 /* Fence position and the entries after it, from the store. */
+/* The record offset after entry `index`, also where that entry is damaged
+ * (repair.c): from the damaged range's bounds or the next entry. */
+static int end_offset_of(struct rl_store *store, uint64_t index, uint64_t *offset)
+{
+    struct rl_store_entry en;
+    int rv = rl_store_read(store, index, &en);
+    if (rv == 0) {
+        *offset = en.offset + en.records;
+        free((void *)en.buf);
+        return 0;
+    }
+    if (rv != RLOG_ECORRUPT)
+        return rv;
+    struct rl_store_damage d[16];
+    size_t n = rl_store_damaged(store, d, 16);
+    for (size_t i = 0; i < n && i < 16; i++)
+        if (d[i].last_index == index) {
+            *offset = d[i].end_offset;
+            return 0;
+        }
+    if (index < rl_store_last_index(store) && rl_store_read(store, index + 1, &en) == 0) {
+        *offset = en.offset;
+        free((void *)en.buf);
+        return 0;
+    }
+    return RLOG_ECORRUPT; /* errmsg names the damage */
+}
+
 static int load_tail(struct rlog *log, char *err, size_t errlen)
 {
     struct rl_snapshot_desc d;
@@ -1125,14 +1155,9 @@ static int load_tail(struct rlog *log, char *err, size_t errlen)
     if (visible > last)
         visible = last;
     uint64_t visible_offset = rl_store_first_offset(log->store);
-    if (visible >= first) {
-        struct rl_store_entry en;
-        if ((rv = rl_store_read(log->store, visible, &en)) != 0) {
-            snprintf(err, errlen, "%s", rl_store_errmsg(log->store));
-            return rv;
-        }
-        visible_offset = en.offset + en.records;
-        free((void *)en.buf);
+    if (visible >= first && (rv = end_offset_of(log->store, visible, &visible_offset)) != 0) {
+        snprintf(err, errlen, "%s", rl_store_errmsg(log->store));
+        return rv;
     }
     rl_fence_init(&log->fence, visible, visible_offset);
     rl_set_trim_offset(log, rl_store_first_offset(log->store));
@@ -1223,7 +1248,7 @@ static int start(struct rlog *log)
                   .visible_index = hook_visible_index, .is_leader = hook_is_leader,
                   .leader_id = hook_leader_id,
                   .peer_address = hook_peer_address, .on_commit = hook_on_commit,
-                  .log = hook_log},
+                  .log = hook_log, .on_repair_answer = rl_repair_answer},
     };
     if ((rv = rl_io_init(&log->io, &icfg)) != 0) {
         snprintf(err, errlen, "%s", log->io.errmsg);

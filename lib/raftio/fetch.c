@@ -28,6 +28,15 @@
  * open finish it), then the store's reset; fetching goes on from I. The
  * peer keeps one fully trimmed entry before its first readable record
  * (node.c, store_trim), so I - 1 is always one whose term it knows.
+ *
+ * Serving reads every entry through the store, which verifies its checksum
+ * and refuses a range recorded as damaged: a chunk ends before the first
+ * entry this node cannot vouch for, so a damaged copy is never sent (and
+ * the frame's checksum is computed over verified bytes only).
+ *
+ * Repair (node/repair.c) uses the same request and answer for a damaged
+ * range of this node's own log: rl_io_repair_ask below, and answers it
+ * asked for go to hooks.on_repair_answer instead of the catch-up.
  */
 #include "raftio/internal.h"
 
@@ -507,8 +516,32 @@ void rl_io__fetch_recv(struct io *io, const struct raft_message *msg, const char
         return;
     if (msg->type == RL_WIRE_FETCH_REQUEST)
         fetch_serve(io, msg, address);
-    else
+    else if (!io->hooks.on_repair_answer ||
+             !io->hooks.on_repair_answer(io->hooks.arg, msg->server_id, &msg->append_entries))
         fetch_chunk(io, &msg->append_entries);
+}
+
+int rl_io_repair_ask(struct raft_io *rio, uint64_t peer, uint64_t from, uint64_t to)
+{
+    struct io *io = rio->impl;
+    if (io->closing || io->fatal)
+        return RLOG_ECLOSED;
+    if (io->fetch || io->rewind.asked)
+        return RLOG_EBUSY;
+    char addr[sizeof io->snap_source_addr];
+    if (!io->hooks.peer_address || io->hooks.peer_address(io->hooks.arg, peer, addr, sizeof addr))
+        return RLOG_EINVAL;
+    /* The transport takes fetch answers only from the source chosen last
+     * (transport.c, refusal); no catch-up is using it now, and the next
+     * InstallSnapshot chooses its own. */
+    io->snap_source_id = peer;
+    snprintf(io->snap_source_addr, sizeof io->snap_source_addr, "%s", addr);
+    struct raft_message m = {.type = RL_WIRE_FETCH_REQUEST, .server_id = peer,
+                             .server_address = io->snap_source_addr};
+    m.timeout_now.term = from;
+    m.timeout_now.last_log_index = to;
+    m.timeout_now.last_log_term = FETCH_CHUNK;
+    return rl_io__send_msg(io, &m, NULL, NULL, rl_io__fetch_sent, NULL) == 0 ? 0 : RLOG_EIO;
 }
 
 int rl_io__fetch_start(struct io *io, struct raft_io_snapshot_put *req,
