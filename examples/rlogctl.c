@@ -44,8 +44,9 @@
  *                                          every replica -> 'E' (value = offset)
  *   answers:
  *     'r' u64 offset, bytes                one record (the rest of the frame)
- *     'S' status fields (see put_status; the last, the failed stop's
- *         message, may be missing in answers of older nodes)
+ *     'S' status fields (see put_status; the last ones, the failed stop's
+ *         message and the repair counters, may be missing in answers of
+ *         older nodes)
  *     't' u64 offset                       tail: the first offset it streams
  *     'k' u64 offset                       tail keepalive (the log is quiet): the
  *                                          next offset it will stream
@@ -543,6 +544,10 @@ static void put_status(struct buf *b, const struct rlog_status *st)
         put_u64(b, st->peers[i].match_index);
     }
     put_str(b, st->fatal_msg);
+    put_u64(b, st->damaged_ranges);
+    put_u64(b, st->repaired_ranges);
+    put_u64(b, st->repaired_entries);
+    put_u64(b, st->unreadable_entries);
     end_frame(b, at);
 }
 
@@ -2388,6 +2393,12 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
     }
     if (r.pos < r.len) /* older nodes do not send it */
         get_str(&r, st.fatal_msg, sizeof st.fatal_msg);
+    if (r.pos < r.len) { /* nor these */
+        st.damaged_ranges = get_u64(&r);
+        st.repaired_ranges = get_u64(&r);
+        st.repaired_entries = get_u64(&r);
+        st.unreadable_entries = get_u64(&r);
+    }
     if (r.bad || r.pos != r.len)
         return -1;
     if (o->json) {
@@ -2407,6 +2418,9 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
         printf(",\"catchup_index\":%" PRIu64 ",\"catchup_target\":%" PRIu64
                ",\"cache_bytes\":%" PRIu64 ",\"cache_hits\":%" PRIu64 ",\"cache_misses\":%" PRIu64,
                st.catchup_index, st.catchup_target, st.cache_bytes, st.cache_hits, st.cache_misses);
+        printf(",\"damaged_ranges\":%" PRIu64 ",\"repaired_ranges\":%" PRIu64
+               ",\"repaired_entries\":%" PRIu64 ",\"unreadable_entries\":%" PRIu64,
+               st.damaged_ranges, st.repaired_ranges, st.repaired_entries, st.unreadable_entries);
         fputs(",\"peers\":[", stdout);
         for (unsigned i = 0; i < st.n_peers; i++) {
             printf("%s{\"id\":%" PRIu64 ",\"address\":", i ? "," : "", st.peers[i].id);
@@ -2437,6 +2451,9 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
             printf("catchup none\n");
         printf("cache %" PRIu64 " bytes, %" PRIu64 " hits, %" PRIu64 " misses\n", st.cache_bytes,
                st.cache_hits, st.cache_misses);
+        printf("damaged_ranges %" PRIu64 "\nrepaired_ranges %" PRIu64 "\nrepaired_entries %" PRIu64
+               "\nunreadable_entries %" PRIu64 "\n", st.damaged_ranges, st.repaired_ranges,
+               st.repaired_entries, st.unreadable_entries);
         for (unsigned i = 0; i < st.n_peers; i++)
             printf("peer %" PRIu64 " %s %s %" PRIu64 "\n", st.peers[i].id, st.peers[i].address,
                    st.peers[i].voter ? "voter" : "nonvoter", st.peers[i].match_index);

@@ -1140,6 +1140,27 @@ static int end_offset_of(struct rl_store *store, uint64_t index, uint64_t *offse
     return RLOG_ECORRUPT; /* errmsg names the damage */
 }
 
+/* The fence's view of damaged entry `index` (awaiting repair): its records
+ * from the damaged range's bounds (all on its first entry), its term the
+ * one before it (never more than the real one, so the fence can only be
+ * slower to move past it). Retention commands in it are not seen. */
+static int damaged_fence_entry(struct rl_store *store, uint64_t index, uint64_t prev_term,
+                               struct rl_fence_entry *fe)
+{
+    struct rl_store_damage d[16];
+    size_t n = rl_store_damaged(store, d, 16);
+    for (size_t i = 0; i < n && i < 16; i++)
+        if (index >= d[i].first_index && index <= d[i].last_index) {
+            bool head = index == d[i].first_index;
+            *fe = (struct rl_fence_entry){
+                .index = index, .term = prev_term,
+                .offset = head ? d[i].first_offset : d[i].end_offset,
+                .records = head ? (uint32_t)(d[i].end_offset - d[i].first_offset) : 0};
+            return 0;
+        }
+    return RLOG_ECORRUPT;
+}
+
 static int load_tail(struct rlog *log, char *err, size_t errlen)
 {
     struct rl_snapshot_desc d;
@@ -1161,14 +1182,24 @@ static int load_tail(struct rlog *log, char *err, size_t errlen)
     }
     rl_fence_init(&log->fence, visible, visible_offset);
     rl_set_trim_offset(log, rl_store_first_offset(log->store));
+    uint64_t prev_term = 0;
     for (uint64_t i = (visible + 1 > first ? visible + 1 : first); i <= last; i++) {
         struct rl_store_entry en;
-        if ((rv = rl_store_read(log->store, i, &en)) != 0) {
+        struct rl_fence_entry fe;
+        if ((rv = rl_store_read(log->store, i, &en)) == RLOG_ECORRUPT &&
+            damaged_fence_entry(log->store, i, prev_term, &fe) == 0) {
+            prev_term = fe.term;
+            if ((rv = rl_fence_push(&log->fence, &fe)) != 0)
+                return rv;
+            continue;
+        }
+        if (rv != 0) {
             snprintf(err, errlen, "%s", rl_store_errmsg(log->store));
             return rv;
         }
-        struct rl_fence_entry fe = {en.index, en.term, en.offset, en.records,
-                                    trim_of(en.buf, en.len, en.records)};
+        fe = (struct rl_fence_entry){en.index, en.term, en.offset, en.records,
+                                     trim_of(en.buf, en.len, en.records)};
+        prev_term = en.term;
         free((void *)en.buf);
         if ((rv = rl_fence_push(&log->fence, &fe)) != 0)
             return rv;

@@ -28,6 +28,7 @@
 #include "batch/batch.h"
 #include "common/grow.h"
 #include "sim/world.h"
+#include "raftio/io.h"
 #include "store/format.h"
 
 /* ---- history ----------------------------------------------------------------- */
@@ -90,6 +91,7 @@ static struct {
     uint64_t trim_ms_min, trim_ms_max; /* trimmer period; 0: no trims */
     bool retry_corrupt;     /* the final collection waits out damage under repair */
     int bitflip_node;       /* bitflip: the node whose segment was flipped */
+    uint64_t snap_index[SIM_MAX_NODES]; /* as the node was stopped for a flip */
     struct flip {           /* repair: every bit flipped in a checksummed byte */
         int node;
         uint64_t index;     /* the entry whose frame holds the byte */
@@ -661,7 +663,7 @@ static int cmp_name(const void *a, const void *b)
  * its padding) of a random entry in a sealed segment of n, on disk as it
  * is (the node may be running). Records the flip; false if n has no sealed
  * segment with entries yet. */
-static bool flip_sealed(struct sim_node *n)
+static bool flip_sealed(struct sim_node *n, uint64_t max_index)
 {
     static char names[128][64];
     unsigned found = 0;
@@ -702,6 +704,10 @@ static bool flip_sealed(struct sim_node *n)
             pos += RL_FRAME_HDR + rl_pad8(rl_get32(buf + pos + 40));
             count++;
         }
+        /* Not past max_index: damage after the node's snapshot descriptor
+         * stops it at open (the documented limit of repair). */
+        if (index + count - 1 > max_index)
+            count = max_index >= index ? max_index - index + 1 : 0;
         if (count > 0) {
             uint64_t k = sim_range(0, count - 1);
             pos = RL_SEG_HDR;
@@ -731,7 +737,7 @@ static void bitflip_restart(void *arg)
         sim_at(W->now + 50 * SIM_MS, bitflip_restart, n);
         return;
     }
-    flip_sealed(n);
+    flip_sealed(n, H.snap_index[n->idx]);
     H.bitflip_node = n->idx;
     if (node_start(n) == RLOG_ECORRUPT)
         H.corrupt_seen++;
@@ -742,6 +748,7 @@ static void bitflip_ev(void *arg)
     (void)arg;
     int l = leader_idx();
     struct sim_node *n = &W->nodes[l >= 0 ? (l + 1) % W->n : 0];
+    H.snap_index[n->idx] = n->log ? rl_io_snapshot_index(&n->log->io) : 0;
     node_stop(n);
     sim_at(W->now + 200 * SIM_MS, bitflip_restart, n);
 }
@@ -781,8 +788,9 @@ static void repair_round(void *arg)
     uint64_t c = sim_range(0, 9);
     if (node_up(n) && !n->closing) {
         if (c < 6) {
-            flip_sealed(n);
+            flip_sealed(n, rl_io_snapshot_index(&n->log->io));
         } else if (c < 8) {
+            H.snap_index[n->idx] = rl_io_snapshot_index(&n->log->io);
             node_stop(n);
             sim_at(W->now + 200 * SIM_MS, bitflip_restart, n);
         } else {
