@@ -77,7 +77,7 @@ say "first read through node $F: exit $rc: $(head -c 300 "$T/rt$F.err")"
 check "the damaged record is refused, not returned (exit $rc)" [ $rc -ne 0 ]
 check "  with RLOG_ECORRUPT" grep -q "ECORRUPT\|damaged\|checksum" "$T/rt$F.err"
 check "node $F repairs it (status)" wait_repaired "$F" 1
-check "  and says so in its log" wait_log "$F" "repair: entries .* repaired from"
+check "  and says so in its log" wait_log "$F" "damaged here; repaired from"
 read_through "$F" 200000; rc=$?
 check "a read through node $F now succeeds (exit $rc)" [ $rc -eq 0 ]
 
@@ -85,7 +85,7 @@ check "a read through node $F now succeeds (exit $rc)" [ $rc -eq 0 ]
 damage "$L" 3 || not_ok "flip a byte on node $L"
 read_through "$L" 200000
 check "the leader repairs it (status)" wait_repaired "$L" 1
-check "  and says so in its log" wait_log "$L" "repair: entries .* repaired from"
+check "  and says so in its log" wait_log "$L" "damaged here; repaired from"
 
 # 3. A stopped follower, its index file gone: the damage is found at open.
 stop_node "$G"
