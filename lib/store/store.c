@@ -562,6 +562,11 @@ static int offset_of(struct rl_store *s, uint64_t index, uint64_t *offset)
         *offset = rl_get64(newest->headers + (index - newest->first_index) * RL_FRAME_HDR + 24);
         return 0;
     }
+    const struct rl_damage *d = rl_store_damage_at(s, index, false);
+    if (d && d->first_index == index) {
+        *offset = d->first_offset; /* known from the good frame before it */
+        return 0;
+    }
     struct rl_store_entry e;
     int rv = rl_store_read(s, index, &e);
     if (rv == 0) {

@@ -806,7 +806,11 @@ static bool start_trim(struct rl_store *s, struct rl_store_req *req)
         while (k > 0 && s->segs[k - 1]->first_index > b->index)
             k--;
         struct rl_store_entry e;
-        int rv = rl_segment_find(s, s->segs[k - 1], b->index, false, &e, NULL, false);
+        const struct rl_damage *d = rl_store_damage_at(s, b->index, false);
+        /* Inside damage the entry's own offset is unknown: the range's
+         * start hides no record the trim point keeps. */
+        int rv = d ? (e.offset = d->first_offset, 0)
+                   : rl_segment_find(s, s->segs[k - 1], b->index, false, &e, NULL, false);
         if (rv != 0) {
             latch_fatal(s, rv, s->errmsg);
             free(b);

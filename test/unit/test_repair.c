@@ -415,7 +415,8 @@ START_TEST(test_write_fails_during_repair)
 }
 END_TEST
 
-/* A trim that takes the damaged segment away makes the damage go too. */
+/* A trim at the damaged entry works; one that takes the damaged segment
+ * away makes the damage go too. */
 START_TEST(test_trim_drops_damage)
 {
     build_log();
@@ -425,6 +426,10 @@ START_TEST(test_trim_drops_damage)
     remove_index(name);
     th_open_ok(&T);
     the_damage();
+    /* A trim point on the damaged entry itself: its offset comes from the
+     * damage's bounds, the store is not failed. */
+    ck_assert_int_eq(th_trim(&T, victim), 0);
+    ck_assert(!rl_store_is_fatal(T.s));
     ck_assert_int_eq(th_trim(&T, 300), 0);
     ck_assert_uint_eq(rl_store_unreadable(T.s), 0);
     struct rl_store_damage d[2];
