@@ -171,19 +171,31 @@ const struct rl_damage *rl_store_damage_at(const struct rl_store *s, uint64_t ke
 /* Forgets damage no longer in the log (trimmed, truncated, reset). */
 void rl_store_prune_damage(struct rl_store *s);
 
-/* repair.c: the write-back of a repaired segment (a job of the writer).
- * Rebuilds segment seg into a temporary file with d's range replaced by
- * entries, fdatasyncs it, checks every frame of it, renames it over the
- * segment, fsyncs the directory and rewrites its index. On success *out is
- * a segment struct describing the new file (its fd open); 0 or an RLOG_E*
- * with errmsg set. Runs on a worker thread: touches no shared state. */
-int rl_repair_rebuild(struct rl_store *s, const struct rl_segment *seg,
+/* rebuild.c: the write-back of a repaired segment (a job of the writer).
+ * rl_repair_prepare, on the loop thread, copies what the job needs of seg
+ * into *rb: its bounds, and the index samples outside the damage (a read
+ * meeting other damage meanwhile may add samples to seg); RLOG_ENOMEM or 0.
+ * rl_repair_rebuild, on a worker thread, rebuilds the segment (read
+ * through old_fd) into a temporary file with d's range replaced by
+ * entries, fdatasyncs it, reads the new frames back, renames it over the
+ * segment, fsyncs the directory and rewrites its index; rb->fresh then
+ * describes the new file (its fd open). 0 or an RLOG_E* with errmsg set;
+ * touches no shared state. rl_repair_install, on the loop thread after a
+ * successful rebuild, makes seg the new file and forgets the damage;
+ * rl_repair_release frees what rb still holds. */
+struct rl_rebuild {
+    struct rl_segment *fresh;
+    struct rl_sample *after; /* samples past the damage, kept in place */
+    size_t nafter;
+};
+int rl_repair_prepare(const struct rl_segment *seg, const struct rl_damage *d,
+                      struct rl_rebuild *rb);
+int rl_repair_rebuild(struct rl_store *s, struct rl_rebuild *rb, int old_fd,
                       const struct rl_damage *d, const struct rl_store_entry *entries,
-                      unsigned n, struct rl_segment **out, char *errmsg, size_t errlen);
-/* On the loop thread, after a successful rebuild: seg takes the new file
- * (same descriptor number, so nothing holding it goes stale). */
-void rl_repair_install(struct rl_store *s, struct rl_segment *seg, struct rl_segment *fresh,
+                      unsigned n, char *errmsg, size_t errlen);
+void rl_repair_install(struct rl_store *s, struct rl_segment *seg, struct rl_rebuild *rb,
                        const struct rl_damage *d);
+void rl_repair_release(struct rl_rebuild *rb);
 
 /* writer.c: group commit */
 void rl_writer_kick(struct rl_store *s);

@@ -131,23 +131,13 @@ static int verify_frames(int fd, const struct rl_damage *d, const struct rl_stor
     return 0;
 }
 
-int rl_repair_rebuild(struct rl_store *s, const struct rl_segment *seg, const struct rl_damage *d,
-                      const struct rl_store_entry *entries, unsigned n, struct rl_segment **out,
-                      char *errmsg, size_t errlen)
+int rl_repair_prepare(const struct rl_segment *seg, const struct rl_damage *d,
+                      struct rl_rebuild *rb)
 {
-    char path[4200], tmp[4230];
-    rl_seg_path(s, path, sizeof path, seg->seq, "log");
-    snprintf(tmp, sizeof tmp, "%s.repair.tmp", path); /* *.tmp: deleted at open */
-    *out = NULL;
-    uint64_t newlen = framed_size(entries, n);
     struct rl_segment *fresh = rl_segment_new(seg->seq);
-    unsigned char *buf = malloc(COPY_CHUNK);
-    int fd = -1, rv;
-    bool renamed = false;
-    if (!fresh || !buf) {
-        rv = fail(errmsg, errlen, RLOG_ENOMEM, "repair: out of memory");
-        goto out;
-    }
+    *rb = (struct rl_rebuild){0};
+    if (!fresh)
+        return RLOG_ENOMEM;
     *fresh = *seg;
     fresh->fd = -1;
     fresh->dfd = -1;
@@ -155,14 +145,46 @@ int rl_repair_rebuild(struct rl_store *s, const struct rl_segment *seg, const st
     fresh->tail_valid = false;
     fresh->samples = NULL;
     fresh->nsamples = fresh->cap = 0;
-    /* The samples before the damage stand; the new frames get their own;
-     * those after it keep their positions. */
-    for (size_t i = 0; i < seg->nsamples && seg->samples[i].pos < d->pos; i++)
-        if (rl_segment_add_sample(fresh, seg->samples[i].index, seg->samples[i].offset,
-                                  seg->samples[i].pos, 0) != 0) {
-            rv = fail(errmsg, errlen, RLOG_ENOMEM, "repair: out of memory");
-            goto out;
+    /* The samples before the damage stand, and (when the new frames fill
+     * exactly the damaged bytes) those after it; the new frames get their
+     * own, placed between them by the rebuild. */
+    struct rl_sample *after = NULL;
+    size_t nafter = 0;
+    for (size_t i = 0; i < seg->nsamples; i++) {
+        const struct rl_sample *sm = &seg->samples[i];
+        if (sm->pos < d->pos) {
+            if (rl_segment_add_sample(fresh, sm->index, sm->offset, sm->pos, 0) != 0)
+                goto nomem;
+        } else if (d->end_pos && sm->pos >= d->end_pos) {
+            if (!after && !(after = malloc((seg->nsamples - i) * sizeof *after)))
+                goto nomem;
+            after[nafter++] = *sm;
         }
+    }
+    *rb = (struct rl_rebuild){.fresh = fresh, .after = after, .nafter = nafter};
+    return 0;
+nomem:
+    free(after);
+    rl_segment_free(fresh);
+    return RLOG_ENOMEM;
+}
+
+int rl_repair_rebuild(struct rl_store *s, struct rl_rebuild *rb, int old_fd,
+                      const struct rl_damage *d, const struct rl_store_entry *entries,
+                      unsigned n, char *errmsg, size_t errlen)
+{
+    struct rl_segment *fresh = rb->fresh;
+    char path[4200], tmp[4230];
+    rl_seg_path(s, path, sizeof path, fresh->seq, "log");
+    snprintf(tmp, sizeof tmp, "%s.repair.tmp", path); /* *.tmp: deleted at open */
+    uint64_t newlen = framed_size(entries, n);
+    unsigned char *buf = malloc(COPY_CHUNK);
+    int fd = -1, rv;
+    bool renamed = false;
+    if (!buf) {
+        rv = fail(errmsg, errlen, RLOG_ENOMEM, "repair: out of memory");
+        goto out;
+    }
     if ((rv = rl_fs_open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644, &fd)) != 0) {
         rv = fail(errmsg, errlen, rl_errno_to_rlog(rv), "repair: create %s: %s", tmp,
                   strerror(-rv));
@@ -170,22 +192,21 @@ int rl_repair_rebuild(struct rl_store *s, const struct rl_segment *seg, const st
         goto out;
     }
     uint64_t last_pos = 0;
-    rv = copy_range(seg->fd, fd, 0, d->pos, buf);
+    rv = copy_range(old_fd, fd, 0, d->pos, buf);
     if (rv == 0)
         rv = write_frames(s, fd, d, entries, n, fresh, &last_pos);
     if (rv == 0 && d->end_pos) {
-        rv = copy_range(seg->fd, fd, d->end_pos, seg->end_pos, buf);
-        for (size_t i = 0; rv == 0 && i < seg->nsamples; i++)
-            if (seg->samples[i].pos >= d->end_pos &&
-                rl_segment_add_sample(fresh, seg->samples[i].index, seg->samples[i].offset,
-                                      seg->samples[i].pos, 0) != 0)
+        rv = copy_range(old_fd, fd, d->end_pos, fresh->end_pos, buf);
+        for (size_t i = 0; rv == 0 && i < rb->nafter; i++)
+            if (rl_segment_add_sample(fresh, rb->after[i].index, rb->after[i].offset,
+                                      rb->after[i].pos, 0))
                 rv = -ENOMEM;
     } else if (rv == 0) {
         fresh->end_pos = d->pos + newlen;
         fresh->last_pos = last_pos;
     }
     /* The same size as every segment: zeros past the frames. */
-    if (rv == 0 && ftruncate(fd, (off_t)seg->size) != 0)
+    if (rv == 0 && ftruncate(fd, (off_t)fresh->size) != 0)
         rv = -errno;
     if (rv == 0)
         rv = rl_fs_fdatasync(fd);
@@ -215,8 +236,6 @@ int rl_repair_rebuild(struct rl_store *s, const struct rl_segment *seg, const st
     fresh->fd = fd;
     fd = -1;
     rl_segment_write_index(s, fresh); /* a failure only costs a rebuild at open */
-    *out = fresh;
-    fresh = NULL;
     rv = 0;
 out:
     if (fd >= 0) {
@@ -224,16 +243,24 @@ out:
         if (!renamed)
             rl_fs_unlink(tmp);
     }
-    rl_segment_free(fresh);
     free(buf);
     return rv;
 }
 
-void rl_repair_install(struct rl_store *s, struct rl_segment *seg, struct rl_segment *fresh,
+void rl_repair_release(struct rl_rebuild *rb)
+{
+    rl_segment_free(rb->fresh);
+    free(rb->after);
+    *rb = (struct rl_rebuild){0};
+}
+
+void rl_repair_install(struct rl_store *s, struct rl_segment *seg, struct rl_rebuild *rb,
                        const struct rl_damage *d)
 {
+    struct rl_segment *fresh = rb->fresh;
     /* No job uses seg's descriptor now: the repair runs alone in the
-     * writer's queue, after every spare and index job. */
+     * writer's queue, after every spare and index job, and the loop's
+     * reads are on this thread. */
     if (seg->fd >= 0)
         rl_fs_close(seg->fd);
     seg->fd = fresh->fd;
@@ -245,7 +272,7 @@ void rl_repair_install(struct rl_store *s, struct rl_segment *seg, struct rl_seg
     fresh->samples = NULL;
     seg->end_pos = fresh->end_pos;
     seg->last_pos = fresh->last_pos;
-    rl_segment_free(fresh);
+    rl_repair_release(rb);
     for (size_t i = 0; i < s->ndamage; i++)
         if (s->damage[i].seq == d->seq && s->damage[i].first_index == d->first_index) {
             memmove(&s->damage[i], &s->damage[i + 1], (s->ndamage - i - 1) * sizeof *s->damage);

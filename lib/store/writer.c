@@ -114,7 +114,7 @@ struct rl_batch {
     bool drop_spare;
     bool noop;                 /* trim: nothing to change */
     struct rl_damage damage;   /* repair: the range, as when it started */
-    struct rl_segment *fresh;  /* repair: the rebuilt segment */
+    struct rl_rebuild rebuild; /* repair: the rebuilt segment */
     unsigned direct;           /* append: extents written with O_DIRECT */
     /* outcome */
     int err;
@@ -938,8 +938,8 @@ static void reset_done(struct rl_store *s, struct rl_batch *b)
 static void repair_work(uv_work_t *w)
 {
     struct rl_batch *b = w->data;
-    b->err = rl_repair_rebuild(b->s, b->seg, &b->damage, b->req->entries, b->req->n, &b->fresh,
-                               b->errmsg, sizeof b->errmsg);
+    b->err = rl_repair_rebuild(b->s, &b->rebuild, b->seg->fd, &b->damage, b->req->entries,
+                               b->req->n, b->errmsg, sizeof b->errmsg);
 }
 
 static struct rl_damage *find_damage(struct rl_store *s, uint64_t seq, uint64_t first)
@@ -958,6 +958,10 @@ static bool start_repair(struct rl_store *s, struct rl_store_req *req)
         if (s->segs[i]->seq == d->seq)
             seg = s->segs[i];
     struct rl_batch *b = seg ? calloc(1, sizeof *b) : NULL;
+    if (b && rl_repair_prepare(seg, d, &b->rebuild) != 0) {
+        free(b);
+        b = NULL;
+    }
     if (!b) {
         /* Trimmed or truncated away since it was queued (or no memory). */
         if (d)
@@ -981,11 +985,13 @@ static bool start_repair(struct rl_store *s, struct rl_store_req *req)
 static void repair_done(struct rl_store *s, struct rl_batch *b)
 {
     struct rl_damage *d = find_damage(s, b->damage.seq, b->damage.first_index);
-    if (b->err == 0 && b->fresh)
-        rl_repair_install(s, b->seg, b->fresh, &b->damage);
-    else if (d)
-        d->repairing = false; /* the old segment stands; a later try may succeed */
-    b->fresh = NULL;
+    if (b->err == 0) {
+        rl_repair_install(s, b->seg, &b->rebuild, &b->damage);
+    } else {
+        rl_repair_release(&b->rebuild);
+        if (d)
+            d->repairing = false; /* the old segment stands; a later try may succeed */
+    }
     if (b->err)
         snprintf(s->errmsg, sizeof s->errmsg, "%s", b->errmsg);
     queue_pop(s);

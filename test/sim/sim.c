@@ -672,7 +672,7 @@ static bool flip_sealed(struct sim_node *n, uint64_t max_index)
     while (d && (e = readdir(d)) && found < 128)
         if (!strncmp(e->d_name, "seg-", 4) && strlen(e->d_name) == 24 &&
             !strcmp(e->d_name + 20, ".log"))
-            snprintf(names[found++], sizeof names[0], "%s", e->d_name);
+            snprintf(names[found++], sizeof names[0], "%.63s", e->d_name);
     if (d)
         closedir(d);
     qsort(names, found, sizeof names[0], cmp_name);
