@@ -1,7 +1,8 @@
 /*
  * store — opening (recovery), reading, and the request API. The byte layout
- * is in format.c, one file's scan and lookup in segment.c, the directory in
- * dir.c, and every change to the files in writer.c.
+ * is in format.c, one file's scan and lookup (and damage found there) in
+ * segment.c, the directory in dir.c, every change to the files in writer.c,
+ * and the write-back of a repaired segment in rebuild.c.
  *
  * Open: lock the directory, load the metadata, list the segments, check that
  * their headers chain, delete those wholly before the trim point (left by a
