@@ -74,6 +74,7 @@ struct serve {
 
 static void fetch_send(struct fetch *f);
 static void fetch_reset(struct fetch *f, const struct raft_append_entries *ae);
+static bool try_another_source(struct fetch *f);
 
 static void fetch_free_if_done(struct fetch *f)
 {
@@ -212,6 +213,10 @@ static void fetch_chunk(struct io *io, const struct raft_append_entries *ae)
     }
     if (!f || f->busy || f->stopping || ae->prev_log_index + 1 != f->next)
         return; /* stale or duplicate answer */
+    /* Its copy is damaged (and under repair there): another member may
+     * serve it now. */
+    if (ae->term == (uint64_t)-(int64_t)RLOG_ECORRUPT && try_another_source(f))
+        return;
     if (ae->term != 0 || ae->n_entries == 0) {
         rl_io__log(io, 1, "catch-up: %" PRIu64 " cannot serve entry %" PRIu64 " (%s); retrying",
                    io->snap_source_id, f->next,
@@ -489,9 +494,12 @@ static void fetch_serve(struct io *io, const struct raft_message *req, const cha
         uint64_t bytes = 0;
         for (uint64_t i = from; sv->reads && sv->entries && i <= to && sv->n < cap; i++) {
             struct rl_store_entry *e = &sv->reads[sv->n];
-            if (rl_store_read(io->store, i, e) != 0) {
+            int rv = rl_store_read(io->store, i, e);
+            if (rv != 0) {
                 rl_io__log(io, 3, "catch-up: serving entry %" PRIu64 ": %s", i,
                            rl_store_errmsg(io->store));
+                if (rv == RLOG_ECORRUPT && sv->n == 0) /* the asker tries elsewhere */
+                    m.append_entries.term = (uint64_t)-(int64_t)RLOG_ECORRUPT;
                 break;
             }
             sv->entries[sv->n] = (struct raft_entry){.term = e->term, .type = e->type,
