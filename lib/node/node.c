@@ -1111,7 +1111,6 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     return 0;
 }
 
-/* Fence position and the entries after it, from the store. */
 /* The record offset after entry `index`, also where that entry is damaged
  * (repair.c): from the damaged range's bounds or the next entry. */
 static int end_offset_of(struct rl_store *store, uint64_t index, uint64_t *offset)
@@ -1161,6 +1160,7 @@ static int damaged_fence_entry(struct rl_store *store, uint64_t index, uint64_t 
     return RLOG_ECORRUPT;
 }
 
+/* Fence position and the entries after it, from the store. */
 static int load_tail(struct rlog *log, char *err, size_t errlen)
 {
     struct rl_snapshot_desc d;
