@@ -6,7 +6,8 @@
 #   make sim          the deterministic simulator: SEEDS=N SEED_START=S SCENARIO=random|all|name
 #   make sim-asan     the simulator under AddressSanitizer + UBSan (build-asan/), same variables
 #   make bench-store  segment store benchmark vs. the fdatasync floor
-#   make install      PREFIX=/usr/local DESTDIR=
+#   make install      PREFIX=/usr/local DESTDIR=  (library, header, .pc, rlogctl, man pages)
+#   V=1               print whole compiler lines instead of one short line per file
 
 VERSION_MAJOR := $(shell sed -n 's/^\#define RLOG_VERSION_MAJOR \([0-9]*\)/\1/p' include/liblog.h)
 VERSION_MINOR := $(shell sed -n 's/^\#define RLOG_VERSION_MINOR \([0-9]*\)/\1/p' include/liblog.h)
@@ -14,6 +15,7 @@ VERSION_PATCH := $(shell sed -n 's/^\#define RLOG_VERSION_PATCH \([0-9]*\)/\1/p'
 VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 
 PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 MANDIR ?= $(PREFIX)/share/man
@@ -32,6 +34,15 @@ LIBS := -luv -lraft -lxxhash -lssl -lcrypto -lpthread
 TEST_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm -lpthread)
 
 BUILD ?= build
+
+# Quiet by default: one "CC file" line per step; V=1 shows the commands.
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-6s %s\n' $(1) $(2)
+endif
 LIB_SRC := $(shell find lib -name '*.c' | sort)
 LIB_PIC_OBJ := $(LIB_SRC:%.c=$(BUILD)/pic/%.o)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/static/%.o)
@@ -53,7 +64,7 @@ SCENARIO ?= random
 
 .PHONY: all deps check check-asan test install uninstall clean bench-store run examples sim sim-asan
 
-EXAMPLES := $(BUILD)/examples/rlogctl
+EXAMPLES := $(BUILD)/examples/rlogctl $(BUILD)/examples/hello
 
 # The library, and the example CLI that `make run` and the tests use.
 all: $(SHARED) $(STATIC) lib/liblog.so pkgconfig/liblog.pc $(EXAMPLES)
@@ -63,32 +74,40 @@ deps:
 
 $(BUILD)/pic/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -fPIC -MMD -MP -c $< -o $@
+	$(call say,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -MMD -MP -c $< -o $@
 
 $(BUILD)/static/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	$(call say,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(SHARED): $(LIB_PIC_OBJ)
-	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(SAN_FLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(call say,LD,$@)
+	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(SAN_FLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 lib/$(SONAME): $(SHARED)
-	ln -sf $(notdir $(SHARED)) $@
+	$(Q)ln -sf $(notdir $(SHARED)) $@
 
 lib/liblog.so: lib/$(SONAME)
-	ln -sf $(SONAME) $@
+	$(Q)ln -sf $(SONAME) $@
 
 $(STATIC): $(LIB_OBJ)
-	$(AR) rcs $@ $^
+	$(call say,AR,$@)
+	$(Q)$(AR) rcs $@ $^
 
+# The .pc names the PREFIX it is made for: `make install` writes its own
+# (below) for the PREFIX it is given, whatever an earlier build used.
+PC_SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g'
 pkgconfig/liblog.pc: pkgconfig/liblog.pc.in Makefile include/liblog.h
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+	$(Q)$(PC_SUBST) $< > $@
 
 # Tests link the static library: they reach internal (hidden) symbols.
 $(BUILD)/test/%: test/unit/%.c $(TEST_LIB_SRC) $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itest $(LDFLAGS) -o $@ $< $(TEST_LIB_SRC) $(STATIC) $(LIBS) $(TEST_LIBS)
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itest $(LDFLAGS) -o $@ $< $(TEST_LIB_SRC) $(STATIC) $(LIBS) $(TEST_LIBS)
 
 $(BENCH_STORE): bench/bench_store.c $(STATIC)
 	@mkdir -p $(dir $@)
@@ -98,7 +117,8 @@ RAWSEND := $(BUILD)/itest/rawsend
 
 $(BUILD)/examples/%: examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
 $(RAWSEND): test/integration/rawsend.c
 	@mkdir -p $(dir $@)
@@ -111,6 +131,7 @@ test: $(TEST_BIN) all $(EXAMPLES) $(RAWSEND) $(BUILD)/nemesis/nemesis_node $(BUI
       $(BUILD)/fuzz/replay_wire $(BUILD)/fuzz/replay_recovery $(SIM_BIN)
 	@./test/run-unit $(TEST_BIN)
 	@./test/check-docs
+	@./test/install/run
 	@./test/fuzz/run-replay $(BUILD)/fuzz test/fuzz/corpus
 	@./test/sim/run $(SIM_BIN) $(SIM_SEEDS)
 	@RLOGCTL=$(abspath $(BUILD)/examples/rlogctl) RAWSEND=$(abspath $(RAWSEND)) \
@@ -122,7 +143,8 @@ test: $(TEST_BIN) all $(EXAMPLES) $(RAWSEND) $(BUILD)/nemesis/nemesis_node $(BUI
 # `make check`; `make sim SEEDS=100000 SEED_START=S [SCENARIO=name]` for more.
 $(SIM_BIN): $(SIM_SRC) test/sim/world.h $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itest $(LDFLAGS) -o $@ $(SIM_SRC) $(STATIC) $(LIBS)
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itest $(LDFLAGS) -o $@ $(SIM_SRC) $(STATIC) $(LIBS)
 
 sim: all
 	@$(MAKE) --no-print-directory $(SIM_BIN)
@@ -170,22 +192,32 @@ test-asan: $(TEST_BIN) $(STATIC) $(EXAMPLES) $(RAWSEND) $(SIM_BIN) \
 bench-store: deps $(BENCH_STORE)
 	@$(BENCH_STORE) $(BENCH_ARGS)
 
+# Link pages are symlinks in the repository (so `man -l` works from any
+# directory) and installed as `.so` pages, as man-db expects.
 install: all
 	$(INSTALL) -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
-	    $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
+	    $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7
 	$(INSTALL) -m 644 include/liblog.h $(DESTDIR)$(INCLUDEDIR)/
 	$(INSTALL) -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
 	ln -sf $(notdir $(SHARED)) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/liblog.so
 	$(INSTALL) -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
-	$(INSTALL) -m 644 pkgconfig/liblog.pc $(DESTDIR)$(PKGCONFIGDIR)/
-	$(INSTALL) -m 644 man/man3/*.3 $(DESTDIR)$(MANDIR)/man3/
+	$(PC_SUBST) pkgconfig/liblog.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/liblog.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/liblog.pc
+	$(INSTALL) -m 755 $(BUILD)/examples/rlogctl $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 644 man/man1/*.1 $(DESTDIR)$(MANDIR)/man1/
 	$(INSTALL) -m 644 man/man7/*.7 $(DESTDIR)$(MANDIR)/man7/
+	@for f in man/man3/*.3; do \
+	    if [ -L "$$f" ]; then \
+	        echo ".so man3/$$(basename "$$(readlink "$$f")")" > $(DESTDIR)$(MANDIR)/man3/$$(basename "$$f"); \
+	        chmod 644 $(DESTDIR)$(MANDIR)/man3/$$(basename "$$f"); \
+	    else $(INSTALL) -m 644 "$$f" $(DESTDIR)$(MANDIR)/man3/; fi; \
+	done
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/liblog.h $(DESTDIR)$(LIBDIR)/liblog.* \
-	    $(DESTDIR)$(PKGCONFIGDIR)/liblog.pc
-	cd man && for f in man3/*.3 man7/*.7; do rm -f $(DESTDIR)$(MANDIR)/$$f; done
+	    $(DESTDIR)$(PKGCONFIGDIR)/liblog.pc $(DESTDIR)$(BINDIR)/rlogctl
+	cd man && for f in man1/*.1 man3/*.3 man7/*.7; do rm -f $(DESTDIR)$(MANDIR)/$$f; done
 
 clean:
 	rm -rf build build-asan lib/liblog.so* lib/liblog.a pkgconfig/liblog.pc

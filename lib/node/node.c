@@ -147,7 +147,10 @@ static void ifl_settle_head(struct rlog *log, int status, uint64_t offset)
 static void store_trim_done(struct rl_store_req *req, int status)
 {
     struct rlog *log = req->data;
+    uint64_t trimmed_to = req->arg2; /* the record offset this job made durable */
     free(req);
+    if (status == 0 && log->trim_unsynced_index && trimmed_to >= log->trim_unsynced_offset)
+        log->trim_unsynced_index = log->trim_unsynced_offset = 0;
     /* The store is fatal now; the backend must stop too, or raft would go
      * on voting and leading over a store that refuses every write. */
     if (status != 0 && status != RLOG_ECANCELED)
@@ -204,10 +207,13 @@ void rl_set_trim_offset(struct rlog *log, uint64_t offset)
 
 /* A retention command reached the fence: the same log position on every
  * replica. Readers stop seeing the records at once; the files follow. */
-static void apply_trim(struct rlog *log, uint64_t before)
+static void apply_trim(struct rlog *log, uint64_t index, uint64_t before)
 {
     if (before <= log->trim_offset)
         return;
+    if (!log->trim_unsynced_index)
+        log->trim_unsynced_index = index;
+    log->trim_unsynced_offset = before; /* cleared once the store has it all */
     rl_set_trim_offset(log, before);
     rl_log(log, 1, "trim: records before offset %" PRIu64 " dropped", before);
     store_trim(log);
@@ -218,7 +224,7 @@ static void entry_shown(void *arg, const struct rl_fence_entry *e)
 {
     struct rlog *log = arg;
     if (e->trim_before)
-        apply_trim(log, e->trim_before);
+        apply_trim(log, e->index, e->trim_before);
     while (log->ifl_head && log->ifl_head->index < e->index)
         ifl_settle_head(log, RLOG_ENOTLEADER, 0); /* its entry was replaced */
     if (log->ifl_head && log->ifl_head->index == e->index)
@@ -570,9 +576,15 @@ static void settle_fail_stop(struct rlog *log)
         log->cfg.on_fatal(log->cfg.on_fatal_arg, log->fatal, log->fatal_msg);
 }
 
+/* What a snapshot descriptor may record as shown: never a retention
+ * command the store has not made durable yet (see trim_unsynced_index). */
 static uint64_t hook_visible_index(void *arg)
 {
-    return ((struct rlog *)arg)->fence.visible_index;
+    struct rlog *log = arg;
+    uint64_t v = log->fence.visible_index;
+    if (log->trim_unsynced_index && v >= log->trim_unsynced_index)
+        v = log->trim_unsynced_index - 1;
+    return v;
 }
 
 static int hook_peer_address(void *arg, uint64_t id, char *buf, size_t len)

@@ -138,6 +138,11 @@ struct rlog {
      * the store drops whole entries as far as libraft's snapshot allows
      * (trim_snap: the snapshot index of the last store trim). */
     uint64_t trim_offset, trim_snap;
+    /* The first retention command shown since the store last finished a
+     * trim to the newest one's offset (its index, that offset; 0: none). Until the store has made it
+     * durable, the commit fence persisted with a snapshot descriptor stays
+     * below it, so a restart shows the command again and redoes it. */
+    uint64_t trim_unsynced_index, trim_unsynced_offset;
     struct rl_cache cache;      /* recent payloads (node/cache.h) */
     struct rl_repair repair;    /* damaged entries (node/repair.c) */
 

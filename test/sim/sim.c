@@ -86,7 +86,7 @@ static struct {
     struct collect col[SIM_MAX_NODES];
     bool load_on, faults_on;
     unsigned long acked, failed, reads, read_errors, corrupt_seen, crashes;
-    unsigned long trims_ok, sub_jumps, forged;
+    unsigned long trims_ok, sub_jumps, forged, trim_crashes;
     uint64_t trim_acked;    /* the highest acknowledged trim point */
     uint64_t trim_ms_min, trim_ms_max; /* trimmer period; 0: no trims */
     bool retry_corrupt;     /* the final collection waits out damage under repair */
@@ -591,7 +591,7 @@ static void inflight_round(void *arg)
         return;
     int l = leader_idx();
     if (l >= 0) {
-        if (sim_chance(500)) {
+        if (H.crashes == 0 || sim_chance(500)) { /* at least one kill per run */
             crash_and_restart(&W->nodes[l], 300);
         } else {
             isolate(l, true);
@@ -884,6 +884,54 @@ static const char *retention_verify(void)
     return W->resets == 0 ? "no replica had to restart its log behind a trim point" : NULL;
 }
 
+/* A node shows a retention command, and dies before its store has made
+ * the trim durable (random seeds 90000946, 90003881, 90006212: it came
+ * back with the trimmed records readable, because its snapshot descriptor
+ * had recorded the command as shown and nothing redid it). A slow disk
+ * keeps trims queued; a node caught between showing a trim and finishing
+ * it is killed. The run's retention rule (every node begins where the
+ * highest acknowledged trim says) is the check. */
+static void trim_crash_round(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    for (int i = 0; i < W->n; i++) {
+        struct sim_node *n = &W->nodes[i];
+        if (node_up(n) && n->log->trim_offset > rl_store_first_offset(n->log->store)) {
+            sim_log("n%d showed a trim to %" PRIu64 " its store has not made durable", i + 1,
+                    n->log->trim_offset);
+            H.trim_crashes++;
+            crash_and_restart(n, sim_range(200, 1500));
+            heal_disk(n);
+            break;
+        }
+    }
+    /* One node at a time gets a slow disk for a while: its trims queue
+     * behind appends while the other two keep committing. */
+    struct sim_node *slow = &W->nodes[sim_range(0, (uint64_t)W->n - 1)];
+    bool any_slow = false;
+    for (int i = 0; i < W->n; i++)
+        any_slow |= W->nodes[i].disk_ns > 150000;
+    if (!any_slow && node_up(slow) && sim_chance(200)) {
+        slow->disk_ns = sim_range(5, 40) * SIM_MS;
+        sim_at(W->now + sim_range(300, 1500) * SIM_MS, heal_disk, slow);
+    }
+    sim_at(W->now + sim_range(20, 200) * SIM_MS, trim_crash_round, NULL);
+}
+
+static void trim_crash_setup(void)
+{
+    sim_at(W->now + 1200 * SIM_MS, trim_crash_round, NULL);
+}
+
+static const char *trim_crash_verify(void)
+{
+    if (H.trims_ok == 0)
+        return "no trim was acknowledged";
+    return H.trim_crashes == 0 ? "no node died between showing a trim and making it durable" : NULL;
+}
+
 /* A leader cut off with appends still being written, then caught up by
  * segment fetch (nemesis seed 394640568: node 3, SIGSTOPped while leading,
  * came back with an uncommitted suffix on its way to disk; its fetch kept
@@ -1003,6 +1051,7 @@ static const struct scenario scenarios[] = {
     {"retention", 3, 16000, 400, retention_setup, retention_verify},
     {"paused-leader-catchup", 3, 40000, 0, paused_setup, paused_verify},
     {"member-forgery", 3, 12000, 2500, forge_setup, forge_verify},
+    {"trim-crash", 3, 12000, 300, trim_crash_setup, trim_crash_verify},
     {"repair", 3, 12000, 0, repair_setup, repair_verify},
 };
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
