@@ -339,3 +339,14 @@ nemesis: deps
 	@$(MAKE) --no-print-directory $(NEMESIS_BIN)
 	@NEMESIS_NODE=$(abspath $(BUILD)/nemesis/nemesis_node) PROXY=$(abspath $(BUILD)/nemesis/proxy) \
 	    ./test/nemesis/run.sh $(if $(DURATION),$(DURATION),600) $(SEED)
+
+# make bench-repair: the time to repair a damaged 64 MiB segment (the
+# store's write-back of a good copy); BENCH_ARGS="-d DIR -n ROUNDS".
+BENCH_REPAIR := $(BUILD)/bench/bench_repair
+$(BENCH_REPAIR): bench/bench_repair.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
+.PHONY: bench-repair
+bench-repair: deps $(BENCH_REPAIR)
+	@$(BENCH_REPAIR) $(BENCH_ARGS)

@@ -45,8 +45,9 @@
  *                                          every replica -> 'E' (value = offset)
  *   answers:
  *     'r' u64 offset, bytes                one record (the rest of the frame)
- *     'S' status fields (see put_status; the last, the failed stop's
- *         message, may be missing in answers of older nodes)
+ *     'S' status fields (see put_status; the last ones, the failed stop's
+ *         message and the repair counters, may be missing in answers of
+ *         older nodes)
  *     't' u64 offset                       tail: the first offset it streams
  *     'k' u64 offset                       tail keepalive (the log is quiet): the
  *                                          next offset it will stream
@@ -555,6 +556,10 @@ static void put_status(struct buf *b, const struct rlog_status *st)
     /* Bounds on what peers can make this node hold (hardening). */
     put_u64(b, st->fetch_serve_refused);
     put_u64(b, st->held_dropped);
+    put_u64(b, st->damaged_ranges);
+    put_u64(b, st->repaired_ranges);
+    put_u64(b, st->repaired_entries);
+    put_u64(b, st->unreadable_entries);
     end_frame(b, at);
 }
 
@@ -2552,6 +2557,12 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
         st.fetch_serve_refused = get_u64(&r);
         st.held_dropped = get_u64(&r);
     }
+    if (r.pos < r.len) { /* nor these (repair) */
+        st.damaged_ranges = get_u64(&r);
+        st.repaired_ranges = get_u64(&r);
+        st.repaired_entries = get_u64(&r);
+        st.unreadable_entries = get_u64(&r);
+    }
     if (r.bad || r.pos != r.len)
         return -1;
     if (o->json) {
@@ -2579,6 +2590,9 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
                    st.timed_out_connections, st.send_queue_overflows);
         printf(",\"fetch_serve_refused\":%" PRIu64 ",\"held_dropped\":%" PRIu64,
                st.fetch_serve_refused, st.held_dropped);
+        printf(",\"damaged_ranges\":%" PRIu64 ",\"repaired_ranges\":%" PRIu64
+               ",\"repaired_entries\":%" PRIu64 ",\"unreadable_entries\":%" PRIu64,
+               st.damaged_ranges, st.repaired_ranges, st.repaired_entries, st.unreadable_entries);
         fputs(",\"peers\":[", stdout);
         for (unsigned i = 0; i < st.n_peers; i++) {
             printf("%s{\"id\":%" PRIu64 ",\"address\":", i ? "," : "", st.peers[i].id);
@@ -2616,6 +2630,9 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
                    st.timed_out_connections, st.send_queue_overflows);
         printf("fetch_serve_refused %" PRIu64 "\nheld_dropped %" PRIu64 "\n",
                st.fetch_serve_refused, st.held_dropped);
+        printf("damaged_ranges %" PRIu64 "\nrepaired_ranges %" PRIu64 "\nrepaired_entries %" PRIu64
+               "\nunreadable_entries %" PRIu64 "\n", st.damaged_ranges, st.repaired_ranges,
+               st.repaired_entries, st.unreadable_entries);
         for (unsigned i = 0; i < st.n_peers; i++)
             printf("peer %" PRIu64 " %s %s %" PRIu64 "\n", st.peers[i].id, st.peers[i].address,
                    st.peers[i].voter ? "voter" : "nonvoter", st.peers[i].match_index);

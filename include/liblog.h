@@ -390,6 +390,14 @@ struct rlog_status {
      * held RequestVote/TimeoutNow messages dropped at held_max, since open. */
     uint64_t fetch_serve_refused;
     uint64_t held_dropped;
+    /* -- Repair of damaged entries (one block; since open) --
+     * A committed entry whose copy here fails its checksum is unreadable
+     * (reads of its records fail with RLOG_ECORRUPT, it is never sent to a
+     * peer) until it is fetched from a peer whose copy verifies and
+     * written back. damaged_ranges: ranges found damaged; repaired_ranges /
+     * repaired_entries: written back from a peer; unreadable_entries:
+     * damaged now, still awaiting repair (0 when the log is whole). */
+    uint64_t damaged_ranges, repaired_ranges, repaired_entries, unreadable_entries;
 };
 
 /* ---- Membership (on the leader; elsewhere RLOG_ENOTLEADER) ---------------

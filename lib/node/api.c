@@ -277,6 +277,7 @@ static void free_log(rlog *log)
     free(log->cluster_name);
     rl_fence_free(&log->fence);
     rl_cache_free(&log->cache);
+    rl_repair_free(&log->repair);
     pthread_mutex_destroy(&log->mu);
     pthread_cond_destroy(&log->open_cv);
     pthread_cond_destroy(&log->visible_cv);

@@ -512,6 +512,7 @@ static void hook_after_event(void *arg)
     fence_update(log);
     if (log->trim_offset && rl_io_snapshot_index(&log->io) != log->trim_snap)
         store_trim(log); /* a newer snapshot lets the store drop more */
+    rl_repair_poll(log);
     pump(log);
 }
 
@@ -853,6 +854,7 @@ static void do_status(struct rlog *log, struct rl_op *op)
                 p->match_index = log->raft.leader_state.progress[i].match_index;
         }
     }
+    rl_repair_status(log, st);
     op->status = 0;
     rl_op_finish(log, op);
 }
@@ -1175,6 +1177,55 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     return 0;
 }
 
+/* The record offset after entry `index`, also where that entry is damaged
+ * (repair.c): from the damaged range's bounds or the next entry. */
+static int end_offset_of(struct rl_store *store, uint64_t index, uint64_t *offset)
+{
+    struct rl_store_entry en;
+    int rv = rl_store_read(store, index, &en);
+    if (rv == 0) {
+        *offset = en.offset + en.records;
+        free((void *)en.buf);
+        return 0;
+    }
+    if (rv != RLOG_ECORRUPT)
+        return rv;
+    struct rl_store_damage d[16];
+    size_t n = rl_store_damaged(store, d, 16);
+    for (size_t i = 0; i < n && i < 16; i++)
+        if (d[i].last_index == index) {
+            *offset = d[i].end_offset;
+            return 0;
+        }
+    if (index < rl_store_last_index(store) && rl_store_read(store, index + 1, &en) == 0) {
+        *offset = en.offset;
+        free((void *)en.buf);
+        return 0;
+    }
+    return RLOG_ECORRUPT; /* errmsg names the damage */
+}
+
+/* The fence's view of damaged entry `index` (awaiting repair): its records
+ * from the damaged range's bounds (all on its first entry), its term the
+ * one before it (never more than the real one, so the fence can only be
+ * slower to move past it). Retention commands in it are not seen. */
+static int damaged_fence_entry(struct rl_store *store, uint64_t index, uint64_t prev_term,
+                               struct rl_fence_entry *fe)
+{
+    struct rl_store_damage d[16];
+    size_t n = rl_store_damaged(store, d, 16);
+    for (size_t i = 0; i < n && i < 16; i++)
+        if (index >= d[i].first_index && index <= d[i].last_index) {
+            bool head = index == d[i].first_index;
+            *fe = (struct rl_fence_entry){
+                .index = index, .term = prev_term,
+                .offset = head ? d[i].first_offset : d[i].end_offset,
+                .records = head ? (uint32_t)(d[i].end_offset - d[i].first_offset) : 0};
+            return 0;
+        }
+    return RLOG_ECORRUPT;
+}
+
 /* Fence position and the entries after it, from the store. */
 static int load_tail(struct rlog *log, char *err, size_t errlen)
 {
@@ -1191,25 +1242,30 @@ static int load_tail(struct rlog *log, char *err, size_t errlen)
     if (visible > last)
         visible = last;
     uint64_t visible_offset = rl_store_first_offset(log->store);
-    if (visible >= first) {
-        struct rl_store_entry en;
-        if ((rv = rl_store_read(log->store, visible, &en)) != 0) {
-            snprintf(err, errlen, "%s", rl_store_errmsg(log->store));
-            return rv;
-        }
-        visible_offset = en.offset + en.records;
-        free((void *)en.buf);
+    if (visible >= first && (rv = end_offset_of(log->store, visible, &visible_offset)) != 0) {
+        snprintf(err, errlen, "%s", rl_store_errmsg(log->store));
+        return rv;
     }
     rl_fence_init(&log->fence, visible, visible_offset);
     rl_set_trim_offset(log, rl_store_first_offset(log->store));
+    uint64_t prev_term = 0;
     for (uint64_t i = (visible + 1 > first ? visible + 1 : first); i <= last; i++) {
         struct rl_store_entry en;
-        if ((rv = rl_store_read(log->store, i, &en)) != 0) {
+        struct rl_fence_entry fe;
+        if ((rv = rl_store_read(log->store, i, &en)) == RLOG_ECORRUPT &&
+            damaged_fence_entry(log->store, i, prev_term, &fe) == 0) {
+            prev_term = fe.term;
+            if ((rv = rl_fence_push(&log->fence, &fe)) != 0)
+                return rv;
+            continue;
+        }
+        if (rv != 0) {
             snprintf(err, errlen, "%s", rl_store_errmsg(log->store));
             return rv;
         }
-        struct rl_fence_entry fe = {en.index, en.term, en.offset, en.records,
-                                    trim_of(en.buf, en.len, en.records)};
+        fe = (struct rl_fence_entry){en.index, en.term, en.offset, en.records,
+                                     trim_of(en.buf, en.len, en.records)};
+        prev_term = en.term;
         free((void *)en.buf);
         if ((rv = rl_fence_push(&log->fence, &fe)) != 0)
             return rv;
@@ -1306,7 +1362,7 @@ static int start(struct rlog *log)
                   .is_leader = hook_is_leader,
                   .leader_id = hook_leader_id,
                   .peer_address = hook_peer_address, .on_commit = hook_on_commit,
-                  .log = hook_log},
+                  .log = hook_log, .on_repair_answer = rl_repair_answer},
     };
     if (!log->cfg.tls_ca_file || !log->cfg.tls_ca_file[0])
         icfg.net.tls_ca_file = icfg.net.tls_cert_file = icfg.net.tls_key_file = NULL;

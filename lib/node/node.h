@@ -77,6 +77,20 @@ struct rl_inflight {
     struct rl_inflight *next;
 };
 
+/* The repair of damaged entries under way (node/repair.c). Loop thread. */
+struct rl_repair {
+    uint64_t first, last;             /* the damaged range */
+    uint64_t first_offset, end_offset;
+    uint64_t prev_term, next_term;    /* of the good entries around it; 0 unknown */
+    uint64_t source;                  /* the member asked */
+    unsigned turn, tried;             /* next member to ask; members tried */
+    bool asking, writing;
+    uint64_t asked_ms, started_ms, polled_ms, retry_at, noticed_ms;
+    struct rl_store_entry *entries;   /* the verified copies received so far */
+    unsigned n, cap;
+    struct rl_store_req req;
+};
+
 struct rlog {
     /* Immutable after open. */
     struct rlog_config cfg;
@@ -136,6 +150,7 @@ struct rlog {
      * below it, so a restart shows the command again and redoes it. */
     uint64_t trim_unsynced_index, trim_unsynced_offset;
     struct rl_cache cache;      /* recent payloads (node/cache.h) */
+    struct rl_repair repair;    /* damaged entries (node/repair.c) */
 
     struct rl_batch_builder bb;
     struct rl_op *pend_head, *pend_tail;   /* not yet in a batch */
@@ -198,5 +213,13 @@ int rl_iter_wait_stop(rlog_iter *it, int timeout_ms, const bool *stop);
 void rl_subs_end_all(struct rlog *log);
 void rl_log(struct rlog *log, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* repair.c: looks for damage to repair and drives the repair under way
+ * (after each raft event; rate-limited); routes the fetch answers it asked
+ * for (the io hook on_repair_answer); fills the status counters; frees
+ * what it holds (after the store closed). */
+void rl_repair_poll(struct rlog *log);
+bool rl_repair_answer(void *arg, uint64_t from, const struct raft_append_entries *ae);
+void rl_repair_status(struct rlog *log, struct rlog_status *st);
+void rl_repair_free(struct rl_repair *r);
 
 #endif

@@ -28,6 +28,15 @@
  * open finish it), then the store's reset; fetching goes on from I. The
  * peer keeps one fully trimmed entry before its first readable record
  * (node.c, store_trim), so I - 1 is always one whose term it knows.
+ *
+ * Serving reads every entry through the store, which verifies its checksum
+ * and refuses a range recorded as damaged: a chunk ends before the first
+ * entry this node cannot vouch for, so a damaged copy is never sent (and
+ * the frame's checksum is computed over verified bytes only).
+ *
+ * Repair (node/repair.c) uses the same request and answer for a damaged
+ * range of this node's own log: rl_io_repair_ask below, and answers it
+ * asked for go to hooks.on_repair_answer instead of the catch-up.
  */
 #include "raftio/internal.h"
 
@@ -71,6 +80,7 @@ struct serve {
 
 static void fetch_send(struct fetch *f);
 static void fetch_reset(struct fetch *f, const struct raft_append_entries *ae);
+static bool try_another_source(struct fetch *f);
 
 static void fetch_free_if_done(struct fetch *f)
 {
@@ -209,6 +219,10 @@ static void fetch_chunk(struct io *io, const struct raft_append_entries *ae)
     }
     if (!f || f->busy || f->stopping || ae->prev_log_index + 1 != f->next)
         return; /* stale or duplicate answer */
+    /* Its copy is damaged (and under repair there): another member may
+     * serve it now. */
+    if (ae->term == (uint64_t)-(int64_t)RLOG_ECORRUPT && try_another_source(f))
+        return;
     if (ae->term != 0 || ae->n_entries == 0) {
         rl_io__log(io, 1, "catch-up: %" PRIu64 " cannot serve entry %" PRIu64 " (%s); retrying",
                    io->snap_source_id, f->next,
@@ -492,7 +506,7 @@ static void serve_refused(struct io *io, uint64_t peer, const char *why)
  * (at least one entry, if `room` allows it) and within a frame this node
  * would accept itself. Returns false if a bound left out even the first. */
 static bool serve_read(struct io *io, struct serve *sv, uint64_t from, uint64_t to,
-                       uint64_t budget, uint64_t room)
+                       uint64_t budget, uint64_t room, bool *damaged_first)
 {
     size_t cap = (size_t)(to - from + 1 < 4096 ? to - from + 1 : 4096);
     sv->reads = calloc(cap, sizeof *sv->reads);
@@ -502,9 +516,14 @@ static bool serve_read(struct io *io, struct serve *sv, uint64_t from, uint64_t 
     uint64_t body = 5 * 8;
     for (uint64_t i = from; sv->reads && sv->entries && i <= to && sv->n < cap; i++) {
         struct rl_store_entry *e = &sv->reads[sv->n];
-        if (rl_store_read(io->store, i, e) != 0) {
+        int rv = rl_store_read(io->store, i, e);
+        if (rv != 0) {
             rl_io__log(io, 3, "catch-up: serving entry %" PRIu64 ": %s", i,
                        rl_store_errmsg(io->store));
+            /* A damaged copy is never sent (checksums on the wire cover
+             * verified bytes only); with nothing before it, the answer says
+             * so and the asker goes to another member. */
+            *damaged_first = rv == RLOG_ECORRUPT && sv->n == 0;
             break;
         }
         uint64_t grown = body + 3 * 8 + ((e->len + 7u) & ~7u);
@@ -559,12 +578,15 @@ static void fetch_serve(struct io *io, const struct raft_message *req, const cha
             m.append_entries.leader_commit = offset;
         }
     } else if (from <= to) {
+        bool damaged_first = false;
         if (!serve_read(io, sv, from, to, budget,
-                        hd->bounds.fetch_serve_bytes - hd->serving_bytes)) {
+                        hd->bounds.fetch_serve_bytes - hd->serving_bytes, &damaged_first)) {
             serve_done(sv, 0);
             serve_refused(io, peer, "its first entry does not fit in fetch_serve_bytes or a frame");
             return;
         }
+        if (damaged_first) /* the asker tries another member */
+            m.append_entries.term = (uint64_t)-(int64_t)RLOG_ECORRUPT;
         m.append_entries.entries = sv->n ? sv->entries : NULL;
         m.append_entries.n_entries = sv->n;
     }
@@ -584,8 +606,32 @@ void rl_io__fetch_recv(struct io *io, const struct raft_message *msg, const char
         return;
     if (msg->type == RL_WIRE_FETCH_REQUEST)
         fetch_serve(io, msg, address);
-    else
+    else if (!io->hooks.on_repair_answer ||
+             !io->hooks.on_repair_answer(io->hooks.arg, msg->server_id, &msg->append_entries))
         fetch_chunk(io, &msg->append_entries);
+}
+
+int rl_io_repair_ask(struct raft_io *rio, uint64_t peer, uint64_t from, uint64_t to)
+{
+    struct io *io = rio->impl;
+    if (io->closing || io->fatal)
+        return RLOG_ECLOSED;
+    if (io->fetch || io->rewind.asked)
+        return RLOG_EBUSY;
+    char addr[sizeof io->snap_source_addr];
+    if (!io->hooks.peer_address || io->hooks.peer_address(io->hooks.arg, peer, addr, sizeof addr))
+        return RLOG_EINVAL;
+    /* The transport takes fetch answers only from the source chosen last
+     * (transport.c, refusal); no catch-up is using it now, and the next
+     * InstallSnapshot chooses its own. */
+    io->snap_source_id = peer;
+    snprintf(io->snap_source_addr, sizeof io->snap_source_addr, "%s", addr);
+    struct raft_message m = {.type = RL_WIRE_FETCH_REQUEST, .server_id = peer,
+                             .server_address = io->snap_source_addr};
+    m.timeout_now.term = from;
+    m.timeout_now.last_log_index = to;
+    m.timeout_now.last_log_term = FETCH_CHUNK;
+    return rl_io__send_msg(io, &m, NULL, NULL, rl_io__fetch_sent, NULL) == 0 ? 0 : RLOG_EIO;
 }
 
 int rl_io__fetch_start(struct io *io, struct raft_io_snapshot_put *req,

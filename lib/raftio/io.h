@@ -55,6 +55,9 @@ struct rl_io_hooks {
     bool (*is_leader)(void *arg);
     /* One log line, level 0 debug .. 3 error. */
     void (*log)(void *arg, int level, const char *line);
+    /* A fetch answer from `from` (its entries valid during the call): true
+     * if the repair of damaged entries (node/repair.c) asked for it. */
+    bool (*on_repair_answer)(void *arg, uint64_t from, const struct raft_append_entries *ae);
 };
 
 /* The frame cap is batch_max_bytes plus this: room for a segment fetch
@@ -104,6 +107,13 @@ void rl_io_send_commit(struct raft_io *io, const struct raft_configuration *conf
                        uint64_t term, uint64_t index, uint64_t entry_term);
 /* While catching up by segment fetch: the next index wanted and the target. */
 bool rl_io_catchup(struct raft_io *io, uint64_t *next, uint64_t *target);
+/* Asks member `peer` for entries from..to of its log (the catch-up fetch
+ * protocol), for the repair of a damaged range; the answer comes through
+ * hooks.on_repair_answer. RLOG_EBUSY while a catch-up or a rewind is
+ * fetching (the transport takes fetch answers from one source at a time),
+ * RLOG_EINVAL if peer is not a member. */
+int rl_io_repair_ask(struct raft_io *io, uint64_t peer, uint64_t from, uint64_t to);
+
 /* Index of the durable snapshot descriptor (0: none). Entries after it
  * are what a restart hands back to libraft, so the store may drop entries
  * up to it, never beyond. */

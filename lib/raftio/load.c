@@ -31,9 +31,19 @@ static int load_entries(struct io *io, uint64_t from, uint64_t to, uint64_t need
     for (uint64_t i = to; rv == 0 && i >= from && i > 0; i--) {
         struct rl_store_entry e;
         int r = rl_store_read(io->store, i, &e);
+        if (r == RLOG_ECORRUPT && i < needed) {
+            /* Damaged (and recorded for repair): the trailing entries are
+             * optional, libraft's memory starts after it. */
+            rl_io__log(io, 2, "load: %.200s; libraft's window starts at entry %" PRIu64,
+                       rl_store_errmsg(io->store), i + 1);
+            break;
+        }
         if (r != 0) {
-            snprintf(io->rio->errmsg, sizeof io->rio->errmsg, "load entry %" PRIu64 ": %.200s",
-                     i, rl_store_errmsg(io->store));
+            /* Entries after the snapshot cannot be left out of libraft's
+             * log, and a damaged one cannot be handed to it. */
+            snprintf(io->rio->errmsg, sizeof io->rio->errmsg, "load entry %" PRIu64 ": %.120s%s",
+                     i, rl_store_errmsg(io->store),
+                     r == RLOG_ECORRUPT ? " (after the snapshot: libraft needs it)" : "");
             rv = RAFT_CORRUPT;
             break;
         }

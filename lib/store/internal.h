@@ -10,7 +10,7 @@
 #include "store/format.h"
 #include "store/store.h"
 
-enum { RL_REQ_APPEND = 1, RL_REQ_TRUNCATE, RL_REQ_TRIM, RL_REQ_RESET };
+enum { RL_REQ_APPEND = 1, RL_REQ_TRUNCATE, RL_REQ_TRIM, RL_REQ_RESET, RL_REQ_REPAIR };
 
 struct rl_segment {
     uint64_t seq;
@@ -42,6 +42,19 @@ struct rl_segment {
 #define RL_DIR_MODE_KEPT 0x20000u
 
 struct rl_batch;
+
+/* A damaged range of durable entries (store.h, "Damage"): bytes [pos,
+ * end_pos) of segment seq should hold entries first_index..last_index,
+ * records [first_offset, end_offset). Every field comes from the good
+ * frames around the damage (or the segment's neighbours), never from the
+ * damaged bytes. end_pos 0: the damage runs to the end of the segment's
+ * frames. gen: the generation repaired frames get (between their
+ * neighbours', so a rescan accepts them). */
+struct rl_damage {
+    uint64_t seq, first_index, last_index, first_offset, end_offset, pos, end_pos;
+    uint32_t gen;
+    bool repairing; /* a write-back of it is queued or running */
+};
 
 struct rl_store {
     uv_loop_t *loop;
@@ -94,6 +107,11 @@ struct rl_store {
     unsigned char *stage;
     size_t stage_cap;
 
+    /* Damaged ranges, unreadable until repaired (segment.c finds them,
+     * repair.c writes them back). */
+    struct rl_damage *damage;
+    size_t ndamage, damagecap;
+
     char errmsg[256];
     char note[512];
     struct rl_store_stats stats;
@@ -125,9 +143,11 @@ void rl_segment_free(struct rl_segment *seg);
 int rl_segment_add_sample(struct rl_segment *seg, uint64_t index,
                           uint64_t offset, uint64_t pos, uint32_t interval);
 /* Scans a segment's frames from its header, verifying every checksum.
- * is_last: the tail may be torn (cut it and note it) rather than corrupt. */
+ * is_last: the tail may be torn (cut it and note it) rather than corrupt.
+ * Damage is recorded and skipped (rl_segment_damage), or with strict
+ * fails the scan with RLOG_ECORRUPT. */
 int rl_segment_scan(struct rl_store *s, struct rl_segment *seg, bool is_last,
-                    uint64_t expect_last);
+                    uint64_t expect_last, bool strict);
 int rl_segment_load_index(struct rl_store *s, struct rl_segment *seg,
                           uint64_t expect_last);
 int rl_segment_write_index(struct rl_store *s, const struct rl_segment *seg);
@@ -140,6 +160,48 @@ void rl_segment_direct_close(struct rl_segment *seg);
 int rl_segment_find(struct rl_store *s, struct rl_segment *seg, uint64_t key,
                     bool by_offset, struct rl_store_entry *out, uint64_t *pos,
                     bool want_payload);
+
+/* Damage found at byte pos of seg, where entry `index` holding record
+ * `offset` must begin (both known from the good frames before it). Finds
+ * the next frame that verifies, records the range in between as damaged
+ * (rl_store_damaged lists it) and returns 0 with *resume set to that frame
+ * (index 0 if the damage runs to the segment's end); or a negative errno.
+ * last_index/end_offset: where the segment's entries are known to end
+ * (0: unknown, the last segment). */
+int rl_segment_damage(struct rl_store *s, struct rl_segment *seg, uint64_t pos, uint64_t index,
+                      uint64_t offset, uint32_t min_gen, uint64_t last_index,
+                      uint64_t end_offset, struct rl_frame *resume, uint64_t *resume_pos);
+/* The damaged range holding entry index / record offset, or NULL. */
+const struct rl_damage *rl_store_damage_at(const struct rl_store *s, uint64_t key,
+                                           bool by_offset);
+/* Forgets damage no longer in the log (trimmed, truncated, reset). */
+void rl_store_prune_damage(struct rl_store *s);
+
+/* rebuild.c: the write-back of a repaired segment (a job of the writer).
+ * rl_repair_prepare, on the loop thread, copies what the job needs of seg
+ * into *rb: its bounds, and the index samples outside the damage (a read
+ * meeting other damage meanwhile may add samples to seg); RLOG_ENOMEM or 0.
+ * rl_repair_rebuild, on a worker thread, rebuilds the segment (read
+ * through old_fd) into a temporary file with d's range replaced by
+ * entries, fdatasyncs it, reads the new frames back, renames it over the
+ * segment, fsyncs the directory and rewrites its index; rb->fresh then
+ * describes the new file (its fd open). 0 or an RLOG_E* with errmsg set;
+ * touches no shared state. rl_repair_install, on the loop thread after a
+ * successful rebuild, makes seg the new file and forgets the damage;
+ * rl_repair_release frees what rb still holds. */
+struct rl_rebuild {
+    struct rl_segment *fresh;
+    struct rl_sample *after; /* samples past the damage, kept in place */
+    size_t nafter;
+};
+int rl_repair_prepare(const struct rl_segment *seg, const struct rl_damage *d,
+                      struct rl_rebuild *rb);
+int rl_repair_rebuild(struct rl_store *s, struct rl_rebuild *rb, int old_fd,
+                      const struct rl_damage *d, const struct rl_store_entry *entries,
+                      unsigned n, char *errmsg, size_t errlen);
+void rl_repair_install(struct rl_store *s, struct rl_segment *seg, struct rl_rebuild *rb,
+                       const struct rl_damage *d);
+void rl_repair_release(struct rl_rebuild *rb);
 
 /* writer.c: group commit */
 void rl_writer_kick(struct rl_store *s);

@@ -16,6 +16,14 @@
  * Otherwise the failed bytes are the unsynced tail and are cut away.
  * (Limit: a bit flip inside the very last write of a run cannot be told from
  * a torn write; it is cut and reported in the recovery note.)
+ *
+ * Damage (a durable frame that fails, in a sealed segment or proven durable
+ * in the last one) does not stop the scan: rl_segment_damage looks for the
+ * next frame that verifies, the entries in between are recorded as damaged
+ * (unreadable until repaired) and the scan goes on from that frame. A read
+ * that meets damage records it the same way. A damaged header's own fields
+ * (index, offset, length) are never used: the range comes from the good
+ * frames on either side.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -191,12 +199,152 @@ static int proves_durable(const struct rl_store *s, const struct rl_segment *seg
     return 0;
 }
 
+/* Keeps the samples sorted by position; a sample already there stays. */
+static int insert_sample(struct rl_segment *seg, uint64_t index, uint64_t offset, uint64_t pos)
+{
+    size_t at = seg->nsamples;
+    while (at > 0 && seg->samples[at - 1].pos >= pos) {
+        if (seg->samples[at - 1].pos == pos)
+            return 0;
+        at--;
+    }
+    struct rl_sample *p = rl_grow(seg->samples, &seg->cap, seg->nsamples, sizeof *p, 16);
+    if (!p)
+        return RLOG_ENOMEM;
+    seg->samples = p;
+    memmove(p + at + 1, p + at, (seg->nsamples - at) * sizeof *p);
+    p[at] = (struct rl_sample){index, offset, pos};
+    seg->nsamples++;
+    return 0;
+}
+
+static int add_damage(struct rl_store *s, const struct rl_damage *d)
+{
+    size_t at = s->ndamage;
+    for (size_t i = 0; i < s->ndamage; i++) {
+        if (s->damage[i].first_index == d->first_index)
+            return 0; /* known already */
+        if (s->damage[i].first_index > d->first_index && at == s->ndamage)
+            at = i;
+    }
+    struct rl_damage *p = rl_grow(s->damage, &s->damagecap, s->ndamage, sizeof *p, 4);
+    if (!p)
+        return RLOG_ENOMEM;
+    s->damage = p;
+    memmove(p + at + 1, p + at, (s->ndamage - at) * sizeof *p);
+    p[at] = *d;
+    s->ndamage++;
+    s->stats.damaged_ranges++;
+    return 0;
+}
+
+int rl_segment_damage(struct rl_store *s, struct rl_segment *seg, uint64_t pos, uint64_t index,
+                      uint64_t offset, uint32_t min_gen, uint64_t last_index,
+                      uint64_t end_offset, struct rl_frame *resume, uint64_t *resume_pos)
+{
+    struct reader r = {.fd = seg->fd, .chunk = SCAN_CHUNK};
+    memset(resume, 0, sizeof *resume);
+    *resume_pos = 0;
+    int rv = 0;
+    for (uint64_t q = pos + 8; q + RL_FRAME_HDR <= seg->size; q += 8) {
+        const unsigned char *h;
+        int st = reader_at(&r, q, RL_FRAME_HDR, &h);
+        if (st != 0) {
+            rv = st < 0 ? st : 0;
+            break;
+        }
+        uint64_t fi = rl_get64(h + 8), fo = rl_get64(h + 24);
+        uint32_t gen = rl_get32(h + 48);
+        /* cheap filters first: most positions are not frames */
+        if (fi <= index || (last_index && fi > last_index) ||
+            (!last_index && fi - index > (1u << 30)) || fo < offset ||
+            (end_offset && fo > end_offset) || gen < min_gen || is_stale(s, seg, q, gen))
+            continue;
+        struct rl_frame f;
+        const unsigned char *payload;
+        st = frame_at(s, seg, &r, q, 0, 0, min_gen, &f, &payload);
+        if (st < 0) {
+            rv = st;
+            break;
+        }
+        if (st == 0) {
+            *resume = f;
+            *resume_pos = q;
+            break;
+        }
+    }
+    free(r.buf);
+    if (rv < 0)
+        return rv;
+    struct rl_damage d = {.seq = seg->seq, .first_index = index, .first_offset = offset,
+                          .pos = pos};
+    if (resume->index) {
+        d.last_index = resume->index - 1;
+        d.end_offset = resume->offset;
+        d.end_pos = *resume_pos;
+        d.gen = resume->gen;
+        if ((rv = insert_sample(seg, resume->index, resume->offset, *resume_pos)) != 0)
+            return -ENOMEM;
+    } else {
+        d.last_index = last_index;
+        d.end_offset = end_offset;
+        /* Nothing follows in this segment: any generation at least as new
+         * as the frames before it will do. */
+        pthread_mutex_lock(&s->meta_mu);
+        d.gen = s->meta.gen > min_gen ? s->meta.gen : min_gen;
+        pthread_mutex_unlock(&s->meta_mu);
+    }
+    return add_damage(s, &d) ? -ENOMEM : 0;
+}
+
+/* Record offset the segment after seg starts at (0 if none is known). */
+static uint64_t next_first_offset(const struct rl_store *s, const struct rl_segment *seg)
+{
+    for (size_t i = 0; i < s->nsegs; i++)
+        if (s->segs[i]->seq == seg->seq + 1)
+            return s->segs[i]->first_offset;
+    return 0;
+}
+
 /* How far past a zeroed frame header recovery looks for proof that the
  * entries after it were durable (a lost sector), rather than the end. */
 #define ZERO_LOOKAHEAD (1u << 20)
 
+/* Records damage met by a scan at pos and moves the scan past it: 0 with
+ * the position, index and offset at the next good frame (*to_end if the damage runs to
+ * the end of a sealed segment), or an RLOG_E* code. */
+static int scan_past_damage(struct rl_store *s, struct rl_segment *seg, const char *name,
+                            bool is_last, uint64_t expect_last, uint32_t min_gen,
+                            uint64_t *pos, uint64_t *index, uint64_t *offset, bool *to_end)
+{
+    struct rl_frame rf;
+    uint64_t rp, end_off = is_last ? 0 : next_first_offset(s, seg);
+    int st = rl_segment_damage(s, seg, *pos, *index, *offset, min_gen, is_last ? 0 : expect_last,
+                               end_off, &rf, &rp);
+    if (st < 0)
+        return rl_store_fail(s, rl_errno_to_rlog(st), "%s/%s: %s", s->dir, name, strerror(-st));
+    *to_end = rf.index == 0;
+    if (*to_end && (is_last || !end_off))
+        return rl_store_fail(s, RLOG_ECORRUPT,
+                             "%s/%s: entry %" PRIu64 " at byte %" PRIu64
+                             " is damaged and no later entry can be found",
+                             s->dir, name, *index, *pos);
+    rl_store_add_note(s, "%s: entries %" PRIu64 "..%" PRIu64 " at byte %" PRIu64
+                      " are damaged; unreadable until repaired from a peer",
+                      name, *index, *to_end ? expect_last : rf.index - 1, *pos);
+    if (!*to_end) {
+        *pos = rp;
+        *index = rf.index;
+        *offset = rf.offset;
+    } else {
+        seg->last_index = expect_last;
+        seg->next_offset = end_off;
+    }
+    return 0;
+}
+
 int rl_segment_scan(struct rl_store *s, struct rl_segment *seg, bool is_last,
-                    uint64_t expect_last)
+                    uint64_t expect_last, bool strict)
 {
     char name[64];
     seg_name(seg, name, sizeof name);
@@ -204,6 +352,7 @@ int rl_segment_scan(struct rl_store *s, struct rl_segment *seg, bool is_last,
     uint64_t pos = RL_SEG_HDR, index = seg->first_index, offset = seg->first_offset;
     uint32_t prev_gen = seg->gen;
     int rv = 0;
+    bool to_end = false;
 
     seg->nsamples = 0;
     seg->last_index = seg->first_index - 1;
@@ -211,7 +360,7 @@ int rl_segment_scan(struct rl_store *s, struct rl_segment *seg, bool is_last,
     seg->end_pos = RL_SEG_HDR;
     seg->last_pos = 0;
     seg->tail_valid = false; /* end_pos moves: the writer reloads its tail */
-    while (is_last || index <= expect_last) {
+    while (!to_end && (is_last || index <= expect_last)) {
         const unsigned char *h, *payload;
         struct rl_frame f;
         int st = reader_at(&r, pos, RL_FRAME_HDR, &h);
@@ -222,45 +371,41 @@ int rl_segment_scan(struct rl_store *s, struct rl_segment *seg, bool is_last,
         }
         if (st == 1 || (is_last && is_stale(s, seg, pos, rl_get32(h + 48))))
             break;
-        if (rl_all_zero(h, RL_FRAME_HDR)) {
-            bool durable = false;
-            if (is_last && (st = proves_durable(s, seg, &r, pos, pos + ZERO_LOOKAHEAD, index,
-                                                prev_gen, &durable)) < 0) {
-                rv = rl_store_fail(s, RLOG_EIO, "%s/%s: %s", s->dir, name, strerror(-st));
-                goto out;
-            }
-            if (durable) {
-                rv = rl_store_fail(s, RLOG_ECORRUPT,
-                                   "%s/%s: entry %" PRIu64 " at byte %" PRIu64
-                                   " is missing (zeroed) but later entries exist",
-                                   s->dir, name, index, pos);
-                goto out;
-            }
-            break; /* the end of the log */
-        }
-        st = frame_at(s, seg, &r, pos, index, offset, prev_gen, &f, &payload);
+        bool zero = rl_all_zero(h, RL_FRAME_HDR);
+        st = zero ? 1 : frame_at(s, seg, &r, pos, index, offset, prev_gen, &f, &payload);
         if (st < 0) {
             rv = rl_store_fail(s, RLOG_EIO, "%s/%s: read at byte %" PRIu64 ": %s", s->dir, name,
                                pos, strerror(-st));
             goto out;
         }
         if (st == 1) {
+            /* In a sealed segment every frame up to expect_last was
+             * durable; in the last one, only a later write proves it. */
             bool durable = !is_last;
-            if (is_last && (st = proves_durable(s, seg, &r, pos, seg->size, index, prev_gen,
-                                                &durable)) < 0) {
+            if (is_last && (st = proves_durable(s, seg, &r, pos,
+                                                zero ? pos + ZERO_LOOKAHEAD : seg->size, index,
+                                                prev_gen, &durable)) < 0) {
                 rv = rl_store_fail(s, RLOG_EIO, "%s/%s: %s", s->dir, name, strerror(-st));
                 goto out;
             }
-            if (durable) {
+            if (durable && strict) {
                 rv = rl_store_fail(s, RLOG_ECORRUPT,
-                                   "%s/%s: entry %" PRIu64 " at byte %" PRIu64
-                                   " is damaged (checksum or header mismatch)",
-                                   s->dir, name, index, pos);
+                                   "%s/%s: entry %" PRIu64 " at byte %" PRIu64 " is %s", s->dir,
+                                   name, index, pos,
+                                   zero ? "missing (zeroed) but later entries exist"
+                                        : "damaged (checksum or header mismatch)");
                 goto out;
             }
-            rl_store_add_note(s, "%s: torn write at byte %" PRIu64 " cut; log ends at entry %" PRIu64,
-                              name, pos, index - 1);
-            break;
+            if (durable) {
+                if ((rv = scan_past_damage(s, seg, name, is_last, expect_last, prev_gen, &pos,
+                                           &index, &offset, &to_end)) != 0)
+                    goto out;
+                continue;
+            }
+            if (!zero)
+                rl_store_add_note(s, "%s: torn write at byte %" PRIu64
+                                  " cut; log ends at entry %" PRIu64, name, pos, index - 1);
+            break; /* the end of the log */
         }
         if ((rv = rl_segment_add_sample(seg, index, offset, pos, s->index_interval)) != 0)
             goto out;
@@ -402,38 +547,56 @@ int rl_segment_find(struct rl_store *s, struct rl_segment *seg, uint64_t key, bo
     uint64_t pos = sm->pos, index = sm->index, offset = sm->offset;
     struct reader r = {.fd = seg->fd, .chunk = s->index_interval + 4096};
     int rv = RLOG_ENOTFOUND;
+    uint32_t min_gen = seg->gen;
+    /* Every frame on the way is verified too: a damaged length would
+     * otherwise send the walk into the middle of a payload. */
     while (index <= seg->last_index) {
-        const unsigned char *h, *payload;
+        const unsigned char *h, *payload = NULL;
         struct rl_frame f;
         int st = reader_at(&r, pos, RL_FRAME_HDR, &h);
+        if (st == 0) {
+            rl_frame_decode(h, &f);
+            if (f.index != index || f.offset != offset || f.gen < min_gen ||
+                pos + RL_FRAME_HDR + rl_pad8(f.length) > seg->size)
+                st = 1;
+        }
+        unsigned char hdr[RL_FRAME_HDR];
+        if (st == 0) {
+            memcpy(hdr, h, sizeof hdr);
+            st = reader_at(&r, pos + RL_FRAME_HDR, f.length, &payload);
+            if (st == 0 && !rl_frame_verify(hdr, payload, f.length))
+                st = 1;
+        }
         if (st < 0) {
             rv = rl_store_fail(s, RLOG_EIO, "%s/%s: read at byte %" PRIu64 ": %s", s->dir, name,
                                pos, strerror(-st));
             break;
         }
-        if (st == 0)
-            rl_frame_decode(h, &f);
-        if (st == 1 || f.index != index || f.offset != offset) {
-            rv = rl_store_fail(s, RLOG_ECORRUPT,
-                               "%s/%s: byte %" PRIu64 " does not hold entry %" PRIu64 " as expected",
-                               s->dir, name, pos, index);
+        if (st == 1) {
+            struct rl_frame rf;
+            uint64_t rp;
+            int dv = rl_segment_damage(s, seg, pos, index, offset, min_gen, seg->last_index,
+                                       seg->next_offset, &rf, &rp);
+            const struct rl_damage *d = rl_store_damage_at(s, index, false);
+            if (dv < 0 || !d)
+                rv = rl_store_fail(s, RLOG_ECORRUPT,
+                                   "%s/%s: entry %" PRIu64 " at byte %" PRIu64
+                                   " fails its checksum", s->dir, name, index, pos);
+            else
+                rv = rl_store_fail(s, RLOG_ECORRUPT,
+                                   "%s/%s: entry %" PRIu64 " at byte %" PRIu64
+                                   " fails its checksum; entries %" PRIu64 "..%" PRIu64
+                                   " are unreadable until repaired from a peer",
+                                   s->dir, name, index, pos, d->first_index, d->last_index);
             break;
         }
+        min_gen = f.gen;
         bool match = by_offset ? key >= offset && key - offset < f.records : index == key;
         if (!match) {
             pos += RL_FRAME_HDR + rl_pad8(f.length);
             offset += f.records;
             index++;
             continue;
-        }
-        unsigned char hdr[RL_FRAME_HDR];
-        memcpy(hdr, h, sizeof hdr);
-        st = reader_at(&r, pos + RL_FRAME_HDR, f.length, &payload);
-        if (st != 0 || !rl_frame_verify(hdr, payload, f.length)) {
-            rv = rl_store_fail(s, st < 0 ? RLOG_EIO : RLOG_ECORRUPT,
-                               "%s/%s: entry %" PRIu64 " at byte %" PRIu64 " %s", s->dir, name,
-                               index, pos, st < 0 ? strerror(-st) : "fails its checksum");
-            break;
         }
         *out = (struct rl_store_entry){.index = f.index, .term = f.term, .offset = f.offset,
                                        .records = f.records, .type = f.type, .len = f.length};

@@ -1,7 +1,8 @@
 /*
  * store — opening (recovery), reading, and the request API. The byte layout
- * is in format.c, one file's scan and lookup in segment.c, the directory in
- * dir.c, and every change to the files in writer.c.
+ * is in format.c, one file's scan and lookup (and damage found there) in
+ * segment.c, the directory in dir.c, every change to the files in writer.c,
+ * and the write-back of a repaired segment in rebuild.c.
  *
  * Open: lock the directory, load the metadata, list the segments, check that
  * their headers chain, delete those wholly before the trim point (left by a
@@ -274,13 +275,13 @@ static int recover(struct rl_store *s)
         seg->sealed = true;
         if (rl_segment_load_index(s, seg, expect_last) == 0)
             continue;
-        if ((rv = rl_segment_scan(s, seg, false, expect_last)) != 0)
+        if ((rv = rl_segment_scan(s, seg, false, expect_last, false)) != 0)
             return rv;
         rl_segment_write_index(s, seg);
         rl_store_add_note(s, "rebuilt index of seg-%016" PRIx64 ".log", seg->seq);
     }
     struct rl_segment *last = s->nsegs ? s->segs[s->nsegs - 1] : NULL;
-    if (last && (rv = rl_segment_scan(s, last, true, 0)) != 0)
+    if (last && (rv = rl_segment_scan(s, last, true, 0, false)) != 0)
         return rv;
 
     s->first_index = s->meta.first_index;
@@ -312,6 +313,8 @@ static int recover(struct rl_store *s)
         struct rl_store_entry e;
         int r = rl_store_read(s, s->first_index, &e);
         free((void *)e.buf);
+        if (r == RLOG_ECORRUPT && rl_store_damage_at(s, s->first_index, false))
+            r = 0, e.offset = s->first_offset; /* damaged: repaired later */
         if (r != 0)
             return r;
         if (e.offset > s->first_offset || s->first_offset > s->next_offset)
@@ -337,6 +340,7 @@ static void store_free(struct rl_store *s)
     rl_segment_free(s->spare);
     free(s->segs);
     free(s->stage);
+    free(s->damage);
     rl_dir_close(s);
     pthread_mutex_destroy(&s->meta_mu);
     free(s->dir);
@@ -559,6 +563,11 @@ static int offset_of(struct rl_store *s, uint64_t index, uint64_t *offset)
         *offset = rl_get64(newest->headers + (index - newest->first_index) * RL_FRAME_HDR + 24);
         return 0;
     }
+    const struct rl_damage *d = rl_store_damage_at(s, index, false);
+    if (d && d->first_index == index) {
+        *offset = d->first_offset; /* known from the good frame before it */
+        return 0;
+    }
     struct rl_store_entry e;
     int rv = rl_store_read(s, index, &e);
     if (rv == 0) {
@@ -633,6 +642,63 @@ int rl_store_reset(struct rl_store *s, struct rl_store_req *req, uint64_t index,
     return 0;
 }
 
+int rl_store_repair(struct rl_store *s, struct rl_store_req *req,
+                    const struct rl_store_entry *entries, unsigned n, rl_store_cb cb)
+{
+    int rv = check_usable(s);
+    if (rv)
+        return rv;
+    if (!req || !entries || n == 0)
+        return rl_store_fail(s, RLOG_EINVAL, "repair: no entries");
+    struct rl_damage *d = NULL;
+    for (size_t i = 0; i < s->ndamage; i++)
+        if (s->damage[i].first_index == entries[0].index)
+            d = &s->damage[i];
+    if (!d)
+        return rl_store_fail(s, RLOG_EINVAL, "repair: entry %" PRIu64 " starts no damaged range",
+                             entries[0].index);
+    struct rl_segment *seg = NULL;
+    for (size_t i = 0; i + 1 < s->nsegs; i++)
+        if (s->segs[i]->seq == d->seq)
+            seg = s->segs[i];
+    if (!seg || d->repairing)
+        return rl_store_fail(s, RLOG_EINVAL, "repair: entries %" PRIu64 "..%" PRIu64 " are %s",
+                             d->first_index, d->last_index,
+                             d->repairing ? "already being repaired"
+                                          : "in the segment still being written");
+    if (d->last_index - d->first_index + 1 != n)
+        return rl_store_fail(s, RLOG_EINVAL,
+                             "repair: the damaged range is entries %" PRIu64 "..%" PRIu64
+                             ", not %u entries", d->first_index, d->last_index, n);
+    uint64_t records = 0, bytes = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (entries[i].index != d->first_index + i || (entries[i].len && !entries[i].buf) ||
+            entries[i].len > rl_store_max_payload(s))
+            return rl_store_fail(s, RLOG_EINVAL, "repair: entry %u is not entry %" PRIu64
+                                 " with a payload that fits", i, d->first_index + i);
+        records += entries[i].records;
+        bytes += RL_FRAME_HDR + rl_pad8(entries[i].len);
+    }
+    if (records != d->end_offset - d->first_offset)
+        return rl_store_fail(s, RLOG_EINVAL,
+                             "repair: entries %" PRIu64 "..%" PRIu64 " hold records %" PRIu64
+                             "..%" PRIu64 " here (%" PRIu64 "), the copy holds %" PRIu64,
+                             d->first_index, d->last_index, d->first_offset, d->end_offset,
+                             d->end_offset - d->first_offset, records);
+    if (d->end_pos ? bytes != d->end_pos - d->pos : d->pos + bytes > seg->size)
+        return rl_store_fail(s, RLOG_EINVAL,
+                             "repair: entries %" PRIu64 "..%" PRIu64 " take %" PRIu64
+                             " bytes framed; the damaged bytes are %" PRIu64,
+                             d->first_index, d->last_index, bytes,
+                             d->end_pos ? d->end_pos - d->pos : seg->size - d->pos);
+    *req = (struct rl_store_req){.data = req->data, .kind = RL_REQ_REPAIR, .cb = cb,
+                                 .entries = entries, .n = n, .arg = d->first_index,
+                                 .arg2 = d->seq};
+    d->repairing = true;
+    enqueue(s, req);
+    return 0;
+}
+
 /* ---- reads ----------------------------------------------------------------- */
 
 /* Reads go on after the fatal latch: it stops writes building on a page
@@ -640,6 +706,85 @@ int rl_store_reset(struct rl_store *s, struct rl_store_req *req, uint64_t index,
  * the durable end were synced before the failure, and every frame read is
  * checked against its checksum anyway. A node that failed stop serves its
  * committed records from here until it closes. */
+/* ---- damage ----------------------------------------------------------------- */
+
+const struct rl_damage *rl_store_damage_at(const struct rl_store *s, uint64_t key, bool by_offset)
+{
+    for (size_t i = 0; i < s->ndamage; i++) {
+        const struct rl_damage *d = &s->damage[i];
+        if (by_offset ? key >= d->first_offset && key < d->end_offset
+                      : key >= d->first_index && key <= d->last_index)
+            return d;
+    }
+    return NULL;
+}
+
+void rl_store_prune_damage(struct rl_store *s)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < s->ndamage; i++) {
+        struct rl_damage *d = &s->damage[i];
+        bool kept = false;
+        for (size_t j = 0; j < s->nsegs && !kept; j++)
+            kept = s->segs[j]->seq == d->seq;
+        if (kept && d->last_index >= s->first_index && d->first_index <= s->last_index)
+            s->damage[k++] = *d;
+    }
+    s->ndamage = k;
+}
+
+size_t rl_store_damaged(const struct rl_store *s, struct rl_store_damage *out, size_t max)
+{
+    for (size_t i = 0; i < s->ndamage && i < max; i++) {
+        const struct rl_damage *d = &s->damage[i];
+        bool sealed = false;
+        for (size_t j = 0; j + 1 < s->nsegs; j++)
+            sealed |= s->segs[j]->seq == d->seq;
+        out[i] = (struct rl_store_damage){.seq = d->seq, .first_index = d->first_index,
+                                          .last_index = d->last_index,
+                                          .first_offset = d->first_offset,
+                                          .end_offset = d->end_offset, .sealed = sealed,
+                                          .repairing = d->repairing};
+    }
+    return s->ndamage;
+}
+
+uint64_t rl_store_unreadable(const struct rl_store *s)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < s->ndamage; i++)
+        n += s->damage[i].last_index - s->damage[i].first_index + 1;
+    return n;
+}
+
+static int damaged_read(struct rl_store *s, const struct rl_damage *d, uint64_t key, bool by_offset)
+{
+    return rl_store_fail(s, RLOG_ECORRUPT,
+                         "%s %" PRIu64 " is unreadable here: entries %" PRIu64 "..%" PRIu64
+                         " (seg-%016" PRIx64 ".log from byte %" PRIu64 ") are damaged and %s",
+                         by_offset ? "record" : "entry", key, d->first_index, d->last_index,
+                         d->seq, d->pos,
+                         d->repairing ? "being repaired" : "await repair from a peer");
+}
+
+/* A read that finds new damage before its entry tries once more: the
+ * damage is now recorded, with a sample past it. */
+static int find(struct rl_store *s, struct rl_segment *seg, uint64_t key, bool by_offset,
+                struct rl_store_entry *out)
+{
+    for (int attempt = 0;; attempt++) {
+        const struct rl_damage *d = rl_store_damage_at(s, key, by_offset);
+        if (d)
+            return damaged_read(s, d, key, by_offset);
+        size_t before = s->ndamage;
+        int rv = rl_segment_find(s, seg, key, by_offset, out, NULL, true);
+        if (rv != RLOG_ECORRUPT || s->ndamage == before || attempt > 0)
+            return rv;
+        if (rl_store_damage_at(s, key, by_offset))
+            return rv; /* errmsg names the damaged range */
+    }
+}
+
 int rl_store_read(struct rl_store *s, uint64_t index, struct rl_store_entry *out)
 {
     memset(out, 0, sizeof *out);
@@ -657,7 +802,7 @@ int rl_store_read(struct rl_store *s, uint64_t index, struct rl_store_entry *out
         else
             hi = mid;
     }
-    return rl_segment_find(s, s->segs[lo], index, false, out, NULL, true);
+    return find(s, s->segs[lo], index, false, out);
 }
 
 int rl_store_read_offset(struct rl_store *s, uint64_t offset, struct rl_store_entry *out)
@@ -679,7 +824,7 @@ int rl_store_read_offset(struct rl_store *s, uint64_t offset, struct rl_store_en
         else
             hi = mid;
     }
-    int rv = rl_segment_find(s, s->segs[lo], offset, true, out, NULL, true);
+    int rv = find(s, s->segs[lo], offset, true, out);
     if (rv == 0 && out->index < s->first_index) {
         free((void *)out->buf);
         memset(out, 0, sizeof *out);

@@ -160,6 +160,44 @@ int rl_store_read(struct rl_store *s, uint64_t index, struct rl_store_entry *out
 int rl_store_read_offset(struct rl_store *s, uint64_t offset,
                          struct rl_store_entry *out);
 
+/* ---- Damage ------------------------------------------------------------
+ * A durable entry whose frame fails its checksum (or whose header does not
+ * chain with its neighbours) is damage, not a torn tail: found at open
+ * (scanning a segment) or on a read. The store does not refuse to open for
+ * it: the range of entries between the good frames around it is recorded
+ * and every read in it fails with RLOG_ECORRUPT (never data) until it is
+ * repaired with entries from a peer. Damage in the uncommitted tail of the
+ * last segment (the write in flight at a crash) is still cut as a torn
+ * tail. */
+struct rl_store_damage {
+    uint64_t seq;                       /* segment file */
+    uint64_t first_index, last_index;   /* entries */
+    uint64_t first_offset, end_offset;  /* records [first_offset, end_offset) */
+    bool sealed;                        /* repairable now (not the active segment) */
+    bool repairing;                     /* a write-back is queued or running */
+};
+/* Copies up to max damaged ranges (ascending); returns how many exist. */
+size_t rl_store_damaged(const struct rl_store *s, struct rl_store_damage *out, size_t max);
+/* Entries currently unreadable because of damage. */
+uint64_t rl_store_unreadable(const struct rl_store *s);
+
+/* Writes entries first_index..last_index of a damaged range back, from
+ * good copies (the caller checked them against its peers and Raft): the
+ * whole sealed segment is rebuilt into a temporary file with those entries,
+ * fdatasync'd, checked frame by frame, renamed over the damaged one and the
+ * directory fsync'd, so a crash leaves the old segment (the damage found
+ * again at the next read or open) or the new one, never a mix. Queued like
+ * a truncate (appends behind it wait for it). The entries must carry the
+ * range's records exactly and, where the damage ends before the segment's
+ * last frame, fill exactly its bytes; their buffers stay valid until cb.
+ * Errors now: RLOG_EINVAL (no such damaged range, not sealed yet, already
+ * being repaired, entries that do not fit it; errmsg says which),
+ * RLOG_EFATAL, RLOG_ECLOSED. Through cb: RLOG_ECORRUPT (the rebuilt file
+ * did not verify; nothing replaced), RLOG_EIO / RLOG_ENOSPC (nothing
+ * replaced, the store stays usable), RLOG_ECANCELED. */
+int rl_store_repair(struct rl_store *s, struct rl_store_req *req,
+                    const struct rl_store_entry *entries, unsigned n, rl_store_cb cb);
+
 /* Term and vote, durable when this returns (synchronous fdatasync). */
 int rl_store_set_term_vote(struct rl_store *s, uint64_t term, uint64_t vote);
 uint64_t rl_store_term(const struct rl_store *s);
@@ -194,6 +232,8 @@ struct rl_store_stats {
     uint64_t rollovers;      /* times a write moved to a new segment */
     uint64_t spare_waits;    /* times a write waited for a segment to be made */
     uint64_t direct_writes;  /* segment writes done with O_DIRECT */
+    uint64_t damaged_ranges; /* damaged ranges found since open */
+    uint64_t repaired_ranges, repaired_entries; /* written back since open */
 };
 void rl_store_stats(const struct rl_store *s, struct rl_store_stats *out);
 

@@ -93,7 +93,7 @@ struct extent {
     unsigned char seghdr[RL_SEG_HDR];
 };
 
-enum job_kind { JOB_APPEND, JOB_TRUNCATE, JOB_TRIM, JOB_RESET, JOB_SPARE, JOB_INDEX };
+enum job_kind { JOB_APPEND, JOB_TRUNCATE, JOB_TRIM, JOB_RESET, JOB_REPAIR, JOB_SPARE, JOB_INDEX };
 
 struct rl_batch {
     uv_work_t work;
@@ -113,6 +113,8 @@ struct rl_batch {
     size_t drop_from, drop_to; /* segs[] range whose files go */
     bool drop_spare;
     bool noop;                 /* trim: nothing to change */
+    struct rl_damage damage;   /* repair: the range, as when it started */
+    struct rl_rebuild rebuild; /* repair: the rebuilt segment */
     unsigned direct;           /* append: extents written with O_DIRECT */
     /* outcome */
     int err;
@@ -804,7 +806,11 @@ static bool start_trim(struct rl_store *s, struct rl_store_req *req)
         while (k > 0 && s->segs[k - 1]->first_index > b->index)
             k--;
         struct rl_store_entry e;
-        int rv = rl_segment_find(s, s->segs[k - 1], b->index, false, &e, NULL, false);
+        const struct rl_damage *d = rl_store_damage_at(s, b->index, false);
+        /* Inside damage the entry's own offset is unknown: the range's
+         * start hides no record the trim point keeps. */
+        int rv = d ? (e.offset = d->first_offset, 0)
+                   : rl_segment_find(s, s->segs[k - 1], b->index, false, &e, NULL, false);
         if (rv != 0) {
             latch_fatal(s, rv, s->errmsg);
             free(b);
@@ -927,6 +933,72 @@ static void reset_done(struct rl_store *s, struct rl_batch *b)
         rl_writer_prepare_spare(s);
 }
 
+/* ---- repair (rebuild.c does the work) ------------------------------------- */
+
+static void repair_work(uv_work_t *w)
+{
+    struct rl_batch *b = w->data;
+    b->err = rl_repair_rebuild(b->s, &b->rebuild, b->seg->fd, &b->damage, b->req->entries,
+                               b->req->n, b->errmsg, sizeof b->errmsg);
+}
+
+static struct rl_damage *find_damage(struct rl_store *s, uint64_t seq, uint64_t first)
+{
+    for (size_t i = 0; i < s->ndamage; i++)
+        if (s->damage[i].seq == seq && s->damage[i].first_index == first)
+            return &s->damage[i];
+    return NULL;
+}
+
+static bool start_repair(struct rl_store *s, struct rl_store_req *req)
+{
+    struct rl_damage *d = find_damage(s, req->arg2, req->arg);
+    struct rl_segment *seg = NULL;
+    for (size_t i = 0; d && i + 1 < s->nsegs; i++)
+        if (s->segs[i]->seq == d->seq)
+            seg = s->segs[i];
+    struct rl_batch *b = seg ? calloc(1, sizeof *b) : NULL;
+    if (b && rl_repair_prepare(seg, d, &b->rebuild) != 0) {
+        free(b);
+        b = NULL;
+    }
+    if (!b) {
+        /* Trimmed or truncated away since it was queued (or no memory). */
+        if (d)
+            d->repairing = false;
+        queue_pop(s);
+        snprintf(s->errmsg, sizeof s->errmsg, "repair of entry %" PRIu64 ": %s", req->arg,
+                 seg ? "out of memory" : "the range is no longer in the log");
+        if (req->cb)
+            req->cb(req, seg ? RLOG_ENOMEM : RLOG_EINVAL);
+        return true;
+    }
+    b->kind = JOB_REPAIR;
+    b->req = req;
+    b->seg = seg;
+    b->damage = *d;
+    s->inflight = b;
+    queue_job(s, b, repair_work);
+    return true;
+}
+
+static void repair_done(struct rl_store *s, struct rl_batch *b)
+{
+    struct rl_damage *d = find_damage(s, b->damage.seq, b->damage.first_index);
+    if (b->err == 0) {
+        rl_repair_install(s, b->seg, &b->rebuild, &b->damage);
+    } else {
+        rl_repair_release(&b->rebuild);
+        if (d)
+            d->repairing = false; /* the old segment stands; a later try may succeed */
+    }
+    if (b->err)
+        snprintf(s->errmsg, sizeof s->errmsg, "%s", b->errmsg);
+    queue_pop(s);
+    if (b->req->cb)
+        b->req->cb(b->req, b->err ? b->err : job_success_status(s));
+}
+
 /* ---- the queue ----------------------------------------------------------- */
 
 void rl_writer_kick(struct rl_store *s)
@@ -942,6 +1014,7 @@ void rl_writer_kick(struct rl_store *s)
                 return;
             started = r->kind == RL_REQ_TRUNCATE ? start_truncate(s, r)
                       : r->kind == RL_REQ_TRIM   ? start_trim(s, r)
+                      : r->kind == RL_REQ_REPAIR ? start_repair(s, r)
                                                  : start_reset(s, r);
         }
         if (!started)
@@ -972,6 +1045,10 @@ static void after_job(uv_work_t *w, int status)
         s->inflight = NULL;
         reset_done(s, b);
         break;
+    case JOB_REPAIR:
+        s->inflight = NULL;
+        repair_done(s, b);
+        break;
     case JOB_SPARE:
         s->spare_busy = false;
         if (b->err) {
@@ -993,6 +1070,8 @@ static void after_job(uv_work_t *w, int status)
         s->bg_jobs--;
         break;
     }
+    if (b->kind == JOB_TRUNCATE || b->kind == JOB_TRIM || b->kind == JOB_RESET)
+        rl_store_prune_damage(s); /* ranges no longer in the log */
     /* A fatal store starts no job, so nothing queued can complete any
      * more: fail it now, behind the requests of the job that just ended
      * (the store may have turned fatal while that job ran). */

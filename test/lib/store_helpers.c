@@ -451,6 +451,67 @@ int th_truncate_submit(struct th_store *t, struct th_op *op, uint64_t index)
     return op->submit_rc;
 }
 
+int th_repair(struct th_store *t, uint64_t first, unsigned n, uint64_t term, uint64_t seed)
+{
+    struct th_op op;
+    memset(&op, 0, sizeof op);
+    op.req.data = &op;
+    struct rl_store_entry *e = th_entries_make(first, n, term, seed);
+    int rc = rl_store_repair(t->s, &op.req, e, n, op_cb);
+    if (rc == 0) {
+        th_run_until(t, &op.done);
+        rc = op.status;
+    }
+    th_entries_free(e, n);
+    return rc;
+}
+
+bool th_frame_pos(const char *dir, uint64_t index, char *name, size_t nlen, uint64_t *pos,
+                  uint32_t *len)
+{
+    static char names[512][NAME_MAX + 1];
+    unsigned ns = th_list_segments(dir, names, 512);
+    for (unsigned k = 0; k < ns; k++) {
+        char path[PATH_MAX];
+        th_path_join(path, sizeof path, dir, names[k]);
+        size_t size;
+        unsigned char *buf = th_read_file(path, &size);
+        uint64_t p = RL_STORE_SEGMENT_HEADER_SIZE;
+        while (p + RL_STORE_FRAME_HEADER_SIZE <= size) {
+            uint64_t idx = 0;
+            uint32_t l = 0;
+            for (int i = 7; i >= 0; i--)
+                idx = idx << 8 | buf[p + 8 + (unsigned)i];
+            for (int i = 3; i >= 0; i--)
+                l = l << 8 | buf[p + 40 + (unsigned)i];
+            if (idx == 0)
+                break;
+            if (idx == index) {
+                snprintf(name, nlen, "%s", names[k]);
+                *pos = p;
+                *len = l;
+                free(buf);
+                return true;
+            }
+            p += RL_STORE_FRAME_HEADER_SIZE + ((l + 7u) & ~7u);
+        }
+        free(buf);
+    }
+    return false;
+}
+
+void th_flip_bit(const char *dir, const char *name, uint64_t at, unsigned bit)
+{
+    char path[PATH_MAX];
+    th_path_join(path, sizeof path, dir, name);
+    size_t n;
+    unsigned char *buf = th_read_file(path, &n);
+    ck_assert_uint_lt(at, n);
+    buf[at] ^= (unsigned char)(1u << bit);
+    th_write_file(path, buf, n);
+    free(buf);
+}
+
 enum { OP_TRIM, OP_TRIM_RECORDS, OP_RESET };
 
 static int op_submit(struct th_store *t, struct th_op *op, int kind, uint64_t index,

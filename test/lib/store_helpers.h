@@ -137,6 +137,15 @@ int th_truncate(struct th_store *t, uint64_t index);
 int th_trim(struct th_store *t, uint64_t index);
 int th_trim_records(struct th_store *t, uint64_t index, uint64_t offset);
 int th_reset(struct th_store *t, uint64_t index, uint64_t offset);
+/* Repairs the damaged range starting at `first` (n entries) with the good
+ * entries (term, seed): rl_store_repair's immediate error or its status. */
+int th_repair(struct th_store *t, uint64_t first, unsigned n, uint64_t term, uint64_t seed);
+/* Finds entry `index`'s frame in the segment files by walking their frames
+ * (name and byte of its header); false if no segment holds it. */
+bool th_frame_pos(const char *dir, uint64_t index, char *name, size_t nlen, uint64_t *pos,
+                  uint32_t *len);
+/* Flips bit `bit` of byte `at` of dir/name. */
+void th_flip_bit(const char *dir, const char *name, uint64_t at, unsigned bit);
 
 /* ---- Checking entries -------------------------------------------------- */
 
