@@ -30,9 +30,9 @@ extern "C" {
  * Compile-time version of the header; rlog_version() gives the version of
  * the library actually linked, which may differ under dynamic linking. */
 #define RLOG_VERSION_MAJOR 0
-#define RLOG_VERSION_MINOR 2
+#define RLOG_VERSION_MINOR 3
 #define RLOG_VERSION_PATCH 0
-#define RLOG_VERSION_STRING "0.2.0"
+#define RLOG_VERSION_STRING "0.3.0"
 /* One comparable number: major * 10000 + minor * 100 + patch. */
 #define RLOG_VERSION_NUMBER \
     (RLOG_VERSION_MAJOR * 10000 + RLOG_VERSION_MINOR * 100 + RLOG_VERSION_PATCH)
@@ -68,7 +68,9 @@ RLOG_API const char *rlog_version_string(void);
     X(PROTO, 17, "protocol error")                                            \
     X(IDENTITY, 18, "data directory belongs to another node or cluster")    \
     X(INDOUBT, 19, "append in doubt: may or may not be in the log")          \
-    X(AGAIN, 20, "too many appends in flight on this handle; try again")
+    X(AGAIN, 20, "too many appends in flight on this handle; try again")    \
+    X(CONFLICT, 21, "the log does not end at the expected offset")             \
+    X(SEQUENCE, 22, "producer sequence number out of order or reused")
 
 enum rlog_errno {
 #define RLOG__ERR_ENUM(name, num, msg) RLOG_E##name = -(num),
@@ -212,6 +214,32 @@ struct rlog_config {
      * the default. */
     unsigned max_appends_in_flight;
     uint64_t max_append_bytes_in_flight;
+
+    /* Appends on a follower (liblog 0.3). forward_appends 1 (the default
+     * rlog_config_init sets): rlog_append* on a follower sends the records
+     * to the leader over the authenticated peer connection and completes
+     * once they are committed and visible here, on the same callback
+     * contract; 0: a follower refuses with RLOG_ENOTLEADER. A follower has
+     * at most max_forward_bytes of records forwarded and unanswered, and a
+     * leader takes at most that much from each follower (beyond it:
+     * RLOG_EAGAIN, nothing appended); 0: 64 MiB. */
+    int forward_appends;
+    uint64_t max_forward_bytes;
+
+    /* Idempotent producers (rlog_append_ex). Every node keeps the same
+     * table, built from committed entries: for each of the max_producers
+     * (default 4096) producers that appended most recently in log order,
+     * its last producer_window (default 256) sequence numbers with their
+     * offsets. A producer is forgotten once max_producers others have
+     * appended after its last append; a sequence number once
+     * producer_window later ones of its producer are committed. An append
+     * with a producer that ends in doubt, or is refused because leadership
+     * moved, is sent again by liblog (to the leader, wherever it is) for up
+     * to producer_retry_ms (default 10000) before its callback gets the
+     * error. 0 in any of them: the default. */
+    unsigned max_producers;
+    unsigned producer_window;
+    unsigned producer_retry_ms;
 };
 
 /* rlog_config_init - fills *cfg with defaults and zeroes the rest. */
@@ -272,6 +300,61 @@ RLOG_API int rlog_append(rlog *log, const void *rec, size_t len, uint64_t *offse
 /* rlog_append_batch - blocking form of rlog_append_async. */
 RLOG_API int rlog_append_batch(rlog *log, const struct rlog_buf *recs, unsigned n,
                                uint64_t *first_offset);
+
+/* Options of rlog_append_ex*: rlog_append_opts_init sets "none" (producer
+ * 0, expect_offset RLOG_ANY_OFFSET). */
+#define RLOG_ANY_OFFSET UINT64_MAX
+struct rlog_append_opts {
+    /* Idempotence: a producer id (>= 1; 0: none) chosen by the host, unique
+     * among the log's writers, and this call's sequence number for it. A
+     * producer's sequence numbers start anywhere >= 1 and go up by one per
+     * call, in call order (calls of one producer must not race). The log
+     * takes each (producer, sequence) at most once: a call whose sequence
+     * is already committed completes with the original first offset (the
+     * records must be the same: else RLOG_ESEQUENCE, nothing appended); one
+     * whose sequence is still being committed waits for it. A sequence
+     * number that skips ahead of the next one the log expects is refused
+     * with RLOG_ESEQUENCE (liblog retries it while an earlier one is being
+     * retried). */
+    uint64_t producer_id;
+    uint64_t sequence;
+    /* Conditional append: RLOG_ANY_OFFSET, or the offset the first record
+     * must get. If the log does not end there when the leader orders the
+     * call, nothing is appended and the call fails with RLOG_ECONFLICT, its
+     * offset argument (the callback's first_offset, or *first_offset) the
+     * offset the log's next record would have had then. Of several calls
+     * expecting the same offset, at most one succeeds. */
+    uint64_t expect_offset;
+};
+
+/* rlog_append_opts_init - no producer, no expected offset. */
+RLOG_API void rlog_append_opts_init(struct rlog_append_opts *o);
+
+/* rlog_append_ex_async - rlog_append_async with options (opts may be NULL:
+ * none). Errors as rlog_append_async, plus RLOG_ECONFLICT and
+ * RLOG_ESEQUENCE (through cb; both mean nothing was appended by this call).
+ * With a producer, liblog itself sends the call again when it ends in doubt
+ * or is refused for a leadership change (for up to producer_retry_ms), so
+ * RLOG_EINDOUBT reaches cb only after that. */
+RLOG_API int rlog_append_ex_async(rlog *log, const struct rlog_append_opts *opts,
+                                  const struct rlog_buf *recs, unsigned n, rlog_append_cb cb,
+                                  void *arg);
+
+/* rlog_append_ex - blocking form of rlog_append_ex_async: waits for the
+ * outcome; *first_offset (may be NULL) gets the first record's offset, or
+ * with RLOG_ECONFLICT the offset the log's next record would have had. */
+RLOG_API int rlog_append_ex(rlog *log, const struct rlog_append_opts *opts,
+                            const struct rlog_buf *recs, unsigned n, uint64_t *first_offset);
+
+/* rlog_barrier - a linearizable read point, on any node: stores in *offset
+ * (may be NULL) an offset such that every record whose append completed (on
+ * any node) before this call has an offset below it, and returns once this
+ * node has every record before it committed, so rlog_read and iterators
+ * below it see them all. Mechanism: the leader commits an empty barrier
+ * entry of its current term (a follower asks the leader over the peer
+ * connection); see liblog(7). Errors: RLOG_ENOTLEADER (no leader known or
+ * reachable: try again), RLOG_ETIMEOUT, RLOG_ECLOSED, RLOG_EFATAL. */
+RLOG_API int rlog_barrier(rlog *log, uint64_t *offset);
 
 /* rlog_read - copies the committed record at `offset` into a new buffer
  * (*buf, free with rlog_free) of *len bytes. Works on any node, and on a node

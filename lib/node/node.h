@@ -27,7 +27,7 @@
 #include "store/store.h"
 
 enum rl_op_kind { RL_OP_APPEND, RL_OP_READ, RL_OP_FETCH, RL_OP_STATUS, RL_OP_CLOSE, RL_OP_MEMBER,
-                  RL_OP_TRIM };
+                  RL_OP_TRIM, RL_OP_BARRIER };
 enum rl_member_kind { RL_MEMBER_ADD, RL_MEMBER_REMOVE, RL_MEMBER_TRANSFER };
 
 struct rl_waiter {
@@ -49,6 +49,15 @@ struct rl_op {
     rlog_append_cb cb;
     void *cb_arg;
     bool counted;               /* holds a place in appends_in_flight */
+    /* rlog_append_ex options: producer 0 is none; expect_offset
+     * RLOG_ANY_OFFSET is none. hash: the records' run hash (batch.h),
+     * set when a producer is given. */
+    uint64_t producer_id, seq, expect_offset, hash;
+    uint64_t retry_until;       /* producer: sent again until then (loop ms) */
+    bool seq_gap;               /* RLOG_ESEQUENCE for a gap (retried), not a reuse */
+    bool conflict;              /* judged at ordering: takes no offsets (ECONFLICT) */
+    bool forwarded_in;          /* leader: a follower's forwarded append; never forwarded on */
+    struct rl_op *dups;         /* calls with the same (producer, seq) answered with this one */
     /* read / fetch; trim: records before it go */
     uint64_t offset;
     /* results */
