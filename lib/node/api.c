@@ -278,6 +278,7 @@ static void free_log(rlog *log)
     rl_fence_free(&log->fence);
     rl_cache_free(&log->cache);
     rl_repair_free(&log->repair);
+    rl_producers_free(log);
     pthread_mutex_destroy(&log->mu);
     pthread_cond_destroy(&log->open_cv);
     pthread_cond_destroy(&log->visible_cv);
@@ -304,10 +305,11 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
         log->peers = calloc(cfg->n_peers, sizeof *log->peers);
         pthread_mutex_init(&log->mu, NULL);
         rl_cache_init(&log->cache, cfg->cache_bytes);
+        bool table = rl_producers_init(log) == 0;
         pthread_cond_init(&log->open_cv, NULL);
         pthread_cond_init(&log->visible_cv, NULL);
         pthread_cond_init(&log->room_cv, NULL);
-        bool ok = log->address && log->data_dir && log->peers;
+        bool ok = table && log->address && log->data_dir && log->peers;
         if (ok && cfg->cluster_name)
             ok = (log->cluster_name = strdup(cfg->cluster_name)) != NULL;
         for (unsigned i = 0; ok && i < cfg->n_peers; i++) {
@@ -551,11 +553,40 @@ static int take_place(rlog *log, struct rl_op *op, bool wait)
     return rv;
 }
 
-int rlog_append_async(rlog *log, const struct rlog_buf *recs, unsigned n, rlog_append_cb cb,
-                      void *arg)
+void rlog_append_opts_init(struct rlog_append_opts *o)
+{
+    if (o)
+        *o = (struct rlog_append_opts){.expect_offset = RLOG_ANY_OFFSET};
+}
+
+/* An append op with opts applied, or an error (nothing appended). */
+static int make_append_ex(rlog *log, const struct rlog_append_opts *o, const struct rlog_buf *recs,
+                          unsigned n, struct rl_op **out)
+{
+    if (o && o->producer_id && o->sequence == 0)
+        return fail(RLOG_EINVAL, "append: producer %" PRIu64 " needs a sequence number >= 1",
+                    o->producer_id);
+    int rv = make_append(log, recs, n, out);
+    if (rv != 0)
+        return rv;
+    struct rl_op *op = *out;
+    if (o && o->expect_offset != RLOG_ANY_OFFSET) {
+        op->expect = true;
+        op->expect_offset = o->expect_offset;
+    }
+    if (o && o->producer_id) {
+        op->producer_id = o->producer_id;
+        op->seq = o->sequence;
+        op->hash = rl_batch_hash_lens(op->data, op->bytes, op->lens, op->n);
+    }
+    return 0;
+}
+
+int rlog_append_ex_async(rlog *log, const struct rlog_append_opts *opts,
+                         const struct rlog_buf *recs, unsigned n, rlog_append_cb cb, void *arg)
 {
     struct rl_op *op;
-    int rv = make_append(log, recs, n, &op);
+    int rv = make_append_ex(log, opts, recs, n, &op);
     if (rv != 0)
         return rv;
     op->cb = cb;
@@ -567,20 +598,32 @@ int rlog_append_async(rlog *log, const struct rlog_buf *recs, unsigned n, rlog_a
     return rv;
 }
 
-int rlog_append_batch(rlog *log, const struct rlog_buf *recs, unsigned n, uint64_t *first_offset)
+int rlog_append_ex(rlog *log, const struct rlog_append_opts *opts, const struct rlog_buf *recs,
+                   unsigned n, uint64_t *first_offset)
 {
     struct rl_op *op;
-    int rv = make_append(log, recs, n, &op);
+    int rv = make_append_ex(log, opts, recs, n, &op);
     if (rv != 0)
         return rv;
     if (rl_on_loop_thread(log))
         rv = fail(RLOG_EINVAL, "blocking call from a liblog callback would deadlock");
     else if ((rv = take_place(log, op, true)) == 0 && (rv = run_blocking(log, op)) != 0)
         rl_give_back_place(log, op); /* not submitted, or answered: a no-op then */
-    if (rv == 0 && first_offset)
+    if ((rv == 0 || rv == RLOG_ECONFLICT) && first_offset)
         *first_offset = op->first_offset;
     free_op(op);
     return rv;
+}
+
+int rlog_append_async(rlog *log, const struct rlog_buf *recs, unsigned n, rlog_append_cb cb,
+                      void *arg)
+{
+    return rlog_append_ex_async(log, NULL, recs, n, cb, arg);
+}
+
+int rlog_append_batch(rlog *log, const struct rlog_buf *recs, unsigned n, uint64_t *first_offset)
+{
+    return rlog_append_ex(log, NULL, recs, n, first_offset);
 }
 
 int rlog_append(rlog *log, const void *rec, size_t len, uint64_t *offset)

@@ -60,6 +60,8 @@ void rl_give_back_place(struct rlog *log, struct rl_op *op)
 
 void rl_op_finish(struct rlog *log, struct rl_op *op)
 {
+    if (op->kind == RL_OP_APPEND && rl_producers_finishing(log, op))
+        return; /* to be sent again */
     if (op->waiter) {
         rl_give_back_place(log, op);
         pthread_mutex_lock(&op->waiter->mu);
@@ -165,11 +167,18 @@ static void ifl_settle_head(struct rlog *log, int status, uint64_t offset)
     while (f->ops) {
         struct rl_op *op = f->ops;
         f->ops = op->next;
+        op->next = NULL;
         op->status = status;
         op->first_offset = off;
-        off += op->n;
         if (status)
             snprintf(op->errmsg, sizeof op->errmsg, "%s", msg[0] ? msg : rlog_strerror(status));
+        else if (op->conflict) {
+            op->status = RLOG_ECONFLICT;
+            snprintf(op->errmsg, sizeof op->errmsg, "the log's next offset was %" PRIu64
+                     " when this append was ordered, not the expected %" PRIu64
+                     "; nothing appended", off, op->expect_offset);
+        } else
+            off += op->n;
         rl_op_finish(log, op);
     }
     f->settled = true;
@@ -257,6 +266,11 @@ static void entry_shown(void *arg, const struct rl_fence_entry *e)
     struct rlog *log = arg;
     if (e->trim_before)
         apply_trim(log, e->index, e->trim_before);
+    /* The table first: a call answered below is in it for its retries. */
+    if (rl_dedup_shown(&log->dedup, e->index, e->term) != 0)
+        rl_log(log, 3, "out of memory recording the producers of entry %" PRIu64, e->index);
+    if (log->raft.state == RAFT_LEADER && e->term == log->raft.current_term)
+        log->lead_ready_term = e->term;
     while (log->ifl_head && log->ifl_head->index < e->index)
         ifl_settle_head(log, RLOG_ENOTLEADER, 0); /* its entry was replaced */
     if (log->ifl_head && log->ifl_head->index == e->index)
@@ -345,12 +359,46 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
 
 static bool op_fits(struct rlog *log, const struct rl_op *op)
 {
-    if (log->bb.count == 0)
+    if (log->bb.count == 0 && log->bb.nruns == 0)
         return true;
     if (log->bb.count + op->n > log->cfg.batch_max_records)
         return false;
     size_t size = log->bb.len ? log->bb.len : RL_BATCH_HDR;
-    return size + op->bytes + 4u * (log->bb.count + op->n) + 16 <= log->cfg.batch_max_bytes;
+    size_t runs = rl_batch_runs_bytes(log->bb.nruns + (op->producer_id != 0));
+    return size + op->bytes + 4u * (log->bb.count + op->n) + 16 + runs <= log->cfg.batch_max_bytes;
+}
+
+/* Where the next record of the batch being built would go: after this
+ * leader's whole log (the fence tracks every stored entry, in-flight ones
+ * not yet stored add theirs) and the batch so far. */
+static uint64_t next_offset_here(struct rlog *log)
+{
+    const struct rl_fence *fc = &log->fence;
+    uint64_t end = fc->n ? fc->tail[fc->n - 1].offset + fc->tail[fc->n - 1].records
+                         : fc->visible_offset;
+    uint64_t last = fc->n ? fc->tail[fc->n - 1].index : fc->visible_index;
+    for (const struct rl_inflight *f = log->ifl_head; f; f = f->next)
+        if (f->index > last)
+            end += f->records;
+    return end + log->bb.count;
+}
+
+/* Puts op's records (none if it conflicts) into the batch being built. */
+static int add_to_batch(struct rlog *log, struct rl_op *op)
+{
+    if (op->conflict)
+        return 0;
+    size_t pos = 0;
+    for (unsigned i = 0; i < op->n; i++) {
+        if (rl_batch_add(&log->bb, op->data + pos, op->lens[i]) != 0)
+            return RLOG_ENOMEM;
+        pos += op->lens[i];
+    }
+    if (op->producer_id &&
+        (rl_batch_add_run(&log->bb, op->producer_id, op->seq, op->n) != 0 ||
+         rl_producers_added(log, op) != 0))
+        return RLOG_ENOMEM;
+    return 0;
 }
 
 static void fail_ops(struct rlog *log, struct rl_op *ops, int status, const char *msg)
@@ -363,7 +411,7 @@ static void fail_ops(struct rlog *log, struct rl_op *ops, int status, const char
 
 /* Proposes one COMMAND entry (buf, raft_malloc'd, is given away); ops are
  * answered when the fence passes it. */
-static void propose(struct rlog *log, void *buf, size_t len, struct rl_op *ops)
+static void propose(struct rlog *log, void *buf, size_t len, struct rl_op *ops, uint64_t records)
 {
     struct rl_inflight *f = calloc(1, sizeof *f);
     if (!f) {
@@ -390,6 +438,7 @@ static void propose(struct rlog *log, void *buf, size_t len, struct rl_op *ops)
     }
     f->index = raft_last_index(&log->raft);
     f->term = log->raft.current_term;
+    f->records = records;
     if (log->ifl_tail)
         log->ifl_tail->next = f;
     else
@@ -401,6 +450,7 @@ static void propose(struct rlog *log, void *buf, size_t len, struct rl_op *ops)
 static void flush(struct rlog *log)
 {
     size_t len = 0;
+    uint64_t records = log->bb.count;
     void *buf = rl_batch_seal(&log->bb, uv_hrtime() / 1000, &len);
     struct rl_op *ops = log->open_head;
     log->open_head = log->open_tail = NULL;
@@ -408,10 +458,10 @@ static void flush(struct rlog *log)
         fail_ops(log, ops, RLOG_ENOMEM, "out of memory building a batch");
         return;
     }
-    propose(log, buf, len, ops);
+    propose(log, buf, len, ops, records);
 }
 
-static void pump(struct rlog *log)
+void rl_node_pump(struct rlog *log)
 {
     if (log->fatal) {
         fail_list(log, &log->pend_head, &log->pend_tail, RLOG_EFATAL);
@@ -436,18 +486,21 @@ static void pump(struct rlog *log)
             flush(log);
             continue;
         }
-        bool ok = true;
-        size_t pos = 0;
-        for (unsigned i = 0; i < op->n && ok; i++) {
-            ok = rl_batch_add(&log->bb, op->data + pos, op->lens[i]) == 0;
-            pos += op->lens[i];
-        }
+        enum rl_judgement j = rl_producers_judge(log, op, next_offset_here(log));
+        if (j == RL_JUDGE_WAIT)
+            break; /* until this leader's own term is shown: in order */
         log->pend_head = op->next;
         if (!log->pend_head)
             log->pend_tail = NULL;
         op->next = NULL;
-        if (!ok) {
+        if (j != RL_JUDGE_ADD)
+            continue;
+        if (add_to_batch(log, op) != 0) {
+            /* The batch may hold part of op: it cannot be proposed. */
+            rl_batch_builder_free(&log->bb);
+            rl_batch_builder_init(&log->bb);
             op_fail(log, op, RLOG_ENOMEM, "out of memory building a batch");
+            fail_list(log, &log->open_head, &log->open_tail, RLOG_ENOMEM);
             continue;
         }
         if (log->open_tail)
@@ -513,7 +566,7 @@ static void hook_after_event(void *arg)
     if (log->trim_offset && rl_io_snapshot_index(&log->io) != log->trim_snap)
         store_trim(log); /* a newer snapshot lets the store drop more */
     rl_repair_poll(log);
-    pump(log);
+    rl_node_pump(log);
 }
 
 /* The offset a retention command drops records before, or 0. */
@@ -532,6 +585,8 @@ static void hook_on_append(void *arg, uint64_t index, uint64_t term, uint64_t of
     struct rl_fence_entry e = {index, term, offset, records, trim_of(buf, len, records)};
     if (rl_fence_push(&log->fence, &e) != 0)
         rl_log(log, 3, "out of memory tracking entry %" PRIu64, index);
+    if (rl_dedup_note(&log->dedup, index, term, offset, buf, len) != 0)
+        rl_log(log, 3, "out of memory noting the producers of entry %" PRIu64, index);
     rl_cache_put(&log->cache, index, offset, records, buf, len);
 }
 
@@ -542,6 +597,7 @@ static void hook_on_truncate(void *arg, uint64_t index)
     rl_log(log, 1, "truncating the log from index %" PRIu64 " (not committed; replaced by the leader's)",
            index);
     rl_fence_truncate(&log->fence, index);
+    rl_dedup_truncate(&log->dedup, index);
     rl_cache_truncate(&log->cache, index);
 }
 
@@ -553,6 +609,11 @@ static void hook_on_reset(void *arg, uint64_t index, uint64_t offset)
     rl_fence_free(&log->fence);
     rl_fence_init(&log->fence, index - 1, offset);
     rl_cache_truncate(&log->cache, 0);
+    rl_dedup_truncate(&log->dedup, 0);
+    if (rl_dedup_reset(&log->dedup, index - 1))
+        rl_log(log, 2, "producer table: the log was reset to start after entry %" PRIu64
+               " (a peer had trimmed the entries this node lacked); producers that appended "
+               "only before it are not known to this node", index - 1);
     if (offset > log->trim_offset)
         rl_set_trim_offset(log, offset);
     if (log->raft_started)
@@ -900,7 +961,7 @@ static void do_trim(struct rlog *log, struct rl_op *op)
         op_fail(log, op, RLOG_ENOMEM, "out of memory building a trim command");
         return;
     }
-    propose(log, buf, len, op);
+    propose(log, buf, len, op, 0);
 }
 
 static void raft_closed_cb(struct raft *r)
@@ -937,6 +998,7 @@ static void begin_raft_close(struct rlog *log)
         log->member_op = NULL;
         op_fail(log, op, RLOG_ECLOSED, "log is closing");
     }
+    rl_producers_stop(log);
     fail_list(log, &log->pend_head, &log->pend_tail, log->fatal ? RLOG_EFATAL : RLOG_ECLOSED);
     fail_list(log, &log->open_head, &log->open_tail, log->fatal ? RLOG_EFATAL : RLOG_ECLOSED);
     raft_close(&log->raft, raft_closed_cb);
@@ -1114,6 +1176,7 @@ static void wake_cb(uv_async_t *a)
         op->next = NULL;
         switch (op->kind) {
         case RL_OP_APPEND:
+            rl_producers_taken(log, op);
             if (log->pend_tail)
                 log->pend_tail->next = op;
             else
@@ -1138,10 +1201,13 @@ static void wake_cb(uv_async_t *a)
         case RL_OP_TRIM:
             do_trim(log, op);
             break;
+        case RL_OP_BARRIER:
+            op_fail(log, op, RLOG_EINVAL, "barrier: not built yet");
+            break;
         }
     }
     if (!log->raft_closing)
-        pump(log);
+        rl_node_pump(log);
 }
 
 /* ---- startup ---------------------------------------------------------------------- */
@@ -1335,7 +1401,7 @@ static int start(struct rlog *log)
     enum id_state id_state;
     if ((rv = load_identity(log, &identity, &id_state, err, errlen)) != 0)
         return rv;
-    if ((rv = load_tail(log, err, errlen)) != 0)
+    if ((rv = load_tail(log, err, errlen)) != 0 || (rv = rl_producers_load(log, err, errlen)) != 0)
         return rv;
     struct rl_io_config icfg = {
         .loop = &log->loop,
@@ -1362,7 +1428,8 @@ static int start(struct rlog *log)
                   .is_leader = hook_is_leader,
                   .leader_id = hook_leader_id,
                   .peer_address = hook_peer_address, .on_commit = hook_on_commit,
-                  .log = hook_log, .on_repair_answer = rl_repair_answer},
+                  .log = hook_log, .on_repair_answer = rl_repair_answer,
+                  .snapshot_state = rl_producers_state},
     };
     if (!log->cfg.tls_ca_file || !log->cfg.tls_ca_file[0])
         icfg.net.tls_ca_file = icfg.net.tls_cert_file = icfg.net.tls_key_file = NULL;
@@ -1437,6 +1504,10 @@ static int start(struct rlog *log)
     log->wake.data = log;
     uv_timer_init(&log->loop, &log->close_timer);
     log->close_timer.data = log;
+    if ((rv = rl_producers_start(log)) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return rv;
+    }
     log->pub_visible_offset = log->fence.visible_offset;
     log->trim_snap = rl_io_snapshot_index(&log->io);
     publish(log);

@@ -22,6 +22,7 @@
 
 #include "batch/batch.h"
 #include "node/cache.h"
+#include "node/dedup.h"
 #include "node/fence.h"
 #include "liblog.h"
 #include "store/store.h"
@@ -49,15 +50,18 @@ struct rl_op {
     rlog_append_cb cb;
     void *cb_arg;
     bool counted;               /* holds a place in appends_in_flight */
-    /* rlog_append_ex options: producer 0 is none; expect_offset
-     * RLOG_ANY_OFFSET is none. hash: the records' run hash (batch.h),
-     * set when a producer is given. */
+    /* rlog_append_ex options: producer 0 is none; expect_offset only
+     * with expect. hash: the records' run hash (batch.h), set when a
+     * producer is given. */
     uint64_t producer_id, seq, expect_offset, hash;
+    bool expect;
     uint64_t retry_until;       /* producer: sent again until then (loop ms) */
     bool seq_gap;               /* RLOG_ESEQUENCE for a gap (retried), not a reuse */
     bool conflict;              /* judged at ordering: takes no offsets (ECONFLICT) */
     bool forwarded_in;          /* leader: a follower's forwarded append; never forwarded on */
     struct rl_op *dups;         /* calls with the same (producer, seq) answered with this one */
+    struct rl_op *pnext;        /* in its producer's pending list (producers.c) */
+    bool in_pending;
     /* read / fetch; trim: records before it go */
     uint64_t offset;
     /* results */
@@ -77,10 +81,14 @@ struct rl_op {
     char member_addr[64];
 };
 
+#define RL_PENDING_BUCKETS 256
+struct rl_pending;
+
 struct rl_inflight {
     struct raft_apply req;
     struct rlog *log;
     uint64_t index, term;
+    uint64_t records;           /* the records its entry holds */
     struct rl_op *ops;          /* in record order */
     bool apply_done, settled;
     struct rl_inflight *next;
@@ -160,6 +168,16 @@ struct rlog {
     uint64_t trim_unsynced_index, trim_unsynced_offset;
     struct rl_cache cache;      /* recent payloads (node/cache.h) */
     struct rl_repair repair;    /* damaged entries (node/repair.c) */
+    /* Producers (node/producers.c): the replicated table, this leader's
+     * calls not yet committed, the term whose entry this leader has shown
+     * (it judges producer calls only then), calls waiting to be sent
+     * again. */
+    struct rl_dedup dedup;
+    struct rl_pending *pending[RL_PENDING_BUCKETS];
+    uint64_t lead_ready_term;
+    struct rl_op *retry_head, *retry_tail;
+    uv_timer_t retry_timer;
+    bool retry_timer_ready;
 
     struct rl_batch_builder bb;
     struct rl_op *pend_head, *pend_tail;   /* not yet in a batch */
@@ -230,5 +248,33 @@ void rl_repair_poll(struct rlog *log);
 bool rl_repair_answer(void *arg, uint64_t from, const struct raft_append_entries *ae);
 void rl_repair_status(struct rlog *log, struct rlog_status *st);
 void rl_repair_free(struct rl_repair *r);
+/* node.c: orders pending appends into batches (leader) or refuses them. */
+void rl_node_pump(struct rlog *log);
+
+/* producers.c (see there). judge: what to do with an append as it goes
+ * into a batch whose records would start at end_offset. */
+enum rl_judgement {
+    RL_JUDGE_ADD,  /* into the batch (op->conflict: with no records) */
+    RL_JUDGE_DONE, /* answered already */
+    RL_JUDGE_HELD, /* will be answered with the same call in flight */
+    RL_JUDGE_WAIT, /* not yet: this leader has not shown its own term */
+};
+int rl_producers_init(struct rlog *log);
+int rl_producers_start(struct rlog *log);
+void rl_producers_stop(struct rlog *log);
+void rl_producers_free(struct rlog *log);
+enum rl_judgement rl_producers_judge(struct rlog *log, struct rl_op *op, uint64_t end_offset);
+/* op went into a batch. 0 or RLOG_ENOMEM. */
+int rl_producers_added(struct rlog *log, struct rl_op *op);
+/* An op was taken from the inbox (starts its retry clock). */
+void rl_producers_taken(struct rlog *log, struct rl_op *op);
+/* From rl_op_finish: answers op's duplicates; true if op itself was
+ * queued to be sent again instead of being answered. */
+bool rl_producers_finishing(struct rlog *log, struct rl_op *op);
+/* At open, after the fence is loaded: the saved table, and the entries
+ * after it. 0 or an RLOG_E* code with err set. */
+int rl_producers_load(struct rlog *log, char *err, size_t errlen);
+/* The io hook snapshot_state: the table as bytes. */
+int rl_producers_state(void *arg, const char **name, void **buf, size_t *len);
 
 #endif

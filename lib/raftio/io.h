@@ -58,6 +58,11 @@ struct rl_io_hooks {
     /* A fetch answer from `from` (its entries valid during the call): true
      * if the repair of damaged entries (node/repair.c) asked for it. */
     bool (*on_repair_answer)(void *arg, uint64_t from, const struct raft_append_entries *ae);
+    /* State of the node's own to save durably with each snapshot
+     * descriptor, before it (the producer table): a file name in the data
+     * directory and malloc'd bytes (NULL: nothing to save). 0 or
+     * RLOG_ENOMEM. */
+    int (*snapshot_state)(void *arg, const char **name, void **buf, size_t *len);
 };
 
 /* The frame cap is batch_max_bytes plus this: room for a segment fetch

@@ -6,6 +6,8 @@
  */
 #include "raftio/internal.h"
 
+#include "fs/fs.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,14 +23,19 @@ struct snap_put {
     void (*done)(struct io *io, int status);
     uint64_t index, term, conf_index, visible, reset_offset;
     struct raft_configuration conf;
+    const char *state_name; /* the node's state saved first (hooks.snapshot_state) */
+    void *state;
+    size_t state_len;
     int status;
 };
 
 static void snap_put_work(uv_work_t *w)
 {
     struct snap_put *p = w->data;
-    p->status = rl_snapshot_save(p->io->dir, p->index, p->term, p->conf_index, p->visible,
-                                 p->reset_offset, &p->conf);
+    p->status = p->state ? rl_fs_replace(p->io->dir, p->state_name, p->state, p->state_len) : 0;
+    if (p->status == 0)
+        p->status = rl_snapshot_save(p->io->dir, p->index, p->term, p->conf_index, p->visible,
+                                     p->reset_offset, &p->conf);
 }
 
 static void snap_put_work(uv_work_t *w);
@@ -54,6 +61,7 @@ static void snap_put_finish(struct snap_put *p, int rv)
     struct io *io = p->io;
     struct raft_io_snapshot_put *req = p->req;
     void (*done)(struct io *, int) = p->done;
+    free(p->state);
     free(p);
     if (done)
         done(io, rv);
@@ -121,12 +129,18 @@ int rl_io__snap_put_queue(struct io *io, struct raft_io_snapshot_put *req,
     p->conf_index = conf_index;
     p->visible = visible;
     p->reset_offset = reset_offset;
+    if (io->hooks.snapshot_state &&
+        io->hooks.snapshot_state(io->hooks.arg, &p->state_name, &p->state, &p->state_len) != 0) {
+        free(p);
+        return RAFT_NOMEM;
+    }
     raft_configuration_init(&p->conf);
     for (unsigned i = 0; i < snapshot->configuration.n; i++)
         if (raft_configuration_add(&p->conf, snapshot->configuration.servers[i].id,
                                    snapshot->configuration.servers[i].address,
                                    snapshot->configuration.servers[i].role) != 0) {
             raft_configuration_close(&p->conf);
+            free(p->state);
             free(p);
             return RAFT_NOMEM;
         }
@@ -140,6 +154,7 @@ int rl_io__snap_put_queue(struct io *io, struct raft_io_snapshot_put *req,
     if (idle && rl_queue_work(io->loop, &p->work, snap_put_work, snap_put_after) != 0) {
         io->snap_head = io->snap_tail = NULL;
         raft_configuration_close(&p->conf);
+        free(p->state);
         free(p);
         return RAFT_IOERR;
     }
