@@ -986,6 +986,8 @@ void world_init(struct sim_world *w, uint64_t seed, int n, bool verbose)
     w->base.cache_bytes = 128 << 10;     /* small: reads and catch-up reach disk */
     w->base.snapshot_threshold = 32;    /* libraft's window is small, so */
     w->base.snapshot_trailing = 16;     /* lagging nodes catch up by fetch */
+    w->base.producer_window = 16;       /* the window slides within a run */
+    w->base.producer_retry_ms = 600;    /* clients see in-doubt producer calls too */
     for (int i = 0; i < n; i++) {
         struct sim_node *nd = &w->nodes[i];
         nd->idx = i;
