@@ -251,9 +251,15 @@ $(BENCH_NODE): bench/bench_node.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lm
 
-.PHONY: bench bench-quick
-bench: deps $(BENCH_NODE)
+.PHONY: bench bench-quick bench-producers
+bench: deps $(BENCH_NODE) $(BENCH_APPEND)
 	@$(BENCH_NODE) run $(BENCH_ARGS)
+	@$(BENCH_APPEND) -P -s 3 -r 5
+
+# W2 with idempotent producers against plain W2, alternating rounds in one
+# in-process cluster; prints the ratio of the medians (goal >= 0.9).
+bench-producers: deps $(BENCH_APPEND)
+	@$(BENCH_APPEND) -P $(BENCH_ARGS)
 
 bench-quick: deps $(BENCH_NODE)
 	@$(BENCH_NODE) run --quick $(BENCH_ARGS)

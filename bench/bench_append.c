@@ -4,9 +4,13 @@
  *   W1: one append in flight, 100-byte records: latency p50/p99/max, appends/s
  *   W2: 64 appends in flight (async), 100-byte records: records/s, MB/s
  *   W3: as W2 with 1 KiB records
+ *   with -P, instead: W2 with idempotent producers (rlog_append_ex, one
+ *   producer per in-flight slot, sequence numbers one up) against plain W2,
+ *   alternating rounds in the same cluster, and the ratio of the medians
+ *   (issue 12's goal: >= 0.9).
  * The full, multi-process comparison with raw libraft is `make bench`
  * (issue 5); this is the quick look.
- * Usage: bench_append [-d DIR] [-s SECONDS] [-n W1_APPENDS]
+ * Usage: bench_append [-d DIR] [-s SECONDS] [-n W1_APPENDS] [-P [-r ROUNDS]]
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -32,6 +36,14 @@ static int cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+#define MAX_WINDOW 256
+
+struct flow;
+struct slot { /* one in-flight append; with producers, its own producer */
+    struct flow *f;
+    uint64_t producer, seq;
+};
+
 struct flow {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -40,19 +52,31 @@ struct flow {
     char *payload;
     double deadline;
     long inflight, done, failed;
+    bool producers;
+    struct slot slots[MAX_WINDOW];
 };
+
+static uint64_t g_producer_base; /* fresh producer ids for every round */
 
 static void on_done(void *arg, int status, uint64_t off);
 
-static int send_one(struct flow *f)
+static int send_one(struct slot *s)
 {
+    struct flow *f = s->f;
     struct rlog_buf b = {f->payload, f->size};
-    return rlog_append_async(f->log, &b, 1, on_done, f);
+    if (!f->producers)
+        return rlog_append_async(f->log, &b, 1, on_done, s);
+    struct rlog_append_opts o;
+    rlog_append_opts_init(&o);
+    o.producer_id = s->producer;
+    o.sequence = ++s->seq;
+    return rlog_append_ex_async(f->log, &o, &b, 1, on_done, s);
 }
 
 static void on_done(void *arg, int status, uint64_t off)
 {
-    struct flow *f = arg;
+    struct slot *s = arg;
+    struct flow *f = s->f;
     (void)off;
     pthread_mutex_lock(&f->mu);
     f->done++;
@@ -62,7 +86,7 @@ static void on_done(void *arg, int status, uint64_t off)
     if (!again)
         f->inflight--;
     pthread_mutex_unlock(&f->mu);
-    if (again && send_one(f) != 0) {
+    if (again && send_one(s) != 0) {
         pthread_mutex_lock(&f->mu);
         f->inflight--;
         f->failed++;
@@ -73,10 +97,16 @@ static void on_done(void *arg, int status, uint64_t off)
     pthread_mutex_unlock(&f->mu);
 }
 
-static void throughput(rlog *log, const char *name, size_t size, int window, double secs)
+static double throughput(rlog *log, const char *name, size_t size, int window, double secs,
+                         bool producers)
 {
-    struct flow f = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
-                     .log = log, .size = size};
+    static struct flow f;
+    f = (struct flow){.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
+                      .log = log, .size = size, .producers = producers};
+    if (window > MAX_WINDOW)
+        window = MAX_WINDOW;
+    for (int i = 0; i < window; i++)
+        f.slots[i] = (struct slot){&f, ++g_producer_base, 0};
     f.payload = malloc(size);
     memset(f.payload, 'x', size);
     double t0 = now_us();
@@ -85,7 +115,7 @@ static void throughput(rlog *log, const char *name, size_t size, int window, dou
         pthread_mutex_lock(&f.mu);
         f.inflight++;
         pthread_mutex_unlock(&f.mu);
-        if (send_one(&f) != 0) {
+        if (send_one(&f.slots[i]) != 0) {
             fprintf(stderr, "append: %s\n", rlog_errmsg(log));
             exit(1);
         }
@@ -97,16 +127,47 @@ static void throughput(rlog *log, const char *name, size_t size, int window, dou
     double el = (now_us() - t0) / 1e6;
     printf("system=liblog-inproc workload=%s records_s=%.0f mb_s=%.2f failed=%ld records=%ld\n",
            name, (double)f.done / el, (double)f.done * (double)size / el / 1e6, f.failed, f.done);
+    fflush(stdout);
     free(f.payload);
+    return (double)f.done / el;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* W2 plain and with producers, in alternating rounds (so drift in the
+ * machine's load hits both alike); the ratio of the medians. */
+static void producers_ratio(rlog *log, int rounds, double secs)
+{
+    double off[16], on[16];
+    if (rounds > 16)
+        rounds = 16;
+    for (int r = 0; r < rounds; r++) {
+        off[r] = throughput(log, "W2", 100, 64, secs, false);
+        on[r] = throughput(log, "W2-producers", 100, 64, secs, true);
+    }
+    qsort(off, (size_t)rounds, sizeof *off, cmp_d);
+    qsort(on, (size_t)rounds, sizeof *on, cmp_d);
+    double a = off[rounds / 2], b = on[rounds / 2];
+    printf("system=liblog-inproc workload=W2-producers-ratio rounds=%d w2_records_s=%.0f "
+           "w2_producers_records_s=%.0f ratio=%.2f (goal >= 0.90)\n", rounds, a, b, a > 0 ? b / a : 0);
 }
 
 int main(int argc, char **argv)
 {
     const char *dir = "/tmp";
     double secs = 5;
-    int n1 = 3000, opt;
-    while ((opt = getopt(argc, argv, "d:s:n:")) != -1) {
-        if (opt == 'd')
+    int n1 = 3000, opt, rounds = 3;
+    bool producers = false;
+    while ((opt = getopt(argc, argv, "d:s:n:Pr:")) != -1) {
+        if (opt == 'P')
+            producers = true;
+        else if (opt == 'r')
+            rounds = atoi(optarg) > 0 ? atoi(optarg) : 1;
+        else if (opt == 'd')
             dir = optarg;
         else if (opt == 's')
             secs = atof(optarg);
@@ -157,6 +218,13 @@ int main(int argc, char **argv)
     memset(rec, 'r', sizeof rec);
     for (int i = 0; i < 300; i++) /* warm-up */
         rlog_append(nodes[leader], rec, sizeof rec, NULL);
+    if (producers) {
+        producers_ratio(nodes[leader], rounds, secs);
+        for (int i = 0; i < 3; i++)
+            rlog_close(nodes[i]);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
+        return system(cmd) == 0 ? 0 : 1;
+    }
     double *lat = malloc((size_t)n1 * sizeof *lat), t0 = now_us();
     for (int i = 0; i < n1; i++) {
         double t = now_us();
@@ -171,9 +239,8 @@ int main(int argc, char **argv)
     printf("system=liblog-inproc workload=W1 appends_s=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f\n",
            n1 / el, lat[n1 / 2], lat[n1 * 99 / 100], lat[n1 * 999 / 1000], lat[n1 - 1]);
     fflush(stdout);
-    throughput(nodes[leader], "W2", 100, 64, secs);
-    fflush(stdout);
-    throughput(nodes[leader], "W3", 1024, 64, secs);
+    throughput(nodes[leader], "W2", 100, 64, secs, false);
+    throughput(nodes[leader], "W3", 1024, 64, secs, false);
     for (int i = 0; i < 3; i++)
         rlog_close(nodes[i]);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
