@@ -486,13 +486,22 @@ void rl_node_pump(struct rlog *log)
             flush(log);
             continue;
         }
-        enum rl_judgement j = rl_producers_judge(log, op, next_offset_here(log));
-        if (j == RL_JUDGE_WAIT)
-            break; /* until this leader's own term is shown: in order */
+        /* Off the queue before judging: a call judged DONE is answered (and
+         * freed, or given back to its waiting thread, or queued to be sent
+         * again through op->next) inside rl_producers_judge. */
         log->pend_head = op->next;
         if (!log->pend_head)
             log->pend_tail = NULL;
         op->next = NULL;
+        enum rl_judgement j = rl_producers_judge(log, op, next_offset_here(log));
+        if (j == RL_JUDGE_WAIT) {
+            /* until this leader's own term is shown: in order */
+            op->next = log->pend_head;
+            log->pend_head = op;
+            if (!log->pend_tail)
+                log->pend_tail = op;
+            break;
+        }
         if (j != RL_JUDGE_ADD)
             continue;
         if (add_to_batch(log, op) != 0) {
