@@ -582,6 +582,15 @@ START_TEST(test_notes)
     unsigned char *buf = make_batch(1, 2, &r, 1, &len);
     uint64_t off, last, h = hash_of(1, 0, 2);
 
+    /* Shown and reset on a table that never had a note. */
+    struct rl_dedup fresh;
+    ck_assert_int_eq(rl_dedup_init(&fresh, 8, 8), 0);
+    ck_assert_int_eq(rl_dedup_shown(&fresh, 1, 1), 0);
+    ck_assert_uint_eq(fresh.applied_index, 1);
+    ck_assert(rl_dedup_reset(&fresh, 4));
+    ck_assert_uint_eq(fresh.applied_index, 4);
+    rl_dedup_free(&fresh);
+
     /* Noted, then truncated away: shown later applies nothing. */
     ck_assert_int_eq(rl_dedup_note(&d, 5, 2, 10, buf, len), 0);
     ck_assert_uint_eq(d.nnotes, 1);

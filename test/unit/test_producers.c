@@ -69,10 +69,12 @@ static void setup(void)
 {
     snprintf(C.dir, sizeof C.dir, "/tmp/rlog-prod-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(C.dir));
+    char top[sizeof C.dir];
+    memcpy(top, C.dir, sizeof top);
     for (int i = 0; i < N; i++) {
         /* bases differing by one never give the same port (ports.c steps by 7) */
         snprintf(C.addrs[i], sizeof C.addrs[i], "127.0.0.1:%d", th_free_port(21000 + i));
-        snprintf(C.dirs[i], sizeof C.dirs[i], "%s/n%d", C.dir, i + 1);
+        snprintf(C.dirs[i], sizeof C.dirs[i], "%s/n%d", top, i + 1);
         C.peers[i] = (struct rlog_peer){(uint64_t)i + 1, C.addrs[i]};
         C.node[i] = NULL;
     }
