@@ -673,6 +673,7 @@ START_TEST(test_replay_twice)
     feed1(&d, 2, 1, 2, 1, 2, 1);
     uint64_t dig = rl_dedup_digest(&d);
     feed1(&d, 1, 0, 1, 1, 1, 1);
+    ck_assert_uint_eq(rl_dedup_digest(&d), dig);
     feed1(&d, 2, 1, 2, 1, 2, 1);
     ck_assert_uint_eq(rl_dedup_digest(&d), dig);
     ck_assert_uint_eq(d.applied_index, 2);
@@ -689,6 +690,11 @@ START_TEST(test_replay_twice)
     dig = rl_dedup_digest(&d);
     tlog_apply(&l, &d, 0, 40);
     ck_assert_uint_eq(rl_dedup_digest(&d), dig);
+    for (unsigned from = 0; from < 40; from += 7) { /* and any part of it */
+        tlog_apply(&l, &d, from, from + 5);
+        ck_assert_uint_eq(rl_dedup_digest(&d), dig);
+        ck_assert_uint_eq(d.applied_index, 40);
+    }
     rl_dedup_free(&d);
     tlog_free(&l);
 }
