@@ -250,6 +250,8 @@ static void drop_through(struct rl_dedup *d, uint64_t index)
     size_t k = 0;
     while (k < d->nnotes && d->notes[k].index <= index)
         k++;
+    if (k == 0)
+        return; /* notes may be NULL: memmove must not see it */
     drop_notes(d, 0, k);
     memmove(d->notes, d->notes + k, (d->nnotes - k) * sizeof *d->notes);
     d->nnotes -= k;
