@@ -671,8 +671,8 @@ static void answered(struct rlog *log, uint64_t from, const struct rl_wire_fwd *
         return; /* late, repeated, or not ours */
     if (m->status != 0) {
         char msg[384];
-        snprintf(msg, sizeof msg, "forwarded to leader %" PRIu64 " at %s: %s", w->leader,
-                 w->leader_addr, m->msg);
+        snprintf(msg, sizeof msg, "%s leader %" PRIu64 " at %s: %s",
+                 append ? "forwarded to" : "barrier asked of", w->leader, w->leader_addr, m->msg);
         wait_end(log, w, m->status, 0, msg);
         return;
     }
