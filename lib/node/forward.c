@@ -56,9 +56,11 @@ struct rl_fwd_wait {
     struct rl_op *op;
     int state;
     bool lost;                  /* the frame's write failed */
+    bool unsent;                /* ... before any of it was written */
     uint64_t request, leader;
     char leader_addr[64];
     uint64_t deadline;          /* loop ms */
+    uint64_t hold_until;        /* held (no leader, or unreachable) until then */
     uint64_t result;            /* settling: first offset, or barrier offset */
     struct rl_fwd_wait *next;
 };
@@ -202,7 +204,7 @@ static void wait_add(struct rlog *log, struct rl_op *op)
     w->op = op;
     w->state = W_HELD;
     w->request = f->next_request++;
-    w->deadline = now_ms(log) + log->cfg.election_timeout_ms;
+    w->hold_until = now_ms(log) + log->cfg.election_timeout_ms;
     if (op->kind == RL_OP_APPEND)
         f->bytes += op->bytes;
     if (f->tail)
@@ -220,7 +222,11 @@ static void sent_cb(void *arg, int status)
     if (status != 0 && !log->fwd.closed) {
         struct rl_fwd_wait *w = wait_find(log, s->request);
         if (w && w->state == W_SENT) {
-            w->lost = true; /* settled by the next poll, outside the transport's call */
+            /* Settled by the next poll, outside the transport's call. */
+            if (status == RLOG_EAGAIN)
+                w->unsent = true;
+            else
+                w->lost = true;
             timer_want(log);
         }
     }
@@ -283,9 +289,10 @@ static bool wait_step(struct rlog *log, struct rl_fwd_wait *w, uint64_t now)
                 rl_fwd_barrier(log, op);
             return true;
         }
-        if (leader && leader != log->cfg.id && wait_send(log, w, leader, addr))
+        if (leader && leader != log->cfg.id && now < w->hold_until &&
+            wait_send(log, w, leader, addr))
             return false;
-        if (now < w->deadline)
+        if (now < w->hold_until)
             return false;
         if (leader)
             snprintf(msg, sizeof msg, "%s: leader %" PRIu64 " at %s could not be reached within "
@@ -296,6 +303,15 @@ static bool wait_step(struct rlog *log, struct rl_fwd_wait *w, uint64_t now)
                      append ? "not appended" : "no barrier", log->cfg.election_timeout_ms);
         wait_end(log, w, RLOG_ENOTLEADER, 0, msg);
         return true;
+    }
+    if (w->state == W_SENT && w->unsent) {
+        /* Nothing reached the leader: held again, within the first bound. */
+        w->unsent = false;
+        w->state = W_HELD;
+        if (append)
+            log->fwd.forwarded_appends--;
+        timer_want(log);
+        return wait_step(log, w, now);
     }
     if (w->state == W_SENT) {
         const char *why = NULL;

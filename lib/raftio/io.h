@@ -115,8 +115,10 @@ void rl_io_send_commit(struct raft_io *io, const struct raft_configuration *conf
                        uint64_t term, uint64_t index, uint64_t entry_term);
 /* Sends a forwarding frame to member `to` at `address`. 0: done(arg,
  * status) is called once the frame is written or has failed (possibly
- * before this returns); else an RLOG_E* code, nothing was sent and done
- * is not called. */
+ * before this returns): status 0; RLOG_EAGAIN if no byte of it reached a
+ * connection (the connect failed, the queue was full); else nonzero, and
+ * the peer may have received it. Otherwise an RLOG_E* code: nothing was
+ * sent and done is not called. */
 int rl_io_send_fwd(struct raft_io *io, uint64_t to, const char *address,
                    const struct rl_wire_fwd *m, void (*done)(void *arg, int status), void *arg);
 /* While catching up by segment fetch: the next index wanted and the target. */

@@ -41,9 +41,10 @@ static void send_finish(struct send_req *s, int status)
     raft_io_send_cb cb = s->cb;
     void (*done)(void *, int) = s->done;
     void *done_arg = s->done_arg;
+    bool never_written = s->conn == NULL; /* the connect failed, or the queue was full */
     free(s);
     if (done)
-        done(done_arg, status);
+        done(done_arg, status != 0 && never_written ? RLOG_EAGAIN : status);
     else if (cb)
         cb(req, status);
 }
