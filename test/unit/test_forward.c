@@ -425,9 +425,11 @@ static void cluster_up(int forward, uint64_t max_forward)
     int base = 30000 + (int)(getpid() % 9000) * 3;
     while (!(bindable(base) && bindable(base + 1) && bindable(base + 2)))
         base += 3;
+    char top[sizeof C.dir];
+    memcpy(top, C.dir, sizeof top); /* not an argument overlapping C itself */
     for (int i = 0; i < N; i++) {
         snprintf(C.addrs[i], sizeof C.addrs[i], "127.0.0.1:%d", base + i);
-        snprintf(C.dirs[i], sizeof C.dirs[i], "%s/n%d", C.dir, i + 1);
+        snprintf(C.dirs[i], sizeof C.dirs[i], "%s/n%d", top, i + 1);
         C.peers[i] = (struct rlog_peer){(uint64_t)i + 1, C.addrs[i]};
     }
     for (int i = 0; i < N; i++)
