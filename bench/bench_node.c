@@ -23,7 +23,8 @@
  *       W2 and W3 throughput, and a batched producer (64 x 1 KiB records
  *       per rlog_append_async, 8 calls in flight) in MB/s, and their ratios.
  *
- * Workloads (see issue 5): W1 latency (one append in flight), W2/W3 throughput
+ * Workloads (see issue 5): W1 latency (one append in flight; also on a
+ * follower, "W1-forwarded": forwarded to the leader), W2/W3 throughput
  * (64 in flight from 4 host threads, 100 B / 1 KiB), W4 end to end leader ->
  * follower reader (rlog_iter_next + rlog_iter_wait), W5 reads
  * (sequential rlog_iter, random rlog_read), W6 recovery (open time, peak RSS
@@ -518,7 +519,9 @@ static const char *sys_role(uint64_t *commit)
 
 /* ---- W1: one append in flight ------------------------------------------------- */
 
-static void cmd_w1(int warm, int n, size_t size)
+/* wl: "W1" on the leader; "W1-forwarded" on a follower, whose appends
+ * go to the leader (forward_appends). */
+static void cmd_w1(const char *wl, int warm, int n, size_t size)
 {
     char *rec = malloc(size);
     memset(rec, 'r', size);
@@ -542,8 +545,8 @@ static void cmd_w1(int warm, int n, size_t size)
     }
     double el = (double)(now_ns() - t0) / 1e9;
     struct pcts p = percentiles(lat, (size_t)n);
-    printf("system=%s workload=W1 record_b=%zu appends=%d appends_s=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f\n",
-           g_sysname, size, n, n / el, p.p50, p.p99, p.p999, p.max);
+    printf("system=%s workload=%s record_b=%zu appends=%d appends_s=%.0f p50_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f\n",
+           g_sysname, wl, size, n, n / el, p.p50, p.p99, p.p999, p.max);
     printf("OK\n");
     free(rec);
     free(lat);
@@ -1102,7 +1105,9 @@ static int node_main(int argc, char **argv)
             printf("OK role=%s commit=%" PRIu64 " appended_bytes=%" PRIu64 "\n", role, commit,
                    (uint64_t)atomic_load(&g_bytes_appended));
         } else if (!strcmp(cmd, "W1") && sscanf(line, "%*s %lf %lf %lf", &a, &b, &c2) == 3) {
-            cmd_w1((int)a, (int)b, (size_t)c2);
+            cmd_w1("W1", (int)a, (int)b, (size_t)c2);
+        } else if (!strcmp(cmd, "W1F") && sscanf(line, "%*s %lf %lf %lf", &a, &b, &c2) == 3) {
+            cmd_w1("W1-forwarded", (int)a, (int)b, (size_t)c2);
         } else if (!strcmp(cmd, "TP") &&
                    sscanf(line, "%*s %63s %lf %lf %lf %lf %lf", label, &a, &b, &c2, &d, &e) == 6) {
             cmd_tp(label, (size_t)a, (int)b, (int)c2, d, (long)e);
@@ -1518,6 +1523,10 @@ static void run_liblog(const struct opts *o)
     int L = start_cluster(sys);
     if (!child_cmd(&g_kids[L], 300, r, sizeof r, "W1 500 5000 100"))
         fprintf(stderr, "liblog W1 failed\n");
+    /* The same on a follower, in the same run: each append is forwarded to
+     * the leader and answered once the follower's fence has it. */
+    if (!child_cmd(&g_kids[(L + 1) % 3], 300, r, sizeof r, "W1F 500 5000 100"))
+        fprintf(stderr, "liblog W1 forwarded failed\n");
     uint64_t w2_from = leader_commit(L);
     run_tp(L, sys, "W2", 100, o->w2_secs, true);
     if (o->quick) {
@@ -1695,6 +1704,17 @@ static void print_ratios(void)
                  b1 / (fd + rtt));
         add_result(line);
     }
+    double f50 = result("liblog", "W1-forwarded", NULL, "p50_us"),
+           f99 = result("liblog", "W1-forwarded", NULL, "p99_us"), w99 = result("liblog", "W1", NULL, "p99_us");
+    if (f50 > 0 && w1 > 0 && w99 > 0) {
+        /* Goal: a forwarded append costs at most one loopback round trip
+         * more, plus 10 %. */
+        snprintf(line, sizeof line,
+                 "system=ratio workload=W1-forwarded metric=follower_over_leader p50=%.2f p99=%.2f "
+                 "p50_extra_us=%.0f rtt_us=%.0f goal_p50_us=%.0f",
+                 f50 / w1, f99 / w99, f50 - w1, rtt, (w1 + (rtt > 0 ? rtt : 0)) * 1.1);
+        add_result(line);
+    }
     double w4 = result("liblog", "W4", "at=w1_rate", "p50_us");
     if (w4 > 0 && w1 > 0) {
         snprintf(line, sizeof line, "system=ratio workload=W4 metric=p50_over_W1_p50 at=w1_rate liblog=%.2f", w4 / w1);
@@ -1798,6 +1818,8 @@ static void summary(void)
     row("W1 p99 us", result(L, "W1", NULL, "p99_us"), result(B, "W1", NULL, "p99_us"), "");
     row("W1 p99.9 us", result(L, "W1", NULL, "p999_us"), result(B, "W1", NULL, "p999_us"), "");
     row("W1 appends/s", result(L, "W1", NULL, "appends_s"), result(B, "W1", NULL, "appends_s"), "");
+    row("W1 on a follower p50 us", result(L, "W1-forwarded", NULL, "p50_us"), -1, "");
+    row("W1 on a follower p99 us", result(L, "W1-forwarded", NULL, "p99_us"), -1, "");
     row("W2 records/s (100 B, 64 in flight)", result(L, "W2", NULL, "records_s"), result(B, "W2", NULL, "records_s"), "");
     row("W2 p50 us", result(L, "W2", NULL, "p50_us"), result(B, "W2", NULL, "p50_us"), "");
     row("W2 p99 us", result(L, "W2", NULL, "p99_us"), result(B, "W2", NULL, "p99_us"), "");

@@ -13,6 +13,7 @@
  *   rlogctl remove-node --control PATH ID
  *   rlogctl transfer    --control PATH [ID]
  *   rlogctl trim        --control PATH OFFSET              (on the leader)
+ *   rlogctl barrier     --control PATH                     (any node)
  *
  * `node` opens one node of the replicated log (rlog_open) and serves a small
  * local control protocol on a Unix domain socket; the other commands are
@@ -43,6 +44,8 @@
  *                                          leader fields: the new leader, if known)
  *     'P' u64 offset                       trim: drop records before offset, on
  *                                          every replica -> 'E' (value = offset)
+ *     'B'                                  read barrier (rlog_barrier) -> 'E'
+ *                                          (value = the barrier's offset)
  *   answers:
  *     'r' u64 offset, bytes                one record (the rest of the frame)
  *     'S' status fields (see put_status; the last ones, the failed stop's
@@ -560,6 +563,9 @@ static void put_status(struct buf *b, const struct rlog_status *st)
     put_u64(b, st->repaired_ranges);
     put_u64(b, st->repaired_entries);
     put_u64(b, st->unreadable_entries);
+    put_u64(b, st->forwarded_appends);
+    put_u64(b, st->forwards_served);
+    put_u64(b, st->forward_refused);
     end_frame(b, at);
 }
 
@@ -1166,6 +1172,31 @@ static void handle_member(uint8_t op, struct rd *r, struct buf *out)
     put_end(out, 0, 0, op == 'L' ? st.leader_id : id, st.leader_id, st.leader_address, "");
 }
 
+/* A read barrier: every record acknowledged before it is below the
+ * offset it answers, and committed on this node. */
+static void handle_barrier(struct rd *r, struct buf *out)
+{
+    if (r->pos != r->len) {
+        r->bad = 1;
+        put_end(out, RLOG_EPROTO, 0, 0, 0, "", "barrier: trailing bytes");
+        return;
+    }
+    if (!api_enter()) {
+        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+        return;
+    }
+    uint64_t off = 0;
+    int rc = rlog_barrier(g_node.log, &off);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(g_node.log) : "");
+    api_leave();
+    if (rc != 0) {
+        put_error(out, rc, 0, msg);
+        return;
+    }
+    put_end(out, 0, 0, off, 0, "", "");
+}
+
 struct client {
     int fd;
     unsigned slot;
@@ -1221,6 +1252,9 @@ static void *client_thread(void *arg)
         case 'L':
         case 'P':
             handle_member(op, &r, &out);
+            break;
+        case 'B':
+            handle_barrier(&r, &out);
             break;
         default: {
             char msg[64];
@@ -1526,6 +1560,8 @@ static void usage_node(FILE *f)
             "  --insecure           allow plain text between nodes on non-loopback\n"
             "                       addresses (peers' claimed ids are trusted); without TLS\n"
             "                       and without this, only loopback clusters start\n"
+            "  --no-forward-appends refuse appends while a follower (RLOG_ENOTLEADER, exit 3\n"
+            "                       for the client) instead of forwarding them to the leader\n"
             "  --peer-frame-timeout MS, --peer-idle-timeout MS\n"
             "                       close an inbound peer connection whose frame does not\n"
             "                       finish within MS, or that carries no frame for MS\n"
@@ -1600,13 +1636,14 @@ static int cmd_node(int argc, char **argv)
         {"peer-cert-file", required_argument, NULL, 'P'},
         {"peer-key-file", required_argument, NULL, 'k'},
         {"insecure", no_argument, NULL, 'I'},
+        {"no-forward-appends", no_argument, NULL, 'n'},
         {"peer-frame-timeout", required_argument, NULL, 'F'},
         {"peer-idle-timeout", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *id_s = NULL, *address = NULL, *data = NULL, *cluster = NULL, *control = NULL;
     const char *cluster_name = NULL, *ca_file = NULL, *cert_file = NULL, *key_file = NULL;
-    int insecure = 0;
+    int insecure = 0, no_forward = 0;
     uint64_t frame_timeout = 0, idle_timeout = 0;
     uint64_t election = 0, heartbeat = 0, segment_size = 0, snap_threshold = 0, snap_trailing = 0;
     uint64_t linger_ms = 0;
@@ -1624,6 +1661,7 @@ static int cmd_node(int argc, char **argv)
         case 'P': cert_file = optarg; break;
         case 'k': key_file = optarg; break;
         case 'I': insecure = 1; break;
+        case 'n': no_forward = 1; break;
         case 'F':
         case 'D':
             if (parse_u64(optarg, c == 'F' ? &frame_timeout : &idle_timeout) != 0 ||
@@ -1760,6 +1798,8 @@ static int cmd_node(int argc, char **argv)
     cfg.tls_cert_file = cert_file;
     cfg.tls_key_file = key_file;
     cfg.insecure = insecure;
+    if (no_forward)
+        cfg.forward_appends = 0;
     cfg.frame_timeout_ms = (unsigned)frame_timeout;
     cfg.idle_timeout_ms = (unsigned)idle_timeout;
     if (election)
@@ -2115,9 +2155,11 @@ static void usage_append(FILE *f)
             "one per line, or {\"offset\":N} lines with --json. Stdin lines go in batches\n"
             "of up to %u records.\n"
             "\n"
-            "Appends must go to the leader. A follower answers with the leader's id and\n"
-            "address (exit 3); the control socket is local to each host, so point\n"
-            "--control at the leader's node, or give every local node's socket with\n"
+            "Any node takes appends: a follower forwards them to the leader and answers\n"
+            "once they are committed and readable on it. A follower started with\n"
+            "--no-forward-appends answers with the leader's id and address instead\n"
+            "(exit 3); the control socket is local to each host, so point --control at\n"
+            "the leader's node then, or give every local node's socket with\n"
             "--cluster-controls: each batch goes to the first that accepts, and while all\n"
             "refuse (an election in progress) they are tried again until --timeout\n"
             "(default 30 s). A node refuses, and the next is tried, when its answer\n"
@@ -2563,6 +2605,11 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
         st.repaired_entries = get_u64(&r);
         st.unreadable_entries = get_u64(&r);
     }
+    if (r.pos < r.len) { /* nor these (forwarding) */
+        st.forwarded_appends = get_u64(&r);
+        st.forwards_served = get_u64(&r);
+        st.forward_refused = get_u64(&r);
+    }
     if (r.bad || r.pos != r.len)
         return -1;
     if (o->json) {
@@ -2593,6 +2640,9 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
         printf(",\"damaged_ranges\":%" PRIu64 ",\"repaired_ranges\":%" PRIu64
                ",\"repaired_entries\":%" PRIu64 ",\"unreadable_entries\":%" PRIu64,
                st.damaged_ranges, st.repaired_ranges, st.repaired_entries, st.unreadable_entries);
+        printf(",\"forwarded_appends\":%" PRIu64 ",\"forwards_served\":%" PRIu64
+               ",\"forward_refused\":%" PRIu64, st.forwarded_appends, st.forwards_served,
+               st.forward_refused);
         fputs(",\"peers\":[", stdout);
         for (unsigned i = 0; i < st.n_peers; i++) {
             printf("%s{\"id\":%" PRIu64 ",\"address\":", i ? "," : "", st.peers[i].id);
@@ -2633,6 +2683,9 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
         printf("damaged_ranges %" PRIu64 "\nrepaired_ranges %" PRIu64 "\nrepaired_entries %" PRIu64
                "\nunreadable_entries %" PRIu64 "\n", st.damaged_ranges, st.repaired_ranges,
                st.repaired_entries, st.unreadable_entries);
+        printf("forwarded_appends %" PRIu64 "\nforwards_served %" PRIu64
+               "\nforward_refused %" PRIu64 "\n", st.forwarded_appends, st.forwards_served,
+               st.forward_refused);
         for (unsigned i = 0; i < st.n_peers; i++)
             printf("peer %" PRIu64 " %s %s %" PRIu64 "\n", st.peers[i].id, st.peers[i].address,
                    st.peers[i].voter ? "voter" : "nonvoter", st.peers[i].match_index);
@@ -2840,6 +2893,49 @@ static void usage_trim(FILE *f)
             progname);
 }
 
+static void usage_barrier(FILE *f)
+{
+    fprintf(f,
+            "usage: %s barrier --control PATH [--json] [--timeout SEC]\n"
+            "\n"
+            "A read barrier (rlog_barrier), on any node: prints an offset B such that\n"
+            "every record whose append completed before the command started is below B,\n"
+            "once the node has every record before B committed, so a read there of any\n"
+            "offset below B succeeds. The leader commits an empty barrier entry of its\n"
+            "term; a follower asks the leader for it.\n"
+            "\n"
+            "Exit status: 0 done; 1 usage; 3 no leader known or reachable (try again);\n"
+            "5 cannot reach the node; 6 other errors (RLOG_ETIMEOUT).\n",
+            progname);
+}
+
+static int cmd_barrier(struct copts *o, int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 0) {
+        fprintf(stderr, "%s barrier: takes no arguments\n", progname);
+        usage_barrier(stderr);
+        return EXIT_USAGE;
+    }
+    struct buf req = {0};
+    size_t at = begin_frame(&req);
+    put_u8(&req, 'B');
+    end_frame(&req, at);
+    struct end e;
+    int rc = call_node(o, "barrier", &req, &e, NULL, NULL);
+    free(req.p);
+    if (rc != 0)
+        return rc;
+    if (e.code != 0)
+        return report_error("barrier", &e);
+    if (o->json)
+        printf("{\"barrier\":%" PRIu64 "}\n", e.value);
+    else
+        printf("%" PRIu64 "\n", e.value);
+    fflush(stdout);
+    return 0;
+}
+
 static int parse_node_id(const char *cmd, const char *s, uint64_t *id)
 {
     if (parse_u64(s, id) != 0 || *id == 0) {
@@ -2950,19 +3046,20 @@ static void usage(FILE *f)
             "\n"
             "commands:\n"
             "  node     run one node of the log (opens it, serves a local control socket)\n"
-            "  append   append records through a node's control socket (the leader's)\n"
+            "  append   append records through any node's control socket\n"
             "  read     read committed records by offset from any node\n"
             "  tail     stream records from any node as they commit\n"
             "  status   show a node's role, term, leader, offsets and peers\n"
             "  add-node, remove-node, transfer\n"
             "           change the cluster's members, or its leader (on the leader)\n"
             "  trim     drop records before an offset on every replica (on the leader)\n"
+            "  barrier  a read barrier: an offset every completed append is below\n"
             "\n"
             "`%s COMMAND --help` describes each. Example, three nodes on one host:\n"
             "  C=1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
             "  %s node --id 1 --data d1 --cluster $C &   # and ids 2, 3 with d2, d3\n"
             "  %s status --control d1/control.sock\n"
-            "  echo hello | %s append --control d1/control.sock   # on the leader\n"
+            "  echo hello | %s append --control d1/control.sock   # any node\n"
             "  %s read --control d2/control.sock 0\n"
             "  %s tail --control d3/control.sock --from 0   # until Ctrl-C\n"
             "\n"
@@ -2993,6 +3090,7 @@ static int client_main(const char *cmd, int argc, char **argv)
                            : strcmp(cmd, "remove-node") == 0 ? usage_remove_node
                            : strcmp(cmd, "transfer") == 0    ? usage_transfer
                            : strcmp(cmd, "trim") == 0        ? usage_trim
+                           : strcmp(cmd, "barrier") == 0     ? usage_barrier
                                                              : usage_status;
     int is_tail = strcmp(cmd, "tail") == 0;
     struct copts o = {.timeout_ms = 30000};
@@ -3076,6 +3174,8 @@ static int client_main(const char *cmd, int argc, char **argv)
         rc = cmd_tail(&o, argc, argv);
     else if (strcmp(cmd, "status") == 0)
         rc = cmd_status(&o, argc, argv);
+    else if (strcmp(cmd, "barrier") == 0)
+        rc = cmd_barrier(&o, argc, argv);
     else
         rc = cmd_member(cmd, &o, argc, argv);
     free(list);
@@ -3101,7 +3201,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "node") == 0)
         return cmd_node(argc - 1, argv + 1);
     static const char *const clients[] = {"append", "read", "tail", "status",
-                                          "add-node", "remove-node", "transfer", "trim"};
+                                          "add-node", "remove-node", "transfer", "trim",
+                                          "barrier"};
     for (size_t i = 0; i < sizeof clients / sizeof clients[0]; i++)
         if (strcmp(cmd, clients[i]) == 0)
             return client_main(cmd, argc - 1, argv + 1);

@@ -481,6 +481,12 @@ struct rlog_status {
      * repaired_entries: written back from a peer; unreadable_entries:
      * damaged now, still awaiting repair (0 when the log is whole). */
     uint64_t damaged_ranges, repaired_ranges, repaired_entries, unreadable_entries;
+    /* -- Forwarding (liblog 0.3; since open) --
+     * forwarded_appends: appends this node sent to the leader (as a
+     * follower); forwards_served: appends members forwarded that this node
+     * took as leader; forward_refused: of those, refused because the
+     * member's max_forward_bytes was reached (RLOG_EAGAIN). */
+    uint64_t forwarded_appends, forwards_served, forward_refused;
 };
 
 /* ---- Membership (on the leader; elsewhere RLOG_ENOTLEADER) ---------------

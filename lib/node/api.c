@@ -29,6 +29,7 @@
 #define DEFAULT_FETCH_SERVE_MAX 4u
 #define DEFAULT_FETCH_SERVE_BYTES (16u << 20)
 #define DEFAULT_HELD_MAX 64u
+#define DEFAULT_MAX_FORWARD_BYTES (64ull << 20)
 
 static _Thread_local char tls_err[512];
 
@@ -95,6 +96,8 @@ void rlog_config_init(struct rlog_config *cfg)
     cfg->held_max = DEFAULT_HELD_MAX;
     cfg->max_appends_in_flight = DEFAULT_APPENDS_IN_FLIGHT;
     cfg->max_append_bytes_in_flight = DEFAULT_APPEND_BYTES_IN_FLIGHT;
+    cfg->forward_appends = 1;
+    cfg->max_forward_bytes = DEFAULT_MAX_FORWARD_BYTES;
 }
 
 enum { ADDR_OK, ADDR_SYNTAX, ADDR_PORT_RANGE };
@@ -263,6 +266,11 @@ static int validate(const struct rlog_config *c, char *err, size_t errlen)
         return BAD("config.fetch_serve_bytes %" PRIu64 " must be >= batch_max_bytes + 4096 (%"
                    PRIu64 "): one entry must fit", c->fetch_serve_bytes,
                    (uint64_t)c->batch_max_bytes + 4096);
+    if (c->forward_appends != 0 && c->forward_appends != 1)
+        return BAD("config.forward_appends %d must be 0 or 1", c->forward_appends);
+    if (c->max_forward_bytes && c->max_forward_bytes < c->batch_max_bytes)
+        return BAD("config.max_forward_bytes %" PRIu64 " must be >= batch_max_bytes %u: one call "
+                   "must fit", c->max_forward_bytes, c->batch_max_bytes);
     return validate_security(c, err, errlen);
 #undef BAD
 }
@@ -475,7 +483,7 @@ static int make_append(rlog *log, const struct rlog_buf *recs, unsigned n, struc
     pthread_mutex_unlock(&log->mu);
     if (fatal) /* before the role: a failed node is no one's to ask */
         return fail_stopped(log, "append refused, nothing appended: this node failed stop: ");
-    if (role != RLOG_ROLE_LEADER) {
+    if (role != RLOG_ROLE_LEADER && !log->cfg.forward_appends) {
         if (leader)
             return fail(RLOG_ENOTLEADER, "not the leader; leader is %" PRIu64 " at %s", leader, addr);
         return fail(RLOG_ENOTLEADER, "not the leader; no leader is known yet");
@@ -720,6 +728,22 @@ int rlog_remove_node(rlog *log, uint64_t id)
 int rlog_transfer_leadership(rlog *log, uint64_t id)
 {
     return member(log, RL_MEMBER_TRANSFER, id, NULL);
+}
+
+int rlog_barrier(rlog *log, uint64_t *offset)
+{
+    if (!log)
+        return fail(RLOG_EINVAL, "NULL log");
+    pthread_mutex_lock(&log->mu);
+    int fatal = log->pub_fatal;
+    pthread_mutex_unlock(&log->mu);
+    if (fatal)
+        return fail_stopped(log, "no barrier: this node failed stop: ");
+    struct rl_op op = {.kind = RL_OP_BARRIER};
+    int rv = run_blocking(log, &op);
+    if (rv == 0 && offset)
+        *offset = op.first_offset;
+    return rv;
 }
 
 int rlog_trim(rlog *log, uint64_t before_offset)

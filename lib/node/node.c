@@ -283,6 +283,7 @@ static void fence_published(struct rlog *log)
     log->pub_visible_offset = log->fence.visible_offset;
     pthread_cond_broadcast(&log->visible_cv); /* waiting iterators, subscribers */
     pthread_mutex_unlock(&log->mu);
+    rl_fwd_poll(log); /* forwarded calls wait for this node's fence */
 }
 
 static void fence_update(struct rlog *log)
@@ -461,11 +462,34 @@ static void flush(struct rlog *log)
     propose(log, buf, len, ops, records);
 }
 
+static void hand_over(struct rlog *log, struct rl_op **head, struct rl_op **tail)
+{
+    struct rl_op *op = *head;
+    *head = *tail = NULL;
+    while (op) {
+        struct rl_op *next = op->next;
+        op->next = NULL;
+        rl_fwd_append(log, op);
+        op = next;
+    }
+}
+
 void rl_node_pump(struct rlog *log)
 {
     if (log->fatal) {
         fail_list(log, &log->pend_head, &log->pend_tail, RLOG_EFATAL);
         fail_list(log, &log->open_head, &log->open_tail, RLOG_EFATAL);
+        return;
+    }
+    if (log->raft_started && log->raft.state != RAFT_LEADER && !log->stopping &&
+        !log->raft_closing) {
+        /* Never proposed here: the leader orders them (node/forward.c). */
+        hand_over(log, &log->pend_head, &log->pend_tail);
+        if (log->open_head) {
+            rl_batch_builder_free(&log->bb);
+            rl_batch_builder_init(&log->bb);
+            hand_over(log, &log->open_head, &log->open_tail);
+        }
         return;
     }
     if (!log->raft_started || log->raft.state != RAFT_LEADER || log->stopping) {
@@ -573,6 +597,7 @@ static void hook_after_event(void *arg)
     if (log->trim_offset && rl_io_snapshot_index(&log->io) != log->trim_snap)
         store_trim(log); /* a newer snapshot lets the store drop more */
     rl_repair_poll(log);
+    rl_fwd_poll(log); /* a leader change ends forwarded calls sent to the old one */
     rl_node_pump(log);
 }
 
@@ -923,6 +948,9 @@ static void do_status(struct rlog *log, struct rl_op *op)
         }
     }
     rl_repair_status(log, st);
+    st->forwarded_appends = log->fwd.forwarded_appends;
+    st->forwards_served = log->fwd.forwards_served;
+    st->forward_refused = log->fwd.forward_refused;
     op->status = 0;
     rl_op_finish(log, op);
 }
@@ -1000,6 +1028,7 @@ static void begin_raft_close(struct rlog *log)
     if (log->raft_closing)
         return;
     log->raft_closing = true;
+    rl_fwd_close(log);
     if (log->member_op) {
         struct rl_op *op = log->member_op;
         log->member_op = NULL;
@@ -1209,7 +1238,7 @@ static void wake_cb(uv_async_t *a)
             do_trim(log, op);
             break;
         case RL_OP_BARRIER:
-            op_fail(log, op, RLOG_EINVAL, "barrier: not built yet");
+            rl_fwd_barrier(log, op);
             break;
         }
     }
@@ -1436,7 +1465,7 @@ static int start(struct rlog *log)
                   .leader_id = hook_leader_id,
                   .peer_address = hook_peer_address, .on_commit = hook_on_commit,
                   .log = hook_log, .on_repair_answer = rl_repair_answer,
-                  .snapshot_state = rl_producers_state},
+                  .snapshot_state = rl_producers_state, .on_fwd = rl_fwd_recv},
     };
     if (!log->cfg.tls_ca_file || !log->cfg.tls_ca_file[0])
         icfg.net.tls_ca_file = icfg.net.tls_cert_file = icfg.net.tls_key_file = NULL;
@@ -1515,6 +1544,7 @@ static int start(struct rlog *log)
         snprintf(err, errlen, "out of memory");
         return rv;
     }
+    rl_fwd_init(log);
     log->pub_visible_offset = log->fence.visible_offset;
     log->trim_snap = rl_io_snapshot_index(&log->io);
     publish(log);

@@ -24,6 +24,7 @@
 #include "node/cache.h"
 #include "node/dedup.h"
 #include "node/fence.h"
+#include "node/forward.h"
 #include "liblog.h"
 #include "store/store.h"
 
@@ -199,6 +200,7 @@ struct rlog {
     uint64_t stop_term;
     bool stop_settled;
     bool crash_close;           /* stepped mode: close as if killed, no hand-off */
+    struct rl_fwd fwd;          /* appends and barriers on any node (node/forward.h) */
 };
 
 /* Bytes of entries one iterator hop carries: many entries per trip to the

@@ -20,6 +20,8 @@
 
 #include "store/store.h"
 
+struct rl_wire_fwd;
+
 struct rl_io_hooks {
     void *arg;
     /* After libraft handled an event (message, tick, completed append):
@@ -63,6 +65,12 @@ struct rl_io_hooks {
      * directory and malloc'd bytes (NULL: nothing to save). 0 or
      * RLOG_ENOMEM. */
     int (*snapshot_state)(void *arg, const char **name, void **buf, size_t *len);
+    /* A forwarding frame (wire/codec.h) from member `from`, decoded and
+     * checksummed (lib/node/forward.c). It may take m's buffers (setting
+     * them NULL). Returns 0, or RLOG_EPROTO when the frame breaks the
+     * node's limits (the reason in m->msg): the connection is then
+     * dropped like any bad frame. */
+    int (*on_fwd)(void *arg, uint64_t from, struct rl_wire_fwd *m);
 };
 
 /* The frame cap is batch_max_bytes plus this: room for a segment fetch
@@ -110,6 +118,14 @@ void rl_io_net_stats(struct raft_io *io, struct rl_io_net_stats *st);
  * AppendEntries. Best effort: a lost notice only costs latency. */
 void rl_io_send_commit(struct raft_io *io, const struct raft_configuration *conf,
                        uint64_t term, uint64_t index, uint64_t entry_term);
+/* Sends a forwarding frame to member `to` at `address`. 0: done(arg,
+ * status) is called once the frame is written or has failed (possibly
+ * before this returns): status 0; RLOG_EAGAIN if no byte of it reached a
+ * connection (the connect failed, the queue was full); else nonzero, and
+ * the peer may have received it. Otherwise an RLOG_E* code: nothing was
+ * sent and done is not called. */
+int rl_io_send_fwd(struct raft_io *io, uint64_t to, const char *address,
+                   const struct rl_wire_fwd *m, void (*done)(void *arg, int status), void *arg);
 /* While catching up by segment fetch: the next index wanted and the target. */
 bool rl_io_catchup(struct raft_io *io, uint64_t *next, uint64_t *target);
 /* Asks member `peer` for entries from..to of its log (the catch-up fetch

@@ -41,9 +41,10 @@ static void send_finish(struct send_req *s, int status)
     raft_io_send_cb cb = s->cb;
     void (*done)(void *, int) = s->done;
     void *done_arg = s->done_arg;
+    bool never_written = s->conn == NULL; /* the connect failed, or the queue was full */
     free(s);
     if (done)
-        done(done_arg, status);
+        done(done_arg, status != 0 && never_written ? RLOG_EAGAIN : status);
     else if (cb)
         cb(req, status);
 }
@@ -160,6 +161,10 @@ static struct peer *peer_get(struct io *io, uint64_t id, const char *address)
     return p;
 }
 
+static int send_encoded(struct io *io, uint64_t to, const char *address, struct send_req *s,
+                        struct raft_io_send *req, raft_io_send_cb cb, void (*done)(void *, int),
+                        void *done_arg);
+
 /* Encodes msg and sends it to msg->server_id; exactly one of cb (raft's
  * messages) or done (ours) is called when the write completes, unless this
  * returns an error. */
@@ -168,9 +173,26 @@ int rl_io__send_msg(struct io *io, const struct raft_message *msg, struct raft_i
 {
     if (io->closing)
         return RAFT_CANCELED;
-    struct peer *p = peer_get(io, msg->server_id, msg->server_address);
     struct send_req *s = calloc(1, sizeof *s);
-    if (!p || !s) {
+    if (!s)
+        return RAFT_NOMEM;
+    int rv = rl_wire_encode(msg, io->id, &s->out);
+    if (rv != 0) {
+        free(s);
+        return rv == RLOG_ENOMEM ? RAFT_NOMEM : RAFT_MALFORMED;
+    }
+    return send_encoded(io, msg->server_id, msg->server_address, s, req, cb, done, done_arg);
+}
+
+/* Sends the frame encoded in s->out (s is given away). */
+static int send_encoded(struct io *io, uint64_t to, const char *address, struct send_req *s,
+                        struct raft_io_send *req, raft_io_send_cb cb, void (*done)(void *, int),
+                        void *done_arg)
+{
+    int rv;
+    struct peer *p = peer_get(io, to, address);
+    if (!p) {
+        rl_wire_out_free(&s->out);
         free(s);
         return RAFT_NOMEM;
     }
@@ -180,11 +202,6 @@ int rl_io__send_msg(struct io *io, const struct raft_message *msg, struct raft_i
     s->done = done;
     s->done_arg = done_arg;
     s->peer = p;
-    int rv = rl_wire_encode(msg, io->id, &s->out);
-    if (rv != 0) {
-        free(s);
-        return rv == RLOG_ENOMEM ? RAFT_NOMEM : RAFT_MALFORMED;
-    }
     s->bufs = calloc(s->out.n_iov, sizeof *s->bufs);
     if (!s->bufs) {
         rl_wire_out_free(&s->out);
@@ -323,6 +340,24 @@ static void commit_sent(void *arg, int status)
     (void)status;
 }
 
+int rl_io_send_fwd(struct raft_io *rio, uint64_t to, const char *address,
+                   const struct rl_wire_fwd *m, void (*done)(void *arg, int status), void *arg)
+{
+    struct io *io = rio->impl;
+    if (!io || io->closing || io->fatal)
+        return RLOG_ECLOSED;
+    struct send_req *s = calloc(1, sizeof *s);
+    if (!s)
+        return RLOG_ENOMEM;
+    int rv = rl_wire_encode_fwd(m, io->id, &s->out);
+    if (rv != 0) {
+        free(s);
+        return rv;
+    }
+    rv = send_encoded(io, to, address, s, NULL, NULL, done, arg);
+    return rv == 0 ? 0 : rv == RAFT_NOMEM ? RLOG_ENOMEM : RLOG_EAGAIN;
+}
+
 void rl_io_send_commit(struct raft_io *rio, const struct raft_configuration *conf, uint64_t term,
                        uint64_t index, uint64_t entry_term)
 {
@@ -441,6 +476,38 @@ static const char *refusal(struct io *io, const struct in_conn *c, const struct 
     return rl_io__contradicts_committed(io, msg);
 }
 
+/* A forwarding frame (lib/node/forward.c): only from a member; one that
+ * breaks the format or the node's limits closes the connection. */
+static int in_fwd_frame(struct in_conn *c, void *body)
+{
+    struct io *io = c->io;
+    char err[256];
+    struct rl_wire_fwd m;
+    int rv = rl_wire_decode_fwd(&c->h, body, &m, err, sizeof err);
+    raft_free(body);
+    if (rv != 0) {
+        rl_io__in_close(c, rv == RLOG_EPROTO ? err : "out of memory");
+        return -1;
+    }
+    if (!is_member(io, c->id)) {
+        io->dropped_messages++;
+        rl_io__log(io, c->warned ? 0 : 2, "dropping a type %d message from %" PRIu64 " (%s): not "
+                   "a member of the configuration (%lu dropped)", (int)m.type, c->id, c->address,
+                   io->dropped_messages);
+        c->warned = true;
+        rl_wire_fwd_free(&m);
+        return 0;
+    }
+    rv = io->hooks.on_fwd && !io->closing && !io->fatal ? io->hooks.on_fwd(io->hooks.arg, c->id, &m)
+                                                        : 0;
+    rl_wire_fwd_free(&m);
+    if (rv != 0) {
+        rl_io__in_close(c, m.msg[0] ? m.msg : "a forwarding frame beyond this node's limits");
+        return -1;
+    }
+    return 0;
+}
+
 static int in_frame(struct in_conn *c)
 {
     struct io *io = c->io;
@@ -449,6 +516,8 @@ static int in_frame(struct in_conn *c)
     bool owned = false;
     void *body = c->body;
     c->body = NULL;
+    if (rl_wire_is_fwd(c->h.type))
+        return in_fwd_frame(c, body);
     int rv = rl_wire_decode(&c->h, body, &msg, &owned, err, sizeof err);
     if (rv != 0) {
         raft_free(body);

@@ -49,6 +49,8 @@
 #define AE_ENTRY 3 /* term, type, length */
 #define IS_FIXED 5 /* term, last_index, last_term, conf_index, n_servers */
 #define IS_SERVER 3 /* id, role, address length (+ address bytes) */
+#define FWD_FIXED 6 /* request, producer_id, seq, expect_offset, hash, n */
+#define RES_FIXED 4 /* request, status, offset, message length */
 
 static const unsigned char zeros[8];
 
@@ -62,13 +64,17 @@ static const char *const type_names[] = {
     [RL_WIRE_FETCH_REQUEST] = "fetch_request",
     [RL_WIRE_FETCH_RESPONSE] = "fetch_response",
     [RL_WIRE_COMMIT] = "commit",
+    [RL_WIRE_FORWARD] = "forward",
+    [RL_WIRE_FORWARD_RESULT] = "forward_result",
+    [RL_WIRE_BARRIER] = "barrier",
+    [RL_WIRE_BARRIER_RESULT] = "barrier_result",
 };
 
 static bool known_type(unsigned type)
 {
     return (type >= RL_WIRE_APPEND_ENTRIES && type <= RL_WIRE_TIMEOUT_NOW) ||
            type == RL_WIRE_FETCH_REQUEST || type == RL_WIRE_FETCH_RESPONSE ||
-           type == RL_WIRE_COMMIT;
+           type == RL_WIRE_COMMIT || rl_wire_is_fwd(type);
 }
 
 static uint64_t pad8(uint64_t n)
@@ -397,6 +403,18 @@ static void body_shape(unsigned type, uint32_t *min, bool *exact)
         /* One server with a one-byte address, and the data length. */
         *min = (IS_FIXED + IS_SERVER + 1 + 1) * 8;
         *exact = false;
+        break;
+    case RL_WIRE_FORWARD:
+        *min = (FWD_FIXED + 1 + 1) * 8; /* one record: its length and bytes */
+        *exact = false;
+        break;
+    case RL_WIRE_FORWARD_RESULT:
+    case RL_WIRE_BARRIER_RESULT:
+        *min = RES_FIXED * 8;
+        *exact = false;
+        break;
+    case RL_WIRE_BARRIER:
+        *min = 8;
         break;
     default:
         *min = 3 * 8;
@@ -732,6 +750,19 @@ err_after_conf:
     return rv;
 }
 
+static int check_sum(const struct rl_wire_hdr *hdr, const void *body, char *errmsg,
+                     size_t errlen)
+{
+    unsigned char prefix[24];
+    hdr_prefix(prefix, hdr->type, hdr->length, hdr->flags, hdr->sender);
+    uint64_t seed = XXH3_64bits(prefix, sizeof prefix);
+    uint64_t sum = XXH3_64bits_withSeed(body, hdr->length, seed);
+    if (sum != hdr->checksum)
+        return fail(errmsg, errlen, "%s: checksum mismatch (body of %u bytes)",
+                    type_names[hdr->type], (unsigned)hdr->length);
+    return 0;
+}
+
 int rl_wire_decode(const struct rl_wire_hdr *hdr, void *body, struct raft_message *msg,
                    bool *body_owned, char *errmsg, size_t errlen)
 {
@@ -743,13 +774,10 @@ int rl_wire_decode(const struct rl_wire_hdr *hdr, void *body, struct raft_messag
         return rv;
     const char *name = type_names[hdr->type];
 
-    unsigned char prefix[24];
-    hdr_prefix(prefix, hdr->type, hdr->length, hdr->flags, hdr->sender);
-    uint64_t seed = XXH3_64bits(prefix, sizeof prefix);
-    uint64_t sum = XXH3_64bits_withSeed(body, hdr->length, seed);
-    if (sum != hdr->checksum)
-        return fail(errmsg, errlen, "%s: checksum mismatch (body of %u bytes)", name,
-                    (unsigned)hdr->length);
+    if (rl_wire_is_fwd(hdr->type))
+        return fail(errmsg, errlen, "%s: not a raft message", name);
+    if ((rv = check_sum(hdr, body, errmsg, errlen)) != 0)
+        return rv;
 
     msg->type = hdr->type;
     msg->server_id = hdr->sender;
@@ -793,4 +821,178 @@ void rl_wire_message_release(struct raft_message *msg, void *body, bool body_own
     }
     if (body_owned)
         raft_free(body);
+}
+
+/* ---- Forwarding frames ----------------------------------------------------- */
+
+int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_wire_out *out)
+{
+    memset(out, 0, sizeof *out);
+    uint64_t body;
+    size_t msglen = 0;
+    if (sender == 0)
+        return RLOG_EINVAL;
+    switch (m->type) {
+    case RL_WIRE_FORWARD: {
+        if (m->n == 0 || m->n > RL_WIRE_FWD_MAX_RECORDS || !m->lens ||
+            (m->bytes > 0 && !m->data))
+            return RLOG_EINVAL;
+        uint64_t sum = 0;
+        for (uint32_t i = 0; i < m->n; i++)
+            sum += m->lens[i];
+        if (sum != m->bytes)
+            return RLOG_EINVAL;
+        body = (FWD_FIXED + (uint64_t)m->n) * 8 + pad8(m->bytes);
+        break;
+    }
+    case RL_WIRE_FORWARD_RESULT:
+    case RL_WIRE_BARRIER_RESULT:
+        if (m->status > 0)
+            return RLOG_EINVAL;
+        msglen = strnlen(m->msg, RL_WIRE_FWD_MSG_MAX);
+        body = RES_FIXED * 8 + pad8(msglen);
+        break;
+    case RL_WIRE_BARRIER:
+        body = 8;
+        break;
+    default:
+        return RLOG_EINVAL;
+    }
+    if (body > MAX_BODY)
+        return RLOG_EINVAL;
+    out->head = malloc((size_t)(RL_WIRE_HDR + body));
+    out->iov = malloc(sizeof *out->iov);
+    if (!out->head || !out->iov) {
+        rl_wire_out_free(out);
+        return RLOG_ENOMEM;
+    }
+    out->head_len = (size_t)(RL_WIRE_HDR + body);
+    out->n_iov = 1;
+    out->total = out->head_len;
+    out->iov[0] = (struct rl_wire_iov){out->head, out->head_len};
+    hdr_prefix(out->head, m->type, (uint32_t)body, 0, sender);
+    struct wr w = {out->head + RL_WIRE_HDR};
+    w64(&w, m->request);
+    if (m->type == RL_WIRE_FORWARD) {
+        w64(&w, m->producer_id);
+        w64(&w, m->seq);
+        w64(&w, m->expect_offset);
+        w64(&w, m->hash);
+        w64(&w, m->n);
+        for (uint32_t i = 0; i < m->n; i++)
+            w64(&w, m->lens[i]);
+        if (m->bytes)
+            memcpy(w.p, m->data, m->bytes);
+        memset(w.p + m->bytes, 0, (size_t)(pad8(m->bytes) - m->bytes));
+    } else if (m->type != RL_WIRE_BARRIER) {
+        w64(&w, (uint64_t)-(int64_t)m->status);
+        w64(&w, m->offset);
+        wbytes(&w, m->msg, msglen);
+    }
+    put64(out->head + 24, XXH3_64bits_withSeed(out->head + RL_WIRE_HDR, (size_t)body,
+                                               XXH3_64bits(out->head, 24)));
+    return 0;
+}
+
+void rl_wire_fwd_free(struct rl_wire_fwd *m)
+{
+    free(m->lens);
+    free(m->data);
+    m->lens = NULL;
+    m->data = NULL;
+}
+
+static int decode_forward(struct rd *r, struct rl_wire_fwd *m)
+{
+    unsigned long long n, producer, seq, expect, hash;
+    int rv;
+    if ((rv = r64(r, "producer_id", &producer)) != 0 || (rv = r64(r, "seq", &seq)) != 0 ||
+        (rv = r64(r, "expect_offset", &expect)) != 0 || (rv = r64(r, "hash", &hash)) != 0 ||
+        (rv = r64(r, "record count", &n)) != 0)
+        return rv;
+    m->producer_id = producer;
+    m->seq = seq;
+    m->expect_offset = expect;
+    m->hash = hash;
+    /* Checked before allocating: no more lengths than the body holds. */
+    if (n == 0 || n > RL_WIRE_FWD_MAX_RECORDS || n > left(r) / 8)
+        return fail(r->errmsg, r->errlen, "%s: record count %llu out of range", r->name, n);
+    const unsigned char *lens = r->p;
+    r->p += n * 8;
+    uint64_t sum = 0;
+    for (unsigned long long i = 0; i < n; i++) {
+        uint64_t len = get64(lens + 8 * i);
+        if (len > left(r) || sum + len > left(r))
+            return fail(r->errmsg, r->errlen, "%s: record %llu length %llu exceeds body",
+                        r->name, i, (unsigned long long)len);
+        sum += len;
+    }
+    const unsigned char *bytes;
+    if ((rv = rpadded(r, "records", sum, &bytes)) != 0 || (rv = rend(r)) != 0)
+        return rv;
+    m->lens = malloc((size_t)n * sizeof *m->lens);
+    m->data = malloc(sum ? (size_t)sum : 1);
+    if (!m->lens || !m->data) {
+        rl_wire_fwd_free(m);
+        return RLOG_ENOMEM;
+    }
+    for (unsigned long long i = 0; i < n; i++)
+        m->lens[i] = (size_t)get64(lens + 8 * i);
+    memcpy(m->data, bytes, (size_t)sum);
+    m->n = (uint32_t)n;
+    m->bytes = (size_t)sum;
+    return 0;
+}
+
+static int decode_result(struct rd *r, struct rl_wire_fwd *m)
+{
+    unsigned long long status, offset, len;
+    const unsigned char *bytes;
+    int rv;
+    if ((rv = r64(r, "status", &status)) != 0 || (rv = r64(r, "offset", &offset)) != 0 ||
+        (rv = r64(r, "message length", &len)) != 0)
+        return rv;
+    m->offset = offset;
+    /* Codes are small; a huge one would overflow the int it becomes. */
+    if (status > 1000)
+        return fail(r->errmsg, r->errlen, "%s: status %llu out of range", r->name, status);
+    if (len > RL_WIRE_FWD_MSG_MAX)
+        return fail(r->errmsg, r->errlen, "%s: message of %llu bytes, at most %u", r->name, len,
+                    RL_WIRE_FWD_MSG_MAX);
+    if ((rv = rpadded(r, "message", len, &bytes)) != 0 || (rv = rend(r)) != 0)
+        return rv;
+    if (memchr(bytes, 0, (size_t)len))
+        return fail(r->errmsg, r->errlen, "%s: message holds a NUL byte", r->name);
+    m->status = -(int)status;
+    memcpy(m->msg, bytes, (size_t)len);
+    m->msg[len] = '\0';
+    return 0;
+}
+
+int rl_wire_decode_fwd(const struct rl_wire_hdr *hdr, const void *body, struct rl_wire_fwd *m,
+                       char *errmsg, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    int rv = check_hdr(hdr, errmsg, errlen);
+    if (rv != 0)
+        return rv;
+    const char *name = type_names[hdr->type];
+    if (!rl_wire_is_fwd(hdr->type))
+        return fail(errmsg, errlen, "%s: not a forwarding frame", name);
+    if ((rv = check_sum(hdr, body, errmsg, errlen)) != 0)
+        return rv;
+    struct rd r = {body, (const unsigned char *)body + hdr->length, name, errmsg, errlen};
+    m->type = hdr->type;
+    unsigned long long request;
+    if ((rv = r64(&r, "request", &request)) != 0)
+        return rv;
+    m->request = request;
+    switch (hdr->type) {
+    case RL_WIRE_FORWARD:
+        return decode_forward(&r, m);
+    case RL_WIRE_BARRIER:
+        return rend(&r);
+    default:
+        return decode_result(&r, m);
+    }
 }

@@ -23,6 +23,7 @@
 #define RL_WIRE_CODEC_H
 
 #include <raft.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,7 +32,7 @@
 #define RL_WIRE_HDR 32u
 
 /* Frame types. 1..6 mirror libraft's RAFT_IO_* message types; 64 and up are
- * liblog's own (segment fetch for catch-up, append forwarding: later). */
+ * liblog's own (segment fetch for catch-up, append forwarding). */
 enum {
     RL_WIRE_APPEND_ENTRIES = RAFT_IO_APPEND_ENTRIES,
     RL_WIRE_APPEND_ENTRIES_RESULT = RAFT_IO_APPEND_ENTRIES_RESULT,
@@ -59,7 +60,47 @@ enum {
      * as timeout_now: term = the leader's term, last_log_index = the entry's
      * index, last_log_term = the entry's term. */
     RL_WIRE_COMMIT = 66,
+    /* Append forwarding and the read barrier (lib/node/forward.c). Not raft
+     * shapes: encoded and decoded by rl_wire_encode_fwd / rl_wire_decode_fwd
+     * only (rl_wire_decode refuses them).
+     *  FORWARD: request, producer_id, seq, expect_offset, hash, n, then n
+     *    record lengths, then the records back to back (padded to 8).
+     *  FORWARD_RESULT, BARRIER_RESULT: request, status (an RLOG_E* code
+     *    negated, or 0), offset (the first record's, also with
+     *    RLOG_ECONFLICT: where it would have gone; with RLOG_ESEQUENCE, 1 if
+     *    the sequence skipped ahead, else 0; the barrier's), and a message
+     *    (a byte string of at most RL_WIRE_FWD_MSG_MAX bytes).
+     *  BARRIER: request. */
+    RL_WIRE_FORWARD = 67,
+    RL_WIRE_FORWARD_RESULT = 68,
+    RL_WIRE_BARRIER = 69,
+    RL_WIRE_BARRIER_RESULT = 70,
 };
+
+#define RL_WIRE_FWD_MSG_MAX 255u
+/* Records in one FORWARD: the largest batch_max_records a config can have. */
+#define RL_WIRE_FWD_MAX_RECORDS (1u << 20)
+
+/* One forwarding frame, either way (the fields its type uses). */
+struct rl_wire_fwd {
+    uint16_t type;
+    uint64_t request;
+    /* FORWARD */
+    uint64_t producer_id, seq, expect_offset, hash;
+    uint32_t n;
+    size_t *lens;          /* n lengths; decode: malloc'd */
+    unsigned char *data;   /* the records back to back; decode: malloc'd */
+    size_t bytes;
+    /* results */
+    int status;
+    uint64_t offset;
+    char msg[RL_WIRE_FWD_MSG_MAX + 1];
+};
+
+static inline bool rl_wire_is_fwd(unsigned type)
+{
+    return type >= RL_WIRE_FORWARD && type <= RL_WIRE_BARRIER_RESULT;
+}
 
 struct rl_wire_hdr {
     uint16_t version, type;
@@ -110,5 +151,17 @@ int rl_wire_decode(const struct rl_wire_hdr *hdr, void *body, struct raft_messag
 /* Frees what rl_wire_decode allocated for a message that was NOT handed to
  * libraft (entries array, body if owned, snapshot conf and data). */
 void rl_wire_message_release(struct raft_message *msg, void *body, bool body_owned);
+
+/* Encodes a forwarding frame from `sender`, everything copied into the
+ * frame (a forwarded call may be answered before its frame is written).
+ * 0, RLOG_ENOMEM, or RLOG_EINVAL (a field that cannot be represented). */
+int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_wire_out *out);
+/* Verifies and decodes a forwarding frame (body stays the caller's): 0,
+ * RLOG_EPROTO (errmsg says why) or RLOG_ENOMEM. A FORWARD's lens and data
+ * are malloc'd (free with rl_wire_fwd_free); limits beyond the frame's own
+ * consistency (record sizes, counts) are the receiver's to check. */
+int rl_wire_decode_fwd(const struct rl_wire_hdr *hdr, const void *body, struct rl_wire_fwd *m,
+                       char *errmsg, size_t errlen);
+void rl_wire_fwd_free(struct rl_wire_fwd *m);
 
 #endif

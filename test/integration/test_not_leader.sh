@@ -1,9 +1,10 @@
 #!/bin/bash
-# Appends to a follower are refused with the not-leader error naming the
+# Appends to a follower started with --no-forward-appends are refused with the not-leader error naming the
 # leader's id and address; nothing is appended; --cluster-controls finds the
 # leader; reads beyond the end give RLOG_ENOTFOUND.
 . "$(dirname "$0")/lib.sh"
 
+NODE_ARGS+=(--no-forward-appends) # forwarding: test_forward.sh
 start_cluster 3 || { not_ok "start a 3-node cluster"; finish; }
 L=$(wait_leader) || { not_ok "a leader is elected"; finish; }
 ok "node $L is the leader"

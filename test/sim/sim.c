@@ -45,7 +45,17 @@ struct attempt {
     bool producer;       /* sent with a producer (its client's) */
     bool cond;           /* conditional: expected offset `expect` */
     uint64_t expect;
+    bool via_follower;   /* sent to a node that did not lead then */
 };
+
+/* The forward scenario's state (its code: "forwarding" below). */
+static struct fwd_state {
+    bool any_node;       /* clients append through any node, not the leader */
+    uint64_t probe_seq;
+    unsigned long probes_in_change, probes_acked, barriers_ok, barriers_failed;
+    unsigned long barrier_reads;
+    unsigned long barrier_errors[32]; /* by -code */
+} FW;
 
 struct obs {              /* something a read or subscriber was shown */
     int node;
@@ -253,7 +263,7 @@ static void client_tick(void *arg)
     struct client *c = arg;
     if (!H.load_on || c->cur)
         return;
-    int t = pick_up_node(c->target);
+    int t = pick_up_node(FW.any_node ? (int)sim_range(0, (uint64_t)W->n - 1) : c->target);
     if (t < 0) {
         sim_at(W->now + 50 * SIM_MS, client_tick, c);
         return;
@@ -274,6 +284,7 @@ static void client_tick(void *arg)
         abort();
     a->id = rec_identify(rec, len);
     a->status = -1;
+    a->via_follower = !node_is_leader(&W->nodes[t]);
     H.att = grow(H.att, &H.cap_att, H.n_att, sizeof *H.att);
     H.att[H.n_att++] = a;
     struct rlog_buf b = {.base = rec, .len = len};
@@ -1138,6 +1149,233 @@ static const char *producers_verify(void)
     return NULL;
 }
 
+/* ---- forwarding ------------------------------------------------------------------------
+ * Appends through any node (followers forward to the leader) while the
+ * leader is crashed or cut off, and read barriers on random nodes. Bites by
+ * construction: every round that finds a leader sends a probe append to a
+ * follower and, in the same instant, kills or isolates the leader, so the
+ * probe is in flight across a leader change; the last third of the run is
+ * calm, and probes go to followers until one is acknowledged.
+ * Checks beyond the common ones: a barrier that returned B on node X has B
+ * at or past the end of every append acknowledged before it was called,
+ * X's fence at B when it returns, and a read on X right after it of an
+ * offset below B succeeds. */
+
+#define FWD_PROBE_CLIENT (MAX_CLIENTS - 1) /* a record identity no client uses */
+
+struct fwd_barrier {
+    int node;
+    uint64_t floor;      /* end of the appends acknowledged before the call */
+};
+
+static int fwd_follower_of(int l)
+{
+    int start = (int)sim_range(0, (uint64_t)W->n - 1);
+    for (int k = 0; k < W->n; k++) {
+        int i = (start + k) % W->n;
+        if (i != l && node_up(&W->nodes[i]) && !W->nodes[i].closing &&
+            node_leader(&W->nodes[i]) == (uint64_t)l + 1)
+            return i;
+    }
+    return -1;
+}
+
+static void fwd_probe_cb(void *arg, int status, uint64_t offset)
+{
+    struct attempt *a = arg;
+    a->status = status;
+    a->offset = offset;
+    if (status == 0) {
+        H.acked++;
+        FW.probes_acked++;
+    } else {
+        H.failed++;
+    }
+}
+
+/* An append on follower f, recorded like a client's. */
+static bool fwd_probe(int f)
+{
+    unsigned char rec[64];
+    rl_put64(rec, FWD_PROBE_CLIENT);
+    rl_put64(rec + 8, FW.probe_seq++);
+    for (size_t i = 16; i < sizeof rec; i++)
+        rec[i] = (unsigned char)sim_rand();
+    struct attempt *a = calloc(1, sizeof *a);
+    if (!a)
+        abort();
+    a->id = rec_identify(rec, sizeof rec);
+    a->status = -1;
+    a->via_follower = true;
+    H.att = grow(H.att, &H.cap_att, H.n_att, sizeof *H.att);
+    H.att[H.n_att++] = a;
+    struct rlog_buf b = {.base = rec, .len = sizeof rec};
+    node_enter(&W->nodes[f]);
+    int rv = rlog_append_async(W->nodes[f].log, &b, 1, fwd_probe_cb, a);
+    node_leave();
+    if (rv != 0)
+        a->status = rv;
+    return rv == 0;
+}
+
+static void fwd_round(void *arg)
+{
+    (void)arg;
+    /* Past the calm point only until the first one is done. */
+    if (!H.load_on || (!H.faults_on && FW.probes_in_change > 0))
+        return;
+    int l = leader_idx(), f = l >= 0 ? fwd_follower_of(l) : -1;
+    if (f >= 0 && fwd_probe(f)) {
+        /* Nothing runs between the two: the probe is in flight when the
+         * leader goes. */
+        FW.probes_in_change++;
+        if (sim_chance(500)) {
+            crash_and_restart(&W->nodes[l], sim_range(100, 1500));
+        } else {
+            isolate(l, sim_chance(700));
+            sim_log("n%d isolated with a forwarded append in flight", l + 1);
+            sim_at(W->now + sim_range(300, 2000) * SIM_MS, heal_links, NULL);
+        }
+    }
+    if (f < 0)
+        sim_at(W->now + 50 * SIM_MS, fwd_round, NULL); /* until a leader and follower show up */
+    else
+        sim_at(W->now + sim_range(600, 1400) * SIM_MS, fwd_round, NULL);
+}
+
+static void fwd_calm(void *arg)
+{
+    (void)arg;
+    H.faults_on = false;
+    heal_links(NULL);
+    heal_net(NULL);
+    sim_log("forward: calm from here");
+}
+
+static void fwd_calm_probe(void *arg)
+{
+    (void)arg;
+    if (FW.probes_acked > 0 || !H.load_on)
+        return;
+    int l = leader_idx(), f = l >= 0 ? fwd_follower_of(l) : -1;
+    if (f >= 0)
+        fwd_probe(f);
+    sim_at(W->now + 300 * SIM_MS, fwd_calm_probe, NULL);
+}
+
+static uint64_t fwd_acked_end(void)
+{
+    uint64_t m = 0;
+    for (size_t i = 0; i < H.n_att; i++)
+        if (H.att[i]->status == 0 && H.att[i]->offset + 1 > m)
+            m = H.att[i]->offset + 1;
+    return m;
+}
+
+static void fwd_read_done(struct rl_op *op)
+{
+    int node = (int)(intptr_t)op->done_arg;
+    if (op->status == 0) {
+        add_obs(node, op->offset, rec_identify(op->buf, op->len));
+        FW.barrier_reads++;
+    } else if (op->status != RLOG_ECLOSED && op->status != RLOG_EFATAL) {
+        fail_check("n%d: read of %" PRIu64 " right after a barrier past it failed: %s: %s",
+                   node + 1, op->offset, rlog_errname(op->status), op->errmsg);
+    }
+    free_op(op);
+}
+
+static void fwd_read_ev(void *arg)
+{
+    struct fwd_barrier *b = arg;
+    struct rl_op *r = new_op(RL_OP_READ, b->floor, fwd_read_done, (void *)(intptr_t)b->node);
+    if (node_submit(&W->nodes[b->node], r) != 0)
+        free_op(r);
+    free(b);
+}
+
+static void fwd_barrier_done(struct rl_op *op)
+{
+    struct fwd_barrier *b = op->done_arg;
+    struct sim_node *n = &W->nodes[b->node];
+    if (op->status == 0) {
+        uint64_t B = op->first_offset;
+        FW.barriers_ok++;
+        if (B < b->floor)
+            fail_check("n%d: barrier returned %" PRIu64 ", but appends up to %" PRIu64
+                       " were acknowledged before it was called", b->node + 1, B, b->floor);
+        else if (node_up(n) && node_visible(n) < B)
+            fail_check("n%d: barrier returned %" PRIu64 " with the node's fence at %" PRIu64,
+                       b->node + 1, B, node_visible(n));
+        else if (B > 0 && node_up(n)) {
+            /* Next in line at this instant (the callback runs inside the
+             * node's turn, where it must not submit). */
+            b->floor = sim_range(0, B - 1);
+            sim_at(W->now, fwd_read_ev, b);
+            b = NULL;
+        }
+    } else if (op->status == RLOG_ENOTLEADER || op->status == RLOG_ETIMEOUT ||
+               op->status == RLOG_ECLOSED || op->status == RLOG_EFATAL) {
+        FW.barriers_failed++;
+        FW.barrier_errors[-op->status]++;
+        if (W->verbose)
+            sim_log("n%d: barrier: %s: %s", b->node + 1, rlog_errname(op->status), op->errmsg);
+    } else {
+        fail_check("n%d: barrier failed with %s: %s", b->node + 1, rlog_errname(op->status),
+                   op->errmsg);
+    }
+    free(b);
+    free_op(op);
+}
+
+static void fwd_barrier_tick(void *arg)
+{
+    (void)arg;
+    if (!H.load_on)
+        return;
+    int t = pick_up_node((int)sim_range(0, (uint64_t)W->n - 1));
+    if (t >= 0) {
+        struct fwd_barrier *b = malloc(sizeof *b);
+        if (!b)
+            abort();
+        *b = (struct fwd_barrier){.node = t, .floor = fwd_acked_end()};
+        struct rl_op *op = new_op(RL_OP_BARRIER, 0, fwd_barrier_done, b);
+        if (node_submit(&W->nodes[t], op) != 0) {
+            free(b);
+            free_op(op);
+        }
+    }
+    sim_at(W->now + sim_range(20, 120) * SIM_MS, fwd_barrier_tick, NULL);
+}
+
+static void forward_setup(void)
+{
+    FW = (struct fwd_state){.any_node = true};
+    sim_at(W->now + 1500 * SIM_MS, fwd_round, NULL);
+    sim_at(W->now + sim_range(300, 1500) * SIM_MS, fault_tick, NULL); /* drops, repeats, ... */
+    sim_at(W->now + 1200 * SIM_MS, fwd_barrier_tick, NULL);
+    sim_at(W->now + 10000 * SIM_MS, fwd_calm, NULL);
+    sim_at(W->now + 11000 * SIM_MS, fwd_calm_probe, NULL);
+}
+
+static const char *forward_verify(void)
+{
+    static char why[200];
+    unsigned long via = 0;
+    for (size_t i = 0; i < H.n_att; i++)
+        via += H.att[i]->status == 0 && H.att[i]->via_follower;
+    sim_log("forward: %lu acknowledged through followers, %lu probes across a leader change, "
+            "barriers %lu ok %lu failed, %lu reads after them", via, FW.probes_in_change,
+            FW.barriers_ok, FW.barriers_failed, FW.barrier_reads);
+    if (via == 0 || FW.probes_in_change == 0 || FW.barriers_ok == 0) {
+        snprintf(why, sizeof why, "did not bite: %lu appends acknowledged through followers, "
+                 "%lu sent across a leader change, %lu barriers returned", via,
+                 FW.probes_in_change, FW.barriers_ok);
+        return why;
+    }
+    return NULL;
+}
+
 static const struct scenario scenarios[] = {
     {"random", 3, 12000, 2500, random_setup, NULL},
     {"random5", 5, 12000, 2500, random_setup, NULL},
@@ -1152,6 +1390,7 @@ static const struct scenario scenarios[] = {
     {"trim-crash", 3, 12000, 300, trim_crash_setup, trim_crash_verify},
     {"repair", 3, 12000, 0, repair_setup, repair_verify},
     {"producers", 3, 12000, 0, producers_setup, producers_verify},
+    {"forward", 3, 15000, 0, forward_setup, forward_verify},
 };
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
@@ -1366,6 +1605,7 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
 {
     struct sim_world w;
     memset(&H, 0, sizeof H);
+    memset(&FW, 0, sizeof FW);
     world_init(&w, seed, nodes, verbose);
     if (getenv("SIM_TRACE_FROM"))
         w.trace_from = strtoull(getenv("SIM_TRACE_FROM"), NULL, 10) * SIM_MS;

@@ -25,6 +25,7 @@ struct cluster {
 };
 
 static struct cluster C;
+static int forward_off; /* forward_appends 0: a follower refuses appends */
 
 static void cfg_for(int i, struct rlog_config *c)
 {
@@ -39,6 +40,7 @@ static void cfg_for(int i, struct rlog_config *c)
     c->segment_size = 1u << 20;
     c->batch_max_bytes = 256u << 10;
     c->max_record_size = 64u << 10;
+    c->forward_appends = !forward_off;
 }
 
 /* Tests that shrink libraft's window set these before opening nodes. */
@@ -255,6 +257,7 @@ END_TEST
 
 START_TEST(test_follower_append_names_leader)
 {
+    forward_off = 1; /* forwarding has its own tests (test_forward) */
     for (int i = 0; i < N; i++)
         node_open(i);
     int l = wait_leader();
