@@ -5,7 +5,8 @@
  *   rlogctl node   --id N --data DIR --cluster 1=HOST:PORT,2=...  [--address HOST:PORT]
  *                  [--cluster-name NAME] [--control PATH] [--join] [--failstop-linger MS] [-v]
  *                  [--peer-trusted-ca-file F --peer-cert-file F --peer-key-file F | --insecure]
- *   rlogctl append --control PATH [--json] [RECORD...]     (stdin lines when no RECORD)
+ *   rlogctl append --control PATH [--json] [--producer ID [--sequence N]]
+ *                  [--expect-offset N] [RECORD...]         (stdin lines when no RECORD)
  *   rlogctl read   --control PATH [--json] OFFSET | FROM-TO | FROM-
  *   rlogctl tail   --control PATH [--json] [--from OFFSET | --from-end] [--count N]
  *   rlogctl status --control PATH [--json]
@@ -28,6 +29,12 @@
  *   requests:
  *     'S'                                  status  -> 'S' frame, 'E'
  *     'A' u32 n, n x (u32 len, bytes)      append  -> 'E' (value = first offset)
+ *     'O' u64 producer, u64 sequence, u64 expect_offset, then as 'A'
+ *                                          append with options (rlog_append_ex:
+ *                                          producer 0 none, expect_offset
+ *                                          UINT64_MAX none) -> 'E' (value = first
+ *                                          offset; with RLOG_ECONFLICT the offset
+ *                                          the first record would have had)
  *     'G' u64 offset                       read one record -> 'r' frame, 'E'
  *     'R' u64 from, u64 end                read [from, end) ('end' = UINT64_MAX:
  *                                          up to the committed end) -> 'r'..., 'E'
@@ -69,12 +76,14 @@
  * the node (no socket, timeout, protocol error; for tail also: the node went
  * away), 6 any other error reported by the node, 7 node: it failed stop
  * after a storage error (a failed write or fdatasync, a full disk; the cause
- * is logged): restart it once the cause is fixed.
+ * is logged): restart it once the cause is fixed, 8 append in doubt (may or
+ * may not be in the log), 9 conditional append: the log ends elsewhere.
  */
 #include <liblog.h>
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
@@ -102,6 +111,7 @@
 #define EXIT_ERROR 6
 #define EXIT_FAILSTOP 7
 #define EXIT_INDOUBT 8
+#define EXIT_CONFLICT 9
 
 #define CTL_MAX_FRAME (16u << 20)       /* bytes in one control frame */
 #define CTL_MAX_BATCH 8192u             /* records in one append request */
@@ -624,8 +634,15 @@ static void append_cb(void *arg, int status, uint64_t first_offset)
     waiter_unref(w);
 }
 
-static void handle_append(struct rd *r, struct buf *out)
+static void handle_append(struct rd *r, struct buf *out, int with_opts)
 {
+    struct rlog_append_opts ao;
+    rlog_append_opts_init(&ao);
+    if (with_opts) {
+        ao.producer_id = get_u64(r);
+        ao.sequence = get_u64(r);
+        ao.expect_offset = get_u64(r);
+    }
     uint32_t n = get_u32(r);
     if (r->bad || n == 0 || n > CTL_MAX_BATCH) {
         char msg[128];
@@ -669,7 +686,7 @@ static void handle_append(struct rd *r, struct buf *out)
         put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
         return;
     }
-    int rc = rlog_append_async(g_node.log, recs, n, append_cb, w);
+    int rc = rlog_append_ex_async(g_node.log, &ao, recs, n, append_cb, w);
     char msg[512];
     snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(g_node.log) : "");
     api_leave();
@@ -703,6 +720,9 @@ static void handle_append(struct rd *r, struct buf *out)
         snprintf(msg, sizeof msg, "the node accepted the records, then: %s",
                  why[0] ? why : rlog_strerror(status));
         put_error(out, status, FLAG_INDETERMINATE, msg);
+    } else if (status == RLOG_ECONFLICT) {
+        snprintf(msg, sizeof msg, "%s", why[0] ? why : rlog_strerror(status));
+        put_end(out, status, 0, first, 0, "", msg);
     } else if (status != 0) {
         /* Any other answer through the callback means nothing was appended. */
         snprintf(msg, sizeof msg, "the node accepted the records, then: %s (%s); nothing of them "
@@ -1236,7 +1256,8 @@ static void *client_thread(void *arg)
             }
             break;
         case 'A':
-            handle_append(&r, &out);
+        case 'O':
+            handle_append(&r, &out, op == 'O');
             break;
         case 'G':
             handle_get(&r, &out);
@@ -1941,6 +1962,9 @@ struct copts {
     /* tail only */
     uint64_t from, count; /* count 0: no limit */
     int from_set;         /* 0: from the end */
+    /* append only: --producer, --sequence, --expect-offset */
+    uint64_t producer, sequence, expect;
+    int has_expect;
 };
 
 struct end {
@@ -2148,7 +2172,8 @@ static void usage_append(FILE *f)
 {
     fprintf(f,
             "usage: %s append (--control PATH | --cluster-controls P1,P2,...) [--json]\n"
-            "                      [--timeout SEC] [--] [RECORD...]\n"
+            "                      [--timeout SEC] [--producer ID [--sequence N]]\n"
+            "                      [--expect-offset OFFSET] [--] [RECORD...]\n"
             "\n"
             "Appends each RECORD, or each line of stdin (without its newline) when no\n"
             "RECORD is given, and prints the offset of each record once it is committed:\n"
@@ -2169,11 +2194,21 @@ static void usage_append(FILE *f)
             "an error after that (or no answer) may mean it is in the log, so the\n"
             "command stops there and says so.\n"
             "\n"
+            "--producer ID (>= 1) makes the appends idempotent (rlog_append_ex): each\n"
+            "record is its own call, with sequence numbers N, N+1, ... (--sequence,\n"
+            "default 1). The log takes each (ID, sequence) at most once, so a batch in\n"
+            "doubt is sent again (to the next node with --cluster-controls) until\n"
+            "--timeout, and running the same command again with the same ID, sequence\n"
+            "and input appends nothing twice: the offsets printed are the originals.\n"
+            "--expect-offset OFFSET makes them conditional: the first record must get\n"
+            "OFFSET, each next one the next offset; if the log ends elsewhere nothing is\n"
+            "appended (exit 9, the log's actual next offset is printed).\n"
+            "\n"
             "Exit status: 0 all appended; 1 usage; 3 not the leader; 5 cannot reach a\n"
             "node; 6 other errors (the RLOG_E* name is printed); 8 in doubt: a node took\n"
             "the batch and then could not tell whether it committed (RLOG_EINDOUBT, no\n"
             "commit within its wait, or no answer): that batch may or may not be in the\n"
-            "log.\n",
+            "log; 9 conflict: the log did not end at --expect-offset.\n",
             progname, CLIENT_BATCH_RECORDS);
 }
 
@@ -2207,7 +2242,13 @@ static int append_batch(struct appender *a, struct rlog_buf *recs, unsigned n)
     struct copts *o = a->o;
     struct buf req = {0};
     size_t at = begin_frame(&req);
-    put_u8(&req, 'A');
+    bool idempotent = o->producer != 0, with_opts = idempotent || o->has_expect;
+    put_u8(&req, with_opts ? 'O' : 'A');
+    if (with_opts) {
+        put_u64(&req, o->producer);
+        put_u64(&req, o->producer ? o->sequence + a->appended : 0);
+        put_u64(&req, o->has_expect ? o->expect + a->appended : UINT64_MAX);
+    }
     put_u32(&req, n);
     for (unsigned i = 0; i < n; i++) {
         put_u32(&req, (uint32_t)recs[i].len);
@@ -2230,7 +2271,7 @@ static int append_batch(struct appender *a, struct rlog_buf *recs, unsigned n)
     int64_t deadline = now_ms() + o->timeout_ms;
     for (unsigned round = 0;; round++) {
         if (round > 0) {
-            if (tries == 1 || now_ms() + 100 >= deadline)
+            if ((tries == 1 && !idempotent) || now_ms() + 100 >= deadline)
                 break;
             struct timespec nap = {0, 100 * 1000000L};
             nanosleep(&nap, NULL);
@@ -2242,6 +2283,12 @@ static int append_batch(struct appender *a, struct rlog_buf *recs, unsigned n)
             if (a->fd >= 0 && send_request(a->fd, &req, o->timeout_ms, why, sizeof why) == 0) {
                 struct end e;
                 if (recv_answer(a->fd, o->timeout_ms, &e, NULL, NULL, why, sizeof why) != 0) {
+                    if (idempotent && now_ms() + 100 < deadline) {
+                        /* Sent again below: the log takes it at most once. */
+                        fprintf(stderr, "%s append: %s: %s; sending it again\n", progname, path,
+                                why);
+                        goto next_node;
+                    }
                     /* Sent but no answer: the outcome is unknown, do not resend. */
                     if (n == 1)
                         fprintf(stderr, "%s append: %s: %s; the last record may or may not be "
@@ -2264,18 +2311,32 @@ static int append_batch(struct appender *a, struct rlog_buf *recs, unsigned n)
                     free(req.p);
                     return 0;
                 }
-                if (!refused_untaken(&e) || tries == 1) {
+                if (e.code == RLOG_ECONFLICT) {
+                    fprintf(stderr, "%s append: conflict: the log's next offset is %" PRIu64
+                            ", not %" PRIu64 "; nothing appended (%s)\n", progname, e.value,
+                            o->expect + a->appended, e.msg);
+                    free(req.p);
+                    return EXIT_CONFLICT;
+                }
+                /* With a producer, a batch in doubt is sent again. */
+                bool again = idempotent && (e.code == RLOG_EINDOUBT || e.code == RLOG_ETIMEOUT ||
+                                            (e.flags & FLAG_INDETERMINATE));
+                if (!(refused_untaken(&e) || again) || (tries == 1 && !idempotent)) {
                     free(req.p);
                     return report_error("append", &e);
                 }
+                if (again && round == 0)
+                    fprintf(stderr, "%s append: %s: %s: %s; sending it again\n", progname, path,
+                            rlog_errname(e.code), e.msg);
                 if (e.code != RLOG_ENOTLEADER && round == 0) /* why a node was passed */
                     fprintf(stderr, "%s append: %s refused the batch (%s: %s); trying the next "
                             "node\n", progname, path, rlog_errname(e.code), e.msg);
                 last_end = e;
                 have_end = 1;
-            } else if (tries == 1) {
+            } else if (tries == 1 && !idempotent) {
                 break;
             }
+        next_node:
             if (a->fd >= 0)
                 close(a->fd);
             a->fd = -1;
@@ -2295,6 +2356,9 @@ static int append_batch(struct appender *a, struct rlog_buf *recs, unsigned n)
  * producer (`tail -f ... | rlogctl append`) does not wait for a full batch. */
 static int append_stdin(struct appender *a, struct rlog_buf *recs)
 {
+    /* With a producer or an expected offset, one record per call: the
+     * sequence numbers and offsets do not depend on how stdin arrives. */
+    unsigned per_call = a->o->producer || a->o->has_expect ? 1 : CLIENT_BATCH_RECORDS;
     struct buf in = {0};        /* bytes read, not yet consumed */
     size_t start = 0;           /* first unconsumed byte of in */
     struct buf batch = {0};     /* the records of the pending batch, back to back */
@@ -2303,7 +2367,7 @@ static int append_stdin(struct appender *a, struct rlog_buf *recs)
     int eof = 0, rc = 0;
     while (rc == 0) {
         /* Move complete lines (or, at EOF, the unterminated rest) into the batch. */
-        while (n < CLIENT_BATCH_RECORDS && batch.len < CLIENT_BATCH_BYTES) {
+        while (n < per_call && batch.len < CLIENT_BATCH_BYTES) {
             unsigned char *nl = in.len > start ? memchr(in.p + start, '\n', in.len - start) : NULL;
             size_t len;
             if (nl != NULL)
@@ -2317,7 +2381,7 @@ static int append_stdin(struct appender *a, struct rlog_buf *recs)
             start += len + (nl != NULL);
         }
         struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
-        int full = n == CLIENT_BATCH_RECORDS || batch.len >= CLIENT_BATCH_BYTES;
+        int full = n == per_call || batch.len >= CLIENT_BATCH_BYTES;
         if (n > 0 && (full || eof || poll(&pfd, 1, 0) == 0)) {
             size_t off = 0;
             for (unsigned i = 0; i < n; i++) {
@@ -2361,11 +2425,12 @@ static int cmd_append(struct copts *o, int argc, char **argv)
     struct appender a = {.o = o, .fd = -1};
     struct rlog_buf *recs = xmalloc(CLIENT_BATCH_RECORDS * sizeof *recs);
     int rc = 0;
+    unsigned per_call = o->producer || o->has_expect ? 1 : CLIENT_BATCH_RECORDS;
     if (argc > 0) {
         for (int i = 0; i < argc && rc == 0;) {
             unsigned n = 0;
             size_t bytes = 0;
-            while (i < argc && n < CLIENT_BATCH_RECORDS &&
+            while (i < argc && n < per_call &&
                    (n == 0 || bytes + strlen(argv[i]) <= CLIENT_BATCH_BYTES)) {
                 recs[n].base = argv[i];
                 recs[n].len = strlen(argv[i]);
@@ -3080,6 +3145,9 @@ static int client_main(const char *cmd, int argc, char **argv)
         {"from", required_argument, NULL, 'f'},
         {"from-end", no_argument, NULL, 'F'},
         {"count", required_argument, NULL, 'n'},
+        {"producer", required_argument, NULL, 'p'},
+        {"sequence", required_argument, NULL, 's'},
+        {"expect-offset", required_argument, NULL, 'e'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -3093,7 +3161,8 @@ static int client_main(const char *cmd, int argc, char **argv)
                            : strcmp(cmd, "barrier") == 0     ? usage_barrier
                                                              : usage_status;
     int is_tail = strcmp(cmd, "tail") == 0;
-    struct copts o = {.timeout_ms = 30000};
+    struct copts o = {.timeout_ms = 30000, .sequence = 1};
+    int seq_set = 0;
     char *list = NULL;
     int c, rc, from_end = 0;
     optind = 1;
@@ -3135,6 +3204,31 @@ static int client_main(const char *cmd, int argc, char **argv)
                 o.from_set = 1;
             }
             break;
+        case 'p':
+        case 's':
+        case 'e': {
+            const char *name = c == 'p' ? "producer" : c == 's' ? "sequence" : "expect-offset";
+            uint64_t v;
+            if (strcmp(cmd, "append") != 0) {
+                fprintf(stderr, "%s %s: --%s is an option of append only\n", progname, cmd, name);
+                help(stderr);
+                free(list);
+                return EXIT_USAGE;
+            }
+            if (parse_u64(optarg, &v) != 0 || (c != 'e' && v == 0) || v == UINT64_MAX) {
+                fprintf(stderr, "%s append: --%s must be a number%s, not '%s'\n", progname, name,
+                        c != 'e' ? " >= 1" : "", optarg);
+                free(list);
+                return EXIT_USAGE;
+            }
+            if (c == 'p')
+                o.producer = v;
+            else if (c == 's')
+                o.sequence = v, seq_set = 1;
+            else
+                o.expect = v, o.has_expect = 1;
+            break;
+        }
         case 'h': help(stdout); free(list); return 0;
         default: help(stderr); free(list); return EXIT_USAGE;
         }
@@ -3156,6 +3250,11 @@ static int client_main(const char *cmd, int argc, char **argv)
         fprintf(stderr, "%s %s: give exactly one of --control PATH or --cluster-controls LIST\n",
                 progname, cmd);
         help(stderr);
+        free(list);
+        return EXIT_USAGE;
+    }
+    if (seq_set && !o.producer) {
+        fprintf(stderr, "%s append: --sequence needs --producer\n", progname);
         free(list);
         return EXIT_USAGE;
     }
