@@ -584,6 +584,7 @@ static void random_setup(void)
  * leader or overwritten by another. The fence must keep them hidden until an
  * entry of the current term commits after them; the checker sees every
  * read and subscriber observation. Repeated, so some rounds overwrite. */
+static bool fwd_probe(int node);
 static void fig8_round(void *arg);
 static void fig8_heal(void *arg)
 {
@@ -615,6 +616,10 @@ static void fig8_round(void *arg)
             for (int j = 0; j < W->n; j++)
                 W->link_cut[i][j] = ((i == l || i == f) != (j == l || j == f));
         sim_log("figure 8: n%d leads, only n%d hears it", l + 1, f + 1);
+        /* Appends on the leader itself, so the follower surely holds a
+         * suffix the next leader overwrites (clients may be elsewhere). */
+        for (int k = 0; k < 3; k++)
+            fwd_probe(l);
         sim_at(W->now + sim_range(100, 400) * SIM_MS, fig8_phase2, (void *)(intptr_t)(l << 8 | f));
     }
     sim_at(W->now + 3500 * SIM_MS, fig8_round, NULL);
@@ -1014,10 +1019,16 @@ static void paused_round(void *arg)
     int l = leader_idx();
     if (l >= 0) {
         struct sim_node *n = &W->nodes[l];
-        n->disk_ns = sim_range(4000, 8000) * SIM_MS;
+        /* The disk stays slow past the cut, and appends on the leader
+         * itself start a write at once: when the node hears of the new
+         * term its catch-up surely finds entries still being written. */
+        uint64_t cut = sim_range(3500, 6000);
+        n->disk_ns = (cut + sim_range(2000, 3000)) * SIM_MS;
+        for (int k = 0; k < 4; k++)
+            fwd_probe(l);
         isolate(l, true);
         sim_log("n%d paused: disk slow and cut off while leading", l + 1);
-        sim_at(W->now + sim_range(3500, 6000) * SIM_MS, paused_heal, n);
+        sim_at(W->now + cut * SIM_MS, paused_heal, n);
     }
     sim_at(W->now + sim_range(9000, 11000) * SIM_MS, paused_round, NULL);
 }
@@ -1193,7 +1204,8 @@ static void fwd_probe_cb(void *arg, int status, uint64_t offset)
     }
 }
 
-/* An append on follower f, recorded like a client's. */
+/* An append on node f (a follower, in the forward scenario), recorded like
+ * a client's. */
 static bool fwd_probe(int f)
 {
     unsigned char rec[64];
@@ -1206,7 +1218,7 @@ static bool fwd_probe(int f)
         abort();
     a->id = rec_identify(rec, sizeof rec);
     a->status = -1;
-    a->via_follower = true;
+    a->via_follower = !node_is_leader(&W->nodes[f]);
     H.att = grow(H.att, &H.cap_att, H.n_att, sizeof *H.att);
     H.att[H.n_att++] = a;
     struct rlog_buf b = {.base = rec, .len = sizeof rec};
