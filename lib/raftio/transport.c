@@ -311,7 +311,9 @@ int rl_io__send(struct raft_io *rio, struct raft_io_send *req, const struct raft
         capped.append_entries_result.last_log_index = io->append_entries_match;
         msg = &capped;
     }
-    int rv = rl_io__send_msg(io, msg, req, cb, NULL, NULL);
+    /* A failed node says nothing more: its term or vote may be ahead of
+     * its disk (load.c, failed_metadata). */
+    int rv = io->fatal ? RAFT_IOERR : rl_io__send_msg(io, msg, req, cb, NULL, NULL);
     /* libraft 0.15 frees an AppendEntries' entries before sending its
      * answer, and frees them again if that send fails at once
      * (recv_append_entries.c, then recv.c): a double free (found by the
