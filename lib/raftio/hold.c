@@ -29,6 +29,8 @@ void rl_io__deliver(struct io *io, struct raft_message *msg, void *body, bool ow
 {
     if (!io->recv_cb || io->closing || io->fatal) {
         rl_wire_message_release(msg, body, owned);
+        if (!owned)
+            raft_free(body); /* a failed node's heartbeats leaked here */
         return;
     }
     /* libraft 0.15 answers an AppendEntries that brings nothing new with
