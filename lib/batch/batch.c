@@ -174,7 +174,19 @@ static bool parse_runs(const unsigned char *buf, size_t at, size_t len, uint32_t
     return true;
 }
 
+static bool parse(const void *p, size_t len, struct rl_batch_view *v, bool verify);
+
 bool rl_batch_parse(const void *p, size_t len, struct rl_batch_view *v)
+{
+    return parse(p, len, v, true);
+}
+
+bool rl_batch_parse_layout(const void *p, size_t len, struct rl_batch_view *v)
+{
+    return parse(p, len, v, false);
+}
+
+static bool parse(const void *p, size_t len, struct rl_batch_view *v, bool verify)
 {
     const unsigned char *buf = p;
     if (len < RL_BATCH_HDR || memcmp(buf, MAGIC, 4) != 0 || buf[4] != 1 || buf[5] ||
@@ -190,8 +202,8 @@ bool rl_batch_parse(const void *p, size_t len, struct rl_batch_view *v)
     bool trim = buf[6] == RL_BATCH_TRIM;
     if (trim && (count != 0 || data_len != 8))
         return false;
-    if (rl_get64(buf + 24) !=
-        XXH3_64bits_withSeed(buf + RL_BATCH_HDR, len - RL_BATCH_HDR, XXH3_64bits(buf, 24)))
+    if (verify && rl_get64(buf + 24) != XXH3_64bits_withSeed(buf + RL_BATCH_HDR, len - RL_BATCH_HDR,
+                                                              XXH3_64bits(buf, 24)))
         return false;
     size_t table = (RL_BATCH_HDR + data_len + 3) & ~(size_t)3;
     uint32_t prev = 0;

@@ -76,6 +76,10 @@ struct rl_batch_view {
 };
 /* Validates a sealed batch (checksum, table) and sets up a view. */
 bool rl_batch_parse(const void *buf, size_t len, struct rl_batch_view *v);
+/* The same without the checksum, for a payload whose bytes were verified
+ * already (an entry's frame checksum, as stored or received): every
+ * offset and count is still checked, so the view is safe to walk. */
+bool rl_batch_parse_layout(const void *buf, size_t len, struct rl_batch_view *v);
 /* Record i of a parsed batch. */
 void rl_batch_record(const struct rl_batch_view *v, uint32_t i, const void **rec, size_t *len);
 /* Run i of a parsed batch. */

@@ -199,10 +199,11 @@ static int runs_of(uint64_t offset, const void *buf, size_t len, struct noted_ru
     struct rl_batch_view v;
     *out = NULL;
     *n = 0;
-    /* The flags byte first: most entries carry no runs, and parsing
-     * verifies the whole batch's checksum. */
+    /* The flags byte first: most entries carry no runs. The payload's bytes
+     * were verified as the entry was stored or received (its frame
+     * checksum), so the layout is checked here, not the checksum again. */
     if (!buf || len < RL_BATCH_HDR || ((const unsigned char *)buf)[6] != RL_BATCH_RUNS ||
-        !rl_batch_parse(buf, len, &v) || v.nruns == 0)
+        !rl_batch_parse_layout(buf, len, &v) || v.nruns == 0)
         return 0;
     struct noted_run *runs = malloc(v.nruns * sizeof *runs);
     if (!runs)
