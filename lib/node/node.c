@@ -510,7 +510,9 @@ void rl_node_pump(struct rlog *log)
             flush(log);
             continue;
         }
-        uint64_t end = next_offset_here(log);
+        /* Only a conditional call needs where the log ends (a walk of the
+         * entries in flight): not every append. */
+        uint64_t end = op->expect ? next_offset_here(log) : 0;
         log->pend_head = op->next;
         if (!log->pend_head)
             log->pend_tail = NULL;

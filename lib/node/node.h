@@ -254,7 +254,8 @@ void rl_repair_free(struct rl_repair *r);
 void rl_node_pump(struct rlog *log);
 
 /* producers.c (see there). judge: what to do with an append as it goes
- * into a batch whose records would start at end_offset. */
+ * into a batch whose records would start at end_offset (computed only for
+ * a conditional call, op->expect; 0 otherwise). */
 enum rl_judgement {
     RL_JUDGE_ADD,  /* into the batch (op->conflict: with no records) */
     RL_JUDGE_DONE, /* answered already */

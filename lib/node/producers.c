@@ -26,6 +26,8 @@
  * until producer_retry_ms after it was first taken: the table makes the
  * retry harmless.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +35,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "fs/fs.h"
 #include "node/node.h"
 
 #define RETRY_DELAY_MS 50
@@ -341,41 +344,38 @@ static int feed(struct rlog *log, uint64_t first, uint64_t last, bool committed,
     return 0;
 }
 
-int rl_producers_load(struct rlog *log, char *err, size_t errlen)
+/* The saved table, if any: 0 (found or not there), or an RLOG_E* code with
+ * err naming the file. Read through lib/fs like every other file here. */
+static int load_saved(struct rlog *log, char *err, size_t errlen)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", log->data_dir, RL_DEDUP_FILE);
-    FILE *f = fopen(path, "rb");
-    if (f) {
-        unsigned char *buf = NULL;
-        size_t len = 0, cap = 0, got;
-        int rv = 0;
-        do {
-            if (len == cap) {
-                cap = cap ? cap * 2 : 1 << 16;
-                unsigned char *nb = realloc(buf, cap);
-                if (!nb) {
-                    rv = RLOG_ENOMEM;
-                    break;
-                }
-                buf = nb;
-            }
-            got = fread(buf + len, 1, cap - len, f);
-            len += got;
-        } while (got > 0);
-        if (rv == 0 && ferror(f))
-            rv = RLOG_EIO;
-        fclose(f);
-        char why[128] = "";
-        if (rv == 0)
-            rv = rl_dedup_decode(&log->dedup, buf, len, why, sizeof why);
-        free(buf);
-        if (rv != 0) {
-            snprintf(err, errlen, "%s: %s", path,
-                     why[0] ? why : rv == RLOG_EIO ? "read error" : "out of memory");
-            return rv;
-        }
-    }
+    int fd = -1, rv = rl_fs_open(path, O_RDONLY, 0, &fd);
+    if (rv == -ENOENT)
+        return 0;
+    bool opened = rv == 0;
+    uint64_t size = 0;
+    size_t got = 0;
+    unsigned char *buf = NULL;
+    char why[128] = "";
+    if (rv == 0 && (rv = rl_fs_file_size(fd, &size)) == 0 && !(buf = malloc(size ? size : 1)))
+        rv = -ENOMEM;
+    if (rv == 0 && (rv = rl_fs_pread(fd, buf, size, 0, &got)) == 0 && got != size)
+        rv = -EIO;
+    if (opened)
+        rl_fs_close(fd);
+    rv = rv ? rl_errno_to_rlog(rv) : rl_dedup_decode(&log->dedup, buf, size, why, sizeof why);
+    free(buf);
+    if (rv != 0)
+        snprintf(err, errlen, "%s: %s", path, why[0] ? why : rlog_strerror(rv));
+    return rv;
+}
+
+int rl_producers_load(struct rlog *log, char *err, size_t errlen)
+{
+    int rv = load_saved(log, err, errlen);
+    if (rv != 0)
+        return rv;
     /* Without the file (a new directory, or one of liblog 0.2) the table
      * is rebuilt from every entry the store holds. */
     uint64_t first = rl_store_first_index(log->store), visible = log->fence.visible_index;
@@ -387,7 +387,7 @@ int rl_producers_load(struct rlog *log, char *err, size_t errlen)
                    log->dedup.applied_index, first);
         from = first;
     }
-    int rv = feed(log, from, visible, true, err, errlen);
+    rv = feed(log, from, visible, true, err, errlen);
     if (rv == 0 && log->dedup.applied_index < visible)
         log->dedup.applied_index = visible;
     if (rv == 0 && log->fence.n > 0)
