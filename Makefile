@@ -64,7 +64,7 @@ SEEDS ?= 100
 SEED_START ?= 1
 SCENARIO ?= random
 
-.PHONY: all deps check check-asan test install uninstall clean bench-store run examples sim sim-asan
+.PHONY: all deps check check-asan test install uninstall clean bench-store bench-footprint run examples sim sim-asan
 
 EXAMPLES := $(BUILD)/examples/rlogctl $(BUILD)/examples/hello
 
@@ -258,6 +258,9 @@ bench: deps $(BENCH_NODE) $(BENCH_APPEND)
 
 # W2 with idempotent producers against plain W2, alternating rounds in one
 # in-process cluster; prints the ratio of the medians (goal >= 0.9).
+bench-footprint: all examples
+	@RLOGCTL=$(abspath $(BUILD)/examples/rlogctl) ./bench/footprint.sh $(FOOTPRINT_MIB)
+
 bench-producers: deps $(BENCH_APPEND)
 	@$(BENCH_APPEND) -P $(BENCH_ARGS)
 

@@ -117,7 +117,10 @@ struct rlog_config {
                                   bootstrap, and waits to be contacted */
 
     /* Tuning; rlog_config_init() sets the defaults given here. */
-    uint64_t segment_size;       /* bytes per segment file; 64 MiB */
+    uint64_t segment_size;       /* largest segment file; 64 MiB (a new
+                                    log's first is ~1 MiB, each next one
+                                    twice the last: disk use grows with
+                                    the data) */
     uint32_t max_record_size;    /* largest record accepted; 512 KiB */
     uint32_t batch_max_bytes;    /* bytes of records per replicated entry; 1 MiB */
     uint32_t batch_max_records;  /* records per replicated entry; 8192 */

@@ -249,8 +249,11 @@ static int validate(const struct rlog_config *c, char *err, size_t errlen)
         return BAD("config.batch_max_bytes %u must exceed max_record_size %u by 64 bytes or more",
                    c->batch_max_bytes, c->max_record_size);
     if ((uint64_t)c->batch_max_bytes + 4096 > c->segment_size)
-        return BAD("config.batch_max_bytes %u does not fit in a %" PRIu64 "-byte segment",
-                   c->batch_max_bytes, c->segment_size);
+        return BAD("config.segment_size %" PRIu64 " cannot hold one batch of batch_max_bytes %u: "
+                   "lower batch_max_bytes to %" PRIu64 " or less (and max_record_size to %" PRIu64
+                   " or less), or raise segment_size to %" PRIu64 " or more",
+                   c->segment_size, c->batch_max_bytes, c->segment_size - 4096,
+                   c->segment_size - 4096 - 64, ((uint64_t)c->batch_max_bytes + 4096 + 4095) / 4096 * 4096);
     if (c->heartbeat_timeout_ms == 0 || c->election_timeout_ms <= c->heartbeat_timeout_ms)
         return BAD("config.heartbeat_timeout_ms (%u) must be >= 1 and below election_timeout_ms (%u)",
                    c->heartbeat_timeout_ms, c->election_timeout_ms);

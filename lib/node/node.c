@@ -1426,7 +1426,11 @@ static int start(struct rlog *log)
         snprintf(err, errlen, "uv_loop_init: %s", uv_strerror(rv));
         return RLOG_EIO;
     }
-    struct rl_store_config scfg = {.dir = log->data_dir, .segment_size = log->cfg.segment_size};
+    /* The first segment holds one full batch, so a new log never makes a
+     * spare over again for the first large batch. */
+    struct rl_store_config scfg = {.dir = log->data_dir,
+                                   .segment_size = log->cfg.segment_size,
+                                   .first_segment_size = (uint64_t)log->cfg.batch_max_bytes + 4096};
     rv = rl_store_open(&log->loop, &scfg, &log->store, err, errlen);
     if (rv != 0)
         return rv;

@@ -59,7 +59,8 @@ struct rl_damage {
 struct rl_store {
     uv_loop_t *loop;
     char *dir;
-    uint64_t segment_size;
+    uint64_t segment_size;       /* the largest segment file */
+    uint64_t first_segment_size; /* the first one; each next one doubles */
     uint32_t index_interval;
     size_t max_batch_bytes;
     uint64_t dir_id;
@@ -79,6 +80,7 @@ struct rl_store {
     struct rl_segment *spare; /* prepared, zero-filled, no header yet */
     bool spare_busy;          /* a preparation job is running */
     bool spare_needed;        /* an append waits for it */
+    uint64_t spare_min;       /* bytes the waiting entry needs (0: none) */
 
     /* Durable bounds. */
     uint64_t first_index, first_offset, last_index, next_offset;
@@ -206,6 +208,9 @@ void rl_repair_release(struct rl_rebuild *rb);
 /* writer.c: group commit */
 void rl_writer_kick(struct rl_store *s);
 void rl_writer_prepare_spare(struct rl_store *s);
+/* The size of the next segment file: the first one's, then twice the last
+ * one's, up to segment_size (and at least what a waiting entry needs). */
+uint64_t rl_writer_next_segment_size(const struct rl_store *s);
 void rl_writer_finish_close_if_idle(struct rl_store *s);
 bool rl_writer_idle(const struct rl_store *s);
 /* Fails every queued request with `status`; while a job runs, its requests

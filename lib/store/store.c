@@ -173,7 +173,7 @@ static int open_segments(struct rl_store *s, const uint64_t *seqs, size_t n)
         int hv = got == sizeof hb ? rl_seg_hdr_decode(hb, &h) : RLOG_ECORRUPT;
         bool zero = got == sizeof hb && rl_all_zero(hb, sizeof hb);
         if (last && (zero || hv == RLOG_ECORRUPT)) {
-            if (zero && seg->size == s->segment_size) {
+            if (zero && seg->size == rl_writer_next_segment_size(s)) {
                 s->spare = seg; /* made by a previous run, never used */
             } else {
                 if (!zero)
@@ -377,6 +377,13 @@ int rl_store_open(uv_loop_t *loop, const struct rl_store_config *cfg, struct rl_
                            s->segment_size, RL_STORE_MIN_SEGMENT_SIZE);
         goto fail;
     }
+    s->first_segment_size = cfg->first_segment_size ? cfg->first_segment_size
+                                                    : RL_STORE_FIRST_SEGMENT_SIZE;
+    s->first_segment_size = (s->first_segment_size + 4095) / 4096 * 4096;
+    if (s->first_segment_size > s->segment_size)
+        s->first_segment_size = s->segment_size;
+    if (s->first_segment_size < RL_STORE_MIN_SEGMENT_SIZE)
+        s->first_segment_size = RL_STORE_MIN_SEGMENT_SIZE;
     if (s->index_interval < 512 || s->index_interval > s->segment_size) {
         rv = rl_store_fail(s, RLOG_EINVAL,
                            "store config: index_interval %u must be between 512 and segment_size",

@@ -48,6 +48,7 @@
 
 #define RL_STORE_DEFAULT_SEGMENT_SIZE (64u << 20)
 #define RL_STORE_MIN_SEGMENT_SIZE (64u << 10)
+#define RL_STORE_FIRST_SEGMENT_SIZE (1u << 20)
 #define RL_STORE_DEFAULT_INDEX_INTERVAL (64u << 10)
 /* Bytes of framing around each payload (payloads are padded to 8). */
 #define RL_STORE_FRAME_HEADER_SIZE 56u
@@ -58,6 +59,11 @@ struct rl_store;
 struct rl_store_config {
     const char *dir;          /* created if missing */
     uint64_t segment_size;    /* 0 = default; >= RL_STORE_MIN_SEGMENT_SIZE */
+    /* A new log's first segment file; each next one is twice the last, up
+     * to segment_size, so disk use grows with the data. 0 = default
+     * (RL_STORE_FIRST_SEGMENT_SIZE, or segment_size if smaller); rounded
+     * up to 4096. An entry larger than the next file has it made larger. */
+    uint64_t first_segment_size;
     uint32_t index_interval;  /* bytes between sparse index samples; 0 = default */
     size_t max_batch_bytes;   /* cap on one coalesced write; 0 = 8 MiB */
 };
@@ -231,6 +237,7 @@ struct rl_store_stats {
     uint64_t segments;       /* segment files in use */
     uint64_t rollovers;      /* times a write moved to a new segment */
     uint64_t spare_waits;    /* times a write waited for a segment to be made */
+    uint64_t spare_regrown;  /* spares made again, larger, for a large entry */
     uint64_t direct_writes;  /* segment writes done with O_DIRECT */
     uint64_t damaged_ranges; /* damaged ranges found since open */
     uint64_t repaired_ranges, repaired_entries; /* written back since open */

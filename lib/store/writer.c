@@ -46,7 +46,11 @@
  * A write never waits for a file to be created: the next segment (the spare)
  * is zero-filled ahead of time by its own job. A batch may roll over into the
  * spare once; the segment it leaves is sealed and its index file written in
- * the background.
+ * the background. Segment files grow with the log: the first is
+ * first_segment_size, each next one twice the last, up to segment_size, so
+ * a new log takes a few MiB, not two full segments. An entry larger than
+ * the spare (only while sizes still grow, and only one larger than the
+ * first segment) waits while the spare is made again at its size.
  *
  * Truncate, trim and reset run as jobs in the same queue, so they are ordered with
  * appends, and never alongside a spare or index job that touches the same
@@ -134,7 +138,7 @@ static void job_fail(struct rl_batch *b, int err, const char *fmt, ...)
     va_end(ap);
 }
 
-static struct rl_segment *active(struct rl_store *s)
+static struct rl_segment *active(const struct rl_store *s)
 {
     return s->nsegs ? s->segs[s->nsegs - 1] : NULL;
 }
@@ -248,10 +252,33 @@ static void spare_work(uv_work_t *w)
     }
 }
 
+uint64_t rl_writer_next_segment_size(const struct rl_store *s)
+{
+    const struct rl_segment *last = active(s);
+    uint64_t size = last && last->size < s->segment_size / 2 ? last->size * 2 : s->segment_size;
+    if (!last)
+        size = s->first_segment_size;
+    if (size < s->first_segment_size)
+        size = s->first_segment_size;
+    if (size < s->spare_min)
+        size = s->spare_min;
+    return size < s->segment_size ? (size + 4095) / 4096 * 4096 : s->segment_size;
+}
+
 void rl_writer_prepare_spare(struct rl_store *s)
 {
-    if (s->spare || s->spare_busy || s->closing || s->fatal)
+    if (s->spare_busy || s->closing || s->fatal)
         return;
+    if (s->spare) {
+        if (s->spare->size >= s->spare_min)
+            return;
+        /* Too small for the entry waiting: made again, larger (its file is
+         * recreated). Only an entry larger than the first segments does
+         * this, and only while segments are still growing. */
+        rl_segment_free(s->spare);
+        s->spare = NULL;
+        s->stats.spare_regrown++;
+    }
     struct rl_batch *b = calloc(1, sizeof *b);
     struct rl_segment *seg = rl_segment_new(active(s) ? active(s)->seq + 1 : 1);
     if (!b || !seg) {
@@ -259,7 +286,7 @@ void rl_writer_prepare_spare(struct rl_store *s)
         rl_segment_free(seg);
         return; /* retried at the next need */
     }
-    seg->size = s->segment_size;
+    seg->size = rl_writer_next_segment_size(s);
     b->kind = JOB_SPARE;
     b->seg = seg;
     s->spare_busy = true;
@@ -461,7 +488,9 @@ static bool start_appends(struct rl_store *s)
             if (!seg || wpos + fsz > seg->size) {
                 if (rolled)
                     goto full;
-                if (!s->spare) {
+                if (!s->spare || s->spare->size < RL_SEG_HDR + fsz) {
+                    if (b->nframes == 0 && s->spare_min < RL_SEG_HDR + fsz)
+                        s->spare_min = RL_SEG_HDR + fsz;
                     need_spare = b->nframes == 0;
                     goto full;
                 }
@@ -581,6 +610,7 @@ static void append_done(struct rl_store *s, struct rl_batch *b)
             return;
         }
         s->spare = NULL;
+        s->spare_min = 0;
         s->stats.rollovers++;
         s->stats.segments = s->nsegs;
         sealed = prev;

@@ -120,6 +120,84 @@ START_TEST(test_round_trip_many_rollovers)
 }
 END_TEST
 
+/* Size in bytes of each segment file of T.dir, in sequence order. */
+static unsigned segment_sizes(uint64_t *sizes, unsigned max)
+{
+    static char names[512][NAME_MAX + 1];
+    unsigned n = th_list_segments(T.dir, names, 512);
+    for (unsigned i = 0; i < n && i < max; i++) {
+        char p[PATH_MAX];
+        struct stat sb;
+        segment_path(p, sizeof p, names[i]);
+        ck_assert_int_eq(stat(p, &sb), 0);
+        sizes[i] = (uint64_t)sb.st_size;
+    }
+    return n < max ? n : max;
+}
+
+/* Disk use grows with the data: the first file is first_segment_size and
+ * each next one doubles up to segment_size; the spare made last is kept
+ * across a reopen (not dropped and made again). */
+START_TEST(test_segments_grow)
+{
+    struct th_model m;
+    th_model_init(&m);
+    T.cfg.segment_size = 1u << 20;
+    T.cfg.first_segment_size = 64u << 10;
+    th_open_ok(&T);
+    uint64_t sizes[64];
+    fill(&m, 6000, 3, SEED);
+    unsigned n = segment_sizes(sizes, 64);
+    ck_assert_uint_ge(n, 7);
+    uint64_t want = 64u << 10;
+    for (unsigned i = 0; i < n; i++) {
+        ck_assert_msg(sizes[i] == want, "segment %u is %" PRIu64 " bytes, want %" PRIu64, i,
+                      sizes[i], want);
+        if (want < (1u << 20))
+            want *= 2;
+    }
+    th_reopen(&T);
+    ck_assert_str_eq(rl_store_recovery_note(T.s), "");
+    ck_assert_uint_eq(segment_sizes(sizes, 64), n);
+    check_model(&m, true);
+    fill(&m, 300, 4, SEED + 1);
+    check_model(&m, true);
+    th_model_free(&m);
+}
+END_TEST
+
+/* An entry larger than the next segment file has the spare made again,
+ * larger; it is written whole and reads back, also after a reopen. */
+START_TEST(test_large_entry_regrows_spare)
+{
+    T.cfg.segment_size = 1u << 20;
+    T.cfg.first_segment_size = 64u << 10;
+    th_open_ok(&T);
+    uint32_t len = 600u << 10;
+    unsigned char *big = malloc(len);
+    th_payload_fill(big, len, 1, SEED);
+    struct rl_store_entry e = {.index = 1, .term = 1, .records = 1, .type = 1, .buf = big,
+                               .len = len};
+    ck_assert_int_eq(th_append_entries(&T, &e, 1), 0);
+    struct rl_store_stats st;
+    rl_store_stats(T.s, &st);
+    ck_assert_uint_ge(st.spare_regrown + st.spare_waits, 1);
+    th_append_ok(&T, 5, 1, SEED);
+    e.index = rl_store_next_index(T.s);
+    ck_assert_int_eq(th_append_entries(&T, &e, 1), 0);
+    th_reopen(&T);
+    ck_assert_str_eq(rl_store_recovery_note(T.s), "");
+    struct rl_store_entry out;
+    for (uint64_t i = 1; i <= 7; i += 6) {
+        ck_assert_int_eq(rl_store_read(T.s, i, &out), 0);
+        ck_assert_uint_eq(out.len, len);
+        ck_assert(memcmp(out.buf, big, len) == 0);
+        free((void *)out.buf);
+    }
+    free(big);
+}
+END_TEST
+
 START_TEST(test_read_by_offset)
 {
     static const uint32_t recs[] = {2, 0, 0, 3, 1, 0, 5, 0};
@@ -1062,6 +1140,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_fresh_store_is_empty);
     tcase_add_test(tc, test_creates_missing_dir);
     tcase_add_test(tc, test_round_trip_many_rollovers);
+    tcase_add_test(tc, test_segments_grow);
+    tcase_add_test(tc, test_large_entry_regrows_spare);
     tcase_add_test(tc, test_read_by_offset);
     tcase_add_test(tc, test_zero_length_payload);
     tcase_add_test(tc, test_truncate_behind_replaced_suffix);
