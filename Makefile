@@ -131,10 +131,12 @@ RLOGCTL_SRC := $(filter-out examples/rlogctl/main.c,$(sort $(wildcard examples/r
 RLOGCTL_A := $(BUILD)/examples/librlogctl.a
 
 $(RLOGCTL_A): $(RLOGCTL_SRC:%.c=$(BUILD)/static/%.o)
+	@mkdir -p $(dir $@)
 	$(call say,AR,$@)
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 $(BUILD)/examples/rlogctl: $(BUILD)/static/examples/rlogctl/main.o $(RLOGCTL_A) $(STATIC)
+	@mkdir -p $(dir $@)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(RLOGCTL_A) $(STATIC) $(LIBS)
 
