@@ -125,6 +125,21 @@ $(BUILD)/examples/%: examples/%.c $(STATIC)
 	$(call say,CCLD,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
+# rlogctl is one file per job in examples/rlogctl/. All but main.c (the entry
+# point) go into an archive that test/nemesis/nemesis_node links as well.
+RLOGCTL_SRC := $(filter-out examples/rlogctl/main.c,$(sort $(wildcard examples/rlogctl/*.c)))
+RLOGCTL_A := $(BUILD)/examples/librlogctl.a
+
+$(RLOGCTL_A): $(RLOGCTL_SRC:%.c=$(BUILD)/static/%.o)
+	@mkdir -p $(dir $@)
+	$(call say,AR,$@)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(BUILD)/examples/rlogctl: $(BUILD)/static/examples/rlogctl/main.o $(RLOGCTL_A) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(RLOGCTL_A) $(STATIC) $(LIBS)
+
 $(RAWSEND): test/integration/rawsend.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $<
@@ -335,9 +350,10 @@ fuzz: fuzz-build
 # paused and cut off; then the checker. DURATION seconds (default 600);
 # SEED replays a run's random choices (as far as timing allows).
 NEMESIS_BIN := $(BUILD)/nemesis/nemesis_node $(BUILD)/nemesis/proxy
-$(BUILD)/nemesis/nemesis_node: test/nemesis/nemesis_node.c examples/rlogctl.c $(STATIC)
+$(BUILD)/nemesis/nemesis_node: test/nemesis/nemesis_node.c $(RLOGCTL_A) $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -Iexamples/rlogctl -MMD -MP $(LDFLAGS) -o $@ $< $(RLOGCTL_A) $(STATIC) $(LIBS)
 
 $(BUILD)/nemesis/proxy: test/nemesis/proxy.c
 	@mkdir -p $(dir $@)

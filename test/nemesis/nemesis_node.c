@@ -3,11 +3,12 @@
  *
  * One binary that embeds liblog, with four commands:
  *
- *   nemesis_node node ...      exactly `rlogctl node` (examples/rlogctl.c is
- *                              compiled in unchanged), plus a loopback port
- *                              remap of bind(2): with NEMESIS_BIND_MAP=Q:P in
- *                              the environment, a bind to port Q binds port P
- *                              instead. The node advertises (and its peers
+ *   nemesis_node node ...      exactly `rlogctl node` (rlogctl's own code,
+ *                              linked from build/examples/librlogctl.a: all
+ *                              of examples/rlogctl/ but main.c), plus a
+ *                              loopback port remap of bind(2): with
+ *                              NEMESIS_BIND_MAP=Q:P in the environment, a
+ *                              bind to port Q binds port P instead. The node advertises (and its peers
  *                              dial) 127.0.0.1:Q, where the nemesis proxy
  *                              listens and forwards to the node's real port P.
  *                              liblog requires config.address to equal the
@@ -26,10 +27,7 @@
  */
 #define _GNU_SOURCE 1
 
-int rlogctl_main(int argc, char **argv);
-#define main rlogctl_main
-#include "../../examples/rlogctl.c"
-#undef main
+#include "rlogctl.h"
 
 #include <fcntl.h>
 #include <netinet/in.h>

@@ -1,0 +1,53 @@
+/*
+ * rlogctl: what the client commands' files share (client.c, append.c,
+ * read.c, admin.c, dispatch.c).
+ */
+#ifndef RLOGCTL_CLIENT_H
+#define RLOGCTL_CLIENT_H
+
+#include "args.h"
+#include "rlogctl.h"
+
+/* The client commands' options (dispatch.c's client_main). */
+struct copts {
+    const char *control;
+    char **controls; /* --cluster-controls, split */
+    unsigned n_controls;
+    int json;
+    int timeout_ms;
+    /* tail only */
+    uint64_t from, count; /* count 0: no limit */
+    int from_set;         /* 0: from the end */
+    /* append only: --producer, --sequence, --expect-offset */
+    uint64_t producer, sequence, expect;
+    int has_expect;
+};
+
+/* ---- client.c ---- */
+void fail_unreachable(const char *cmd, const char *why);
+int report_error(const char *cmd, const struct end *e);
+void json_string(FILE *f, const unsigned char *p, size_t n);
+int print_record(void *arg, const unsigned char *p, size_t len);
+const char *ctl_path(const struct copts *o, unsigned i);
+int connect_any(const struct copts *o, const char *cmd);
+int call_node(const struct copts *o, const char *cmd, const struct buf *req, struct end *e,
+              int (*on_data)(void *arg, const unsigned char *p, size_t len), void *arg);
+
+/* ---- the commands: append.c, read.c, admin.c ---- */
+void usage_append(FILE *f);
+int cmd_append(struct copts *o, int argc, char **argv);
+void usage_read(FILE *f);
+int cmd_read(struct copts *o, int argc, char **argv);
+void usage_tail(FILE *f);
+int cmd_tail(struct copts *o, int argc, char **argv);
+void usage_status(FILE *f);
+int cmd_status(struct copts *o, int argc, char **argv);
+void usage_add_node(FILE *f);
+void usage_remove_node(FILE *f);
+void usage_transfer(FILE *f);
+void usage_trim(FILE *f);
+void usage_barrier(FILE *f);
+int cmd_barrier(struct copts *o, int argc, char **argv);
+int cmd_member(const char *cmd, struct copts *o, int argc, char **argv);
+
+#endif

@@ -1,0 +1,219 @@
+/*
+ * rlogctl: the command dispatch and the overall usage. rlogctl_main is the
+ * whole program (main.c only calls it), so that test/nemesis/nemesis_node can
+ * link the same code and run `rlogctl node` under another name.
+ */
+#include "client.h"
+#include "node.h"
+
+const char *progname = "rlogctl";
+
+/* ---- main ---- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: %s COMMAND [options]\n"
+            "\n"
+            "An example host program for liblog %s, a Raft-replicated durable log.\n"
+            "\n"
+            "commands:\n"
+            "  node     run one node of the log (opens it, serves a local control socket)\n"
+            "  append   append records through any node's control socket\n"
+            "  read     read committed records by offset from any node\n"
+            "  tail     stream records from any node as they commit\n"
+            "  status   show a node's role, term, leader, offsets and peers\n"
+            "  add-node, remove-node, transfer\n"
+            "           change the cluster's members, or its leader (on the leader)\n"
+            "  trim     drop records before an offset on every replica (on the leader)\n"
+            "  barrier  a read barrier: an offset every completed append is below\n"
+            "\n"
+            "`%s COMMAND --help` describes each. Example, three nodes on one host:\n"
+            "  C=1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
+            "  %s node --id 1 --data d1 --cluster $C &   # and ids 2, 3 with d2, d3\n"
+            "  %s status --control d1/control.sock\n"
+            "  echo hello | %s append --control d1/control.sock   # any node\n"
+            "  %s read --control d2/control.sock 0\n"
+            "  %s tail --control d3/control.sock --from 0   # until Ctrl-C\n"
+            "\n"
+            "Exit status: 0 ok, 1 usage, 2 node failed to start, 3 not the leader,\n"
+            "4 no such record, 5 node unreachable, 6 other error, 7 node failed stop\n"
+            "after a storage error.\n",
+            progname, RLOG_VERSION_STRING, progname, progname, progname, progname, progname,
+            progname);
+}
+
+static int client_main(const char *cmd, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"control", required_argument, NULL, 'c'},
+        {"cluster-controls", required_argument, NULL, 'C'},
+        {"json", no_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, 't'},
+        {"from", required_argument, NULL, 'f'},
+        {"from-end", no_argument, NULL, 'F'},
+        {"count", required_argument, NULL, 'n'},
+        {"producer", required_argument, NULL, 'p'},
+        {"sequence", required_argument, NULL, 's'},
+        {"expect-offset", required_argument, NULL, 'e'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    void (*help)(FILE *) = strcmp(cmd, "append") == 0        ? usage_append
+                           : strcmp(cmd, "read") == 0        ? usage_read
+                           : strcmp(cmd, "tail") == 0        ? usage_tail
+                           : strcmp(cmd, "add-node") == 0    ? usage_add_node
+                           : strcmp(cmd, "remove-node") == 0 ? usage_remove_node
+                           : strcmp(cmd, "transfer") == 0    ? usage_transfer
+                           : strcmp(cmd, "trim") == 0        ? usage_trim
+                           : strcmp(cmd, "barrier") == 0     ? usage_barrier
+                                                             : usage_status;
+    int is_tail = strcmp(cmd, "tail") == 0;
+    struct copts o = {.timeout_ms = 30000, .sequence = 1};
+    int seq_set = 0;
+    char *list = NULL;
+    int c, rc, from_end = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o.control = optarg; break;
+        case 'C': free(list); list = strdup(optarg); break;
+        case 'j': o.json = 1; break;
+        case 't': {
+            uint64_t v;
+            if (parse_u64(optarg, &v) != 0 || v == 0 || v > 86400) {
+                fprintf(stderr, "%s %s: --timeout must be 1..86400 seconds, not '%s'\n",
+                        progname, cmd, optarg);
+                free(list);
+                return EXIT_USAGE;
+            }
+            o.timeout_ms = (int)v * 1000;
+            break;
+        }
+        case 'f':
+        case 'F':
+        case 'n':
+            if (!is_tail) {
+                fprintf(stderr, "%s %s: --%s is an option of tail only\n", progname, cmd,
+                        c == 'f' ? "from" : c == 'F' ? "from-end" : "count");
+                help(stderr);
+                free(list);
+                return EXIT_USAGE;
+            }
+            if (c == 'F') {
+                from_end = 1;
+            } else if (parse_u64(optarg, c == 'f' ? &o.from : &o.count) != 0 ||
+                       (c == 'f' && o.from == UINT64_MAX) || (c == 'n' && o.count == 0)) {
+                fprintf(stderr, "%s tail: --%s must be a number%s, not '%s'\n", progname,
+                        c == 'f' ? "from" : "count", c == 'n' ? " >= 1" : "", optarg);
+                free(list);
+                return EXIT_USAGE;
+            } else if (c == 'f') {
+                o.from_set = 1;
+            }
+            break;
+        case 'p':
+        case 's':
+        case 'e': {
+            const char *name = c == 'p' ? "producer" : c == 's' ? "sequence" : "expect-offset";
+            uint64_t v;
+            if (strcmp(cmd, "append") != 0) {
+                fprintf(stderr, "%s %s: --%s is an option of append only\n", progname, cmd, name);
+                help(stderr);
+                free(list);
+                return EXIT_USAGE;
+            }
+            if (parse_u64(optarg, &v) != 0 || (c != 'e' && v == 0) || v == UINT64_MAX) {
+                fprintf(stderr, "%s append: --%s must be a number%s, not '%s'\n", progname, name,
+                        c != 'e' ? " >= 1" : "", optarg);
+                free(list);
+                return EXIT_USAGE;
+            }
+            if (c == 'p')
+                o.producer = v;
+            else if (c == 's')
+                o.sequence = v, seq_set = 1;
+            else
+                o.expect = v, o.has_expect = 1;
+            break;
+        }
+        case 'h': help(stdout); free(list); return 0;
+        default: help(stderr); free(list); return EXIT_USAGE;
+        }
+    }
+    char *ctl[RLOG_MAX_PEERS * 4];
+    if (list != NULL) {
+        for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
+             tok = strtok_r(NULL, ",", &save)) {
+            if (o.n_controls == sizeof ctl / sizeof ctl[0]) {
+                fprintf(stderr, "%s %s: too many --cluster-controls\n", progname, cmd);
+                free(list);
+                return EXIT_USAGE;
+            }
+            ctl[o.n_controls++] = tok;
+        }
+        o.controls = ctl;
+    }
+    if ((o.control == NULL) == (o.n_controls == 0)) {
+        fprintf(stderr, "%s %s: give exactly one of --control PATH or --cluster-controls LIST\n",
+                progname, cmd);
+        help(stderr);
+        free(list);
+        return EXIT_USAGE;
+    }
+    if (seq_set && !o.producer) {
+        fprintf(stderr, "%s append: --sequence needs --producer\n", progname);
+        free(list);
+        return EXIT_USAGE;
+    }
+    if (from_end && o.from_set) {
+        fprintf(stderr, "%s tail: give at most one of --from OFFSET and --from-end\n", progname);
+        free(list);
+        return EXIT_USAGE;
+    }
+    argc -= optind;
+    argv += optind;
+    if (strcmp(cmd, "append") == 0)
+        rc = cmd_append(&o, argc, argv);
+    else if (strcmp(cmd, "read") == 0)
+        rc = cmd_read(&o, argc, argv);
+    else if (is_tail)
+        rc = cmd_tail(&o, argc, argv);
+    else if (strcmp(cmd, "status") == 0)
+        rc = cmd_status(&o, argc, argv);
+    else if (strcmp(cmd, "barrier") == 0)
+        rc = cmd_barrier(&o, argc, argv);
+    else
+        rc = cmd_member(cmd, &o, argc, argv);
+    free(list);
+    return rc;
+}
+
+int rlogctl_main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("rlogctl (liblog %s)\n", rlog_version_string());
+        return 0;
+    }
+    if (strcmp(cmd, "node") == 0)
+        return cmd_node(argc - 1, argv + 1);
+    static const char *const clients[] = {"append", "read", "tail", "status",
+                                          "add-node", "remove-node", "transfer", "trim",
+                                          "barrier"};
+    for (size_t i = 0; i < sizeof clients / sizeof clients[0]; i++)
+        if (strcmp(cmd, clients[i]) == 0)
+            return client_main(cmd, argc - 1, argv + 1);
+    fprintf(stderr, "%s: unknown command '%s'\n\n", progname, cmd);
+    usage(stderr);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,368 @@
+/*
+ * rlogctl node: one node of the replicated log. cmd_node opens it
+ * (rlog_open), serves the control socket (control.c) until SIGTERM/SIGINT or
+ * a failed stop, and shuts down gracefully. Also here: the node's state
+ * shared with the request handlers, its log lines, and the guard that keeps
+ * liblog calls out of the shutdown.
+ */
+#include "args.h"
+#include "node.h"
+
+struct node g_node = {
+    .mu = PTHREAD_MUTEX_INITIALIZER,
+    .cv = PTHREAD_COND_INITIALIZER,
+};
+
+/* One line to stderr, with a timestamp and the node id; one write() so lines
+ * from different threads do not interleave. */
+void node_log(const char *fmt, ...)
+{
+    char line[1024];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof line, "%02d:%02d:%02d.%03ld node %" PRIu64 ": ", tm.tm_hour,
+                     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, g_node.id);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof line - 2)
+        len = sizeof line - 2;
+    line[len++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+}
+
+static void lib_log(void *arg, int level, const char *line)
+{
+    const struct node *nd = arg;
+    static const char *const names[] = {"debug", "info", "warning", "error"};
+    int min_level = nd->verbose >= 2 ? 0 : nd->verbose == 1 ? 1 : 2;
+    if (level < min_level)
+        return;
+    node_log("%s: %s", names[level < 0 ? 0 : level > 3 ? 3 : level], line);
+}
+
+/* liblog's on_fatal, on its loop thread: must not block, so it only hands
+ * the cause to the main thread, which logs it and shuts the node down. */
+static void on_failed_stop(void *arg, int code, const char *msg)
+{
+    struct node *nd = arg;
+    pthread_mutex_lock(&nd->mu);
+    nd->fatal_code = code;
+    snprintf(nd->fatal_msg, sizeof nd->fatal_msg, "%s", msg);
+    pthread_mutex_unlock(&nd->mu);
+    uint64_t one = 1;
+    ssize_t w = write(nd->failed_fd, &one, sizeof one);
+    (void)w;
+}
+
+int api_enter(void)
+{
+    pthread_mutex_lock(&g_node.mu);
+    int ok = !g_node.closing;
+    if (ok)
+        g_node.api_users++;
+    pthread_mutex_unlock(&g_node.mu);
+    return ok;
+}
+
+void api_leave(void)
+{
+    pthread_mutex_lock(&g_node.mu);
+    g_node.api_users--;
+    pthread_cond_broadcast(&g_node.cv);
+    pthread_mutex_unlock(&g_node.mu);
+}
+
+int is_closing(void)
+{
+    pthread_mutex_lock(&g_node.mu);
+    int c = g_node.closing;
+    pthread_mutex_unlock(&g_node.mu);
+    return c;
+}
+
+/* Logs role and leader changes seen by polling rlog_status (a failed stop
+ * is logged when liblog reports it, by on_failed_stop). */
+struct seen {
+    int valid, role, status_err;
+    uint64_t term, leader_id;
+};
+
+static void poll_status(struct seen *s)
+{
+    struct rlog_status st;
+    if (!api_enter())
+        return;
+    int rc = rlog_status(g_node.log, &st);
+    char emsg[256];
+    snprintf(emsg, sizeof emsg, "%s", rc ? rlog_errmsg(g_node.log) : "");
+    api_leave();
+    if (rc != 0) {
+        if (!s->status_err)
+            node_log("error: rlog_status: %s: %s", rlog_errname(rc), emsg);
+        s->status_err = 1;
+        return;
+    }
+    s->status_err = 0;
+    if (!s->valid || st.role != s->role) {
+        if (st.role == RLOG_ROLE_FOLLOWER && st.leader_id != 0)
+            node_log("became follower in term %" PRIu64 "; leader is %" PRIu64 " at %s", st.term,
+                     st.leader_id, st.leader_address);
+        else
+            node_log("became %s in term %" PRIu64, rlog_role_name(st.role), st.term);
+    } else if (st.leader_id != s->leader_id && st.role == RLOG_ROLE_FOLLOWER) {
+        if (st.leader_id != 0)
+            node_log("leader is now %" PRIu64 " at %s (term %" PRIu64 ")", st.leader_id,
+                     st.leader_address, st.term);
+        else
+            node_log("leader unknown (term %" PRIu64 ")", st.term);
+    } else if (st.term != s->term && st.role == RLOG_ROLE_CANDIDATE) {
+        node_log("still candidate, term %" PRIu64, st.term);
+    }
+    s->valid = 1;
+    s->role = st.role;
+    s->term = st.term;
+    s->leader_id = st.leader_id;
+}
+
+/* Logs the failed stop liblog reported, with its cause; returns when the
+ * node is to exit (after `linger_ms` of answering on the control socket). */
+static int64_t log_failed_stop(int failed_fd, uint64_t linger_ms)
+{
+    uint64_t n;
+    ssize_t r = read(failed_fd, &n, sizeof n);
+    (void)r;
+    pthread_mutex_lock(&g_node.mu);
+    int code = g_node.fatal_code;
+    char msg[sizeof g_node.fatal_msg];
+    snprintf(msg, sizeof msg, "%s", g_node.fatal_msg);
+    pthread_mutex_unlock(&g_node.mu);
+    if (linger_ms)
+        node_log("error: failed stop: %s: %s; answering status and reads (appends are refused) "
+                 "for %" PRIu64 " ms, then exiting with status %d", rlog_errname(code), msg,
+                 linger_ms, EXIT_FAILSTOP);
+    else
+        node_log("error: failed stop: %s: %s; exiting with status %d", rlog_errname(code), msg,
+                 EXIT_FAILSTOP);
+    return now_ms() + (int64_t)linger_ms;
+}
+
+/* Signals go to a signalfd read by this thread; block them before any
+ * thread (liblog's loop thread, client threads) exists so all inherit it.
+ * Also makes the eventfd that on_failed_stop writes. Returns the signalfd,
+ * or -1 after saying why. */
+static int node_signals(void)
+{
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    g_node.failed_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (sfd < 0 || g_node.failed_fd < 0) {
+        fprintf(stderr, "%s node: signalfd/eventfd: %s\n", progname, strerror(errno));
+        return -1;
+    }
+    return sfd;
+}
+
+/* liblog's configuration from the command line: what was not given keeps
+ * rlog_config_init's default. */
+static void node_config(const struct node_args *a, struct rlog_config *cfg)
+{
+    rlog_config_init(cfg);
+    cfg->id = a->id;
+    cfg->address = a->address;
+    cfg->data_dir = a->data;
+    cfg->peers = a->peers;
+    cfg->n_peers = a->n_peers;
+    cfg->join = a->join;
+    cfg->cluster_name = a->cluster_name;
+    cfg->tls_ca_file = a->ca_file;
+    cfg->tls_cert_file = a->cert_file;
+    cfg->tls_key_file = a->key_file;
+    cfg->insecure = a->insecure;
+    if (a->no_forward)
+        cfg->forward_appends = 0;
+    cfg->frame_timeout_ms = (unsigned)a->frame_timeout;
+    cfg->idle_timeout_ms = (unsigned)a->idle_timeout;
+    if (a->election)
+        cfg->election_timeout_ms = (unsigned)a->election;
+    if (a->heartbeat)
+        cfg->heartbeat_timeout_ms = (unsigned)a->heartbeat;
+    if (a->segment_size)
+        cfg->segment_size = a->segment_size;
+    if (a->cache_bytes != UINT64_MAX)
+        cfg->cache_bytes = a->cache_bytes;
+    if (a->snap_threshold)
+        cfg->snapshot_threshold = (unsigned)a->snap_threshold;
+    if (a->snap_trailing)
+        cfg->snapshot_trailing = (unsigned)a->snap_trailing;
+    cfg->log_fn = lib_log;
+    cfg->log_arg = &g_node;
+    cfg->on_fatal = on_failed_stop;
+    cfg->on_fatal_arg = &g_node;
+}
+
+/* Opens the log, then its control socket. Returns the listening socket, or
+ * -1 after saying why (the log closed again). */
+static int node_open(const struct node_args *a)
+{
+    struct rlog_config cfg;
+    node_config(a, &cfg);
+    char errbuf[512] = "";
+    int rc = rlog_open(&cfg, &g_node.log, errbuf, sizeof errbuf);
+    if (rc != 0) {
+        fprintf(stderr, "%s node %" PRIu64 ": cannot open the log: %s: %s\n", progname, a->id,
+                rlog_errname(rc), errbuf[0] ? errbuf : rlog_strerror(rc));
+        return -1;
+    }
+    /* The data directory is ours now (rlog_open locks it), so the control
+     * socket next to it can be (re)created safely. */
+    int lfd = control_listen(a->control);
+    if (lfd < 0) {
+        rlog_close(g_node.log);
+        return -1;
+    }
+    node_log("started: address %s, data %s, control %s, %u %s%s, liblog %s", a->address,
+             a->data, a->control, a->n_peers, plural(a->n_peers, "peer", "peers"),
+             a->join ? ", joining a running cluster" : "", rlog_version_string());
+    return lfd;
+}
+
+/* Accepts control clients and logs role changes until SIGTERM/SIGINT, or
+ * `linger_ms` after a failed stop. Returns whether the node failed stop. */
+static int node_serve(int lfd, int sfd, uint64_t linger_ms)
+{
+    struct seen seen = {0};
+    int64_t next_poll = 0, exit_at = INT64_MAX; /* exit_at: set by a failed stop */
+    int signo = 0, failed = 0;
+    int64_t accept_at = 0; /* accepting paused until then (out of descriptors) */
+    while (signo == 0 && now_ms() < exit_at) {
+        int64_t t = now_ms();
+        if (t >= next_poll) {
+            poll_status(&seen);
+            next_poll = t + STATUS_POLL_MS;
+        }
+        int accepting = t >= accept_at;
+        struct pollfd pfd[3] = {{.fd = accepting ? lfd : -1, .events = POLLIN},
+                                {.fd = sfd, .events = POLLIN},
+                                {.fd = g_node.failed_fd, .events = POLLIN}};
+        int64_t until = next_poll < exit_at ? next_poll : exit_at;
+        if (!accepting && accept_at < until)
+            until = accept_at;
+        int wait = (int)(until - now_ms());
+        int pr = poll(pfd, 3, wait < 0 ? 0 : wait);
+        if (pr < 0 && errno != EINTR) {
+            node_log("error: poll: %s", strerror(errno));
+            break;
+        }
+        if (pr > 0 && (pfd[1].revents & POLLIN)) {
+            struct signalfd_siginfo si;
+            if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+                signo = (int)si.ssi_signo;
+        }
+        if (pr > 0 && (pfd[0].revents & POLLIN) && signo == 0) {
+            int pause = accept_client(lfd);
+            if (pause > 0)
+                accept_at = now_ms() + pause;
+        }
+        if (pr > 0 && (pfd[2].revents & POLLIN) && !failed) {
+            failed = 1;
+            exit_at = log_failed_stop(g_node.failed_fd, linger_ms);
+        }
+    }
+    if (signo)
+        node_log("received %s, shutting down", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+    return failed;
+}
+
+/* The first half of the graceful shutdown: stop accepting, then let requests
+ * in liblog calls finish (bounded). Returns how many are still inside one. */
+static unsigned node_quiesce(int lfd, const char *control)
+{
+    close(lfd);
+    unlink(control);
+    pthread_mutex_lock(&g_node.mu);
+    g_node.closing = 1;
+    for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
+        if (g_node.client_fd[i] >= 0)
+            shutdown(g_node.client_fd[i], SHUT_RD); /* wakes idle readers */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    while (g_node.api_users > 0)
+        if (pthread_cond_timedwait(&g_node.cv, &g_node.mu, &until) == ETIMEDOUT)
+            break;
+    unsigned stuck = g_node.api_users;
+    pthread_mutex_unlock(&g_node.mu);
+    return stuck;
+}
+
+/* The second half: rlog_close (which fails still-pending appends with
+ * RLOG_ECLOSED), then give client threads a moment to send their answers.
+ * Returns the exit status. */
+static int node_close(int failed)
+{
+    int rc = rlog_close(g_node.log);
+    char close_msg[256];
+    snprintf(close_msg, sizeof close_msg, "%s", rc ? rlog_errmsg(NULL) : "");
+    g_node.log = NULL;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 2;
+    pthread_mutex_lock(&g_node.mu);
+    while (g_node.n_clients > 0)
+        if (pthread_cond_timedwait(&g_node.cv, &g_node.mu, &until) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&g_node.mu);
+    if (rc != 0) {
+        /* rlog_close fails only with a failed stop's cause; one that came
+         * during the shutdown was not logged yet. */
+        if (!failed)
+            node_log("error: failed stop: %s: %s", rlog_errname(rc), close_msg);
+        node_log("log closed; exiting with status %d for the supervisor", EXIT_FAILSTOP);
+        return EXIT_FAILSTOP;
+    }
+    node_log("closed cleanly");
+    return 0;
+}
+
+int cmd_node(int argc, char **argv)
+{
+    struct node_args a;
+    int rc = node_parse_args(argc, argv, &a);
+    if (rc != NODE_RUN)
+        return rc;
+    g_node.id = a.id;
+    g_node.verbose = a.verbose;
+    for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
+        g_node.client_fd[i] = -1;
+    int sfd = node_signals();
+    int lfd = sfd < 0 ? -1 : node_open(&a);
+    if (lfd < 0) {
+        free(a.list);
+        return EXIT_NODE;
+    }
+    int failed = node_serve(lfd, sfd, a.linger_ms);
+    unsigned stuck = node_quiesce(lfd, a.control);
+    if (stuck) {
+        /* Closing under a thread still in a liblog call would free the handle
+         * under it. Exit without rlog_close: a crash, as far as the log is
+         * concerned, which it is built to survive. */
+        node_log("error: %u control requests still inside liblog after 10 s; exiting without "
+                 "rlog_close", stuck);
+        free(a.list);
+        return failed ? EXIT_FAILSTOP : EXIT_NODE;
+    }
+    rc = node_close(failed);
+    free(a.list);
+    return rc;
+}
