@@ -8,9 +8,12 @@
  *   producer per in-flight slot, sequence numbers one up) against plain W2,
  *   alternating rounds in the same cluster, and the ratio of the medians
  *   (issue 12's goal: >= 0.9).
+ *   with -R, instead: random single-record reads (rlog_read) of 100 B
+ *   records written in full batches (8192 records, ~1 MiB entries), served
+ *   from the read cache, on the leader and on a follower: reads/s and p50.
  * The full, multi-process comparison with raw libraft is `make bench`
  * (issue 5); this is the quick look.
- * Usage: bench_append [-d DIR] [-s SECONDS] [-n W1_APPENDS] [-P [-r ROUNDS]]
+ * Usage: bench_append [-d DIR] [-s SECONDS] [-n W1_APPENDS] [-P [-r ROUNDS]] [-R]
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -156,14 +159,81 @@ static void producers_ratio(rlog *log, int rounds, double secs)
            "w2_producers_records_s=%.0f ratio=%.2f (goal >= 0.90)\n", rounds, a, b, a > 0 ? b / a : 0);
 }
 
+static uint64_t g_rng = 88172645463325252ull;
+static uint64_t next_rand(void)
+{
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return g_rng;
+}
+
+/* Random reads of [from, from + n) on one node for secs: reads/s, p50. */
+static void random_reads(rlog *log, const char *who, uint64_t from, uint64_t n, double secs)
+{
+    enum { SAMPLE = 1 << 16 };
+    static double lat[SAMPLE];
+    long reads = 0, failed = 0;
+    double t0 = now_us(), end = t0 + secs * 1e6, t = t0;
+    while (t < end) {
+        uint64_t off = from + next_rand() % n;
+        void *buf;
+        size_t len;
+        double a = now_us();
+        if (rlog_read(log, off, &buf, &len) == 0)
+            rlog_free(buf);
+        else
+            failed++;
+        t = now_us();
+        lat[reads % SAMPLE] = t - a;
+        reads++;
+    }
+    long kept = reads < SAMPLE ? reads : SAMPLE;
+    qsort(lat, (size_t)kept, sizeof *lat, cmp);
+    printf("system=liblog-inproc workload=W5-rand node=%s reads=%ld failed=%ld reads_s=%.0f "
+           "p50_us=%.1f p99_us=%.1f\n", who, reads, failed, reads / ((t - t0) / 1e6),
+           lat[kept / 2], lat[kept * 99 / 100]);
+    fflush(stdout);
+}
+
+/* Fills the log with full batches of 100 B records, then reads at random. */
+static int reads_bench(rlog *leader, rlog *follower, double secs)
+{
+    enum { PER_CALL = 8192, CALLS = 24 };
+    static struct rlog_buf recs[PER_CALL];
+    static char rec[100];
+    memset(rec, 'r', sizeof rec);
+    for (int i = 0; i < PER_CALL; i++)
+        recs[i] = (struct rlog_buf){rec, sizeof rec};
+    uint64_t first = 0, off;
+    for (int c = 0; c < CALLS; c++) {
+        if (rlog_append_batch(leader, recs, PER_CALL, &off) != 0) {
+            fprintf(stderr, "append: %s\n", rlog_errmsg(leader));
+            return 1;
+        }
+        if (c == 0)
+            first = off;
+    }
+    uint64_t n = (uint64_t)PER_CALL * CALLS;
+    void *buf;
+    size_t len;
+    for (int t = 0; t < 400 && rlog_read(follower, first + n - 1, &buf, &len) != 0; t++)
+        usleep(10000);
+    random_reads(leader, "leader", first, n, secs);
+    random_reads(follower, "follower", first, n, secs);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = "/tmp";
     double secs = 5;
     int n1 = 3000, opt, rounds = 3;
-    bool producers = false;
-    while ((opt = getopt(argc, argv, "d:s:n:Pr:")) != -1) {
-        if (opt == 'P')
+    bool producers = false, reads = false;
+    while ((opt = getopt(argc, argv, "d:s:n:Pr:R")) != -1) {
+        if (opt == 'R')
+            reads = true;
+        else if (opt == 'P')
             producers = true;
         else if (opt == 'r')
             rounds = atoi(optarg) > 0 ? atoi(optarg) : 1;
@@ -218,6 +288,13 @@ int main(int argc, char **argv)
     memset(rec, 'r', sizeof rec);
     for (int i = 0; i < 300; i++) /* warm-up */
         rlog_append(nodes[leader], rec, sizeof rec, NULL);
+    if (reads) {
+        int rv = reads_bench(nodes[leader], nodes[(leader + 1) % 3], secs);
+        for (int i = 0; i < 3; i++)
+            rlog_close(nodes[i]);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
+        return system(cmd) == 0 ? rv : 1;
+    }
     if (producers) {
         producers_ratio(nodes[leader], rounds, secs);
         for (int i = 0; i < 3; i++)

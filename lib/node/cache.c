@@ -182,7 +182,9 @@ int rl_cache_read(struct rl_cache *c, uint64_t offset, uint64_t visible, void **
     size_t i = find_pos(c, offset);
     const struct rl_cache_entry *e = i < c->n ? AT(c, i) : NULL;
     struct rl_batch_view v;
-    if (e && e->offset <= offset && offset < visible && rl_batch_parse(e->data, e->len, &v) &&
+    /* Cached entries were verified on their way in (built here, or a
+     * checked frame): a read walks the layout, never hashes the batch. */
+    if (e && e->offset <= offset && offset < visible && rl_batch_parse_layout(e->data, e->len, &v) &&
         v.count == e->records) {
         const void *rec;
         rl_batch_record(&v, (uint32_t)(offset - e->offset), &rec, len);

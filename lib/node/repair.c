@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch/batch.h"
 #include "node/node.h"
 #include "raftio/io.h"
 
@@ -162,10 +163,13 @@ static const char *take(struct rlog *log, const struct raft_append_entries *ae)
             return "an entry's term does not fit between its neighbours here";
         if (e->type != RAFT_COMMAND && e->type != RAFT_BARRIER && e->type != RAFT_CHANGE)
             return "an entry of an unknown type";
-        uint32_t records = 0;
-        if (e->type == RAFT_COMMAND &&
-            (records = rl_io_batch_records(e->buf.base, e->buf.len)) == 0)
+        /* A repair copy is checked whole, batch checksum too: it replaces
+         * bytes this node found damaged. A retention command is a valid
+         * batch with no records. */
+        struct rl_batch_view v;
+        if (e->type == RAFT_COMMAND && !rl_batch_parse(e->buf.base, e->buf.len, &v))
             return "a command entry that is not a valid batch";
+        uint32_t records = e->type == RAFT_COMMAND ? v.count : 0;
         void *copy = malloc(e->buf.len ? e->buf.len : 1);
         if (!copy)
             return "out of memory";
