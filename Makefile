@@ -120,6 +120,12 @@ RAWSEND := $(BUILD)/itest/rawsend
 # links the library's own wire codec and batch layout).
 FORGE := $(BUILD)/itest/forge
 
+# rlogctl: its HTTP metrics endpoint is a file of its own.
+$(BUILD)/examples/rlogctl: examples/rlogctl.c examples/metrics_http.c examples/metrics_http.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ examples/rlogctl.c examples/metrics_http.c $(STATIC) $(LIBS)
+
 $(BUILD)/examples/%: examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(call say,CCLD,$@)
@@ -332,9 +338,9 @@ fuzz: fuzz-build
 # paused and cut off; then the checker. DURATION seconds (default 600);
 # SEED replays a run's random choices (as far as timing allows).
 NEMESIS_BIN := $(BUILD)/nemesis/nemesis_node $(BUILD)/nemesis/proxy
-$(BUILD)/nemesis/nemesis_node: test/nemesis/nemesis_node.c examples/rlogctl.c $(STATIC)
+$(BUILD)/nemesis/nemesis_node: test/nemesis/nemesis_node.c examples/rlogctl.c examples/metrics_http.c $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< examples/metrics_http.c $(STATIC) $(LIBS)
 
 $(BUILD)/nemesis/proxy: test/nemesis/proxy.c
 	@mkdir -p $(dir $@)

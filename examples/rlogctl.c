@@ -15,6 +15,7 @@
  *   rlogctl transfer    --control PATH [ID]
  *   rlogctl trim        --control PATH OFFSET              (on the leader)
  *   rlogctl barrier     --control PATH                     (any node)
+ *   rlogctl metrics     --control PATH                     (Prometheus text)
  *
  * `node` opens one node of the replicated log (rlog_open) and serves a small
  * local control protocol on a Unix domain socket; the other commands are
@@ -53,11 +54,13 @@
  *                                          every replica -> 'E' (value = offset)
  *     'B'                                  read barrier (rlog_barrier) -> 'E'
  *                                          (value = the barrier's offset)
+ *     'M'                                  metrics -> 'M' frame, 'E'
  *   answers:
  *     'r' u64 offset, bytes                one record (the rest of the frame)
  *     'S' status fields (see put_status; the last ones, the failed stop's
  *         message and the repair counters, may be missing in answers of
  *         older nodes)
+ *     'M' u32 len, the text                rlog_metrics_text's Prometheus text
  *     't' u64 offset                       tail: the first offset it streams
  *     'k' u64 offset                       tail keepalive (the log is quiet): the
  *                                          next offset it will stream
@@ -80,6 +83,8 @@
  * may not be in the log), 9 conditional append: the log ends elsewhere.
  */
 #include <liblog.h>
+
+#include "metrics_http.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -1217,6 +1222,36 @@ static void handle_barrier(struct rd *r, struct buf *out)
     put_end(out, 0, 0, off, 0, "", "");
 }
 
+/* The metrics text, for the 'M' request and the HTTP endpoint. */
+static int node_metrics_text(void *arg, char **text, size_t *len)
+{
+    (void)arg;
+    if (!api_enter())
+        return RLOG_ECLOSED;
+    int rc = rlog_metrics_text(g_node.log, text, len);
+    api_leave();
+    return rc;
+}
+
+static void handle_metrics(struct rd *r, struct buf *out)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = r->pos != r->len ? RLOG_EPROTO : node_metrics_text(NULL, &text, &len);
+    if (rc != 0) {
+        r->bad = rc == RLOG_EPROTO;
+        put_end(out, rc, 0, 0, 0, "", rc == RLOG_EPROTO ? "metrics: trailing bytes" : "");
+        return;
+    }
+    size_t at = begin_frame(out);
+    put_u8(out, 'M');
+    put_u32(out, (uint32_t)len);
+    buf_put(out, text, len);
+    end_frame(out, at);
+    rlog_free(text);
+    put_end(out, 0, 0, 0, 0, "", "");
+}
+
 struct client {
     int fd;
     unsigned slot;
@@ -1276,6 +1311,9 @@ static void *client_thread(void *arg)
             break;
         case 'B':
             handle_barrier(&r, &out);
+            break;
+        case 'M':
+            handle_metrics(&r, &out);
             break;
         default: {
             char msg[64];
@@ -1583,6 +1621,9 @@ static void usage_node(FILE *f)
             "                       and without this, only loopback clusters start\n"
             "  --no-forward-appends refuse appends while a follower (RLOG_ENOTLEADER, exit 3\n"
             "                       for the client) instead of forwarding them to the leader\n"
+            "  --metrics-address HOST:PORT\n"
+            "                       serve the metrics over HTTP (GET /metrics, the\n"
+            "                       Prometheus text format); off by default\n"
             "  --peer-frame-timeout MS, --peer-idle-timeout MS\n"
             "                       close an inbound peer connection whose frame does not\n"
             "                       finish within MS, or that carries no frame for MS\n"
@@ -1660,10 +1701,12 @@ static int cmd_node(int argc, char **argv)
         {"no-forward-appends", no_argument, NULL, 'n'},
         {"peer-frame-timeout", required_argument, NULL, 'F'},
         {"peer-idle-timeout", required_argument, NULL, 'D'},
+        {"metrics-address", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *id_s = NULL, *address = NULL, *data = NULL, *cluster = NULL, *control = NULL;
     const char *cluster_name = NULL, *ca_file = NULL, *cert_file = NULL, *key_file = NULL;
+    const char *metrics_address = NULL;
     int insecure = 0, no_forward = 0;
     uint64_t frame_timeout = 0, idle_timeout = 0;
     uint64_t election = 0, heartbeat = 0, segment_size = 0, snap_threshold = 0, snap_trailing = 0;
@@ -1694,6 +1737,7 @@ static int cmd_node(int argc, char **argv)
             }
             break;
         case 'C': control = optarg; break;
+        case 'M': metrics_address = optarg; break;
         case 'e':
         case 'b': {
             uint64_t v;
@@ -1841,17 +1885,31 @@ static int cmd_node(int argc, char **argv)
     cfg.on_fatal_arg = &g_node;
 
     char errbuf[512] = "";
+    /* Before the log opens: an address in use stops the start cleanly. */
+    struct metrics_http *http = NULL;
+    if (metrics_address && !(http = metrics_http_open(metrics_address, errbuf, sizeof errbuf))) {
+        fprintf(stderr, "%s node %" PRIu64 ": --metrics-address: %s\n", progname, id, errbuf);
+        free(list);
+        return EXIT_NODE;
+    }
     int rc = rlog_open(&cfg, &g_node.log, errbuf, sizeof errbuf);
     if (rc != 0) {
         fprintf(stderr, "%s node %" PRIu64 ": cannot open the log: %s: %s\n", progname, id,
                 rlog_errname(rc), errbuf[0] ? errbuf : rlog_strerror(rc));
+        metrics_http_close(http);
         free(list);
         return EXIT_NODE;
+    }
+    if (http && metrics_http_start(http, node_metrics_text, NULL, errbuf, sizeof errbuf) != 0) {
+        node_log("error: %s", errbuf);
+        metrics_http_close(http);
+        http = NULL;
     }
     /* The data directory is ours now (rlog_open locks it), so the control
      * socket next to it can be (re)created safely. */
     int lfd = control_listen(control);
     if (lfd < 0) {
+        metrics_http_close(http);
         rlog_close(g_node.log);
         free(list);
         return EXIT_NODE;
@@ -1906,6 +1964,7 @@ static int cmd_node(int argc, char **argv)
      * RLOG_ECLOSED), then give client threads a moment to send their answers. */
     close(lfd);
     unlink(control);
+    metrics_http_close(http);
     pthread_mutex_lock(&g_node.mu);
     g_node.closing = 1;
     for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
@@ -3001,6 +3060,52 @@ static int cmd_barrier(struct copts *o, int argc, char **argv)
     return 0;
 }
 
+/* ---- metrics ---- */
+
+static void usage_metrics(FILE *f)
+{
+    fprintf(f,
+            "usage: %s metrics --control PATH [--timeout SEC]\n"
+            "\n"
+            "Prints the node's metrics (rlog_metrics(3)) in the Prometheus text format,\n"
+            "as `node --metrics-address` serves them over HTTP.\n",
+            progname);
+}
+
+static int print_metrics(void *arg, const unsigned char *p, size_t len)
+{
+    (void)arg;
+    struct rd r = {.p = p, .len = len};
+    if (get_u8(&r) != 'M')
+        return -1;
+    uint32_t n = get_u32(&r);
+    const unsigned char *text = get_bytes(&r, n);
+    if (!text || r.pos != r.len)
+        return -1;
+    fwrite(text, 1, n, stdout);
+    return fflush(stdout) == 0 ? 0 : -1;
+}
+
+static int cmd_metrics(struct copts *o, int argc, char **argv)
+{
+    if (argc != 0 || o->json) {
+        fprintf(stderr, "%s metrics: %s '%s'\n", progname, argc ? "unexpected argument" :
+                "the text format only; not", argc ? argv[0] : "--json");
+        usage_metrics(stderr);
+        return EXIT_USAGE;
+    }
+    struct buf req = {0};
+    size_t at = begin_frame(&req);
+    put_u8(&req, 'M');
+    end_frame(&req, at);
+    struct end e;
+    int rc = call_node(o, "metrics", &req, &e, print_metrics, NULL);
+    free(req.p);
+    if (rc != 0)
+        return rc;
+    return e.code == 0 ? 0 : report_error("metrics", &e);
+}
+
 static int parse_node_id(const char *cmd, const char *s, uint64_t *id)
 {
     if (parse_u64(s, id) != 0 || *id == 0) {
@@ -3119,6 +3224,7 @@ static void usage(FILE *f)
             "           change the cluster's members, or its leader (on the leader)\n"
             "  trim     drop records before an offset on every replica (on the leader)\n"
             "  barrier  a read barrier: an offset every completed append is below\n"
+            "  metrics  print a node's metrics in the Prometheus text format\n"
             "\n"
             "`%s COMMAND --help` describes each. Example, three nodes on one host:\n"
             "  C=1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
@@ -3159,6 +3265,7 @@ static int client_main(const char *cmd, int argc, char **argv)
                            : strcmp(cmd, "transfer") == 0    ? usage_transfer
                            : strcmp(cmd, "trim") == 0        ? usage_trim
                            : strcmp(cmd, "barrier") == 0     ? usage_barrier
+                           : strcmp(cmd, "metrics") == 0     ? usage_metrics
                                                              : usage_status;
     int is_tail = strcmp(cmd, "tail") == 0;
     struct copts o = {.timeout_ms = 30000, .sequence = 1};
@@ -3275,6 +3382,8 @@ static int client_main(const char *cmd, int argc, char **argv)
         rc = cmd_status(&o, argc, argv);
     else if (strcmp(cmd, "barrier") == 0)
         rc = cmd_barrier(&o, argc, argv);
+    else if (strcmp(cmd, "metrics") == 0)
+        rc = cmd_metrics(&o, argc, argv);
     else
         rc = cmd_member(cmd, &o, argc, argv);
     free(list);
@@ -3301,7 +3410,7 @@ int main(int argc, char **argv)
         return cmd_node(argc - 1, argv + 1);
     static const char *const clients[] = {"append", "read", "tail", "status",
                                           "add-node", "remove-node", "transfer", "trim",
-                                          "barrier"};
+                                          "barrier", "metrics"};
     for (size_t i = 0; i < sizeof clients / sizeof clients[0]; i++)
         if (strcmp(cmd, clients[i]) == 0)
             return client_main(cmd, argc - 1, argv + 1);
