@@ -27,6 +27,7 @@ struct hconn {
     size_t inlen;
     char *out;             /* the whole answer, once the request is read */
     size_t outlen, outpos;
+    int draining;          /* answered: reading to the client's EOF */
     int64_t deadline;
 };
 
@@ -129,6 +130,7 @@ static void conn_close(struct hconn *c)
     c->fd = -1;
     c->out = NULL;
     c->inlen = c->outlen = c->outpos = 0;
+    c->draining = 0;
 }
 
 static void respond(struct hconn *c, int code, const char *reason, const char *type,
@@ -209,8 +211,23 @@ static int head_complete(const struct hconn *c)
     return 0;
 }
 
+/* After the answer, what the client still sends is read and dropped until
+ * it hangs up: closing with unread bytes would reset the connection, and a
+ * reset can destroy the answer before the client reads it (a 431). */
+static void drain(struct hconn *c)
+{
+    char sink[4096];
+    ssize_t r = recv(c->fd, sink, sizeof sink, 0);
+    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+        conn_close(c);
+}
+
 static void on_readable(struct metrics_http *h, struct hconn *c)
 {
+    if (c->draining) {
+        drain(c);
+        return;
+    }
     ssize_t r = recv(c->fd, c->in + c->inlen, sizeof c->in - c->inlen, 0);
     if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
         conn_close(c);
@@ -235,8 +252,12 @@ static void on_writable(struct hconn *c)
         return;
     }
     c->outpos += (size_t)w;
-    if (c->outpos == c->outlen)
-        conn_close(c); /* one request per connection */
+    if (c->outpos == c->outlen) { /* one request per connection */
+        free(c->out);
+        c->out = NULL;
+        c->draining = 1;
+        shutdown(c->fd, SHUT_WR);
+    }
 }
 
 static void on_accept(struct metrics_http *h)
