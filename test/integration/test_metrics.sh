@@ -34,6 +34,8 @@ url() { echo "http://127.0.0.1:${MPORT[$1]}/metrics"; }
 scrape() { curl -sf --max-time 10 -D "$2.h" -o "$2" "$(url "$1")"; }
 # mval FILE SERIES: the value of one sample (empty if absent).
 mval() { awk -v k="$2" '$1 == k { print $2; exit }' "$1"; }
+# at_least VALUE MIN: VALUE is a number >= MIN.
+at_least() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ]; }
 # status_code CURL-ARGS...: the HTTP status curl got.
 status_code() { curl -s --max-time 10 -o /dev/null -w '%{http_code}' "$@"; }
 # raw_status I BYTES: the status line node I answers to BYTES sent as is.
@@ -90,22 +92,22 @@ check "leader: rlog_appended_bytes_total moved by $((bytes + single_bytes)) ($d)
     [ "$d" = $((bytes + single_bytes)) ]
 d=$(delta x "$L" "rlog_append_commit_seconds_count$n")
 check "leader: rlog_append_commit_seconds_count moved by at least $((SINGLES + 1)) ($d)" \
-    [ "$d" != missing ] && [ "$d" -ge $((SINGLES + 1)) ]
+    at_least "$d" $((SINGLES + 1))
 inf=$(mval "$T/after$L.txt" "rlog_append_commit_seconds_bucket{node=\"$L\",le=\"+Inf\"}")
 cnt=$(mval "$T/after$L.txt" "rlog_append_commit_seconds_count$n")
-check "leader: the +Inf bucket equals the count ($inf = $cnt)" [ -n "$inf" ] && [ "$inf" = "$cnt" ]
+check "leader: the +Inf bucket equals the count ($inf = $cnt)" [ "${inf:-x}" = "${cnt:-y}" ]
 d=$(delta x "$L" "rlog_entry_records_sum$n")
 check "leader: rlog_entry_records_sum moved by at least $((N + SINGLES)) ($d)" \
-    [ "$d" != missing ] && [ "$d" -ge $((N + SINGLES)) ]
+    at_least "$d" $((N + SINGLES))
 for i in 1 2 3; do
     [ $i = "$L" ] && continue
     d=$(delta x $i "rlog_store_sync_seconds_count{node=\"$i\"}")
-    check "follower $i: rlog_store_sync_seconds_count moved ($d)" [ "$d" != missing ] && [ "$d" -ge 1 ]
+    check "follower $i: rlog_store_sync_seconds_count moved ($d)" at_least "$d" 1
     d=$(delta x "$L" "rlog_peer_sent_bytes_total{node=\"$L\",peer=\"$i\"}")
-    check "leader: bytes sent to $i moved by at least $bytes ($d)" [ "$d" != missing ] && [ "$d" -ge "$bytes" ]
+    check "leader: bytes sent to $i moved by at least $bytes ($d)" at_least "$d" "$bytes"
     d=$(delta x $i "rlog_peer_received_bytes_total{node=\"$i\",peer=\"$L\"}")
     check "follower $i: bytes received from $L moved by at least $bytes ($d)" \
-        [ "$d" != missing ] && [ "$d" -ge "$bytes" ]
+        at_least "$d" "$bytes"
     c=$(mval "$T/after$L.txt" "rlog_peer_connected{node=\"$L\",peer=\"$i\"}")
     check "leader: connected to $i ($c)" [ "$c" = 1 ]
 done
