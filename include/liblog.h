@@ -367,7 +367,7 @@ RLOG_API int rlog_barrier(rlog *log, uint64_t *offset);
  * (failed stop, and `offset` is past what was committed before it). */
 RLOG_API int rlog_read(rlog *log, uint64_t offset, void **buf, size_t *len);
 
-/* rlog_free - frees a buffer returned by rlog_read. */
+/* rlog_free - frees a buffer returned by rlog_read or rlog_metrics_text. */
 RLOG_API void rlog_free(void *buf);
 
 /* An iterator over committed records [from, to). Not thread-safe itself;
@@ -530,6 +530,80 @@ RLOG_API int rlog_trim(rlog *log, uint64_t before_offset);
 
 /* rlog_status - a snapshot of the node's state. */
 RLOG_API int rlog_status(rlog *log, struct rlog_status *st);
+
+/* ---- Metrics ---------------------------------------------------------------
+ * Counters, gauges and histograms for monitoring (Prometheus and the like),
+ * cheap enough to leave on: the append path only adds to counters the
+ * loop thread owns, or to relaxed atomics; no lock is taken for them.
+ * Counters count since rlog_open. */
+
+/* A histogram of observations in fixed log2 buckets. buckets[i] counts the
+ * observations v with rlog_histogram_bound(i - 1) < v <= rlog_histogram_bound(i)
+ * (bucket 0: v <= 1); the last bucket counts every observation above the
+ * bound before it. Counts are per bucket, not cumulative. count is their
+ * total, sum the sum of the observations. The unit (microseconds, records,
+ * entries) is named with each histogram. */
+#define RLOG_HISTOGRAM_BUCKETS 32
+struct rlog_histogram {
+    uint64_t count;
+    uint64_t sum;
+    uint64_t buckets[RLOG_HISTOGRAM_BUCKETS];
+};
+
+/* rlog_histogram_bound - the upper bound of bucket i: 2^i for i <
+ * RLOG_HISTOGRAM_BUCKETS - 1, UINT64_MAX for the last bucket and beyond. */
+RLOG_API uint64_t rlog_histogram_bound(unsigned i);
+
+/* What this node knows of one member (besides this node itself). */
+struct rlog_peer_metrics {
+    uint64_t id;
+    uint64_t sent_bytes;     /* frames written to it, since open */
+    uint64_t received_bytes; /* bytes read from its connections, since open */
+    /* On the leader: raft entries the member lacks (this node's last index
+     * minus the member's match index); 0 elsewhere. */
+    uint64_t lag_entries;
+    int connected;           /* 1 while this node's connection to it is up */
+};
+
+struct rlog_metrics {
+    /* The node's state and its counters, as rlog_status gives them (role,
+     * term, offsets, cache hits, catch-up and repair progress, refused
+     * connections, bounds hit, forwarding...). */
+    struct rlog_status status;
+    /* Appends called on this node (rlog_append*) that completed with
+     * status 0: their records and record bytes, and the latency from the
+     * call to its completion, in microseconds. */
+    uint64_t appended_records, appended_bytes;
+    struct rlog_histogram append_commit_us;
+    /* Raft entries this node proposed as leader: records per entry. */
+    struct rlog_histogram entry_records;
+    /* The store: fdatasyncs of segment data (latency in microseconds),
+     * coalesced writes (entries per write), bytes written to segments. */
+    struct rlog_histogram sync_us;
+    struct rlog_histogram write_entries;
+    uint64_t written_bytes;
+    /* Elections this node started (as candidate, one per term), and times
+     * the leader it knows changed to another node (the first one known
+     * counts). */
+    uint64_t elections, leader_changes;
+    /* One per member of the configuration other than this node (none after
+     * a failed stop). */
+    unsigned n_peers;
+    struct rlog_peer_metrics peers[RLOG_MAX_PEERS];
+};
+
+/* rlog_metrics - fills *m. Works on a node that failed stop (counters as
+ * they stood; status.role RLOG_ROLE_UNAVAILABLE). Errors: RLOG_EINVAL,
+ * RLOG_ECLOSED. */
+RLOG_API int rlog_metrics(rlog *log, struct rlog_metrics *m);
+
+/* rlog_metrics_text - the metrics in the Prometheus text exposition format
+ * (version 0.0.4) in a new NUL-terminated buffer (*text, free with
+ * rlog_free) of *len bytes (the NUL not counted). Families are named rlog_*
+ * with their unit (_seconds, _bytes, _total for counters); every sample has
+ * the label node="ID", per-member ones also peer="ID"; rlog_metrics(3)
+ * lists them. Errors as rlog_metrics, and RLOG_ENOMEM. */
+RLOG_API int rlog_metrics_text(rlog *log, char **text, size_t *len);
 
 /* rlog_errmsg - the detailed message of the last failed call made by this
  * thread, on any handle (log may be NULL); success does not clear it, so

@@ -288,6 +288,52 @@ int cmd_barrier(struct copts *o, int argc, char **argv)
     return 0;
 }
 
+/* ---- metrics ---- */
+
+void usage_metrics(FILE *f)
+{
+    fprintf(f,
+            "usage: %s metrics --control PATH [--timeout SEC]\n"
+            "\n"
+            "Prints the node's metrics (rlog_metrics(3)) in the Prometheus text format,\n"
+            "as `node --metrics-address` serves them over HTTP.\n",
+            progname);
+}
+
+static int print_metrics(void *arg, const unsigned char *p, size_t len)
+{
+    (void)arg;
+    struct rd r = {.p = p, .len = len};
+    if (get_u8(&r) != 'M')
+        return -1;
+    uint32_t n = get_u32(&r);
+    const unsigned char *text = get_bytes(&r, n);
+    if (!text || r.pos != r.len)
+        return -1;
+    fwrite(text, 1, n, stdout);
+    return fflush(stdout) == 0 ? 0 : -1;
+}
+
+int cmd_metrics(struct copts *o, int argc, char **argv)
+{
+    if (argc != 0 || o->json) {
+        fprintf(stderr, "%s metrics: %s '%s'\n", progname, argc ? "unexpected argument" :
+                "the text format only; not", argc ? argv[0] : "--json");
+        usage_metrics(stderr);
+        return EXIT_USAGE;
+    }
+    struct buf req = {0};
+    size_t at = begin_frame(&req);
+    put_u8(&req, 'M');
+    end_frame(&req, at);
+    struct end e;
+    int rc = call_node(o, "metrics", &req, &e, print_metrics, NULL);
+    free(req.p);
+    if (rc != 0)
+        return rc;
+    return e.code == 0 ? 0 : report_error("metrics", &e);
+}
+
 int cmd_member(const char *cmd, struct copts *o, int argc, char **argv)
 {
     uint8_t op = strcmp(cmd, "add-node") == 0      ? 'N'

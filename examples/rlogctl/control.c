@@ -85,6 +85,9 @@ static void *client_thread(void *arg)
         case 'B':
             handle_barrier(&r, &out);
             break;
+        case 'M':
+            handle_metrics(&r, &out);
+            break;
         default: {
             char msg[64];
             snprintf(msg, sizeof msg, "unknown request type 0x%02x", op);

@@ -27,6 +27,7 @@ static void usage(FILE *f)
             "           change the cluster's members, or its leader (on the leader)\n"
             "  trim     drop records before an offset on every replica (on the leader)\n"
             "  barrier  a read barrier: an offset every completed append is below\n"
+            "  metrics  print a node's metrics in the Prometheus text format\n"
             "\n"
             "`%s COMMAND --help` describes each. Example, three nodes on one host:\n"
             "  C=1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
@@ -67,6 +68,7 @@ static int client_main(const char *cmd, int argc, char **argv)
                            : strcmp(cmd, "transfer") == 0    ? usage_transfer
                            : strcmp(cmd, "trim") == 0        ? usage_trim
                            : strcmp(cmd, "barrier") == 0     ? usage_barrier
+                           : strcmp(cmd, "metrics") == 0     ? usage_metrics
                                                              : usage_status;
     int is_tail = strcmp(cmd, "tail") == 0;
     struct copts o = {.timeout_ms = 30000, .sequence = 1};
@@ -183,6 +185,8 @@ static int client_main(const char *cmd, int argc, char **argv)
         rc = cmd_status(&o, argc, argv);
     else if (strcmp(cmd, "barrier") == 0)
         rc = cmd_barrier(&o, argc, argv);
+    else if (strcmp(cmd, "metrics") == 0)
+        rc = cmd_metrics(&o, argc, argv);
     else
         rc = cmd_member(cmd, &o, argc, argv);
     free(list);
@@ -209,7 +213,7 @@ int rlogctl_main(int argc, char **argv)
         return cmd_node(argc - 1, argv + 1);
     static const char *const clients[] = {"append", "read", "tail", "status",
                                           "add-node", "remove-node", "transfer", "trim",
-                                          "barrier"};
+                                          "barrier", "metrics"};
     for (size_t i = 0; i < sizeof clients / sizeof clients[0]; i++)
         if (strcmp(cmd, clients[i]) == 0)
             return client_main(cmd, argc - 1, argv + 1);

@@ -6,6 +6,7 @@
  * liblog calls out of the shutdown.
  */
 #include "args.h"
+#include "metrics_http.h"
 #include "node.h"
 
 struct node g_node = {
@@ -213,21 +214,34 @@ static void node_config(const struct node_args *a, struct rlog_config *cfg)
 
 /* Opens the log, then its control socket. Returns the listening socket, or
  * -1 after saying why (the log closed again). */
-static int node_open(const struct node_args *a)
+static int node_open(const struct node_args *a, struct metrics_http **http)
 {
     struct rlog_config cfg;
     node_config(a, &cfg);
     char errbuf[512] = "";
+    /* Before the log opens: an address in use stops the start cleanly. */
+    *http = NULL;
+    if (a->metrics_address && !(*http = metrics_http_open(a->metrics_address, errbuf, sizeof errbuf))) {
+        fprintf(stderr, "%s node %" PRIu64 ": --metrics-address: %s\n", progname, a->id, errbuf);
+        return -1;
+    }
     int rc = rlog_open(&cfg, &g_node.log, errbuf, sizeof errbuf);
     if (rc != 0) {
         fprintf(stderr, "%s node %" PRIu64 ": cannot open the log: %s: %s\n", progname, a->id,
                 rlog_errname(rc), errbuf[0] ? errbuf : rlog_strerror(rc));
+        metrics_http_close(*http);
         return -1;
+    }
+    if (*http && metrics_http_start(*http, node_metrics_text, NULL, errbuf, sizeof errbuf) != 0) {
+        node_log("error: %s", errbuf);
+        metrics_http_close(*http);
+        *http = NULL;
     }
     /* The data directory is ours now (rlog_open locks it), so the control
      * socket next to it can be (re)created safely. */
     int lfd = control_listen(a->control);
     if (lfd < 0) {
+        metrics_http_close(*http);
         rlog_close(g_node.log);
         return -1;
     }
@@ -286,10 +300,11 @@ static int node_serve(int lfd, int sfd, uint64_t linger_ms)
 
 /* The first half of the graceful shutdown: stop accepting, then let requests
  * in liblog calls finish (bounded). Returns how many are still inside one. */
-static unsigned node_quiesce(int lfd, const char *control)
+static unsigned node_quiesce(int lfd, const char *control, struct metrics_http *http)
 {
     close(lfd);
     unlink(control);
+    metrics_http_close(http);
     pthread_mutex_lock(&g_node.mu);
     g_node.closing = 1;
     for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
@@ -346,13 +361,14 @@ int cmd_node(int argc, char **argv)
     for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
         g_node.client_fd[i] = -1;
     int sfd = node_signals();
-    int lfd = sfd < 0 ? -1 : node_open(&a);
+    struct metrics_http *http = NULL;
+    int lfd = sfd < 0 ? -1 : node_open(&a, &http);
     if (lfd < 0) {
         free(a.list);
         return EXIT_NODE;
     }
     int failed = node_serve(lfd, sfd, a.linger_ms);
-    unsigned stuck = node_quiesce(lfd, a.control);
+    unsigned stuck = node_quiesce(lfd, a.control, http);
     if (stuck) {
         /* Closing under a thread still in a liblog call would free the handle
          * under it. Exit without rlog_close: a crash, as far as the log is

@@ -43,6 +43,7 @@ struct node_args {
     uint64_t id;
     const char *address, *data, *control;
     const char *cluster_name, *ca_file, *cert_file, *key_file;
+    const char *metrics_address; /* NULL: no HTTP endpoint */
     int insecure, no_forward, verbose, join;
     uint64_t frame_timeout, idle_timeout;
     uint64_t election, heartbeat, segment_size, snap_threshold, snap_trailing;
@@ -75,6 +76,8 @@ void handle_get(struct rd *r, struct buf *out);
 int handle_range(int fd, struct rd *r, struct buf *out, int64_t deadline_step);
 void handle_member(uint8_t op, struct rd *r, struct buf *out);
 void handle_barrier(struct rd *r, struct buf *out);
+void handle_metrics(struct rd *r, struct buf *out);
+int node_metrics_text(void *arg, char **text, size_t *len);
 int handle_tail(int fd, unsigned slot, struct rd *r, struct buf *out);
 
 #endif

@@ -46,6 +46,9 @@ static void usage_node(FILE *f)
             "                       and without this, only loopback clusters start\n"
             "  --no-forward-appends refuse appends while a follower (RLOG_ENOTLEADER, exit 3\n"
             "                       for the client) instead of forwarding them to the leader\n"
+            "  --metrics-address HOST:PORT\n"
+            "                       serve the metrics over HTTP (GET /metrics, the\n"
+            "                       Prometheus text format); off by default\n"
             "  --peer-frame-timeout MS, --peer-idle-timeout MS\n"
             "                       close an inbound peer connection whose frame does not\n"
             "                       finish within MS, or that carries no frame for MS\n"
@@ -83,6 +86,7 @@ static int node_read_options(int argc, char **argv, struct node_args *a)
         {"no-forward-appends", no_argument, NULL, 'n'},
         {"peer-frame-timeout", required_argument, NULL, 'F'},
         {"peer-idle-timeout", required_argument, NULL, 'D'},
+        {"metrics-address", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *id_s = NULL, *cluster = NULL;
@@ -111,6 +115,7 @@ static int node_read_options(int argc, char **argv, struct node_args *a)
             }
             break;
         case 'C': a->control = optarg; break;
+        case 'M': a->metrics_address = optarg; break;
         case 'e':
         case 'b': {
             uint64_t v;

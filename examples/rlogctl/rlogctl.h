@@ -15,6 +15,7 @@
  *   rlogctl transfer    --control PATH [ID]
  *   rlogctl trim        --control PATH OFFSET              (on the leader)
  *   rlogctl barrier     --control PATH                     (any node)
+ *   rlogctl metrics     --control PATH                     (Prometheus text)
  *
  * `node` opens one node of the replicated log (rlog_open) and serves a small
  * local control protocol on a Unix domain socket; the other commands are
@@ -53,11 +54,13 @@
  *                                          every replica -> 'E' (value = offset)
  *     'B'                                  read barrier (rlog_barrier) -> 'E'
  *                                          (value = the barrier's offset)
+ *     'M'                                  metrics -> 'M' frame, 'E'
  *   answers:
  *     'r' u64 offset, bytes                one record (the rest of the frame)
  *     'S' status fields (see put_status; the last ones, the failed stop's
  *         message and the repair counters, may be missing in answers of
  *         older nodes)
+ *     'M' u32 len, the text                rlog_metrics_text's Prometheus text
  *     't' u64 offset                       tail: the first offset it streams
  *     'k' u64 offset                       tail keepalive (the log is quiet): the
  *                                          next offset it will stream
@@ -94,11 +97,12 @@
  *   node.c        `node`: start, serve, shut down; the node's shared state
  *   node_args.c   `node`'s command line
  *   serve.c       the node's answers to status, append, read, membership,
- *                 trim and barrier requests
+ *                 trim, barrier and metrics requests
  *   serve_tail.c  the node's answer to a tail request (a subscription)
+ *   metrics_http.c  `node --metrics-address`: the HTTP /metrics endpoint
  *   client.c      what the client commands share
  *   append.c, read.c (read, tail), admin.c (status, membership, trim,
- *                 barrier)   the client commands
+ *                 barrier, metrics)   the client commands
  * Headers: this one (protocol constants, exit codes, wire.c, the client side
  * of control.c: what test/nemesis/nemesis_node uses), args.h, node.h
  * (the node's files), client.h (the client commands' files).

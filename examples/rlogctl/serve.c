@@ -428,3 +428,33 @@ void handle_barrier(struct rd *r, struct buf *out)
     }
     put_end(out, 0, 0, off, 0, "", "");
 }
+
+/* The metrics text, for the 'M' request and the HTTP endpoint. */
+int node_metrics_text(void *arg, char **text, size_t *len)
+{
+    (void)arg;
+    if (!api_enter())
+        return RLOG_ECLOSED;
+    int rc = rlog_metrics_text(g_node.log, text, len);
+    api_leave();
+    return rc;
+}
+
+void handle_metrics(struct rd *r, struct buf *out)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = r->pos != r->len ? RLOG_EPROTO : node_metrics_text(NULL, &text, &len);
+    if (rc != 0) {
+        r->bad = rc == RLOG_EPROTO;
+        put_end(out, rc, 0, 0, 0, "", rc == RLOG_EPROTO ? "metrics: trailing bytes" : "");
+        return;
+    }
+    size_t at = begin_frame(out);
+    put_u8(out, 'M');
+    put_u32(out, (uint32_t)len);
+    buf_put(out, text, len);
+    end_frame(out, at);
+    rlog_free(text);
+    put_end(out, 0, 0, 0, 0, "", "");
+}

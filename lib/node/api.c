@@ -507,6 +507,7 @@ static int make_append(rlog *log, const struct rlog_buf *recs, unsigned n, struc
     op->kind = RL_OP_APPEND;
     op->n = n;
     op->bytes = total;
+    op->t0_us = rl_now_us(); /* append-to-commit latency (node/metrics.c) */
     size_t pos = 0;
     for (unsigned i = 0; i < n; i++) {
         op->lens[i] = recs[i].len;
@@ -697,6 +698,14 @@ int rlog_status(rlog *log, struct rlog_status *st)
     if (!log || !st)
         return fail(RLOG_EINVAL, "status: NULL argument");
     struct rl_op op = {.kind = RL_OP_STATUS, .st = st};
+    return run_blocking(log, &op);
+}
+
+int rlog_metrics(rlog *log, struct rlog_metrics *m)
+{
+    if (!log || !m)
+        return fail(RLOG_EINVAL, "metrics: NULL argument");
+    struct rl_op op = {.kind = RL_OP_METRICS, .metrics = m};
     return run_blocking(log, &op);
 }
 

@@ -62,6 +62,7 @@ void rl_op_finish(struct rlog *log, struct rl_op *op)
 {
     if (op->kind == RL_OP_APPEND && rl_producers_finishing(log, op))
         return; /* to be sent again */
+    rl_metrics_answered(log, op);
     if (op->waiter) {
         rl_give_back_place(log, op);
         pthread_mutex_lock(&op->waiter->mu);
@@ -440,6 +441,7 @@ static void propose(struct rlog *log, void *buf, size_t len, struct rl_op *ops, 
     f->index = raft_last_index(&log->raft);
     f->term = log->raft.current_term;
     f->records = records;
+    rl_metrics_proposed(log, records);
     if (log->ifl_tail)
         log->ifl_tail->next = f;
     else
@@ -576,6 +578,7 @@ static void hook_after_event(void *arg)
     struct rlog *log = arg;
     if (!log->raft_started || log->raft_closed || log->fatal)
         return; /* failed: nothing to re-evaluate (settle_fail_stop) */
+    rl_metrics_raft_event(log);
     int role = log->raft.state;
     raft_id leader = 0;
     const char *addr = NULL;
@@ -902,9 +905,8 @@ static void do_fetch(struct rlog *log, struct rl_op *op)
     rl_op_finish(log, op);
 }
 
-static void do_status(struct rlog *log, struct rl_op *op)
+void rl_node_status(struct rlog *log, struct rlog_status *st)
 {
-    struct rlog_status *st = op->st;
     memset(st, 0, sizeof *st);
     st->id = log->cfg.id;
     struct rl_io_net_stats ns;
@@ -955,6 +957,11 @@ static void do_status(struct rlog *log, struct rl_op *op)
     st->forwarded_appends = log->fwd.forwarded_appends;
     st->forwards_served = log->fwd.forwards_served;
     st->forward_refused = log->fwd.forward_refused;
+}
+
+static void do_status(struct rlog *log, struct rl_op *op)
+{
+    rl_node_status(log, op->st);
     op->status = 0;
     rl_op_finish(log, op);
 }
@@ -1243,6 +1250,9 @@ static void wake_cb(uv_async_t *a)
             break;
         case RL_OP_BARRIER:
             rl_fwd_barrier(log, op);
+            break;
+        case RL_OP_METRICS:
+            rl_metrics_collect(log, op);
             break;
         }
     }

@@ -25,11 +25,12 @@
 #include "node/dedup.h"
 #include "node/fence.h"
 #include "node/forward.h"
+#include "node/metrics.h"
 #include "liblog.h"
 #include "store/store.h"
 
 enum rl_op_kind { RL_OP_APPEND, RL_OP_READ, RL_OP_FETCH, RL_OP_STATUS, RL_OP_CLOSE, RL_OP_MEMBER,
-                  RL_OP_TRIM, RL_OP_BARRIER };
+                  RL_OP_TRIM, RL_OP_BARRIER, RL_OP_METRICS };
 enum rl_member_kind { RL_MEMBER_ADD, RL_MEMBER_REMOVE, RL_MEMBER_TRANSFER };
 
 struct rl_waiter {
@@ -73,6 +74,8 @@ struct rl_op {
     void *buf;                  /* read: record copy; fetch: entry payload */
     size_t len;
     struct rlog_status *st;
+    struct rlog_metrics *metrics;
+    uint64_t t0_us;             /* append: when the host called (rlog_metrics) */
     /* Stepped mode: called (on the loop) instead of waking a waiter. */
     void (*done)(struct rl_op *op);
     void *done_arg;
@@ -201,6 +204,7 @@ struct rlog {
     bool stop_settled;
     bool crash_close;           /* stepped mode: close as if killed, no hand-off */
     struct rl_fwd fwd;          /* appends and barriers on any node (node/forward.h) */
+    struct rl_metrics metrics;  /* rlog_metrics's own counters (node/metrics.h) */
 };
 
 /* Bytes of entries one iterator hop carries: many entries per trip to the
@@ -226,6 +230,8 @@ int rl_submit(struct rlog *log, struct rl_op *op);
 void rl_free_stepped(struct rlog *log);
 /* Moves the trim point (loop thread) and publishes it. */
 void rl_set_trim_offset(struct rlog *log, uint64_t offset);
+/* Fills st as rlog_status does. Loop thread. */
+void rl_node_status(struct rlog *log, struct rlog_status *st);
 /* Completes an op: fires its callback or wakes its waiter. Loop thread. */
 void rl_op_finish(struct rlog *log, struct rl_op *op);
 /* Gives back op's place among the appends in flight (backpressure; api.c

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "batch/batch.h"
+#include "common/counters.h"
 #include "common/env.h"
 #include "liblog.h"
 #include "net/net.h"
@@ -45,6 +46,7 @@ struct peer {
     struct send_req *wait_head, *wait_tail; /* queued while connecting */
     uint64_t wait_bytes;                    /* their frames' bytes */
     uint64_t failed_at;
+    struct rl_traffic *traffic; /* its slot in io->traffic, or NULL */
     struct peer *next;
 };
 
@@ -60,6 +62,7 @@ struct in_conn {
     size_t body_got, body_cap;
     bool closing;
     bool warned;            /* a dropped message was logged for this connection */
+    struct rl_traffic *traffic; /* its sender's slot in io->traffic, or NULL */
     struct in_conn *next, *prev;
 };
 
@@ -169,6 +172,7 @@ struct io {
     struct snap_put *snap_head, *snap_tail; /* snapshot_put.c */
     /* Bounds on what peers can make this node hold (hardening): bounds.h. */
     struct rl_io_harden harden;
+    struct rl_traffic_table traffic; /* bytes to and from each member (rl_io_peer_stats) */
 };
 
 /* A store request waited for before the loop runs (load, bootstrap). */

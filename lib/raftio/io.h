@@ -113,6 +113,14 @@ struct rl_io_net_stats {
  * everything, the store too. */
 int rl_io_init(struct raft_io *io, const struct rl_io_config *cfg);
 void rl_io_net_stats(struct raft_io *io, struct rl_io_net_stats *st);
+/* What this node counted of member id (rlog_metrics): bytes of frames
+ * written to it, bytes read from its connections, and whether the
+ * connection to it is up. Zeros for a member it never talked to. */
+struct rl_io_peer_stats {
+    uint64_t sent_bytes, received_bytes;
+    bool connected;
+};
+void rl_io_peer_stats(struct raft_io *io, uint64_t id, struct rl_io_peer_stats *st);
 /* Tells every other member of conf that entry `index` of term `entry_term`
  * is committed, so followers can show it without waiting for the next
  * AppendEntries. Best effort: a lost notice only costs latency. */

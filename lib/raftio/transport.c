@@ -65,6 +65,8 @@ static void write_cb(void *arg, int status)
                    s->peer->id, s->peer->address, uv_strerror(status));
         rl_io__peer_drop(s->peer);
     }
+    if (status == 0 && s->peer && s->peer->traffic)
+        s->peer->traffic->sent += s->bytes;
     send_finish(s, status == 0 ? 0 : RAFT_NOCONNECTION);
 }
 
@@ -155,6 +157,7 @@ static struct peer *peer_get(struct io *io, uint64_t id, const char *address)
         return NULL;
     p->io = io;
     p->id = id;
+    p->traffic = rl_traffic_of(&io->traffic, id);
     snprintf(p->address, sizeof p->address, "%s", address);
     p->next = io->peers;
     io->peers = p;
@@ -588,6 +591,8 @@ static size_t in_data(void *arg, const unsigned char *p, size_t nread)
 {
     struct in_conn *c = arg;
     size_t left = nread;
+    if (c->traffic)
+        c->traffic->received += nread;
     while (left > 0 && !c->closing) {
         if (c->hdr_got < RL_WIRE_HDR) {
             if (c->hdr_got == 0) /* a frame starts: it must finish in time */
@@ -659,6 +664,7 @@ void rl_io__accept(void *arg, uint64_t id, struct rl_conn *conn)
     c->io = io;
     c->conn = conn;
     c->id = id;
+    c->traffic = rl_traffic_of(&io->traffic, id);
     if (!io->hooks.peer_address ||
         io->hooks.peer_address(io->hooks.arg, id, c->address, sizeof c->address) != 0)
         snprintf(c->address, sizeof c->address, "unknown-server-%" PRIu64, id);
@@ -669,4 +675,20 @@ void rl_io__accept(void *arg, uint64_t id, struct rl_conn *conn)
     struct rl_conn_cbs cbs = {.data = in_data, .end = in_end, .arg = c};
     rl_conn_set_cbs(conn, &cbs);
     rl_conn_deadline(conn, io->idle_timeout_ms);
+}
+
+void rl_io_peer_stats(struct raft_io *rio, uint64_t id, struct rl_io_peer_stats *st)
+{
+    struct io *io = rio->impl;
+    *st = (struct rl_io_peer_stats){0};
+    if (!io)
+        return;
+    const struct rl_traffic *t = rl_traffic_find(&io->traffic, id);
+    if (t) {
+        st->sent_bytes = t->sent;
+        st->received_bytes = t->received;
+    }
+    for (const struct peer *p = io->peers; p; p = p->next)
+        if (p->id == id)
+            st->connected = p->conn != NULL;
 }

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 
+#include "common/counters.h"
 #include "liblog.h"
 #include "store/format.h"
 #include "store/store.h"
@@ -117,6 +118,7 @@ struct rl_store {
     char errmsg[256];
     char note[512];
     struct rl_store_stats stats;
+    struct rl_hist sync_us, write_entries; /* rlog_metrics; rl_store_hists */
 };
 
 /* errors.c-style helpers */

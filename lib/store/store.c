@@ -894,3 +894,10 @@ void rl_store_stats(const struct rl_store *s, struct rl_store_stats *out)
 {
     *out = s->stats;
 }
+
+void rl_store_hists(const struct rl_store *s, struct rlog_histogram *sync_us,
+                    struct rlog_histogram *write_entries)
+{
+    rl_hist_read(&s->sync_us, sync_us);
+    rl_hist_read(&s->write_entries, write_entries);
+}

@@ -243,5 +243,10 @@ struct rl_store_stats {
     uint64_t repaired_ranges, repaired_entries; /* written back since open */
 };
 void rl_store_stats(const struct rl_store *s, struct rl_store_stats *out);
+struct rlog_histogram;
+/* Latency of the fdatasyncs of segment data (microseconds) and entries per
+ * coalesced write, as histograms (rlog_metrics). */
+void rl_store_hists(const struct rl_store *s, struct rlog_histogram *sync_us,
+                    struct rlog_histogram *write_entries);
 
 #endif

@@ -445,7 +445,9 @@ static void append_work(uv_work_t *w)
         }
         /* Kept with direct writes too: it flushes the device cache, and the
          * fault model (power loss at the k-th sync) stays the same. */
+        uint64_t t0 = rl_now_us();
         rv = rl_fs_fdatasync(x->seg->fd);
+        rl_hist_add(&s->sync_us, rl_now_us() - t0);
         if (rv != 0) {
             job_fail(b, rl_errno_to_rlog(rv), "fdatasync of %s failed: %s", name, strerror(-rv));
             return;
@@ -631,6 +633,7 @@ static void append_done(struct rl_store *s, struct rl_batch *b)
     s->stats.syncs += (uint64_t)b->next;
     s->stats.direct_writes += b->direct;
     s->stats.entries += b->nframes;
+    rl_hist_add(&s->write_entries, b->nframes);
     /* Only now does the old segment hold its final frames. */
     if (sealed)
         seal(s, sealed);

@@ -268,6 +268,26 @@ static void wait_fatal_call(void)
     ck_assert_int_eq(fatal_calls(), 1);
 }
 
+/* rlog_metrics after the stop: counters as they stood, role unavailable,
+ * and the text says so. */
+static void check_metrics(uint64_t acked)
+{
+    struct rlog_metrics *m = calloc(1, sizeof *m);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_int_eq(rlog_metrics(node, m), 0);
+    ck_assert_int_eq(m->status.role, RLOG_ROLE_UNAVAILABLE);
+    ck_assert_int_ne(m->status.fatal, 0);
+    ck_assert_uint_ge(m->appended_records, acked);
+    ck_assert_uint_ge(m->sync_us.count, 1);
+    free(m);
+    char *text;
+    size_t len;
+    ck_assert_int_eq(rlog_metrics_text(node, &text, &len), 0);
+    ck_assert_ptr_nonnull(strstr(text, ",role=\"unavailable\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\nrlog_failed_stop{node=\"1\"} 1\n"));
+    rlog_free(text);
+}
+
 /* Runs a node into the fault `f` and checks everything a failed stop
  * promises; `cause` is the fault's code, `text` part of its message. */
 static void fail_stop_and_check(const struct rl_fs_faults *f, int cause, const char *text)
@@ -309,6 +329,7 @@ static void fail_stop_and_check(const struct rl_fs_faults *f, int cause, const c
     ck_assert_uint_ge(st.last_offset, acked);
     ck_assert_uint_ge(st.last_index, st.commit_index);
     ck_assert_uint_ge(st.commit_index, before.commit_index);
+    check_metrics(acked);
 
     /* What was committed stays readable, every way; nothing past it. */
     check_reads(acked);
