@@ -578,9 +578,10 @@ static void teardown(void)
 
 /* ---- peers ------------------------------------------------------------------------ */
 
-/* Peer `from` says m to node 1 over its own connection (opened on first
- * use, as lib/net hands an inbound one over). */
-static void peer_says(uint64_t from, struct raft_message m)
+/* Peer `from` writes m to node 1 over its own connection (opened on first
+ * use, as lib/net hands an inbound one over); node 1 reads it when its
+ * loop next turns. */
+static void peer_writes(uint64_t from, struct raft_message m)
 {
     struct peer_link *l = &F->peers[from];
     if (l->in_fd < 0) {
@@ -594,6 +595,12 @@ static void peer_says(uint64_t from, struct raft_message m)
     for (unsigned i = 0; i < out.n_iov; i++)
         ck_assert_int_eq(write(l->in_fd, out.iov[i].base, out.iov[i].len), (ssize_t)out.iov[i].len);
     rl_wire_out_free(&out);
+}
+
+/* Peer `from` says m, and node 1 takes it in. */
+static void peer_says(uint64_t from, struct raft_message m)
+{
+    peer_writes(from, m);
     fx_net();
 }
 
@@ -645,6 +652,15 @@ static const struct seen *sent_of(unsigned short type, unsigned i)
 static const struct seen *got_of(unsigned short type, unsigned i)
 {
     return nth_of(F->got, F->n_got, type, i);
+}
+
+/* The i-th message of `type` node 1 sent, which must be there, to peer. */
+static const struct raft_message *sent_to(uint64_t peer, unsigned short type, unsigned i)
+{
+    const struct seen *s = sent_of(type, i);
+    ck_assert_msg(s != NULL, "no message %u of type %u sent", i, type);
+    ck_assert_uint_eq(s->peer, peer);
+    return &s->m;
 }
 
 static unsigned count_sent(unsigned short type)
@@ -785,14 +801,11 @@ START_TEST(test_append_result_capped)
     const struct seen *g = got_of(RAFT_IO_APPEND_ENTRIES, 0);
     ck_assert_ptr_nonnull(g);
     ck_assert_uint_eq(g->m.append_entries.leader_commit, 2);
-    const struct seen *r = sent_of(RAFT_IO_APPEND_ENTRIES_RESULT, 0);
-    ck_assert_ptr_nonnull(r);
-    ck_assert_uint_eq(r->peer, 2);
-    ck_assert_uint_eq(r->m.append_entries_result.last_log_index, 2);
+    ck_assert_uint_eq(sent_to(2, RAFT_IO_APPEND_ENTRIES_RESULT, 0)->append_entries_result.last_log_index, 2);
     /* A message that proves more: its answer and commit pass as they are. */
     peer_says(2, heartbeat(1, 4, 1, 3));
     ck_assert_uint_eq(got_of(RAFT_IO_APPEND_ENTRIES, 1)->m.append_entries.leader_commit, 3);
-    ck_assert_uint_eq(sent_of(RAFT_IO_APPEND_ENTRIES_RESULT, 1)->m.append_entries_result.last_log_index, 4);
+    ck_assert_uint_eq(sent_to(2, RAFT_IO_APPEND_ENTRIES_RESULT, 1)->append_entries_result.last_log_index, 4);
     /* Outside an AppendEntries nothing is capped. */
     struct raft_message m = {.type = RAFT_IO_APPEND_ENTRIES_RESULT, .server_id = 2,
                              .server_address = "n2"};
@@ -802,7 +815,7 @@ START_TEST(test_append_result_capped)
     ck_assert_int_eq(raft_send(&m, &st), 0);
     fx_run();
     ck_assert_int_eq(st, 0);
-    ck_assert_uint_eq(sent_of(RAFT_IO_APPEND_ENTRIES_RESULT, 2)->m.append_entries_result.last_log_index, 4);
+    ck_assert_uint_eq(sent_to(2, RAFT_IO_APPEND_ENTRIES_RESULT, 2)->append_entries_result.last_log_index, 4);
 }
 END_TEST
 
@@ -849,10 +862,9 @@ START_TEST(test_long_append_entries_cut_to_frame)
     ck_assert_int_eq(raft_send(&m, &st), 0);
     fx_run();
     ck_assert_int_eq(st, 0);
-    const struct seen *s = sent_of(RAFT_IO_APPEND_ENTRIES, 0);
-    ck_assert_ptr_nonnull(s);
-    ck_assert_uint_eq(s->m.append_entries.n_entries, fit);
-    ck_assert_mem_eq(s->m.append_entries.entries[fit - 1].buf.base,
+    const struct raft_append_entries *ae = &sent_to(3, RAFT_IO_APPEND_ENTRIES, 0)->append_entries;
+    ck_assert_uint_eq(ae->n_entries, fit);
+    ck_assert_mem_eq(ae->entries[fit - 1].buf.base,
                      m.append_entries.entries[fit - 1].buf.base,
                      m.append_entries.entries[fit - 1].buf.len);
 }
@@ -1010,10 +1022,7 @@ START_TEST(test_conflicting_suffix_rewound)
     F->committed = 2;
     peer_installs(2, 4, 4, 2);
     ck_assert_str_eq(F->events, "");
-    const struct seen *q = sent_of(RL_WIRE_FETCH_REQUEST, 0);
-    ck_assert_ptr_nonnull(q);
-    ck_assert_uint_eq(q->peer, 2);
-    struct fetch_req r = fetch_request_of(&q->m);
+    struct fetch_req r = fetch_request_of(sent_to(2, RL_WIRE_FETCH_REQUEST, 0));
     ck_assert_uint_eq(r.from, 3);
     ck_assert_uint_eq(r.to, 4);
     peer_says(2, fetch_answer_msg((struct fetch_answer){.first = 3, .last_or_offset = 4,
@@ -1079,10 +1088,7 @@ START_TEST(test_fetch_served_within_budget)
     const struct raft_entry *mine = F->entries[0];
     size_t len = mine[0].buf.len;
     peer_says(3, fetch_request_msg((struct fetch_req){3, 8, 2 * len + len / 2}));
-    const struct seen *s = sent_of(RL_WIRE_FETCH_RESPONSE, 0);
-    ck_assert_ptr_nonnull(s);
-    ck_assert_uint_eq(s->peer, 3);
-    struct fetch_answer a = fetch_answer_of(&s->m);
+    struct fetch_answer a = fetch_answer_of(sent_to(3, RL_WIRE_FETCH_RESPONSE, 0));
     ck_assert_int_eq(a.status, 0);
     ck_assert_uint_eq(a.first, 3);
     ck_assert_uint_eq(a.n, 2);
@@ -1094,7 +1100,7 @@ START_TEST(test_fetch_served_within_budget)
     /* A budget smaller than one entry still gets one. */
     fx_run();
     peer_says(3, fetch_request_msg((struct fetch_req){9, 10, 1}));
-    a = fetch_answer_of(&sent_of(RL_WIRE_FETCH_RESPONSE, 1)->m);
+    a = fetch_answer_of(sent_to(3, RL_WIRE_FETCH_RESPONSE, 1));
     ck_assert_uint_eq(a.first, 9);
     ck_assert_uint_eq(a.n, 1);
 }
@@ -1117,6 +1123,31 @@ START_TEST(test_fetch_serving_bounded)
 }
 END_TEST
 
+/* An answer holds its entries until it is written: one per peer, at
+ * most fetch_serve_max at once; the others are dropped and counted. */
+START_TEST(test_fetch_serving_one_at_a_time)
+{
+    stored(3, 1);
+    rl_io_set_bounds(&F->rio, &(struct rl_io_bounds){.fetch_serve_max = 1,
+                                                     .fetch_serve_bytes = 64u << 20,
+                                                     .held_max = 64});
+    /* Read in one turn: the first answer waits for its connection. */
+    peer_writes(3, fetch_request_msg((struct fetch_req){1, 3, 1u << 20}));
+    peer_writes(3, fetch_request_msg((struct fetch_req){2, 3, 1u << 20}));
+    peer_writes(2, fetch_request_msg((struct fetch_req){1, 3, 1u << 20}));
+    fx_run();
+    ck_assert_uint_eq(count_sent(RL_WIRE_FETCH_RESPONSE), 1);
+    ck_assert_uint_eq(fetch_answer_of(sent_to(3, RL_WIRE_FETCH_RESPONSE, 0)).first, 1);
+    struct rl_io_bound_stats bs;
+    rl_io_bound_stats(&F->rio, &bs);
+    ck_assert_uint_eq(bs.fetch_serve_refused, 2);
+    /* Once it is written, the next request is served. */
+    peer_says(2, fetch_request_msg((struct fetch_req){2, 3, 1u << 20}));
+    fx_run();
+    ck_assert_uint_eq(count_sent(RL_WIRE_FETCH_RESPONSE), 2);
+}
+END_TEST
+
 static void store_cb(struct rl_store_req *req, int status)
 {
     *(int *)req->data = status;
@@ -1135,9 +1166,7 @@ START_TEST(test_fetch_answer_for_trimmed_range)
     fx_run();
     ck_assert_int_eq(st, 0);
     peer_says(3, fetch_request_msg((struct fetch_req){2, 8, 1u << 20}));
-    const struct seen *s = sent_of(RL_WIRE_FETCH_RESPONSE, 0);
-    ck_assert_ptr_nonnull(s);
-    struct fetch_answer a = fetch_answer_of(&s->m);
+    struct fetch_answer a = fetch_answer_of(sent_to(3, RL_WIRE_FETCH_RESPONSE, 0));
     ck_assert_int_eq(a.status, RLOG_ETRIMMED);
     ck_assert_uint_eq(a.first, 6);
     ck_assert_uint_eq(a.restart_term, 1);
@@ -1161,7 +1190,7 @@ START_TEST(test_fetch_resumes_after_cut)
     ck_assert(rl_io_catchup(&F->rio, &next, &target));
     ck_assert_uint_eq(next, 3);
     ck_assert_uint_eq(target, 6);
-    struct fetch_req r = fetch_request_of(&sent_of(RL_WIRE_FETCH_REQUEST, 0)->m);
+    struct fetch_req r = fetch_request_of(sent_to(2, RL_WIRE_FETCH_REQUEST, 0));
     ck_assert_uint_eq(r.from, 3);
     ck_assert_uint_eq(r.to, 6);
     struct raft_entry *theirs = make_entries(4, 1, 300);
@@ -1169,7 +1198,7 @@ START_TEST(test_fetch_resumes_after_cut)
                                                         .entries = theirs, .n = 2}));
     fx_run();
     ck_assert_uint_eq(rl_store_last_index(F->store), 4);
-    ck_assert_uint_eq(fetch_request_of(&sent_of(RL_WIRE_FETCH_REQUEST, 1)->m).from, 5);
+    ck_assert_uint_eq(fetch_request_of(sent_to(2, RL_WIRE_FETCH_REQUEST, 1)).from, 5);
     cut(2);
     /* A late copy of the first answer changes nothing. */
     peer_says(2, fetch_answer_msg((struct fetch_answer){.first = 3, .last_or_offset = 6,
@@ -1179,7 +1208,7 @@ START_TEST(test_fetch_resumes_after_cut)
     ck_assert_uint_eq(count_sent(RL_WIRE_FETCH_REQUEST), 2);
     fx_advance(3000);
     ck_assert_uint_eq(count_sent(RL_WIRE_FETCH_REQUEST), 3);
-    ck_assert_uint_eq(fetch_request_of(&sent_of(RL_WIRE_FETCH_REQUEST, 2)->m).from, 5);
+    ck_assert_uint_eq(fetch_request_of(sent_to(2, RL_WIRE_FETCH_REQUEST, 2)).from, 5);
     ck_assert(rl_io_catchup(&F->rio, &next, &target));
     ck_assert_uint_eq(next, 5);
     peer_says(2, fetch_answer_msg((struct fetch_answer){.first = 5, .last_or_offset = 6,
@@ -1275,6 +1304,7 @@ int main(void)
     tcase_add_test(tc, test_load_returns_bounded_tail);
     tcase_add_test(tc, test_fetch_served_within_budget);
     tcase_add_test(tc, test_fetch_serving_bounded);
+    tcase_add_test(tc, test_fetch_serving_one_at_a_time);
     tcase_add_test(tc, test_fetch_answer_for_trimmed_range);
     tcase_add_test(tc, test_fetch_resumes_after_cut);
     tcase_add_test(tc, test_sends_never_fail_at_once);
