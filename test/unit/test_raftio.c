@@ -460,7 +460,8 @@ static void recv_cb(struct raft_io *rio, struct raft_message *m)
 
 static void store_open(void)
 {
-    struct rl_store_config cfg = {.dir = F->dir, .segment_size = 1u << 20};
+    /* Small segments: a few entries seal one (test_load_skips_damage...). */
+    struct rl_store_config cfg = {.dir = F->dir, .segment_size = RL_STORE_MIN_SEGMENT_SIZE};
     char err[512];
     ck_assert_msg(rl_store_open(&F->loop, &cfg, &F->store, err, sizeof err) == 0, "%s", err);
 }
@@ -489,7 +490,8 @@ static void node_open(void)
     raft_index start;
     struct raft_entry *entries;
     size_t n;
-    ck_assert_int_eq(F->rio.load(&F->rio, &term, &vote, &snap, &start, &entries, &n), 0);
+    int rv = F->rio.load(&F->rio, &term, &vote, &snap, &start, &entries, &n);
+    ck_assert_msg(rv == 0, "load: %d %s", rv, F->rio.errmsg);
     F->load_start = start;
     F->load_n = n;
     F->load_snap = snap ? snap->index : 0;
@@ -717,14 +719,20 @@ static int raft_append(unsigned n, uint64_t term, size_t size, int *status)
     return F->rio.append(&F->rio, req, make_entries(n, term, size), n, append_cb);
 }
 
-/* Appends n entries of `term` and waits until they are durable. */
-static void stored(unsigned n, uint64_t term)
+/* Appends n entries of `term` (records of `size` bytes) and waits until
+ * they are durable. */
+static void stored_sized(unsigned n, uint64_t term, size_t size)
 {
     int st;
-    ck_assert_int_eq(raft_append(n, term, 1000, &st), 0);
+    ck_assert_int_eq(raft_append(n, term, size, &st), 0);
     fx_run();
     ck_assert_int_eq(st, 0);
     F->events[0] = '\0';
+}
+
+static void stored(unsigned n, uint64_t term)
+{
+    stored_sized(n, term, 1000);
 }
 
 /* ---- held elections ---------------------------------------------------------------- */
@@ -1078,6 +1086,27 @@ START_TEST(test_load_returns_bounded_tail)
 }
 END_TEST
 
+/* A damaged entry in the optional trailing window is left out: libraft's
+ * memory starts after it (the entries after the snapshot are whole). */
+START_TEST(test_load_skips_damage_before_the_snapshot)
+{
+    for (int i = 0; i < 10; i++) /* 3 a segment: entry 5 is in a sealed one */
+        stored_sized(1, 1, 10000);
+    descriptor_at(8, 5);
+    node_close();
+    char name[256];
+    uint64_t pos;
+    uint32_t len;
+    ck_assert(th_frame_pos(F->dir, 5, name, sizeof name, &pos, &len));
+    th_flip_bit(F->dir, name, pos + RL_STORE_FRAME_HEADER_SIZE + 40, 3);
+    F->trailing = 5;
+    node_open();
+    ck_assert_uint_eq(F->load_snap, 8);
+    ck_assert_uint_eq(F->load_start, 6);
+    ck_assert_uint_eq(F->load_n, 5);
+}
+END_TEST
+
 /* ---- serving fetches ------------------------------------------------------------------- */
 
 /* A request is answered from the store, within its byte budget (at least
@@ -1280,6 +1309,46 @@ START_TEST(test_fetch_gives_up_when_nobody_holds_it)
 }
 END_TEST
 
+/* libraft 0.15 takes the snapshot as its log the moment an install
+ * starts: while the install fetches, it must not campaign (TimeoutNow
+ * waits), though it may vote (no append is in flight). */
+START_TEST(test_campaign_waits_for_install)
+{
+    stored(2, 1);
+    F->committed = 2;
+    peer_installs(2, 1, 6, 1);
+    peer_says(3, vote(3, 2));
+    struct raft_message tn = {.type = RAFT_IO_TIMEOUT_NOW};
+    tn.timeout_now.term = 1;
+    peer_says(2, tn);
+    ck_assert_str_eq(F->events, "IV");
+    peer_says(2, fetch_answer_msg((struct fetch_answer){.first = 3, .last_or_offset = 6,
+                                                        .entries = make_entries(4, 1, 50),
+                                                        .n = 4}));
+    fx_run();
+    ck_assert_int_eq(F->install_status, 0);
+    ck_assert_str_eq(F->events, "IVT");
+}
+END_TEST
+
+/* An install of a snapshot this log holds, committed: libraft's log now
+ * ends at it, so the store's suffix after it goes too (appends then land
+ * where libraft counts them). */
+START_TEST(test_install_of_held_snapshot_cuts_suffix)
+{
+    stored(4, 1);
+    F->committed = 3;
+    peer_installs(2, 1, 3, 1);
+    fx_run();
+    ck_assert_int_eq(F->install_status, 0);
+    ck_assert_uint_eq(rl_io_snapshot_index(&F->rio), 3);
+    ck_assert_uint_eq(rl_store_next_index(F->store), 4);
+    ck_assert_uint_eq(count_sent(RL_WIRE_FETCH_REQUEST), 0);
+    stored(1, 1);
+    ck_assert_uint_eq(rl_store_last_index(F->store), 4);
+}
+END_TEST
+
 /* ---- sending after start, and after a failure -------------------------------------------- */
 
 static struct raft_message append_result(uint64_t to)
@@ -1356,6 +1425,7 @@ int main(void)
     tcase_add_test(tc, test_conflicting_suffix_rewound);
     tcase_add_test(tc, test_append_at_wrong_index_refused);
     tcase_add_test(tc, test_load_returns_bounded_tail);
+    tcase_add_test(tc, test_load_skips_damage_before_the_snapshot);
     tcase_add_test(tc, test_fetch_served_within_budget);
     tcase_add_test(tc, test_fetch_serving_bounded);
     tcase_add_test(tc, test_fetch_serving_one_at_a_time);
@@ -1363,6 +1433,8 @@ int main(void)
     tcase_add_test(tc, test_fetch_resumes_after_cut);
     tcase_add_test(tc, test_fetch_restarts_past_a_peer_trim);
     tcase_add_test(tc, test_fetch_gives_up_when_nobody_holds_it);
+    tcase_add_test(tc, test_campaign_waits_for_install);
+    tcase_add_test(tc, test_install_of_held_snapshot_cuts_suffix);
     tcase_add_test(tc, test_sends_never_fail_at_once);
     tcase_add_test(tc, test_failed_stop_sends_nothing);
     suite_add_tcase(s, tc);
