@@ -720,7 +720,17 @@ static bool start_truncate(struct rl_store *s, struct rl_store_req *req)
         int rv = 0;
         b->pos = RL_SEG_HDR;
         b->offset = seg->first_offset;
-        if (b->index > seg->first_index) {
+        /* A cut at the first entry of a damaged range (a damaged tail cut
+         * at open): where it starts is known from the good frame before. */
+        const struct rl_damage *d = rl_store_damage_at(s, b->index, false);
+        if (d && d->first_index == b->index && d->seq == seg->seq && b->index > seg->first_index) {
+            b->pos = d->pos;
+            b->offset = d->first_offset;
+            if (b->index - 1 > seg->first_index)
+                rv = rl_segment_find(s, seg, b->index - 1, false, &e, &b->prev_pos, false);
+            else
+                b->prev_pos = RL_SEG_HDR;
+        } else if (b->index > seg->first_index) {
             rv = rl_segment_find(s, seg, b->index, false, &e, &b->pos, false);
             b->offset = e.offset;
             if (rv == 0 && b->index - 1 > seg->first_index)
