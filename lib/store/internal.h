@@ -121,15 +121,13 @@ struct rl_store {
     struct rl_hist sync_us, write_entries; /* rlog_metrics; rl_store_hists */
 };
 
-/* errors.c-style helpers */
+/* errors.c: the error message and the recovery note */
 int rl_store_fail(struct rl_store *s, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void rl_store_add_note(struct rl_store *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 uint64_t rl_store_max_payload(const struct rl_store *s);
-/* Adds seg after the last used segment. 0 or RLOG_ENOMEM. */
-int rl_store_push_segment(struct rl_store *s, struct rl_segment *seg);
 
 /* dir.c: the directory, its lock and its metadata */
 int rl_dir_open(struct rl_store *s);
@@ -141,9 +139,21 @@ int rl_meta_update(struct rl_store *s, void (*edit)(struct rl_meta *, const void
 void rl_seg_path(const struct rl_store *s, char *buf, size_t len, uint64_t seq,
                  const char *ext);
 
-/* segment.c: one segment file */
+/* damage.c: the table of damaged ranges */
+/* Records d (kept in first_index order; a range known already is left as
+ * it is). 0 or RLOG_ENOMEM. */
+int rl_store_add_damage(struct rl_store *s, const struct rl_damage *d);
+/* The damaged range holding entry index / record offset, or NULL. */
+const struct rl_damage *rl_store_damage_at(const struct rl_store *s, uint64_t key,
+                                           bool by_offset);
+/* Forgets damage no longer in the log (trimmed, truncated, reset). */
+void rl_store_prune_damage(struct rl_store *s);
+
+/* segment.c: one segment file, and the store's list of them */
 struct rl_segment *rl_segment_new(uint64_t seq);
 void rl_segment_free(struct rl_segment *seg);
+/* Adds seg after the last used segment. 0 or RLOG_ENOMEM. */
+int rl_store_push_segment(struct rl_store *s, struct rl_segment *seg);
 int rl_segment_add_sample(struct rl_segment *seg, uint64_t index,
                           uint64_t offset, uint64_t pos, uint32_t interval);
 /* Scans a segment's frames from its header, verifying every checksum.
@@ -175,12 +185,6 @@ int rl_segment_find(struct rl_store *s, struct rl_segment *seg, uint64_t key,
 int rl_segment_damage(struct rl_store *s, struct rl_segment *seg, uint64_t pos, uint64_t index,
                       uint64_t offset, uint32_t min_gen, uint64_t last_index,
                       uint64_t end_offset, struct rl_frame *resume, uint64_t *resume_pos);
-/* The damaged range holding entry index / record offset, or NULL. */
-const struct rl_damage *rl_store_damage_at(const struct rl_store *s, uint64_t key,
-                                           bool by_offset);
-/* Forgets damage no longer in the log (trimmed, truncated, reset). */
-void rl_store_prune_damage(struct rl_store *s);
-
 /* rebuild.c: the write-back of a repaired segment (a job of the writer).
  * rl_repair_prepare, on the loop thread, copies what the job needs of seg
  * into *rb: its bounds, and the index samples outside the damage (a read

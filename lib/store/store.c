@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,30 +27,6 @@
 #include "store/internal.h"
 
 #define DEFAULT_MAX_BATCH (8u << 20)
-
-int rl_store_fail(struct rl_store *s, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->errmsg, sizeof s->errmsg, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
-void rl_store_add_note(struct rl_store *s, const char *fmt, ...)
-{
-    size_t used = strlen(s->note);
-    if (used + 3 >= sizeof s->note)
-        return;
-    if (used) {
-        strcpy(s->note + used, "; ");
-        used += 2;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->note + used, sizeof s->note - used, fmt, ap);
-    va_end(ap);
-}
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -118,16 +93,6 @@ static int list_segments(struct rl_store *s, uint64_t **seqs_out, size_t *n_out)
     }
     *seqs_out = seqs;
     *n_out = n;
-    return 0;
-}
-
-int rl_store_push_segment(struct rl_store *s, struct rl_segment *seg)
-{
-    struct rl_segment **p = rl_grow(s->segs, &s->segcap, s->nsegs, sizeof *p, 16);
-    if (!p)
-        return RLOG_ENOMEM;
-    s->segs = p;
-    s->segs[s->nsegs++] = seg;
     return 0;
 }
 
@@ -704,140 +669,6 @@ int rl_store_repair(struct rl_store *s, struct rl_store_req *req,
     d->repairing = true;
     enqueue(s, req);
     return 0;
-}
-
-/* ---- reads ----------------------------------------------------------------- */
-
-/* Reads go on after the fatal latch: it stops writes building on a page
- * cache that a failed fdatasync left untrustworthy, but the entries up to
- * the durable end were synced before the failure, and every frame read is
- * checked against its checksum anyway. A node that failed stop serves its
- * committed records from here until it closes. */
-/* ---- damage ----------------------------------------------------------------- */
-
-const struct rl_damage *rl_store_damage_at(const struct rl_store *s, uint64_t key, bool by_offset)
-{
-    for (size_t i = 0; i < s->ndamage; i++) {
-        const struct rl_damage *d = &s->damage[i];
-        if (by_offset ? key >= d->first_offset && key < d->end_offset
-                      : key >= d->first_index && key <= d->last_index)
-            return d;
-    }
-    return NULL;
-}
-
-void rl_store_prune_damage(struct rl_store *s)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < s->ndamage; i++) {
-        struct rl_damage *d = &s->damage[i];
-        bool kept = false;
-        for (size_t j = 0; j < s->nsegs && !kept; j++)
-            kept = s->segs[j]->seq == d->seq;
-        if (kept && d->last_index >= s->first_index && d->first_index <= s->last_index)
-            s->damage[k++] = *d;
-    }
-    s->ndamage = k;
-}
-
-size_t rl_store_damaged(const struct rl_store *s, struct rl_store_damage *out, size_t max)
-{
-    for (size_t i = 0; i < s->ndamage && i < max; i++) {
-        const struct rl_damage *d = &s->damage[i];
-        bool sealed = false;
-        for (size_t j = 0; j + 1 < s->nsegs; j++)
-            sealed |= s->segs[j]->seq == d->seq;
-        out[i] = (struct rl_store_damage){.seq = d->seq, .first_index = d->first_index,
-                                          .last_index = d->last_index,
-                                          .first_offset = d->first_offset,
-                                          .end_offset = d->end_offset, .sealed = sealed,
-                                          .repairing = d->repairing};
-    }
-    return s->ndamage;
-}
-
-uint64_t rl_store_unreadable(const struct rl_store *s)
-{
-    uint64_t n = 0;
-    for (size_t i = 0; i < s->ndamage; i++)
-        n += s->damage[i].last_index - s->damage[i].first_index + 1;
-    return n;
-}
-
-static int damaged_read(struct rl_store *s, const struct rl_damage *d, uint64_t key, bool by_offset)
-{
-    return rl_store_fail(s, RLOG_ECORRUPT,
-                         "%s %" PRIu64 " is unreadable here: entries %" PRIu64 "..%" PRIu64
-                         " (seg-%016" PRIx64 ".log from byte %" PRIu64 ") are damaged and %s",
-                         by_offset ? "record" : "entry", key, d->first_index, d->last_index,
-                         d->seq, d->pos,
-                         d->repairing ? "being repaired" : "await repair from a peer");
-}
-
-/* A read that finds new damage before its entry tries once more: the
- * damage is now recorded, with a sample past it. */
-static int find(struct rl_store *s, struct rl_segment *seg, uint64_t key, bool by_offset,
-                struct rl_store_entry *out)
-{
-    for (int attempt = 0;; attempt++) {
-        const struct rl_damage *d = rl_store_damage_at(s, key, by_offset);
-        if (d)
-            return damaged_read(s, d, key, by_offset);
-        size_t before = s->ndamage;
-        int rv = rl_segment_find(s, seg, key, by_offset, out, NULL, true);
-        if (rv != RLOG_ECORRUPT || s->ndamage == before || attempt > 0)
-            return rv;
-        if (rl_store_damage_at(s, key, by_offset))
-            return rv; /* errmsg names the damaged range */
-    }
-}
-
-int rl_store_read(struct rl_store *s, uint64_t index, struct rl_store_entry *out)
-{
-    memset(out, 0, sizeof *out);
-    if (index < s->first_index)
-        return rl_store_fail(s, RLOG_ETRIMMED, "entry %" PRIu64 " is before the first entry %" PRIu64,
-                             index, s->first_index);
-    if (index > s->last_index)
-        return rl_store_fail(s, RLOG_ENOTFOUND, "entry %" PRIu64 " is past the last entry %" PRIu64,
-                             index, s->last_index);
-    size_t lo = 0, hi = s->nsegs;
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (s->segs[mid]->first_index <= index)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return find(s, s->segs[lo], index, false, out);
-}
-
-int rl_store_read_offset(struct rl_store *s, uint64_t offset, struct rl_store_entry *out)
-{
-    memset(out, 0, sizeof *out);
-    if (offset < s->first_offset)
-        return rl_store_fail(s, RLOG_ETRIMMED,
-                             "record %" PRIu64 " is before the first record %" PRIu64, offset,
-                             s->first_offset);
-    if (offset >= s->next_offset)
-        return rl_store_fail(s, RLOG_ENOTFOUND,
-                             "record %" PRIu64 " is past the last record %" PRIu64, offset,
-                             s->next_offset);
-    size_t lo = 0, hi = s->nsegs;
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (s->segs[mid]->first_offset <= offset)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    int rv = find(s, s->segs[lo], offset, true, out);
-    if (rv == 0 && out->index < s->first_index) {
-        free((void *)out->buf);
-        memset(out, 0, sizeof *out);
-        return RLOG_ETRIMMED;
-    }
-    return rv;
 }
 
 /* ---- metadata and accessors ------------------------------------------------- */
