@@ -298,20 +298,6 @@ static int recover(struct rl_store *s)
     return 0;
 }
 
-static void store_free(struct rl_store *s)
-{
-    for (size_t i = 0; i < s->nsegs; i++)
-        rl_segment_free(s->segs[i]);
-    rl_segment_free(s->spare);
-    free(s->segs);
-    free(s->stage);
-    free(s->damage);
-    rl_dir_close(s);
-    pthread_mutex_destroy(&s->meta_mu);
-    free(s->dir);
-    free(s);
-}
-
 int rl_store_open(uv_loop_t *loop, const struct rl_store_config *cfg, struct rl_store **out,
                   char *errmsg, size_t errlen)
 {
@@ -379,62 +365,11 @@ fail:
         snprintf(errmsg, errlen, "%s", s->errmsg[0] ? s->errmsg : rlog_strerror(rv));
     if (rv == RLOG_ENOMEM || !s->errmsg[0])
         rv = rv ? rv : RLOG_EIO;
-    store_free(s);
+    rl_store_free(s);
     return rv;
 }
 
-/* ---- close ------------------------------------------------------------------ */
-
-static void close_noop(uv_work_t *w)
-{
-    (void)w;
-}
-
-static void runner_closed(uv_handle_t *h)
-{
-    struct rl_store *s = h->data;
-    void (*cb)(void *) = s->close_cb;
-    void *arg = s->close_arg;
-    store_free(s);
-    if (cb)
-        cb(arg);
-}
-
-static void close_after(uv_work_t *w, int status)
-{
-    struct rl_store *s = w->data;
-    (void)status;
-    void (*cb)(void *) = s->close_cb;
-    void *arg = s->close_arg;
-    struct rl_store_req *r;
-    while ((r = s->head) != NULL) {
-        s->head = r->next;
-        free(r->headers);
-        r->headers = NULL;
-        if (r->cb)
-            r->cb(r, RLOG_ECANCELED);
-    }
-    if (s->runner_live) {
-        s->runner_live = false;
-        uv_close((uv_handle_t *)&s->runner, runner_closed);
-        return;
-    }
-    store_free(s);
-    if (cb)
-        cb(arg);
-}
-
-void rl_writer_finish_close_if_idle(struct rl_store *s)
-{
-    if (!s->closing || s->close_queued || !rl_writer_idle(s))
-        return;
-    s->close_queued = true;
-    /* Through the loop, so the close callback never runs inside
-     * rl_store_close() itself. */
-    s->close_work.data = s;
-    if (rl_queue_work(s->loop, &s->close_work, close_noop, close_after) != 0)
-        abort();
-}
+/* ---- close (close.c ends it) ----------------------------------------------- */
 
 void rl_store_close(struct rl_store *s, void (*cb)(void *arg), void *arg)
 {

@@ -1123,7 +1123,9 @@ void rl_writer_fail_all(struct rl_store *s, int status)
     fail_queued(s, status);
 }
 
-bool rl_writer_idle(const struct rl_store *s)
+void rl_writer_finish_close_if_idle(struct rl_store *s)
 {
-    return idle(s);
+    if (!s->closing || s->close_queued || !idle(s))
+        return;
+    rl_store_finish_close(s);
 }
