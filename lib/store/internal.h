@@ -218,18 +218,4 @@ void rl_store_free(struct rl_store *s);
  * call close_cb) to run on the loop. Only once the writer is idle. */
 void rl_store_finish_close(struct rl_store *s);
 
-/* writer.c: group commit */
-void rl_writer_kick(struct rl_store *s);
-void rl_writer_prepare_spare(struct rl_store *s);
-/* The size of the next segment file: the first one's, then twice the last
- * one's, up to segment_size (and at least what a waiting entry needs). */
-uint64_t rl_writer_next_segment_size(const struct rl_store *s);
-/* Ends a close (close.c) once no job is left; nothing if the store is not
- * closing or the end is queued already. */
-void rl_writer_finish_close_if_idle(struct rl_store *s);
-/* Fails every queued request with `status`; while a job runs, its requests
- * complete when it does and the rest fail right after them (writer.c,
- * fail_queued, says why). Only for a store already latched fatal. */
-void rl_writer_fail_all(struct rl_store *s, int status);
-
 #endif

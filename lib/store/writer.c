@@ -74,6 +74,7 @@
 #include "common/grow.h"
 #include "fs/fs.h"
 #include "store/internal.h"
+#include "store/writer.h"
 
 static const unsigned char zero_pad[8];
 
