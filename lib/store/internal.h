@@ -1,5 +1,34 @@
-/* Internal state of the store, shared by its modules (dir, segment, writer,
- * store). Nothing here is visible outside lib/store/. */
+/* Internal state of the store, shared by its files, and the functions of its
+ * lower layers. Nothing here is visible outside lib/store/.
+ *
+ * The files, bottom first: each calls only functions of the files listed
+ * above it, never one below (test/check-layers checks it in make check), so
+ * each can be read knowing only what is above it in this list.
+ *
+ *   errors.c    rl_store_fail (the error message), rl_store_add_note (the
+ *               recovery note): used by every file
+ *   format.c    the on-disk encodings, pure functions (format.h)
+ *   damage.c    the table of damaged ranges: add, look up, prune, list
+ *   job.c       a writer job's failure (the job struct is in job.h)
+ *   dir.c       the directory: FORMAT, LOCK, meta-a/meta-b
+ *   segment.c   one segment file: scan, index file, lookup, damage found
+ *               there; the store's list of segments
+ *   read.c      reads by index and by record offset
+ *   rebuild.c   the write-back of a repaired segment (a writer job's work)
+ *   close.c     the end of a close, and freeing a store
+ *   write_append.c  the file work of appends (O_DIRECT, staging, the tail
+ *               copy), of the spare and of index files
+ *   write_edit.c    the file work of truncate, trim, reset and repair
+ *   writer.c    the writer's queue on the loop thread: starts each job
+ *               (builds the coalesced write), completes it (writer.h)
+ *   recover.c   what open does to rebuild the state from the files
+ *               (recover.h)
+ *   store.c     the entry points (store.h): open, close, requests,
+ *               term/vote, accessors
+ *
+ * This header declares the functions of the files up to close.c; the
+ * writer's are in writer.h (for recover.c and store.c), its jobs' in job.h
+ * (for the writer's files), recovery's in recover.h (for store.c). */
 #ifndef RL_STORE_INTERNAL_H
 #define RL_STORE_INTERNAL_H
 
@@ -126,8 +155,6 @@ int rl_store_fail(struct rl_store *s, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void rl_store_add_note(struct rl_store *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-
-uint64_t rl_store_max_payload(const struct rl_store *s);
 
 /* dir.c: the directory, its lock and its metadata */
 int rl_dir_open(struct rl_store *s);

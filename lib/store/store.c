@@ -123,7 +123,7 @@ static void enqueue(struct rl_store *s, struct rl_store_req *req)
     rl_writer_kick(s);
 }
 
-uint64_t rl_store_max_payload(const struct rl_store *s)
+static uint64_t rl_store_max_payload(const struct rl_store *s)
 {
     return s->segment_size - RL_SEG_HDR - RL_FRAME_HDR;
 }
