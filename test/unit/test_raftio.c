@@ -103,6 +103,8 @@ struct fx {
     struct raft_entry *entries[64];
     unsigned n_entry_arrays;
     uint64_t load_start, load_n, load_snap; /* what the last load returned */
+    bool cut_tail;   /* node_open cuts a damaged tail first, as rlog_open does */
+    uint64_t cut_at; /* where it cut (0: nothing) */
     void *kept[256];          /* requests, freed at the test's end */
     unsigned n_kept;
 };
@@ -470,6 +472,11 @@ static void store_open(void)
 static void node_open(void)
 {
     store_open();
+    if (F->cut_tail) {
+        char err[512];
+        ck_assert_msg(rl_floor_cut_damaged_tail(&F->loop, F->store, F->dir, 1, &F->cut_at, err,
+                                                sizeof err) == 0, "%s", err);
+    }
     struct rl_io_config cfg = {
         .loop = &F->loop, .store = F->store, .dir = F->dir, .trailing = F->trailing,
         .max_frame_body = F->max_body,
@@ -1107,6 +1114,67 @@ START_TEST(test_load_skips_damage_before_the_snapshot)
 }
 END_TEST
 
+/* raftio/floor.c: a damaged entry libraft must load (there is no snapshot
+ * descriptor here, so that is any entry) is cut with everything after it;
+ * until the log is back as up to date as its old end, the node does not
+ * campaign and a RequestVote from a candidate behind that end never reaches
+ * libraft. */
+static struct raft_message vote_with_log(uint64_t from, uint64_t term, uint64_t last_index,
+                                         uint64_t last_term)
+{
+    struct raft_message m = vote(from, term);
+    m.request_vote.last_log_index = last_index;
+    m.request_vote.last_log_term = last_term;
+    return m;
+}
+
+START_TEST(test_damaged_tail_cut_behind_a_floor)
+{
+    stored_sized(10, 2, 10000);
+    node_close();
+    char name[256], path[4200];
+    uint64_t pos;
+    uint32_t len;
+    ck_assert(th_frame_pos(F->dir, 6, name, sizeof name, &pos, &len));
+    th_flip_bit(F->dir, name, pos + RL_STORE_FRAME_HEADER_SIZE + 40, 3);
+    F->cut_tail = true;
+    node_open();
+    ck_assert_uint_eq(F->cut_at, 6);
+    ck_assert_uint_eq(F->load_start + F->load_n - 1, 5); /* libraft gets 1..5 */
+    uint64_t at;
+    ck_assert(rl_io_floor(&F->rio, &at, NULL));
+    ck_assert_uint_eq(at, 10);
+    snprintf(path, sizeof path, "%s/FLOOR", F->dir);
+    ck_assert(th_file_exists(path));
+    /* No campaign: ticks wait. */
+    fx_advance(TICK_MS);
+    fx_advance(TICK_MS);
+    ck_assert_uint_eq(F->ticks, 0);
+    /* Candidates behind (10, term 2) get nothing; one level with it does. */
+    peer_says(2, vote_with_log(2, 3, 9, 2));
+    peer_says(2, vote_with_log(2, 3, 12, 1));
+    ck_assert_str_eq(F->events, "");
+    peer_says(3, vote_with_log(3, 3, 10, 2));
+    ck_assert_str_eq(F->events, "V");
+    /* The leader sends the entries back: the floor goes, FLOOR too, and the
+     * held ticks reach libraft. */
+    int st;
+    ck_assert_int_eq(raft_append(5, 2, 10000, &st), 0);
+    fx_run();
+    ck_assert_int_eq(st, 0);
+    ck_assert(!rl_io_floor(&F->rio, NULL, NULL));
+    ck_assert(!th_file_exists(path));
+    ck_assert_uint_ge(F->ticks, 1);
+    peer_says(2, vote_with_log(2, 4, 9, 2));
+    ck_assert_uint_eq(F->n_got, 2);
+    /* And a reopen finds no floor. */
+    node_close();
+    node_open();
+    ck_assert_uint_eq(F->cut_at, 0);
+    ck_assert(!rl_io_floor(&F->rio, NULL, NULL));
+}
+END_TEST
+
 /* ---- serving fetches ------------------------------------------------------------------- */
 
 /* A request is answered from the store, within its byte budget (at least
@@ -1426,6 +1494,7 @@ int main(void)
     tcase_add_test(tc, test_append_at_wrong_index_refused);
     tcase_add_test(tc, test_load_returns_bounded_tail);
     tcase_add_test(tc, test_load_skips_damage_before_the_snapshot);
+    tcase_add_test(tc, test_damaged_tail_cut_behind_a_floor);
     tcase_add_test(tc, test_fetch_served_within_budget);
     tcase_add_test(tc, test_fetch_serving_bounded);
     tcase_add_test(tc, test_fetch_serving_one_at_a_time);
