@@ -823,18 +823,16 @@ static int iter_load_here(rlog_iter *it)
 static int iter_load(rlog_iter *it)
 {
     for (;;) {
-        while (it->chunk && it->pos + 16 <= it->chunk_len) {
-            const unsigned char *h = it->chunk + it->pos;
-            uint64_t base = rl_get64(h);
-            uint32_t count = rl_get32(h + 8), len = rl_get32(h + 12);
-            it->pos += 16 + (size_t)rl_pad8(len);
-            if (it->next < base || it->next >= base + count)
+        struct rl_chunk_entry e;
+        while (rl_chunk_next(it->chunk, it->chunk_len, &it->pos, &e)) {
+            if (it->next < e.offset || it->next >= e.offset + e.visible)
                 continue;
             /* Chunks are copies of verified entries (cache.c, store). */
-            if (!rl_batch_parse_layout(h + 16, len, &it->view))
-                return fail(RLOG_ECORRUPT, "entry at offset %" PRIu64 " is not a valid batch", base);
-            it->base = base;
-            it->count = count;
+            if (!rl_batch_parse_layout(e.buf, e.len, &it->view))
+                return fail(RLOG_ECORRUPT, "entry at offset %" PRIu64 " is not a valid batch",
+                            e.offset);
+            it->base = e.offset;
+            it->count = e.visible;
             return 0;
         }
         free(it->chunk);
