@@ -1,9 +1,10 @@
 /*
  * node — one member of the replicated log: the libuv loop thread that owns
  * the struct raft, the store (through lib/raftio), the commit-visibility
- * fence and the batcher. Public calls (lib/node/api.c) reach it only as
- * operations queued to the loop; nothing here is touched by other threads
- * except the inbox and the published status, under `mu`.
+ * fence and the batcher. Public calls (lib/node/api.c, submit.c, iter.c)
+ * reach it only as operations queued to the loop (queue.c); nothing here
+ * is touched by other threads except the inbox and the published status,
+ * under `mu`.
  *
  * The fence (lib/README.md, guard 1): libraft 0.15 may count replicas of an
  * earlier term's entry as committed (Raft's Figure 8). An entry is shown only
@@ -237,11 +238,12 @@ void rl_op_finish(struct rlog *log, struct rl_op *op);
 /* Gives back op's place among the appends in flight (backpressure; api.c
  * takes it); a no-op if it holds none. Any thread. */
 void rl_give_back_place(struct rlog *log, struct rl_op *op);
-/* Sets what rlog_errmsg returns on this thread (an append callback's
- * failure detail, on the loop thread). */
+/* errmsg.c: sets what rlog_errmsg returns on this thread (an append
+ * callback's failure detail, on the loop thread). */
 void rl_set_errmsg(const char *msg);
-/* api.c: whether the caller runs on log's loop thread; an iterator wait
- * that also gives up (RLOG_ECANCELED) when *stop becomes true. */
+/* queue.c: whether the caller runs on log's loop thread. iter.c: an
+ * iterator wait that also gives up (RLOG_ECANCELED) when *stop becomes
+ * true. */
 bool rl_on_loop_thread(struct rlog *log);
 int rl_iter_wait_stop(rlog_iter *it, int timeout_ms, const bool *stop);
 /* sub.c: ends and frees every subscription (at rlog_close). */
