@@ -199,7 +199,7 @@ int rl_config_validate(const struct rlog_config *c, char *err, size_t errlen)
         return BAD("config.cluster_name \"%.80s\" must be 1 to %d printable ASCII characters "
                    "without spaces", c->cluster_name, RL_CLUSTER_NAME_MAX);
     /* Bounds on what peers can make this node hold (hardening); 0 is the
-     * default (node.c, start). */
+     * default (lifecycle.c, start). */
     if (c->fetch_serve_bytes && c->fetch_serve_bytes < (uint64_t)c->batch_max_bytes + 4096)
         return BAD("config.fetch_serve_bytes %" PRIu64 " must be >= batch_max_bytes + 4096 (%"
                    PRIu64 "): one entry must fit", c->fetch_serve_bytes,

@@ -27,7 +27,7 @@ bool rl_published_readable(rlog *log, uint64_t offset, uint64_t *visible, bool *
 struct rlog_iter {
     rlog *log;
     uint64_t next, to;
-    unsigned char *chunk;  /* entries fetched in one trip (node.c do_fetch) */
+    unsigned char *chunk;  /* entries fetched in one trip (serve.c rl_do_fetch) */
     size_t chunk_len, pos; /* pos: the entry after the current one */
     uint64_t base;         /* offset of the current entry's first record */
     uint32_t count;        /* its visible records */
