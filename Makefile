@@ -96,7 +96,7 @@ lib/liblog.so: lib/$(SONAME)
 
 $(STATIC): $(LIB_OBJ)
 	$(call say,AR,$@)
-	$(Q)$(AR) rcs $@ $^
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 # The .pc names the PREFIX it is made for: `make install` writes its own
 # (below) for the PREFIX it is given, whatever an earlier build used.
