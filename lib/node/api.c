@@ -185,14 +185,6 @@ int rlog_status(rlog *log, struct rlog_status *st)
     return rl_run_blocking(log, &op);
 }
 
-int rlog_metrics(rlog *log, struct rlog_metrics *m)
-{
-    if (!log || !m)
-        return rl_fail(RLOG_EINVAL, "metrics: NULL argument");
-    struct rl_op op = {.kind = RL_OP_METRICS, .metrics = m};
-    return rl_run_blocking(log, &op);
-}
-
 /* ---- membership ----------------------------------------------------------------- */
 
 static int member(rlog *log, int kind, uint64_t id, const char *address)

@@ -206,6 +206,13 @@ struct rlog {
     bool crash_close;           /* stepped mode: close as if killed, no hand-off */
     struct rl_fwd fwd;          /* appends and barriers on any node (node/forward.h) */
     struct rl_metrics metrics;  /* rlog_metrics's own counters (node/metrics.h) */
+    /* Calls up to a higher file, set at start (lifecycle.c) so that the
+     * files of lib/node form layers: an append being answered goes to the
+     * producer table first (producers.c: rl_producers_finishing, true if
+     * it is to be sent again instead); calls due to be sent again go to
+     * the batcher (rl_node_pump). */
+    bool (*finishing)(struct rlog *log, struct rl_op *op);
+    void (*pump)(struct rlog *log);
 };
 
 /* Bytes of entries one iterator hop carries: many entries per trip to the

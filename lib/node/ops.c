@@ -40,7 +40,7 @@ void rl_give_back_place(struct rlog *log, struct rl_op *op)
 
 void rl_op_finish(struct rlog *log, struct rl_op *op)
 {
-    if (op->kind == RL_OP_APPEND && rl_producers_finishing(log, op))
+    if (op->kind == RL_OP_APPEND && log->finishing(log, op))
         return; /* to be sent again */
     rl_metrics_answered(log, op);
     if (op->waiter) {

@@ -221,7 +221,7 @@ static void retry_timer_cb(uv_timer_t *t)
         log->pend_tail = log->retry_tail;
     log->pend_head = ops;
     log->retry_head = log->retry_tail = NULL;
-    rl_node_pump(log);
+    log->pump(log); /* rl_node_pump */
 }
 
 bool rl_producers_finishing(struct rlog *log, struct rl_op *op)
