@@ -95,6 +95,31 @@ static int damaged_fence_entry(struct rl_store *store, uint64_t index, uint64_t 
     return RLOG_ECORRUPT;
 }
 
+/* A damaged entry among those libraft must load (after its snapshot
+ * descriptor) is cut with what follows, before anything is loaded, and
+ * comes back from the leader (lib/raftio/floor.c). */
+static int cut_damaged_tail(struct rlog *log, char *err, size_t errlen)
+{
+    struct rl_snapshot_desc d;
+    char e[256];
+    int rv = rl_snapshot_load(log->data_dir, &d, e, sizeof e);
+    if (rv < 0) {
+        snprintf(err, errlen, "%s", e);
+        return rv;
+    }
+    uint64_t needed = rv == 0 ? d.index + 1 : 1, last = rl_store_last_index(log->store), cut;
+    rl_snapshot_desc_close(&d);
+    if ((rv = rl_floor_cut_damaged_tail(&log->loop, log->store, log->data_dir, needed, &cut, err,
+                                        errlen)) != 0 || !cut)
+        return rv;
+    log->floor_cut_entries = last - cut + 1;
+    rl_log(log, 2, "entry %" PRIu64 " fails its checksum and libraft must load it: the log is cut "
+           "before it (%" PRIu64 " entries, to come back from the leader); until they are back "
+           "this node does not campaign or vote for a candidate behind its old end (entry %" PRIu64
+           ")", cut, last - cut + 1, last);
+    return 0;
+}
+
 /* Fence position and the entries after it, from the store. */
 static int load_tail(struct rlog *log, char *err, size_t errlen)
 {
@@ -210,7 +235,8 @@ static int start(struct rlog *log)
     enum id_state id_state;
     if ((rv = load_identity(log, &identity, &id_state, err, errlen)) != 0)
         return rv;
-    if ((rv = load_tail(log, err, errlen)) != 0 || (rv = rl_producers_load(log, err, errlen)) != 0)
+    if ((rv = cut_damaged_tail(log, err, errlen)) != 0 || (rv = load_tail(log, err, errlen)) != 0 ||
+        (rv = rl_producers_load(log, err, errlen)) != 0)
         return rv;
     struct rl_io_config icfg = {
         .loop = &log->loop,

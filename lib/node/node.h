@@ -173,6 +173,7 @@ struct rlog {
     uint64_t trim_unsynced_index, trim_unsynced_offset;
     struct rl_cache cache;      /* recent payloads (node/cache.h) */
     struct rl_repair repair;    /* damaged entries (node/repair.c) */
+    uint64_t floor_cut_entries; /* cut at open before a damaged entry (raftio/floor.c) */
     /* Producers (node/producers.c): the replicated table, this leader's
      * calls not yet committed, the term whose entry this leader has shown
      * (it judges producer calls only then), calls waiting to be sent

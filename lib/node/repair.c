@@ -285,5 +285,15 @@ void rl_repair_status(struct rlog *log, struct rlog_status *st)
     st->repaired_ranges = ss.repaired_ranges;
     st->repaired_entries = ss.repaired_entries;
     st->damaged_ranges = ss.damaged_ranges;
+    /* A damaged entry libraft had to load was cut at open with the rest of
+     * the tail (raftio/floor.c): repaired once the leader sent it all back. */
+    unsigned long cleared = 0;
+    if (log->floor_cut_entries) {
+        bool pending = rl_io_floor(&log->io, NULL, &cleared);
+        if (!pending && cleared) {
+            st->repaired_ranges++;
+            st->repaired_entries += log->floor_cut_entries;
+        }
+    }
     st->unreadable_entries = rl_store_unreadable(log->store);
 }

@@ -41,6 +41,18 @@ void rl_io__deliver(struct io *io, struct raft_message *msg, void *body, bool ow
      * simulator: a leader's match index stuck above a follower's conflicting
      * suffix, its heartbeats rejected forever). The answer is capped at what
      * the message itself proves: prev_log_index + n_entries. */
+    /* A log cut at open (floor.c): a candidate behind its old end gets no
+     * vote from this node, as from one that is down. */
+    if (rl_io__vote_below_floor(io, msg)) {
+        io->dropped_messages++;
+        rl_io__log(io, 0, "RequestVote from %" PRIu64 " dropped: its log ends before entry %" PRIu64
+                   " term %" PRIu64 ", which this node held before a damaged entry was cut",
+                   (uint64_t)msg->server_id, io->floor_index, io->floor_term);
+        rl_wire_message_release(msg, body, owned);
+        if (!owned)
+            raft_free(body);
+        return;
+    }
     io->in_append_entries = msg->type == RAFT_IO_APPEND_ENTRIES;
     if (io->in_append_entries) {
         struct raft_append_entries *ae = &msg->append_entries;
@@ -69,7 +81,7 @@ void rl_io__deliver(struct io *io, struct raft_message *msg, void *body, bool ow
  * catching up from a leader that died still lets another node win. */
 bool rl_io__campaign_held(const struct io *io)
 {
-    return io->appends > 0 || io->fetch != NULL;
+    return io->appends > 0 || io->fetch != NULL || io->floor_index != 0;
 }
 
 static void held_free(struct held *h)

@@ -173,6 +173,11 @@ struct io {
     /* Bounds on what peers can make this node hold (hardening): bounds.h. */
     struct rl_io_harden harden;
     struct rl_traffic_table traffic; /* bytes to and from each member (rl_io_peer_stats) */
+    /* The end of a log cut at open before a damaged entry (floor.c): no
+     * campaign, and no vote for a candidate behind it, until the log is
+     * back there. 0: none. */
+    uint64_t floor_index, floor_term;
+    unsigned long floors_cleared;
 };
 
 /* A store request waited for before the loop runs (load, bootstrap). */
@@ -187,6 +192,11 @@ void rl_io__log(struct io *io, int level, const char *fmt, ...)
 void rl_io__after_event(struct io *io);
 int rl_io__fail_stop(struct io *io, int code, const char *what);
 void rl_io__close_step(struct io *io);
+
+/* floor.c */
+int rl_io__floor_load(struct io *io, char *err, size_t errlen);
+void rl_io__floor_check(struct io *io);
+bool rl_io__vote_below_floor(const struct io *io, const struct raft_message *msg);
 
 /* load.c */
 int rl_io__load(struct raft_io *rio, raft_term *term, raft_id *voted_for,

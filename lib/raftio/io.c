@@ -37,6 +37,7 @@ void rl_io__log(struct io *io, int level, const char *fmt, ...)
 
 void rl_io__after_event(struct io *io)
 {
+    rl_io__floor_check(io);
     if (io->hooks.after_event && !io->closing)
         io->hooks.after_event(io->hooks.arg);
 }
@@ -344,6 +345,13 @@ int rl_io_init(struct raft_io *rio, const struct rl_io_config *cfg)
     io->have_snap = rv == 0;
     if (!io->have_snap)
         rl_snapshot_desc_close(&io->snap);
+    if ((rv = rl_io__floor_load(io, err, sizeof err)) != 0) {
+        snprintf(rio->errmsg, sizeof rio->errmsg, "%s", err);
+        rl_snapshot_desc_close(&io->snap);
+        rl_tls_ctx_free(io->tls);
+        free(io);
+        return rv;
+    }
     memset(rio, 0, sizeof *rio);
     rio->version = 2;
     rio->impl = io;

@@ -134,6 +134,19 @@ void rl_io_send_commit(struct raft_io *io, const struct raft_configuration *conf
  * sent and done is not called. */
 int rl_io_send_fwd(struct raft_io *io, uint64_t to, const char *address,
                    const struct rl_wire_fwd *m, void (*done)(void *arg, int status), void *arg);
+/* Before libraft or the node load anything (rlog_open): if an entry from
+ * `needed` on (the first entry libraft must load: the one after the
+ * snapshot descriptor) fails its checksum, records the log's end in FLOOR
+ * (durably) and cuts the log before that entry; *cut_at is its index (0:
+ * nothing damaged). The node then takes the cut entries from the leader
+ * and votes for no candidate behind the old end until it has them again
+ * (lib/raftio/floor.c says why). An RLOG_E* code with err filled when the
+ * store cannot be read or written. */
+int rl_floor_cut_damaged_tail(uv_loop_t *loop, struct rl_store *s, const char *dir,
+                              uint64_t needed, uint64_t *cut_at, char *err, size_t errlen);
+/* Whether a floor is in force (its index in *index), and how many were
+ * cleared since open (*cleared): the log came back past them. */
+bool rl_io_floor(struct raft_io *io, uint64_t *index, unsigned long *cleared);
 /* While catching up by segment fetch: the next index wanted and the target. */
 bool rl_io_catchup(struct raft_io *io, uint64_t *next, uint64_t *target);
 /* Asks member `peer` for entries from..to of its log (the catch-up fetch

@@ -1,5 +1,34 @@
-/* Internal state of the store, shared by its modules (dir, segment, writer,
- * store). Nothing here is visible outside lib/store/. */
+/* Internal state of the store, shared by its files, and the functions of its
+ * lower layers. Nothing here is visible outside lib/store/.
+ *
+ * The files, bottom first: each calls only functions of the files listed
+ * above it, never one below (test/check-layers checks it in make check), so
+ * each can be read knowing only what is above it in this list.
+ *
+ *   errors.c    rl_store_fail (the error message), rl_store_add_note (the
+ *               recovery note): used by every file
+ *   format.c    the on-disk encodings, pure functions (format.h)
+ *   damage.c    the table of damaged ranges: add, look up, prune, list
+ *   job.c       a writer job's failure (the job struct is in job.h)
+ *   dir.c       the directory: FORMAT, LOCK, meta-a/meta-b
+ *   segment.c   one segment file: scan, index file, lookup, damage found
+ *               there; the store's list of segments
+ *   read.c      reads by index and by record offset
+ *   rebuild.c   the write-back of a repaired segment (a writer job's work)
+ *   close.c     the end of a close, and freeing a store
+ *   write_append.c  the file work of appends (O_DIRECT, staging, the tail
+ *               copy), of the spare and of index files
+ *   write_edit.c    the file work of truncate, trim, reset and repair
+ *   writer.c    the writer's queue on the loop thread: starts each job
+ *               (builds the coalesced write), completes it (writer.h)
+ *   recover.c   what open does to rebuild the state from the files
+ *               (recover.h)
+ *   store.c     the entry points (store.h): open, close, requests,
+ *               term/vote, accessors
+ *
+ * This header declares the functions of the files up to close.c; the
+ * writer's are in writer.h (for recover.c and store.c), its jobs' in job.h
+ * (for the writer's files), recovery's in recover.h (for store.c). */
 #ifndef RL_STORE_INTERNAL_H
 #define RL_STORE_INTERNAL_H
 
@@ -121,15 +150,11 @@ struct rl_store {
     struct rl_hist sync_us, write_entries; /* rlog_metrics; rl_store_hists */
 };
 
-/* errors.c-style helpers */
+/* errors.c: the error message and the recovery note */
 int rl_store_fail(struct rl_store *s, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void rl_store_add_note(struct rl_store *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-
-uint64_t rl_store_max_payload(const struct rl_store *s);
-/* Adds seg after the last used segment. 0 or RLOG_ENOMEM. */
-int rl_store_push_segment(struct rl_store *s, struct rl_segment *seg);
 
 /* dir.c: the directory, its lock and its metadata */
 int rl_dir_open(struct rl_store *s);
@@ -141,9 +166,21 @@ int rl_meta_update(struct rl_store *s, void (*edit)(struct rl_meta *, const void
 void rl_seg_path(const struct rl_store *s, char *buf, size_t len, uint64_t seq,
                  const char *ext);
 
-/* segment.c: one segment file */
+/* damage.c: the table of damaged ranges */
+/* Records d (kept in first_index order; a range known already is left as
+ * it is). 0 or RLOG_ENOMEM. */
+int rl_store_add_damage(struct rl_store *s, const struct rl_damage *d);
+/* The damaged range holding entry index / record offset, or NULL. */
+const struct rl_damage *rl_store_damage_at(const struct rl_store *s, uint64_t key,
+                                           bool by_offset);
+/* Forgets damage no longer in the log (trimmed, truncated, reset). */
+void rl_store_prune_damage(struct rl_store *s);
+
+/* segment.c: one segment file, and the store's list of them */
 struct rl_segment *rl_segment_new(uint64_t seq);
 void rl_segment_free(struct rl_segment *seg);
+/* Adds seg after the last used segment. 0 or RLOG_ENOMEM. */
+int rl_store_push_segment(struct rl_store *s, struct rl_segment *seg);
 int rl_segment_add_sample(struct rl_segment *seg, uint64_t index,
                           uint64_t offset, uint64_t pos, uint32_t interval);
 /* Scans a segment's frames from its header, verifying every checksum.
@@ -175,12 +212,6 @@ int rl_segment_find(struct rl_store *s, struct rl_segment *seg, uint64_t key,
 int rl_segment_damage(struct rl_store *s, struct rl_segment *seg, uint64_t pos, uint64_t index,
                       uint64_t offset, uint32_t min_gen, uint64_t last_index,
                       uint64_t end_offset, struct rl_frame *resume, uint64_t *resume_pos);
-/* The damaged range holding entry index / record offset, or NULL. */
-const struct rl_damage *rl_store_damage_at(const struct rl_store *s, uint64_t key,
-                                           bool by_offset);
-/* Forgets damage no longer in the log (trimmed, truncated, reset). */
-void rl_store_prune_damage(struct rl_store *s);
-
 /* rebuild.c: the write-back of a repaired segment (a job of the writer).
  * rl_repair_prepare, on the loop thread, copies what the job needs of seg
  * into *rb: its bounds, and the index samples outside the damage (a read
@@ -207,17 +238,11 @@ void rl_repair_install(struct rl_store *s, struct rl_segment *seg, struct rl_reb
                        const struct rl_damage *d);
 void rl_repair_release(struct rl_rebuild *rb);
 
-/* writer.c: group commit */
-void rl_writer_kick(struct rl_store *s);
-void rl_writer_prepare_spare(struct rl_store *s);
-/* The size of the next segment file: the first one's, then twice the last
- * one's, up to segment_size (and at least what a waiting entry needs). */
-uint64_t rl_writer_next_segment_size(const struct rl_store *s);
-void rl_writer_finish_close_if_idle(struct rl_store *s);
-bool rl_writer_idle(const struct rl_store *s);
-/* Fails every queued request with `status`; while a job runs, its requests
- * complete when it does and the rest fail right after them (writer.c,
- * fail_queued, says why). Only for a store already latched fatal. */
-void rl_writer_fail_all(struct rl_store *s, int status);
+/* close.c: the end of a store */
+/* Frees s and everything it holds; releases the directory lock. */
+void rl_store_free(struct rl_store *s);
+/* Queues the last step of a close (cancel what is queued, free the store,
+ * call close_cb) to run on the loop. Only once the writer is idle. */
+void rl_store_finish_close(struct rl_store *s);
 
 #endif

@@ -61,6 +61,16 @@ void rl_segment_free(struct rl_segment *seg)
     free(seg);
 }
 
+int rl_store_push_segment(struct rl_store *s, struct rl_segment *seg)
+{
+    struct rl_segment **p = rl_grow(s->segs, &s->segcap, s->nsegs, sizeof *p, 16);
+    if (!p)
+        return RLOG_ENOMEM;
+    s->segs = p;
+    s->segs[s->nsegs++] = seg;
+    return 0;
+}
+
 void rl_segment_direct_open(const struct rl_store *s, struct rl_segment *seg)
 {
     char path[4200];
@@ -218,26 +228,6 @@ static int insert_sample(struct rl_segment *seg, uint64_t index, uint64_t offset
     return 0;
 }
 
-static int add_damage(struct rl_store *s, const struct rl_damage *d)
-{
-    size_t at = s->ndamage;
-    for (size_t i = 0; i < s->ndamage; i++) {
-        if (s->damage[i].first_index == d->first_index)
-            return 0; /* known already */
-        if (s->damage[i].first_index > d->first_index && at == s->ndamage)
-            at = i;
-    }
-    struct rl_damage *p = rl_grow(s->damage, &s->damagecap, s->ndamage, sizeof *p, 4);
-    if (!p)
-        return RLOG_ENOMEM;
-    s->damage = p;
-    memmove(p + at + 1, p + at, (s->ndamage - at) * sizeof *p);
-    p[at] = *d;
-    s->ndamage++;
-    s->stats.damaged_ranges++;
-    return 0;
-}
-
 int rl_segment_damage(struct rl_store *s, struct rl_segment *seg, uint64_t pos, uint64_t index,
                       uint64_t offset, uint32_t min_gen, uint64_t last_index,
                       uint64_t end_offset, struct rl_frame *resume, uint64_t *resume_pos)
@@ -294,7 +284,7 @@ int rl_segment_damage(struct rl_store *s, struct rl_segment *seg, uint64_t pos, 
         d.gen = s->meta.gen > min_gen ? s->meta.gen : min_gen;
         pthread_mutex_unlock(&s->meta_mu);
     }
-    return add_damage(s, &d) ? -ENOMEM : 0;
+    return rl_store_add_damage(s, &d) ? -ENOMEM : 0;
 }
 
 /* Record offset the segment after seg starts at (0 if none is known). */

@@ -1,5 +1,9 @@
 /*
- * writer — group commit and every other change to the segment files.
+ * writer — group commit and every other change to the segment files: the
+ * loop thread's side. Requests queue here; this file starts each job (for
+ * appends it builds the coalesced write) and completes it. The file work
+ * itself is in write_append.c (appends, the spare, index files) and
+ * write_edit.c (truncate, trim, reset, repair).
  *
  * Happy path: requests queue in submission order. When no write is in
  * flight, kick() takes every queued append (up to max_batch_bytes) and builds
@@ -17,31 +21,6 @@
  * so a leader's AppendEntries are on the wire before its own fdatasync
  * starts. Every other job (spare, index, truncate, trim, reset) stays in the
  * threadpool: they are rare, and a spare's zero fill is long.
- *
- * Segment data is written with O_DIRECT, through a second descriptor of the
- * segment (dfd) used only for appends; `fd` stays buffered for reads,
- * recovery, index building and everything else (Linux keeps direct writes
- * and buffered reads coherent). Overwriting the preallocated, zero-filled
- * blocks directly and then fdatasync'ing was measured ~25-40 us faster per
- * write than the same through the page cache. A direct write must be
- * aligned (offset, length and buffer to 4096), so each extent is copied into
- * one aligned staging buffer: the bytes of the block it starts in that come
- * before it, its frames, zeros up to the next block boundary; one pwrite at
- * the block's start, then the same fdatasync as before (it flushes the
- * device cache, and keeps the fault model and ordering unchanged). The
- * leading bytes come from an in-memory copy of the segment's last block
- * (seg->tail), refreshed after each direct write and reloaded through the
- * buffered fd when it is not valid: after open and recovery, and after a
- * truncate, the only other ways a segment's end moves (trim and reset drop
- * whole segments, never the tail of one being written).
- *
- * A torn direct write keeps a prefix of that write, which begins with bytes
- * already durable and identical, so it tears the new frames exactly as a
- * buffered write would; and the padding past the frames is zeros, as the
- * zero-filled file already was there, so recovery's rule "a zeroed frame
- * header ends the log" still holds. Where O_DIRECT is refused (EINVAL: some
- * file systems, e.g. tmpfs before Linux 6.6) or an extent would pass the end
- * of the file, the extent goes through the buffered fd as one pwritev.
  *
  * A write never waits for a file to be created: the next segment (the spare)
  * is zero-filled ahead of time by its own job. A batch may roll over into the
@@ -63,8 +42,6 @@
  * on the loop thread): the job finishes, its requests complete with
  * RLOG_EFATAL, and only then does the rest of the queue fail.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,71 +49,11 @@
 
 #include "common/env.h"
 #include "common/grow.h"
-#include "fs/fs.h"
 #include "store/internal.h"
+#include "store/job.h"
+#include "store/writer.h"
 
 static const unsigned char zero_pad[8];
-
-/* Alignment of direct writes: offset, length and buffer. 4096 is the page
- * size and a multiple of every logical block size in use. */
-#define RL_BLOCK 4096u
-
-struct frame_loc {
-    struct rl_segment *seg;
-    unsigned char *hdr;
-    const void *payload;
-    uint32_t len, records;
-    uint64_t index, offset, pos;
-};
-
-struct extent {
-    struct rl_segment *seg;
-    uint64_t pos;
-    int iov0, niov;
-    bool opens_segment;
-    unsigned char seghdr[RL_SEG_HDR];
-};
-
-enum job_kind { JOB_APPEND, JOB_TRUNCATE, JOB_TRIM, JOB_RESET, JOB_REPAIR, JOB_SPARE, JOB_INDEX };
-
-struct rl_batch {
-    uv_work_t work;
-    struct rl_store *s;
-    enum job_kind kind;
-    /* append */
-    struct iovec *iov;
-    int niov, iovcap;
-    struct extent ext[2];
-    int next;
-    struct frame_loc *frames;
-    size_t nframes, framecap;
-    /* truncate / trim */
-    struct rl_store_req *req;
-    uint64_t index, offset, pos, prev_pos;
-    struct rl_segment *seg; /* truncate target / spare / segment to index */
-    size_t drop_from, drop_to; /* segs[] range whose files go */
-    bool drop_spare;
-    bool noop;                 /* trim: nothing to change */
-    struct rl_damage damage;   /* repair: the range, as when it started */
-    struct rl_rebuild rebuild; /* repair: the rebuilt segment */
-    unsigned direct;           /* append: extents written with O_DIRECT */
-    /* outcome */
-    int err;
-    char errmsg[240];
-};
-
-static void job_fail(struct rl_batch *b, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void job_fail(struct rl_batch *b, int err, const char *fmt, ...)
-{
-    if (b->err)
-        return;
-    b->err = err;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(b->errmsg, sizeof b->errmsg, fmt, ap);
-    va_end(ap);
-}
 
 static struct rl_segment *active(const struct rl_store *s)
 {
@@ -200,15 +117,13 @@ static void latch_fatal(struct rl_store *s, int code, const char *msg)
 
 static void after_job(uv_work_t *w, int status);
 
-static void append_work(uv_work_t *w);
-
 static void run_inline(uv_idle_t *h)
 {
     struct rl_store *s = h->data;
     struct rl_batch *b = s->runner_job;
     uv_idle_stop(h);
     s->runner_job = NULL;
-    append_work(&b->work);
+    rl_write_append_work(&b->work);
     after_job(&b->work, 0);
 }
 
@@ -227,30 +142,6 @@ static void queue_job(struct rl_store *s, struct rl_batch *b, uv_work_cb work)
 }
 
 /* ---- spare segment --------------------------------------------------- */
-
-static void spare_work(uv_work_t *w)
-{
-    struct rl_batch *b = w->data;
-    struct rl_store *s = b->s;
-    char path[4200];
-    rl_seg_path(s, path, sizeof path, b->seg->seq, "log");
-    int rv = rl_fs_open(path, O_RDWR | O_CREAT | O_TRUNC, 0644, &b->seg->fd);
-    if (rv == 0)
-        rv = rl_fs_zero_fill(b->seg->fd, b->seg->size);
-    if (rv == 0)
-        rv = rl_fs_fsync_dir(s->dir);
-    if (rv == 0)
-        rl_segment_direct_open(s, b->seg); /* here, not on the write path */
-    if (rv != 0) {
-        job_fail(b, rl_errno_to_rlog(rv), "cannot create segment %s (%" PRIu64 " bytes): %s",
-                 path, b->seg->size, strerror(-rv));
-        if (b->seg->fd >= 0) {
-            rl_fs_close(b->seg->fd);
-            b->seg->fd = -1;
-        }
-        rl_fs_unlink(path);
-    }
-}
 
 uint64_t rl_writer_next_segment_size(const struct rl_store *s)
 {
@@ -290,7 +181,7 @@ void rl_writer_prepare_spare(struct rl_store *s)
     b->kind = JOB_SPARE;
     b->seg = seg;
     s->spare_busy = true;
-    queue_job(s, b, spare_work);
+    queue_job(s, b, rl_write_spare_work);
 }
 
 /* ---- appends ---------------------------------------------------------- */
@@ -317,146 +208,6 @@ static int push_frame(struct rl_batch *b, const struct frame_loc *f)
     b->frames = p;
     b->frames[b->nframes++] = *f;
     return 0;
-}
-
-/* Makes the staging buffer (aligned for O_DIRECT) hold at least len bytes. */
-static int stage_reserve(struct rl_store *s, size_t len)
-{
-    if (len <= s->stage_cap)
-        return 0;
-    size_t cap = s->stage_cap ? s->stage_cap : 16 * RL_BLOCK;
-    while (cap < len)
-        cap *= 2;
-    void *p;
-    if (posix_memalign(&p, RL_BLOCK, cap) != 0)
-        return -ENOMEM;
-    free(s->stage);
-    s->stage = p;
-    s->stage_cap = cap;
-    return 0;
-}
-
-/* Copies the first `pre` bytes of the block at blk into dst: from the tail
- * copy, read once through the buffered fd when it is not valid (after open,
- * recovery or a truncate) — never per write, since a direct write leaves the
- * page cache without those bytes. */
-static int tail_prefix(struct rl_segment *seg, uint64_t blk, unsigned char *dst, size_t pre)
-{
-    if (!seg->tail && !(seg->tail = malloc(RL_BLOCK)))
-        return -ENOMEM;
-    if (!seg->tail_valid || seg->tail_off != blk) {
-        size_t got;
-        int rv = rl_fs_pread(seg->fd, seg->tail, RL_BLOCK, blk, &got);
-        if (rv != 0)
-            return rv;
-        if (got < pre)
-            return -EIO; /* the file is shorter than its own frames */
-        memset(seg->tail + got, 0, RL_BLOCK - got);
-        seg->tail_off = blk;
-        seg->tail_valid = true;
-    }
-    memcpy(dst, seg->tail, pre);
-    return 0;
-}
-
-/* One extent as one aligned O_DIRECT write: the durable bytes of the block
- * it starts in, its frames, zeros to the next block boundary. *wlen gets
- * the length written from blk. 0, 1 when the extent cannot go direct (it
- * would pass the end of the file, or there is no memory to stage it: the
- * buffered write needs none), or -errno. */
-static int write_direct(struct rl_store *s, struct rl_batch *b, const struct extent *x,
-                        uint64_t *wlen)
-{
-    struct rl_segment *seg = x->seg;
-    uint64_t blk = x->pos & ~(uint64_t)(RL_BLOCK - 1);
-    size_t pre = (size_t)(x->pos - blk), bytes = 0;
-    for (int i = 0; i < x->niov; i++)
-        bytes += b->iov[x->iov0 + i].iov_len;
-    size_t len = (pre + bytes + RL_BLOCK - 1) & ~(size_t)(RL_BLOCK - 1);
-    if (blk + len > seg->size)
-        return 1;
-    if (stage_reserve(s, len) != 0)
-        return 1;
-    int rv = pre ? tail_prefix(seg, blk, s->stage, pre) : 0;
-    if (rv != 0)
-        return rv == -ENOMEM ? 1 : rv;
-    unsigned char *p = s->stage + pre;
-    for (int i = 0; i < x->niov; i++) {
-        const struct iovec *v = &b->iov[x->iov0 + i];
-        memcpy(p, v->iov_base, v->iov_len);
-        p += v->iov_len;
-    }
-    memset(p, 0, len - pre - bytes);
-    /* The copy is the file's block only once this write is durable. */
-    seg->tail_valid = false;
-    *wlen = len;
-    return rl_fs_pwrite(seg->dfd, s->stage, len, blk);
-}
-
-/* The staged write is durable: its last block is the segment's new tail. */
-static void keep_tail(struct rl_store *s, struct rl_segment *seg, uint64_t blk, uint64_t len)
-{
-    if (!seg->tail && !(seg->tail = malloc(RL_BLOCK)))
-        return; /* reloaded at the next write */
-    memcpy(seg->tail, s->stage + len - RL_BLOCK, RL_BLOCK);
-    seg->tail_off = blk + len - RL_BLOCK;
-    seg->tail_valid = true;
-}
-
-/* Writes one extent, direct when the segment has a direct fd. */
-static int write_extent(struct rl_store *s, struct rl_batch *b, const struct extent *x,
-                        uint64_t *blk, uint64_t *wlen)
-{
-    struct rl_segment *seg = x->seg;
-    if (!seg->direct_tried)
-        rl_segment_direct_open(s, seg);
-    *wlen = 0;
-    *blk = x->pos & ~(uint64_t)(RL_BLOCK - 1);
-    if (seg->dfd >= 0) {
-        int rv = write_direct(s, b, x, wlen);
-        if (rv <= 0)
-            return rv;
-        *wlen = 0;
-    }
-    seg->tail_valid = false; /* a buffered write moves the tail block */
-    return rl_fs_pwritev(seg->fd, b->iov + x->iov0, x->niov, x->pos);
-}
-
-static void append_work(uv_work_t *w)
-{
-    struct rl_batch *b = w->data;
-    struct rl_store *s = b->s;
-    char name[64];
-    /* Checksums here, off the loop thread. */
-    for (unsigned i = 0; i < b->nframes; i++)
-        rl_frame_seal(b->frames[i].hdr, b->frames[i].payload, b->frames[i].len);
-    /* Extent by extent, each durable before the next is written: a new
-     * segment's header must never reach the disk ahead of the frames that
-     * end the segment before it, or recovery would find a gap. */
-    for (int e = 0; e < b->next; e++) {
-        struct extent *x = &b->ext[e];
-        uint64_t blk, wlen;
-        snprintf(name, sizeof name, "seg-%016" PRIx64 ".log", x->seg->seq);
-        int rv = write_extent(s, b, x, &blk, &wlen);
-        if (rv != 0) {
-            job_fail(b, rl_errno_to_rlog(rv), "write to %s at byte %" PRIu64 " failed: %s", name,
-                     x->pos, strerror(-rv));
-            return;
-        }
-        /* Kept with direct writes too: it flushes the device cache, and the
-         * fault model (power loss at the k-th sync) stays the same. */
-        uint64_t t0 = rl_now_us();
-        rv = rl_fs_fdatasync(x->seg->fd);
-        rl_hist_add(&s->sync_us, rl_now_us() - t0);
-        if (rv != 0) {
-            job_fail(b, rl_errno_to_rlog(rv), "fdatasync of %s failed: %s", name, strerror(-rv));
-            return;
-        }
-        if (wlen) {
-            keep_tail(s, x->seg, blk, wlen);
-            b->direct++;
-        }
-    }
 }
 
 static void free_batch(struct rl_batch *b)
@@ -541,7 +292,7 @@ full:
     for (int i = 0; i < b->next; i++)
         b->ext[i].niov = (i + 1 < b->next ? b->ext[i + 1].iov0 : b->niov) - b->ext[i].iov0;
     s->inflight = b;
-    queue_job(s, b, append_work);
+    queue_job(s, b, rl_write_append_work);
     return true;
 oom:
     /* Undo what this batch claimed; the requests stay queued. */
@@ -556,12 +307,6 @@ oom:
     return false;
 }
 
-static void index_work(uv_work_t *w)
-{
-    struct rl_batch *b = w->data;
-    rl_segment_write_index(b->s, b->seg); /* failure only costs a rebuild */
-}
-
 static void seal(struct rl_store *s, struct rl_segment *seg)
 {
     seg->sealed = true;
@@ -572,7 +317,7 @@ static void seal(struct rl_store *s, struct rl_segment *seg)
     b->kind = JOB_INDEX;
     b->seg = seg;
     s->bg_jobs++;
-    queue_job(s, b, index_work);
+    queue_job(s, b, rl_write_index_work);
 }
 
 static void append_done(struct rl_store *s, struct rl_batch *b)
@@ -651,58 +396,6 @@ static void append_done(struct rl_store *s, struct rl_batch *b)
 
 /* ---- truncate and trim --------------------------------------------------- */
 
-static void unlink_segment_files(struct rl_batch *b, uint64_t seq, bool sync_dir)
-{
-    char path[4200];
-    rl_seg_path(b->s, path, sizeof path, seq, "log");
-    int rv = rl_fs_unlink(path);
-    if (rv != 0 && rv != -ENOENT)
-        job_fail(b, rl_errno_to_rlog(rv), "unlink %s: %s", path, strerror(-rv));
-    rl_seg_path(b->s, path, sizeof path, seq, "idx");
-    rl_fs_unlink(path);
-    if (sync_dir && !b->err && (rv = rl_fs_fsync_dir(b->s->dir)) != 0)
-        job_fail(b, rl_errno_to_rlog(rv), "fsync of %s: %s", b->s->dir, strerror(-rv));
-}
-
-struct cut {
-    uint64_t seq, pos;
-};
-
-static void edit_cut(struct rl_meta *m, const void *arg)
-{
-    const struct cut *c = arg;
-    m->gen++;
-    m->cut_seq = c->seq;
-    m->cut_pos = c->pos;
-    m->cut_gen = m->gen;
-}
-
-/* Files go newest first, each unlink made durable before the next, so a
- * crash leaves a contiguous run of segments. Then the cut is recorded: from
- * then on the frames at and after it are stale. */
-static void truncate_work(uv_work_t *w)
-{
-    struct rl_batch *b = w->data;
-    struct rl_store *s = b->s;
-    if (!b->seg)
-        return; /* nothing durable to cut */
-    if (b->drop_spare)
-        unlink_segment_files(b, s->spare->seq, true);
-    for (size_t i = b->drop_to; i > b->drop_from && !b->err; i--)
-        unlink_segment_files(b, s->segs[i - 1]->seq, true);
-    if (b->err)
-        return;
-    struct cut c = {b->seg->seq, b->pos};
-    int rv = rl_meta_update(s, edit_cut, &c);
-    if (rv != 0) {
-        job_fail(b, rl_errno_to_rlog(rv), "writing metadata for truncation: %s", strerror(-rv));
-        return;
-    }
-    char path[4200];
-    rl_seg_path(s, path, sizeof path, b->seg->seq, "idx");
-    rl_fs_unlink(path);
-}
-
 static bool start_truncate(struct rl_store *s, struct rl_store_req *req)
 {
     struct rl_batch *b = calloc(1, sizeof *b);
@@ -720,7 +413,17 @@ static bool start_truncate(struct rl_store *s, struct rl_store_req *req)
         int rv = 0;
         b->pos = RL_SEG_HDR;
         b->offset = seg->first_offset;
-        if (b->index > seg->first_index) {
+        /* A cut at the first entry of a damaged range (a damaged tail cut
+         * at open): where it starts is known from the good frame before. */
+        const struct rl_damage *d = rl_store_damage_at(s, b->index, false);
+        if (d && d->first_index == b->index && d->seq == seg->seq && b->index > seg->first_index) {
+            b->pos = d->pos;
+            b->offset = d->first_offset;
+            if (b->index - 1 > seg->first_index)
+                rv = rl_segment_find(s, seg, b->index - 1, false, &e, &b->prev_pos, false);
+            else
+                b->prev_pos = RL_SEG_HDR;
+        } else if (b->index > seg->first_index) {
             rv = rl_segment_find(s, seg, b->index, false, &e, &b->pos, false);
             b->offset = e.offset;
             if (rv == 0 && b->index - 1 > seg->first_index)
@@ -743,7 +446,7 @@ static bool start_truncate(struct rl_store *s, struct rl_store_req *req)
         s->next_offset = b->offset;
     }
     s->inflight = b;
-    queue_job(s, b, truncate_work);
+    queue_job(s, b, rl_write_truncate_work);
     return true;
 }
 
@@ -788,37 +491,6 @@ static void truncate_done(struct rl_store *s, struct rl_batch *b)
         b->req->cb(b->req, job_success_status(s));
     if (!s->spare)
         rl_writer_prepare_spare(s);
-}
-
-struct trim_point {
-    uint64_t index, offset;
-};
-
-static void edit_trim(struct rl_meta *m, const void *arg)
-{
-    const struct trim_point *t = arg;
-    m->first_index = t->index;
-    m->first_offset = t->offset;
-}
-
-/* The trim point is recorded first; segments wholly before it go after. A
- * crash in between leaves segments that the next open deletes. */
-static void trim_work(uv_work_t *w)
-{
-    struct rl_batch *b = w->data;
-    struct rl_store *s = b->s;
-    if (b->noop)
-        return;
-    struct trim_point t = {b->index, b->offset};
-    int rv = rl_meta_update(s, edit_trim, &t);
-    if (rv != 0) {
-        job_fail(b, rl_errno_to_rlog(rv), "writing metadata for trim: %s", strerror(-rv));
-        return;
-    }
-    for (size_t i = b->drop_from; i < b->drop_to; i++)
-        unlink_segment_files(b, s->segs[i]->seq, false);
-    if (b->drop_to > b->drop_from && (rv = rl_fs_fsync_dir(s->dir)) != 0)
-        job_fail(b, rl_errno_to_rlog(rv), "fsync of %s: %s", s->dir, strerror(-rv));
 }
 
 static bool start_trim(struct rl_store *s, struct rl_store_req *req)
@@ -866,7 +538,7 @@ static bool start_trim(struct rl_store *s, struct rl_store_req *req)
     b->drop_to = n;
     b->noop = n == 0 && b->index == s->first_index && b->offset == s->first_offset;
     s->inflight = b;
-    queue_job(s, b, trim_work);
+    queue_job(s, b, rl_write_trim_work);
     return true;
 }
 
@@ -892,42 +564,6 @@ static void trim_done(struct rl_store *s, struct rl_batch *b)
 
 /* ---- reset --------------------------------------------------------------- */
 
-static void edit_reset(struct rl_meta *m, const void *arg)
-{
-    const struct trim_point *t = arg;
-    m->first_index = t->index;
-    m->first_offset = t->offset;
-    m->flags |= RL_META_RESET;
-}
-
-static void edit_reset_done(struct rl_meta *m, const void *arg)
-{
-    (void)arg;
-    m->flags &= ~RL_META_RESET;
-}
-
-/* The new start is recorded first, marked as a reset so that a crash
- * before the old files are gone makes the next open delete them (instead
- * of finding a log that ends before its start). Only then is the mark
- * cleared, before any segment of the new log can exist. */
-static void reset_work(uv_work_t *w)
-{
-    struct rl_batch *b = w->data;
-    struct rl_store *s = b->s;
-    struct trim_point t = {b->index, b->offset};
-    int rv = rl_meta_update(s, edit_reset, &t);
-    if (rv != 0) {
-        job_fail(b, rl_errno_to_rlog(rv), "writing metadata for reset: %s", strerror(-rv));
-        return;
-    }
-    for (size_t i = b->drop_from; i < b->drop_to; i++)
-        unlink_segment_files(b, s->segs[i]->seq, false);
-    if (!b->err && b->drop_to > b->drop_from && (rv = rl_fs_fsync_dir(s->dir)) != 0)
-        job_fail(b, rl_errno_to_rlog(rv), "fsync of %s: %s", s->dir, strerror(-rv));
-    if (!b->err && (rv = rl_meta_update(s, edit_reset_done, NULL)) != 0)
-        job_fail(b, rl_errno_to_rlog(rv), "writing metadata after reset: %s", strerror(-rv));
-}
-
 static bool start_reset(struct rl_store *s, struct rl_store_req *req)
 {
     struct rl_batch *b = calloc(1, sizeof *b);
@@ -945,7 +581,7 @@ static bool start_reset(struct rl_store *s, struct rl_store_req *req)
     s->last_index = b->index - 1;
     s->next_offset = b->offset;
     s->inflight = b;
-    queue_job(s, b, reset_work);
+    queue_job(s, b, rl_write_reset_work);
     return true;
 }
 
@@ -967,13 +603,6 @@ static void reset_done(struct rl_store *s, struct rl_batch *b)
 }
 
 /* ---- repair (rebuild.c does the work) ------------------------------------- */
-
-static void repair_work(uv_work_t *w)
-{
-    struct rl_batch *b = w->data;
-    b->err = rl_repair_rebuild(b->s, &b->rebuild, b->seg->fd, &b->damage, b->req->entries,
-                               b->req->n, b->errmsg, sizeof b->errmsg);
-}
 
 static struct rl_damage *find_damage(struct rl_store *s, uint64_t seq, uint64_t first)
 {
@@ -1011,7 +640,7 @@ static bool start_repair(struct rl_store *s, struct rl_store_req *req)
     b->seg = seg;
     b->damage = *d;
     s->inflight = b;
-    queue_job(s, b, repair_work);
+    queue_job(s, b, rl_write_repair_work);
     return true;
 }
 
@@ -1123,7 +752,9 @@ void rl_writer_fail_all(struct rl_store *s, int status)
     fail_queued(s, status);
 }
 
-bool rl_writer_idle(const struct rl_store *s)
+void rl_writer_finish_close_if_idle(struct rl_store *s)
 {
-    return idle(s);
+    if (!s->closing || s->close_queued || !idle(s))
+        return;
+    rl_store_finish_close(s);
 }

@@ -119,6 +119,7 @@ static struct {
         uint64_t index;     /* the entry whose frame holds the byte */
     } flips[256];
     int n_flips;
+    unsigned long tail_flips, tail_cuts; /* tail-damage */
     char failure[512];
 } H;
 
@@ -916,6 +917,174 @@ static const char *repair_verify(void)
     }
 }
 
+/* ---- damage after the snapshot descriptor --------------------------------------- */
+
+/* Flips one bit of a checksummed byte of a random entry after min_index
+ * (entries libraft must load at open) in any segment of n, stopped: never
+ * the log's last entry, which recovery cannot tell from a torn write.
+ * Records the flip; false if n holds no such entry. */
+static bool flip_tail(struct sim_node *n, uint64_t min_index)
+{
+    static char names[128][64];
+    unsigned found = 0;
+    DIR *d = opendir(n->dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) && found < 128)
+        if (!strncmp(e->d_name, "seg-", 4) && strlen(e->d_name) == 24 &&
+            !strcmp(e->d_name + 20, ".log"))
+            snprintf(names[found++], sizeof names[0], "%.63s", e->d_name);
+    if (d)
+        closedir(d);
+    qsort(names, found, sizeof names[0], cmp_name);
+    struct cand {
+        unsigned file;
+        uint64_t index, pos, len;
+    };
+    static struct cand c[65536];
+    size_t nc = 0;
+    for (unsigned f = 0; f < found; f++) {
+        char path[600];
+        snprintf(path, sizeof path, "%.320s/%.63s", n->dir, names[f]);
+        int fd = open(path, O_RDONLY);
+        off_t size = fd >= 0 ? lseek(fd, 0, SEEK_END) : 0;
+        unsigned char *buf = size > 0 ? malloc((size_t)size) : NULL;
+        if (buf && pread(fd, buf, (size_t)size, 0) == (ssize_t)size &&
+            !rl_all_zero(buf, RL_SEG_HDR)) {
+            uint64_t index = rl_get64(buf + 24), pos = RL_SEG_HDR, count = 0;
+            while (pos + RL_FRAME_HDR <= (uint64_t)size && rl_get64(buf + pos + 8) == index + count &&
+                   nc < sizeof c / sizeof c[0]) {
+                uint64_t len = RL_FRAME_HDR + rl_get32(buf + pos + 40);
+                if (index + count > min_index)
+                    c[nc++] = (struct cand){f, index + count, pos, len};
+                pos += RL_FRAME_HDR + rl_pad8(rl_get32(buf + pos + 40));
+                count++;
+            }
+        }
+        free(buf);
+        if (fd >= 0)
+            close(fd);
+    }
+    if (nc < 2)
+        return false;
+    const struct cand *k = &c[sim_range(0, nc - 2)]; /* not the last entry */
+    char path[600];
+    snprintf(path, sizeof path, "%.320s/%.63s", n->dir, names[k->file]);
+    int fd = open(path, O_RDWR);
+    uint64_t at = k->pos + sim_range(0, k->len - 1);
+    unsigned char b;
+    bool done = fd >= 0 && pread(fd, &b, 1, (off_t)at) == 1;
+    b ^= (unsigned char)(1u << sim_range(0, 7));
+    if (done && pwrite(fd, &b, 1, (off_t)at) != 1)
+        fail_check("tail-damage: write failed");
+    if (fd >= 0)
+        close(fd);
+    if (!done)
+        return false;
+    sim_log("bit flipped in %s at %" PRIu64 " (entry %" PRIu64 ", after the snapshot at %" PRIu64
+            ")", path, at, k->index, min_index);
+    if (H.n_flips < (int)(sizeof H.flips / sizeof H.flips[0]))
+        H.flips[H.n_flips++] = (struct flip){.node = n->idx, .index = k->index};
+    H.tail_flips++;
+    return true;
+}
+
+/* The node comes back up with damage among the entries libraft loads: it
+ * must start (cut before the damage, floor in force), never refuse. */
+static void tail_restart(void *arg)
+{
+    struct sim_node *n = arg;
+    if (n->log) {
+        sim_at(W->now + 50 * SIM_MS, tail_restart, n);
+        return;
+    }
+    /* One node cut at a time: with a majority cut at once no node can win
+     * an election (the documented price of the floor; floor.c). */
+    bool other_cut = false;
+    for (int i = 0; i < W->n; i++) {
+        char path[600];
+        snprintf(path, sizeof path, "%.320s/FLOOR", W->nodes[i].dir);
+        if (i != n->idx && access(path, F_OK) == 0)
+            other_cut = true; /* up or down: the floor is in its directory */
+    }
+    if (!other_cut)
+        flip_tail(n, H.snap_index[n->idx]);
+    int rc = node_start(n);
+    if (rc != 0 && rc != RLOG_EFATAL)
+        fail_check("n%d: refused to start with damage after its snapshot: %s", n->idx + 1,
+                   rlog_errname(rc));
+    if (rc == 0 && n->log->floor_cut_entries) {
+        H.tail_cuts++;
+        /* Sometimes the leader is cut off at once: an election while this
+         * node's floor is in force, with the third node possibly behind
+         * it (then no leader until the links heal: this node's vote would
+         * have elected a log missing entries it held). */
+        int l = leader_idx();
+        if (l >= 0 && l != n->idx && sim_chance(400)) {
+            isolate(l, true);
+            sim_at(W->now + sim_range(800, 2500) * SIM_MS, heal_links, NULL);
+        }
+    }
+}
+
+/* Bit flips in the entries after a node's snapshot descriptor, found when
+ * it restarts: the node cuts its log before the damage and must not vote
+ * a candidate behind its old end into office until the leader has sent the
+ * cut entries back. Other nodes crash meanwhile, so elections happen while
+ * a floor is in force. Checked: every log ends the same with every
+ * acknowledged record (a vote on the shorter log could lose one), no read
+ * returned a wrong record, every flipped entry reads back whole, and no
+ * floor is left in force (tail_verify). */
+static void tail_round(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    int l = leader_idx();
+    int pick = l >= 0 && sim_chance(350) ? l : (int)sim_range(0, (uint64_t)W->n - 1);
+    struct sim_node *n = &W->nodes[pick];
+    if (node_up(n) && !n->closing) {
+        H.snap_index[n->idx] = rl_io_snapshot_index(&n->log->io);
+        node_stop(n);
+        sim_at(W->now + sim_range(100, 400) * SIM_MS, tail_restart, n);
+        if (sim_chance(300)) { /* an election while it is cut */
+            struct sim_node *o = &W->nodes[(pick + 1 + sim_range(0, (uint64_t)W->n - 2)) % W->n];
+            if (node_up(o) && !o->closing)
+                crash_and_restart(o, sim_range(500, 2000));
+        }
+    }
+    sim_at(W->now + sim_range(1200, 2500) * SIM_MS, tail_round, NULL);
+}
+
+static void tail_setup(void)
+{
+    H.retry_corrupt = true;
+    sim_at(W->now + 2500 * SIM_MS, tail_round, NULL);
+}
+
+static const char *tail_verify(void)
+{
+    static char why[256];
+    if (H.tail_cuts == 0)
+        return "no node ever started with its tail cut: the scenario did not bite";
+    uint64_t deadline = W->now + 60000 * SIM_MS;
+    for (;;) {
+        int held = -1;
+        uint64_t at = 0;
+        for (int i = 0; i < W->n && held < 0; i++)
+            if (node_up(&W->nodes[i]) && rl_io_floor(&W->nodes[i].log->io, &at, NULL))
+                held = i;
+        if (held < 0)
+            break;
+        if (W->now >= deadline) {
+            snprintf(why, sizeof why, "n%d: still behind the floor at entry %" PRIu64
+                     " 60 s after the end (its cut entries never came back)", held + 1, at);
+            return why;
+        }
+        world_run(W->now + 100 * SIM_MS, NULL);
+    }
+    return repair_verify();
+}
+
 /* Retention while followers come and go: one is stopped for a few seconds
  * at a time, long enough for the others to trim past its end, so it must
  * restart its log where its peers' begin. */
@@ -1403,6 +1572,7 @@ static const struct scenario scenarios[] = {
     {"repair", 3, 12000, 0, repair_setup, repair_verify},
     {"producers", 3, 12000, 0, producers_setup, producers_verify},
     {"forward", 3, 15000, 0, forward_setup, forward_verify},
+    {"tail-damage", 3, 15000, 0, tail_setup, tail_verify},
 };
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 

@@ -1,0 +1,92 @@
+/*
+ * read — an entry by index or a record by offset: the segment that holds it
+ * (binary search over the used segments), then segment.c's lookup; an entry
+ * in a damaged range fails with RLOG_ECORRUPT naming the range.
+ *
+ * Reads go on after the fatal latch: it stops writes building on a page
+ * cache that a failed fdatasync left untrustworthy, but the entries up to
+ * the durable end were synced before the failure, and every frame read is
+ * checked against its checksum anyway. A node that failed stop serves its
+ * committed records from here until it closes.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/internal.h"
+
+static int damaged_read(struct rl_store *s, const struct rl_damage *d, uint64_t key, bool by_offset)
+{
+    return rl_store_fail(s, RLOG_ECORRUPT,
+                         "%s %" PRIu64 " is unreadable here: entries %" PRIu64 "..%" PRIu64
+                         " (seg-%016" PRIx64 ".log from byte %" PRIu64 ") are damaged and %s",
+                         by_offset ? "record" : "entry", key, d->first_index, d->last_index,
+                         d->seq, d->pos,
+                         d->repairing ? "being repaired" : "await repair from a peer");
+}
+
+/* A read that finds new damage before its entry tries once more: the
+ * damage is now recorded, with a sample past it. */
+static int find(struct rl_store *s, struct rl_segment *seg, uint64_t key, bool by_offset,
+                struct rl_store_entry *out)
+{
+    for (int attempt = 0;; attempt++) {
+        const struct rl_damage *d = rl_store_damage_at(s, key, by_offset);
+        if (d)
+            return damaged_read(s, d, key, by_offset);
+        size_t before = s->ndamage;
+        int rv = rl_segment_find(s, seg, key, by_offset, out, NULL, true);
+        if (rv != RLOG_ECORRUPT || s->ndamage == before || attempt > 0)
+            return rv;
+        if (rl_store_damage_at(s, key, by_offset))
+            return rv; /* errmsg names the damaged range */
+    }
+}
+
+int rl_store_read(struct rl_store *s, uint64_t index, struct rl_store_entry *out)
+{
+    memset(out, 0, sizeof *out);
+    if (index < s->first_index)
+        return rl_store_fail(s, RLOG_ETRIMMED, "entry %" PRIu64 " is before the first entry %" PRIu64,
+                             index, s->first_index);
+    if (index > s->last_index)
+        return rl_store_fail(s, RLOG_ENOTFOUND, "entry %" PRIu64 " is past the last entry %" PRIu64,
+                             index, s->last_index);
+    size_t lo = 0, hi = s->nsegs;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->segs[mid]->first_index <= index)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return find(s, s->segs[lo], index, false, out);
+}
+
+int rl_store_read_offset(struct rl_store *s, uint64_t offset, struct rl_store_entry *out)
+{
+    memset(out, 0, sizeof *out);
+    if (offset < s->first_offset)
+        return rl_store_fail(s, RLOG_ETRIMMED,
+                             "record %" PRIu64 " is before the first record %" PRIu64, offset,
+                             s->first_offset);
+    if (offset >= s->next_offset)
+        return rl_store_fail(s, RLOG_ENOTFOUND,
+                             "record %" PRIu64 " is past the last record %" PRIu64, offset,
+                             s->next_offset);
+    size_t lo = 0, hi = s->nsegs;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->segs[mid]->first_offset <= offset)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    int rv = find(s, s->segs[lo], offset, true, out);
+    if (rv == 0 && out->index < s->first_index) {
+        free((void *)out->buf);
+        memset(out, 0, sizeof *out);
+        return RLOG_ETRIMMED;
+    }
+    return rv;
+}
