@@ -33,6 +33,19 @@ int rl_chunk_add(struct rl_chunk *ch, uint64_t offset, uint32_t visible, const v
     return 0;
 }
 
+bool rl_chunk_next(const unsigned char *p, size_t len, size_t *pos, struct rl_chunk_entry *e)
+{
+    if (!p || *pos + 16 > len)
+        return false;
+    const unsigned char *h = p + *pos;
+    e->offset = rl_get64(h);
+    e->visible = rl_get32(h + 8);
+    e->len = rl_get32(h + 12);
+    e->buf = h + 16;
+    *pos += 16 + (size_t)rl_pad8(e->len);
+    return true;
+}
+
 void rl_cache_init(struct rl_cache *c, uint64_t budget)
 {
     memset(c, 0, sizeof *c);

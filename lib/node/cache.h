@@ -14,6 +14,7 @@
 #define RL_NODE_CACHE_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,19 @@ struct rl_chunk {
 /* Appends one entry to the chunk. 0 or RLOG_ENOMEM. */
 int rl_chunk_add(struct rl_chunk *ch, uint64_t offset, uint32_t visible, const void *buf,
                  uint32_t len);
+
+/* One entry of a chunk as rl_chunk_next reads it: its first record's
+ * offset, its visible records, its payload (len bytes, inside the chunk). */
+struct rl_chunk_entry {
+    uint64_t offset;
+    uint32_t visible, len;
+    const unsigned char *buf;
+};
+
+/* Reads the entry at *pos of a chunk of `len` bytes at p (built by
+ * rl_chunk_add) and moves *pos to the next: true, or false at the end. So
+ * only this file knows the chunk's layout. */
+bool rl_chunk_next(const unsigned char *p, size_t len, size_t *pos, struct rl_chunk_entry *e);
 
 void rl_cache_init(struct rl_cache *c, uint64_t budget);
 /* Drops every entry; the cache stays usable (and empty). */

@@ -599,7 +599,7 @@ static int serve(struct rlog *log, uint64_t from, struct rl_wire_fwd *m)
     bool append = m->type == RL_WIRE_FORWARD;
     uint16_t rtype = append ? RL_WIRE_FORWARD_RESULT : RL_WIRE_BARRIER_RESULT;
     if (append) {
-        /* The same limits as a local call (api.c make_append); a member
+        /* The same limits as a local call (submit.c make_append); a member
          * that breaks them is broken or hostile. */
         if (m->n > log->cfg.batch_max_records) {
             snprintf(m->msg, sizeof m->msg, "forward: %u records, batch_max_records is %u", m->n,

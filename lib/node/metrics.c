@@ -1,7 +1,8 @@
 /*
  * metrics — rlog_metrics's own counters (appends answered, entries
- * proposed, elections, leader changes), its collection on the loop thread
- * beside rlog_status's, and the Prometheus text rendering.
+ * proposed, elections, leader changes), rlog_metrics (its collection on
+ * the loop thread is beside rlog_status's, in serve.c), and the Prometheus
+ * text rendering.
  *
  * Why this shape: the counters are bumped on the loop thread, which owns
  * everything they describe, so the append path pays an add and a clock
@@ -19,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/node.h"
+#include "node/api.h"
 #include "raftio/io.h"
 
 /* ---- hooks (loop thread) ------------------------------------------------ */
@@ -54,51 +55,6 @@ void rl_metrics_raft_event(struct rlog *log)
         m->leader_changes++;
         m->leader = leader;
     }
-}
-
-/* ---- collection (loop thread) ------------------------------------------ */
-
-static void collect_peers(struct rlog *log, struct rlog_metrics *m)
-{
-    const struct rlog_status *st = &m->status;
-    bool leader = st->role == RLOG_ROLE_LEADER;
-    uint64_t last = leader ? (uint64_t)raft_last_index(&log->raft) : 0;
-    for (unsigned i = 0; i < st->n_peers; i++) {
-        if (st->peers[i].id == st->id)
-            continue;
-        struct rlog_peer_metrics *p = &m->peers[m->n_peers++];
-        struct rl_io_peer_stats ps;
-        rl_io_peer_stats(&log->io, st->peers[i].id, &ps);
-        p->id = st->peers[i].id;
-        p->sent_bytes = ps.sent_bytes;
-        p->received_bytes = ps.received_bytes;
-        p->connected = ps.connected;
-        if (leader && last > st->peers[i].match_index)
-            p->lag_entries = last - st->peers[i].match_index;
-    }
-}
-
-void rl_metrics_collect(struct rlog *log, struct rl_op *op)
-{
-    struct rlog_metrics *m = op->metrics;
-    memset(m, 0, sizeof *m);
-    rl_node_status(log, &m->status);
-    const struct rl_metrics *own = &log->metrics;
-    m->appended_records = own->appended_records;
-    m->appended_bytes = own->appended_bytes;
-    rl_hist_read(&own->commit_us, &m->append_commit_us);
-    rl_hist_read(&own->entry_records, &m->entry_records);
-    m->elections = own->elections;
-    m->leader_changes = own->leader_changes;
-    if (log->store) { /* gone once closing has closed it */
-        struct rl_store_stats ss;
-        rl_store_stats(log->store, &ss);
-        m->written_bytes = ss.bytes;
-        rl_store_hists(log->store, &m->sync_us, &m->write_entries);
-    }
-    collect_peers(log, m);
-    op->status = 0;
-    rl_op_finish(log, op);
 }
 
 /* ---- rendering ----------------------------------------------------------- */
@@ -331,6 +287,14 @@ int rl_metrics_render(const struct rlog_metrics *m, char **text, size_t *len)
     *text = o.p;
     *len = o.len;
     return 0;
+}
+
+int rlog_metrics(rlog *log, struct rlog_metrics *m)
+{
+    if (!log || !m)
+        return rl_fail(RLOG_EINVAL, "metrics: NULL argument");
+    struct rl_op op = {.kind = RL_OP_METRICS, .metrics = m};
+    return rl_run_blocking(log, &op);
 }
 
 int rlog_metrics_text(rlog *log, char **text, size_t *len)

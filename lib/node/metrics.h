@@ -32,7 +32,7 @@ struct rl_metrics {
 void rl_metrics_answered(struct rlog *log, const struct rl_op *op);
 void rl_metrics_proposed(struct rlog *log, uint64_t records);
 void rl_metrics_raft_event(struct rlog *log);
-/* The RL_OP_METRICS op: fills op->metrics and finishes op. */
+/* serve.c: the RL_OP_METRICS op: fills op->metrics and finishes op. */
 void rl_metrics_collect(struct rlog *log, struct rl_op *op);
 
 /* The Prometheus text exposition (0.0.4) of m in a new NUL-terminated

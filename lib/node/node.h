@@ -1,9 +1,10 @@
 /*
  * node — one member of the replicated log: the libuv loop thread that owns
  * the struct raft, the store (through lib/raftio), the commit-visibility
- * fence and the batcher. Public calls (lib/node/api.c) reach it only as
- * operations queued to the loop; nothing here is touched by other threads
- * except the inbox and the published status, under `mu`.
+ * fence and the batcher. Public calls (lib/node/api.c, submit.c, iter.c)
+ * reach it only as operations queued to the loop (queue.c); nothing here
+ * is touched by other threads except the inbox and the published status,
+ * under `mu`.
  *
  * The fence (lib/README.md, guard 1): libraft 0.15 may count replicas of an
  * earlier term's entry as committed (Raft's Figure 8). An entry is shown only
@@ -206,6 +207,13 @@ struct rlog {
     bool crash_close;           /* stepped mode: close as if killed, no hand-off */
     struct rl_fwd fwd;          /* appends and barriers on any node (node/forward.h) */
     struct rl_metrics metrics;  /* rlog_metrics's own counters (node/metrics.h) */
+    /* Calls up to a higher file, set at start (lifecycle.c) so that the
+     * files of lib/node form layers: an append being answered goes to the
+     * producer table first (producers.c: rl_producers_finishing, true if
+     * it is to be sent again instead); calls due to be sent again go to
+     * the batcher (rl_node_pump). */
+    bool (*finishing)(struct rlog *log, struct rl_op *op);
+    void (*pump)(struct rlog *log);
 };
 
 /* Bytes of entries one iterator hop carries: many entries per trip to the
@@ -213,7 +221,8 @@ struct rlog {
  * copying a few hundred KiB. */
 #define RL_FETCH_BUDGET (256u << 10)
 
-/* The loop thread's body: opens everything, reports through open_cv, runs. */
+/* lifecycle.c: the loop thread's body: opens everything, reports through
+ * open_cv, runs. */
 void rl_node_thread(void *arg);
 /* Opens everything on the calling thread and reports through open_cv; on
  * failure undoes the partial start. */
@@ -235,14 +244,15 @@ void rl_set_trim_offset(struct rlog *log, uint64_t offset);
 void rl_node_status(struct rlog *log, struct rlog_status *st);
 /* Completes an op: fires its callback or wakes its waiter. Loop thread. */
 void rl_op_finish(struct rlog *log, struct rl_op *op);
-/* Gives back op's place among the appends in flight (backpressure; api.c
+/* Gives back op's place among the appends in flight (backpressure; submit.c
  * takes it); a no-op if it holds none. Any thread. */
 void rl_give_back_place(struct rlog *log, struct rl_op *op);
-/* Sets what rlog_errmsg returns on this thread (an append callback's
- * failure detail, on the loop thread). */
+/* errmsg.c: sets what rlog_errmsg returns on this thread (an append
+ * callback's failure detail, on the loop thread). */
 void rl_set_errmsg(const char *msg);
-/* api.c: whether the caller runs on log's loop thread; an iterator wait
- * that also gives up (RLOG_ECANCELED) when *stop becomes true. */
+/* queue.c: whether the caller runs on log's loop thread. iter.c: an
+ * iterator wait that also gives up (RLOG_ECANCELED) when *stop becomes
+ * true. */
 bool rl_on_loop_thread(struct rlog *log);
 int rl_iter_wait_stop(rlog_iter *it, int timeout_ms, const bool *stop);
 /* sub.c: ends and frees every subscription (at rlog_close). */
@@ -257,8 +267,47 @@ void rl_repair_poll(struct rlog *log);
 bool rl_repair_answer(void *arg, uint64_t from, const struct raft_append_entries *ae);
 void rl_repair_status(struct rlog *log, struct rlog_status *st);
 void rl_repair_free(struct rl_repair *r);
-/* node.c: orders pending appends into batches (leader) or refuses them. */
+/* batcher.c: orders pending appends into batches (leader) or refuses them. */
 void rl_node_pump(struct rlog *log);
+
+/* The loop thread's files (each comment names the file; see there). */
+/* ops.c: fails op with status and msg (or the status's name); the "not
+ * the leader" message naming the leader if one is known; fails a list of
+ * appends never proposed; for operations only a leader takes: false (op
+ * failed) if this node cannot take it now. */
+void rl_op_fail(struct rlog *log, struct rl_op *op, int status, const char *msg);
+void rl_not_leader_msg(struct rlog *log, char *buf, size_t len);
+void rl_fail_list(struct rlog *log, struct rl_op **head, struct rl_op **tail, int status);
+bool rl_leader_can_take(struct rlog *log, struct rl_op *op);
+/* batcher.c: settles the head of the in-flight list (0: acknowledged at
+ * base offset `offset`); proposes one COMMAND entry (buf, raft_malloc'd,
+ * is given away), ops answered when the fence passes it. */
+void rl_ifl_settle_head(struct rlog *log, int status, uint64_t offset);
+void rl_propose(struct rlog *log, void *buf, size_t len, struct rl_op *ops, uint64_t records);
+/* trim.c: the store drops what retention allows; a retention command
+ * reached the fence; the offset a retention command drops records before,
+ * or 0; the RL_OP_TRIM op. */
+void rl_trim_store(struct rlog *log);
+void rl_apply_trim(struct rlog *log, uint64_t index, uint64_t before);
+uint64_t rl_trim_of(const void *buf, uint32_t len, uint32_t records);
+void rl_do_trim(struct rlog *log, struct rl_op *op);
+/* visible.c: publishes the commit point to host threads; moves the fence
+ * after a raft event; the io hook on_commit (a leader's commit notice). */
+void rl_visible_published(struct rlog *log);
+void rl_visible_update(struct rlog *log);
+void rl_visible_on_commit(void *arg, uint64_t index, uint64_t entry_term);
+/* serve.c, members.c, close.c: the ops of those kinds. */
+void rl_do_read(struct rlog *log, struct rl_op *op);
+void rl_do_fetch(struct rlog *log, struct rl_op *op);
+void rl_do_status(struct rlog *log, struct rl_op *op);
+void rl_do_member(struct rlog *log, struct rl_op *op);
+void rl_do_close(struct rlog *log, struct rl_op *op);
+/* loop.c: publishes role, leader and failed stop to host threads; the
+ * inbox's wake-up; the backend's hooks. */
+struct rl_io_hooks;
+void rl_publish(struct rlog *log);
+void rl_wake_cb(uv_async_t *a);
+struct rl_io_hooks rl_loop_hooks(struct rlog *log);
 
 /* producers.c (see there). judge: what to do with an append as it goes
  * into a batch whose records would start at end_offset (computed only for

@@ -10,7 +10,7 @@
  * committed call gets the original offset, a retry of one in flight is
  * answered with it. Judging needs the whole log before this term in the
  * table, so a new leader holds producer and conditional calls until an
- * entry of its own term is shown (node.c appends a barrier when it wins).
+ * entry of its own term is shown (loop.c appends a barrier when it wins).
  * That is enough for at most once: an entry this leader proposes commits
  * only with this leader's log as its prefix (Log Matching), and every run
  * in that prefix is in the table or in `pending`.
@@ -221,7 +221,7 @@ static void retry_timer_cb(uv_timer_t *t)
         log->pend_tail = log->retry_tail;
     log->pend_head = ops;
     log->retry_head = log->retry_tail = NULL;
-    rl_node_pump(log);
+    log->pump(log); /* rl_node_pump */
 }
 
 bool rl_producers_finishing(struct rlog *log, struct rl_op *op)

@@ -121,6 +121,29 @@ START_TEST(test_copy_for_iterators)
 }
 END_TEST
 
+/* rl_chunk_next walks what rl_chunk_add wrote: each entry's offset, visible
+ * records and payload, then the end (also of an empty chunk). */
+START_TEST(test_chunk_walk)
+{
+    struct rl_chunk ch = {0};
+    struct rl_chunk_entry e;
+    size_t pos = 0;
+    ck_assert(!rl_chunk_next(ch.p, ch.len, &pos, &e));
+    ck_assert_int_eq(rl_chunk_add(&ch, 10, 3, "abcde", 5), 0);
+    ck_assert_int_eq(rl_chunk_add(&ch, 13, 0, "", 0), 0);
+    ck_assert_int_eq(rl_chunk_add(&ch, 13, 2, "12345678", 8), 0);
+    ck_assert(rl_chunk_next(ch.p, ch.len, &pos, &e));
+    ck_assert(e.offset == 10 && e.visible == 3 && e.len == 5 && !memcmp(e.buf, "abcde", 5));
+    ck_assert(rl_chunk_next(ch.p, ch.len, &pos, &e));
+    ck_assert(e.offset == 13 && e.visible == 0 && e.len == 0);
+    ck_assert(rl_chunk_next(ch.p, ch.len, &pos, &e));
+    ck_assert(e.offset == 13 && e.visible == 2 && e.len == 8 && !memcmp(e.buf, "12345678", 8));
+    ck_assert_uint_eq(pos, ch.len);
+    ck_assert(!rl_chunk_next(ch.p, ch.len, &pos, &e));
+    free(ch.p);
+}
+END_TEST
+
 /* Puts entry `index` holding records "r<offset>" for offsets [offset, offset+n). */
 static void put_batch(struct rl_cache *c, uint64_t index, uint64_t offset, uint32_t n)
 {
@@ -173,6 +196,7 @@ int main(void)
     tcase_add_test(tc, test_budget_evicts_oldest);
     tcase_add_test(tc, test_truncate_and_replace);
     tcase_add_test(tc, test_copy_for_iterators);
+    tcase_add_test(tc, test_chunk_walk);
     tcase_add_test(tc, test_read_one_record);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
