@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "fs/fs.h"
+#include "lib/fault_fs.h"
 #include "node/node.h"
 #include "wire/codec.h"
 
