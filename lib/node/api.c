@@ -13,10 +13,10 @@
 #include <time.h>
 #include <string.h>
 
+#include "common/bytes.h"
 #include "node/identity.h"
 #include "node/node.h"
 #include "raftio/io.h"
-#include "store/format.h"
 #include "store/store.h"
 
 #define DEFAULT_SEGMENT (64u << 20)

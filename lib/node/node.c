@@ -20,7 +20,6 @@
 #include "node/identity.h"
 #include "raftio/io.h"
 #include "raftio/bounds.h"
-#include "store/format.h"
 #include "raftio/snapshot.h"
 #include "wire/codec.h"
 

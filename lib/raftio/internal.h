@@ -17,7 +17,6 @@
 #include "raftio/bounds.h"
 #include "raftio/io.h"
 #include "raftio/snapshot.h"
-#include "store/format.h"
 #include "wire/codec.h"
 
 struct io;

@@ -34,6 +34,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "common/bytes.h"
 #include "liblog.h"
 
 /* Longest address accepted in a snapshot configuration. */
@@ -77,61 +78,17 @@ static bool known_type(unsigned type)
            type == RL_WIRE_COMMIT || rl_wire_is_fwd(type);
 }
 
-static uint64_t pad8(uint64_t n)
-{
-    return (n + 7) & ~(uint64_t)7;
-}
-
-static void put16(unsigned char *p, uint16_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint16_t get16(const unsigned char *p)
-{
-    return (uint16_t)(p[0] | (unsigned)p[1] << 8);
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 /* Header bytes 0..24 as they are covered by the checksum seed. The decoder
  * rebuilds them from the parsed header, so both sides hash the same bytes. */
 static void hdr_prefix(unsigned char b[24], uint16_t type, uint32_t length, uint32_t flags,
                        uint64_t sender)
 {
-    put32(b, RL_WIRE_MAGIC);
-    put16(b + 4, RL_WIRE_VERSION);
-    put16(b + 6, type);
-    put32(b + 8, length);
-    put32(b + 12, flags);
-    put64(b + 16, sender);
+    rl_put32(b, RL_WIRE_MAGIC);
+    rl_put16(b + 4, RL_WIRE_VERSION);
+    rl_put16(b + 6, type);
+    rl_put32(b + 8, length);
+    rl_put32(b + 12, flags);
+    rl_put64(b + 16, sender);
 }
 
 static int fail(char *errmsg, size_t errlen, const char *fmt, ...)
@@ -157,7 +114,7 @@ struct wr {
 
 static void w64(struct wr *w, uint64_t v)
 {
-    put64(w->p, v);
+    rl_put64(w->p, v);
     w->p += 8;
 }
 
@@ -166,8 +123,8 @@ static void wbytes(struct wr *w, const void *src, size_t len)
     w64(w, len);
     if (len > 0)
         memcpy(w->p, src, len);
-    memset(w->p + len, 0, (size_t)(pad8(len) - len));
-    w->p += pad8(len);
+    memset(w->p + len, 0, (size_t)(rl_pad8(len) - len));
+    w->p += rl_pad8(len);
 }
 
 static bool valid_entry_type(uint64_t type)
@@ -217,7 +174,7 @@ static int encode_size(const struct raft_message *msg, uint64_t *body, uint64_t 
                 return RLOG_EINVAL;
             if (e->buf.len > MAX_BODY || (e->buf.len > 0 && e->buf.base == NULL))
                 return RLOG_EINVAL;
-            *body += pad8(e->buf.len);
+            *body += rl_pad8(e->buf.len);
             if (e->buf.len > 0)
                 *n_iov += e->buf.len % 8 ? 2 : 1;
         }
@@ -229,13 +186,13 @@ static int encode_size(const struct raft_message *msg, uint64_t *body, uint64_t 
             return RLOG_EINVAL;
         if (is->data.len > MAX_BODY || (is->data.len > 0 && is->data.base == NULL))
             return RLOG_EINVAL;
-        *body = (IS_FIXED + 1) * 8 + pad8(is->data.len);
+        *body = (IS_FIXED + 1) * 8 + rl_pad8(is->data.len);
         for (unsigned i = 0; i < is->conf.n; i++) {
             const struct raft_server *s = &is->conf.servers[i];
             size_t alen = s->address != NULL ? strlen(s->address) : 0;
             if (s->id == 0 || !valid_role((uint64_t)s->role) || alen == 0 || alen > MAX_ADDRESS)
                 return RLOG_EINVAL;
-            *body += IS_SERVER * 8 + pad8(alen);
+            *body += IS_SERVER * 8 + rl_pad8(alen);
         }
         *head = *body;
         break;
@@ -361,7 +318,7 @@ int rl_wire_encode(const struct raft_message *msg, uint64_t sender, struct rl_wi
                 continue;
             out->iov[k++] = (struct rl_wire_iov){ae->entries[i].buf.base, len};
             if (len % 8)
-                out->iov[k++] = (struct rl_wire_iov){zeros, (size_t)(pad8(len) - len)};
+                out->iov[k++] = (struct rl_wire_iov){zeros, (size_t)(rl_pad8(len) - len)};
         }
     }
 
@@ -371,7 +328,7 @@ int rl_wire_encode(const struct raft_message *msg, uint64_t sender, struct rl_wi
     XXH3_64bits_update(&st, out->head + RL_WIRE_HDR, out->head_len - RL_WIRE_HDR);
     for (unsigned i = 1; i < k; i++)
         XXH3_64bits_update(&st, out->iov[i].base, out->iov[i].len);
-    put64(out->head + 24, XXH3_64bits_digest(&st));
+    rl_put64(out->head + 24, XXH3_64bits_digest(&st));
     return 0;
 }
 
@@ -454,15 +411,15 @@ static int check_hdr(const struct rl_wire_hdr *h, char *errmsg, size_t errlen)
 int rl_wire_decode_hdr(const unsigned char hdr[RL_WIRE_HDR], uint32_t max_body,
                        struct rl_wire_hdr *out, char *errmsg, size_t errlen)
 {
-    uint32_t magic = get32(hdr);
+    uint32_t magic = rl_get32(hdr);
     if (magic != RL_WIRE_MAGIC)
         return fail(errmsg, errlen, "bad frame magic 0x%08x", (unsigned)magic);
-    out->version = get16(hdr + 4);
-    out->type = get16(hdr + 6);
-    out->length = get32(hdr + 8);
-    out->flags = get32(hdr + 12);
-    out->sender = get64(hdr + 16);
-    out->checksum = get64(hdr + 24);
+    out->version = rl_get16(hdr + 4);
+    out->type = rl_get16(hdr + 6);
+    out->length = rl_get32(hdr + 8);
+    out->flags = rl_get32(hdr + 12);
+    out->sender = rl_get64(hdr + 16);
+    out->checksum = rl_get64(hdr + 24);
     int rv = check_hdr(out, errmsg, errlen);
     if (rv != 0)
         return rv;
@@ -489,7 +446,7 @@ static int r64(struct rd *r, const char *field, unsigned long long *v)
 {
     if (left(r) < 8)
         return fail(r->errmsg, r->errlen, "%s: body ends before %s", r->name, field);
-    *v = get64(r->p);
+    *v = rl_get64(r->p);
     r->p += 8;
     return 0;
 }
@@ -512,11 +469,11 @@ static int rbool(struct rd *r, const char *field, bool *v)
 static int rpadded(struct rd *r, const char *what, unsigned long long len,
                    const unsigned char **bytes)
 {
-    if (len > left(r) || pad8(len) > left(r))
+    if (len > left(r) || rl_pad8(len) > left(r))
         return fail(r->errmsg, r->errlen, "%s: %s length %llu exceeds body", r->name, what,
                     len);
     *bytes = r->p;
-    size_t n = (size_t)len, padded = (size_t)pad8(len);
+    size_t n = (size_t)len, padded = (size_t)rl_pad8(len);
     if (memcmp(r->p + n, zeros, padded - n) != 0)
         return fail(r->errmsg, r->errlen, "%s: %s has nonzero padding", r->name, what);
     r->p += padded;
@@ -842,7 +799,7 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
             sum += m->lens[i];
         if (sum != m->bytes)
             return RLOG_EINVAL;
-        body = (FWD_FIXED + (uint64_t)m->n) * 8 + pad8(m->bytes);
+        body = (FWD_FIXED + (uint64_t)m->n) * 8 + rl_pad8(m->bytes);
         break;
     }
     case RL_WIRE_FORWARD_RESULT:
@@ -850,7 +807,7 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
         if (m->status > 0)
             return RLOG_EINVAL;
         msglen = strnlen(m->msg, RL_WIRE_FWD_MSG_MAX);
-        body = RES_FIXED * 8 + pad8(msglen);
+        body = RES_FIXED * 8 + rl_pad8(msglen);
         break;
     case RL_WIRE_BARRIER:
         body = 8;
@@ -883,13 +840,13 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
             w64(&w, m->lens[i]);
         if (m->bytes)
             memcpy(w.p, m->data, m->bytes);
-        memset(w.p + m->bytes, 0, (size_t)(pad8(m->bytes) - m->bytes));
+        memset(w.p + m->bytes, 0, (size_t)(rl_pad8(m->bytes) - m->bytes));
     } else if (m->type != RL_WIRE_BARRIER) {
         w64(&w, (uint64_t)-(int64_t)m->status);
         w64(&w, m->offset);
         wbytes(&w, m->msg, msglen);
     }
-    put64(out->head + 24, XXH3_64bits_withSeed(out->head + RL_WIRE_HDR, (size_t)body,
+    rl_put64(out->head + 24, XXH3_64bits_withSeed(out->head + RL_WIRE_HDR, (size_t)body,
                                                XXH3_64bits(out->head, 24)));
     return 0;
 }
@@ -921,7 +878,7 @@ static int decode_forward(struct rd *r, struct rl_wire_fwd *m)
     r->p += n * 8;
     uint64_t sum = 0;
     for (unsigned long long i = 0; i < n; i++) {
-        uint64_t len = get64(lens + 8 * i);
+        uint64_t len = rl_get64(lens + 8 * i);
         if (len > left(r) || sum + len > left(r))
             return fail(r->errmsg, r->errlen, "%s: record %llu length %llu exceeds body",
                         r->name, i, (unsigned long long)len);
@@ -937,7 +894,7 @@ static int decode_forward(struct rd *r, struct rl_wire_fwd *m)
         return RLOG_ENOMEM;
     }
     for (unsigned long long i = 0; i < n; i++)
-        m->lens[i] = (size_t)get64(lens + 8 * i);
+        m->lens[i] = (size_t)rl_get64(lens + 8 * i);
     memcpy(m->data, bytes, (size_t)sum);
     m->n = (uint32_t)n;
     m->bytes = (size_t)sum;
