@@ -157,11 +157,8 @@ static int encode_size(const struct raft_message *msg, uint64_t *body, uint64_t 
         break;
     case RAFT_IO_APPEND_ENTRIES_RESULT:
     case RAFT_IO_TIMEOUT_NOW:
-    case RL_WIRE_FETCH_REQUEST:
-    case RL_WIRE_COMMIT:
         *body = *head = 3 * 8;
         break;
-    case RL_WIRE_FETCH_RESPONSE:
     case RAFT_IO_APPEND_ENTRIES: {
         const struct raft_append_entries *ae = &msg->append_entries;
         if (ae->n_entries > 0 && ae->entries == NULL)
@@ -226,7 +223,6 @@ static void encode_body(const struct raft_message *msg, struct wr *w)
         w64(w, (uint64_t)rr->pre_vote);
         break;
     }
-    case RL_WIRE_FETCH_RESPONSE:
     case RAFT_IO_APPEND_ENTRIES: {
         const struct raft_append_entries *ae = &msg->append_entries;
         w64(w, ae->term);
@@ -267,8 +263,6 @@ static void encode_body(const struct raft_message *msg, struct wr *w)
         wbytes(w, is->data.base, is->data.len);
         break;
     }
-    case RL_WIRE_FETCH_REQUEST:
-    case RL_WIRE_COMMIT:
     case RAFT_IO_TIMEOUT_NOW: {
         const struct raft_timeout_now *tn = &msg->timeout_now;
         w64(w, tn->term);
@@ -279,7 +273,10 @@ static void encode_body(const struct raft_message *msg, struct wr *w)
     }
 }
 
-int rl_wire_encode(const struct raft_message *msg, uint64_t sender, struct rl_wire_out *out)
+/* Encodes msg (its type picks the body's layout) as a frame of type
+ * wire_type. */
+static int encode_frame(const struct raft_message *msg, uint16_t wire_type, uint64_t sender,
+                        struct rl_wire_out *out)
 {
     uint64_t body, head, n_iov;
     int rv;
@@ -304,13 +301,13 @@ int rl_wire_encode(const struct raft_message *msg, uint64_t sender, struct rl_wi
     out->n_iov = (unsigned)n_iov;
     out->total = RL_WIRE_HDR + body;
 
-    hdr_prefix(out->head, msg->type, (uint32_t)body, 0, sender);
+    hdr_prefix(out->head, wire_type, (uint32_t)body, 0, sender);
     struct wr w = {out->head + RL_WIRE_HDR};
     encode_body(msg, &w);
 
     unsigned k = 0;
     out->iov[k++] = (struct rl_wire_iov){out->head, out->head_len};
-    if (msg->type == RAFT_IO_APPEND_ENTRIES || msg->type == RL_WIRE_FETCH_RESPONSE) {
+    if (msg->type == RAFT_IO_APPEND_ENTRIES) {
         const struct raft_append_entries *ae = &msg->append_entries;
         for (unsigned i = 0; i < ae->n_entries; i++) {
             size_t len = ae->entries[i].buf.len;
@@ -330,6 +327,16 @@ int rl_wire_encode(const struct raft_message *msg, uint64_t sender, struct rl_wi
         XXH3_64bits_update(&st, out->iov[i].base, out->iov[i].len);
     rl_put64(out->head + 24, XXH3_64bits_digest(&st));
     return 0;
+}
+
+int rl_wire_encode(const struct raft_message *msg, uint64_t sender, struct rl_wire_out *out)
+{
+    /* Only libraft's types: liblog's own have their own encoders. */
+    if (msg->type >= RL_WIRE_OWN_FIRST) {
+        memset(out, 0, sizeof *out);
+        return RLOG_EINVAL;
+    }
+    return encode_frame(msg, (uint16_t)msg->type, sender, out);
 }
 
 void rl_wire_out_free(struct rl_wire_out *out)
@@ -538,18 +545,16 @@ static int decode_timeout_now(struct rd *r, struct raft_timeout_now *m)
     return rend(r);
 }
 
-static int decode_append_entries(struct rd *r, void *body, struct raft_append_entries *m,
-                                 bool *body_owned)
+/* The entries part of an AppendEntries-shaped body, from its count on, to
+ * the end of the body: *entries NULL for none. */
+static int decode_entries(struct rd *r, void *body, struct raft_entry **out, unsigned *n_out,
+                          bool *body_owned)
 {
     unsigned long long n;
     int rv;
-    m->entries = NULL;
-    m->n_entries = 0;
-    if ((rv = r64(r, "term", &m->term)) != 0 ||
-        (rv = r64(r, "prev_log_index", &m->prev_log_index)) != 0 ||
-        (rv = r64(r, "prev_log_term", &m->prev_log_term)) != 0 ||
-        (rv = r64(r, "leader_commit", &m->leader_commit)) != 0 ||
-        (rv = r64(r, "n_entries", &n)) != 0)
+    *out = NULL;
+    *n_out = 0;
+    if ((rv = r64(r, "n_entries", &n)) != 0)
         return rv;
     /* Checked before allocating: the array is sized by what the body can
      * actually hold, never by the peer's claim. */
@@ -601,14 +606,28 @@ static int decode_append_entries(struct rd *r, void *body, struct raft_append_en
     }
     if ((rv = rend(r)) != 0)
         goto err_after_entries;
-    m->entries = entries;
-    m->n_entries = (unsigned)n;
+    *out = entries;
+    *n_out = (unsigned)n;
     *body_owned = true;
     return 0;
 
 err_after_entries:
     raft_free(entries);
     return rv;
+}
+
+static int decode_append_entries(struct rd *r, void *body, struct raft_append_entries *m,
+                                 bool *body_owned)
+{
+    int rv;
+    m->entries = NULL;
+    m->n_entries = 0;
+    if ((rv = r64(r, "term", &m->term)) != 0 ||
+        (rv = r64(r, "prev_log_index", &m->prev_log_index)) != 0 ||
+        (rv = r64(r, "prev_log_term", &m->prev_log_term)) != 0 ||
+        (rv = r64(r, "leader_commit", &m->leader_commit)) != 0)
+        return rv;
+    return decode_entries(r, body, &m->entries, &m->n_entries, body_owned);
 }
 
 static int decode_server(struct rd *r, unsigned long long i, struct raft_configuration *conf)
@@ -731,7 +750,7 @@ int rl_wire_decode(const struct rl_wire_hdr *hdr, void *body, struct raft_messag
         return rv;
     const char *name = type_names[hdr->type];
 
-    if (rl_wire_is_fwd(hdr->type))
+    if (hdr->type >= RL_WIRE_OWN_FIRST)
         return fail(errmsg, errlen, "%s: not a raft message", name);
     if ((rv = check_sum(hdr, body, errmsg, errlen)) != 0)
         return rv;
@@ -746,7 +765,6 @@ int rl_wire_decode(const struct rl_wire_hdr *hdr, void *body, struct raft_messag
     case RL_WIRE_REQUEST_VOTE_RESULT:
         return decode_request_vote_result(&r, &msg->request_vote_result);
     case RL_WIRE_APPEND_ENTRIES:
-    case RL_WIRE_FETCH_RESPONSE:
         return decode_append_entries(&r, body, &msg->append_entries, body_owned);
     case RL_WIRE_APPEND_ENTRIES_RESULT:
         return decode_append_entries_result(&r, &msg->append_entries_result);
@@ -761,7 +779,6 @@ void rl_wire_message_release(struct raft_message *msg, void *body, bool body_own
 {
     switch (msg->type) {
     case RAFT_IO_APPEND_ENTRIES:
-    case RL_WIRE_FETCH_RESPONSE:
         raft_free(msg->append_entries.entries);
         msg->append_entries.entries = NULL;
         msg->append_entries.n_entries = 0;
@@ -780,6 +797,231 @@ void rl_wire_message_release(struct raft_message *msg, void *body, bool body_own
         raft_free(body);
 }
 
+/* ---- liblog's own frames ---------------------------------------------------- */
+
+/* Starts a frame whose bytes are all in one buffer (nothing referenced):
+ * allocates it and writes the header but its checksum; *w is then at the
+ * body. Seal it with seal_single once the body is written. */
+static int single_buffer(struct rl_wire_out *out, uint16_t type, uint64_t body, uint64_t sender,
+                         struct wr *w)
+{
+    memset(out, 0, sizeof *out);
+    if (sender == 0 || body > MAX_BODY)
+        return RLOG_EINVAL;
+    out->head = malloc((size_t)(RL_WIRE_HDR + body));
+    out->iov = malloc(sizeof *out->iov);
+    if (!out->head || !out->iov) {
+        rl_wire_out_free(out);
+        return RLOG_ENOMEM;
+    }
+    out->head_len = (size_t)(RL_WIRE_HDR + body);
+    out->n_iov = 1;
+    out->total = out->head_len;
+    out->iov[0] = (struct rl_wire_iov){out->head, out->head_len};
+    hdr_prefix(out->head, type, (uint32_t)body, 0, sender);
+    w->p = out->head + RL_WIRE_HDR;
+    return 0;
+}
+
+static void seal_single(struct rl_wire_out *out)
+{
+    rl_put64(out->head + 24, XXH3_64bits_withSeed(out->head + RL_WIRE_HDR,
+                                                  out->head_len - RL_WIRE_HDR,
+                                                  XXH3_64bits(out->head, 24)));
+}
+
+/* A frame of n u64 words. */
+static int encode_words(uint16_t type, const uint64_t *words, unsigned n, uint64_t sender,
+                        struct rl_wire_out *out)
+{
+    struct wr w;
+    int rv = single_buffer(out, type, (uint64_t)n * 8, sender, &w);
+    if (rv != 0)
+        return rv;
+    for (unsigned i = 0; i < n; i++)
+        w64(&w, words[i]);
+    seal_single(out);
+    return 0;
+}
+
+/* The checks every decoder of liblog's own frames starts with: the header,
+ * the type it decodes, the checksum; then *r reads the body. */
+static int open_own(const struct rl_wire_hdr *hdr, const void *body, unsigned type, struct rd *r,
+                    char *errmsg, size_t errlen)
+{
+    int rv = check_hdr(hdr, errmsg, errlen);
+    if (rv != 0)
+        return rv;
+    const char *name = type_names[hdr->type];
+    if (hdr->type != type)
+        return fail(errmsg, errlen, "%s: not a %s frame", name, type_names[type]);
+    if ((rv = check_sum(hdr, body, errmsg, errlen)) != 0)
+        return rv;
+    *r = (struct rd){body, (const unsigned char *)body + hdr->length, name, errmsg, errlen};
+    return 0;
+}
+
+static bool fetch_req_valid(const struct rl_wire_fetch_req *m)
+{
+    return m->first >= 1 && m->budget >= 1;
+}
+
+int rl_wire_encode_fetch_req(const struct rl_wire_fetch_req *m, uint64_t sender,
+                             struct rl_wire_out *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!fetch_req_valid(m))
+        return RLOG_EINVAL;
+    uint64_t w[3] = {m->first, m->last, m->budget};
+    return encode_words(RL_WIRE_FETCH_REQUEST, w, 3, sender, out);
+}
+
+int rl_wire_decode_fetch_req(const struct rl_wire_hdr *hdr, const void *body,
+                             struct rl_wire_fetch_req *m, char *errmsg, size_t errlen)
+{
+    struct rd r;
+    unsigned long long first, last, budget;
+    int rv;
+    memset(m, 0, sizeof *m);
+    if ((rv = open_own(hdr, body, RL_WIRE_FETCH_REQUEST, &r, errmsg, errlen)) != 0 ||
+        (rv = r64(&r, "first", &first)) != 0 || (rv = r64(&r, "last", &last)) != 0 ||
+        (rv = r64(&r, "budget", &budget)) != 0 || (rv = rend(&r)) != 0)
+        return rv;
+    *m = (struct rl_wire_fetch_req){.first = first, .last = last, .budget = budget};
+    if (!fetch_req_valid(m))
+        return fail(errmsg, errlen, "%s: first index %llu or budget %llu is 0", r.name, first,
+                    budget);
+    return 0;
+}
+
+static bool commit_valid(const struct rl_wire_commit *m)
+{
+    return m->term >= 1 && m->index >= 1 && m->entry_term >= 1 && m->entry_term <= m->term;
+}
+
+int rl_wire_encode_commit(const struct rl_wire_commit *m, uint64_t sender, struct rl_wire_out *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!commit_valid(m))
+        return RLOG_EINVAL;
+    uint64_t w[3] = {m->term, m->index, m->entry_term};
+    return encode_words(RL_WIRE_COMMIT, w, 3, sender, out);
+}
+
+int rl_wire_decode_commit(const struct rl_wire_hdr *hdr, const void *body, struct rl_wire_commit *m,
+                          char *errmsg, size_t errlen)
+{
+    struct rd r;
+    unsigned long long term, index, entry_term;
+    int rv;
+    memset(m, 0, sizeof *m);
+    if ((rv = open_own(hdr, body, RL_WIRE_COMMIT, &r, errmsg, errlen)) != 0 ||
+        (rv = r64(&r, "term", &term)) != 0 || (rv = r64(&r, "index", &index)) != 0 ||
+        (rv = r64(&r, "entry_term", &entry_term)) != 0 || (rv = rend(&r)) != 0)
+        return rv;
+    *m = (struct rl_wire_commit){.term = term, .index = index, .entry_term = entry_term};
+    if (!commit_valid(m))
+        return fail(errmsg, errlen, "%s: term %llu, index %llu, entry term %llu: not a committed "
+                    "entry of that term", r.name, term, index, entry_term);
+    return 0;
+}
+
+/* The statuses a fetch answer can carry, as sent (negated). */
+static bool fetch_status_known(int status)
+{
+    return status == 0 || status == RLOG_ETRIMMED || status == RLOG_ECORRUPT;
+}
+
+/* ETRIMMED with a restart point: first - 1 > 0 on the wire, the restart
+ * term and offset in the words that otherwise hold 0 and `last`. */
+static bool fetch_restart(const struct rl_wire_fetch_resp *m)
+{
+    return m->status == RLOG_ETRIMMED && m->first != 0;
+}
+
+/* What the AppendEntries layout can carry without ambiguity. */
+static bool fetch_resp_valid(const struct rl_wire_fetch_resp *m)
+{
+    if (!fetch_status_known(m->status) || (m->n_entries > 0 && m->status != 0))
+        return false;
+    if (m->status != RLOG_ETRIMMED)
+        return m->first >= 1 && m->restart_term == 0 && m->restart_offset == 0;
+    if (m->first == 0)
+        return m->restart_term == 0 && m->restart_offset == 0;
+    return m->first >= 2 && m->last == 0; /* nothing is trimmed before entry 1 */
+}
+
+int rl_wire_encode_fetch_resp(const struct rl_wire_fetch_resp *m, uint64_t sender,
+                              struct rl_wire_out *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!fetch_resp_valid(m))
+        return RLOG_EINVAL;
+    bool restart = fetch_restart(m);
+    /* The AppendEntries layout, word for word (codec.h); only the layout:
+     * the message is never a raft one. */
+    struct raft_message shape = {.type = RAFT_IO_APPEND_ENTRIES};
+    shape.append_entries = (struct raft_append_entries){
+        .term = (uint64_t)-(int64_t)m->status,
+        .prev_log_index = m->first ? m->first - 1 : 0,
+        .prev_log_term = m->restart_term,
+        .leader_commit = restart ? m->restart_offset : m->last,
+        .entries = m->entries,
+        .n_entries = m->n_entries};
+    return encode_frame(&shape, RL_WIRE_FETCH_RESPONSE, sender, out);
+}
+
+int rl_wire_decode_fetch_resp(const struct rl_wire_hdr *hdr, void *body,
+                              struct rl_wire_fetch_resp *m, bool *body_owned, char *errmsg,
+                              size_t errlen)
+{
+    struct rd r;
+    unsigned long long status, before, restart_term, word3;
+    int rv;
+    memset(m, 0, sizeof *m);
+    *body_owned = false;
+    if ((rv = open_own(hdr, body, RL_WIRE_FETCH_RESPONSE, &r, errmsg, errlen)) != 0 ||
+        (rv = r64(&r, "status", &status)) != 0 || (rv = r64(&r, "first - 1", &before)) != 0 ||
+        (rv = r64(&r, "restart_term", &restart_term)) != 0 ||
+        (rv = r64(&r, "last", &word3)) != 0)
+        return rv;
+    /* Codes are small; a huge one would overflow the int it becomes. */
+    m->status = status > 1000 ? 1 : -(int)status;
+    if (!fetch_status_known(m->status))
+        return fail(errmsg, errlen, "%s: status %llu is not 0, RLOG_ETRIMMED or RLOG_ECORRUPT",
+                    r.name, status);
+    if (before == UINT64_MAX)
+        return fail(errmsg, errlen, "%s: first index out of range", r.name);
+    m->first = m->status == RLOG_ETRIMMED && before == 0 ? 0 : before + 1;
+    if (fetch_restart(m)) {
+        m->restart_term = restart_term;
+        m->restart_offset = word3;
+    } else {
+        m->last = word3;
+        if (restart_term != 0)
+            return fail(errmsg, errlen, "%s: restart term %llu without a restart point", r.name,
+                        restart_term);
+    }
+    if ((rv = decode_entries(&r, body, &m->entries, &m->n_entries, body_owned)) != 0)
+        return rv;
+    if (m->n_entries > 0 && m->status != 0) {
+        rl_wire_fetch_resp_release(m, body, false); /* the body stays the caller's */
+        *body_owned = false;
+        return fail(errmsg, errlen, "%s: entries with status %s", r.name,
+                    rlog_strerror(-(int)status));
+    }
+    return 0;
+}
+
+void rl_wire_fetch_resp_release(struct rl_wire_fetch_resp *m, void *body, bool body_owned)
+{
+    raft_free(m->entries);
+    m->entries = NULL;
+    m->n_entries = 0;
+    if (body_owned)
+        raft_free(body);
+}
+
 /* ---- Forwarding frames ----------------------------------------------------- */
 
 int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_wire_out *out)
@@ -787,8 +1029,6 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
     memset(out, 0, sizeof *out);
     uint64_t body;
     size_t msglen = 0;
-    if (sender == 0)
-        return RLOG_EINVAL;
     switch (m->type) {
     case RL_WIRE_FORWARD: {
         if (m->n == 0 || m->n > RL_WIRE_FWD_MAX_RECORDS || !m->lens ||
@@ -815,20 +1055,10 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
     default:
         return RLOG_EINVAL;
     }
-    if (body > MAX_BODY)
-        return RLOG_EINVAL;
-    out->head = malloc((size_t)(RL_WIRE_HDR + body));
-    out->iov = malloc(sizeof *out->iov);
-    if (!out->head || !out->iov) {
-        rl_wire_out_free(out);
-        return RLOG_ENOMEM;
-    }
-    out->head_len = (size_t)(RL_WIRE_HDR + body);
-    out->n_iov = 1;
-    out->total = out->head_len;
-    out->iov[0] = (struct rl_wire_iov){out->head, out->head_len};
-    hdr_prefix(out->head, m->type, (uint32_t)body, 0, sender);
-    struct wr w = {out->head + RL_WIRE_HDR};
+    struct wr w;
+    int rv = single_buffer(out, m->type, body, sender, &w);
+    if (rv != 0)
+        return rv;
     w64(&w, m->request);
     if (m->type == RL_WIRE_FORWARD) {
         w64(&w, m->producer_id);
@@ -846,8 +1076,7 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
         w64(&w, m->offset);
         wbytes(&w, m->msg, msglen);
     }
-    rl_put64(out->head + 24, XXH3_64bits_withSeed(out->head + RL_WIRE_HDR, (size_t)body,
-                                               XXH3_64bits(out->head, 24)));
+    seal_single(out);
     return 0;
 }
 
