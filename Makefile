@@ -57,7 +57,8 @@ TEST_LIB_SRC := $(wildcard test/lib/*.c)
 TEST_SRC := $(sort $(wildcard test/unit/test_*.c))
 TEST_BIN := $(TEST_SRC:test/unit/%.c=$(BUILD)/test/%)
 BENCH_STORE := $(BUILD)/bench/bench_store
-SIM_SRC := test/sim/sim.c test/sim/world.c
+# The simulator runs every node's disk through the tests' fault injection.
+SIM_SRC := test/sim/sim.c test/sim/world.c test/lib/fault_fs.c
 SIM_BIN := $(BUILD)/sim/sim
 SIM_SEEDS ?= 3
 SEEDS ?= 100
@@ -106,7 +107,7 @@ pkgconfig/liblog.pc: pkgconfig/liblog.pc.in Makefile include/liblog.h
 	$(Q)$(PC_SUBST) $< > $@
 
 # Tests link the static library: they reach internal (hidden) symbols.
-$(BUILD)/test/%: test/unit/%.c $(TEST_LIB_SRC) $(STATIC)
+$(BUILD)/test/%: test/unit/%.c $(TEST_LIB_SRC) $(wildcard test/lib/*.h) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(call say,CCLD,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -Itest $(LDFLAGS) -o $@ $< $(TEST_LIB_SRC) $(STATIC) $(LIBS) $(TEST_LIBS)
@@ -169,7 +170,7 @@ test: $(TEST_BIN) all $(EXAMPLES) $(RAWSEND) $(FORGE) $(BUILD)/nemesis/nemesis_n
 
 # The deterministic simulator: every scenario over SIM_SEEDS seeds in
 # `make check`; `make sim SEEDS=100000 SEED_START=S [SCENARIO=name]` for more.
-$(SIM_BIN): $(SIM_SRC) test/sim/world.h $(STATIC)
+$(SIM_BIN): $(SIM_SRC) test/sim/world.h test/lib/fault_fs.h $(STATIC)
 	@mkdir -p $(dir $@)
 	$(call say,CCLD,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -Itest $(LDFLAGS) -o $@ $(SIM_SRC) $(STATIC) $(LIBS)

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "store/format.h"
+#include "common/bytes.h"
 
 static const unsigned char MAGIC[4] = {'R', 'L', 'B', '1'};
 

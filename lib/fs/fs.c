@@ -1,278 +1,21 @@
 /*
- * The file-I/O layer. In production each call is the plain syscall with EINTR
- * and short-transfer handling. Under test, a process-global fault plan can
- * fail the k-th write/sync/zero-fill or simulate power loss.
- *
- * Power loss is modelled by an undo log: while a fault plan is armed, every
- * write first saves the bytes it overwrites (its pre-image). A successful
- * fdatasync of a file forgets that file's pre-images (they are durable). At
- * the crash, pre-images are restored newest first, which leaves each file as
- * it was at its last fdatasync; the newest write may keep a torn prefix.
+ * The file-I/O layer: each call is the plain syscall with EINTR and
+ * short-transfer handling, reached through the installed table of operations
+ * (rl_fs_sys unless a test installed its own, see fs.h).
  */
 #include "fs/fs.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
-#include <stdbool.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "liblog.h"
 
-struct undo {
-    struct undo *prev;
-    dev_t dev;
-    ino_t ino;
-    char *path;         /* to restore after the fd is closed */
-    uint64_t off;
-    size_t len;
-    size_t old_len;     /* bytes that existed before (the rest was beyond EOF) */
-    uint64_t old_size;  /* file size before the write */
-    unsigned char *old; /* pre-image */
-};
-
-/* One machine's disk: its fault plan, counters and undo log. */
-struct rl_fs_domain {
-    bool armed;
-    bool crashed;
-    struct rl_fs_faults plan;
-    struct rl_fs_counters counters;
-    unsigned n_writes, n_syncs, n_zero_fills;
-    struct undo *undo_top;
-};
-
-static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct rl_fs_domain process_domain;
-/* The simulator runs several machines on one thread and enters each one's
- * domain while it acts for it; everyone else uses the process's. */
-static __thread struct rl_fs_domain *thread_domain;
-#define DOM (thread_domain ? thread_domain : &process_domain)
-
-/* Paths of open fds, so pre-images can be restored after a close. */
-#define FD_PATHS 1024
-static char *fd_path[FD_PATHS];
-
-static void undo_free(struct undo *u)
+static int sys_open(const char *path, int flags, int mode, int *fd_out)
 {
-    free(u->path);
-    free(u->old);
-    free(u);
-}
-
-static void undo_drop_all(void)
-{
-    while (DOM->undo_top) {
-        struct undo *u = DOM->undo_top;
-        DOM->undo_top = u->prev;
-        undo_free(u);
-    }
-}
-
-void rl_fs_faults_set(const struct rl_fs_faults *f)
-{
-    pthread_mutex_lock(&fault_mu);
-    DOM->plan = *f;
-    DOM->armed = true;
-    DOM->crashed = false;
-    DOM->n_writes = DOM->n_syncs = DOM->n_zero_fills = 0;
-    undo_drop_all();
-    pthread_mutex_unlock(&fault_mu);
-}
-
-void rl_fs_faults_clear(void)
-{
-    pthread_mutex_lock(&fault_mu);
-    memset(&DOM->plan, 0, sizeof DOM->plan);
-    DOM->armed = false;
-    DOM->crashed = false;
-    undo_drop_all();
-    pthread_mutex_unlock(&fault_mu);
-}
-
-struct rl_fs_domain *rl_fs_domain_new(void)
-{
-    return calloc(1, sizeof(struct rl_fs_domain));
-}
-
-void rl_fs_domain_free(struct rl_fs_domain *d)
-{
-    if (!d)
-        return;
-    struct rl_fs_domain *prev = rl_fs_domain_enter(d);
-    rl_fs_faults_clear();
-    rl_fs_domain_enter(prev);
-    free(d);
-}
-
-struct rl_fs_domain *rl_fs_domain_enter(struct rl_fs_domain *d)
-{
-    struct rl_fs_domain *prev = thread_domain;
-    thread_domain = d;
-    return prev;
-}
-
-static void crash_now(void);
-
-void rl_fs_crash(long tear_bytes)
-{
-    pthread_mutex_lock(&fault_mu);
-    if (DOM->armed && !DOM->crashed) {
-        DOM->plan.tear_bytes = tear_bytes;
-        crash_now();
-    }
-    pthread_mutex_unlock(&fault_mu);
-}
-
-int rl_fs_crashed(void)
-{
-    pthread_mutex_lock(&fault_mu);
-    int c = DOM->crashed;
-    pthread_mutex_unlock(&fault_mu);
-    return c;
-}
-
-void rl_fs_counters(struct rl_fs_counters *out)
-{
-    pthread_mutex_lock(&fault_mu);
-    *out = DOM->counters;
-    pthread_mutex_unlock(&fault_mu);
-}
-
-/* Puts back the bytes one write replaced (and the size it extended). */
-static void restore_one(const struct undo *u)
-{
-    int fd = open(u->path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return; /* deleted since: nothing to restore */
-    struct stat st;
-    if (fstat(fd, &st) == 0 && st.st_dev == u->dev && st.st_ino == u->ino) {
-        if (u->old_len > 0) {
-            ssize_t w = pwrite(fd, u->old, u->old_len, (off_t)u->off);
-            (void)w; /* best effort in a test-only path */
-        }
-        if (u->off + u->len > u->old_size && ftruncate(fd, (off_t)u->old_size) != 0) {
-            /* best effort in a test-only path */
-        }
-    }
-    close(fd);
-}
-
-/* Called with fault_mu held. Rolls every file back to its last sync; the
- * newest write may then keep a torn prefix (read before the rollback, put
- * back after it, so older rolled-back writes cannot erase it). */
-static void crash_now(void)
-{
-    struct undo *newest = DOM->undo_top;
-    size_t keep = 0;
-    unsigned char *kept = NULL;
-    char *kept_path = NULL;
-    if (newest && DOM->plan.tear_bytes > 0) {
-        keep = (size_t)DOM->plan.tear_bytes < newest->len ? (size_t)DOM->plan.tear_bytes : newest->len;
-        kept = malloc(keep ? keep : 1);
-        kept_path = strdup(newest->path);
-        int fd = open(newest->path, O_RDONLY | O_CLOEXEC);
-        ssize_t r = fd >= 0 ? pread(fd, kept, keep, (off_t)newest->off) : -1;
-        if (fd >= 0)
-            close(fd);
-        if (r != (ssize_t)keep)
-            keep = 0;
-    }
-    uint64_t kept_off = newest ? newest->off : 0;
-    while (DOM->undo_top) {
-        struct undo *u = DOM->undo_top;
-        restore_one(u);
-        DOM->undo_top = u->prev;
-        undo_free(u);
-    }
-    if (keep) {
-        int fd = open(kept_path, O_WRONLY | O_CLOEXEC);
-        if (fd >= 0) {
-            ssize_t w = pwrite(fd, kept, keep, (off_t)kept_off);
-            (void)w;
-            close(fd);
-        }
-    }
-    free(kept);
-    free(kept_path);
-    DOM->crashed = true;
-}
-
-static bool is_direct(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    return fl >= 0 && (fl & O_DIRECT);
-}
-
-/* Saves the pre-image of [off, off+len) of fd. Called with fault_mu held. */
-static void undo_record(int fd, uint64_t off, size_t len)
-{
-    struct stat st;
-    if (fstat(fd, &st) != 0 || fd < 0 || fd >= FD_PATHS || fd_path[fd] == NULL)
-        return;
-    struct undo *u = calloc(1, sizeof *u);
-    if (!u)
-        abort(); /* test-only path: an OOM here would silently weaken tests */
-    u->dev = st.st_dev;
-    u->ino = st.st_ino;
-    u->path = strdup(fd_path[fd]);
-    u->off = off;
-    u->len = len;
-    u->old_size = (uint64_t)st.st_size;
-    u->old_len = off >= u->old_size ? 0
-               : (u->old_size - off < len ? (size_t)(u->old_size - off) : len);
-    u->old = malloc(u->old_len ? u->old_len : 1);
-    if (!u->path || !u->old)
-        abort();
-    /* An O_DIRECT fd refuses this unaligned read: use a buffered one. */
-    int rfd = is_direct(fd) ? open(u->path, O_RDONLY | O_CLOEXEC) : fd;
-    size_t got = 0;
-    while (rfd >= 0 && got < u->old_len) {
-        ssize_t r = pread(rfd, u->old + got, u->old_len - got, (off_t)(off + got));
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    if (rfd != fd && rfd >= 0)
-        close(rfd);
-    u->old_len = got;
-    u->prev = DOM->undo_top;
-    DOM->undo_top = u;
-}
-
-/* Forgets pre-images of the file behind fd: its data is now durable. */
-static void undo_forget(int fd)
-{
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return;
-    struct undo **pp = &DOM->undo_top;
-    while (*pp) {
-        struct undo *u = *pp;
-        if (u->dev == st.st_dev && u->ino == st.st_ino) {
-            *pp = u->prev;
-            undo_free(u);
-        } else {
-            pp = &u->prev;
-        }
-    }
-}
-
-int rl_fs_open(const char *path, int flags, int mode, int *fd_out)
-{
-    if (rl_fs_crashed())
-        return -EIO;
-    if (flags & O_DIRECT) {
-        pthread_mutex_lock(&fault_mu);
-        bool refuse = DOM->armed && DOM->plan.no_direct;
-        pthread_mutex_unlock(&fault_mu);
-        if (refuse)
-            return -EINVAL;
-    }
     /* Every file liblog creates holds the host's records or what decides
      * over them: readable and writable by this user only, whatever mode a
      * caller passes. */
@@ -284,33 +27,19 @@ int rl_fs_open(const char *path, int flags, int mode, int *fd_out)
     } while (fd < 0 && errno == EINTR);
     if (fd < 0)
         return -errno;
-    pthread_mutex_lock(&fault_mu);
-    if (fd < FD_PATHS) {
-        free(fd_path[fd]);
-        fd_path[fd] = strdup(path);
-    }
-    pthread_mutex_unlock(&fault_mu);
     *fd_out = fd;
     return 0;
 }
 
-int rl_fs_close(int fd)
+static int sys_close(int fd)
 {
-    pthread_mutex_lock(&fault_mu);
-    if (fd >= 0 && fd < FD_PATHS) {
-        free(fd_path[fd]);
-        fd_path[fd] = NULL;
-    }
-    pthread_mutex_unlock(&fault_mu);
     return close(fd) == 0 ? 0 : -errno;
 }
 
-int rl_fs_pread(int fd, void *buf, size_t len, uint64_t off, size_t *nread)
+static int sys_pread(int fd, void *buf, size_t len, uint64_t off, size_t *nread)
 {
-    *nread = 0;
-    if (rl_fs_crashed())
-        return -EIO;
     size_t got = 0;
+    *nread = 0;
     while (got < len) {
         ssize_t r = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
         if (r < 0 && errno == EINTR)
@@ -325,53 +54,22 @@ int rl_fs_pread(int fd, void *buf, size_t len, uint64_t off, size_t *nread)
     return 0;
 }
 
-/* Decides the fate of one write under the fault plan: 0 to go ahead, or a
- * negative errno with *partial bytes to write before failing. */
-static int write_fault(int fd, uint64_t off, size_t len, size_t *partial)
-{
-    int rv = 0;
-    *partial = len;
-    pthread_mutex_lock(&fault_mu);
-    if (DOM->armed) {
-        if (DOM->crashed) {
-            rv = -EIO;
-            *partial = 0;
-        } else {
-            DOM->n_writes++;
-            if (DOM->plan.write_fail_at && DOM->n_writes == DOM->plan.write_fail_at) {
-                rv = -(DOM->plan.write_errno ? DOM->plan.write_errno : EIO);
-                *partial = DOM->plan.write_short_bytes < len ? DOM->plan.write_short_bytes : len;
-            }
-            if (*partial)
-                undo_record(fd, off, *partial);
-        }
-    }
-    DOM->counters.writes++;
-    DOM->counters.bytes_written += *partial;
-    pthread_mutex_unlock(&fault_mu);
-    return rv;
-}
-
-static int pwritev_all(int fd, const struct iovec *iov_in, int iovcnt,
-                       uint64_t off, size_t limit)
+/* Writes the whole of iov_in, 64 iovecs at a time (below IOV_MAX), each
+ * group retried until fully written. */
+static int sys_pwritev(int fd, const struct iovec *iov_in, int iovcnt, uint64_t off)
 {
     struct iovec iov[64];
     const struct iovec *src = iov_in;
     int left = iovcnt;
-    while (left > 0 && limit > 0) {
-        int n = left < 64 ? left : 64;
-        size_t chunk = 0;
-        int k;
-        for (k = 0; k < n && chunk < limit; k++) {
-            iov[k] = src[k];
-            if (iov[k].iov_len > limit - chunk)
-                iov[k].iov_len = limit - chunk;
-            chunk += iov[k].iov_len;
+    while (left > 0) {
+        int k = left < 64 ? left : 64;
+        size_t group = 0;
+        for (int i = 0; i < k; i++) {
+            iov[i] = src[i];
+            group += iov[i].iov_len;
         }
-        /* write this group fully, retrying short writes */
         struct iovec *cur = iov;
         int cnt = k;
-        size_t group = chunk;
         while (group > 0) {
             ssize_t w = pwritev(fd, cur, cnt, (off_t)off);
             if (w < 0 && errno == EINTR)
@@ -382,7 +80,6 @@ static int pwritev_all(int fd, const struct iovec *iov_in, int iovcnt,
                 return -EIO;
             off += (uint64_t)w;
             group -= (size_t)w;
-            limit -= (size_t)w;
             size_t adv = (size_t)w;
             while (cnt > 0 && adv >= cur->iov_len) {
                 adv -= cur->iov_len;
@@ -400,95 +97,19 @@ static int pwritev_all(int fd, const struct iovec *iov_in, int iovcnt,
     return 0;
 }
 
-/* A short-write fault on an O_DIRECT fd: its `partial` bytes are not
- * aligned, so they go through a buffered fd of the same file. */
-static int short_write_buffered(int fd, const struct iovec *iov, int iovcnt, uint64_t off,
-                                size_t partial, int fault)
+static int sys_fdatasync(int fd)
 {
-    pthread_mutex_lock(&fault_mu);
-    char *path = fd < FD_PATHS && fd_path[fd] ? strdup(fd_path[fd]) : NULL;
-    pthread_mutex_unlock(&fault_mu);
-    int bfd = path ? open(path, O_WRONLY | O_CLOEXEC) : -1;
-    free(path);
-    if (bfd < 0)
-        return fault;
-    pwritev_all(bfd, iov, iovcnt, off, partial); /* the fault is the outcome */
-    close(bfd);
-    return fault;
-}
-
-int rl_fs_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
-{
-    size_t total = 0;
-    for (int i = 0; i < iovcnt; i++)
-        total += iov[i].iov_len;
-    size_t partial;
-    int fault = write_fault(fd, off, total, &partial);
-    if (fault && partial > 0 && is_direct(fd))
-        return short_write_buffered(fd, iov, iovcnt, off, partial, fault);
-    int rv = pwritev_all(fd, iov, iovcnt, off, partial);
-    return fault ? fault : rv;
-}
-
-int rl_fs_pwrite(int fd, const void *buf, size_t len, uint64_t off)
-{
-    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    return rl_fs_pwritev(fd, &iov, 1, off);
-}
-
-int rl_fs_fdatasync(int fd)
-{
-    pthread_mutex_lock(&fault_mu);
-    DOM->counters.syncs++;
-    if (DOM->armed) {
-        if (DOM->crashed) {
-            pthread_mutex_unlock(&fault_mu);
-            return -EIO;
-        }
-        DOM->n_syncs++;
-        if (DOM->plan.crash_at_sync && DOM->n_syncs == DOM->plan.crash_at_sync) {
-            crash_now();
-            pthread_mutex_unlock(&fault_mu);
-            return -EIO;
-        }
-        if (DOM->plan.sync_fail_at && DOM->n_syncs == DOM->plan.sync_fail_at) {
-            pthread_mutex_unlock(&fault_mu);
-            return -(DOM->plan.sync_errno ? DOM->plan.sync_errno : EIO);
-        }
-    }
-    pthread_mutex_unlock(&fault_mu);
     int rv;
     do {
         rv = fdatasync(fd);
     } while (rv != 0 && errno == EINTR);
-    if (rv != 0)
-        return -errno;
-    pthread_mutex_lock(&fault_mu);
-    if (DOM->armed)
-        undo_forget(fd);
-    pthread_mutex_unlock(&fault_mu);
-    return 0;
+    return rv == 0 ? 0 : -errno;
 }
 
 #define ZERO_FILL_CHUNK (256u << 10)
 
-int rl_fs_zero_fill(int fd, uint64_t size)
+static int sys_zero_fill(int fd, uint64_t size)
 {
-    pthread_mutex_lock(&fault_mu);
-    DOM->counters.zero_fills++;
-    if (DOM->armed) {
-        DOM->n_zero_fills++;
-        if (DOM->crashed || DOM->plan.disk_full ||
-            (DOM->plan.zero_fill_fail_at && DOM->n_zero_fills == DOM->plan.zero_fill_fail_at)) {
-            int e = DOM->crashed ? EIO
-                  : DOM->plan.disk_full ? ENOSPC
-                  : (DOM->plan.zero_fill_errno ? DOM->plan.zero_fill_errno : ENOSPC);
-            pthread_mutex_unlock(&fault_mu);
-            return -e;
-        }
-    }
-    pthread_mutex_unlock(&fault_mu);
-
     /* Reserve first so ENOSPC shows before any byte is written, then write
      * real zeros so later overwrites need no extent conversion at sync. */
     int rv = posix_fallocate(fd, 0, (off_t)size);
@@ -510,14 +131,104 @@ int rl_fs_zero_fill(int fd, uint64_t size)
          * chunks (same W2 throughput, p99 +7-10%). 1 MiB chunks doubled
          * bench_store's p99 while a spare was being made; 256 KiB less. */
         if (off % ZERO_FILL_CHUNK == 0 || off == size) {
-            do {
-                rv = fdatasync(fd);
-            } while (rv != 0 && errno == EINTR);
+            rv = sys_fdatasync(fd);
             if (rv != 0)
-                return -errno;
+                return rv;
         }
     }
     return 0;
+}
+
+static int sys_unlink(const char *path)
+{
+    return unlink(path) == 0 ? 0 : -errno;
+}
+
+static int sys_rename(const char *from, const char *to)
+{
+    return rename(from, to) == 0 ? 0 : -errno;
+}
+
+static int sys_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rv = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rv;
+}
+
+const struct rl_fs_ops rl_fs_sys = {
+    .open = sys_open,
+    .close = sys_close,
+    .pread = sys_pread,
+    .pwritev = sys_pwritev,
+    .fdatasync = sys_fdatasync,
+    .zero_fill = sys_zero_fill,
+    .unlink = sys_unlink,
+    .rename = sys_rename,
+    .fsync_dir = sys_fsync_dir,
+};
+
+static const struct rl_fs_ops *ops = &rl_fs_sys;
+
+const struct rl_fs_ops *rl_fs_set_ops(const struct rl_fs_ops *next)
+{
+    const struct rl_fs_ops *prev = ops;
+    ops = next ? next : &rl_fs_sys;
+    return prev;
+}
+
+int rl_fs_open(const char *path, int flags, int mode, int *fd_out)
+{
+    return ops->open(path, flags, mode, fd_out);
+}
+
+int rl_fs_close(int fd)
+{
+    return ops->close(fd);
+}
+
+int rl_fs_pread(int fd, void *buf, size_t len, uint64_t off, size_t *nread)
+{
+    return ops->pread(fd, buf, len, off, nread);
+}
+
+int rl_fs_pwritev(int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+    return ops->pwritev(fd, iov, iovcnt, off);
+}
+
+int rl_fs_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    return ops->pwritev(fd, &iov, 1, off);
+}
+
+int rl_fs_fdatasync(int fd)
+{
+    return ops->fdatasync(fd);
+}
+
+int rl_fs_zero_fill(int fd, uint64_t size)
+{
+    return ops->zero_fill(fd, size);
+}
+
+int rl_fs_unlink(const char *path)
+{
+    return ops->unlink(path);
+}
+
+int rl_fs_rename(const char *from, const char *to)
+{
+    return ops->rename(from, to);
+}
+
+int rl_fs_fsync_dir(const char *dir)
+{
+    return ops->fsync_dir(dir);
 }
 
 int rl_fs_file_size(int fd, uint64_t *size)
@@ -527,32 +238,6 @@ int rl_fs_file_size(int fd, uint64_t *size)
         return -errno;
     *size = (uint64_t)st.st_size;
     return 0;
-}
-
-int rl_fs_unlink(const char *path)
-{
-    if (rl_fs_crashed())
-        return -EIO;
-    return unlink(path) == 0 ? 0 : -errno;
-}
-
-int rl_fs_rename(const char *from, const char *to)
-{
-    if (rl_fs_crashed())
-        return -EIO;
-    return rename(from, to) == 0 ? 0 : -errno;
-}
-
-int rl_fs_fsync_dir(const char *dir)
-{
-    if (rl_fs_crashed())
-        return -EIO;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rv = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rv;
 }
 
 int rl_fs_replace(const char *dir, const char *name, const void *buf, size_t len)

@@ -1,26 +1,19 @@
 /*
  * fs — the one thin layer every byte liblog puts on or takes off disk passes
- * through, so tests can inject faults by countdown (SQLite's test6.c, raft's
- * test/lib/fault.h are the models).
+ * through.
  *
  * All functions return 0 or a negative errno (-EIO, -ENOSPC, ...); none of
  * them prints. Short reads/writes of regular files are retried internally, so
  * success always means the whole buffer.
  *
  * Descriptors opened with O_DIRECT work with every call; writes to them must
- * be aligned by the caller (buffer, offset and length), except that fault
- * injection reads pre-images and writes short-write prefixes through a
- * buffered descriptor of the same file.
+ * be aligned by the caller (buffer, offset and length).
  *
- * Fault injection (tests only; process-global, thread-safe):
- *  - fail the k-th write / fdatasync / preallocation with a chosen errno,
- *    optionally after writing part of the buffer (a short write);
- *  - simulate power loss at the k-th fdatasync: every byte written since the
- *    last successful fdatasync of its file is rolled back to what was there
- *    before (optionally keeping the first tear_bytes of the newest write, a
- *    torn write), and from then on every call fails with -EIO as if the
- *    machine were gone. Directory operations (create, rename, unlink) are
- *    modelled as immediately durable.
+ * The calls that touch the disk go through a table of operations: the plain
+ * system calls (rl_fs_sys) unless a test installs its own. The tests' fault
+ * injection (countdown failures, short writes, simulated power loss) is such
+ * a table, in test/lib/fault_fs.c: the shipped library carries none of it and
+ * takes no lock on these calls.
  */
 #ifndef RL_FS_H
 #define RL_FS_H
@@ -52,45 +45,26 @@ int rl_fs_replace(const char *dir, const char *name, const void *buf, size_t len
  * space or quota), RLOG_ENOMEM, else RLOG_EIO; 0 for 0. */
 int rl_errno_to_rlog(int neg_errno);
 
-struct rl_fs_faults {
-    unsigned write_fail_at;   /* 1-based count of writes; 0 = never */
-    int write_errno;          /* e.g. EIO, ENOSPC */
-    size_t write_short_bytes; /* bytes written before the failure */
-    unsigned sync_fail_at;    /* 1-based count of fdatasyncs; 0 = never */
-    int sync_errno;
-    unsigned zero_fill_fail_at; /* 1-based count of zero fills; 0 = never */
-    int zero_fill_errno;
-    int disk_full;            /* nonzero: every zero fill fails with ENOSPC
-                                 (overwriting space already made works) */
-    unsigned crash_at_sync;   /* simulate power loss at this fdatasync */
-    long tear_bytes;          /* with crash: keep this many bytes of the
-                                 newest write; < 0 keeps none */
-    int no_direct;            /* nonzero: opening with O_DIRECT fails with
-                                 EINVAL, like a file system without it */
+/* The operations behind the calls above, with the same contracts. */
+struct rl_fs_ops {
+    int (*open)(const char *path, int flags, int mode, int *fd_out);
+    int (*close)(int fd);
+    int (*pread)(int fd, void *buf, size_t len, uint64_t off, size_t *nread);
+    int (*pwritev)(int fd, const struct iovec *iov, int iovcnt, uint64_t off);
+    int (*fdatasync)(int fd);
+    int (*zero_fill)(int fd, uint64_t size);
+    int (*unlink)(const char *path);
+    int (*rename)(const char *from, const char *to);
+    int (*fsync_dir)(const char *dir);
 };
 
-struct rl_fs_counters {
-    uint64_t writes, syncs, zero_fills, bytes_written;
-};
+/* The plain system calls (EINTR and short transfers handled): the default,
+ * and what a test's table calls for the real work. */
+extern const struct rl_fs_ops rl_fs_sys;
 
-void rl_fs_faults_set(const struct rl_fs_faults *f);
-void rl_fs_faults_clear(void);
-/* 1 once a simulated crash has happened (until rl_fs_faults_clear). */
-int rl_fs_crashed(void);
-void rl_fs_counters(struct rl_fs_counters *out);
-
-/* Domains: the simulator runs several machines in one process, each with its
- * own disk. A thread acts within one domain at a time (the process's own by
- * default); the fault calls above apply to the current one. */
-struct rl_fs_domain;
-struct rl_fs_domain *rl_fs_domain_new(void);
-void rl_fs_domain_free(struct rl_fs_domain *d);
-/* Makes d (NULL: the process's) current for this thread; returns the
- * previous one. */
-struct rl_fs_domain *rl_fs_domain_enter(struct rl_fs_domain *d);
-/* Power loss now in the current domain (armed by rl_fs_faults_set): rolls
- * back everything not fdatasync'd, keeping tear_bytes of the newest write
- * when > 0; later calls fail with -EIO until rl_fs_faults_clear. */
-void rl_fs_crash(long tear_bytes);
+/* Makes ops (NULL: rl_fs_sys) the table every call above goes through, and
+ * returns the previous one. Not synchronised: call it before any thread
+ * uses this layer (a test, before main). */
+const struct rl_fs_ops *rl_fs_set_ops(const struct rl_fs_ops *ops);
 
 #endif

@@ -3,41 +3,29 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "common/bytes.h"
+
 uint64_t rl_hello_cluster_hash(const char *cluster)
 {
     return XXH64(cluster, strlen(cluster), 0);
 }
 
-static void put_le(unsigned char *p, uint64_t v, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_le(const unsigned char *p, unsigned n)
-{
-    uint64_t v = 0;
-    for (unsigned i = n; i-- > 0;)
-        v = v << 8 | p[i];
-    return v;
-}
-
 void rl_hello_encode(unsigned char out[RL_HELLO_LEN], uint64_t id, uint64_t cluster_hash)
 {
     memcpy(out, RL_HELLO_MAGIC, 8);
-    put_le(out + 8, RL_HELLO_VERSION, 4);
-    put_le(out + 12, 0, 4);
-    put_le(out + 16, id, 8);
-    put_le(out + 24, cluster_hash, 8);
+    rl_put32(out + 8, RL_HELLO_VERSION);
+    rl_put32(out + 12, 0);
+    rl_put64(out + 16, id);
+    rl_put64(out + 24, cluster_hash);
 }
 
 int rl_hello_check(const unsigned char in[RL_HELLO_LEN], const struct rl_hello_expect *e,
                    struct rl_hello *h, const char **why)
 {
-    *h = (struct rl_hello){.version = (uint32_t)get_le(in + 8, 4),
-                           .flags = (uint32_t)get_le(in + 12, 4),
-                           .id = get_le(in + 16, 8),
-                           .cluster_hash = get_le(in + 24, 8)};
+    *h = (struct rl_hello){.version = rl_get32(in + 8),
+                           .flags = rl_get32(in + 12),
+                           .id = rl_get64(in + 16),
+                           .cluster_hash = rl_get64(in + 24)};
     if (memcmp(in, RL_HELLO_MAGIC, 8) != 0)
         *why = "not a liblog peer (bad hello magic)";
     else if (h->version != RL_HELLO_VERSION)

@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "batch/batch.h"
+#include "common/bytes.h"
 #include "liblog.h"
-#include "store/format.h"
 
 #define AT(c, i) (&(c)->ring[((c)->head + (i)) % (c)->cap])
 

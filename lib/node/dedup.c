@@ -7,9 +7,9 @@
 #include <xxhash.h>
 
 #include "batch/batch.h"
+#include "common/bytes.h"
 #include "common/grow.h"
 #include "liblog.h"
-#include "store/format.h"
 
 struct run {
     uint64_t seq, offset, hash;

@@ -264,7 +264,8 @@ void rl_log(struct rlog *log, int level, const char *fmt, ...)
  * for (the io hook on_repair_answer); fills the status counters; frees
  * what it holds (after the store closed). */
 void rl_repair_poll(struct rlog *log);
-bool rl_repair_answer(void *arg, uint64_t from, const struct raft_append_entries *ae);
+struct rl_wire_fetch_resp;
+bool rl_repair_answer(void *arg, uint64_t from, const struct rl_wire_fetch_resp *a);
 void rl_repair_status(struct rlog *log, struct rlog_status *st);
 void rl_repair_free(struct rl_repair *r);
 /* batcher.c: orders pending appends into batches (leader) or refuses them. */

@@ -36,6 +36,7 @@
 #include "batch/batch.h"
 #include "node/node.h"
 #include "raftio/io.h"
+#include "wire/codec.h"
 
 #define REPAIR_POLL_MS 100
 #define REPAIR_TIMEOUT_MS 2000
@@ -140,10 +141,10 @@ static void written(struct rl_store_req *req, int status)
 }
 
 /* Checks the peer's entries against what this node knows, keeps copies. */
-static const char *take(struct rlog *log, const struct raft_append_entries *ae)
+static const char *take(struct rlog *log, const struct rl_wire_fetch_resp *a)
 {
     struct rl_repair *r = &log->repair;
-    unsigned n = ae->n_entries;
+    unsigned n = a->n_entries;
     uint64_t from = r->first + r->n;
     if (from + n - 1 > r->last)
         n = (unsigned)(r->last - from + 1);
@@ -157,7 +158,7 @@ static const char *take(struct rlog *log, const struct raft_append_entries *ae)
     }
     uint64_t prev = r->n ? r->entries[r->n - 1].term : r->prev_term;
     for (unsigned i = 0; i < n; i++) {
-        const struct raft_entry *e = &ae->entries[i];
+        const struct raft_entry *e = &a->entries[i];
         if (e->term == 0 || e->term < prev || (r->next_term && e->term > r->next_term) ||
             e->term > log->raft.current_term)
             return "an entry's term does not fit between its neighbours here";
@@ -182,20 +183,20 @@ static const char *take(struct rlog *log, const struct raft_append_entries *ae)
     return NULL;
 }
 
-bool rl_repair_answer(void *arg, uint64_t from, const struct raft_append_entries *ae)
+bool rl_repair_answer(void *arg, uint64_t from, const struct rl_wire_fetch_resp *a)
 {
     struct rlog *log = arg;
     struct rl_repair *r = &log->repair;
-    if (!r->asking || from != r->source || ae->prev_log_index + 1 != r->first + r->n)
+    if (!r->asking || from != r->source || a->first != r->first + r->n)
         return false;
-    if (ae->term != 0 || ae->n_entries == 0) {
+    if (a->status != 0 || a->n_entries == 0) {
         char why[96];
         snprintf(why, sizeof why, "it %s",
-                 ae->term ? rlog_strerror(-(int)ae->term) : "cannot serve them either");
+                 a->status ? rlog_strerror(a->status) : "cannot serve them either");
         give_up_peer(log, why);
         return true;
     }
-    const char *bad = take(log, ae);
+    const char *bad = take(log, a);
     if (bad) {
         give_up_peer(log, bad);
         return true;

@@ -9,6 +9,7 @@
 #include <inttypes.h>
 
 #include "raftio/io.h"
+#include "wire/codec.h"
 
 /* An entry the fence passed: settle the append proposed there, if any. */
 static void entry_shown(void *arg, const struct rl_fence_entry *e)
@@ -55,7 +56,8 @@ void rl_visible_update(struct rlog *log)
     uint64_t to = leader ? rl_fence_reach(&log->fence, commit, term, durable) : 0;
     size_t passed = rl_fence_advance(&log->fence, commit, term, durable, entry_shown, log);
     if (to)
-        rl_io_send_commit(&log->io, &log->raft.configuration, term, to, term);
+        rl_io_send_commit(&log->io, &log->raft.configuration,
+                          &(struct rl_wire_commit){.term = term, .index = to, .entry_term = term});
     /* A follower's write that becomes durable after the notice for its entry
      * came: without this it would wait for the next AppendEntries (the next
      * append, or a heartbeat) to learn the commit index again. */

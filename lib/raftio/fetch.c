@@ -79,7 +79,7 @@ struct serve {
 };
 
 static void fetch_send(struct fetch *f);
-static void fetch_reset(struct fetch *f, const struct raft_append_entries *ae);
+static void fetch_reset(struct fetch *f, const struct rl_wire_fetch_resp *a);
 static bool try_another_source(struct fetch *f);
 
 static void fetch_free_if_done(struct fetch *f)
@@ -136,23 +136,29 @@ static void fetch_timeout(uv_timer_t *t)
     fetch_send(f);
 }
 
-void rl_io__fetch_sent(void *arg, int status)
+static void fetch_sent(void *arg, int status)
 {
     (void)arg;
     (void)status; /* a lost request is covered by the timeout */
 }
 
+int rl_io__ask_fetch(struct io *io, uint64_t peer, const char *address, uint64_t first,
+                     uint64_t last, uint64_t budget)
+{
+    struct rl_wire_fetch_req req = {.first = first, .last = last, .budget = budget};
+    struct rl_wire_out out;
+    int rv = rl_wire_encode_fetch_req(&req, io->id, &out);
+    if (rv != 0)
+        return rv == RLOG_ENOMEM ? RAFT_NOMEM : RAFT_MALFORMED;
+    return rl_io__send_own(io, peer, address, &out, fetch_sent, NULL);
+}
+
 static void fetch_send(struct fetch *f)
 {
     struct io *io = f->io;
-    struct raft_message m = {.type = RL_WIRE_FETCH_REQUEST,
-                             .server_id = io->snap_source_id,
-                             .server_address = io->snap_source_addr};
-    m.timeout_now.term = f->next;
-    m.timeout_now.last_log_index = f->index;
-    m.timeout_now.last_log_term = FETCH_CHUNK;
     uv_timer_start(&f->timer, fetch_timeout, FETCH_TIMEOUT_MS, 0);
-    if (rl_io__send_msg(io, &m, NULL, NULL, rl_io__fetch_sent, f) != 0)
+    if (rl_io__ask_fetch(io, io->snap_source_id, io->snap_source_addr, f->next, f->index,
+                         FETCH_CHUNK) != 0)
         rl_io__log(io, 1, "catch-up: cannot reach %" PRIu64 " at %s yet", io->snap_source_id,
                    io->snap_source_addr);
 }
@@ -204,37 +210,37 @@ static void fetch_appended(struct rl_store_req *sreq, int status)
 }
 
 /* A chunk arrived: copy it out of the frame and append it. */
-static void fetch_chunk(struct io *io, const struct raft_append_entries *ae)
+static void fetch_chunk(struct io *io, const struct rl_wire_fetch_resp *a)
 {
     struct fetch *f = io->fetch;
-    rl_io__log(io, 0, "catch-up: got %u entries from %" PRIu64 " (status %" PRIu64 ")",
-               ae->n_entries, (uint64_t)ae->prev_log_index + 1, (uint64_t)ae->term);
-    /* prev_log_index 0: the peer holds nothing of this snapshot any more
-     * (it trimmed past it); without ending, we would ask it forever
-     * (found by the simulator, random seed 2 with retention). */
-    if (f && !f->busy && !f->stopping && ae->term == (uint64_t)-(int64_t)RLOG_ETRIMMED &&
-        (ae->prev_log_index == 0 || ae->prev_log_index + 1 > f->next)) {
-        fetch_reset(f, ae);
+    rl_io__log(io, 0, "catch-up: got %u entries from %" PRIu64 " (status %d)", a->n_entries,
+               a->first, a->status);
+    /* first 0: the peer holds nothing of this snapshot any more (it
+     * trimmed past it); without ending, we would ask it forever (found by
+     * the simulator, random seed 2 with retention). */
+    if (f && !f->busy && !f->stopping && a->status == RLOG_ETRIMMED &&
+        (a->first == 0 || a->first > f->next)) {
+        fetch_reset(f, a);
         return;
     }
-    if (!f || f->busy || f->stopping || ae->prev_log_index + 1 != f->next)
+    if (!f || f->busy || f->stopping || a->first != f->next)
         return; /* stale or duplicate answer */
     /* Its copy is damaged (and under repair there): another member may
      * serve it now. */
-    if (ae->term == (uint64_t)-(int64_t)RLOG_ECORRUPT && try_another_source(f))
+    if (a->status == RLOG_ECORRUPT && try_another_source(f))
         return;
-    if (ae->term != 0 || ae->n_entries == 0) {
+    if (a->status != 0 || a->n_entries == 0) {
         rl_io__log(io, 1, "catch-up: %" PRIu64 " cannot serve entry %" PRIu64 " (%s); retrying",
                    io->snap_source_id, f->next,
-                   ae->term ? rlog_strerror(-(int)ae->term) : "it has nothing there yet");
+                   a->status ? rlog_strerror(a->status) : "it has nothing there yet");
         return; /* the timer asks again */
     }
-    unsigned n = ae->n_entries;
+    unsigned n = a->n_entries;
     if (f->next + n - 1 > f->index)
         n = (unsigned)(f->index - f->next + 1);
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
-        total += ae->entries[i].buf.len;
+        total += a->entries[i].buf.len;
     f->entries = calloc(n, sizeof *f->entries);
     f->chunk = malloc(total ? total : 1);
     if (!f->entries || !f->chunk) {
@@ -246,7 +252,7 @@ static void fetch_chunk(struct io *io, const struct raft_append_entries *ae)
     }
     size_t pos = 0;
     for (unsigned i = 0; i < n; i++) {
-        const struct raft_entry *e = &ae->entries[i];
+        const struct raft_entry *e = &a->entries[i];
         memcpy(f->chunk + pos, e->buf.base, e->buf.len);
         f->entries[i] = (struct rl_store_entry){
             .index = f->next + i, .term = e->term, .type = (uint8_t)e->type,
@@ -406,14 +412,15 @@ static bool try_another_source(struct fetch *f)
     return false;
 }
 
-/* The peer trimmed what we asked for; it serves from ae->prev_log_index + 1. */
-static void fetch_reset(struct fetch *f, const struct raft_append_entries *ae)
+/* The peer trimmed what we asked for; it serves from a->first (0: nothing
+ * of it). */
+static void fetch_reset(struct fetch *f, const struct rl_wire_fetch_resp *a)
 {
     struct io *io = f->io;
-    uint64_t index = ae->prev_log_index + 1;
-    if ((ae->prev_log_index == 0 || index - 1 > f->index) && try_another_source(f))
+    uint64_t index = a->first;
+    if ((index == 0 || index - 1 > f->index) && try_another_source(f))
         return;
-    if (ae->prev_log_index == 0 || index - 1 > f->index) {
+    if (index == 0 || index - 1 > f->index) {
         /* No member holds anything of this snapshot any more: libraft sends
          * a newer one after its install timeout. */
         rl_io__log(io, 1, "catch-up: %" PRIu64 " has trimmed past entry %" PRIu64 "; waiting for a"
@@ -423,15 +430,15 @@ static void fetch_reset(struct fetch *f, const struct raft_append_entries *ae)
     }
     rl_io__log(io, 1, "catch-up: %" PRIu64 " has trimmed entries before %" PRIu64
                " (record %" PRIu64 "); this log restarts there", io->snap_source_id, index,
-               (uint64_t)ae->leader_commit);
-    struct raft_snapshot at = {.index = index - 1, .term = ae->prev_log_term,
+               a->restart_offset);
+    struct raft_snapshot at = {.index = index - 1, .term = a->restart_term,
                                .configuration = f->conf};
     uint64_t conf_index = f->conf_index < index - 1 ? f->conf_index : index - 1;
     uv_timer_stop(&f->timer);
     f->busy = true;
     io->reset_fetch = f;
     int rv = rl_io__snap_put_queue(io, NULL, fetch_reset_saved, &at, conf_index, index - 1,
-                                   ae->leader_commit);
+                                   a->restart_offset);
     if (rv != 0) {
         f->busy = false;
         io->reset_fetch = NULL;
@@ -542,18 +549,20 @@ static bool serve_read(struct io *io, struct serve *sv, uint64_t from, uint64_t 
 }
 
 /* Another node asks for part of our log. */
-static void fetch_serve(struct io *io, const struct raft_message *req, const char *address)
+void rl_io__fetch_serve(struct io *io, uint64_t peer, const char *address,
+                        const struct rl_wire_fetch_req *req)
 {
+    if (io->closing || io->fatal)
+        return;
     struct rl_io_harden *hd = &io->harden;
-    uint64_t peer = req->server_id;
     const char *why = serve_refusal(io, peer);
     if (why) {
         serve_refused(io, peer, why);
         return;
     }
-    uint64_t from = req->timeout_now.term, to = req->timeout_now.last_log_index;
+    uint64_t from = req->first, to = req->last;
     uint64_t wanted_to = to;
-    uint64_t budget = req->timeout_now.last_log_term;
+    uint64_t budget = req->budget;
     uint64_t first = rl_store_first_index(io->store), last = rl_store_last_index(io->store);
     if (budget > FETCH_CHUNK)
         budget = FETCH_CHUNK;
@@ -564,19 +573,15 @@ static void fetch_serve(struct io *io, const struct raft_message *req, const cha
         return;
     sv->io = io;
     sv->peer = peer;
-    struct raft_message m = {.type = RL_WIRE_FETCH_RESPONSE, .server_id = peer,
-                             .server_address = address};
-    m.append_entries.prev_log_index = from - 1;
-    m.append_entries.leader_commit = last;
+    struct rl_wire_fetch_resp m = {.first = from, .last = last};
     if (from < first || from == 0) {
-        m.append_entries.term = (uint64_t)-(int64_t)RLOG_ETRIMMED;
         uint64_t index, term, offset;
-        m.append_entries.prev_log_index = 0;
-        if (restart_point(io, wanted_to, &index, &term, &offset)) {
-            m.append_entries.prev_log_index = index - 1;
-            m.append_entries.prev_log_term = term;
-            m.append_entries.leader_commit = offset;
-        }
+        /* Entry 1 has nothing trimmed before it: no restart point. */
+        if (restart_point(io, wanted_to, &index, &term, &offset) && index >= 2)
+            m = (struct rl_wire_fetch_resp){.status = RLOG_ETRIMMED, .first = index,
+                                            .restart_term = term, .restart_offset = offset};
+        else
+            m = (struct rl_wire_fetch_resp){.status = RLOG_ETRIMMED, .last = last};
     } else if (from <= to) {
         bool damaged_first = false;
         if (!serve_read(io, sv, from, to, budget,
@@ -586,9 +591,9 @@ static void fetch_serve(struct io *io, const struct raft_message *req, const cha
             return;
         }
         if (damaged_first) /* the asker tries another member */
-            m.append_entries.term = (uint64_t)-(int64_t)RLOG_ECORRUPT;
-        m.append_entries.entries = sv->n ? sv->entries : NULL;
-        m.append_entries.n_entries = sv->n;
+            m.status = RLOG_ECORRUPT;
+        m.entries = sv->n ? sv->entries : NULL;
+        m.n_entries = sv->n;
     }
     sv->next = hd->serves;
     hd->serves = sv;
@@ -596,19 +601,18 @@ static void fetch_serve(struct io *io, const struct raft_message *req, const cha
     hd->serving_bytes += sv->bytes;
     rl_io__log(io, 0, "catch-up: serving %u entries from %" PRIu64 " to %" PRIu64, sv->n, from,
                peer);
-    if (rl_io__send_msg(io, &m, NULL, NULL, serve_done, sv) != 0)
+    struct rl_wire_out out;
+    if (rl_wire_encode_fetch_resp(&m, io->id, &out) != 0 ||
+        rl_io__send_own(io, peer, address, &out, serve_done, sv) != 0)
         serve_done(sv, 0);
 }
 
-void rl_io__fetch_recv(struct io *io, const struct raft_message *msg, const char *address)
+void rl_io__fetch_answer(struct io *io, uint64_t peer, const struct rl_wire_fetch_resp *a)
 {
     if (io->closing || io->fatal)
         return;
-    if (msg->type == RL_WIRE_FETCH_REQUEST)
-        fetch_serve(io, msg, address);
-    else if (!io->hooks.on_repair_answer ||
-             !io->hooks.on_repair_answer(io->hooks.arg, msg->server_id, &msg->append_entries))
-        fetch_chunk(io, &msg->append_entries);
+    if (!io->hooks.on_repair_answer || !io->hooks.on_repair_answer(io->hooks.arg, peer, a))
+        fetch_chunk(io, a);
 }
 
 int rl_io_repair_ask(struct raft_io *rio, uint64_t peer, uint64_t from, uint64_t to)
@@ -626,12 +630,8 @@ int rl_io_repair_ask(struct raft_io *rio, uint64_t peer, uint64_t from, uint64_t
      * InstallSnapshot chooses its own. */
     io->snap_source_id = peer;
     snprintf(io->snap_source_addr, sizeof io->snap_source_addr, "%s", addr);
-    struct raft_message m = {.type = RL_WIRE_FETCH_REQUEST, .server_id = peer,
-                             .server_address = io->snap_source_addr};
-    m.timeout_now.term = from;
-    m.timeout_now.last_log_index = to;
-    m.timeout_now.last_log_term = FETCH_CHUNK;
-    return rl_io__send_msg(io, &m, NULL, NULL, rl_io__fetch_sent, NULL) == 0 ? 0 : RLOG_EIO;
+    return rl_io__ask_fetch(io, peer, io->snap_source_addr, from, to, FETCH_CHUNK) == 0 ? 0
+                                                                                     : RLOG_EIO;
 }
 
 int rl_io__fetch_start(struct io *io, struct raft_io_snapshot_put *req,

@@ -37,26 +37,13 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "common/bytes.h"
 #include "common/env.h"
 #include "fs/fs.h"
 
 #define FLOOR_NAME "FLOOR"
 #define FLOOR_MAGIC 0x31524c46474f4c52ull /* "RLOGFLR1" */
 #define FLOOR_SIZE 32u
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
 
 /* 1: no FLOOR; 0: read into *index, *term; RLOG_E* on a damaged file. */
 static int floor_read(const char *dir, uint64_t *index, uint64_t *term, char *err, size_t errlen)
@@ -74,25 +61,25 @@ static int floor_read(const char *dir, uint64_t *index, uint64_t *term, char *er
     size_t got = 0;
     rv = rl_fs_pread(fd, b, sizeof b, 0, &got);
     rl_fs_close(fd);
-    if (rv != 0 || got != sizeof b || get64(b) != FLOOR_MAGIC ||
-        get64(b + 24) != XXH3_64bits(b, 24)) {
+    if (rv != 0 || got != sizeof b || rl_get64(b) != FLOOR_MAGIC ||
+        rl_get64(b + 24) != XXH3_64bits(b, 24)) {
         /* Without it, the node could vote on a log it knows is short. */
         snprintf(err, errlen, "%s: damaged (it holds the end of a log cut at open: restore it, or "
                  "wipe the data directory and add the node again)", path);
         return RLOG_ECORRUPT;
     }
-    *index = get64(b + 8);
-    *term = get64(b + 16);
+    *index = rl_get64(b + 8);
+    *term = rl_get64(b + 16);
     return 0;
 }
 
 static int floor_write(const char *dir, uint64_t index, uint64_t term)
 {
     unsigned char b[FLOOR_SIZE];
-    put64(b, FLOOR_MAGIC);
-    put64(b + 8, index);
-    put64(b + 16, term);
-    put64(b + 24, XXH3_64bits(b, 24));
+    rl_put64(b, FLOOR_MAGIC);
+    rl_put64(b + 8, index);
+    rl_put64(b + 16, term);
+    rl_put64(b + 24, XXH3_64bits(b, 24));
     return rl_fs_replace(dir, FLOOR_NAME, b, sizeof b);
 }
 

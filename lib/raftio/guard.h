@@ -49,9 +49,16 @@ struct rl_guard_view {
     void *arg;
 };
 
-/* 0 if msg, sent by msg->server_id, may go on; otherwise RLOG_EPROTO and
- * *why (a static string) says which rule it broke. */
+struct rl_wire_commit;
+
+/* 0 if msg (a raft message), sent by msg->server_id, may go on; otherwise
+ * RLOG_EPROTO and *why (a static string) says which rule it broke. */
 int rl_guard_check(const struct rl_guard_view *v, const struct raft_message *msg,
                    const char **why);
+/* The same for a commit notice from `from`. */
+int rl_guard_check_commit(const struct rl_guard_view *v, uint64_t from,
+                          const struct rl_wire_commit *c, const char **why);
+/* The sender rule alone (the fetch protocol carries no term). */
+int rl_guard_check_sender(const struct rl_guard_view *v, uint64_t from, const char **why);
 
 #endif

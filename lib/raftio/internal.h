@@ -17,7 +17,6 @@
 #include "raftio/bounds.h"
 #include "raftio/io.h"
 #include "raftio/snapshot.h"
-#include "store/format.h"
 #include "wire/codec.h"
 
 struct io;
@@ -231,6 +230,11 @@ int rl_io__snapshot_get(struct raft_io *rio, struct raft_io_snapshot_get *req,
 /* transport.c */
 int rl_io__send_msg(struct io *io, const struct raft_message *msg, struct raft_io_send *req,
                     raft_io_send_cb cb, void (*done)(void *, int), void *done_arg);
+/* Sends a frame of liblog's own, encoded in *out (taken over, freed in any
+ * case); done(done_arg, status) once written, unless this fails: a RAFT_*
+ * code then. */
+int rl_io__send_own(struct io *io, uint64_t to, const char *address, struct rl_wire_out *out,
+                    void (*done)(void *, int), void *done_arg);
 int rl_io__send(struct raft_io *rio, struct raft_io_send *req, const struct raft_message *msg,
                 raft_io_send_cb cb);
 void rl_io__flush_failed_sends(struct io *io);
@@ -260,8 +264,14 @@ int rl_io__fetch_start(struct io *io, struct raft_io_snapshot_put *req,
                        const struct raft_snapshot *snap);
 void rl_io__fetch_stop(struct io *io);
 bool rl_io__fetch_busy(const struct io *io);
-void rl_io__fetch_sent(void *arg, int status);
-void rl_io__fetch_recv(struct io *io, const struct raft_message *msg, const char *address);
+/* Asks peer for entries first..last, at most budget bytes of them. */
+int rl_io__ask_fetch(struct io *io, uint64_t peer, const char *address, uint64_t first,
+                     uint64_t last, uint64_t budget);
+/* A fetch request from peer; a fetch answer from peer (the transport has
+ * checked that this node asked it). */
+void rl_io__fetch_serve(struct io *io, uint64_t peer, const char *address,
+                        const struct rl_wire_fetch_req *req);
+void rl_io__fetch_answer(struct io *io, uint64_t peer, const struct rl_wire_fetch_resp *a);
 int rl_io__finish_interrupted_reset(struct io *io);
 
 /* rewind.c */
@@ -270,6 +280,9 @@ bool rl_io__entry_term(struct io *io, uint64_t index, uint64_t *term);
 void rl_io__note_term(struct io *io, uint64_t index, uint64_t term);
 void rl_io__forget_terms(struct io *io);
 bool rl_io__rewind_start(struct io *io, struct raft_message *msg, const char *address);
-bool rl_io__rewind_answer(struct io *io, struct raft_message *msg);
+/* A fetch answer from peer for a rewind becomes, in *ae, the leader's
+ * AppendEntries (the entries and their frame body go with it): true. */
+bool rl_io__rewind_answer(struct io *io, uint64_t peer, const char *address,
+                          const struct rl_wire_fetch_resp *a, struct raft_message *ae);
 
 #endif

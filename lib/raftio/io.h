@@ -20,6 +20,8 @@
 
 #include "store/store.h"
 
+struct rl_wire_commit;
+struct rl_wire_fetch_resp;
 struct rl_wire_fwd;
 
 struct rl_io_hooks {
@@ -59,7 +61,7 @@ struct rl_io_hooks {
     void (*log)(void *arg, int level, const char *line);
     /* A fetch answer from `from` (its entries valid during the call): true
      * if the repair of damaged entries (node/repair.c) asked for it. */
-    bool (*on_repair_answer)(void *arg, uint64_t from, const struct raft_append_entries *ae);
+    bool (*on_repair_answer)(void *arg, uint64_t from, const struct rl_wire_fetch_resp *a);
     /* State of the node's own to save durably with each snapshot
      * descriptor, before it (the producer table): a file name in the data
      * directory and malloc'd bytes (NULL: nothing to save). 0 or
@@ -121,11 +123,12 @@ struct rl_io_peer_stats {
     bool connected;
 };
 void rl_io_peer_stats(struct raft_io *io, uint64_t id, struct rl_io_peer_stats *st);
-/* Tells every other member of conf that entry `index` of term `entry_term`
- * is committed, so followers can show it without waiting for the next
- * AppendEntries. Best effort: a lost notice only costs latency. */
+/* Tells every other member of conf that entry c->index of term
+ * c->entry_term is committed (this leader's term c->term), so followers can
+ * show it without waiting for the next AppendEntries. Best effort: a lost
+ * notice only costs latency. */
 void rl_io_send_commit(struct raft_io *io, const struct raft_configuration *conf,
-                       uint64_t term, uint64_t index, uint64_t entry_term);
+                       const struct rl_wire_commit *c);
 /* Sends a forwarding frame to member `to` at `address`. 0: done(arg,
  * status) is called once the frame is written or has failed (possibly
  * before this returns): status 0; RLOG_EAGAIN if no byte of it reached a

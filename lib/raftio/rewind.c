@@ -93,38 +93,33 @@ bool rl_io__rewind_start(struct io *io, struct raft_message *msg, const char *ad
                PRIu64 ": asking %" PRIu64 " for its entries after %" PRIu64 " (rewind %lu)",
                (uint64_t)is->last_index, local, (uint64_t)is->last_term, rw->source, prev,
                rw->count);
-    struct raft_message m = {.type = RL_WIRE_FETCH_REQUEST, .server_id = rw->source,
-                             .server_address = address};
-    m.timeout_now.term = prev + 1;
-    m.timeout_now.last_log_index = is->last_index;
-    m.timeout_now.last_log_term = REWIND_CHUNK;
-    if (rl_io__send_msg(io, &m, NULL, NULL, rl_io__fetch_sent, NULL) != 0)
+    if (rl_io__ask_fetch(io, rw->source, address, prev + 1, is->last_index, REWIND_CHUNK) != 0)
         rw->asked = false;
     return true;
 }
 
 /* A fetch answer for a rewind becomes the leader's AppendEntries. */
-bool rl_io__rewind_answer(struct io *io, struct raft_message *msg)
+bool rl_io__rewind_answer(struct io *io, uint64_t peer, const char *address,
+                          const struct rl_wire_fetch_resp *a, struct raft_message *msg)
 {
     struct rewind *rw = &io->rewind;
-    struct raft_append_entries *ae = &msg->append_entries;
-    if (!rw->asked || io->fetch || io->closing || io->fatal || msg->server_id != rw->source ||
-        ae->term != 0 || ae->n_entries == 0 || ae->prev_log_index != rw->prev ||
+    if (!rw->asked || io->fetch || io->closing || io->fatal || peer != rw->source ||
+        a->status != 0 || a->n_entries == 0 || a->first != rw->prev + 1 ||
         rl_store_term(io->store) > rw->term)
         return false;
     rw->asked = false;
-    unsigned n = ae->n_entries;
+    unsigned n = a->n_entries;
     if (rw->prev + n > rw->to)
         n = (unsigned)(rw->to - rw->prev);
     rw->end = rw->prev + n;
-    rw->end_term = ae->entries[n - 1].term;
+    rw->end_term = a->entries[n - 1].term;
     rl_io__log(io, 1, "rewind: handing entries %" PRIu64 "..%" PRIu64 " of %" PRIu64
                " to libraft", rw->prev + 1, rw->end, rw->source);
-    msg->type = RAFT_IO_APPEND_ENTRIES;
-    ae->term = rw->term;
-    ae->prev_log_index = rw->prev;
-    ae->prev_log_term = rw->prev_term;
-    ae->n_entries = n;
-    ae->leader_commit = rw->prev; /* proves nothing more is committed */
+    *msg = (struct raft_message){.type = RAFT_IO_APPEND_ENTRIES, .server_id = peer,
+                                 .server_address = address};
+    msg->append_entries = (struct raft_append_entries){
+        .term = rw->term, .prev_log_index = rw->prev, .prev_log_term = rw->prev_term,
+        .leader_commit = rw->prev, /* proves nothing more is committed */
+        .entries = a->entries, .n_entries = n};
     return true;
 }

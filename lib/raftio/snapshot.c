@@ -8,9 +8,9 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "common/bytes.h"
 #include "fs/fs.h"
 #include "liblog.h"
-#include "store/format.h"
 
 #define SNAP_MAGIC 0x50414e53474f4c52ull /* "RLOGSNAP" */
 #define SNAP_HDR 56u /* magic, index, term, conf_index, conf_len, visible, checksum */

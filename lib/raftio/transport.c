@@ -187,6 +187,18 @@ int rl_io__send_msg(struct io *io, const struct raft_message *msg, struct raft_i
     return send_encoded(io, msg->server_id, msg->server_address, s, req, cb, done, done_arg);
 }
 
+int rl_io__send_own(struct io *io, uint64_t to, const char *address, struct rl_wire_out *out,
+                    void (*done)(void *, int), void *done_arg)
+{
+    struct send_req *s = io->closing ? NULL : calloc(1, sizeof *s);
+    if (!s) {
+        rl_wire_out_free(out);
+        return io->closing ? RAFT_CANCELED : RAFT_NOMEM;
+    }
+    s->out = *out;
+    return send_encoded(io, to, address, s, NULL, NULL, done, done_arg);
+}
+
 /* Sends the frame encoded in s->out (s is given away). */
 static int send_encoded(struct io *io, uint64_t to, const char *address, struct send_req *s,
                         struct raft_io_send *req, raft_io_send_cb cb, void (*done)(void *, int),
@@ -351,20 +363,16 @@ int rl_io_send_fwd(struct raft_io *rio, uint64_t to, const char *address,
     struct io *io = rio->impl;
     if (!io || io->closing || io->fatal)
         return RLOG_ECLOSED;
-    struct send_req *s = calloc(1, sizeof *s);
-    if (!s)
-        return RLOG_ENOMEM;
-    int rv = rl_wire_encode_fwd(m, io->id, &s->out);
-    if (rv != 0) {
-        free(s);
+    struct rl_wire_out out;
+    int rv = rl_wire_encode_fwd(m, io->id, &out);
+    if (rv != 0)
         return rv;
-    }
-    rv = send_encoded(io, to, address, s, NULL, NULL, done, arg);
+    rv = rl_io__send_own(io, to, address, &out, done, arg);
     return rv == 0 ? 0 : rv == RAFT_NOMEM ? RLOG_ENOMEM : RLOG_EAGAIN;
 }
 
-void rl_io_send_commit(struct raft_io *rio, const struct raft_configuration *conf, uint64_t term,
-                       uint64_t index, uint64_t entry_term)
+void rl_io_send_commit(struct raft_io *rio, const struct raft_configuration *conf,
+                       const struct rl_wire_commit *c)
 {
     struct io *io = rio->impl;
     if (!io || io->closing || io->fatal)
@@ -372,18 +380,14 @@ void rl_io_send_commit(struct raft_io *rio, const struct raft_configuration *con
     for (unsigned i = 0; i < conf->n; i++) {
         if (conf->servers[i].id == io->id)
             continue;
-        struct raft_message m = {.type = RL_WIRE_COMMIT, .server_id = conf->servers[i].id,
-                                 .server_address = conf->servers[i].address};
-        m.timeout_now.term = term;
-        m.timeout_now.last_log_index = index;
-        m.timeout_now.last_log_term = entry_term;
         /* Only over a connection that is up: a notice is not worth a connect. */
         struct peer *p = NULL;
         for (struct peer *q = io->peers; q; q = q->next)
             if (q->id == conf->servers[i].id)
                 p = q;
-        if (p && p->conn)
-            rl_io__send_msg(io, &m, NULL, NULL, commit_sent, NULL);
+        struct rl_wire_out out;
+        if (p && p->conn && rl_wire_encode_commit(c, io->id, &out) == 0)
+            rl_io__send_own(io, p->id, conf->servers[i].address, &out, commit_sent, NULL);
     }
 }
 
@@ -466,19 +470,126 @@ static bool is_member(void *arg, uint64_t id)
     return io->hooks.peer_address && io->hooks.peer_address(io->hooks.arg, id, addr, sizeof addr) == 0;
 }
 
-/* Why a message must not go further, or NULL (guard.c has the rules). */
-static const char *refusal(struct io *io, const struct in_conn *c, const struct raft_message *msg)
+/* What the guard (guard.c) needs to know of this node. */
+static struct rl_guard_view guard_view(struct io *io)
 {
-    struct rl_guard_view v = {.self = io->id, .term = rl_store_term(io->store),
-                              .leader = io->hooks.leader_id ? io->hooks.leader_id(io->hooks.arg) : 0,
-                              .is_member = is_member, .arg = io};
+    return (struct rl_guard_view){.self = io->id, .term = rl_store_term(io->store),
+                                  .leader = io->hooks.leader_id ? io->hooks.leader_id(io->hooks.arg)
+                                                                : 0,
+                                  .is_member = is_member, .arg = io};
+}
+
+/* Why a raft message must not go further, or NULL (guard.c has the rules). */
+static const char *refusal(struct io *io, const struct raft_message *msg)
+{
+    struct rl_guard_view v = guard_view(io);
     const char *why = NULL;
     if (rl_guard_check(&v, msg, &why) != 0)
         return why;
-    if (msg->type == RL_WIRE_FETCH_RESPONSE && c->id != io->snap_source_id &&
+    return rl_io__contradicts_committed(io, msg);
+}
+
+/* Why a frame of liblog's own from c must not go further, or NULL. */
+static const char *own_refusal(struct io *io, const struct in_conn *c,
+                               const struct rl_wire_commit *commit)
+{
+    struct rl_guard_view v = guard_view(io);
+    const char *why = NULL;
+    if (commit ? rl_guard_check_commit(&v, c->id, commit, &why) != 0
+               : rl_guard_check_sender(&v, c->id, &why) != 0)
+        return why;
+    if (c->h.type == RL_WIRE_FETCH_RESPONSE && c->id != io->snap_source_id &&
         c->id != io->rewind.source)
         return "a fetch answer nobody asked this node for";
-    return rl_io__contradicts_committed(io, msg);
+    return NULL;
+}
+
+/* Counts and logs (once per connection at warning level) a message
+ * dropped for `why`. */
+static void dropped(struct in_conn *c, int type, const char *why)
+{
+    struct io *io = c->io;
+    io->dropped_messages++;
+    rl_io__log(io, c->warned ? 0 : 2, "dropping a type %d message from %" PRIu64 " (%s): %s "
+               "(%lu dropped)", type, c->id, c->address, why, io->dropped_messages);
+    c->warned = true;
+}
+
+/* A frame that failed to decode, or whose sender is not the connection's,
+ * closes the connection: -1. */
+static int bad_frame(struct in_conn *c, int rv, const char *err)
+{
+    rl_io__in_close(c, rv == RLOG_EPROTO ? err : "out of memory");
+    return -1;
+}
+
+static const char wrong_sender[] = "frame sender does not match the connection's server id";
+
+static int in_commit(struct in_conn *c, void *body)
+{
+    struct io *io = c->io;
+    char err[256];
+    struct rl_wire_commit m;
+    int rv = rl_wire_decode_commit(&c->h, body, &m, err, sizeof err);
+    raft_free(body);
+    if (rv != 0)
+        return bad_frame(c, rv, err);
+    if (c->h.sender != c->id)
+        return bad_frame(c, RLOG_EPROTO, wrong_sender);
+    const char *why = own_refusal(io, c, &m);
+    if (why)
+        dropped(c, RL_WIRE_COMMIT, why);
+    else if (io->hooks.on_commit && !io->closing && !io->fatal)
+        io->hooks.on_commit(io->hooks.arg, m.index, m.entry_term);
+    return 0;
+}
+
+static int in_fetch_req(struct in_conn *c, void *body)
+{
+    struct io *io = c->io;
+    char err[256];
+    struct rl_wire_fetch_req m;
+    int rv = rl_wire_decode_fetch_req(&c->h, body, &m, err, sizeof err);
+    raft_free(body);
+    if (rv != 0)
+        return bad_frame(c, rv, err);
+    if (c->h.sender != c->id)
+        return bad_frame(c, RLOG_EPROTO, wrong_sender);
+    const char *why = own_refusal(io, c, NULL);
+    if (why)
+        dropped(c, RL_WIRE_FETCH_REQUEST, why);
+    else
+        rl_io__fetch_serve(io, c->id, c->address, &m);
+    return 0;
+}
+
+static int in_fetch_resp(struct in_conn *c, void *body)
+{
+    struct io *io = c->io;
+    char err[256];
+    struct rl_wire_fetch_resp m;
+    bool owned = false;
+    int rv = rl_wire_decode_fetch_resp(&c->h, body, &m, &owned, err, sizeof err);
+    if (rv != 0) {
+        raft_free(body);
+        return bad_frame(c, rv, err);
+    }
+    const char *why = c->h.sender != c->id ? wrong_sender : own_refusal(io, c, NULL);
+    struct raft_message ae;
+    if (!why && rl_io__rewind_answer(io, c->id, c->address, &m, &ae)) {
+        rl_io__deliver(io, &ae, body, owned);
+        return 0;
+    }
+    if (why == wrong_sender)
+        rv = bad_frame(c, RLOG_EPROTO, wrong_sender);
+    else if (why)
+        dropped(c, RL_WIRE_FETCH_RESPONSE, why);
+    else
+        rl_io__fetch_answer(io, c->id, &m);
+    rl_wire_fetch_resp_release(&m, body, owned);
+    if (!owned)
+        raft_free(body);
+    return rv;
 }
 
 /* A forwarding frame (lib/node/forward.c): only from a member; one that
@@ -490,16 +601,10 @@ static int in_fwd_frame(struct in_conn *c, void *body)
     struct rl_wire_fwd m;
     int rv = rl_wire_decode_fwd(&c->h, body, &m, err, sizeof err);
     raft_free(body);
-    if (rv != 0) {
-        rl_io__in_close(c, rv == RLOG_EPROTO ? err : "out of memory");
-        return -1;
-    }
+    if (rv != 0)
+        return bad_frame(c, rv, err);
     if (!is_member(io, c->id)) {
-        io->dropped_messages++;
-        rl_io__log(io, c->warned ? 0 : 2, "dropping a type %d message from %" PRIu64 " (%s): not "
-                   "a member of the configuration (%lu dropped)", (int)m.type, c->id, c->address,
-                   io->dropped_messages);
-        c->warned = true;
+        dropped(c, (int)m.type, "not a member of the configuration");
         rl_wire_fwd_free(&m);
         return 0;
     }
@@ -523,48 +628,33 @@ static int in_frame(struct in_conn *c)
     c->body = NULL;
     if (rl_wire_is_fwd(c->h.type))
         return in_fwd_frame(c, body);
+    if (c->h.type == RL_WIRE_COMMIT)
+        return in_commit(c, body);
+    if (c->h.type == RL_WIRE_FETCH_REQUEST)
+        return in_fetch_req(c, body);
+    if (c->h.type == RL_WIRE_FETCH_RESPONSE)
+        return in_fetch_resp(c, body);
     int rv = rl_wire_decode(&c->h, body, &msg, &owned, err, sizeof err);
     if (rv != 0) {
         raft_free(body);
-        rl_io__in_close(c, rv == RLOG_EPROTO ? err : "out of memory");
-        return -1;
+        return bad_frame(c, rv, err);
     }
     if (msg.server_id != c->id) {
         rl_wire_message_release(&msg, body, owned);
-        rl_io__in_close(c, "frame sender does not match the connection's server id");
-        return -1;
+        if (!owned)
+            raft_free(body);
+        return bad_frame(c, RLOG_EPROTO, wrong_sender);
     }
     msg.server_address = c->address;
-    const char *why = refusal(io, c, &msg);
+    const char *why = refusal(io, &msg);
     if (why) {
-        io->dropped_messages++;
-        rl_io__log(io, c->warned ? 0 : 2, "dropping a type %d message from %" PRIu64 " (%s): %s (%lu dropped)",
-                   (int)msg.type, c->id, c->address, why, io->dropped_messages);
-        c->warned = true;
+        dropped(c, (int)msg.type, why);
         rl_wire_message_release(&msg, body, owned);
         if (!owned)
             raft_free(body);
-        return 0;
-    }
-    if (msg.type == RL_WIRE_COMMIT) {
-        if (io->hooks.on_commit && !io->closing && !io->fatal)
-            io->hooks.on_commit(io->hooks.arg, msg.timeout_now.last_log_index,
-                                msg.timeout_now.last_log_term);
-        raft_free(body);
-        return 0;
-    }
-    if (msg.type == RL_WIRE_FETCH_RESPONSE && rl_io__rewind_answer(io, &msg)) {
-        rl_io__deliver(io, &msg, body, owned);
         return 0;
     }
     if (msg.type == RAFT_IO_INSTALL_SNAPSHOT && rl_io__rewind_start(io, &msg, c->address)) {
-        rl_wire_message_release(&msg, body, owned);
-        if (!owned)
-            raft_free(body);
-        return 0;
-    }
-    if (msg.type == RL_WIRE_FETCH_REQUEST || msg.type == RL_WIRE_FETCH_RESPONSE) {
-        rl_io__fetch_recv(io, &msg, c->address);
         rl_wire_message_release(&msg, body, owned);
         if (!owned)
             raft_free(body);

@@ -1,6 +1,7 @@
 /*
  * format — the store's on-disk encodings, as pure functions over buffers.
- * All integers are little-endian. Every record carries an xxh3-64 checksum.
+ * All integers are little-endian (common/bytes.h). Every record carries an
+ * xxh3-64 checksum.
  *
  * Frame (one entry), 56-byte header then the payload padded to 8:
  *   0 checksum u64   xxh3-64 of the payload seeded with xxh3-64 of bytes 8..56
@@ -27,16 +28,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/bytes.h"
+
 #define RL_FORMAT_VERSION 1u
 #define RL_FRAME_HDR 56u
 #define RL_SEG_HDR 64u
 #define RL_META_SIZE 96u
 #define RL_IDX_HDR 80u
-
-static inline uint64_t rl_pad8(uint64_t n)
-{
-    return (n + 7u) & ~(uint64_t)7u;
-}
 
 struct rl_frame {
     uint64_t checksum, index, term, offset, batch_first;
@@ -95,30 +93,5 @@ void rl_idx_encode(unsigned char *buf, const struct rl_idx_hdr *h,
 /* Validates and decodes; samples point into the caller's array. */
 int rl_idx_decode(const unsigned char *buf, size_t len, struct rl_idx_hdr *h,
                   struct rl_sample *samples, uint32_t max_samples);
-
-static inline void rl_put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-static inline void rl_put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-static inline uint64_t rl_get64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-static inline uint32_t rl_get32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 #endif

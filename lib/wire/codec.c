@@ -34,6 +34,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "common/bytes.h"
 #include "liblog.h"
 
 /* Longest address accepted in a snapshot configuration. */
@@ -77,61 +78,17 @@ static bool known_type(unsigned type)
            type == RL_WIRE_COMMIT || rl_wire_is_fwd(type);
 }
 
-static uint64_t pad8(uint64_t n)
-{
-    return (n + 7) & ~(uint64_t)7;
-}
-
-static void put16(unsigned char *p, uint16_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint16_t get16(const unsigned char *p)
-{
-    return (uint16_t)(p[0] | (unsigned)p[1] << 8);
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 /* Header bytes 0..24 as they are covered by the checksum seed. The decoder
  * rebuilds them from the parsed header, so both sides hash the same bytes. */
 static void hdr_prefix(unsigned char b[24], uint16_t type, uint32_t length, uint32_t flags,
                        uint64_t sender)
 {
-    put32(b, RL_WIRE_MAGIC);
-    put16(b + 4, RL_WIRE_VERSION);
-    put16(b + 6, type);
-    put32(b + 8, length);
-    put32(b + 12, flags);
-    put64(b + 16, sender);
+    rl_put32(b, RL_WIRE_MAGIC);
+    rl_put16(b + 4, RL_WIRE_VERSION);
+    rl_put16(b + 6, type);
+    rl_put32(b + 8, length);
+    rl_put32(b + 12, flags);
+    rl_put64(b + 16, sender);
 }
 
 static int fail(char *errmsg, size_t errlen, const char *fmt, ...)
@@ -157,7 +114,7 @@ struct wr {
 
 static void w64(struct wr *w, uint64_t v)
 {
-    put64(w->p, v);
+    rl_put64(w->p, v);
     w->p += 8;
 }
 
@@ -166,8 +123,8 @@ static void wbytes(struct wr *w, const void *src, size_t len)
     w64(w, len);
     if (len > 0)
         memcpy(w->p, src, len);
-    memset(w->p + len, 0, (size_t)(pad8(len) - len));
-    w->p += pad8(len);
+    memset(w->p + len, 0, (size_t)(rl_pad8(len) - len));
+    w->p += rl_pad8(len);
 }
 
 static bool valid_entry_type(uint64_t type)
@@ -200,11 +157,8 @@ static int encode_size(const struct raft_message *msg, uint64_t *body, uint64_t 
         break;
     case RAFT_IO_APPEND_ENTRIES_RESULT:
     case RAFT_IO_TIMEOUT_NOW:
-    case RL_WIRE_FETCH_REQUEST:
-    case RL_WIRE_COMMIT:
         *body = *head = 3 * 8;
         break;
-    case RL_WIRE_FETCH_RESPONSE:
     case RAFT_IO_APPEND_ENTRIES: {
         const struct raft_append_entries *ae = &msg->append_entries;
         if (ae->n_entries > 0 && ae->entries == NULL)
@@ -217,7 +171,7 @@ static int encode_size(const struct raft_message *msg, uint64_t *body, uint64_t 
                 return RLOG_EINVAL;
             if (e->buf.len > MAX_BODY || (e->buf.len > 0 && e->buf.base == NULL))
                 return RLOG_EINVAL;
-            *body += pad8(e->buf.len);
+            *body += rl_pad8(e->buf.len);
             if (e->buf.len > 0)
                 *n_iov += e->buf.len % 8 ? 2 : 1;
         }
@@ -229,13 +183,13 @@ static int encode_size(const struct raft_message *msg, uint64_t *body, uint64_t 
             return RLOG_EINVAL;
         if (is->data.len > MAX_BODY || (is->data.len > 0 && is->data.base == NULL))
             return RLOG_EINVAL;
-        *body = (IS_FIXED + 1) * 8 + pad8(is->data.len);
+        *body = (IS_FIXED + 1) * 8 + rl_pad8(is->data.len);
         for (unsigned i = 0; i < is->conf.n; i++) {
             const struct raft_server *s = &is->conf.servers[i];
             size_t alen = s->address != NULL ? strlen(s->address) : 0;
             if (s->id == 0 || !valid_role((uint64_t)s->role) || alen == 0 || alen > MAX_ADDRESS)
                 return RLOG_EINVAL;
-            *body += IS_SERVER * 8 + pad8(alen);
+            *body += IS_SERVER * 8 + rl_pad8(alen);
         }
         *head = *body;
         break;
@@ -269,7 +223,6 @@ static void encode_body(const struct raft_message *msg, struct wr *w)
         w64(w, (uint64_t)rr->pre_vote);
         break;
     }
-    case RL_WIRE_FETCH_RESPONSE:
     case RAFT_IO_APPEND_ENTRIES: {
         const struct raft_append_entries *ae = &msg->append_entries;
         w64(w, ae->term);
@@ -310,8 +263,6 @@ static void encode_body(const struct raft_message *msg, struct wr *w)
         wbytes(w, is->data.base, is->data.len);
         break;
     }
-    case RL_WIRE_FETCH_REQUEST:
-    case RL_WIRE_COMMIT:
     case RAFT_IO_TIMEOUT_NOW: {
         const struct raft_timeout_now *tn = &msg->timeout_now;
         w64(w, tn->term);
@@ -322,7 +273,10 @@ static void encode_body(const struct raft_message *msg, struct wr *w)
     }
 }
 
-int rl_wire_encode(const struct raft_message *msg, uint64_t sender, struct rl_wire_out *out)
+/* Encodes msg (its type picks the body's layout) as a frame of type
+ * wire_type. */
+static int encode_frame(const struct raft_message *msg, uint16_t wire_type, uint64_t sender,
+                        struct rl_wire_out *out)
 {
     uint64_t body, head, n_iov;
     int rv;
@@ -347,13 +301,13 @@ int rl_wire_encode(const struct raft_message *msg, uint64_t sender, struct rl_wi
     out->n_iov = (unsigned)n_iov;
     out->total = RL_WIRE_HDR + body;
 
-    hdr_prefix(out->head, msg->type, (uint32_t)body, 0, sender);
+    hdr_prefix(out->head, wire_type, (uint32_t)body, 0, sender);
     struct wr w = {out->head + RL_WIRE_HDR};
     encode_body(msg, &w);
 
     unsigned k = 0;
     out->iov[k++] = (struct rl_wire_iov){out->head, out->head_len};
-    if (msg->type == RAFT_IO_APPEND_ENTRIES || msg->type == RL_WIRE_FETCH_RESPONSE) {
+    if (msg->type == RAFT_IO_APPEND_ENTRIES) {
         const struct raft_append_entries *ae = &msg->append_entries;
         for (unsigned i = 0; i < ae->n_entries; i++) {
             size_t len = ae->entries[i].buf.len;
@@ -361,7 +315,7 @@ int rl_wire_encode(const struct raft_message *msg, uint64_t sender, struct rl_wi
                 continue;
             out->iov[k++] = (struct rl_wire_iov){ae->entries[i].buf.base, len};
             if (len % 8)
-                out->iov[k++] = (struct rl_wire_iov){zeros, (size_t)(pad8(len) - len)};
+                out->iov[k++] = (struct rl_wire_iov){zeros, (size_t)(rl_pad8(len) - len)};
         }
     }
 
@@ -371,8 +325,18 @@ int rl_wire_encode(const struct raft_message *msg, uint64_t sender, struct rl_wi
     XXH3_64bits_update(&st, out->head + RL_WIRE_HDR, out->head_len - RL_WIRE_HDR);
     for (unsigned i = 1; i < k; i++)
         XXH3_64bits_update(&st, out->iov[i].base, out->iov[i].len);
-    put64(out->head + 24, XXH3_64bits_digest(&st));
+    rl_put64(out->head + 24, XXH3_64bits_digest(&st));
     return 0;
+}
+
+int rl_wire_encode(const struct raft_message *msg, uint64_t sender, struct rl_wire_out *out)
+{
+    /* Only libraft's types: liblog's own have their own encoders. */
+    if (msg->type >= RL_WIRE_OWN_FIRST) {
+        memset(out, 0, sizeof *out);
+        return RLOG_EINVAL;
+    }
+    return encode_frame(msg, (uint16_t)msg->type, sender, out);
 }
 
 void rl_wire_out_free(struct rl_wire_out *out)
@@ -454,15 +418,15 @@ static int check_hdr(const struct rl_wire_hdr *h, char *errmsg, size_t errlen)
 int rl_wire_decode_hdr(const unsigned char hdr[RL_WIRE_HDR], uint32_t max_body,
                        struct rl_wire_hdr *out, char *errmsg, size_t errlen)
 {
-    uint32_t magic = get32(hdr);
+    uint32_t magic = rl_get32(hdr);
     if (magic != RL_WIRE_MAGIC)
         return fail(errmsg, errlen, "bad frame magic 0x%08x", (unsigned)magic);
-    out->version = get16(hdr + 4);
-    out->type = get16(hdr + 6);
-    out->length = get32(hdr + 8);
-    out->flags = get32(hdr + 12);
-    out->sender = get64(hdr + 16);
-    out->checksum = get64(hdr + 24);
+    out->version = rl_get16(hdr + 4);
+    out->type = rl_get16(hdr + 6);
+    out->length = rl_get32(hdr + 8);
+    out->flags = rl_get32(hdr + 12);
+    out->sender = rl_get64(hdr + 16);
+    out->checksum = rl_get64(hdr + 24);
     int rv = check_hdr(out, errmsg, errlen);
     if (rv != 0)
         return rv;
@@ -489,7 +453,7 @@ static int r64(struct rd *r, const char *field, unsigned long long *v)
 {
     if (left(r) < 8)
         return fail(r->errmsg, r->errlen, "%s: body ends before %s", r->name, field);
-    *v = get64(r->p);
+    *v = rl_get64(r->p);
     r->p += 8;
     return 0;
 }
@@ -512,11 +476,11 @@ static int rbool(struct rd *r, const char *field, bool *v)
 static int rpadded(struct rd *r, const char *what, unsigned long long len,
                    const unsigned char **bytes)
 {
-    if (len > left(r) || pad8(len) > left(r))
+    if (len > left(r) || rl_pad8(len) > left(r))
         return fail(r->errmsg, r->errlen, "%s: %s length %llu exceeds body", r->name, what,
                     len);
     *bytes = r->p;
-    size_t n = (size_t)len, padded = (size_t)pad8(len);
+    size_t n = (size_t)len, padded = (size_t)rl_pad8(len);
     if (memcmp(r->p + n, zeros, padded - n) != 0)
         return fail(r->errmsg, r->errlen, "%s: %s has nonzero padding", r->name, what);
     r->p += padded;
@@ -581,18 +545,16 @@ static int decode_timeout_now(struct rd *r, struct raft_timeout_now *m)
     return rend(r);
 }
 
-static int decode_append_entries(struct rd *r, void *body, struct raft_append_entries *m,
-                                 bool *body_owned)
+/* The entries part of an AppendEntries-shaped body, from its count on, to
+ * the end of the body: *entries NULL for none. */
+static int decode_entries(struct rd *r, void *body, struct raft_entry **out, unsigned *n_out,
+                          bool *body_owned)
 {
     unsigned long long n;
     int rv;
-    m->entries = NULL;
-    m->n_entries = 0;
-    if ((rv = r64(r, "term", &m->term)) != 0 ||
-        (rv = r64(r, "prev_log_index", &m->prev_log_index)) != 0 ||
-        (rv = r64(r, "prev_log_term", &m->prev_log_term)) != 0 ||
-        (rv = r64(r, "leader_commit", &m->leader_commit)) != 0 ||
-        (rv = r64(r, "n_entries", &n)) != 0)
+    *out = NULL;
+    *n_out = 0;
+    if ((rv = r64(r, "n_entries", &n)) != 0)
         return rv;
     /* Checked before allocating: the array is sized by what the body can
      * actually hold, never by the peer's claim. */
@@ -644,14 +606,28 @@ static int decode_append_entries(struct rd *r, void *body, struct raft_append_en
     }
     if ((rv = rend(r)) != 0)
         goto err_after_entries;
-    m->entries = entries;
-    m->n_entries = (unsigned)n;
+    *out = entries;
+    *n_out = (unsigned)n;
     *body_owned = true;
     return 0;
 
 err_after_entries:
     raft_free(entries);
     return rv;
+}
+
+static int decode_append_entries(struct rd *r, void *body, struct raft_append_entries *m,
+                                 bool *body_owned)
+{
+    int rv;
+    m->entries = NULL;
+    m->n_entries = 0;
+    if ((rv = r64(r, "term", &m->term)) != 0 ||
+        (rv = r64(r, "prev_log_index", &m->prev_log_index)) != 0 ||
+        (rv = r64(r, "prev_log_term", &m->prev_log_term)) != 0 ||
+        (rv = r64(r, "leader_commit", &m->leader_commit)) != 0)
+        return rv;
+    return decode_entries(r, body, &m->entries, &m->n_entries, body_owned);
 }
 
 static int decode_server(struct rd *r, unsigned long long i, struct raft_configuration *conf)
@@ -774,7 +750,7 @@ int rl_wire_decode(const struct rl_wire_hdr *hdr, void *body, struct raft_messag
         return rv;
     const char *name = type_names[hdr->type];
 
-    if (rl_wire_is_fwd(hdr->type))
+    if (hdr->type >= RL_WIRE_OWN_FIRST)
         return fail(errmsg, errlen, "%s: not a raft message", name);
     if ((rv = check_sum(hdr, body, errmsg, errlen)) != 0)
         return rv;
@@ -789,7 +765,6 @@ int rl_wire_decode(const struct rl_wire_hdr *hdr, void *body, struct raft_messag
     case RL_WIRE_REQUEST_VOTE_RESULT:
         return decode_request_vote_result(&r, &msg->request_vote_result);
     case RL_WIRE_APPEND_ENTRIES:
-    case RL_WIRE_FETCH_RESPONSE:
         return decode_append_entries(&r, body, &msg->append_entries, body_owned);
     case RL_WIRE_APPEND_ENTRIES_RESULT:
         return decode_append_entries_result(&r, &msg->append_entries_result);
@@ -804,7 +779,6 @@ void rl_wire_message_release(struct raft_message *msg, void *body, bool body_own
 {
     switch (msg->type) {
     case RAFT_IO_APPEND_ENTRIES:
-    case RL_WIRE_FETCH_RESPONSE:
         raft_free(msg->append_entries.entries);
         msg->append_entries.entries = NULL;
         msg->append_entries.n_entries = 0;
@@ -823,42 +797,16 @@ void rl_wire_message_release(struct raft_message *msg, void *body, bool body_own
         raft_free(body);
 }
 
-/* ---- Forwarding frames ----------------------------------------------------- */
+/* ---- liblog's own frames ---------------------------------------------------- */
 
-int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_wire_out *out)
+/* Starts a frame whose bytes are all in one buffer (nothing referenced):
+ * allocates it and writes the header but its checksum; *w is then at the
+ * body. Seal it with seal_single once the body is written. */
+static int single_buffer(struct rl_wire_out *out, uint16_t type, uint64_t body, uint64_t sender,
+                         struct wr *w)
 {
     memset(out, 0, sizeof *out);
-    uint64_t body;
-    size_t msglen = 0;
-    if (sender == 0)
-        return RLOG_EINVAL;
-    switch (m->type) {
-    case RL_WIRE_FORWARD: {
-        if (m->n == 0 || m->n > RL_WIRE_FWD_MAX_RECORDS || !m->lens ||
-            (m->bytes > 0 && !m->data))
-            return RLOG_EINVAL;
-        uint64_t sum = 0;
-        for (uint32_t i = 0; i < m->n; i++)
-            sum += m->lens[i];
-        if (sum != m->bytes)
-            return RLOG_EINVAL;
-        body = (FWD_FIXED + (uint64_t)m->n) * 8 + pad8(m->bytes);
-        break;
-    }
-    case RL_WIRE_FORWARD_RESULT:
-    case RL_WIRE_BARRIER_RESULT:
-        if (m->status > 0)
-            return RLOG_EINVAL;
-        msglen = strnlen(m->msg, RL_WIRE_FWD_MSG_MAX);
-        body = RES_FIXED * 8 + pad8(msglen);
-        break;
-    case RL_WIRE_BARRIER:
-        body = 8;
-        break;
-    default:
-        return RLOG_EINVAL;
-    }
-    if (body > MAX_BODY)
+    if (sender == 0 || body > MAX_BODY)
         return RLOG_EINVAL;
     out->head = malloc((size_t)(RL_WIRE_HDR + body));
     out->iov = malloc(sizeof *out->iov);
@@ -870,8 +818,247 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
     out->n_iov = 1;
     out->total = out->head_len;
     out->iov[0] = (struct rl_wire_iov){out->head, out->head_len};
-    hdr_prefix(out->head, m->type, (uint32_t)body, 0, sender);
-    struct wr w = {out->head + RL_WIRE_HDR};
+    hdr_prefix(out->head, type, (uint32_t)body, 0, sender);
+    w->p = out->head + RL_WIRE_HDR;
+    return 0;
+}
+
+static void seal_single(struct rl_wire_out *out)
+{
+    rl_put64(out->head + 24, XXH3_64bits_withSeed(out->head + RL_WIRE_HDR,
+                                                  out->head_len - RL_WIRE_HDR,
+                                                  XXH3_64bits(out->head, 24)));
+}
+
+/* A frame of n u64 words. */
+static int encode_words(uint16_t type, const uint64_t *words, unsigned n, uint64_t sender,
+                        struct rl_wire_out *out)
+{
+    struct wr w;
+    int rv = single_buffer(out, type, (uint64_t)n * 8, sender, &w);
+    if (rv != 0)
+        return rv;
+    for (unsigned i = 0; i < n; i++)
+        w64(&w, words[i]);
+    seal_single(out);
+    return 0;
+}
+
+/* The checks every decoder of liblog's own frames starts with: the header,
+ * the type it decodes, the checksum; then *r reads the body. */
+static int open_own(const struct rl_wire_hdr *hdr, const void *body, unsigned type, struct rd *r,
+                    char *errmsg, size_t errlen)
+{
+    int rv = check_hdr(hdr, errmsg, errlen);
+    if (rv != 0)
+        return rv;
+    const char *name = type_names[hdr->type];
+    if (hdr->type != type)
+        return fail(errmsg, errlen, "%s: not a %s frame", name, type_names[type]);
+    if ((rv = check_sum(hdr, body, errmsg, errlen)) != 0)
+        return rv;
+    *r = (struct rd){body, (const unsigned char *)body + hdr->length, name, errmsg, errlen};
+    return 0;
+}
+
+static bool fetch_req_valid(const struct rl_wire_fetch_req *m)
+{
+    return m->first >= 1 && m->budget >= 1;
+}
+
+int rl_wire_encode_fetch_req(const struct rl_wire_fetch_req *m, uint64_t sender,
+                             struct rl_wire_out *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!fetch_req_valid(m))
+        return RLOG_EINVAL;
+    uint64_t w[3] = {m->first, m->last, m->budget};
+    return encode_words(RL_WIRE_FETCH_REQUEST, w, 3, sender, out);
+}
+
+int rl_wire_decode_fetch_req(const struct rl_wire_hdr *hdr, const void *body,
+                             struct rl_wire_fetch_req *m, char *errmsg, size_t errlen)
+{
+    struct rd r;
+    unsigned long long first, last, budget;
+    int rv;
+    memset(m, 0, sizeof *m);
+    if ((rv = open_own(hdr, body, RL_WIRE_FETCH_REQUEST, &r, errmsg, errlen)) != 0 ||
+        (rv = r64(&r, "first", &first)) != 0 || (rv = r64(&r, "last", &last)) != 0 ||
+        (rv = r64(&r, "budget", &budget)) != 0 || (rv = rend(&r)) != 0)
+        return rv;
+    *m = (struct rl_wire_fetch_req){.first = first, .last = last, .budget = budget};
+    if (!fetch_req_valid(m))
+        return fail(errmsg, errlen, "%s: first index %llu or budget %llu is 0", r.name, first,
+                    budget);
+    return 0;
+}
+
+static bool commit_valid(const struct rl_wire_commit *m)
+{
+    return m->term >= 1 && m->index >= 1 && m->entry_term >= 1 && m->entry_term <= m->term;
+}
+
+int rl_wire_encode_commit(const struct rl_wire_commit *m, uint64_t sender, struct rl_wire_out *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!commit_valid(m))
+        return RLOG_EINVAL;
+    uint64_t w[3] = {m->term, m->index, m->entry_term};
+    return encode_words(RL_WIRE_COMMIT, w, 3, sender, out);
+}
+
+int rl_wire_decode_commit(const struct rl_wire_hdr *hdr, const void *body, struct rl_wire_commit *m,
+                          char *errmsg, size_t errlen)
+{
+    struct rd r;
+    unsigned long long term, index, entry_term;
+    int rv;
+    memset(m, 0, sizeof *m);
+    if ((rv = open_own(hdr, body, RL_WIRE_COMMIT, &r, errmsg, errlen)) != 0 ||
+        (rv = r64(&r, "term", &term)) != 0 || (rv = r64(&r, "index", &index)) != 0 ||
+        (rv = r64(&r, "entry_term", &entry_term)) != 0 || (rv = rend(&r)) != 0)
+        return rv;
+    *m = (struct rl_wire_commit){.term = term, .index = index, .entry_term = entry_term};
+    if (!commit_valid(m))
+        return fail(errmsg, errlen, "%s: term %llu, index %llu, entry term %llu: not a committed "
+                    "entry of that term", r.name, term, index, entry_term);
+    return 0;
+}
+
+/* The statuses a fetch answer can carry, as sent (negated). */
+static bool fetch_status_known(int status)
+{
+    return status == 0 || status == RLOG_ETRIMMED || status == RLOG_ECORRUPT;
+}
+
+/* ETRIMMED with a restart point: first - 1 > 0 on the wire, the restart
+ * term and offset in the words that otherwise hold 0 and `last`. */
+static bool fetch_restart(const struct rl_wire_fetch_resp *m)
+{
+    return m->status == RLOG_ETRIMMED && m->first != 0;
+}
+
+/* What the AppendEntries layout can carry without ambiguity. */
+static bool fetch_resp_valid(const struct rl_wire_fetch_resp *m)
+{
+    if (!fetch_status_known(m->status) || (m->n_entries > 0 && m->status != 0))
+        return false;
+    if (m->status != RLOG_ETRIMMED)
+        return m->first >= 1 && m->restart_term == 0 && m->restart_offset == 0;
+    if (m->first == 0)
+        return m->restart_term == 0 && m->restart_offset == 0;
+    return m->first >= 2 && m->last == 0; /* nothing is trimmed before entry 1 */
+}
+
+int rl_wire_encode_fetch_resp(const struct rl_wire_fetch_resp *m, uint64_t sender,
+                              struct rl_wire_out *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!fetch_resp_valid(m))
+        return RLOG_EINVAL;
+    bool restart = fetch_restart(m);
+    /* The AppendEntries layout, word for word (codec.h); only the layout:
+     * the message is never a raft one. */
+    struct raft_message shape = {.type = RAFT_IO_APPEND_ENTRIES};
+    shape.append_entries = (struct raft_append_entries){
+        .term = (uint64_t)-(int64_t)m->status,
+        .prev_log_index = m->first ? m->first - 1 : 0,
+        .prev_log_term = m->restart_term,
+        .leader_commit = restart ? m->restart_offset : m->last,
+        .entries = m->entries,
+        .n_entries = m->n_entries};
+    return encode_frame(&shape, RL_WIRE_FETCH_RESPONSE, sender, out);
+}
+
+int rl_wire_decode_fetch_resp(const struct rl_wire_hdr *hdr, void *body,
+                              struct rl_wire_fetch_resp *m, bool *body_owned, char *errmsg,
+                              size_t errlen)
+{
+    struct rd r;
+    unsigned long long status, before, restart_term, word3;
+    int rv;
+    memset(m, 0, sizeof *m);
+    *body_owned = false;
+    if ((rv = open_own(hdr, body, RL_WIRE_FETCH_RESPONSE, &r, errmsg, errlen)) != 0 ||
+        (rv = r64(&r, "status", &status)) != 0 || (rv = r64(&r, "first - 1", &before)) != 0 ||
+        (rv = r64(&r, "restart_term", &restart_term)) != 0 ||
+        (rv = r64(&r, "last", &word3)) != 0)
+        return rv;
+    /* Codes are small; a huge one would overflow the int it becomes. */
+    m->status = status > 1000 ? 1 : -(int)status;
+    if (!fetch_status_known(m->status))
+        return fail(errmsg, errlen, "%s: status %llu is not 0, RLOG_ETRIMMED or RLOG_ECORRUPT",
+                    r.name, status);
+    if (before == UINT64_MAX)
+        return fail(errmsg, errlen, "%s: first index out of range", r.name);
+    m->first = m->status == RLOG_ETRIMMED && before == 0 ? 0 : before + 1;
+    if (fetch_restart(m)) {
+        m->restart_term = restart_term;
+        m->restart_offset = word3;
+    } else {
+        m->last = word3;
+        if (restart_term != 0)
+            return fail(errmsg, errlen, "%s: restart term %llu without a restart point", r.name,
+                        restart_term);
+    }
+    if ((rv = decode_entries(&r, body, &m->entries, &m->n_entries, body_owned)) != 0)
+        return rv;
+    if (m->n_entries > 0 && m->status != 0) {
+        rl_wire_fetch_resp_release(m, body, false); /* the body stays the caller's */
+        *body_owned = false;
+        return fail(errmsg, errlen, "%s: entries with status %s", r.name,
+                    rlog_strerror(-(int)status));
+    }
+    return 0;
+}
+
+void rl_wire_fetch_resp_release(struct rl_wire_fetch_resp *m, void *body, bool body_owned)
+{
+    raft_free(m->entries);
+    m->entries = NULL;
+    m->n_entries = 0;
+    if (body_owned)
+        raft_free(body);
+}
+
+/* ---- Forwarding frames ----------------------------------------------------- */
+
+int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_wire_out *out)
+{
+    memset(out, 0, sizeof *out);
+    uint64_t body;
+    size_t msglen = 0;
+    switch (m->type) {
+    case RL_WIRE_FORWARD: {
+        if (m->n == 0 || m->n > RL_WIRE_FWD_MAX_RECORDS || !m->lens ||
+            (m->bytes > 0 && !m->data))
+            return RLOG_EINVAL;
+        uint64_t sum = 0;
+        for (uint32_t i = 0; i < m->n; i++)
+            sum += m->lens[i];
+        if (sum != m->bytes)
+            return RLOG_EINVAL;
+        body = (FWD_FIXED + (uint64_t)m->n) * 8 + rl_pad8(m->bytes);
+        break;
+    }
+    case RL_WIRE_FORWARD_RESULT:
+    case RL_WIRE_BARRIER_RESULT:
+        if (m->status > 0)
+            return RLOG_EINVAL;
+        msglen = strnlen(m->msg, RL_WIRE_FWD_MSG_MAX);
+        body = RES_FIXED * 8 + rl_pad8(msglen);
+        break;
+    case RL_WIRE_BARRIER:
+        body = 8;
+        break;
+    default:
+        return RLOG_EINVAL;
+    }
+    struct wr w;
+    int rv = single_buffer(out, m->type, body, sender, &w);
+    if (rv != 0)
+        return rv;
     w64(&w, m->request);
     if (m->type == RL_WIRE_FORWARD) {
         w64(&w, m->producer_id);
@@ -883,14 +1070,13 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
             w64(&w, m->lens[i]);
         if (m->bytes)
             memcpy(w.p, m->data, m->bytes);
-        memset(w.p + m->bytes, 0, (size_t)(pad8(m->bytes) - m->bytes));
+        memset(w.p + m->bytes, 0, (size_t)(rl_pad8(m->bytes) - m->bytes));
     } else if (m->type != RL_WIRE_BARRIER) {
         w64(&w, (uint64_t)-(int64_t)m->status);
         w64(&w, m->offset);
         wbytes(&w, m->msg, msglen);
     }
-    put64(out->head + 24, XXH3_64bits_withSeed(out->head + RL_WIRE_HDR, (size_t)body,
-                                               XXH3_64bits(out->head, 24)));
+    seal_single(out);
     return 0;
 }
 
@@ -921,7 +1107,7 @@ static int decode_forward(struct rd *r, struct rl_wire_fwd *m)
     r->p += n * 8;
     uint64_t sum = 0;
     for (unsigned long long i = 0; i < n; i++) {
-        uint64_t len = get64(lens + 8 * i);
+        uint64_t len = rl_get64(lens + 8 * i);
         if (len > left(r) || sum + len > left(r))
             return fail(r->errmsg, r->errlen, "%s: record %llu length %llu exceeds body",
                         r->name, i, (unsigned long long)len);
@@ -937,7 +1123,7 @@ static int decode_forward(struct rd *r, struct rl_wire_fwd *m)
         return RLOG_ENOMEM;
     }
     for (unsigned long long i = 0; i < n; i++)
-        m->lens[i] = (size_t)get64(lens + 8 * i);
+        m->lens[i] = (size_t)rl_get64(lens + 8 * i);
     memcpy(m->data, bytes, (size_t)sum);
     m->n = (uint32_t)n;
     m->bytes = (size_t)sum;

@@ -42,23 +42,21 @@ enum {
     RL_WIRE_TIMEOUT_NOW = RAFT_IO_TIMEOUT_NOW,
     RL_WIRE_OWN_FIRST = 64,
     /* Catch-up by segment fetch (lib/raftio/fetch.c; a rewind,
-     * lib/raftio/rewind.c, asks with the same request). They reuse the shapes
-     * (and encoders/decoders) of two raft messages, through the same union:
-     *  FETCH_REQUEST as timeout_now: term = first index wanted,
-     *    last_log_index = last index wanted, last_log_term = byte budget.
-     *  FETCH_RESPONSE as append_entries: term = status (0, or an RLOG_E*
-     *    code negated), prev_log_index = first index - 1, prev_log_term = 0,
-     *    leader_commit = the last index the sender can serve, entries = the
-     *    entries from prev_log_index + 1 on (terms, types, payloads).
-     *    With status RLOG_ETRIMMED the sender has dropped the range: it can
-     *    serve from prev_log_index + 1 on, prev_log_term is the term of
-     *    entry prev_log_index and leader_commit the record offset of entry
-     *    prev_log_index + 1 (prev_log_index 0: not within the range asked). */
+     * lib/raftio/rewind.c, and the repair of damaged entries,
+     * lib/node/repair.c, ask with the same request) and the commit notice:
+     * struct rl_wire_fetch_req, rl_wire_fetch_resp and rl_wire_commit
+     * below, encoded and decoded by their own functions only (rl_wire_decode
+     * refuses them). Their bodies keep the layouts of the raft messages they
+     * were first sent as (TimeoutNow, AppendEntries), so the bytes are the
+     * same as before they had types of their own:
+     *  FETCH_REQUEST: first, last, budget (three u64).
+     *  FETCH_RESPONSE: as AppendEntries: status (0 or an RLOG_E* code
+     *    negated), first - 1 (0 for "none" with RLOG_ETRIMMED),
+     *    restart_term (else 0), restart_offset with RLOG_ETRIMMED and a
+     *    first, else last; then the entries (headers, then payloads).
+     *  COMMIT: term, index, entry_term (three u64). */
     RL_WIRE_FETCH_REQUEST = 64,
     RL_WIRE_FETCH_RESPONSE = 65,
-    /* The leader's commit fence passed an entry (lib/node/node.c): shaped
-     * as timeout_now: term = the leader's term, last_log_index = the entry's
-     * index, last_log_term = the entry's term. */
     RL_WIRE_COMMIT = 66,
     /* Append forwarding and the read barrier (lib/node/forward.c). Not raft
      * shapes: encoded and decoded by rl_wire_encode_fwd / rl_wire_decode_fwd
@@ -97,6 +95,40 @@ struct rl_wire_fwd {
     char msg[RL_WIRE_FWD_MSG_MAX + 1];
 };
 
+/* A fetch request: entries first..last wanted, at most `budget` bytes of
+ * payload in the answer (at least one entry is sent). first >= 1. */
+struct rl_wire_fetch_req {
+    uint64_t first, last, budget;
+};
+
+/* A fetch answer. status 0: entries (n_entries, maybe none if the sender has
+ * nothing there yet) from index `first`, the sender holding entries up to
+ * `last`. RLOG_ECORRUPT: the sender's copy of `first` is damaged (no
+ * entries). RLOG_ETRIMMED: the sender dropped the range; it serves from
+ * `first` on, entry first - 1 having restart_term and entry first starting
+ * at record restart_offset; first 0 when it holds nothing of the range
+ * (then `last` is its last index). */
+struct rl_wire_fetch_resp {
+    int status;
+    uint64_t first, last;
+    uint64_t restart_term, restart_offset;
+    struct raft_entry *entries; /* decode: raft_calloc'd, pointing into the body */
+    unsigned n_entries;
+};
+
+/* The leader's commit fence passed entry `index` (of term entry_term) in
+ * the leader's term `term` (lib/node/node.c). All three >= 1, entry_term
+ * <= term. */
+struct rl_wire_commit {
+    uint64_t term, index, entry_term;
+};
+
+/* Frames of the fetch protocol and the commit notice (types 64..66). */
+static inline bool rl_wire_is_own(unsigned type)
+{
+    return type >= RL_WIRE_FETCH_REQUEST && type <= RL_WIRE_COMMIT;
+}
+
 static inline bool rl_wire_is_fwd(unsigned type)
 {
     return type >= RL_WIRE_FORWARD && type <= RL_WIRE_BARRIER_RESULT;
@@ -122,7 +154,7 @@ struct rl_wire_out {
     uint64_t total;        /* header + body bytes */
 };
 
-/* Encodes a raft message as a frame from `sender`. Returns 0, RLOG_ENOMEM,
+/* Encodes a raft message (types 1..6) as a frame from `sender`. Returns 0, RLOG_ENOMEM,
  * or RLOG_EINVAL (unknown type, a field that cannot be represented).
  * The payload buffers of AppendEntries entries must stay valid until the
  * frame is sent; free with rl_wire_out_free(). */
@@ -163,5 +195,28 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
 int rl_wire_decode_fwd(const struct rl_wire_hdr *hdr, const void *body, struct rl_wire_fwd *m,
                        char *errmsg, size_t errlen);
 void rl_wire_fwd_free(struct rl_wire_fwd *m);
+
+/* The fetch protocol and the commit notice, as the forwarding frames: each
+ * encoder returns 0, RLOG_ENOMEM or RLOG_EINVAL (a field the decoder would
+ * refuse); each decoder verifies the header and checksum and every field,
+ * returning 0, RLOG_EPROTO (errmsg says why) or RLOG_ENOMEM. A fetch
+ * answer's entry payloads are referenced, not copied: they must stay valid
+ * until the frame is sent. Its decoder takes `body` as rl_wire_decode does
+ * (raft_malloc'd; *body_owned set when the entries point into it); release
+ * with rl_wire_fetch_resp_release. */
+int rl_wire_encode_fetch_req(const struct rl_wire_fetch_req *m, uint64_t sender,
+                             struct rl_wire_out *out);
+int rl_wire_decode_fetch_req(const struct rl_wire_hdr *hdr, const void *body,
+                             struct rl_wire_fetch_req *m, char *errmsg, size_t errlen);
+int rl_wire_encode_fetch_resp(const struct rl_wire_fetch_resp *m, uint64_t sender,
+                              struct rl_wire_out *out);
+int rl_wire_decode_fetch_resp(const struct rl_wire_hdr *hdr, void *body,
+                              struct rl_wire_fetch_resp *m, bool *body_owned, char *errmsg,
+                              size_t errlen);
+/* Frees the decoded entries array, and body if owned. */
+void rl_wire_fetch_resp_release(struct rl_wire_fetch_resp *m, void *body, bool body_owned);
+int rl_wire_encode_commit(const struct rl_wire_commit *m, uint64_t sender, struct rl_wire_out *out);
+int rl_wire_decode_commit(const struct rl_wire_hdr *hdr, const void *body, struct rl_wire_commit *m,
+                          char *errmsg, size_t errlen);
 
 #endif

@@ -150,6 +150,30 @@ static void drop_body(struct reader *r)
     r->body = NULL;
 }
 
+/* transport.c's in_commit / in_fetch_req / in_fetch_resp, up to the point
+ * where the node would act: 0, or the decoder's error. */
+static int own_frame(const struct rl_wire_hdr *h, void *body, char *err, size_t errlen)
+{
+    struct rl_wire_fetch_req req;
+    struct rl_wire_fetch_resp resp;
+    struct rl_wire_commit commit;
+    bool owned = false;
+    int rv;
+    if (h->type == RL_WIRE_FETCH_RESPONSE) {
+        rv = rl_wire_decode_fetch_resp(h, body, &resp, &owned, err, errlen);
+        if (rv == 0)
+            rl_wire_fetch_resp_release(&resp, body, owned);
+    } else if (h->type == RL_WIRE_COMMIT) {
+        rv = rl_wire_decode_commit(h, body, &commit, err, errlen);
+    } else {
+        rv = rl_wire_decode_fetch_req(h, body, &req, err, errlen);
+    }
+    CHECK(rv == 0 || !owned);
+    if (!owned)
+        raft_free(body);
+    return rv;
+}
+
 /* transport.c's in_frame, up to the point where libraft would take over. */
 static void frame_done(struct reader *r)
 {
@@ -164,6 +188,17 @@ static void frame_done(struct reader *r)
     bool owned = false;
     char err[256];
     err[0] = '\0';
+    if (rl_wire_is_own(r->h.type)) {
+        int rv = own_frame(&r->h, body, err, sizeof err);
+        CHECK(rv == 0 || rv == RLOG_ENOMEM || (rv == RLOG_EPROTO && err[0] != '\0'));
+        /* transport.c closes the connection on a refused frame and on one
+         * that names another sender */
+        if (rv != 0 || r->h.sender != r->id)
+            r->closed = true;
+        else
+            r->frames++;
+        return;
+    }
     int rv = rl_wire_decode(&r->h, body, &msg, &owned, err, sizeof err);
     if (rv != 0) {
         CHECK(rv == RLOG_EPROTO || rv == RLOG_ENOMEM);

@@ -94,23 +94,29 @@ struct frame {
     size_t len;
 };
 
-static struct frame encode(const struct raft_message *m, uint64_t sender)
+/* The frame an encoder made (rv its result), in one buffer. */
+static struct frame flatten(int rv, struct rl_wire_out *out)
 {
-    struct rl_wire_out out;
-    if (rl_wire_encode(m, sender, &out) != 0) {
-        fprintf(stderr, "gen_corpus: rl_wire_encode failed for type %u\n", m->type);
+    if (rv != 0) {
+        fprintf(stderr, "gen_corpus: an encoder failed (%d)\n", rv);
         exit(1);
     }
-    struct frame f = {malloc((size_t)out.total), (size_t)out.total};
+    struct frame f = {malloc((size_t)out->total), (size_t)out->total};
     if (!f.b)
         die("malloc");
     size_t at = 0;
-    for (unsigned i = 0; i < out.n_iov; i++) {
-        memcpy(f.b + at, out.iov[i].base, out.iov[i].len);
-        at += out.iov[i].len;
+    for (unsigned i = 0; i < out->n_iov; i++) {
+        memcpy(f.b + at, out->iov[i].base, out->iov[i].len);
+        at += out->iov[i].len;
     }
-    rl_wire_out_free(&out);
+    rl_wire_out_free(out);
     return f;
+}
+
+static struct frame encode(const struct raft_message *m, uint64_t sender)
+{
+    struct rl_wire_out out;
+    return flatten(rl_wire_encode(m, sender, &out), &out);
 }
 
 static void emit_frame(const char *name, const struct frame *f, bool zero_sum_too)
@@ -216,18 +222,13 @@ static void gen_wire(void)
     f[nf] = encode(&m, 1);
     emit_frame("timeout-now", &f[nf++], true);
 
-    memset(&m, 0, sizeof m);
-    m.type = RL_WIRE_FETCH_REQUEST;
-    m.timeout_now = (struct raft_timeout_now){1, 500, 4u << 20};
-    f[nf] = encode(&m, 2);
+    struct rl_wire_out out;
+    struct rl_wire_fetch_req req = {.first = 1, .last = 500, .budget = 4u << 20};
+    f[nf] = flatten(rl_wire_encode_fetch_req(&req, 2, &out), &out);
     emit_frame("fetch-request", &f[nf++], true);
 
-    memset(&m, 0, sizeof m);
-    m.type = RL_WIRE_FETCH_RESPONSE;
-    m.append_entries = (struct raft_append_entries){.term = 0, .prev_log_index = 0,
-                                                    .prev_log_term = 0, .leader_commit = 500,
-                                                    .entries = ents, .n_entries = 3};
-    f[nf] = encode(&m, 1);
+    struct rl_wire_fetch_resp resp = {.first = 1, .last = 500, .entries = ents, .n_entries = 3};
+    f[nf] = flatten(rl_wire_encode_fetch_resp(&resp, 1, &out), &out);
     emit_frame("fetch-response", &f[nf++], true);
 
     /* A stream: heartbeat, then one of each type. */

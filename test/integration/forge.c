@@ -156,33 +156,38 @@ struct frame {
     size_t len;
 };
 
-/* Encodes msg from o->from into one contiguous frame. */
-static struct frame encode(const struct opts *o, const struct raft_message *msg)
+/* The frame an encoder made (rv its result), in one contiguous buffer. */
+static struct frame flatten(int rv, struct rl_wire_out *out)
 {
-    struct rl_wire_out out;
-    int rv = rl_wire_encode(msg, o->from, &out);
     if (rv != 0) {
         fprintf(stderr, "forge: the codec refuses this message (%d)\n", rv);
         exit(1);
     }
-    struct frame f = {malloc((size_t)out.total), 0};
+    struct frame f = {malloc((size_t)out->total), 0};
     if (!f.bytes)
         exit(1);
-    for (unsigned i = 0; i < out.n_iov; i++) {
-        memcpy(f.bytes + f.len, out.iov[i].base, out.iov[i].len);
-        f.len += out.iov[i].len;
+    for (unsigned i = 0; i < out->n_iov; i++) {
+        memcpy(f.bytes + f.len, out->iov[i].base, out->iov[i].len);
+        f.len += out->iov[i].len;
     }
-    rl_wire_out_free(&out);
+    rl_wire_out_free(out);
     return f;
 }
 
-/* An AppendEntries (or fetch answer) carrying one entry of payload buf. */
-static struct frame entries_frame(const struct opts *o, int type, uint64_t term, uint64_t prev,
+/* Encodes msg from o->from into one contiguous frame. */
+static struct frame encode(const struct opts *o, const struct raft_message *msg)
+{
+    struct rl_wire_out out;
+    return flatten(rl_wire_encode(msg, o->from, &out), &out);
+}
+
+/* An AppendEntries carrying one entry of payload buf. */
+static struct frame entries_frame(const struct opts *o, uint64_t term, uint64_t prev,
                                   uint64_t prev_term, uint64_t commit, void *buf, size_t len)
 {
     struct raft_entry e = {.term = term ? term : 1, .type = RAFT_COMMAND,
                            .buf = {.base = buf, .len = len}};
-    struct raft_message m = {.type = (unsigned short)type, .server_id = o->from};
+    struct raft_message m = {.type = RAFT_IO_APPEND_ENTRIES, .server_id = o->from};
     m.append_entries = (struct raft_append_entries){.term = term, .prev_log_index = prev,
                                                     .prev_log_term = prev_term,
                                                     .leader_commit = commit,
@@ -215,22 +220,25 @@ static struct frame build(const struct opts *o, const char *kind, int argc, char
         size_t len;
         void *buf = !strcmp(kind, "append") ? records((unsigned)num(argv[4]), &len)
                                             : rl_batch_trim(num(argv[4]), 1, &len);
-        return entries_frame(o, RAFT_IO_APPEND_ENTRIES, num(argv[0]), num(argv[1]), num(argv[2]),
-                             num(argv[3]), buf, len);
+        return entries_frame(o, num(argv[0]), num(argv[1]), num(argv[2]), num(argv[3]), buf, len);
     }
     if (!strcmp(kind, "crash")) {
         NEED(1);
         size_t len;
         void *buf = records(1, &len);
-        return entries_frame(o, RAFT_IO_APPEND_ENTRIES, num(argv[0]), 0, 0, 1, buf, len);
+        return entries_frame(o, num(argv[0]), 0, 0, 1, buf, len);
     }
     if (!strcmp(kind, "fetch-resp")) {
         NEED(2);
         size_t len;
         void *buf = records((unsigned)num(argv[1]), &len);
-        uint64_t first = num(argv[0]);
-        return entries_frame(o, RL_WIRE_FETCH_RESPONSE, 0, first ? first - 1 : 0, 0, first, buf,
-                             len);
+        struct raft_entry e = {.term = 1, .type = RAFT_COMMAND, .buf = {.base = buf, .len = len}};
+        struct rl_wire_fetch_resp r = {.first = num(argv[0]), .last = num(argv[0]),
+                                       .entries = &e, .n_entries = 1};
+        struct rl_wire_out out;
+        struct frame f = flatten(rl_wire_encode_fetch_resp(&r, o->from, &out), &out);
+        raft_free(buf);
+        return f;
     }
     if (!strcmp(kind, "result")) {
         NEED(2);
@@ -239,13 +247,19 @@ static struct frame build(const struct opts *o, const char *kind, int argc, char
             .term = num(argv[0]), .rejected = 0, .last_log_index = num(argv[1])};
         return encode(o, &m);
     }
-    if (!strcmp(kind, "commit") || !strcmp(kind, "fetch-req")) {
+    if (!strcmp(kind, "commit")) {
         NEED(3);
-        m.type = !strcmp(kind, "commit") ? RL_WIRE_COMMIT : RL_WIRE_FETCH_REQUEST;
-        m.timeout_now = (struct raft_timeout_now){.term = num(argv[0]),
-                                                  .last_log_index = num(argv[1]),
-                                                  .last_log_term = num(argv[2])};
-        return encode(o, &m);
+        struct rl_wire_commit c = {.term = num(argv[0]), .index = num(argv[1]),
+                                   .entry_term = num(argv[2])};
+        struct rl_wire_out out;
+        return flatten(rl_wire_encode_commit(&c, o->from, &out), &out);
+    }
+    if (!strcmp(kind, "fetch-req")) {
+        NEED(3);
+        struct rl_wire_fetch_req r = {.first = num(argv[0]), .last = num(argv[1]),
+                                      .budget = num(argv[2])};
+        struct rl_wire_out out;
+        return flatten(rl_wire_encode_fetch_req(&r, o->from, &out), &out);
     }
     if (!strcmp(kind, "half")) {
         NEED(2);

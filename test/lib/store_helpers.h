@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "fs/fs.h"
+#include "lib/fault_fs.h"
 #include "liblog.h"
 #include "store/store.h"
 

@@ -1239,6 +1239,7 @@ static void forge_round(void *arg)
             struct raft_entry e = {.term = term + 1, .type = RAFT_COMMAND,
                                    .buf = {forged_payload, sizeof forged_payload}};
             struct raft_message msg = {.server_id = from->id, .server_address = from->address};
+            struct rl_wire_commit notice = {0};
             switch (sim_range(0, 3) & 2) { /* the crash frame or a notice */
             case 0: /* the crash frame */
                 msg.type = RAFT_IO_APPEND_ENTRIES;
@@ -1254,15 +1255,18 @@ static void forge_round(void *arg)
                     .leader_commit = last + 1, .entries = &e, .n_entries = 1};
                 break;
             default: /* a commit notice past the log, at this term or the next */
-                msg.type = RL_WIRE_COMMIT;
-                msg.timeout_now.term = term + sim_range(0, 1);
-                msg.timeout_now.last_log_index = last + sim_range(1, 50);
-                msg.timeout_now.last_log_term = term;
+                notice.term = term + sim_range(0, 1);
+                notice.index = last + sim_range(1, 50);
+                notice.entry_term = term;
                 break;
             }
-            if (world_inject(from, to, &msg)) {
+            struct rl_wire_out out;
+            int rv = notice.term ? rl_wire_encode_commit(&notice, from->id, &out)
+                                 : rl_wire_encode(&msg, from->id, &out);
+            if (rv == 0 && world_inject(from, to, &out)) {
                 H.forged++;
-                sim_log("n%d forges a type %d message to n%d", m + 1, (int)msg.type, f + 1);
+                sim_log("n%d forges a type %d message to n%d", m + 1,
+                        notice.term ? RL_WIRE_COMMIT : (int)msg.type, f + 1);
             }
         }
     }

@@ -350,7 +350,9 @@ static void route(struct conn *c, int from, const unsigned char *frame, size_t l
                 rl_wire_message_release(&m, body, owned);
                 if (!owned)
                     raft_free(body);
-            } else {
+            } else { /* liblog's own frames */
+                sim_log("n%" PRIu64 " -> n%" PRIu64 " type %u", c->end[from]->id, c->end[to]->id,
+                        (unsigned)h.type);
                 raft_free(body);
             }
         }
@@ -582,7 +584,7 @@ static void forger_connect(struct sim_node *from, struct sim_node *to)
     node_leave();
 }
 
-bool world_inject(struct sim_node *from, struct sim_node *to, const struct raft_message *m)
+bool world_inject(struct sim_node *from, struct sim_node *to, struct rl_wire_out *out)
 {
     bool found = false;
     for (struct conn *c = conns; c && !found; c = c->next)
@@ -596,15 +598,13 @@ bool world_inject(struct sim_node *from, struct sim_node *to, const struct raft_
         int t = c->end[0] == to && c->end[1] == from ? 0 : c->end[1] == to && c->end[0] == from ? 1 : -1;
         if (t < 0)
             continue;
-        struct rl_wire_out out;
-        if (rl_wire_encode(m, from->id, &out) != 0)
-            return false;
-        for (unsigned i = 0; i < out.n_iov; i++)
-            buf_add(&c->tx[t], out.iov[i].base, out.iov[i].len);
-        rl_wire_out_free(&out);
+        for (unsigned i = 0; i < out->n_iov; i++)
+            buf_add(&c->tx[t], out->iov[i].base, out->iov[i].len);
+        rl_wire_out_free(out);
         conn_flush(c, t);
         return true;
     }
+    rl_wire_out_free(out);
     return false;
 }
 

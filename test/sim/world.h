@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "fs/fs.h"
+#include "lib/fault_fs.h"
 #include "node/node.h"
 #include "wire/codec.h"
 
@@ -103,7 +103,7 @@ void node_enter(struct sim_node *n);
 void node_leave(void);
 /* Writes m, as a frame from `from`, into a live connection between the two
  * (a forgery: `from` itself never sent it). False if there is none. */
-bool world_inject(struct sim_node *from, struct sim_node *to, const struct raft_message *m);
+bool world_inject(struct sim_node *from, struct sim_node *to, struct rl_wire_out *out);
 /* Severs every connection from or to n (links stay as they are). */
 void net_sever(struct sim_node *n);
 

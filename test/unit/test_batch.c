@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "batch/batch.h"
-#include "store/format.h"
+#include "common/bytes.h"
 
 #define TS 1234567890123ull
 

@@ -8,8 +8,8 @@
 #include <raft.h>
 
 #include "batch/batch.h"
+#include "common/bytes.h"
 #include "node/cache.h"
-#include "store/format.h"
 
 static void put(struct rl_cache *c, uint64_t index, uint64_t offset, uint32_t records,
                 uint32_t len)

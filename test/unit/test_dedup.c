@@ -14,9 +14,9 @@
 #include <xxhash.h>
 
 #include "batch/batch.h"
+#include "common/bytes.h"
 #include "liblog.h"
 #include "node/dedup.h"
-#include "store/format.h"
 
 /* ---- helpers ---------------------------------------------------------------------- */
 

@@ -16,7 +16,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include "fs/fs.h"
+#include "lib/fault_fs.h"
 #include "liblog.h"
 #include "lib/ports.h"
 

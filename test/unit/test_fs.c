@@ -1,5 +1,6 @@
-/* The fault-injecting file layer (lib/fs): countdown failures, short writes,
- * simulated power loss with rollback to the last fdatasync, torn writes. */
+/* lib/fs under the tests' fault injection (test/lib/fault_fs.c): countdown
+ * failures, short writes, simulated power loss with rollback to the last
+ * fdatasync, torn writes. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fs/fs.h"
+#include "lib/fault_fs.h"
 #include "lib/store_helpers.h"
 
 static char dir[PATH_MAX];

@@ -35,6 +35,16 @@ static int check(const struct raft_message *m)
     return rv;
 }
 
+/* A commit notice of term `term` (its entry of the same term) from `from`. */
+static int check_commit(uint64_t from, uint64_t term, const struct rl_guard_view *v)
+{
+    struct rl_wire_commit c = {.term = term, .index = 9, .entry_term = term};
+    const char *why = NULL;
+    int rv = rl_guard_check_commit(v, from, &c, &why);
+    ck_assert(rv == 0 ? why == NULL : why != NULL);
+    return rv;
+}
+
 START_TEST(test_member_leader_passes)
 {
     struct raft_message m = ae(2, 5);
@@ -73,11 +83,9 @@ START_TEST(test_second_leader_same_term_dropped)
     ck_assert_int_eq(rl_guard_check(&v, &m, &why), RLOG_EPROTO);
     m = ae(3, 5); /* a follower of leader 2: libraft decides */
     ck_assert_int_eq(check(&m), 0);
-    m = (struct raft_message){.type = RL_WIRE_COMMIT, .server_id = 3};
-    m.timeout_now.term = 5;
-    ck_assert_int_eq(check(&m), RLOG_EPROTO);
-    m.server_id = 2;
-    ck_assert_int_eq(check(&m), 0);
+    v = view();
+    ck_assert_int_eq(check_commit(3, 5, &v), RLOG_EPROTO);
+    ck_assert_int_eq(check_commit(2, 5, &v), 0);
 }
 END_TEST
 
@@ -102,16 +110,13 @@ END_TEST
 
 START_TEST(test_commit_notice_only_from_known_leader)
 {
-    struct raft_message m = {.type = RL_WIRE_COMMIT, .server_id = 2};
-    m.timeout_now.term = 6; /* the next term: its leader is not known here */
-    ck_assert_int_eq(check(&m), RLOG_EPROTO);
-    m.timeout_now.term = 4;
-    ck_assert_int_eq(check(&m), RLOG_EPROTO);
     struct rl_guard_view v = view();
+    /* the next term: its leader is not known here */
+    ck_assert_int_eq(check_commit(2, 6, &v), RLOG_EPROTO);
+    ck_assert_int_eq(check_commit(2, 4, &v), RLOG_EPROTO);
+    ck_assert_int_eq(check_commit(9, 5, &v), RLOG_EPROTO); /* not a member */
     v.leader = 0;
-    m.timeout_now.term = 5;
-    const char *why = NULL;
-    ck_assert_int_eq(rl_guard_check(&v, &m, &why), RLOG_EPROTO);
+    ck_assert_int_eq(check_commit(2, 5, &v), RLOG_EPROTO);
 }
 END_TEST
 
@@ -127,14 +132,22 @@ START_TEST(test_wrapping_terms_dropped)
     ck_assert_int_eq(check(&m), RLOG_EPROTO);
     m.request_vote.term = RL_GUARD_MAX_TERM;
     ck_assert_int_eq(check(&m), 0);
+    struct rl_guard_view v = view();
+    v.term = UINT64_MAX;
+    ck_assert_int_eq(check_commit(2, UINT64_MAX, &v), RLOG_EPROTO);
 }
 END_TEST
 
 START_TEST(test_fetch_fields_are_not_terms)
 {
-    struct raft_message m = {.type = RL_WIRE_FETCH_REQUEST, .server_id = 3};
-    m.timeout_now.term = UINT64_MAX; /* an index here */
-    ck_assert_int_eq(check(&m), 0);
+    /* The fetch protocol carries indexes, not terms: only the sender
+     * rule applies to it. */
+    struct rl_guard_view v = view();
+    const char *why = NULL;
+    ck_assert_int_eq(rl_guard_check_sender(&v, 3, &why), 0);
+    ck_assert_int_eq(rl_guard_check_sender(&v, 9, &why), RLOG_EPROTO);
+    ck_assert_int_eq(rl_guard_check_sender(&v, 1, &why), RLOG_EPROTO);
+    ck_assert_int_eq(rl_guard_check_sender(&v, 0, &why), RLOG_EPROTO);
 }
 END_TEST
 

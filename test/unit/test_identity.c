@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fs/fs.h"
+#include "lib/fault_fs.h"
 #include "liblog.h"
 #include "node/identity.h"
 

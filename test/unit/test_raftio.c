@@ -48,7 +48,11 @@ __attribute__((visibility("default"))) int clock_gettime(clockid_t id, struct ti
 /* A message node 1 sent (decoded) or libraft received. */
 struct seen {
     uint64_t peer; /* sent to, or received from */
+    unsigned type; /* the frame's: m's, or one of liblog's own */
     struct raft_message m;
+    struct rl_wire_fetch_req req;
+    struct rl_wire_fetch_resp resp;
+    struct rl_wire_commit commit;
     void *body;
     bool owned;
 };
@@ -244,7 +248,25 @@ static void record(struct seen *list, unsigned *n, uint64_t peer, const struct r
                    void *body, bool owned)
 {
     ck_assert_uint_lt(*n, MAX_SEEN);
-    list[(*n)++] = (struct seen){.peer = peer, .m = *m, .body = body, .owned = owned};
+    list[(*n)++] = (struct seen){.peer = peer, .type = m->type, .m = *m, .body = body,
+                                 .owned = owned};
+}
+
+/* One of liblog's own frames (fetch, commit) node 1 wrote to peer. */
+static void record_own(uint64_t peer, const struct rl_wire_hdr *h, void *body)
+{
+    ck_assert_uint_lt(F->n_sent, MAX_SEEN);
+    struct seen *s = &F->sent[F->n_sent++];
+    char err[256];
+    *s = (struct seen){.peer = peer, .type = h->type, .body = body};
+    int rv;
+    if (h->type == RL_WIRE_FETCH_RESPONSE)
+        rv = rl_wire_decode_fetch_resp(h, body, &s->resp, &s->owned, err, sizeof err);
+    else if (h->type == RL_WIRE_COMMIT)
+        rv = rl_wire_decode_commit(h, body, &s->commit, err, sizeof err);
+    else
+        rv = rl_wire_decode_fetch_req(h, body, &s->req, err, sizeof err);
+    ck_assert_msg(rv == 0, "%s", err);
 }
 
 /* Decodes the whole frames node 1 wrote to peer id. */
@@ -271,8 +293,12 @@ static bool read_frames(uint64_t id)
         memcpy(body, l->rx + pos + RL_WIRE_HDR, h.length);
         struct raft_message m;
         bool owned = false;
-        ck_assert_msg(rl_wire_decode(&h, body, &m, &owned, err, sizeof err) == 0, "%s", err);
-        record(F->sent, &F->n_sent, id, &m, body, owned);
+        if (rl_wire_is_own(h.type))
+            record_own(id, &h, body);
+        else {
+            ck_assert_msg(rl_wire_decode(&h, body, &m, &owned, err, sizeof err) == 0, "%s", err);
+            record(F->sent, &F->n_sent, id, &m, body, owned);
+        }
         pos += RL_WIRE_HDR + h.length;
     }
     if (pos) {
@@ -556,7 +582,10 @@ static void setup(void)
 static void release_seen(struct seen *list, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
-        rl_wire_message_release(&list[i].m, list[i].body, list[i].owned);
+        if (list[i].type == RL_WIRE_FETCH_RESPONSE)
+            rl_wire_fetch_resp_release(&list[i].resp, list[i].body, list[i].owned);
+        else if (!rl_wire_is_own(list[i].type))
+            rl_wire_message_release(&list[i].m, list[i].body, list[i].owned);
         if (!list[i].owned)
             raft_free(list[i].body);
     }
@@ -590,7 +619,7 @@ static void teardown(void)
 /* Peer `from` writes m to node 1 over its own connection (opened on first
  * use, as lib/net hands an inbound one over); node 1 reads it when its
  * loop next turns. */
-static void peer_writes(uint64_t from, struct raft_message m)
+static void peer_sends(uint64_t from, struct rl_wire_out *out)
 {
     struct peer_link *l = &F->peers[from];
     if (l->in_fd < 0) {
@@ -599,11 +628,17 @@ static void peer_writes(uint64_t from, struct raft_message m)
         snprintf(addr, sizeof addr, "n%llu", (unsigned long long)from);
         F->accept(F->t, from, addr, s);
     }
+    for (unsigned i = 0; i < out->n_iov; i++)
+        ck_assert_int_eq(write(l->in_fd, out->iov[i].base, out->iov[i].len),
+                         (ssize_t)out->iov[i].len);
+    rl_wire_out_free(out);
+}
+
+static void peer_writes(uint64_t from, struct raft_message m)
+{
     struct rl_wire_out out;
     ck_assert_int_eq(rl_wire_encode(&m, from, &out), 0);
-    for (unsigned i = 0; i < out.n_iov; i++)
-        ck_assert_int_eq(write(l->in_fd, out.iov[i].base, out.iov[i].len), (ssize_t)out.iov[i].len);
-    rl_wire_out_free(&out);
+    peer_sends(from, &out);
 }
 
 /* Peer `from` says m, and node 1 takes it in. */
@@ -647,7 +682,7 @@ static const struct seen *nth_of(const struct seen *list, unsigned n, unsigned s
                                  unsigned i)
 {
     for (unsigned k = 0; k < n; k++)
-        if (list[k].m.type == type && i-- == 0)
+        if (list[k].type == type && i-- == 0)
             return &list[k];
     return NULL;
 }
@@ -663,13 +698,20 @@ static const struct seen *got_of(unsigned short type, unsigned i)
     return nth_of(F->got, F->n_got, type, i);
 }
 
-/* The i-th message of `type` node 1 sent, which must be there, to peer. */
-static const struct raft_message *sent_to(uint64_t peer, unsigned short type, unsigned i)
+/* The i-th frame of `type` node 1 sent, which must be there, to peer. */
+static const struct seen *sent_frame(uint64_t peer, unsigned short type, unsigned i)
 {
     const struct seen *s = sent_of(type, i);
     ck_assert_msg(s != NULL, "no message %u of type %u sent", i, type);
     ck_assert_uint_eq(s->peer, peer);
-    return &s->m;
+    return s;
+}
+
+/* The same for a raft message. */
+static const struct raft_message *sent_to(uint64_t peer, unsigned short type, unsigned i)
+{
+    ck_assert(!rl_wire_is_own(type));
+    return &sent_frame(peer, type, i)->m;
 }
 
 static unsigned count_sent(unsigned short type)
@@ -940,8 +982,8 @@ static void peer_installs(uint64_t from, uint64_t term, uint64_t index, uint64_t
     raft_configuration_close(&m.install_snapshot.conf);
 }
 
-/* ---- the fetch messages (wire/codec.h: a request shaped as TimeoutNow,
- * an answer as AppendEntries); every test builds and reads them here ---- */
+/* ---- the fetch messages (wire/codec.h: struct rl_wire_fetch_req and
+ * rl_wire_fetch_resp); every test builds and reads them here ---- */
 
 struct fetch_req {
     uint64_t from, to, budget;
@@ -956,43 +998,57 @@ struct fetch_answer {
     unsigned n;
 };
 
-static struct raft_message fetch_request_msg(struct fetch_req r)
+/* Peer `from` asks node 1 for entries (written; peer_says_req: and taken
+ * in). */
+static void peer_writes_req(uint64_t from, struct fetch_req r)
 {
-    struct raft_message m = {.type = RL_WIRE_FETCH_REQUEST};
-    m.timeout_now.term = r.from;
-    m.timeout_now.last_log_index = r.to;
-    m.timeout_now.last_log_term = r.budget;
-    return m;
+    struct rl_wire_fetch_req req = {.first = r.from, .last = r.to, .budget = r.budget};
+    struct rl_wire_out out;
+    ck_assert_int_eq(rl_wire_encode_fetch_req(&req, from, &out), 0);
+    peer_sends(from, &out);
 }
 
-static struct fetch_req fetch_request_of(const struct raft_message *m)
+static void peer_says_req(uint64_t from, struct fetch_req r)
 {
-    ck_assert_uint_eq(m->type, RL_WIRE_FETCH_REQUEST);
-    return (struct fetch_req){m->timeout_now.term, m->timeout_now.last_log_index,
-                              m->timeout_now.last_log_term};
+    peer_writes_req(from, r);
+    fx_net();
 }
 
-static struct raft_message fetch_answer_msg(struct fetch_answer a)
+static struct fetch_req fetch_request_of(const struct seen *s)
 {
-    struct raft_message m = {.type = RL_WIRE_FETCH_RESPONSE};
-    m.append_entries.term = (uint64_t)-(int64_t)a.status;
-    m.append_entries.prev_log_index = a.first - 1;
-    m.append_entries.prev_log_term = a.restart_term;
-    m.append_entries.leader_commit = a.last_or_offset;
-    m.append_entries.entries = (struct raft_entry *)a.entries;
-    m.append_entries.n_entries = a.n;
-    return m;
+    ck_assert_uint_eq(s->type, RL_WIRE_FETCH_REQUEST);
+    return (struct fetch_req){s->req.first, s->req.last, s->req.budget};
 }
 
-static struct fetch_answer fetch_answer_of(const struct raft_message *m)
+/* Peer `from` answers node 1's fetch (ETRIMMED with first <= 1: it holds
+ * nothing of the range). */
+static void peer_says_answer(uint64_t from, struct fetch_answer a)
 {
-    ck_assert_uint_eq(m->type, RL_WIRE_FETCH_RESPONSE);
-    const struct raft_append_entries *ae = &m->append_entries;
-    return (struct fetch_answer){.status = -(int)(int64_t)ae->term,
-                                 .first = ae->prev_log_index + 1,
-                                 .restart_term = ae->prev_log_term,
-                                 .last_or_offset = ae->leader_commit,
-                                 .entries = ae->entries, .n = ae->n_entries};
+    struct rl_wire_fetch_resp r = {.status = a.status, .first = a.first,
+                                   .entries = (struct raft_entry *)a.entries, .n_entries = a.n};
+    if (a.status != RLOG_ETRIMMED)
+        r.last = a.last_or_offset;
+    else if (a.first <= 1)
+        r = (struct rl_wire_fetch_resp){.status = a.status, .last = a.last_or_offset};
+    else {
+        r.restart_term = a.restart_term;
+        r.restart_offset = a.last_or_offset;
+    }
+    struct rl_wire_out out;
+    ck_assert_int_eq(rl_wire_encode_fetch_resp(&r, from, &out), 0);
+    peer_sends(from, &out);
+    fx_net();
+}
+
+static struct fetch_answer fetch_answer_of(const struct seen *s)
+{
+    ck_assert_uint_eq(s->type, RL_WIRE_FETCH_RESPONSE);
+    const struct rl_wire_fetch_resp *r = &s->resp;
+    bool restart = r->status == RLOG_ETRIMMED && r->first;
+    return (struct fetch_answer){.status = r->status, .first = r->first ? r->first : 1,
+                                 .restart_term = r->restart_term,
+                                 .last_or_offset = restart ? r->restart_offset : r->last,
+                                 .entries = r->entries, .n = r->n_entries};
 }
 
 /* libraft got exactly one AppendEntries, and it says this. */
@@ -1037,12 +1093,12 @@ START_TEST(test_conflicting_suffix_rewound)
     F->committed = 2;
     peer_installs(2, 4, 4, 2);
     ck_assert_str_eq(F->events, "");
-    struct fetch_req r = fetch_request_of(sent_to(2, RL_WIRE_FETCH_REQUEST, 0));
+    struct fetch_req r = fetch_request_of(sent_frame(2, RL_WIRE_FETCH_REQUEST, 0));
     ck_assert_uint_eq(r.from, 3);
     ck_assert_uint_eq(r.to, 4);
-    peer_says(2, fetch_answer_msg((struct fetch_answer){.first = 3, .last_or_offset = 4,
+    peer_says_answer(2, (struct fetch_answer){.first = 3, .last_or_offset = 4,
                                                         .entries = make_entries(2, 2, 10),
-                                                        .n = 2}));
+                                                        .n = 2});
     ck_assert_str_eq(F->events, "E");
     got_append_entries(4, 2, 1, 2, 2);
 }
@@ -1184,8 +1240,8 @@ START_TEST(test_fetch_served_within_budget)
     stored(10, 1);
     const struct raft_entry *mine = F->entries[0];
     size_t len = mine[0].buf.len;
-    peer_says(3, fetch_request_msg((struct fetch_req){3, 8, 2 * len + len / 2}));
-    struct fetch_answer a = fetch_answer_of(sent_to(3, RL_WIRE_FETCH_RESPONSE, 0));
+    peer_says_req(3, (struct fetch_req){3, 8, 2 * len + len / 2});
+    struct fetch_answer a = fetch_answer_of(sent_frame(3, RL_WIRE_FETCH_RESPONSE, 0));
     ck_assert_int_eq(a.status, 0);
     ck_assert_uint_eq(a.first, 3);
     ck_assert_uint_eq(a.n, 2);
@@ -1196,8 +1252,8 @@ START_TEST(test_fetch_served_within_budget)
     }
     /* A budget smaller than one entry still gets one. */
     fx_run();
-    peer_says(3, fetch_request_msg((struct fetch_req){9, 10, 1}));
-    a = fetch_answer_of(sent_to(3, RL_WIRE_FETCH_RESPONSE, 1));
+    peer_says_req(3, (struct fetch_req){9, 10, 1});
+    a = fetch_answer_of(sent_frame(3, RL_WIRE_FETCH_RESPONSE, 1));
     ck_assert_uint_eq(a.first, 9);
     ck_assert_uint_eq(a.n, 1);
 }
@@ -1211,7 +1267,7 @@ START_TEST(test_fetch_serving_bounded)
     rl_io_set_bounds(&F->rio, &(struct rl_io_bounds){.fetch_serve_max = 4,
                                                      .fetch_serve_bytes = 100,
                                                      .held_max = 64});
-    peer_says(3, fetch_request_msg((struct fetch_req){1, 3, 1u << 20}));
+    peer_says_req(3, (struct fetch_req){1, 3, 1u << 20});
     fx_run();
     ck_assert_uint_eq(count_sent(RL_WIRE_FETCH_RESPONSE), 0);
     struct rl_io_bound_stats bs;
@@ -1229,17 +1285,17 @@ START_TEST(test_fetch_serving_one_at_a_time)
                                                      .fetch_serve_bytes = 64u << 20,
                                                      .held_max = 64});
     /* Read in one turn: the first answer waits for its connection. */
-    peer_writes(3, fetch_request_msg((struct fetch_req){1, 3, 1u << 20}));
-    peer_writes(3, fetch_request_msg((struct fetch_req){2, 3, 1u << 20}));
-    peer_writes(2, fetch_request_msg((struct fetch_req){1, 3, 1u << 20}));
+    peer_writes_req(3, (struct fetch_req){1, 3, 1u << 20});
+    peer_writes_req(3, (struct fetch_req){2, 3, 1u << 20});
+    peer_writes_req(2, (struct fetch_req){1, 3, 1u << 20});
     fx_run();
     ck_assert_uint_eq(count_sent(RL_WIRE_FETCH_RESPONSE), 1);
-    ck_assert_uint_eq(fetch_answer_of(sent_to(3, RL_WIRE_FETCH_RESPONSE, 0)).first, 1);
+    ck_assert_uint_eq(fetch_answer_of(sent_frame(3, RL_WIRE_FETCH_RESPONSE, 0)).first, 1);
     struct rl_io_bound_stats bs;
     rl_io_bound_stats(&F->rio, &bs);
     ck_assert_uint_eq(bs.fetch_serve_refused, 2);
     /* Once it is written, the next request is served. */
-    peer_says(2, fetch_request_msg((struct fetch_req){2, 3, 1u << 20}));
+    peer_says_req(2, (struct fetch_req){2, 3, 1u << 20});
     fx_run();
     ck_assert_uint_eq(count_sent(RL_WIRE_FETCH_RESPONSE), 2);
 }
@@ -1262,8 +1318,8 @@ START_TEST(test_fetch_answer_for_trimmed_range)
     ck_assert_int_eq(rl_store_trim_records(F->store, &req, 5, 10, store_cb), 0);
     fx_run();
     ck_assert_int_eq(st, 0);
-    peer_says(3, fetch_request_msg((struct fetch_req){2, 8, 1u << 20}));
-    struct fetch_answer a = fetch_answer_of(sent_to(3, RL_WIRE_FETCH_RESPONSE, 0));
+    peer_says_req(3, (struct fetch_req){2, 8, 1u << 20});
+    struct fetch_answer a = fetch_answer_of(sent_frame(3, RL_WIRE_FETCH_RESPONSE, 0));
     ck_assert_int_eq(a.status, RLOG_ETRIMMED);
     ck_assert_uint_eq(a.first, 6);
     ck_assert_uint_eq(a.restart_term, 1);
@@ -1287,29 +1343,29 @@ START_TEST(test_fetch_resumes_after_cut)
     ck_assert(rl_io_catchup(&F->rio, &next, &target));
     ck_assert_uint_eq(next, 3);
     ck_assert_uint_eq(target, 6);
-    struct fetch_req r = fetch_request_of(sent_to(2, RL_WIRE_FETCH_REQUEST, 0));
+    struct fetch_req r = fetch_request_of(sent_frame(2, RL_WIRE_FETCH_REQUEST, 0));
     ck_assert_uint_eq(r.from, 3);
     ck_assert_uint_eq(r.to, 6);
     struct raft_entry *theirs = make_entries(4, 1, 300);
-    peer_says(2, fetch_answer_msg((struct fetch_answer){.first = 3, .last_or_offset = 6,
-                                                        .entries = theirs, .n = 2}));
+    peer_says_answer(2, (struct fetch_answer){.first = 3, .last_or_offset = 6,
+                                                        .entries = theirs, .n = 2});
     fx_run();
     ck_assert_uint_eq(rl_store_last_index(F->store), 4);
-    ck_assert_uint_eq(fetch_request_of(sent_to(2, RL_WIRE_FETCH_REQUEST, 1)).from, 5);
+    ck_assert_uint_eq(fetch_request_of(sent_frame(2, RL_WIRE_FETCH_REQUEST, 1)).from, 5);
     cut(2);
     /* A late copy of the first answer changes nothing. */
-    peer_says(2, fetch_answer_msg((struct fetch_answer){.first = 3, .last_or_offset = 6,
-                                                        .entries = theirs, .n = 2}));
+    peer_says_answer(2, (struct fetch_answer){.first = 3, .last_or_offset = 6,
+                                                        .entries = theirs, .n = 2});
     fx_run();
     ck_assert_uint_eq(rl_store_next_index(F->store), 5);
     ck_assert_uint_eq(count_sent(RL_WIRE_FETCH_REQUEST), 2);
     fx_advance(3000);
     ck_assert_uint_eq(count_sent(RL_WIRE_FETCH_REQUEST), 3);
-    ck_assert_uint_eq(fetch_request_of(sent_to(2, RL_WIRE_FETCH_REQUEST, 2)).from, 5);
+    ck_assert_uint_eq(fetch_request_of(sent_frame(2, RL_WIRE_FETCH_REQUEST, 2)).from, 5);
     ck_assert(rl_io_catchup(&F->rio, &next, &target));
     ck_assert_uint_eq(next, 5);
-    peer_says(2, fetch_answer_msg((struct fetch_answer){.first = 5, .last_or_offset = 6,
-                                                        .entries = theirs + 2, .n = 2}));
+    peer_says_answer(2, (struct fetch_answer){.first = 5, .last_or_offset = 6,
+                                                        .entries = theirs + 2, .n = 2});
     fx_run();
     ck_assert_int_eq(F->install_status, 0);
     ck_assert(!rl_io_catchup(&F->rio, &next, &target));
@@ -1331,18 +1387,18 @@ START_TEST(test_fetch_restarts_past_a_peer_trim)
     stored(2, 1);
     F->committed = 2;
     peer_installs(2, 1, 6, 1);
-    ck_assert_uint_eq(fetch_request_of(sent_to(2, RL_WIRE_FETCH_REQUEST, 0)).from, 3);
-    peer_says(2, fetch_answer_msg((struct fetch_answer){.status = RLOG_ETRIMMED, .first = 5,
+    ck_assert_uint_eq(fetch_request_of(sent_frame(2, RL_WIRE_FETCH_REQUEST, 0)).from, 3);
+    peer_says_answer(2, (struct fetch_answer){.status = RLOG_ETRIMMED, .first = 5,
                                                         .restart_term = 1,
-                                                        .last_or_offset = 8}));
+                                                        .last_or_offset = 8});
     fx_run();
     ck_assert_uint_eq(rl_store_first_index(F->store), 5);
     ck_assert_uint_eq(rl_store_first_offset(F->store), 8);
     ck_assert_uint_eq(rl_io_snapshot_index(&F->rio), 4);
-    ck_assert_uint_eq(fetch_request_of(sent_to(2, RL_WIRE_FETCH_REQUEST, 1)).from, 5);
-    peer_says(2, fetch_answer_msg((struct fetch_answer){.first = 5, .last_or_offset = 6,
+    ck_assert_uint_eq(fetch_request_of(sent_frame(2, RL_WIRE_FETCH_REQUEST, 1)).from, 5);
+    peer_says_answer(2, (struct fetch_answer){.first = 5, .last_or_offset = 6,
                                                         .entries = make_entries(2, 1, 50),
-                                                        .n = 2}));
+                                                        .n = 2});
     fx_run();
     ck_assert_int_eq(F->install_status, 0);
     ck_assert_uint_eq(rl_store_last_index(F->store), 6);
@@ -1360,14 +1416,14 @@ START_TEST(test_fetch_gives_up_when_nobody_holds_it)
     F->committed = 2;
     peer_installs(2, 1, 6, 1);
     struct fetch_answer gone = {.status = RLOG_ETRIMMED, .first = 1};
-    peer_says(2, fetch_answer_msg(gone));
+    peer_says_answer(2, gone);
     fx_run();
     ck_assert_int_eq(F->install_status, 1);
-    ck_assert_uint_eq(fetch_request_of(sent_to(3, RL_WIRE_FETCH_REQUEST, 1)).from, 3);
-    peer_says(3, fetch_answer_msg(gone));
+    ck_assert_uint_eq(fetch_request_of(sent_frame(3, RL_WIRE_FETCH_REQUEST, 1)).from, 3);
+    peer_says_answer(3, gone);
     fx_run();
-    ck_assert_uint_eq(fetch_request_of(sent_to(2, RL_WIRE_FETCH_REQUEST, 2)).from, 3);
-    peer_says(2, fetch_answer_msg(gone));
+    ck_assert_uint_eq(fetch_request_of(sent_frame(2, RL_WIRE_FETCH_REQUEST, 2)).from, 3);
+    peer_says_answer(2, gone);
     fx_run();
     ck_assert_int_eq(F->install_status, RAFT_IOERR);
     uint64_t next, target;
@@ -1390,9 +1446,9 @@ START_TEST(test_campaign_waits_for_install)
     tn.timeout_now.term = 1;
     peer_says(2, tn);
     ck_assert_str_eq(F->events, "IV");
-    peer_says(2, fetch_answer_msg((struct fetch_answer){.first = 3, .last_or_offset = 6,
+    peer_says_answer(2, (struct fetch_answer){.first = 3, .last_or_offset = 6,
                                                         .entries = make_entries(4, 1, 50),
-                                                        .n = 4}));
+                                                        .n = 4});
     fx_run();
     ck_assert_int_eq(F->install_status, 0);
     ck_assert_str_eq(F->events, "IVT");
@@ -1462,7 +1518,7 @@ START_TEST(test_failed_stop_sends_nothing)
     ck_assert_int_eq(st, RAFT_IOERR);
     struct raft_configuration conf;
     conf_123(&conf);
-    rl_io_send_commit(&F->rio, &conf, 1, 1, 1);
+    rl_io_send_commit(&F->rio, &conf, &(struct rl_wire_commit){1, 1, 1});
     raft_configuration_close(&conf);
     struct rl_wire_fwd fwd = {.type = RL_WIRE_BARRIER, .request = 1};
     ck_assert_int_eq(rl_io_send_fwd(&F->rio, 2, "n2", &fwd, NULL, NULL), RLOG_ECLOSED);

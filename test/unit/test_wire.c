@@ -49,12 +49,10 @@ static void reseal(unsigned char *f)
     wr64(f + 24, XXH3_64bits_withSeed(f + RL_WIRE_HDR, len, seed));
 }
 
-/* Encodes msg and gathers the iovecs into one malloc'd buffer, checking the
- * iovec layout on the way. */
-static unsigned char *encode_flat(const struct raft_message *msg, uint64_t sender, size_t *len)
+/* Gathers an encoder's iovecs into one malloc'd buffer, checking the iovec
+ * layout on the way; frees out. */
+static unsigned char *flat_out(struct rl_wire_out out, size_t *len)
 {
-    struct rl_wire_out out;
-    ck_assert_int_eq(rl_wire_encode(msg, sender, &out), 0);
     ck_assert_uint_ge(out.n_iov, 1);
     ck_assert_ptr_eq(out.iov[0].base, out.head);
     ck_assert_uint_eq(out.iov[0].len, out.head_len);
@@ -72,6 +70,14 @@ static unsigned char *encode_flat(const struct raft_message *msg, uint64_t sende
     rl_wire_out_free(&out);
     ck_assert_ptr_null(out.head);
     return buf;
+}
+
+/* Encodes msg into one malloc'd buffer. */
+static unsigned char *encode_flat(const struct raft_message *msg, uint64_t sender, size_t *len)
+{
+    struct rl_wire_out out;
+    ck_assert_int_eq(rl_wire_encode(msg, sender, &out), 0);
+    return flat_out(out, len);
 }
 
 struct rx {
@@ -1067,6 +1073,347 @@ START_TEST(test_decode_allocation_failures)
 }
 END_TEST
 
+/* ---- liblog's own frames: fetch request, fetch answer, commit notice ------ */
+
+/* One of liblog's own frames, decoded as the transport does (a body of the
+ * length the header claims, zeros past the end of f). */
+struct own_rx {
+    struct rl_wire_hdr h;
+    struct rl_wire_fetch_req req;
+    struct rl_wire_fetch_resp resp;
+    struct rl_wire_commit commit;
+    void *body;
+    bool owned;
+    char err[256];
+};
+
+static int own_recv(const unsigned char *f, size_t flen, struct own_rx *rx)
+{
+    memset(rx, 0, sizeof *rx);
+    int rv = rl_wire_decode_hdr(f, MAX_BODY, &rx->h, rx->err, sizeof rx->err);
+    if (rv != 0)
+        return rv;
+    rx->body = raft_malloc(rx->h.length ? rx->h.length : 8);
+    ck_assert_ptr_nonnull(rx->body);
+    size_t have = flen - RL_WIRE_HDR < rx->h.length ? flen - RL_WIRE_HDR : rx->h.length;
+    memcpy(rx->body, f + RL_WIRE_HDR, have);
+    memset((char *)rx->body + have, 0, rx->h.length - have);
+    if (rx->h.type == RL_WIRE_FETCH_RESPONSE)
+        rv = rl_wire_decode_fetch_resp(&rx->h, rx->body, &rx->resp, &rx->owned, rx->err,
+                                       sizeof rx->err);
+    else if (rx->h.type == RL_WIRE_COMMIT)
+        rv = rl_wire_decode_commit(&rx->h, rx->body, &rx->commit, rx->err, sizeof rx->err);
+    else
+        rv = rl_wire_decode_fetch_req(&rx->h, rx->body, &rx->req, rx->err, sizeof rx->err);
+    if (rv != 0)
+        ck_assert(!rx->owned && rx->resp.entries == NULL);
+    return rv;
+}
+
+static void own_release(struct own_rx *rx)
+{
+    rl_wire_fetch_resp_release(&rx->resp, rx->body, rx->owned);
+    if (!rx->owned)
+        raft_free(rx->body);
+    rx->body = NULL;
+}
+
+static void own_reject(const unsigned char *f, size_t flen, const char *want)
+{
+    struct own_rx rx;
+    int rv = own_recv(f, flen, &rx);
+    own_release(&rx);
+    ck_assert_msg(rv == RLOG_EPROTO, "expected EPROTO (%s), got %d", want ? want : "", rv);
+    ck_assert_msg(rx.err[0] != '\0', "no error message");
+    if (want != NULL)
+        ck_assert_msg(strstr(rx.err, want) != NULL, "error \"%s\" lacks \"%s\"", rx.err, want);
+}
+
+static const struct rl_wire_fetch_req sample_reqs[] = {
+    {1, 500, 4u << 20}, {UINT64_MAX, 0, 1}, {77, 76, UINT64_MAX}};
+static const struct rl_wire_commit sample_commits[] = {
+    {5, 100, 4}, {1, 1, 1}, {UINT64_MAX, UINT64_MAX, UINT64_MAX}};
+#define N_RESPS 6
+
+/* Fetch answers of every kind; entries from sample(2, ...). */
+static struct rl_wire_fetch_resp sample_resp(int k)
+{
+    struct raft_message m;
+    sample(2, &m);
+    switch (k) {
+    case 0: /* entries */
+        return (struct rl_wire_fetch_resp){.first = 10, .last = 500, .entries = sample_entries,
+                                           .n_entries = 3};
+    case 1: /* nothing there yet */
+        return (struct rl_wire_fetch_resp){.first = 501, .last = 500};
+    case 2: /* the first entry damaged there */
+        return (struct rl_wire_fetch_resp){.status = RLOG_ECORRUPT, .first = 7, .last = 9};
+    case 3: /* trimmed: serves from entry 40 */
+        return (struct rl_wire_fetch_resp){.status = RLOG_ETRIMMED, .first = 40,
+                                           .restart_term = 3, .restart_offset = 1234};
+    case 4: /* trimmed past everything asked */
+        return (struct rl_wire_fetch_resp){.status = RLOG_ETRIMMED, .last = 77};
+    default: /* one entry starting the log */
+        return (struct rl_wire_fetch_resp){.first = 1, .last = 1, .entries = sample_entries + 2,
+                                           .n_entries = 1};
+    }
+}
+
+/* Frame k of all the samples above (requests, commits, answers), and its
+ * body words as the raft layouts the types were first sent in. */
+#define N_OWN (3 + 3 + N_RESPS)
+static unsigned char *own_sample(int k, size_t *len, uint64_t words[5])
+{
+    struct rl_wire_out out;
+    if (k < 3) {
+        const struct rl_wire_fetch_req *r = &sample_reqs[k];
+        ck_assert_int_eq(rl_wire_encode_fetch_req(r, 5, &out), 0);
+        memcpy(words, (uint64_t[5]){r->first, r->last, r->budget}, sizeof(uint64_t[5]));
+    } else if (k < 6) {
+        const struct rl_wire_commit *c = &sample_commits[k - 3];
+        ck_assert_int_eq(rl_wire_encode_commit(c, 5, &out), 0);
+        memcpy(words, (uint64_t[5]){c->term, c->index, c->entry_term}, sizeof(uint64_t[5]));
+    } else {
+        struct rl_wire_fetch_resp r = sample_resp(k - 6);
+        ck_assert_int_eq(rl_wire_encode_fetch_resp(&r, 5, &out), 0);
+        bool restart = r.status == RLOG_ETRIMMED && r.first;
+        uint64_t w[5] = {(uint64_t)-(int64_t)r.status, r.first ? r.first - 1 : 0,
+                         r.restart_term, restart ? r.restart_offset : r.last, r.n_entries};
+        memcpy(words, w, sizeof w);
+    }
+    return flat_out(out, len);
+}
+
+START_TEST(test_own_round_trip)
+{
+    size_t len;
+    uint64_t w[5];
+    unsigned char *f = own_sample(_i, &len, w);
+    struct own_rx rx;
+    ck_assert_msg(own_recv(f, len, &rx) == 0, "rejected: %s", rx.err);
+    ck_assert_uint_eq(rx.h.sender, 5);
+    /* The bytes are those of the raft layouts they used to borrow. */
+    for (int i = 0; i < (_i < 6 ? 3 : 5); i++)
+        ck_assert_uint_eq(rd64(f + RL_WIRE_HDR + 8 * i), w[i]);
+    if (_i < 3) {
+        ck_assert_uint_eq(rx.h.type, RL_WIRE_FETCH_REQUEST);
+        ck_assert_mem_eq(&rx.req, &sample_reqs[_i], sizeof rx.req);
+    } else if (_i < 6) {
+        ck_assert_uint_eq(rx.h.type, RL_WIRE_COMMIT);
+        ck_assert_mem_eq(&rx.commit, &sample_commits[_i - 3], sizeof rx.commit);
+    } else {
+        struct rl_wire_fetch_resp r = sample_resp(_i - 6), *d = &rx.resp;
+        ck_assert_uint_eq(rx.h.type, RL_WIRE_FETCH_RESPONSE);
+        ck_assert_int_eq(d->status, r.status);
+        ck_assert_uint_eq(d->first, r.first);
+        ck_assert_uint_eq(d->last, r.last);
+        ck_assert_uint_eq(d->restart_term, r.restart_term);
+        ck_assert_uint_eq(d->restart_offset, r.restart_offset);
+        ck_assert_uint_eq(d->n_entries, r.n_entries);
+        ck_assert(rx.owned == (r.n_entries > 0));
+        for (unsigned i = 0; i < r.n_entries; i++) {
+            ck_assert_uint_eq(d->entries[i].term, r.entries[i].term);
+            ck_assert_uint_eq(d->entries[i].type, r.entries[i].type);
+            ck_assert_uint_eq(d->entries[i].buf.len, r.entries[i].buf.len);
+            ck_assert_mem_eq(d->entries[i].buf.base, r.entries[i].buf.base, r.entries[i].buf.len);
+            ck_assert_ptr_eq(d->entries[i].batch, rx.body);
+        }
+    }
+    own_release(&rx);
+    free(f);
+}
+END_TEST
+
+START_TEST(test_own_truncated_corrupted_extended)
+{
+    size_t len;
+    uint64_t w[5];
+    unsigned char *f = own_sample(_i, &len, w);
+    unsigned char *g = calloc(1, len + 64);
+    uint32_t body = (uint32_t)(len - RL_WIRE_HDR);
+    for (uint32_t cut = 0; cut < body; cut++) { /* every truncation, resealed */
+        memcpy(g, f, RL_WIRE_HDR + cut);
+        wr32(g + 8, cut);
+        reseal(g);
+        own_reject(g, RL_WIRE_HDR + cut, NULL);
+    }
+    for (size_t i = RL_WIRE_HDR; i < len; i++) { /* every body byte flipped */
+        memcpy(g, f, len);
+        g[i] ^= 0x10;
+        own_reject(g, len, "checksum");
+    }
+    for (uint32_t extra = 8; extra <= 16; extra += 8) { /* trailing words */
+        memset(g, 0, len + 64);
+        memcpy(g, f, len);
+        wr32(g + 8, body + extra);
+        reseal(g);
+        own_reject(g, len + extra, _i < 6 ? "expected" : "trailing");
+    }
+    free(g);
+    free(f);
+}
+END_TEST
+
+START_TEST(test_own_field_rejections)
+{
+    struct fb f;
+    /* Fetch answers: an unknown or absurd status, entries with a status, a
+     * restart term without a restart point, a first index past the end. */
+    uint64_t bad_status[] = {4, (uint64_t)-(int64_t)RLOG_EIO, 1001, UINT64_MAX, 1};
+    for (size_t i = 0; i < sizeof bad_status / sizeof bad_status[0]; i++) {
+        fb_start(&f, RL_WIRE_FETCH_RESPONSE);
+        fb64(&f, bad_status[i]);
+        for (int k = 0; k < 4; k++)
+            fb64(&f, k == 0 ? 9 : 0);
+        fb_seal(&f);
+        own_reject(f.b, f.n, "status");
+    }
+    fb_start(&f, RL_WIRE_FETCH_RESPONSE);
+    fb64(&f, (uint64_t)-(int64_t)RLOG_ETRIMMED);
+    fb64(&f, 39);
+    fb64(&f, 3);
+    fb64(&f, 1234);
+    fb64(&f, 1);
+    fb64(&f, 3);
+    fb64(&f, RAFT_COMMAND);
+    fb64(&f, 8);
+    fb64(&f, 0x1122334455667788u);
+    fb_seal(&f);
+    own_reject(f.b, f.n, "entries with status");
+    fb_start(&f, RL_WIRE_FETCH_RESPONSE);
+    fb64(&f, 0);
+    fb64(&f, 9);
+    fb64(&f, 3); /* a term where status 0 has none */
+    fb64(&f, 500);
+    fb64(&f, 0);
+    fb_seal(&f);
+    own_reject(f.b, f.n, "restart term");
+    fb_start(&f, RL_WIRE_FETCH_RESPONSE);
+    fb64(&f, 0);
+    fb64(&f, UINT64_MAX);
+    fb64(&f, 0);
+    fb64(&f, 500);
+    fb64(&f, 0);
+    fb_seal(&f);
+    own_reject(f.b, f.n, "first index");
+    /* Fetch requests: first index 0, budget 0. */
+    uint64_t reqs[2][3] = {{0, 5, 100}, {1, 5, 0}};
+    for (int i = 0; i < 2; i++) {
+        fb_start(&f, RL_WIRE_FETCH_REQUEST);
+        for (int k = 0; k < 3; k++)
+            fb64(&f, reqs[i][k]);
+        fb_seal(&f);
+        own_reject(f.b, f.n, "is 0");
+    }
+    /* Commit notices: a zero term, index or entry term; an entry term
+     * past the term. */
+    uint64_t commits[4][3] = {{0, 5, 0}, {5, 0, 5}, {5, 9, 0}, {5, 9, 6}};
+    for (int i = 0; i < 4; i++) {
+        fb_start(&f, RL_WIRE_COMMIT);
+        for (int k = 0; k < 3; k++)
+            fb64(&f, commits[i][k]);
+        fb_seal(&f);
+        own_reject(f.b, f.n, "not a committed entry");
+    }
+}
+END_TEST
+
+START_TEST(test_own_type_boundaries)
+{
+    size_t len;
+    uint64_t w[5];
+    char err[256];
+    struct rl_wire_hdr h;
+    /* Each decoder takes its own type only, and the raft decoder none. */
+    for (int k = 0; k < N_OWN; k++) {
+        unsigned char *f = own_sample(k, &len, w);
+        ck_assert_int_eq(rl_wire_decode_hdr(f, MAX_BODY, &h, err, sizeof err), 0);
+        void *body = raft_malloc(h.length);
+        memcpy(body, f + RL_WIRE_HDR, h.length);
+        struct rl_wire_fetch_req req;
+        struct rl_wire_fetch_resp resp;
+        struct rl_wire_commit c;
+        bool owned = false;
+        if (h.type != RL_WIRE_FETCH_REQUEST)
+            ck_assert_int_eq(rl_wire_decode_fetch_req(&h, body, &req, err, sizeof err),
+                             RLOG_EPROTO);
+        if (h.type != RL_WIRE_COMMIT)
+            ck_assert_int_eq(rl_wire_decode_commit(&h, body, &c, err, sizeof err), RLOG_EPROTO);
+        if (h.type != RL_WIRE_FETCH_RESPONSE) {
+            ck_assert_int_eq(rl_wire_decode_fetch_resp(&h, body, &resp, &owned, err, sizeof err),
+                             RLOG_EPROTO);
+            ck_assert(!owned);
+        }
+        struct rx rx;
+        ck_assert_int_eq(recv_frame(f, len, &rx), RLOG_EPROTO);
+        ck_assert_ptr_nonnull(strstr(rx.err, "not a raft message"));
+        raft_free(body);
+        free(f);
+    }
+    struct raft_message m;
+    sample(6, &m);
+    unsigned char *f = encode_flat(&m, 5, &len);
+    ck_assert_int_eq(rl_wire_decode_hdr(f, MAX_BODY, &h, err, sizeof err), 0);
+    struct rl_wire_commit c;
+    ck_assert_int_eq(rl_wire_decode_commit(&h, f + RL_WIRE_HDR, &c, err, sizeof err),
+                     RLOG_EPROTO);
+    ck_assert_ptr_nonnull(strstr(err, "not a commit frame"));
+    free(f);
+    /* And the raft encoder takes no liblog type. */
+    struct rl_wire_out out;
+    for (unsigned t = RL_WIRE_FETCH_REQUEST; t <= RL_WIRE_COMMIT; t++) {
+        m.type = (unsigned short)t;
+        ck_assert_int_eq(rl_wire_encode(&m, 5, &out), RLOG_EINVAL);
+    }
+}
+END_TEST
+
+START_TEST(test_own_encode_rejections)
+{
+    struct rl_wire_out out;
+    struct rl_wire_fetch_req req = sample_reqs[0];
+    ck_assert_int_eq(rl_wire_encode_fetch_req(&req, 0, &out), RLOG_EINVAL);
+    req.first = 0;
+    ck_assert_int_eq(rl_wire_encode_fetch_req(&req, 5, &out), RLOG_EINVAL);
+    req = sample_reqs[0];
+    req.budget = 0;
+    ck_assert_int_eq(rl_wire_encode_fetch_req(&req, 5, &out), RLOG_EINVAL);
+
+    struct rl_wire_commit c = sample_commits[0];
+    ck_assert_int_eq(rl_wire_encode_commit(&c, 0, &out), RLOG_EINVAL);
+    c.entry_term = c.term + 1;
+    ck_assert_int_eq(rl_wire_encode_commit(&c, 5, &out), RLOG_EINVAL);
+    c = sample_commits[0];
+    c.index = 0;
+    ck_assert_int_eq(rl_wire_encode_commit(&c, 5, &out), RLOG_EINVAL);
+
+    struct rl_wire_fetch_resp r = sample_resp(0);
+    ck_assert_int_eq(rl_wire_encode_fetch_resp(&r, 0, &out), RLOG_EINVAL);
+    r.status = RLOG_EIO; /* not a status of this protocol */
+    ck_assert_int_eq(rl_wire_encode_fetch_resp(&r, 5, &out), RLOG_EINVAL);
+    r.status = RLOG_ECORRUPT; /* entries only with status 0 */
+    ck_assert_int_eq(rl_wire_encode_fetch_resp(&r, 5, &out), RLOG_EINVAL);
+    r = sample_resp(0);
+    r.first = 0;
+    ck_assert_int_eq(rl_wire_encode_fetch_resp(&r, 5, &out), RLOG_EINVAL);
+    r = sample_resp(1);
+    r.restart_term = 2; /* only with a restart point */
+    ck_assert_int_eq(rl_wire_encode_fetch_resp(&r, 5, &out), RLOG_EINVAL);
+    r = sample_resp(3);
+    r.first = 1; /* nothing is trimmed before entry 1 */
+    ck_assert_int_eq(rl_wire_encode_fetch_resp(&r, 5, &out), RLOG_EINVAL);
+    r = sample_resp(3);
+    r.last = 9; /* no room beside the restart offset */
+    ck_assert_int_eq(rl_wire_encode_fetch_resp(&r, 5, &out), RLOG_EINVAL);
+    r = sample_resp(4);
+    r.restart_offset = 9;
+    ck_assert_int_eq(rl_wire_encode_fetch_resp(&r, 5, &out), RLOG_EINVAL);
+    r = sample_resp(0);
+    sample_entries[1].term = 0; /* the entries as strictly as AppendEntries' */
+    ck_assert_int_eq(rl_wire_encode_fetch_resp(&r, 5, &out), RLOG_EINVAL);
+}
+END_TEST
+
 static Suite *wire_suite(void)
 {
     Suite *s = suite_create("wire");
@@ -1089,6 +1436,14 @@ static Suite *wire_suite(void)
     tcase_add_test(tc, test_field_rejections);
     tcase_add_test(tc, test_encode_rejections);
     tcase_add_test(tc, test_decode_allocation_failures);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("own");
+    tcase_add_loop_test(tc, test_own_round_trip, 0, N_OWN);
+    tcase_add_loop_test(tc, test_own_truncated_corrupted_extended, 0, N_OWN);
+    tcase_add_test(tc, test_own_field_rejections);
+    tcase_add_test(tc, test_own_type_boundaries);
+    tcase_add_test(tc, test_own_encode_rejections);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("fuzz");
