@@ -1698,6 +1698,18 @@ static void print_ratios(void)
                  fd + rtt, w1 / (fd + rtt), ow + rtt, w1 / (ow + rtt));
         add_result(line);
     }
+    /* W2's ceiling by Little's law: 64 appenders, each waiting one round
+     * at zero queueing (an overwrite fdatasync plus a loopback round trip),
+     * can complete at most 64 / (overwrite p50 + rtt p50) per second. */
+    double w2 = result("liblog", "W2", NULL, "records_s"), depth = result("liblog", "W2", NULL, "in_flight");
+    if (w2 > 0 && depth > 0 && ow > 0 && rtt > 0) {
+        double limit = depth * 1e6 / (ow + rtt);
+        snprintf(line, sizeof line,
+                 "system=ratio workload=W2 metric=littles_law in_flight=%.0f limit_records_s=%.0f "
+                 "liblog_over_limit=%.2f",
+                 depth, limit, w2 / limit);
+        add_result(line);
+    }
     double b1 = result("libraft-uv", "W1", NULL, "p50_us");
     if (b1 > 0 && fd > 0 && rtt > 0) {
         snprintf(line, sizeof line, "system=ratio workload=W1 metric=baseline_p50_over_floor baseline_over_floor=%.2f",
@@ -1855,6 +1867,10 @@ static void summary(void)
     if (w1 > 0 && fd > 0)
         printf("  W1 p50 / (fdatasync p50 + rtt p50) = %.2f  (with the overwrite floor: %.2f)\n", w1 / (fd + rtt),
                w1 / (ow + rtt));
+    double ll = result("ratio", "W2", "metric=littles_law", "liblog_over_limit");
+    if (ll > 0)
+        printf("  W2 / Little's-law limit (in flight / (overwrite fdatasync p50 + rtt p50)) = %.2f "
+               "(limit %.0f records/s)\n", ll, result("ratio", "W2", "metric=littles_law", "limit_records_s"));
     printf("  targets (issue 5): W1 p50 <= baseline and <= 1.5x floor; W2 >= 300k rec/s; W3 >= 150 MB/s;\n"
            "  W4 p50 <= 1.3x W1 p50; W5 >= 5M rec/s from cache. W4 reader waits on the commit fence; W5 read cache on.\n");
 }
