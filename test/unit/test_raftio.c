@@ -417,7 +417,7 @@ static void install_cb(struct raft_io_snapshot_put *req, int status)
     (void)req;
     F->install_status = status;
     /* libraft 0.15 frees the data buffer; the backend frees the array of a
-     * failed install (snapshot_put.c) and libraft that of one that worked. */
+     * failed install (snap_queue.c) and libraft that of one that worked. */
     raft_free(F->install.bufs[0].base);
     if (status == 0)
         raft_free(F->install.bufs);
