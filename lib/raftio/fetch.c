@@ -27,7 +27,7 @@
  * reset (so a crash before the store's reset is finished makes the next
  * open finish it), then the store's reset; fetching goes on from I. The
  * peer keeps one fully trimmed entry before its first readable record
- * (node.c, store_trim), so I - 1 is always one whose term it knows.
+ * (node/trim.c, rl_trim_store), so I - 1 is always one whose term it knows.
  *
  * Serving reads every entry through the store, which verifies its checksum
  * and refuses a range recorded as damaged: a chunk ends before the first
@@ -520,7 +520,7 @@ static bool serve_read(struct io *io, struct serve *sv, uint64_t from, uint64_t 
     sv->reads = calloc(cap, sizeof *sv->reads);
     sv->entries = raft_calloc(cap, sizeof *sv->entries);
     /* The frame body: fixed fields, then per entry three fields and the
-     * payload padded to 8 (lib/wire/codec.c). */
+     * payload padded to 8 (lib/wire/raft_msg.c). */
     uint64_t body = 5 * 8;
     for (uint64_t i = from; sv->reads && sv->entries && i <= to && sv->n < cap; i++) {
         struct rl_store_entry *e = &sv->reads[sv->n];

@@ -22,7 +22,7 @@
 #include <string.h>
 
 #define CONNECT_RETRY_MS 200
-/* AppendEntries body: 5 fixed words, then 3 words per entry (codec.c). */
+/* AppendEntries body: 5 fixed words, then 3 words per entry (wire/raft_msg.c). */
 #define AE_FIXED_BYTES 40u
 #define AE_ENTRY_BYTES 24u
 
@@ -321,7 +321,7 @@ int rl_io__send(struct raft_io *rio, struct raft_io_send *req, const struct raft
     int rv = io->fatal ? RAFT_IOERR : rl_io__send_msg(io, msg, req, cb, NULL, NULL);
     /* libraft 0.15 frees an AppendEntries' entries before sending its
      * answer, and frees them again if that send fails at once
-     * (recv_append_entries.c, then recv.c): a double free (found by the
+     * (libraft's recv_append_entries.c, then its recv.c): a double free (found by the
      * simulator, random seed 36: an answer to a peer that had just been
      * unreachable). So a send never fails at once after start: the failure
      * is reported from the loop. */
