@@ -1,4 +1,18 @@
-/* State shared by the files of lib/net (net.c says which does what). */
+/* State shared by the files of lib/net. Nothing here is visible outside it.
+ *
+ * The files, bottom first: each calls only functions of the files listed
+ * above it, never one below (test/check-layers checks it in make check):
+ *
+ *   hello.c    the hello's bytes and its checks (pure; hello.h)
+ *   conn.c     a connection: plain or TLS over a libuv stream (conn.h)
+ *   common.c   what the others share: the log lines (warnings
+ *              rate-limited), "host:port" split, forgetting an inbound
+ *              connection (rl_net_forget), releasing a closed net
+ *   listen.c   the listener: caps, the server's side of the handshake
+ *   connect.c  outbound connects: resolve, TCP, TLS, the client's checks
+ *   seam.c     the simulator's transport behind the same calls
+ *   net.c      the API (net.h): each call to the real transport or the seam
+ */
 #ifndef RL_NET_INTERNAL_H
 #define RL_NET_INTERNAL_H
 
@@ -61,9 +75,10 @@ struct rl_net {
     struct raft_uv_transport uvt;
 };
 
+/* common.c */
 void rl_net__log(struct rl_net *net, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* A warning, rate-limited (net.c); the rest at debug level. */
+/* A warning, rate-limited; the rest at debug level. */
 void rl_net__warn(struct rl_net *net, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Splits "host:port" ("[v6]:port" too). 0 or -1. */
 int rl_net__split(const char *address, char *host, size_t hostlen, char *port, size_t portlen);

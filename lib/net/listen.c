@@ -182,7 +182,7 @@ int rl_net__listen(struct rl_net *net, char *err, size_t errlen)
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE}, *ai = NULL;
-    /* Once, at start: the node's own address (api.c resolved it already). */
+    /* Once, at start: the node's own address (config.c resolved it already, checking the configuration). */
     int gai = getaddrinfo(host, port, &hints, &ai);
     if (gai != 0) {
         snprintf(err, errlen, "cannot resolve \"%s\": %s", host, gai_strerror(gai));

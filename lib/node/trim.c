@@ -29,7 +29,7 @@ static void store_trim_done(struct rl_store_req *req, int status)
  * and whole entries only up to the snapshot descriptor, because a restart
  * hands libraft the entries after it. One fully trimmed entry stays before
  * the first readable record: a peer catching up past this point learns
- * the term it must continue from there (lib/raftio/fetch.inc). */
+ * the term it must continue from there (lib/raftio/fetch.c). */
 void rl_trim_store(struct rlog *log)
 {
     struct rl_store *st = log->store;

@@ -92,7 +92,7 @@ static int refuse_append(struct io *io, struct append_req *a, struct raft_io_app
     *a = (struct append_req){.io = io, .req = req, .cb = cb, .rv = RAFT_IOERR,
                              .below = io->failed_top};
     io->failed_top = a;
-    uv_timer_start(&io->send_fail_timer, rl_io__deferred_cb, 0, 0);
+    uv_timer_start(&io->send_fail_timer, io->deferred_cb, 0, 0);
     return 0;
 }
 
@@ -192,20 +192,6 @@ int rl_io__truncate(struct raft_io *rio, raft_index index)
     if (rv == 0)
         io->raft_next = index;
     return rv;
-}
-
-/* The highest index this node knows to be committed: entries up to it are
- * the same on every replica (and so the same as any leader's). */
-uint64_t rl_io__committed_here(struct io *io)
-{
-    uint64_t fence = io->hooks.committed_index ? io->hooks.committed_index(io->hooks.arg) : 0;
-    /* Entries up to our own snapshot were applied, so committed (cutting
-     * them left a descriptor beyond the log end, and a node that never
-     * opened again: found by the simulator, whose fence lagged far behind
-     * the snapshot). */
-    if (io->have_snap && io->snap.index > fence)
-        fence = io->snap.index;
-    return fence;
 }
 
 /* Cuts the store back to end at `keep`, after everything queued before

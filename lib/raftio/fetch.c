@@ -1,6 +1,6 @@
 /*
  * Catch-up by segment fetch, and serving it to other nodes. Its own
- * protocol over the transport (transport.c) and the store.
+ * protocol over the transport (send.c, recv.c) and the store.
  *
  * libraft sends a follower that is behind the leader's in-memory window an
  * InstallSnapshot. A liblog snapshot is only a descriptor, so installing one
@@ -27,7 +27,7 @@
  * reset (so a crash before the store's reset is finished makes the next
  * open finish it), then the store's reset; fetching goes on from I. The
  * peer keeps one fully trimmed entry before its first readable record
- * (node.c, store_trim), so I - 1 is always one whose term it knows.
+ * (node/trim.c, rl_trim_store), so I - 1 is always one whose term it knows.
  *
  * Serving reads every entry through the store, which verifies its checksum
  * and refuses a range recorded as damaged: a chunk ends before the first
@@ -93,7 +93,7 @@ static void fetch_free_if_done(struct fetch *f)
     free(f);
     io->close_pending--;
     if (io->closing) /* a close was waiting for us */
-        rl_io__close_step(io);
+        io->close_step(io);
 }
 
 static void fetch_timer_closed(uv_handle_t *h)
@@ -177,8 +177,9 @@ static void fetch_finish(struct fetch *f)
     struct raft_io_snapshot_put *req = f->req;
     f->req = NULL;
     /* The log now holds the snapshot's range: the ordinary path checks the
-     * entry's term and saves the descriptor. */
-    int rv = rl_io__snapshot_put(io->rio, 0, req, &snap, req->cb);
+     * entry's term and saves the descriptor (libraft's entry point, through
+     * the vtable: snapshot_put.c sits above this file). */
+    int rv = io->rio->snapshot_put(io->rio, 0, req, &snap, req->cb);
     fetch_end(f, 0);
     if (rv != 0)
         rl_io__snapshot_put_done(io, req, rv);
@@ -519,7 +520,7 @@ static bool serve_read(struct io *io, struct serve *sv, uint64_t from, uint64_t 
     sv->reads = calloc(cap, sizeof *sv->reads);
     sv->entries = raft_calloc(cap, sizeof *sv->entries);
     /* The frame body: fixed fields, then per entry three fields and the
-     * payload padded to 8 (lib/wire/codec.c). */
+     * payload padded to 8 (lib/wire/raft_msg.c). */
     uint64_t body = 5 * 8;
     for (uint64_t i = from; sv->reads && sv->entries && i <= to && sv->n < cap; i++) {
         struct rl_store_entry *e = &sv->reads[sv->n];
@@ -626,7 +627,7 @@ int rl_io_repair_ask(struct raft_io *rio, uint64_t peer, uint64_t from, uint64_t
     if (!io->hooks.peer_address || io->hooks.peer_address(io->hooks.arg, peer, addr, sizeof addr))
         return RLOG_EINVAL;
     /* The transport takes fetch answers only from the source chosen last
-     * (transport.c, refusal); no catch-up is using it now, and the next
+     * (recv.c, own_refusal); no catch-up is using it now, and the next
      * InstallSnapshot chooses its own. */
     io->snap_source_id = peer;
     snprintf(io->snap_source_addr, sizeof io->snap_source_addr, "%s", addr);

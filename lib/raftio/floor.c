@@ -177,7 +177,9 @@ int rl_io__floor_load(struct io *io, char *err, size_t errlen)
     if (rv == 0) {
         io->floor_index = index;
         io->floor_term = term;
-        rl_io__floor_check(io); /* removed at once if the log is back past it */
+        /* Removed at once if the log is back past it (nothing is held
+         * yet to release). */
+        rl_io__floor_check(io);
     }
     return 0;
 }
@@ -203,10 +205,12 @@ static bool past_floor(struct io *io)
     return term > io->floor_term || (term == io->floor_term && last >= io->floor_index);
 }
 
-void rl_io__floor_check(struct io *io)
+/* Removes FLOOR once the log is back past it: true then, and what waited
+ * for it (held elections) may go (the caller releases them). */
+bool rl_io__floor_check(struct io *io)
 {
     if (!io->floor_index || io->closing || io->fatal || !past_floor(io))
-        return;
+        return false;
     char path[4200];
     snprintf(path, sizeof path, "%s/" FLOOR_NAME, io->dir);
     int rv = rl_fs_unlink(path);
@@ -215,13 +219,13 @@ void rl_io__floor_check(struct io *io)
     if (rv != 0) {
         rl_io__log(io, 2, "removing %s: %s (tried again after the next append)", path,
                    strerror(-rv));
-        return;
+        return false;
     }
     rl_io__log(io, 2, "the log is back at entry %" PRIu64 " (past the end it had before a damaged "
                "entry was cut at open): voting and campaigning again", io->floor_index);
     io->floor_index = io->floor_term = 0;
     io->floors_cleared++;
-    rl_io__release_held(io);
+    return true;
 }
 
 bool rl_io_floor(struct raft_io *rio, uint64_t *index, unsigned long *cleared)

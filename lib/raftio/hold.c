@@ -25,6 +25,17 @@
 
 /* ---- held elections -------------------------------------------------- */
 
+/* After each event libraft handled (a message, a tick, an append or a
+ * descriptor done): the floor's removal and what it held, then the node's
+ * hook. */
+void rl_io__after_event(struct io *io)
+{
+    if (rl_io__floor_check(io))
+        rl_io__release_held(io);
+    if (io->hooks.after_event && !io->closing)
+        io->hooks.after_event(io->hooks.arg);
+}
+
 void rl_io__deliver(struct io *io, struct raft_message *msg, void *body, bool owned)
 {
     if (!io->recv_cb || io->closing || io->fatal) {

@@ -1,8 +1,38 @@
-/* Internal state of the raft_io implementation, shared by its files (io.c
- * says which does what). Nothing here is visible outside lib/raftio/: the
- * library is built with -fvisibility=hidden, and the shared functions carry
- * the rl_io__ prefix so that they cannot clash with anything else in a
- * static link. */
+/* Internal state of the raft_io implementation, shared by its files.
+ * Nothing here is visible outside lib/raftio/: the library is built with
+ * -fvisibility=hidden, and the shared functions carry the rl_io__ prefix so
+ * that they cannot clash with anything else in a static link.
+ *
+ * The files, bottom first: each calls only functions of the files listed
+ * above it, never one below (test/check-layers checks it in make check):
+ *
+ *   core.c          what every part uses: the log line, the failed stop, a
+ *                   batch's record count, a store request waited for
+ *                   before the loop runs, what is committed here, the
+ *                   terms of recent entries
+ *   snapshot.c      the descriptor file (snapshot.h); guard.c the sender
+ *                   rules (guard.h): pure, they call no other file
+ *   floor.c         a damaged entry cut at open: FLOOR, the votes it stops
+ *   send.c          peers, sending (libraft's messages and our own), the
+ *                   sends that failed at once (the connections come from
+ *                   lib/net)
+ *   hold.c          delivery to libraft, held elections, the window guard,
+ *                   what follows each event (rl_io__after_event)
+ *   append.c        appends, truncation, refused and failed appends
+ *   snap_queue.c    snapshot descriptor writes, one at a time
+ *   fetch.c         catch-up by segment fetch (and serving it)
+ *   load.c          load, bootstrap, term and vote
+ *   rewind.c        a conflicting suffix libraft will not give up
+ *   snapshot_put.c  libraft's snapshot_put and installs, snapshot_get
+ *   recv.c          inbound connections and frames, each to its handler
+ *   io.c            the io's lifecycle (init, start, close), the vtable
+ *
+ * Three calls go up, through pointers set at init: a close held up by
+ * fetch.c or snap_queue.c goes on through io->close_step (io.c); the
+ * failures append.c and send.c report from the loop go through
+ * io->deferred_cb (io.c); a finished catch-up (fetch.c) saves its
+ * descriptor through libraft's entry point, rio->snapshot_put
+ * (snapshot_put.c). */
 #ifndef RL_RAFTIO_INTERNAL_H
 #define RL_RAFTIO_INTERNAL_H
 
@@ -158,6 +188,12 @@ struct io {
     int fatal;
     bool closing;
     raft_io_close_cb close_cb;
+    /* Calls up from lower files, set at init (io.c): the close's next step
+     * (fetch.c and snap_queue.c hold a close up until their work ends), and
+     * send_fail_timer's callback (append.c and send.c start it to report
+     * what failed at once from the loop). */
+    void (*close_step)(struct io *io);
+    uv_timer_cb deferred_cb;
     int close_pending;
     struct rl_snapshot_desc snap;
     bool have_snap;
@@ -185,49 +221,24 @@ struct sync_wait {
     int status;
 };
 
-/* io.c: lifecycle and what everything shares */
+/* core.c */
 void rl_io__log(struct io *io, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void rl_io__after_event(struct io *io);
 int rl_io__fail_stop(struct io *io, int code, const char *what);
-void rl_io__close_step(struct io *io);
+void rl_io__sync_append_cb(struct rl_store_req *req, int status);
+int rl_io__store_wait(struct io *io, int rv, struct sync_wait *w);
+uint64_t rl_io__committed_here(struct io *io);
+bool rl_io__entry_term(struct io *io, uint64_t index, uint64_t *term);
+/* Notes entry index's term in io->recent; forgets every one of them. */
+void rl_io__note_term(struct io *io, uint64_t index, uint64_t term);
+void rl_io__forget_terms(struct io *io);
 
 /* floor.c */
 int rl_io__floor_load(struct io *io, char *err, size_t errlen);
-void rl_io__floor_check(struct io *io);
+bool rl_io__floor_check(struct io *io);
 bool rl_io__vote_below_floor(const struct io *io, const struct raft_message *msg);
 
-/* load.c */
-int rl_io__load(struct raft_io *rio, raft_term *term, raft_id *voted_for,
-                struct raft_snapshot **snapshot, raft_index *start_index,
-                struct raft_entry *entries[], size_t *n_entries);
-void rl_io__sync_append_cb(struct rl_store_req *req, int status);
-int rl_io__store_wait(struct io *io, int rv, struct sync_wait *w);
-int rl_io__bootstrap(struct raft_io *rio, const struct raft_configuration *conf);
-int rl_io__recover(struct raft_io *rio, const struct raft_configuration *conf);
-int rl_io__set_term(struct raft_io *rio, raft_term term);
-int rl_io__set_vote(struct raft_io *rio, raft_id server_id);
-
-/* append.c */
-void rl_io__report_failed(struct io *io);
-int rl_io__append(struct raft_io *rio, struct raft_io_append *req,
-                  const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
-int rl_io__truncate(struct raft_io *rio, raft_index index);
-uint64_t rl_io__committed_here(struct io *io);
-int rl_io__cut_after(struct io *io, uint64_t keep, const char *why);
-
-/* snapshot_put.c */
-void rl_io__snapshot_put_done(struct io *io, struct raft_io_snapshot_put *req, int status);
-int rl_io__snap_put_queue(struct io *io, struct raft_io_snapshot_put *req,
-                          void (*done)(struct io *, int), const struct raft_snapshot *snapshot,
-                          uint64_t conf_index, uint64_t visible, uint64_t reset_offset);
-int rl_io__snapshot_put(struct raft_io *rio, unsigned trailing,
-                        struct raft_io_snapshot_put *req,
-                        const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
-int rl_io__snapshot_get(struct raft_io *rio, struct raft_io_snapshot_get *req,
-                        raft_io_snapshot_get_cb cb);
-
-/* transport.c */
+/* send.c */
 int rl_io__send_msg(struct io *io, const struct raft_message *msg, struct raft_io_send *req,
                     raft_io_send_cb cb, void (*done)(void *, int), void *done_arg);
 /* Sends a frame of liblog's own, encoded in *out (taken over, freed in any
@@ -238,14 +249,10 @@ int rl_io__send_own(struct io *io, uint64_t to, const char *address, struct rl_w
 int rl_io__send(struct raft_io *rio, struct raft_io_send *req, const struct raft_message *msg,
                 raft_io_send_cb cb);
 void rl_io__flush_failed_sends(struct io *io);
-void rl_io__deferred_cb(uv_timer_t *t);
 void rl_io__peer_drop(struct peer *p);
-void rl_io__in_close(struct in_conn *c, const char *why);
-void rl_io__free_closed_ins(struct io *io);
-/* lib/net hands over an authenticated inbound connection from member id. */
-void rl_io__accept(void *arg, uint64_t id, struct rl_conn *conn);
 
 /* hold.c */
+void rl_io__after_event(struct io *io);
 void rl_io__deliver(struct io *io, struct raft_message *msg, void *body, bool owned);
 /* Queues a RequestVote or TimeoutNow until rl_io__release_held delivers it;
  * at io->harden.bounds.held_max the oldest one is dropped. */
@@ -258,6 +265,19 @@ bool rl_io__below_window(struct io *io, struct raft_message *msg, void *body, bo
 /* Why an AppendEntries must not reach libraft (it contradicts an entry
  * committed here), or NULL. */
 const char *rl_io__contradicts_committed(struct io *io, const struct raft_message *msg);
+
+/* append.c */
+void rl_io__report_failed(struct io *io);
+int rl_io__append(struct raft_io *rio, struct raft_io_append *req,
+                  const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
+int rl_io__truncate(struct raft_io *rio, raft_index index);
+int rl_io__cut_after(struct io *io, uint64_t keep, const char *why);
+
+/* snap_queue.c */
+void rl_io__snapshot_put_done(struct io *io, struct raft_io_snapshot_put *req, int status);
+int rl_io__snap_put_queue(struct io *io, struct raft_io_snapshot_put *req,
+                          void (*done)(struct io *, int), const struct raft_snapshot *snapshot,
+                          uint64_t conf_index, uint64_t visible, uint64_t reset_offset);
 
 /* fetch.c */
 int rl_io__fetch_start(struct io *io, struct raft_io_snapshot_put *req,
@@ -274,15 +294,33 @@ void rl_io__fetch_serve(struct io *io, uint64_t peer, const char *address,
 void rl_io__fetch_answer(struct io *io, uint64_t peer, const struct rl_wire_fetch_resp *a);
 int rl_io__finish_interrupted_reset(struct io *io);
 
+/* load.c */
+int rl_io__load(struct raft_io *rio, raft_term *term, raft_id *voted_for,
+                struct raft_snapshot **snapshot, raft_index *start_index,
+                struct raft_entry *entries[], size_t *n_entries);
+int rl_io__bootstrap(struct raft_io *rio, const struct raft_configuration *conf);
+int rl_io__recover(struct raft_io *rio, const struct raft_configuration *conf);
+int rl_io__set_term(struct raft_io *rio, raft_term term);
+int rl_io__set_vote(struct raft_io *rio, raft_id server_id);
+
 /* rewind.c */
-bool rl_io__entry_term(struct io *io, uint64_t index, uint64_t *term);
-/* Notes entry index's term in io->recent; forgets every one of them. */
-void rl_io__note_term(struct io *io, uint64_t index, uint64_t term);
-void rl_io__forget_terms(struct io *io);
 bool rl_io__rewind_start(struct io *io, struct raft_message *msg, const char *address);
 /* A fetch answer from peer for a rewind becomes, in *ae, the leader's
  * AppendEntries (the entries and their frame body go with it): true. */
 bool rl_io__rewind_answer(struct io *io, uint64_t peer, const char *address,
                           const struct rl_wire_fetch_resp *a, struct raft_message *ae);
+
+/* snapshot_put.c */
+int rl_io__snapshot_put(struct raft_io *rio, unsigned trailing,
+                        struct raft_io_snapshot_put *req,
+                        const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
+int rl_io__snapshot_get(struct raft_io *rio, struct raft_io_snapshot_get *req,
+                        raft_io_snapshot_get_cb cb);
+
+/* recv.c */
+void rl_io__in_close(struct in_conn *c, const char *why);
+void rl_io__free_closed_ins(struct io *io);
+/* lib/net hands over an authenticated inbound connection from member id. */
+void rl_io__accept(void *arg, uint64_t id, struct rl_conn *conn);
 
 #endif

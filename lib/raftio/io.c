@@ -1,22 +1,12 @@
 /*
  * raft_io over the segment store and our wire: the io's lifecycle (init,
- * start, close), the raft_io vtable, and what every part shares (logging,
- * fail-stop). The parts, each in its own file (internal.h holds the state
- * they share):
- *
- *   load.c          load, bootstrap, term and vote
- *   append.c        appends, truncation, refused and failed appends
- *   snapshot_put.c  snapshot descriptors: writes, installs, snapshot_get
- *   transport.c     peers, sending, inbound connections and frames (the
- *                   connections themselves come from lib/net)
- *   hold.c          delivery to libraft, held elections, the window guard
- *   fetch.c         catch-up by segment fetch (and serving it)
- *   rewind.c        a conflicting suffix libraft will not give up
+ * start, close) and the raft_io vtable. The other parts, each in its own
+ * file, and their layer order are at the top of raftio/internal.h (which
+ * holds the state they share).
  */
 #include "raftio/internal.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,37 +14,10 @@
 #include "net/hello.h"
 #include "tls/tls.h"
 
-void rl_io__log(struct io *io, int level, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (io->hooks.log)
-        io->hooks.log(io->hooks.arg, level, line);
-}
-
-void rl_io__after_event(struct io *io)
-{
-    rl_io__floor_check(io);
-    if (io->hooks.after_event && !io->closing)
-        io->hooks.after_event(io->hooks.arg);
-}
-
 uint64_t rl_io_snapshot_index(struct raft_io *rio)
 {
     struct io *io = rio->impl;
     return io && io->have_snap ? io->snap.index : 0;
-}
-
-/* Entries reach the backend built by this node's batcher or received in a
- * frame whose checksum was verified, so only the layout is checked here:
- * no second pass over the bytes. */
-uint32_t rl_io_batch_records(const void *buf, size_t len)
-{
-    struct rl_batch_view v;
-    return rl_batch_parse_layout(buf, len, &v) ? v.count : 0;
 }
 
 static bool is_member(void *arg, uint64_t id)
@@ -107,18 +70,6 @@ void rl_io_net_stats(struct raft_io *rio, struct rl_io_net_stats *st)
         st->rejected_handshakes = ns.rejected_handshakes;
         st->timed_out_connections += ns.timed_out_handshakes;
     }
-}
-
-int rl_io__fail_stop(struct io *io, int code, const char *what)
-{
-    if (!io->fatal) {
-        io->fatal = code ? code : RLOG_EIO;
-        rl_io__log(io, 3, "storage failure, stopping: %s: %s", what, rl_store_errmsg(io->store));
-        if (io->hooks.on_fatal)
-            io->hooks.on_fatal(io->hooks.arg, io->fatal, rl_store_errmsg(io->store));
-    }
-    snprintf(io->rio->errmsg, sizeof io->rio->errmsg, "%s", rl_store_errmsg(io->store));
-    return RAFT_IOERR;
 }
 
 void rl_io_fail_stop(struct raft_io *rio, int code, const char *what)
@@ -180,6 +131,15 @@ static int io_async_work(struct raft_io *rio, struct raft_io_async_work *req,
     return 0;
 }
 
+/* send_fail_timer's callback (io->deferred_cb): the sends and appends that
+ * failed at once, reported from the loop. */
+static void deferred_cb(uv_timer_t *t)
+{
+    struct io *io = t->data;
+    rl_io__flush_failed_sends(io);
+    rl_io__report_failed(io); /* refused appends; waits while appends are in flight */
+}
+
 /* ---- start / close ----------------------------------------------------------------- */
 
 static void timer_cb(uv_timer_t *t)
@@ -219,18 +179,20 @@ static int io_start(struct raft_io *rio, unsigned msecs, raft_io_tick_cb tick,
     return 0;
 }
 
+static void close_step(struct io *io);
+
 static void store_closed(void *arg)
 {
     struct io *io = arg;
     io->store = NULL;
-    rl_io__close_step(io);
+    close_step(io);
 }
 
 static void timer_closed(uv_handle_t *h)
 {
     struct io *io = h->data;
     io->close_pending--;
-    rl_io__close_step(io);
+    close_step(io);
 }
 
 static void net_closed(void *arg)
@@ -238,10 +200,10 @@ static void net_closed(void *arg)
     struct io *io = arg;
     io->net = NULL;
     io->close_pending--;
-    rl_io__close_step(io);
+    close_step(io);
 }
 
-void rl_io__close_step(struct io *io)
+static void close_step(struct io *io)
 {
     /* Descriptor writes in flight come back to io: they finish first. */
     if (io->close_pending > 0 || rl_io__fetch_busy(io) || io->snap_head)
@@ -296,7 +258,7 @@ static void io_close(struct raft_io *rio, raft_io_close_cb cb)
         io->close_pending++;
         rl_net_close(io->net, net_closed, io);
     }
-    rl_io__close_step(io);
+    close_step(io);
 }
 
 int rl_io_init(struct raft_io *rio, const struct rl_io_config *cfg)
@@ -311,6 +273,8 @@ int rl_io_init(struct raft_io *rio, const struct rl_io_config *cfg)
     io->trailing = cfg->trailing;
     io->max_body = cfg->max_frame_body;
     io->hooks = cfg->hooks;
+    io->close_step = close_step;
+    io->deferred_cb = deferred_cb;
     io->netcfg = cfg->net;
     snprintf(io->cluster, sizeof io->cluster, "%s", cfg->net.cluster ? cfg->net.cluster : "");
     io->netcfg.cluster = io->cluster;

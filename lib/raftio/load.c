@@ -147,23 +147,6 @@ int rl_io__load(struct raft_io *rio, raft_term *term, raft_id *voted_for,
     return rv;
 }
 
-void rl_io__sync_append_cb(struct rl_store_req *req, int status)
-{
-    struct sync_wait *w = req->data;
-    w->done = true;
-    w->status = status;
-}
-
-/* Runs the loop until a store request submitted with rl_io__sync_append_cb is
- * done; only before the loop runs (load, bootstrap). */
-int rl_io__store_wait(struct io *io, int rv, struct sync_wait *w)
-{
-    /* Called before the loop runs, so it is ours to turn here. */
-    while (rv == 0 && !w->done)
-        rl_block_turn(io->loop);
-    return rv ? rv : w->status;
-}
-
 int rl_io__bootstrap(struct raft_io *rio, const struct raft_configuration *conf)
 {
     struct io *io = rio->impl;

@@ -30,39 +30,6 @@
 #define REWIND_CHUNK (1u << 20)
 #define REWIND_RETRY_MS 1000
 
-void rl_io__note_term(struct io *io, uint64_t index, uint64_t term)
-{
-    io->recent[index % RL_IO_RECENT].index = index;
-    io->recent[index % RL_IO_RECENT].term = term;
-}
-
-void rl_io__forget_terms(struct io *io)
-{
-    memset(io->recent, 0, sizeof io->recent);
-}
-
-bool rl_io__entry_term(struct io *io, uint64_t index, uint64_t *term)
-{
-    if (index == 0) {
-        *term = 0;
-        return true;
-    }
-    if (io->have_snap && io->snap.index == index) {
-        *term = io->snap.term;
-        return true;
-    }
-    if (io->recent[index % RL_IO_RECENT].index == index) {
-        *term = io->recent[index % RL_IO_RECENT].term;
-        return true;
-    }
-    struct rl_store_entry e;
-    if (rl_store_read(io->store, index, &e) != 0)
-        return false;
-    free((void *)e.buf);
-    *term = e.term;
-    return true;
-}
-
 bool rl_io__rewind_start(struct io *io, struct raft_message *msg, const char *address)
 {
     const struct raft_install_snapshot *is = &msg->install_snapshot;

@@ -117,7 +117,7 @@ struct rl_wire_fetch_resp {
 };
 
 /* The leader's commit fence passed entry `index` (of term entry_term) in
- * the leader's term `term` (lib/node/node.c). All three >= 1, entry_term
+ * the leader's term `term` (lib/node/visible.c). All three >= 1, entry_term
  * <= term. */
 struct rl_wire_commit {
     uint64_t term, index, entry_term;

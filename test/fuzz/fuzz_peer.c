@@ -1,7 +1,7 @@
 /*
  * Fuzz target: what an unauthenticated remote party controls on a peer
  * connection, server side (lib/net/listen.c, lib/net/conn.c, lib/tls,
- * lib/raftio/transport.c's reader).
+ * lib/raftio/recv.c's reader).
  *
  * Input layout:
  *   byte 0      mode: even = plain, odd = TLS
@@ -18,10 +18,10 @@
  * Plain mode: the chunks go to a copy of listen.c's hello reader (exactly 32
  * bytes, split anywhere, then rl_hello_check with self 1, members 1..3 and
  * the hash of cluster "fuzz"); the bytes of the chunk past the hello, and
- * every later chunk, go to a copy of transport.c's frame reader
+ * every later chunk, go to a copy of recv.c's frame reader
  * (rl_wire_decode_hdr with the default frame cap, a body buffer that grows
  * with the bytes that arrive, rl_wire_decode, sender check, release). The
- * reader is copied, not called, because transport.c's in_data is bound to a
+ * reader is copied, not called, because recv.c's in_data is bound to a
  * live struct io (deadlines, libraft delivery); the copy keeps its buffer
  * policy so ASan sees the same allocations. A frame whose checksum field is
  * zero gets the right checksum at completion, as in fuzz_wire.
@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FUZZ_CLUSTER "fuzz"
 /* The frame cap a node with the default batch_max_bytes (1 MiB) applies. */
 #define FUZZ_MAX_BODY ((1u << 20) + RL_IO_FRAME_ALLOWANCE)
-/* transport.c's READ_CHUNK: the first body allocation is at most this. */
+/* recv.c's READ_CHUNK: the first body allocation is at most this. */
 #define FUZZ_READ_CHUNK (64u * 1024u)
 /* The smallest cap a session allows, so inputs of fuzzing size reach it. */
 #define FUZZ_TLS_MAX RL_TLS_MIN_MAX_BUFFERED
@@ -97,7 +97,7 @@ struct reader {
     size_t hello_got;
     bool accepted, closed;
     uint64_t id;
-    /* transport.c's in_conn */
+    /* recv.c's in_conn */
     unsigned char hdr[RL_WIRE_HDR];
     size_t hdr_got;
     struct rl_wire_hdr h;
@@ -150,7 +150,7 @@ static void drop_body(struct reader *r)
     r->body = NULL;
 }
 
-/* transport.c's in_commit / in_fetch_req / in_fetch_resp, up to the point
+/* recv.c's in_commit / in_fetch_req / in_fetch_resp, up to the point
  * where the node would act: 0, or the decoder's error. */
 static int own_frame(const struct rl_wire_hdr *h, void *body, char *err, size_t errlen)
 {
@@ -174,7 +174,7 @@ static int own_frame(const struct rl_wire_hdr *h, void *body, char *err, size_t 
     return rv;
 }
 
-/* transport.c's in_frame, up to the point where libraft would take over. */
+/* recv.c's in_frame, up to the point where libraft would take over. */
 static void frame_done(struct reader *r)
 {
     void *body = r->body;
@@ -191,7 +191,7 @@ static void frame_done(struct reader *r)
     if (rl_wire_is_own(r->h.type)) {
         int rv = own_frame(&r->h, body, err, sizeof err);
         CHECK(rv == 0 || rv == RLOG_ENOMEM || (rv == RLOG_EPROTO && err[0] != '\0'));
-        /* transport.c closes the connection on a refused frame and on one
+        /* recv.c closes the connection on a refused frame and on one
          * that names another sender */
         if (rv != 0 || r->h.sender != r->id)
             r->closed = true;
@@ -212,7 +212,7 @@ static void frame_done(struct reader *r)
     }
     CHECK(msg.type == r->h.type && msg.server_id == r->h.sender);
     if (msg.server_id != r->id) {
-        /* transport.c closes a connection whose frame names another sender */
+        /* recv.c closes a connection whose frame names another sender */
         rl_wire_message_release(&msg, body, owned);
         if (!owned)
             raft_free(body);
@@ -225,7 +225,7 @@ static void frame_done(struct reader *r)
         raft_free(body);
 }
 
-/* transport.c's in_data: header bytes, then a body buffer that grows only
+/* recv.c's in_data: header bytes, then a body buffer that grows only
  * as bytes arrive (never to the length a peer merely claims). */
 static void frame_data(struct reader *r, const unsigned char *p, size_t left)
 {

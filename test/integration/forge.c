@@ -1,7 +1,7 @@
 /*
  * forge — test helper for the attack tests (test_attack_*.sh): speaks to a
  * node's raft port as an attacker would, with frames made by liblog's own
- * wire codec (lib/wire/codec.c) and batch layout (lib/batch/batch.c), so
+ * wire codec (lib/wire/) and batch layout (lib/batch/batch.c), so
  * every frame is well formed and correctly checksummed: what stops it must
  * be the node's rules and bounds, not a parse error.
  *

@@ -417,7 +417,7 @@ static void install_cb(struct raft_io_snapshot_put *req, int status)
     (void)req;
     F->install_status = status;
     /* libraft 0.15 frees the data buffer; the backend frees the array of a
-     * failed install (snapshot_put.c) and libraft that of one that worked. */
+     * failed install (snap_queue.c) and libraft that of one that worked. */
     raft_free(F->install.bufs[0].base);
     if (status == 0)
         raft_free(F->install.bufs);
@@ -909,7 +909,7 @@ START_TEST(test_long_append_entries_cut_to_frame)
     m.server_address = "n3";
     m.append_entries.entries = make_entries(10, 1, 2000); /* ~4 KiB each */
     m.append_entries.n_entries = 10;
-    /* The frame body (codec.c): 5 words, then per entry 3 words and the
+    /* The frame body (wire/raft_msg.c): 5 words, then per entry 3 words and the
      * payload padded to 8. */
     size_t per_entry = 24 + ((m.append_entries.entries[0].buf.len + 7) & ~(size_t)7);
     unsigned fit = (unsigned)((F->max_body - 40) / per_entry);
