@@ -35,6 +35,7 @@ struct sim_node {
     struct rl_fs_domain *fs;
     int64_t clock_offset_ns; /* clock jumps */
     uint64_t disk_ns;        /* latency of one deferred store job */
+    uint64_t pause_cut_ms;   /* paused-leader-catchup: how long the cut lasts */
     uint64_t disk_busy_until;
     uint64_t incarnation;    /* bumps at every open */
     /* listening side of the simulated transport */
