@@ -738,6 +738,39 @@ static int cmp_name(const void *a, const void *b)
     return strcmp(a, b);
 }
 
+/* The segment files of n (seg-*.log), in sequence order. */
+static unsigned segment_files(const struct sim_node *n, char names[128][64])
+{
+    unsigned found = 0;
+    DIR *d = opendir(n->dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) && found < 128)
+        if (!strncmp(e->d_name, "seg-", 4) && strlen(e->d_name) == 24 &&
+            !strcmp(e->d_name + 20, ".log"))
+            snprintf(names[found++], 64, "%.63s", e->d_name);
+    if (d)
+        closedir(d);
+    qsort(names, found, 64, cmp_name);
+    return found;
+}
+
+/* Flips a random bit of the byte at `at` of fd (path) and records the flip
+ * of entry `index` on n; false if the byte cannot be read or written. */
+static bool flip_bit(struct sim_node *n, int fd, const char *path, uint64_t at, uint64_t index)
+{
+    unsigned char b;
+    bool ok = pread(fd, &b, 1, (off_t)at) == 1;
+    b ^= (unsigned char)(1u << sim_range(0, 7));
+    if (!ok || pwrite(fd, &b, 1, (off_t)at) != 1) {
+        fail_check("bit flip: cannot write %s", path);
+        return false;
+    }
+    sim_log("bit flipped in %s at %" PRIu64 " (entry %" PRIu64 ")", path, at, index);
+    if (H.n_flips < (int)(sizeof H.flips / sizeof H.flips[0]))
+        H.flips[H.n_flips++] = (struct flip){.node = n->idx, .index = index};
+    return true;
+}
+
 /* Flips one bit of a checksummed byte (a frame's header or payload, never
  * its padding) of a random entry in a sealed segment of n, on disk as it
  * is (the node may be running). Records the flip; false if n has no sealed
@@ -745,16 +778,7 @@ static int cmp_name(const void *a, const void *b)
 static bool flip_sealed(struct sim_node *n, uint64_t max_index)
 {
     static char names[128][64];
-    unsigned found = 0;
-    DIR *d = opendir(n->dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)) && found < 128)
-        if (!strncmp(e->d_name, "seg-", 4) && strlen(e->d_name) == 24 &&
-            !strcmp(e->d_name + 20, ".log"))
-            snprintf(names[found++], sizeof names[0], "%.63s", e->d_name);
-    if (d)
-        closedir(d);
-    qsort(names, found, sizeof names[0], cmp_name);
+    unsigned found = segment_files(n, names);
     /* The last file with a header is the one being written (a spare after
      * it has none): only those before it are sealed. */
     int last = -1;
@@ -793,13 +817,7 @@ static bool flip_sealed(struct sim_node *n, uint64_t max_index)
             for (uint64_t i = 0; i < k; i++)
                 pos += RL_FRAME_HDR + rl_pad8(rl_get32(buf + pos + 40));
             uint64_t at = pos + sim_range(0, RL_FRAME_HDR + rl_get32(buf + pos + 40) - 1);
-            unsigned char b = buf[at] ^ (unsigned char)(1u << sim_range(0, 7));
-            if (pwrite(fd, &b, 1, (off_t)at) != 1)
-                fail_check("bitflip: write failed");
-            sim_log("bit flipped in %s at %" PRIu64 " (entry %" PRIu64 ")", path, at, index + k);
-            if (H.n_flips < (int)(sizeof H.flips / sizeof H.flips[0]))
-                H.flips[H.n_flips++] = (struct flip){.node = n->idx, .index = index + k};
-            done = true;
+            done = flip_bit(n, fd, path, at, index + k);
         }
     }
     free(buf);
@@ -949,16 +967,7 @@ static bool flip_tail(struct sim_node *n, uint64_t min_index)
         rl_snapshot_desc_close(&desc);
     }
     static char names[128][64];
-    unsigned found = 0;
-    DIR *d = opendir(n->dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)) && found < 128)
-        if (!strncmp(e->d_name, "seg-", 4) && strlen(e->d_name) == 24 &&
-            !strcmp(e->d_name + 20, ".log"))
-            snprintf(names[found++], sizeof names[0], "%.63s", e->d_name);
-    if (d)
-        closedir(d);
-    qsort(names, found, sizeof names[0], cmp_name);
+    unsigned found = segment_files(n, names);
     struct cand {
         unsigned file;
         uint64_t index, pos, len;
@@ -994,21 +1003,12 @@ static bool flip_tail(struct sim_node *n, uint64_t min_index)
     snprintf(path, sizeof path, "%.320s/%.63s", n->dir, names[k->file]);
     int fd = open(path, O_RDWR);
     uint64_t at = k->pos + sim_range(0, k->len - 1);
-    unsigned char b;
-    bool done = fd >= 0 && pread(fd, &b, 1, (off_t)at) == 1;
-    b ^= (unsigned char)(1u << sim_range(0, 7));
-    if (done && pwrite(fd, &b, 1, (off_t)at) != 1)
-        fail_check("tail-damage: write failed");
+    bool done = fd >= 0 && flip_bit(n, fd, path, at, k->index);
     if (fd >= 0)
         close(fd);
-    if (!done)
-        return false;
-    sim_log("bit flipped in %s at %" PRIu64 " (entry %" PRIu64 ", after the snapshot at %" PRIu64
-            ")", path, at, k->index, min_index);
-    if (H.n_flips < (int)(sizeof H.flips / sizeof H.flips[0]))
-        H.flips[H.n_flips++] = (struct flip){.node = n->idx, .index = k->index};
-    H.tail_flips++;
-    return true;
+    if (done)
+        H.tail_flips++;
+    return done;
 }
 
 /* The node comes back up with damage among the entries libraft loads: it
