@@ -123,23 +123,31 @@ void get_str(struct rd *r, char *dst, size_t cap)
 
 /* ---- socket I/O with deadlines --------------------------------------------- */
 
+/* Waits until fd is ready for `events` or the deadline passes: 1 ready, 0
+ * to wait again (interrupted, or poll's own timeout), -1 with errno
+ * (ETIMEDOUT at the deadline). */
+static int wait_ready(int fd, short events, int64_t deadline)
+{
+    int64_t left = deadline - now_ms();
+    if (left <= 0) {
+        errno = ETIMEDOUT;
+        return -1;
+    }
+    struct pollfd pfd = {.fd = fd, .events = events};
+    int pr = poll(&pfd, 1, (int)(left > INT_MAX ? INT_MAX : left));
+    if (pr < 0)
+        return errno == EINTR ? 0 : -1;
+    return pr > 0;
+}
+
 /* Returns 0, or -1 with errno (ETIMEDOUT on deadline, EPIPE etc.). */
 int write_all(int fd, const void *p, size_t n, int64_t deadline)
 {
     const unsigned char *c = p;
     while (n > 0) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0) {
-            errno = ETIMEDOUT;
+        int pr = wait_ready(fd, POLLOUT, deadline);
+        if (pr < 0)
             return -1;
-        }
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        int pr = poll(&pfd, 1, (int)(left > INT_MAX ? INT_MAX : left));
-        if (pr < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
         if (pr == 0)
             continue;
         ssize_t w = send(fd, c, n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -161,18 +169,9 @@ static ssize_t read_full(int fd, void *p, size_t n, int64_t deadline)
     unsigned char *c = p;
     size_t got = 0;
     while (got < n) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0) {
-            errno = ETIMEDOUT;
+        int pr = wait_ready(fd, POLLIN, deadline);
+        if (pr < 0)
             return -1;
-        }
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int pr = poll(&pfd, 1, (int)(left > INT_MAX ? INT_MAX : left));
-        if (pr < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
         if (pr == 0)
             continue;
         ssize_t r = recv(fd, c + got, n - got, MSG_DONTWAIT);
