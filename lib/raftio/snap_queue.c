@@ -40,14 +40,17 @@ static void snap_put_work(uv_work_t *w)
 static void snap_put_work(uv_work_t *w);
 static void snap_put_after(uv_work_t *w, int status);
 
-/* Completes a snapshot put. libraft 0.15 frees a failed install's data
+/* Completes a snapshot put. libraft 0.15 frees a discarded install's data
  * buffer but not the array holding it (replication.c, installSnapshotCb):
- * we free that array once libraft is done with it. */
+ * we free that array once libraft is done with it. It discards a failed
+ * install, and any install completing while it closes (its state is then
+ * unavailable, and io->closing is set: found by the simulator under ASan,
+ * random5 seed 98100005, 16 bytes). */
 void rl_io__snapshot_put_done(struct io *io, struct raft_io_snapshot_put *req, int status)
 {
     struct raft_buffer *bufs = NULL;
     if (req == io->install_req) {
-        bufs = status != 0 ? io->install_bufs : NULL;
+        bufs = status != 0 || io->closing ? io->install_bufs : NULL;
         io->install_req = NULL;
         io->install_bufs = NULL;
     }
