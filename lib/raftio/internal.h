@@ -76,6 +76,10 @@ struct peer {
     uint64_t wait_bytes;                    /* their frames' bytes */
     uint64_t failed_at;
     struct rl_traffic *traffic; /* its slot in io->traffic, or NULL */
+    /* As its leader: the highest index it said it holds in acked_term, and
+     * whether its next AppendEntries must fail unsent (rl_io__note_result). */
+    uint64_t acked_term, acked_index;
+    bool reprobe;
     struct peer *next;
 };
 
@@ -250,6 +254,14 @@ int rl_io__send(struct raft_io *rio, struct raft_io_send *req, const struct raft
                 raft_io_send_cb cb);
 void rl_io__flush_failed_sends(struct io *io);
 void rl_io__peer_drop(struct peer *p);
+/* An AppendEntries result from member `from`, before libraft sees it. A
+ * follower that rejects an index at or below one it acknowledged in the same
+ * term lost entries it had (a damaged entry cut at open, raftio/floor.c).
+ * libraft 0.15 takes such a rejection for a stale one while it pipelines to
+ * that follower (progressMaybeDecrement) and would never send the entries
+ * again; a failed send puts it back to probing (sendAppendEntriesCb), so the
+ * next AppendEntries to it fails unsent. */
+void rl_io__note_result(struct io *io, uint64_t from, const struct raft_append_entries_result *r);
 
 /* hold.c */
 void rl_io__after_event(struct io *io);

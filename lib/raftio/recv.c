@@ -279,6 +279,8 @@ static int in_frame(struct in_conn *c)
             raft_free(body);
         return 0;
     }
+    if (msg.type == RAFT_IO_APPEND_ENTRIES_RESULT)
+        rl_io__note_result(io, c->id, &msg.append_entries_result);
     if (msg.type == RAFT_IO_INSTALL_SNAPSHOT && rl_io__rewind_start(io, &msg, c->address)) {
         rl_wire_message_release(&msg, body, owned);
         if (!owned)

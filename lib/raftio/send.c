@@ -296,6 +296,44 @@ static unsigned entries_that_fit(const struct io *io, const struct raft_message 
     return ae->n_entries;
 }
 
+void rl_io__note_result(struct io *io, uint64_t from, const struct raft_append_entries_result *r)
+{
+    struct peer *p = io->peers;
+    while (p && p->id != from)
+        p = p->next;
+    if (!p)
+        return; /* nothing was sent to it: libraft is not pipelining to it */
+    if (p->acked_term != r->term) {
+        p->acked_term = r->term;
+        p->acked_index = 0;
+    }
+    if (r->rejected == 0) {
+        if (r->last_log_index > p->acked_index)
+            p->acked_index = r->last_log_index;
+        return;
+    }
+    if (r->rejected > p->acked_index)
+        return;
+    rl_io__log(io, 2, "member %" PRIu64 " no longer holds entries it acknowledged (it rejects"
+               " index %" PRIu64 ", holding up to %" PRIu64 "): sending them again",
+               from, (uint64_t)r->rejected, (uint64_t)r->last_log_index);
+    p->acked_index = r->last_log_index;
+    p->reprobe = true;
+}
+
+/* Whether this AppendEntries must fail unsent (rl_io__note_result). */
+static bool must_reprobe(struct io *io, const struct raft_message *msg)
+{
+    if (msg->type != RAFT_IO_APPEND_ENTRIES)
+        return false;
+    for (struct peer *p = io->peers; p; p = p->next)
+        if (p->id == msg->server_id && p->reprobe) {
+            p->reprobe = false;
+            return true;
+        }
+    return false;
+}
+
 int rl_io__send(struct raft_io *rio, struct raft_io_send *req, const struct raft_message *msg,
                 raft_io_send_cb cb)
 {
@@ -318,7 +356,9 @@ int rl_io__send(struct raft_io *rio, struct raft_io_send *req, const struct raft
     }
     /* A failed node says nothing more: its term or vote may be ahead of
      * its disk (load.c, failed_metadata). */
-    int rv = io->fatal ? RAFT_IOERR : rl_io__send_msg(io, msg, req, cb, NULL, NULL);
+    int rv = io->fatal                ? RAFT_IOERR
+             : must_reprobe(io, msg) ? RAFT_NOCONNECTION
+                                     : rl_io__send_msg(io, msg, req, cb, NULL, NULL);
     /* libraft 0.15 frees an AppendEntries' entries before sending its
      * answer, and frees them again if that send fails at once
      * (libraft's recv_append_entries.c, then its recv.c): a double free (found by the
