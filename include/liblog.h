@@ -30,9 +30,9 @@ extern "C" {
  * Compile-time version of the header; rlog_version() gives the version of
  * the library actually linked, which may differ under dynamic linking. */
 #define RLOG_VERSION_MAJOR 0
-#define RLOG_VERSION_MINOR 4
+#define RLOG_VERSION_MINOR 3
 #define RLOG_VERSION_PATCH 0
-#define RLOG_VERSION_STRING "0.4.0"
+#define RLOG_VERSION_STRING "0.3.0"
 /* One comparable number: major * 10000 + minor * 100 + patch. */
 #define RLOG_VERSION_NUMBER \
     (RLOG_VERSION_MAJOR * 10000 + RLOG_VERSION_MINOR * 100 + RLOG_VERSION_PATCH)
@@ -243,34 +243,6 @@ struct rlog_config {
     unsigned max_producers;
     unsigned producer_window;
     unsigned producer_retry_ms;
-
-    /* -- liblog 0.4 --
-     * A host state machine (struct rlog_sm below; NULL: none, the plain
-     * log). The struct and what it points to must stay valid until
-     * rlog_close returns. */
-    const struct rlog_sm *sm;
-    /* With a state machine: records applied between automatic snapshots
-     * (default 100000; UINT64_MAX: only rlog_sm_snapshot), snapshots kept
-     * in the data directory (default 2, at least 1), and apply results kept
-     * for rlog_apply* callers (the most recent records'; default 65536).
-     * 0 in any of them: the default. */
-    uint64_t sm_snapshot_every;
-    unsigned sm_snapshots_keep;
-    unsigned sm_results;
-    /* Retention policies, applied by the leader (0: no limit). Records are
-     * trimmed, on every replica as by rlog_trim, once the log's records
-     * after them hold more than retention_bytes bytes, or once they were
-     * appended more than retention_ms milliseconds ago (the leader's wall
-     * clock when it formed their batch). With a state machine, never past
-     * the leader's newest snapshot. Checked every retention_check_ms
-     * (default 1000). */
-    uint64_t retention_bytes;
-    uint64_t retention_ms;
-    unsigned retention_check_ms;
-    /* Named consumer positions (rlog_cursor_*): at most max_cursors
-     * (default 1024) names; committing a new name beyond it forgets the
-     * name committed longest ago (in log order, the same on every node). */
-    unsigned max_cursors;
 };
 
 /* rlog_config_init - fills *cfg with defaults and zeroes the rest. */
@@ -518,17 +490,6 @@ struct rlog_status {
      * took as leader; forward_refused: of those, refused because the
      * member's max_forward_bytes was reached (RLOG_EAGAIN). */
     uint64_t forwarded_appends, forwards_served, forward_refused;
-    /* -- State machine (liblog 0.4; 0 without one) --
-     * applied_offset: records [.., applied_offset) are applied here;
-     * snapshot_offset: the newest snapshot here covers records before it
-     * (0: none); snapshots_taken / snapshots_installed (from a peer) /
-     * snapshot_failures (persist or restore failed, a peer's copy refused),
-     * since open. */
-    uint64_t applied_offset, snapshot_offset;
-    uint64_t snapshots_taken, snapshots_installed, snapshot_failures;
-    /* Retention: records trimmed by the policies (liblog 0.4), since open,
-     * on the leader that proposed the trims. */
-    uint64_t retention_trims;
 };
 
 /* ---- Membership (on the leader; elsewhere RLOG_ENOTLEADER) ---------------
@@ -566,131 +527,6 @@ RLOG_API int rlog_transfer_leadership(rlog *log, uint64_t id);
  * stop while the command was being committed: it may or may not be applied),
  * RLOG_ECLOSED, RLOG_EFATAL, RLOG_ENOMEM. */
 RLOG_API int rlog_trim(rlog *log, uint64_t before_offset);
-
-/* ---- Host state machines (liblog 0.4) ---------------------------------------
- * A host that keeps state derived from the log (a key-value store, a
- * projection) registers a state machine in rlog_config.sm. liblog then
- * applies every committed record to it exactly once, in offset order, on
- * one thread of its own (the apply thread), also across restarts; takes
- * snapshots of it into the data directory (checksummed, written to a
- * temporary file, fdatasync'd and renamed; the newest sm_snapshots_keep
- * kept); at rlog_open restores the newest snapshot that verifies and
- * applies the records after it; and gives a node that needs records before
- * the log's first offset (new, wiped, or down past a trim) a peer's newest
- * snapshot over the peer transport (chunked, checksummed, resumable).
- * liblog-sm(7) is the tutorial. */
-
-/* A snapshot being written, and one being read. */
-typedef struct rlog_sm_writer rlog_sm_writer;
-typedef struct rlog_sm_reader rlog_sm_reader;
-
-/* rlog_sm_write - appends len bytes to the snapshot being persisted (from
- * persist only). Errors: RLOG_EIO, RLOG_ENOSPC (the snapshot is then
- * abandoned: persist should return the error). */
-RLOG_API int rlog_sm_write(rlog_sm_writer *w, const void *buf, size_t len);
-
-/* rlog_sm_read - reads up to cap bytes of the snapshot being restored
- * (from restore only) into buf; *got is 0 at its end. The bytes were
- * verified against the snapshot's checksums before restore was called.
- * Errors: RLOG_EIO. */
-RLOG_API int rlog_sm_read(rlog_sm_reader *r, void *buf, size_t cap, size_t *got);
-
-struct rlog_sm {
-    /* Applies the committed record at `offset` (apply thread, in offset
-     * order, each record once). The value returned reaches the rlog_apply*
-     * caller of this node that appended the record (if any). Must be
-     * deterministic: every node applies the same records. */
-    int64_t (*apply)(void *arg, uint64_t offset, const void *rec, size_t len);
-    /* Captures the state as of the records before next_offset (apply
-     * thread, between two applies: apply waits while it runs, so keep it
-     * short, e.g. a copy-on-write reference or a copy). Returns a handle
-     * for persist, or NULL to skip this snapshot. */
-    void *(*snapshot)(void *arg, uint64_t next_offset);
-    /* Writes a captured state with rlog_sm_write (a thread of its own,
-     * while apply goes on). 0, or nonzero to abandon the snapshot. */
-    int (*persist)(void *arg, void *snap, rlog_sm_writer *w);
-    /* Frees a captured state, after persist (NULL: nothing to free). */
-    void (*release)(void *arg, void *snap);
-    /* Replaces the whole state with a snapshot's (apply thread, before any
-     * later apply): the state as of the records before next_offset. 0, or
-     * nonzero to refuse it (liblog then tries an older snapshot). */
-    int (*restore)(void *arg, uint64_t next_offset, rlog_sm_reader *r);
-    void *arg;
-};
-
-/* Called on the loop thread once the records are applied on this node:
- * status 0 with their first offset and the n values apply returned for
- * them (valid during the call), or an error as for rlog_append_async's
- * callback (results NULL). */
-typedef void (*rlog_apply_cb)(void *arg, int status, uint64_t first_offset,
-                              const int64_t *results, unsigned n);
-
-/* rlog_apply_async - rlog_append_ex_async (opts may be NULL) that completes
- * only once this node has applied the records, with what apply returned
- * for each (hashicorp/raft's ApplyFuture.Response): a command that fails
- * at apply time tells its caller. Errors as rlog_append_ex_async, and
- * RLOG_EINVAL without a state machine. If the results were dropped before
- * the caller could take them (more than sm_results records applied in
- * between), cb gets RLOG_ENOTFOUND with the offset: the records are in the
- * log and applied. */
-RLOG_API int rlog_apply_async(rlog *log, const struct rlog_append_opts *opts,
-                              const struct rlog_buf *recs, unsigned n, rlog_apply_cb cb,
-                              void *arg);
-
-/* rlog_apply - blocking form for one record: *offset and *result (each may
- * be NULL) get its offset and apply's value. */
-RLOG_API int rlog_apply(rlog *log, const void *rec, size_t len, uint64_t *offset,
-                        int64_t *result);
-
-/* rlog_sm_wait - waits until every record before `offset` is applied on this
- * node, for at most timeout_ms (< 0: no limit). With rlog_barrier first, a
- * read of the host's state after it is linearizable. Errors: RLOG_EINVAL
- * (no state machine, or called on the apply thread), RLOG_ETIMEOUT,
- * RLOG_ECLOSED, RLOG_EFATAL. */
-RLOG_API int rlog_sm_wait(rlog *log, uint64_t offset, int timeout_ms);
-
-/* rlog_sm_snapshot - takes a snapshot now and waits until it is durable;
- * *next_offset (may be NULL) gets the offset it covers up to. Errors:
- * RLOG_EINVAL (no state machine), RLOG_EIO, RLOG_ENOSPC, RLOG_ECANCELED
- * (snapshot returned NULL, or persist failed), RLOG_ECLOSED. */
-RLOG_API int rlog_sm_snapshot(rlog *log, uint64_t *next_offset);
-
-/* ---- Named consumer positions (liblog 0.4) ---------------------------------
- * A cursor is a name (1..64 printable ASCII bytes, no spaces) with an
- * offset, kept by every replica: committing one is a command in the log (it
- * takes no offset), so every node reads the same value once it has the
- * command, and it survives restarts and trims. */
-
-/* rlog_cursor_commit - sets cursor `name` to `offset` (<= the committed
- * end), on any node (a follower forwards it to the leader). Blocking:
- * returns once the command is committed and applied here. Errors:
- * RLOG_EINVAL (bad name, offset beyond the end), RLOG_ENOTLEADER,
- * RLOG_EINDOUBT, RLOG_ECLOSED, RLOG_EFATAL, RLOG_ENOMEM. */
-RLOG_API int rlog_cursor_commit(rlog *log, const char *name, uint64_t offset);
-
-/* rlog_cursor_get - the cursor's offset as this node knows it (every
- * command committed and shown here). Errors: RLOG_EINVAL (bad name),
- * RLOG_ENOTFOUND (no such cursor). */
-RLOG_API int rlog_cursor_get(rlog *log, const char *name, uint64_t *offset);
-
-/* rlog_subscribe_cursor - rlog_subscribe from the cursor's offset, or from
- * `from` if no such cursor exists yet. The subscription does not move the
- * cursor: the host commits it as it processes records. */
-RLOG_API int rlog_subscribe_cursor(rlog *log, const char *name, uint64_t from, rlog_sub_cb cb,
-                                   void *arg, rlog_sub **out);
-
-/* ---- Time index (liblog 0.4) ---------------------------------------------
- * Every batch carries its leader's wall-clock time (microseconds since the
- * Unix epoch) when the batch was formed. */
-
-/* rlog_offset_for_time - the offset of the first committed record whose
- * batch time, or that of any record before it, is at or after unix_us (so
- * the answer moves forward with time even if a new leader's clock is
- * behind the last one's), on any node. A time before the first record's
- * gives first_offset. Errors: RLOG_ENOTFOUND (no committed record that
- * late: *offset gets commit_offset), RLOG_ECLOSED, RLOG_EIO,
- * RLOG_ECORRUPT. */
-RLOG_API int rlog_offset_for_time(rlog *log, uint64_t unix_us, uint64_t *offset);
 
 /* rlog_status - a snapshot of the node's state. */
 RLOG_API int rlog_status(rlog *log, struct rlog_status *st);
