@@ -7,7 +7,7 @@
  * fetch round trip of at most one entry (see test/integration/test_repair.sh
  * and the node log line "repaired from N's copy in T ms" for the whole).
  *
- * Each round: a fresh store with 64 MiB segments gets 300 entries of 256
+ * Each round: a fresh store with 64 MiB segments (the first one too) gets 300 entries of 256
  * KiB (the first segment sealed, full), is closed, one bit in the middle of
  * the first segment is flipped, the store is reopened, the damage is found
  * by reading (timed: a read of the damaged entry), and the entry is written
@@ -105,7 +105,7 @@ int main(int argc, char **argv)
             die("mkdtemp", NULL);
         uv_loop_t loop;
         uv_loop_init(&loop);
-        struct rl_store_config cfg = {.dir = dir, .segment_size = SEG};
+        struct rl_store_config cfg = {.dir = dir, .segment_size = SEG, .first_segment_size = SEG};
         struct rl_store *s;
         char err[512];
         if (rl_store_open(&loop, &cfg, &s, err, sizeof err) != 0) {
