@@ -1840,7 +1840,7 @@ static const struct scenario scenarios[] = {
     {"producers", 3, 12000, 0, producers_setup, producers_verify},
     {"forward", 3, 15000, 0, forward_setup, forward_verify},
     {"tail-damage", 3, 15000, 0, tail_setup, tail_verify},
-    {"cursors", 3, 16000, 400, cursors_setup, cursors_verify},
+    {"cursors", 3, 8000, 300, cursors_setup, cursors_verify},
 };
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
