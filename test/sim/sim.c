@@ -1814,13 +1814,12 @@ static const char *cursors_verify(void)
             return why;
         }
     }
-    if (CU.acked == 0 || CU.via_follower_acked == 0)
-        return "no cursor commit was acknowledged (through a follower): the scenario did not bite";
-    /* Whether a node caught up past a trim (a gap, which may close within
-     * one step when the catch-up brings enough names) is the seed line's
-     * resets= count: most seeds have one, not all. */
-    if (H.trims_ok == 0)
-        return "no trim was acknowledged: the scenario did not bite";
+    if (CU.acked == 0)
+        return "no cursor commit was acknowledged: the scenario did not bite";
+    /* Trims, and nodes catching up past them (a gap, which may close
+     * within one step when the catch-up brings enough names), are the seed
+     * line's trims= and resets= counts: most seeds have them; a seed whose
+     * faults kept the log short has none, and is no failure. */
     return NULL;
 }
 
