@@ -296,6 +296,30 @@ START_TEST(test_decode_smaller_bound)
 }
 END_TEST
 
+/* The public calls' own checks, before any node is involved. */
+START_TEST(test_api_checks)
+{
+    struct rlog_config c;
+    rlog_config_init(&c);
+    ck_assert_uint_eq(c.max_cursors, 0);
+    struct rlog_peer p = {1, "127.0.0.1:1"};
+    c.id = 1;
+    c.address = p.address;
+    c.peers = &p;
+    c.n_peers = 1;
+    c.data_dir = "/nonexistent/never-created";
+    c.max_cursors = (1u << 20) + 1;
+    rlog *log;
+    char err[256];
+    ck_assert_int_eq(rlog_open(&c, &log, err, sizeof err), RLOG_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "max_cursors"));
+    uint64_t off;
+    ck_assert_int_eq(rlog_cursor_commit(NULL, "a", 1), RLOG_EINVAL);
+    ck_assert_int_eq(rlog_cursor_get(NULL, "a", &off), RLOG_EINVAL);
+    ck_assert_int_eq(rlog_subscribe_cursor(NULL, "a", 0, NULL, NULL, NULL), RLOG_EINVAL);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("cursors");
@@ -309,6 +333,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_encode_decode);
     tcase_add_test(tc, test_decode_rejects);
     tcase_add_test(tc, test_decode_smaller_bound);
+    tcase_add_test(tc, test_api_checks);
     suite_add_tcase(s, tc);
     return s;
 }
