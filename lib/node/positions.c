@@ -92,29 +92,37 @@ int rl_node_state(void *arg, unsigned i, const char **name, void **buf, size_t *
     return rv;
 }
 
-static int decode_cursors(void *table, const unsigned char *buf, size_t len, char *why,
+/* The table being loaded, and whether a file held it. */
+struct loading {
+    struct rl_cursors *t;
+    bool found;
+};
+
+static int decode_cursors(void *arg, const unsigned char *buf, size_t len, char *why,
                           size_t whylen)
 {
-    return rl_cursors_decode(table, buf, len, why, whylen);
+    struct loading *l = arg;
+    l->found = true;
+    return rl_cursors_decode(l->t, buf, len, why, whylen);
 }
 
 /* Before rl_producers_load, which replays the entries after both saved
  * tables into both. */
 int rl_cursors_load(struct rlog *log, char *err, size_t errlen)
 {
-    struct rl_cursors *t = &log->cursors;
-    int rv = rl_state_load(log, RL_CURSORS_FILE, decode_cursors, t, err, errlen);
+    struct loading l = {&log->cursors, false};
+    int rv = rl_state_load(log, RL_CURSORS_FILE, decode_cursors, &l, err, errlen);
     if (rv != 0)
         return rv;
-    uint64_t first = rl_store_first_index(log->store);
+    uint64_t first = rl_store_first_index(log->store), applied = l.t->applied_index;
     /* A saved table older than the store's first entry missed what was
-     * dropped in between (without a file: a 0.3 log, which has no cursor
-     * commands, so nothing is missed). */
-    if (t->applied_index > 0 && t->applied_index + 1 < first) {
+     * dropped in between; so did one saved as a catch-up reset its log
+     * (applied 0). Without a file the directory is of liblog 0.3, whose
+     * log holds no cursor command: nothing is missed. */
+    if (l.found && applied + 1 < first) {
         rl_log(log, 2, "cursor table: saved at entry %" PRIu64 ", the log starts at %" PRIu64
-               "; cursors not committed since are reported unknown here", t->applied_index,
-               first);
-        rl_cursors_reset(t, first - 1);
+               "; cursors not committed since are reported unknown here", applied, first);
+        rl_cursors_reset(l.t, first - 1);
     }
     return 0;
 }
