@@ -243,6 +243,11 @@ struct rlog_config {
     unsigned max_producers;
     unsigned producer_window;
     unsigned producer_retry_ms;
+    /* -- liblog 0.4: named consumer positions -- */
+    /* rlog_cursor_*: at most max_cursors (0: 1024; at most 1048576)
+     * names; committing a new name beyond it forgets the name whose last
+     * commit is oldest in log order (the same on every node). */
+    unsigned max_cursors;
 };
 
 /* rlog_config_init - fills *cfg with defaults and zeroes the rest. */
@@ -527,6 +532,38 @@ RLOG_API int rlog_transfer_leadership(rlog *log, uint64_t id);
  * stop while the command was being committed: it may or may not be applied),
  * RLOG_ECLOSED, RLOG_EFATAL, RLOG_ENOMEM. */
 RLOG_API int rlog_trim(rlog *log, uint64_t before_offset);
+
+/* ---- Named consumer positions (liblog 0.4) ---------------------------------
+ * A cursor is a name (1..64 printable ASCII bytes, no spaces) with an
+ * offset, kept by every replica: committing one is a command in the log (it
+ * takes no offset), so every node reads the same value once it has shown
+ * the command, and it survives restarts and trims. */
+
+/* rlog_cursor_commit - sets cursor `name` to `offset` (<= the committed
+ * end), on any node (a follower forwards it to the leader). Blocking:
+ * returns once the command is committed and shown on this node. Errors:
+ * RLOG_EINVAL (bad name, offset beyond the committed end, NULL log, called
+ * on the loop thread), RLOG_ENOTLEADER (no leader known or reachable;
+ * nothing committed), RLOG_EINDOUBT (sent, then the leader changed: it may
+ * or may not be committed; commit again), RLOG_ECLOSED, RLOG_EFATAL,
+ * RLOG_ENOMEM. */
+RLOG_API int rlog_cursor_commit(rlog *log, const char *name, uint64_t offset);
+
+/* rlog_cursor_get - the cursor's offset as this node knows it (every
+ * command committed and shown here). Errors: RLOG_EINVAL (bad name, NULL
+ * argument), RLOG_ENOTFOUND (no such cursor: never committed, or
+ * forgotten beyond max_cursors), RLOG_ETRIMMED (this node caught up past a
+ * trim, or lost entries it had not applied, so it cannot know a cursor not
+ * committed since: ask another node, or commit it again), RLOG_ECLOSED. */
+RLOG_API int rlog_cursor_get(rlog *log, const char *name, uint64_t *offset);
+
+/* rlog_subscribe_cursor - rlog_subscribe from the cursor's offset, or from
+ * `from` if no such cursor exists yet (RLOG_ENOTFOUND). The subscription
+ * does not move the cursor: the host commits it as it processes records.
+ * Errors: those of rlog_cursor_get other than RLOG_ENOTFOUND, and of
+ * rlog_subscribe. */
+RLOG_API int rlog_subscribe_cursor(rlog *log, const char *name, uint64_t from, rlog_sub_cb cb,
+                                   void *arg, rlog_sub **out);
 
 /* rlog_status - a snapshot of the node's state. */
 RLOG_API int rlog_status(rlog *log, struct rlog_status *st);

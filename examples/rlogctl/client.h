@@ -18,6 +18,7 @@ struct copts {
     /* tail only */
     uint64_t from, count; /* count 0: no limit */
     int from_set;         /* 0: from the end */
+    const char *cursor;   /* --cursor: from this named cursor (else from/the end) */
     /* append only: --producer, --sequence, --expect-offset */
     uint64_t producer, sequence, expect;
     int has_expect;
@@ -48,6 +49,10 @@ void usage_transfer(FILE *f);
 void usage_trim(FILE *f);
 void usage_barrier(FILE *f);
 int cmd_barrier(struct copts *o, int argc, char **argv);
+/* cursor.c: cursor-commit, cursor-get */
+void usage_cursor_commit(FILE *f);
+void usage_cursor_get(FILE *f);
+int cmd_cursor(const char *cmd, struct copts *o, int argc, char **argv);
 void usage_metrics(FILE *f);
 int cmd_metrics(struct copts *o, int argc, char **argv);
 int cmd_member(const char *cmd, struct copts *o, int argc, char **argv);

@@ -88,6 +88,10 @@ static void *client_thread(void *arg)
         case 'M':
             handle_metrics(&r, &out);
             break;
+        case 'C':
+        case 'K':
+            handle_cursor(op, &r, &out);
+            break;
         default: {
             char msg[64];
             snprintf(msg, sizeof msg, "unknown request type 0x%02x", op);

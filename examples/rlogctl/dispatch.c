@@ -27,6 +27,8 @@ static void usage(FILE *f)
             "           change the cluster's members, or its leader (on the leader)\n"
             "  trim     drop records before an offset on every replica (on the leader)\n"
             "  barrier  a read barrier: an offset every completed append is below\n"
+            "  cursor-commit, cursor-get\n"
+            "           set or read a named consumer position (any node)\n"
             "  metrics  print a node's metrics in the Prometheus text format\n"
             "\n"
             "`%s COMMAND --help` describes each. Example, three nodes on one host:\n"
@@ -54,6 +56,7 @@ static int client_main(const char *cmd, int argc, char **argv)
         {"from", required_argument, NULL, 'f'},
         {"from-end", no_argument, NULL, 'F'},
         {"count", required_argument, NULL, 'n'},
+        {"cursor", required_argument, NULL, 'u'},
         {"producer", required_argument, NULL, 'p'},
         {"sequence", required_argument, NULL, 's'},
         {"expect-offset", required_argument, NULL, 'e'},
@@ -69,6 +72,8 @@ static int client_main(const char *cmd, int argc, char **argv)
                            : strcmp(cmd, "trim") == 0        ? usage_trim
                            : strcmp(cmd, "barrier") == 0     ? usage_barrier
                            : strcmp(cmd, "metrics") == 0     ? usage_metrics
+                           : strcmp(cmd, "cursor-commit") == 0 ? usage_cursor_commit
+                           : strcmp(cmd, "cursor-get") == 0  ? usage_cursor_get
                                                              : usage_status;
     int is_tail = strcmp(cmd, "tail") == 0;
     struct copts o = {.timeout_ms = 30000, .sequence = 1};
@@ -95,15 +100,18 @@ static int client_main(const char *cmd, int argc, char **argv)
         case 'f':
         case 'F':
         case 'n':
+        case 'u':
             if (!is_tail) {
                 fprintf(stderr, "%s %s: --%s is an option of tail only\n", progname, cmd,
-                        c == 'f' ? "from" : c == 'F' ? "from-end" : "count");
+                        c == 'f' ? "from" : c == 'F' ? "from-end" : c == 'u' ? "cursor" : "count");
                 help(stderr);
                 free(list);
                 return EXIT_USAGE;
             }
             if (c == 'F') {
                 from_end = 1;
+            } else if (c == 'u') {
+                o.cursor = optarg;
             } else if (parse_u64(optarg, c == 'f' ? &o.from : &o.count) != 0 ||
                        (c == 'f' && o.from == UINT64_MAX) || (c == 'n' && o.count == 0)) {
                 fprintf(stderr, "%s tail: --%s must be a number%s, not '%s'\n", progname,
@@ -187,6 +195,8 @@ static int client_main(const char *cmd, int argc, char **argv)
         rc = cmd_barrier(&o, argc, argv);
     else if (strcmp(cmd, "metrics") == 0)
         rc = cmd_metrics(&o, argc, argv);
+    else if (strncmp(cmd, "cursor-", 7) == 0)
+        rc = cmd_cursor(cmd, &o, argc, argv);
     else
         rc = cmd_member(cmd, &o, argc, argv);
     free(list);
@@ -213,7 +223,8 @@ int rlogctl_main(int argc, char **argv)
         return cmd_node(argc - 1, argv + 1);
     static const char *const clients[] = {"append", "read", "tail", "status",
                                           "add-node", "remove-node", "transfer", "trim",
-                                          "barrier", "metrics"};
+                                          "barrier", "metrics", "cursor-commit",
+                                          "cursor-get"};
     for (size_t i = 0; i < sizeof clients / sizeof clients[0]; i++)
         if (strcmp(cmd, clients[i]) == 0)
             return client_main(cmd, argc - 1, argv + 1);

@@ -79,5 +79,7 @@ void handle_barrier(struct rd *r, struct buf *out);
 void handle_metrics(struct rd *r, struct buf *out);
 int node_metrics_text(void *arg, char **text, size_t *len);
 int handle_tail(int fd, unsigned slot, struct rd *r, struct buf *out);
+/* serve_cursor.c: 'C' commit, 'K' get a named cursor. */
+void handle_cursor(uint8_t op, struct rd *r, struct buf *out);
 
 #endif

@@ -56,15 +56,17 @@ int cmd_read(struct copts *o, int argc, char **argv)
 void usage_tail(FILE *f)
 {
     fprintf(f,
-            "usage: %s tail --control PATH [--from OFFSET | --from-end] [--count N] [--json]\n"
-            "                    [--timeout SEC]\n"
+            "usage: %s tail --control PATH [--from OFFSET | --from-end] [--cursor NAME]\n"
+            "                    [--count N] [--json] [--timeout SEC]\n"
             "\n"
             "Streams committed records as they commit, in order and each once, in the\n"
             "format of `read` (OFFSET<TAB>RECORD lines, or --json lines), flushing after\n"
             "each. Works on any node. Starts at OFFSET (history first, then live), or by\n"
             "default (--from-end) at the node's commit offset when the tail starts, and\n"
             "runs until N records were shown (--count), SIGINT/SIGTERM, or the node goes\n"
-            "away. The node sends a keepalive every second while the log is quiet;\n"
+            "away. --cursor NAME starts at the named cursor's offset (cursor-get) when\n"
+            "it exists, else as above; the tail does not move the cursor (cursor-commit\n"
+            "does). The node sends a keepalive every second while the log is quiet;\n"
             "--timeout (default 30 s) is how long a silent node is waited for.\n"
             "\n"
             "The node buffers at most %u MiB for a tail and pauses it while the buffer is\n"
@@ -104,6 +106,10 @@ int cmd_tail(struct copts *o, int argc, char **argv)
     put_u8(&req, 'T');
     put_u64(&req, o->from_set ? o->from : UINT64_MAX);
     put_u64(&req, o->count);
+    if (o->cursor) {
+        put_u32(&req, (uint32_t)strlen(o->cursor));
+        buf_put(&req, o->cursor, strlen(o->cursor));
+    }
     end_frame(&req, at);
     char why[1200] = "";
     int rc = send_request(fd, &req, o->timeout_ms, why, sizeof why) == 0 ? -1 : EXIT_UNREACHABLE;

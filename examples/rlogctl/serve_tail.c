@@ -81,6 +81,16 @@ static void put_offset_frame(struct buf *b, uint8_t type, uint64_t off)
 int handle_tail(int fd, unsigned slot, struct rd *r, struct buf *out)
 {
     uint64_t from = get_u64(r), count = get_u64(r);
+    /* Then, with --cursor, the cursor's name (length, bytes). */
+    char cursor[65] = "";
+    if (!r->bad && r->pos < r->len) {
+        uint32_t n = get_u32(r);
+        const unsigned char *p = n >= 1 && n <= 64 ? get_bytes(r, n) : NULL;
+        if (p == NULL || memchr(p, '\0', n) != NULL)
+            r->bad = 1;
+        else
+            memcpy(cursor, p, n), cursor[n] = '\0';
+    }
     if (r->bad || r->pos != r->len) {
         r->bad = 1;
         put_end(out, RLOG_EPROTO, 0, 0, 0, "", "tail: malformed request");
@@ -92,7 +102,17 @@ int handle_tail(int fd, unsigned slot, struct rd *r, struct buf *out)
     }
     char msg[512] = "";
     int rc = 0;
-    if (from == UINT64_MAX) {
+    if (cursor[0]) {
+        uint64_t at = 0;
+        rc = rlog_cursor_get(g_node.log, cursor, &at);
+        if (rc == 0)
+            from = at;
+        else if (rc != RLOG_ENOTFOUND)
+            snprintf(msg, sizeof msg, "%s", rlog_errmsg(g_node.log));
+        else
+            rc = 0; /* no such cursor yet: from --from, or the end */
+    }
+    if (rc == 0 && from == UINT64_MAX) {
         struct rlog_status st;
         rc = rlog_status(g_node.log, &st);
         if (rc != 0)

@@ -110,6 +110,23 @@ void *rl_batch_trim(uint64_t before, uint64_t ts, size_t *len)
     return buf;
 }
 
+void *rl_batch_cursor(const char *name, size_t name_len, uint64_t offset, uint64_t ts,
+                      size_t *len)
+{
+    if (name_len == 0 || name_len > RL_BATCH_CURSOR_NAME_MAX)
+        return NULL;
+    uint32_t data_len = (uint32_t)(8 + name_len);
+    size_t total = sealed_size(data_len, 0);
+    unsigned char *buf = raft_calloc(1, total);
+    if (!buf)
+        return NULL;
+    rl_put64(buf + RL_BATCH_HDR, offset);
+    memcpy(buf + RL_BATCH_HDR + 8, name, name_len);
+    seal_header(buf, RL_BATCH_CURSOR, 0, data_len, ts, total);
+    *len = total;
+    return buf;
+}
+
 void *rl_batch_seal(struct rl_batch_builder *b, uint64_t ts, size_t *len)
 {
     if (!b->len)
@@ -190,7 +207,8 @@ static bool parse(const void *p, size_t len, struct rl_batch_view *v, bool verif
 {
     const unsigned char *buf = p;
     if (len < RL_BATCH_HDR || memcmp(buf, MAGIC, 4) != 0 || buf[4] != 1 || buf[5] ||
-        (buf[6] != 0 && buf[6] != RL_BATCH_TRIM && buf[6] != RL_BATCH_RUNS) || buf[7])
+        (buf[6] != 0 && buf[6] != RL_BATCH_TRIM && buf[6] != RL_BATCH_RUNS &&
+         buf[6] != RL_BATCH_CURSOR) || buf[7])
         return false;
     uint32_t count = rl_get32(buf + 8), data_len = rl_get32(buf + 12);
     bool with_runs = buf[6] == RL_BATCH_RUNS;
@@ -201,6 +219,9 @@ static bool parse(const void *p, size_t len, struct rl_batch_view *v, bool verif
         return false;
     bool trim = buf[6] == RL_BATCH_TRIM;
     if (trim && (count != 0 || data_len != 8))
+        return false;
+    bool cursor = buf[6] == RL_BATCH_CURSOR;
+    if (cursor && (count != 0 || data_len <= 8 || data_len > 8 + RL_BATCH_CURSOR_NAME_MAX))
         return false;
     if (verify && rl_get64(buf + 24) != XXH3_64bits_withSeed(buf + RL_BATCH_HDR, len - RL_BATCH_HDR,
                                                               XXH3_64bits(buf, 24)))
@@ -225,6 +246,9 @@ static bool parse(const void *p, size_t len, struct rl_batch_view *v, bool verif
     v->data_len = data_len;
     v->timestamp = rl_get64(buf + 16);
     v->trim_before = trim ? rl_get64(buf + RL_BATCH_HDR) : 0;
+    v->cursor_name = cursor ? (const char *)buf + RL_BATCH_HDR + 8 : NULL;
+    v->cursor_name_len = cursor ? data_len - 8 : 0;
+    v->cursor_offset = cursor ? rl_get64(buf + RL_BATCH_HDR) : 0;
     return true;
 }
 

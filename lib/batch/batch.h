@@ -19,6 +19,10 @@
  * A retention command travels the same way, so every replica applies it at
  * the same log position: flags RL_BATCH_TRIM, no records, and the data is
  * the u64 offset before which records are dropped.
+ *
+ * A named cursor's commit (node/cursors.h) likewise: flags RL_BATCH_CURSOR,
+ * no records, and the data is the u64 offset then the name's bytes
+ * (1..RL_BATCH_CURSOR_NAME_MAX, no NUL).
  */
 #ifndef RL_BATCH_H
 #define RL_BATCH_H
@@ -31,6 +35,8 @@
 #define RL_BATCH_TRIM 1u
 #define RL_BATCH_RUNS 2u
 #define RL_BATCH_RUN_BYTES 24u
+#define RL_BATCH_CURSOR 4u
+#define RL_BATCH_CURSOR_NAME_MAX 64u
 
 /* One producer's call within a batch. */
 struct rl_batch_run {
@@ -64,6 +70,10 @@ void *rl_batch_seal(struct rl_batch_builder *b, uint64_t timestamp_us, size_t *l
 
 /* A sealed trim command (raft_malloc'd), or NULL on allocation failure. */
 void *rl_batch_trim(uint64_t before, uint64_t timestamp_us, size_t *len);
+/* A sealed cursor commit (raft_malloc'd; name_len 1..RL_BATCH_CURSOR_NAME_MAX),
+ * or NULL on allocation failure or a bad length. */
+void *rl_batch_cursor(const char *name, size_t name_len, uint64_t offset, uint64_t timestamp_us,
+                      size_t *len);
 
 struct rl_batch_view {
     const unsigned char *data;
@@ -71,6 +81,9 @@ struct rl_batch_view {
     uint32_t count, data_len;
     uint64_t timestamp;
     uint64_t trim_before;      /* a trim command: records before this go; else 0 */
+    const char *cursor_name;   /* a cursor commit: its name (not NUL-ended), else NULL */
+    uint32_t cursor_name_len;
+    uint64_t cursor_offset;
     const unsigned char *runs; /* the runs table's entries, or NULL */
     uint32_t nruns;
 };

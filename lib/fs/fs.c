@@ -240,6 +240,32 @@ int rl_fs_file_size(int fd, uint64_t *size)
     return 0;
 }
 
+int rl_fs_read_all(const char *dir, const char *name, unsigned char **buf, size_t *len)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    *buf = NULL;
+    *len = 0;
+    int fd = -1, rv = rl_fs_open(path, O_RDONLY, 0, &fd);
+    if (rv != 0)
+        return rv;
+    uint64_t size = 0;
+    size_t got = 0;
+    unsigned char *b = NULL;
+    if ((rv = rl_fs_file_size(fd, &size)) == 0 && !(b = malloc(size ? size : 1)))
+        rv = -ENOMEM;
+    if (rv == 0 && (rv = rl_fs_pread(fd, b, size, 0, &got)) == 0 && got != size)
+        rv = -EIO;
+    rl_fs_close(fd);
+    if (rv != 0) {
+        free(b);
+        return rv;
+    }
+    *buf = b;
+    *len = (size_t)size;
+    return 0;
+}
+
 int rl_fs_replace(const char *dir, const char *name, const void *buf, size_t len)
 {
     char tmp[4200], path[4200];

@@ -40,6 +40,9 @@ int rl_fs_fsync_dir(const char *dir);
  * renames it over dir/name and fsyncs dir. A crash leaves the old file or
  * the new one, never a mix (a stale name.tmp at worst). */
 int rl_fs_replace(const char *dir, const char *name, const void *buf, size_t len);
+/* The whole of dir/name, malloc'd into *buf (*len bytes): 0, -ENOENT if
+ * there is no such file, or another negative errno. */
+int rl_fs_read_all(const char *dir, const char *name, unsigned char **buf, size_t *len);
 
 /* The RLOG_E* code for a negative errno from these calls: RLOG_ENOSPC (no
  * space or quota), RLOG_ENOMEM, else RLOG_EIO; 0 for 0. */

@@ -24,6 +24,7 @@ static void free_log(rlog *log)
     rl_cache_free(&log->cache);
     rl_repair_free(&log->repair);
     rl_producers_free(log);
+    rl_cursors_free(&log->cursors);
     pthread_mutex_destroy(&log->mu);
     pthread_cond_destroy(&log->open_cv);
     pthread_cond_destroy(&log->visible_cv);
@@ -50,7 +51,7 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
         log->peers = calloc(cfg->n_peers, sizeof *log->peers);
         pthread_mutex_init(&log->mu, NULL);
         rl_cache_init(&log->cache, cfg->cache_bytes);
-        bool table = rl_producers_init(log) == 0;
+        bool table = rl_producers_init(log) == 0 && rl_positions_init(log) == 0;
         pthread_cond_init(&log->open_cv, NULL);
         pthread_cond_init(&log->visible_cv, NULL);
         pthread_cond_init(&log->room_cv, NULL);
@@ -242,4 +243,44 @@ int rlog_trim(rlog *log, uint64_t before_offset)
         return rl_fail(RLOG_EINVAL, "NULL log");
     struct rl_op op = {.kind = RL_OP_TRIM, .offset = before_offset};
     return rl_run_blocking(log, &op);
+}
+
+/* ---- named cursors (liblog 0.4; the loop side is positions.c) ----------- */
+
+static int cursor_op(rlog *log, const char *name, struct rl_op *op)
+{
+    char why[160];
+    if (!log)
+        return rl_fail(RLOG_EINVAL, "NULL log");
+    if (!rl_cursor_name_ok(name, why, sizeof why))
+        return rl_fail(RLOG_EINVAL, "%s", why);
+    snprintf(op->cursor_name, sizeof op->cursor_name, "%s", name);
+    return rl_run_blocking(log, op);
+}
+
+int rlog_cursor_commit(rlog *log, const char *name, uint64_t offset)
+{
+    struct rl_op op = {.kind = RL_OP_CURSOR, .offset = offset};
+    return cursor_op(log, name, &op);
+}
+
+int rlog_cursor_get(rlog *log, const char *name, uint64_t *offset)
+{
+    if (!offset)
+        return rl_fail(RLOG_EINVAL, "NULL offset");
+    struct rl_op op = {.kind = RL_OP_CURSOR_GET};
+    int rv = cursor_op(log, name, &op);
+    if (rv == 0)
+        *offset = op.first_offset;
+    return rv;
+}
+
+int rlog_subscribe_cursor(rlog *log, const char *name, uint64_t from, rlog_sub_cb cb, void *arg,
+                          rlog_sub **out)
+{
+    uint64_t at = from;
+    int rv = rlog_cursor_get(log, name, &at);
+    if (rv != 0 && rv != RLOG_ENOTFOUND)
+        return rv;
+    return rlog_subscribe(log, rv == 0 ? at : from, cb, arg, out);
 }

@@ -62,7 +62,7 @@ void rl_ifl_settle_head(struct rlog *log, int status, uint64_t offset)
         f->ops = op->next;
         op->next = NULL;
         op->status = status;
-        op->first_offset = off;
+        op->first_offset = op->kind == RL_OP_CURSOR ? f->index : off; /* no offset of its own */
         if (status)
             snprintf(op->errmsg, sizeof op->errmsg, "%s", msg[0] ? msg : rlog_strerror(status));
         else if (op->conflict) {

@@ -209,6 +209,9 @@ int rl_config_validate(const struct rlog_config *c, char *err, size_t errlen)
     if (c->max_forward_bytes && c->max_forward_bytes < c->batch_max_bytes)
         return BAD("config.max_forward_bytes %" PRIu64 " must be >= batch_max_bytes %u: one call "
                    "must fit", c->max_forward_bytes, c->batch_max_bytes);
+    if (c->max_cursors > RL_MAX_CURSORS_LIMIT)
+        return BAD("config.max_cursors %u must be at most %u (0: 1024)", c->max_cursors,
+                   RL_MAX_CURSORS_LIMIT);
     return validate_security(c, err, errlen);
 #undef BAD
 }

@@ -18,6 +18,7 @@
 #define DEFAULT_APPEND_BYTES_IN_FLIGHT (256ull << 20)
 #define DEFAULT_FETCH_SERVE_MAX 4u
 #define DEFAULT_FETCH_SERVE_BYTES (16u << 20)
+#define RL_MAX_CURSORS_LIMIT (1u << 20) /* rlog_config.max_cursors */
 #define DEFAULT_HELD_MAX 64u
 #define DEFAULT_MAX_FORWARD_BYTES (64ull << 20)
 

@@ -19,6 +19,12 @@
  * remembered and a repeat is dropped: answering it would report "nothing
  * appended" for a call the first copy appended.
  *
+ * A named cursor's commit (liblog 0.4) travels like an append (CURSOR
+ * frame; in doubt once sent, since it may be ordered), takes no offset,
+ * and is answered with the index of its entry: the follower completes it
+ * once its own fence has shown that entry, so rlog_cursor_get there sees
+ * it. On the leader it goes through the inbox to node/positions.c.
+ *
  * Barriers on the leader: the calls that arrive while no barrier entry is
  * out share the next one; the answer is the fence's visible offset once
  * the fence passes that entry. Every entry committed before the call is at
@@ -249,6 +255,10 @@ static bool wait_send(struct rlog *log, struct rl_fwd_wait *w, uint64_t leader, 
         m.lens = op->lens;
         m.data = op->data;
         m.bytes = op->bytes;
+    } else if (op->kind == RL_OP_CURSOR) {
+        m.type = RL_WIRE_CURSOR;
+        m.offset = op->offset;
+        snprintf(m.cursor, sizeof m.cursor, "%s", op->cursor_name);
     } else {
         m.type = RL_WIRE_BARRIER;
     }
@@ -275,7 +285,10 @@ static bool wait_step(struct rlog *log, struct rl_fwd_wait *w, uint64_t now)
 {
     char addr[64], msg[384];
     uint64_t leader = leader_of(log, addr, sizeof addr);
-    bool append = w->op->kind == RL_OP_APPEND;
+    bool cursor = w->op->kind == RL_OP_CURSOR;
+    /* A cursor commit may be ordered once sent, like an append. */
+    bool append = w->op->kind == RL_OP_APPEND || cursor;
+    const char *nothing = cursor ? "cursor not committed" : append ? "not appended" : "no barrier";
     if (w->state == W_HELD) {
         if (leads(log)) {
             /* This node leads now: nothing was sent, so it orders the call
@@ -296,11 +309,10 @@ static bool wait_step(struct rlog *log, struct rl_fwd_wait *w, uint64_t now)
             return false;
         if (leader)
             snprintf(msg, sizeof msg, "%s: leader %" PRIu64 " at %s could not be reached within "
-                     "%u ms", append ? "not appended" : "no barrier", leader, addr,
-                     log->cfg.election_timeout_ms);
+                     "%u ms", nothing, leader, addr, log->cfg.election_timeout_ms);
         else
-            snprintf(msg, sizeof msg, "%s: no leader known (waited %u ms for one)",
-                     append ? "not appended" : "no barrier", log->cfg.election_timeout_ms);
+            snprintf(msg, sizeof msg, "%s: no leader known (waited %u ms for one)", nothing,
+                     log->cfg.election_timeout_ms);
         wait_end(log, w, RLOG_ENOTLEADER, 0, msg);
         return true;
     }
@@ -308,7 +320,7 @@ static bool wait_step(struct rlog *log, struct rl_fwd_wait *w, uint64_t now)
         /* Nothing reached the leader: held again, within the first bound. */
         w->unsent = false;
         w->state = W_HELD;
-        if (append)
+        if (w->op->kind == RL_OP_APPEND)
             log->fwd.forwarded_appends--;
         timer_want(log);
         return wait_step(log, w, now);
@@ -332,7 +344,11 @@ static bool wait_step(struct rlog *log, struct rl_fwd_wait *w, uint64_t now)
         }
         if (!why)
             return false;
-        if (append)
+        if (cursor)
+            snprintf(msg, sizeof msg, "in doubt: cursor %s was forwarded to leader %" PRIu64
+                     " at %s, then %s; it may or may not be committed", w->op->cursor_name,
+                     w->leader, w->leader_addr, why);
+        else if (append)
             snprintf(msg, sizeof msg, "in doubt: these records were forwarded to leader %" PRIu64
                      " at %s, then %s; they may or may not be in the log", w->leader,
                      w->leader_addr, why);
@@ -342,8 +358,8 @@ static bool wait_step(struct rlog *log, struct rl_fwd_wait *w, uint64_t now)
         wait_end(log, w, append ? RLOG_EINDOUBT : RLOG_ENOTLEADER, 0, msg);
         return true;
     }
-    uint64_t end = w->result + (append ? w->op->n : 0);
-    if (log->fence.visible_offset >= end) {
+    uint64_t end = w->result + (append && !cursor ? w->op->n : 0);
+    if (cursor ? log->fence.visible_index >= w->result : log->fence.visible_offset >= end) {
         wait_end(log, w, 0, w->result, NULL);
         return true;
     }
@@ -382,6 +398,18 @@ void rl_fwd_append(struct rlog *log, struct rl_op *op)
                  "forwarded to the leader and unanswered, %zu more would pass max_forward_bytes %"
                  PRIu64 "; retry once some have completed", log->fwd.bytes, op->bytes, max);
         finish(log, op, RLOG_EAGAIN, 0, msg);
+        return;
+    }
+    wait_add(log, op);
+    rl_fwd_poll(log);
+}
+
+void rl_fwd_cursor(struct rlog *log, struct rl_op *op)
+{
+    if (op->forwarded_in) { /* never passed on: no loops */
+        char msg[256];
+        rl_not_leader_msg(log, msg, sizeof msg);
+        finish(log, op, RLOG_ENOTLEADER, 0, msg);
         return;
     }
     wait_add(log, op);
@@ -584,8 +612,10 @@ static void served_done(struct rl_op *op)
         if (p->id == s->peer)
             p->bytes -= s->cost;
     uint64_t offset = op->status == RLOG_ESEQUENCE ? op->seq_gap : op->first_offset;
-    answer(log, s->peer, op->kind == RL_OP_APPEND ? RL_WIRE_FORWARD_RESULT : RL_WIRE_BARRIER_RESULT,
-           s->request, op->status, offset, op->errmsg);
+    uint16_t type = op->kind == RL_OP_APPEND   ? RL_WIRE_FORWARD_RESULT
+                    : op->kind == RL_OP_CURSOR ? RL_WIRE_CURSOR_RESULT
+                                               : RL_WIRE_BARRIER_RESULT;
+    answer(log, s->peer, type, s->request, op->status, offset, op->errmsg);
     free(s);
     free(op->lens);
     free(op->data);
@@ -596,8 +626,14 @@ static void served_done(struct rl_op *op)
 /* A member's FORWARD or BARRIER: checked, then served or refused. */
 static int serve(struct rlog *log, uint64_t from, struct rl_wire_fwd *m)
 {
-    bool append = m->type == RL_WIRE_FORWARD;
-    uint16_t rtype = append ? RL_WIRE_FORWARD_RESULT : RL_WIRE_BARRIER_RESULT;
+    bool append = m->type == RL_WIRE_FORWARD, cursor = m->type == RL_WIRE_CURSOR;
+    uint16_t rtype = append ? RL_WIRE_FORWARD_RESULT
+                     : cursor ? RL_WIRE_CURSOR_RESULT : RL_WIRE_BARRIER_RESULT;
+    char why[160];
+    if (cursor && !rl_cursor_name_ok(m->cursor, why, sizeof why)) {
+        snprintf(m->msg, sizeof m->msg, "cursor: %s", why);
+        return RLOG_EPROTO;
+    }
     if (append) {
         /* The same limits as a local call (submit.c make_append); a member
          * that breaks them is broken or hostile. */
@@ -657,6 +693,14 @@ static int serve(struct rlog *log, uint64_t from, struct rl_wire_fwd *m)
     op->done_arg = s;
     op->forwarded_in = true;
     p->bytes += cost;
+    if (cursor) {
+        op->kind = RL_OP_CURSOR;
+        op->offset = m->offset;
+        snprintf(op->cursor_name, sizeof op->cursor_name, "%s", m->cursor);
+        if (rl_submit(log, op) != 0)
+            finish(log, op, RLOG_ENOTLEADER, 0, "leader is closing; cursor not committed");
+        return 0;
+    }
     if (!append) {
         op->kind = RL_OP_BARRIER;
         rl_fwd_barrier(log, op);
@@ -687,12 +731,16 @@ static void answered(struct rlog *log, uint64_t from, const struct rl_wire_fwd *
 {
     struct rl_fwd_wait *w = wait_find(log, m->request);
     bool append = m->type == RL_WIRE_FORWARD_RESULT;
-    if (!w || w->state != W_SENT || w->leader != from || append != (w->op->kind == RL_OP_APPEND))
+    enum rl_op_kind kind = append                              ? RL_OP_APPEND
+                           : m->type == RL_WIRE_CURSOR_RESULT ? RL_OP_CURSOR
+                                                               : RL_OP_BARRIER;
+    if (!w || w->state != W_SENT || w->leader != from || kind != w->op->kind)
         return; /* late, repeated, or not ours */
     if (m->status != 0) {
         char msg[384];
         snprintf(msg, sizeof msg, "%s leader %" PRIu64 " at %s: %s",
-                 append ? "forwarded to" : "barrier asked of", w->leader, w->leader_addr, m->msg);
+                 kind == RL_OP_BARRIER ? "barrier asked of" : "forwarded to", w->leader,
+                 w->leader_addr, m->msg);
         if (append && m->status == RLOG_ESEQUENCE)
             w->op->seq_gap = m->offset == 1; /* retried, as a local call would be */
         wait_end(log, w, m->status, append && m->status == RLOG_ECONFLICT ? m->offset : 0, msg);
@@ -709,7 +757,7 @@ int rl_fwd_recv(void *arg, uint64_t from, struct rl_wire_fwd *m)
     struct rlog *log = arg;
     if (log->fwd.closed || !log->raft_started)
         return 0;
-    if (m->type == RL_WIRE_FORWARD || m->type == RL_WIRE_BARRIER)
+    if (m->type == RL_WIRE_FORWARD || m->type == RL_WIRE_BARRIER || m->type == RL_WIRE_CURSOR)
         return serve(log, from, m);
     answered(log, from, m);
     return 0;
@@ -755,7 +803,7 @@ void rl_fwd_close(struct rlog *log)
     f->closed = true;
     while (f->head) {
         struct rl_fwd_wait *w = f->head;
-        bool append = w->op->kind == RL_OP_APPEND;
+        bool append = w->op->kind != RL_OP_BARRIER; /* a cursor commit: in doubt once sent */
         char msg[384];
         if (w->state == W_HELD || !append)
             snprintf(msg, sizeof msg, "log is closing");

@@ -55,6 +55,9 @@ void rl_fwd_init(struct rlog *log);
 /* A never-proposed append on a node that does not lead: held for a
  * leader, sent to it, or failed (forwarding off; a forwarded-in call). */
 void rl_fwd_append(struct rlog *log, struct rl_op *op);
+/* An RL_OP_CURSOR commit on a node that does not lead: held for a leader,
+ * sent to it, or failed (a forwarded-in call). */
+void rl_fwd_cursor(struct rlog *log, struct rl_op *op);
 /* An RL_OP_BARRIER call, local or served for a member. */
 void rl_fwd_barrier(struct rlog *log, struct rl_op *op);
 /* Re-evaluates every wait (after raft events, fence moves, the timer). */

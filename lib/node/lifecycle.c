@@ -236,6 +236,7 @@ static int start(struct rlog *log)
     if ((rv = load_identity(log, &identity, &id_state, err, errlen)) != 0)
         return rv;
     if ((rv = cut_damaged_tail(log, err, errlen)) != 0 || (rv = load_tail(log, err, errlen)) != 0 ||
+        (rv = rl_cursors_load(log, err, errlen)) != 0 ||
         (rv = rl_producers_load(log, err, errlen)) != 0)
         return rv;
     struct rl_io_config icfg = {

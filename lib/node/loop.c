@@ -74,8 +74,10 @@ static void hook_on_append(void *arg, uint64_t index, uint64_t term, uint64_t of
     struct rl_fence_entry e = {index, term, offset, records, rl_trim_of(buf, len, records)};
     if (rl_fence_push(&log->fence, &e) != 0)
         rl_log(log, 3, "out of memory tracking entry %" PRIu64, index);
-    if (rl_dedup_note(&log->dedup, index, term, offset, buf, len) != 0)
-        rl_log(log, 3, "out of memory noting the producers of entry %" PRIu64, index);
+    int no_room = rl_dedup_note(&log->dedup, index, term, offset, buf, len);
+    no_room |= rl_cursors_note(&log->cursors, index, term, buf, len);
+    if (no_room)
+        rl_log(log, 3, "out of memory noting the producers or cursor of entry %" PRIu64, index);
     rl_cache_put(&log->cache, index, offset, records, buf, len);
 }
 
@@ -87,6 +89,7 @@ static void hook_on_truncate(void *arg, uint64_t index)
            index);
     rl_fence_truncate(&log->fence, index);
     rl_dedup_truncate(&log->dedup, index);
+    rl_cursors_truncate(&log->cursors, index);
     rl_cache_truncate(&log->cache, index);
 }
 
@@ -103,6 +106,11 @@ static void hook_on_reset(void *arg, uint64_t index, uint64_t offset)
         rl_log(log, 2, "producer table: the log was reset to start after entry %" PRIu64
                " (a peer had trimmed the entries this node lacked); producers that appended "
                "only before it are not known to this node", index - 1);
+    rl_cursors_truncate(&log->cursors, 0);
+    if (rl_cursors_reset(&log->cursors, index - 1))
+        rl_log(log, 2, "cursor table: the log was reset to start after entry %" PRIu64
+               "; cursors committed only before it are reported unknown here (RLOG_ETRIMMED) "
+               "until committed again", index - 1);
     if (offset > log->trim_offset)
         rl_set_trim_offset(log, offset);
     if (log->raft_started)
@@ -263,6 +271,12 @@ void rl_wake_cb(uv_async_t *a)
         case RL_OP_METRICS:
             rl_metrics_collect(log, op);
             break;
+        case RL_OP_CURSOR:
+            rl_do_cursor(log, op);
+            break;
+        case RL_OP_CURSOR_GET:
+            rl_do_cursor_get(log, op);
+            break;
         }
     }
     if (!log->raft_closing)
@@ -281,5 +295,5 @@ struct rl_io_hooks rl_loop_hooks(struct rlog *log)
         .leader_id = hook_leader_id,
         .peer_address = hook_peer_address, .on_commit = rl_visible_on_commit,
         .log = hook_log, .on_repair_answer = rl_repair_answer,
-        .snapshot_state = rl_producers_state, .on_fwd = rl_fwd_recv};
+        .snapshot_state = rl_node_state, .on_fwd = rl_fwd_recv};
 }

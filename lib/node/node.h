@@ -23,6 +23,7 @@
 
 #include "batch/batch.h"
 #include "node/cache.h"
+#include "node/cursors.h"
 #include "node/dedup.h"
 #include "node/fence.h"
 #include "node/forward.h"
@@ -31,7 +32,8 @@
 #include "store/store.h"
 
 enum rl_op_kind { RL_OP_APPEND, RL_OP_READ, RL_OP_FETCH, RL_OP_STATUS, RL_OP_CLOSE, RL_OP_MEMBER,
-                  RL_OP_TRIM, RL_OP_BARRIER, RL_OP_METRICS };
+                  RL_OP_TRIM, RL_OP_BARRIER, RL_OP_METRICS,
+                  RL_OP_CURSOR, RL_OP_CURSOR_GET /* named cursors (positions.c) */ };
 enum rl_member_kind { RL_MEMBER_ADD, RL_MEMBER_REMOVE, RL_MEMBER_TRANSFER };
 
 struct rl_waiter {
@@ -84,6 +86,9 @@ struct rl_op {
     int member_kind;
     uint64_t member_id;
     char member_addr[64];
+    /* cursors: the name (NUL-ended, checked); the offset is in `offset`.
+     * A commit's result (first_offset) is the index of its entry. */
+    char cursor_name[RL_CURSOR_NAME_MAX + 1];
 };
 
 #define RL_PENDING_BUCKETS 256
@@ -184,6 +189,9 @@ struct rlog {
     struct rl_op *retry_head, *retry_tail;
     uv_timer_t retry_timer;
     bool retry_timer_ready;
+    /* Named consumer positions (node/cursors.h), fed like the producer
+     * table. */
+    struct rl_cursors cursors;
 
     struct rl_batch_builder bb;
     struct rl_op *pend_head, *pend_tail;   /* not yet in a batch */
@@ -334,7 +342,26 @@ bool rl_producers_finishing(struct rlog *log, struct rl_op *op);
 /* At open, after the fence is loaded: the saved table, and the entries
  * after it. 0 or an RLOG_E* code with err set. */
 int rl_producers_load(struct rlog *log, char *err, size_t errlen);
-/* The io hook snapshot_state: the table as bytes. */
+/* A table saved in the data directory (file `name`), decoded into table:
+ * 0 (also when there is no such file), or an RLOG_E* code with err naming
+ * the file and why. */
+typedef int (*rl_state_decode)(void *table, const unsigned char *buf, size_t len, char *why,
+                               size_t whylen);
+int rl_state_load(struct rlog *log, const char *name, rl_state_decode decode, void *table,
+                  char *err, size_t errlen);
+/* The producer table as bytes (for the io hook snapshot_state). */
 int rl_producers_state(void *arg, const char **name, void **buf, size_t *len);
+
+/* positions.c: named cursors. The ops RL_OP_CURSOR (a commit: proposed on
+ * the leader, forwarded from a follower) and RL_OP_CURSOR_GET (the table
+ * made at open: rl_positions_init, 0 or RLOG_ENOMEM); at open,
+ * after the fence is loaded, the saved table and the entries after it (0
+ * or an RLOG_E* code with err set); the io hook snapshot_state: the
+ * tables saved with each snapshot descriptor (i-th: 0 .. none left). */
+int rl_positions_init(struct rlog *log);
+void rl_do_cursor(struct rlog *log, struct rl_op *op);
+void rl_do_cursor_get(struct rlog *log, struct rl_op *op);
+int rl_cursors_load(struct rlog *log, char *err, size_t errlen);
+int rl_node_state(void *arg, unsigned i, const char **name, void **buf, size_t *len);
 
 #endif

@@ -315,8 +315,9 @@ int rl_producers_state(void *arg, const char **name, void **buf, size_t *len)
     return rv;
 }
 
-/* Feeds entries first..last of the store to the table, as committed
- * (replay) or as stored and not yet shown (note). */
+/* Feeds entries first..last of the store to the tables (producers and
+ * cursors: one read for both), as committed (replay) or as stored and not
+ * yet shown (note). */
 static int feed(struct rlog *log, uint64_t first, uint64_t last, bool committed, char *err,
                 size_t errlen)
 {
@@ -324,9 +325,13 @@ static int feed(struct rlog *log, uint64_t first, uint64_t last, bool committed,
         struct rl_store_entry e;
         int rv = rl_store_read(log->store, i, &e);
         if (rv == RLOG_ECORRUPT) {
-            /* Awaiting repair: its runs, if any, cannot be read now. */
-            rl_log(log, 2, "producer table: entry %" PRIu64 " is damaged here; producers that "
-                   "appended only there are not known to this node", i);
+            /* Awaiting repair: its runs, if any, cannot be read now; a
+             * cursor command there would be missed, so cursors not
+             * committed since are reported unknown (node/cursors.h). */
+            rl_log(log, 2, "producer and cursor tables: entry %" PRIu64 " is damaged here; "
+                   "producers that appended only there are not known to this node", i);
+            if (committed && i > log->cursors.applied_index)
+                rl_cursors_reset(&log->cursors, i);
             continue;
         }
         if (rv != 0) {
@@ -335,45 +340,43 @@ static int feed(struct rlog *log, uint64_t first, uint64_t last, bool committed,
         }
         rv = committed ? rl_dedup_apply_entry(&log->dedup, i, e.offset, e.buf, e.len)
                        : rl_dedup_note(&log->dedup, i, e.term, e.offset, e.buf, e.len);
+        if (rv == 0)
+            rv = committed ? rl_cursors_apply_entry(&log->cursors, i, e.buf, e.len)
+                           : rl_cursors_note(&log->cursors, i, e.term, e.buf, e.len);
         free((void *)e.buf);
         if (rv != 0) {
-            snprintf(err, errlen, "producer table: out of memory");
+            snprintf(err, errlen, "producer and cursor tables: out of memory");
             return rv;
         }
     }
     return 0;
 }
 
-/* The saved table, if any: 0 (found or not there), or an RLOG_E* code with
- * err naming the file. Read through lib/fs like every other file here. */
-static int load_saved(struct rlog *log, char *err, size_t errlen)
+int rl_state_load(struct rlog *log, const char *name, rl_state_decode decode, void *table,
+                  char *err, size_t errlen)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", log->data_dir, RL_DEDUP_FILE);
-    int fd = -1, rv = rl_fs_open(path, O_RDONLY, 0, &fd);
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    char why[128] = "";
+    int rv = rl_fs_read_all(log->data_dir, name, &buf, &size);
     if (rv == -ENOENT)
         return 0;
-    bool opened = rv == 0;
-    uint64_t size = 0;
-    size_t got = 0;
-    unsigned char *buf = NULL;
-    char why[128] = "";
-    if (rv == 0 && (rv = rl_fs_file_size(fd, &size)) == 0 && !(buf = malloc(size ? size : 1)))
-        rv = -ENOMEM;
-    if (rv == 0 && (rv = rl_fs_pread(fd, buf, size, 0, &got)) == 0 && got != size)
-        rv = -EIO;
-    if (opened)
-        rl_fs_close(fd);
-    rv = rv ? rl_errno_to_rlog(rv) : rl_dedup_decode(&log->dedup, buf, size, why, sizeof why);
+    rv = rv ? rl_errno_to_rlog(rv) : decode(table, buf, size, why, sizeof why);
     free(buf);
     if (rv != 0)
-        snprintf(err, errlen, "%s: %s", path, why[0] ? why : rlog_strerror(rv));
+        snprintf(err, errlen, "%s/%s: %s", log->data_dir, name, why[0] ? why : rlog_strerror(rv));
     return rv;
+}
+
+static int decode_dedup(void *table, const unsigned char *buf, size_t len, char *why,
+                        size_t whylen)
+{
+    return rl_dedup_decode(table, buf, len, why, whylen);
 }
 
 int rl_producers_load(struct rlog *log, char *err, size_t errlen)
 {
-    int rv = load_saved(log, err, errlen);
+    int rv = rl_state_load(log, RL_DEDUP_FILE, decode_dedup, &log->dedup, err, errlen);
     if (rv != 0)
         return rv;
     /* Without the file (a new directory, or one of liblog 0.2) the table
@@ -387,9 +390,14 @@ int rl_producers_load(struct rlog *log, char *err, size_t errlen)
                    log->dedup.applied_index, first);
         from = first;
     }
+    /* rl_cursors_load came first; each table skips what it holds. */
+    if (log->cursors.applied_index + 1 < from)
+        from = log->cursors.applied_index + 1 < first ? first : log->cursors.applied_index + 1;
     rv = feed(log, from, visible, true, err, errlen);
     if (rv == 0 && log->dedup.applied_index < visible)
         log->dedup.applied_index = visible;
+    if (rv == 0 && log->cursors.applied_index < visible)
+        log->cursors.applied_index = visible;
     if (rv == 0 && log->fence.n > 0)
         rv = feed(log, log->fence.tail[0].index, log->fence.tail[log->fence.n - 1].index, false,
                   err, errlen);

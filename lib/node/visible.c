@@ -1,7 +1,7 @@
 /*
  * visible — the fence's effects (node/fence.c decides what may be shown):
  * an entry it passes settles the append proposed there, applies a
- * retention command and feeds the producer table; the commit point is
+ * retention command and feeds the producer and cursor tables; the commit point is
  * published to host threads; the leader sends its commit notice.
  */
 #include "node/node.h"
@@ -18,8 +18,11 @@ static void entry_shown(void *arg, const struct rl_fence_entry *e)
     if (e->trim_before)
         rl_apply_trim(log, e->index, e->trim_before);
     /* The table first: a call answered below is in it for its retries. */
-    if (rl_dedup_shown(&log->dedup, e->index, e->term) != 0)
-        rl_log(log, 3, "out of memory recording the producers of entry %" PRIu64, e->index);
+    int no_room = rl_dedup_shown(&log->dedup, e->index, e->term);
+    no_room |= rl_cursors_shown(&log->cursors, e->index, e->term);
+    if (no_room)
+        rl_log(log, 3, "out of memory recording the producers or cursor of entry %" PRIu64,
+               e->index);
     if (log->raft.state == RAFT_LEADER && e->term == log->raft.current_term)
         log->lead_ready_term = e->term;
     while (log->ifl_head && log->ifl_head->index < e->index)

@@ -63,10 +63,11 @@ struct rl_io_hooks {
      * if the repair of damaged entries (node/repair.c) asked for it. */
     bool (*on_repair_answer)(void *arg, uint64_t from, const struct rl_wire_fetch_resp *a);
     /* State of the node's own to save durably with each snapshot
-     * descriptor, before it (the producer table): a file name in the data
-     * directory and malloc'd bytes (NULL: nothing to save). 0 or
+     * descriptor, before it (the producer table, the cursor table): the
+     * i-th file (i from 0 to RL_IO_STATES - 1), a name in the data
+     * directory and malloc'd bytes (*name NULL: no i-th file). 0 or
      * RLOG_ENOMEM. */
-    int (*snapshot_state)(void *arg, const char **name, void **buf, size_t *len);
+    int (*snapshot_state)(void *arg, unsigned i, const char **name, void **buf, size_t *len);
     /* A forwarding frame (wire/codec.h) from member `from`, decoded and
      * checksummed (lib/node/forward.c). It may take m's buffers (setting
      * them NULL). Returns 0, or RLOG_EPROTO when the frame breaks the
@@ -74,6 +75,9 @@ struct rl_io_hooks {
      * dropped like any bad frame. */
     int (*on_fwd)(void *arg, uint64_t from, struct rl_wire_fwd *m);
 };
+
+/* The most files snapshot_state may give. */
+#define RL_IO_STATES 4u
 
 /* The frame cap is batch_max_bytes plus this: room for a segment fetch
  * answer (fetch.c: up to 4 MiB of entries, and the one that crosses it)

@@ -22,16 +22,20 @@ struct snap_put {
     void (*done)(struct io *io, int status);
     uint64_t index, term, conf_index, visible, reset_offset;
     struct raft_configuration conf;
-    const char *state_name; /* the node's state saved first (hooks.snapshot_state) */
-    void *state;
-    size_t state_len;
+    /* The node's state saved first (hooks.snapshot_state), in order. */
+    const char *state_name[RL_IO_STATES];
+    void *state[RL_IO_STATES];
+    size_t state_len[RL_IO_STATES];
     int status;
 };
 
 static void snap_put_work(uv_work_t *w)
 {
     struct snap_put *p = w->data;
-    p->status = p->state ? rl_fs_replace(p->io->dir, p->state_name, p->state, p->state_len) : 0;
+    p->status = 0;
+    for (unsigned i = 0; i < RL_IO_STATES && p->status == 0; i++)
+        if (p->state[i])
+            p->status = rl_fs_replace(p->io->dir, p->state_name[i], p->state[i], p->state_len[i]);
     if (p->status == 0)
         p->status = rl_snapshot_save(p->io->dir, p->index, p->term, p->conf_index, p->visible,
                                      p->reset_offset, &p->conf);
@@ -58,13 +62,33 @@ void rl_io__snapshot_put_done(struct io *io, struct raft_io_snapshot_put *req, i
     raft_free(bufs);
 }
 
+static void snap_put_free(struct snap_put *p)
+{
+    for (unsigned i = 0; i < RL_IO_STATES; i++)
+        free(p->state[i]);
+    free(p);
+}
+
+/* The node's files to save with this descriptor. */
+static int snap_put_states(struct io *io, struct snap_put *p)
+{
+    for (unsigned i = 0; io->hooks.snapshot_state && i < RL_IO_STATES; i++) {
+        const char *name = NULL;
+        if (io->hooks.snapshot_state(io->hooks.arg, i, &name, &p->state[i], &p->state_len[i]) != 0)
+            return RAFT_NOMEM;
+        p->state_name[i] = name;
+        if (!name)
+            break;
+    }
+    return 0;
+}
+
 static void snap_put_finish(struct snap_put *p, int rv)
 {
     struct io *io = p->io;
     struct raft_io_snapshot_put *req = p->req;
     void (*done)(struct io *, int) = p->done;
-    free(p->state);
-    free(p);
+    snap_put_free(p);
     if (done)
         done(io, rv);
     else
@@ -131,9 +155,8 @@ int rl_io__snap_put_queue(struct io *io, struct raft_io_snapshot_put *req,
     p->conf_index = conf_index;
     p->visible = visible;
     p->reset_offset = reset_offset;
-    if (io->hooks.snapshot_state &&
-        io->hooks.snapshot_state(io->hooks.arg, &p->state_name, &p->state, &p->state_len) != 0) {
-        free(p);
+    if (snap_put_states(io, p) != 0) {
+        snap_put_free(p);
         return RAFT_NOMEM;
     }
     raft_configuration_init(&p->conf);
@@ -142,8 +165,7 @@ int rl_io__snap_put_queue(struct io *io, struct raft_io_snapshot_put *req,
                                    snapshot->configuration.servers[i].address,
                                    snapshot->configuration.servers[i].role) != 0) {
             raft_configuration_close(&p->conf);
-            free(p->state);
-            free(p);
+            snap_put_free(p);
             return RAFT_NOMEM;
         }
     p->work.data = p;
@@ -156,8 +178,7 @@ int rl_io__snap_put_queue(struct io *io, struct raft_io_snapshot_put *req,
     if (idle && rl_queue_work(io->loop, &p->work, snap_put_work, snap_put_after) != 0) {
         io->snap_head = io->snap_tail = NULL;
         raft_configuration_close(&p->conf);
-        free(p->state);
-        free(p);
+        snap_put_free(p);
         return RAFT_IOERR;
     }
     return 0;

@@ -33,6 +33,8 @@ const char *const rl_wire__type_names[] = {
     [RL_WIRE_FORWARD_RESULT] = "forward_result",
     [RL_WIRE_BARRIER] = "barrier",
     [RL_WIRE_BARRIER_RESULT] = "barrier_result",
+    [RL_WIRE_CURSOR] = "cursor",
+    [RL_WIRE_CURSOR_RESULT] = "cursor_result",
 };
 
 static bool known_type(unsigned type)
@@ -81,11 +83,16 @@ static void body_shape(unsigned type, uint32_t *min, bool *exact)
         break;
     case RL_WIRE_FORWARD_RESULT:
     case RL_WIRE_BARRIER_RESULT:
+    case RL_WIRE_CURSOR_RESULT:
         *min = RES_FIXED * 8;
         *exact = false;
         break;
     case RL_WIRE_BARRIER:
         *min = 8;
+        break;
+    case RL_WIRE_CURSOR:
+        *min = 4 * 8; /* request, offset, name length, a name of 1..8 bytes */
+        *exact = false;
         break;
     default:
         *min = 3 * 8;

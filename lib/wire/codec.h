@@ -73,9 +73,16 @@ enum {
     RL_WIRE_FORWARD_RESULT = 68,
     RL_WIRE_BARRIER = 69,
     RL_WIRE_BARRIER_RESULT = 70,
+    /* A named cursor's commit forwarded to the leader (liblog 0.4):
+     *  CURSOR: request, offset, name length (1..64), the name (padded to 8).
+     *  CURSOR_RESULT: as FORWARD_RESULT; offset is the index of the entry
+     *    that holds the command. */
+    RL_WIRE_CURSOR = 71,
+    RL_WIRE_CURSOR_RESULT = 72,
 };
 
 #define RL_WIRE_FWD_MSG_MAX 255u
+#define RL_WIRE_CURSOR_NAME_MAX 64u
 /* Records in one FORWARD: the largest batch_max_records a config can have. */
 #define RL_WIRE_FWD_MAX_RECORDS (1u << 20)
 
@@ -89,6 +96,8 @@ struct rl_wire_fwd {
     size_t *lens;          /* n lengths; decode: malloc'd */
     unsigned char *data;   /* the records back to back; decode: malloc'd */
     size_t bytes;
+    /* CURSOR: the name (NUL-ended; offset below is the cursor's) */
+    char cursor[RL_WIRE_CURSOR_NAME_MAX + 1];
     /* results */
     int status;
     uint64_t offset;
@@ -131,7 +140,7 @@ static inline bool rl_wire_is_own(unsigned type)
 
 static inline bool rl_wire_is_fwd(unsigned type)
 {
-    return type >= RL_WIRE_FORWARD && type <= RL_WIRE_BARRIER_RESULT;
+    return type >= RL_WIRE_FORWARD && type <= RL_WIRE_CURSOR_RESULT;
 }
 
 struct rl_wire_hdr {

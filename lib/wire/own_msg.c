@@ -258,6 +258,7 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
     }
     case RL_WIRE_FORWARD_RESULT:
     case RL_WIRE_BARRIER_RESULT:
+    case RL_WIRE_CURSOR_RESULT:
         if (m->status > 0)
             return RLOG_EINVAL;
         msglen = strnlen(m->msg, RL_WIRE_FWD_MSG_MAX);
@@ -265,6 +266,12 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
         break;
     case RL_WIRE_BARRIER:
         body = 8;
+        break;
+    case RL_WIRE_CURSOR:
+        msglen = strnlen(m->cursor, RL_WIRE_CURSOR_NAME_MAX + 1);
+        if (msglen == 0 || msglen > RL_WIRE_CURSOR_NAME_MAX)
+            return RLOG_EINVAL;
+        body = 3 * 8 + rl_pad8(msglen);
         break;
     default:
         return RLOG_EINVAL;
@@ -285,6 +292,9 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
         if (m->bytes)
             memcpy(w.p, m->data, m->bytes);
         memset(w.p + m->bytes, 0, (size_t)(rl_pad8(m->bytes) - m->bytes));
+    } else if (m->type == RL_WIRE_CURSOR) {
+        w64(&w, m->offset);
+        wbytes(&w, m->cursor, msglen);
     } else if (m->type != RL_WIRE_BARRIER) {
         w64(&w, (uint64_t)-(int64_t)m->status);
         w64(&w, m->offset);
@@ -369,6 +379,26 @@ static int decode_result(struct rd *r, struct rl_wire_fwd *m)
     return 0;
 }
 
+static int decode_cursor(struct rd *r, struct rl_wire_fwd *m)
+{
+    unsigned long long offset, len;
+    const unsigned char *bytes;
+    int rv;
+    if ((rv = r64(r, "offset", &offset)) != 0 || (rv = r64(r, "name length", &len)) != 0)
+        return rv;
+    if (len == 0 || len > RL_WIRE_CURSOR_NAME_MAX)
+        return fail(r->errmsg, r->errlen, "%s: name of %llu bytes, 1..%u", r->name, len,
+                    RL_WIRE_CURSOR_NAME_MAX);
+    if ((rv = rpadded(r, "name", len, &bytes)) != 0 || (rv = rend(r)) != 0)
+        return rv;
+    if (memchr(bytes, 0, (size_t)len))
+        return fail(r->errmsg, r->errlen, "%s: name holds a NUL byte", r->name);
+    m->offset = offset;
+    memcpy(m->cursor, bytes, (size_t)len);
+    m->cursor[len] = '\0';
+    return 0;
+}
+
 int rl_wire_decode_fwd(const struct rl_wire_hdr *hdr, const void *body, struct rl_wire_fwd *m,
                        char *errmsg, size_t errlen)
 {
@@ -392,6 +422,8 @@ int rl_wire_decode_fwd(const struct rl_wire_hdr *hdr, const void *body, struct r
         return decode_forward(&r, m);
     case RL_WIRE_BARRIER:
         return rend(&r);
+    case RL_WIRE_CURSOR:
+        return decode_cursor(&r, m);
     default:
         return decode_result(&r, m);
     }

@@ -308,7 +308,7 @@ START_TEST(test_layout_refuses_a_bad_layout)
 
     /* Unknown flags, version, magic. */
     memcpy(buf, good, len);
-    buf[6] = 4;
+    buf[6] = 8;
     ck_assert(!rl_batch_parse_layout(buf, len, &v));
     memcpy(buf, good, len);
     buf[4] = 2;

@@ -615,11 +615,58 @@ START_TEST(test_config_validation)
 }
 END_TEST
 
+/* liblog 0.4: a named cursor's commit forwarded (CURSOR) and its answer. */
+START_TEST(test_cursor_frames)
+{
+    struct rl_wire_fwd m = {.type = RL_WIRE_CURSOR, .request = 9, .offset = 1234};
+    snprintf(m.cursor, sizeof m.cursor, "projection.orders");
+    size_t len;
+    unsigned char *f = encode(&m, &len);
+    struct rl_wire_fwd d;
+    char err[256];
+    ck_assert_int_eq(decode(f, len, &d, err, sizeof err), 0);
+    ck_assert_uint_eq(d.type, RL_WIRE_CURSOR);
+    ck_assert_uint_eq(d.request, 9);
+    ck_assert_uint_eq(d.offset, 1234);
+    ck_assert_str_eq(d.cursor, "projection.orders");
+    for (size_t i = 0; i < len; i++) {
+        f[i] ^= 0x10;
+        ck_assert_int_ne(decode(f, len, &d, err, sizeof err), 0);
+        f[i] ^= 0x10;
+    }
+    /* Resealed edits: a name length of 0 or 65, a NUL in the name. */
+    unsigned char *nlen = f + RL_WIRE_HDR + 16;
+    wr64(nlen, 0);
+    reseal(f);
+    refused(f, len, "name of 0 bytes");
+    wr64(nlen, 65);
+    reseal(f);
+    refused(f, len, "name of 65 bytes");
+    wr64(nlen, 17);
+    f[RL_WIRE_HDR + 24 + 3] = 0;
+    reseal(f);
+    refused(f, len, "NUL");
+    free(f);
+    m.cursor[0] = '\0';
+    struct rl_wire_out out;
+    ck_assert_int_eq(rl_wire_encode_fwd(&m, 7, &out), RLOG_EINVAL);
+    struct rl_wire_fwd r = {.type = RL_WIRE_CURSOR_RESULT, .request = 9, .status = RLOG_EINVAL,
+                            .offset = 0};
+    snprintf(r.msg, sizeof r.msg, "offset beyond the committed end");
+    f = encode(&r, &len);
+    ck_assert_int_eq(decode(f, len, &d, err, sizeof err), 0);
+    ck_assert_int_eq(d.status, RLOG_EINVAL);
+    ck_assert_str_eq(d.msg, "offset beyond the committed end");
+    free(f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("forward");
     TCase *tc = tcase_create("frames");
     tcase_add_test(tc, test_forward_round_trip);
+    tcase_add_test(tc, test_cursor_frames);
     tcase_add_test(tc, test_results_and_barrier_round_trip);
     tcase_add_test(tc, test_every_byte_corruption_refused);
     tcase_add_test(tc, test_truncated_and_extended_refused);
