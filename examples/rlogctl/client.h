@@ -48,6 +48,8 @@ void usage_transfer(FILE *f);
 void usage_trim(FILE *f);
 void usage_barrier(FILE *f);
 int cmd_barrier(struct copts *o, int argc, char **argv);
+void usage_offset_for_time(FILE *f);
+int cmd_offset_for_time(struct copts *o, int argc, char **argv);
 void usage_metrics(FILE *f);
 int cmd_metrics(struct copts *o, int argc, char **argv);
 int cmd_member(const char *cmd, struct copts *o, int argc, char **argv);

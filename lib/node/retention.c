@@ -25,8 +25,10 @@ static void trim_done(struct rl_op *op)
 {
     struct rlog *log = op->done_arg;
     log->ret_busy = false;
-    if (op->status == 0 && op->offset > op->first_offset)
-        log->retention_trims += op->offset - op->first_offset;
+    /* expect_offset: the trim point when it was proposed (appends only
+     * use it otherwise). */
+    if (op->status == 0 && op->offset > op->expect_offset)
+        log->retention_trims += op->offset - op->expect_offset;
     else if (op->status != 0)
         rl_log(log, 1, "retention: the trim before offset %" PRIu64 " did not complete: %s",
                op->offset, op->errmsg[0] ? op->errmsg : rlog_strerror(op->status));
@@ -90,7 +92,7 @@ static void tick(uv_timer_t *t)
     struct rl_op *op = calloc(1, sizeof *op);
     if (!op)
         return; /* the next tick tries again */
-    *op = (struct rl_op){.kind = RL_OP_TRIM, .offset = point, .first_offset = log->trim_offset,
+    *op = (struct rl_op){.kind = RL_OP_TRIM, .offset = point, .expect_offset = log->trim_offset,
                          .done = trim_done, .done_arg = log};
     log->ret_busy = true;
     rl_log(log, 1, "retention: trimming records before offset %" PRIu64, point);
