@@ -10,16 +10,6 @@ NODE_ARGS=(--retention-bytes 20000 --retention-check-ms 100)
 
 # 40-byte records, phase P, numbers FROM..TO.
 records() { seq -f "$1-%06g-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" "$2" "$3"; }
-# wait_first I OFF: until node I's first_offset is OFF.
-wait_first() {
-    local deadline=$((SECONDS + WAIT))
-    while [ $SECONDS -lt $deadline ]; do
-        [ "$(status_of "$1" first_offset)" = "$2" ] && return 0
-        sleep 0.1
-    done
-    say "node $1: first_offset $(status_of "$1" first_offset), not $2, after $WAIT s"
-    return 1
-}
 now_us() { date +%s%6N; }
 
 start_cluster || { not_ok "start the cluster"; finish; }
