@@ -1664,7 +1664,7 @@ static void policy_config(void)
     ti_free();
     TI.on = true;
     W->base.retention_bytes = sim_range(16, 48) << 10;
-    W->base.retention_ms = sim_range(2000, 5000);
+    W->base.retention_ms = sim_range(1000, 3000);
     W->base.retention_check_ms = (unsigned)sim_range(50, 400);
 }
 
@@ -1711,7 +1711,7 @@ static void probe_tick(void *arg)
     if (!H.load_on)
         return;
     for (int i = 0; i < W->n; i++)
-        probe(&W->nodes[i], wall_us(0) - sim_range(0, 8000) * 1000 + sim_range(0, 1500) * 1000);
+        probe(&W->nodes[i], wall_us(0) - sim_range(0, 4000) * 1000 + sim_range(0, 1000) * 1000);
     sim_at(W->now + sim_range(100, 500) * SIM_MS, probe_tick, NULL);
 }
 
@@ -1757,12 +1757,12 @@ static void policy_round(void *arg)
         TI.jumps++;
         break;
     }
-    sim_at(W->now + sim_range(1500, 3000) * SIM_MS, policy_round, NULL);
+    sim_at(W->now + sim_range(1000, 2000) * SIM_MS, policy_round, NULL);
 }
 
 static void policy_setup(void)
 {
-    sim_at(W->now + 2000 * SIM_MS, policy_round, NULL);
+    sim_at(W->now + 1500 * SIM_MS, policy_round, NULL);
     sim_at(W->now + 1500 * SIM_MS, probe_tick, NULL);
 }
 
@@ -1868,7 +1868,7 @@ static const struct scenario scenarios[] = {
     {"producers", 3, 12000, 0, producers_setup, producers_verify},
     {"forward", 3, 15000, 0, forward_setup, forward_verify},
     {"tail-damage", 3, 15000, 0, tail_setup, tail_verify},
-    {"retention-policy", 3, 16000, 0, policy_setup, policy_verify},
+    {"retention-policy", 3, 7000, 0, policy_setup, policy_verify},
 };
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
