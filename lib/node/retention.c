@@ -35,6 +35,11 @@ static void trim_done(struct rl_op *op)
     free(op);
 }
 
+/* Records the index reads per check while it is rebuilt after open, so a
+ * long log does not hold the loop thread for long: the policies catch up
+ * over several checks. */
+#define REBUILD_STEP 65536u
+
 /* Where the policies put the trim point now (the current one if nowhere
  * further). The index is caught up as far as each policy needs: the age
  * policy only up to the first record young enough. */
@@ -43,22 +48,26 @@ static uint64_t policy_point(struct rlog *log, uint64_t end)
     struct rl_tindex_src src;
     rl_time_src(log, &src);
     uint64_t point = log->trim_offset, o;
+    uint64_t upto = end - log->tindex.end > REBUILD_STEP ? log->tindex.end + REBUILD_STEP : end;
     int rv = 0;
     if (log->cfg.retention_ms) {
         uint64_t now = rl_unix_us(), age = log->cfg.retention_ms * 1000;
         uint64_t since = now > age ? now - age : 0;
-        rv = rl_tindex_catch_up(&log->tindex, &src, end, since);
+        rv = rl_tindex_catch_up(&log->tindex, &src, upto, since);
         if (rv == 0)
             rv = rl_tindex_find_time(&log->tindex, &src, since, &o);
-        if (rv == RLOG_ENOTFOUND)
-            o = end, rv = 0;
+        if (rv == RLOG_ENOTFOUND) /* every record indexed is older */
+            o = log->tindex.end, rv = 0;
         if (rv == 0 && o > point)
             point = o;
     }
     if (rv == 0 && log->cfg.retention_bytes) {
-        rv = rl_tindex_catch_up(&log->tindex, &src, end, UINT64_MAX);
-        if (rv == 0)
+        rv = rl_tindex_catch_up(&log->tindex, &src, upto, UINT64_MAX);
+        /* Only a whole index knows the bytes after a record. */
+        if (rv == 0 && log->tindex.end == end)
             rv = rl_tindex_find_bytes(&log->tindex, &src, log->cfg.retention_bytes, &o);
+        else
+            o = point;
         if (rv == 0 && o > point)
             point = o;
     }
