@@ -126,14 +126,22 @@ static void feed(struct rl_tindex *t, size_t from)
         ck_assert_int_eq(rl_tindex_add(t, mb[i].base, mb[i].n, mb[i].ts, mb[i].bytes), 0);
 }
 
+static void check_time(struct rl_tindex *t, uint64_t q)
+{
+    uint64_t want, got = 12345;
+    int wrv = model_time(t->end, q, &want);
+    ck_assert_int_eq(rl_tindex_find_time(t, &src, q, &got), wrv);
+    ck_assert_uint_eq(got, want);
+}
+
+/* Every answer that can differ: at each batch time and either side. */
 static void check_all(struct rl_tindex *t, uint64_t tmax)
 {
-    for (uint64_t q = 0; q <= tmax + 1; q++) {
-        uint64_t want, got = 12345;
-        int wrv = model_time(t->end, q, &want);
-        ck_assert_int_eq(rl_tindex_find_time(t, &src, q, &got), wrv);
-        ck_assert_uint_eq(got, want);
-    }
+    check_time(t, 0);
+    check_time(t, tmax + 1);
+    for (size_t i = 0; i < nb; i++)
+        for (uint64_t q = mb[i].ts ? mb[i].ts - 1 : 0; q <= mb[i].ts + 1; q++)
+            check_time(t, q);
     uint64_t total = 0;
     for (uint64_t o = mfirst; o < t->end; o++)
         total += len_of(o);
@@ -255,6 +263,8 @@ START_TEST(test_trim_and_truncate)
     ck_assert_uint_eq(t.end, 16);
     check_all(&t, 100);
     /* it grows again from there */
+    free(mb[8].ends);
+    free(mb[9].ends);
     nb = 8;
     mend = 16;
     model_push(99, 1, NULL);
