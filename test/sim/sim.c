@@ -1757,12 +1757,12 @@ static void policy_round(void *arg)
         TI.jumps++;
         break;
     }
-    sim_at(W->now + sim_range(1000, 2000) * SIM_MS, policy_round, NULL);
+    sim_at(W->now + sim_range(700, 1500) * SIM_MS, policy_round, NULL);
 }
 
 static void policy_setup(void)
 {
-    sim_at(W->now + 1500 * SIM_MS, policy_round, NULL);
+    sim_at(W->now + 1200 * SIM_MS, policy_round, NULL);
     sim_at(W->now + 1500 * SIM_MS, probe_tick, NULL);
 }
 
@@ -1868,7 +1868,7 @@ static const struct scenario scenarios[] = {
     {"producers", 3, 12000, 0, producers_setup, producers_verify},
     {"forward", 3, 15000, 0, forward_setup, forward_verify},
     {"tail-damage", 3, 15000, 0, tail_setup, tail_verify},
-    {"retention-policy", 3, 7000, 0, policy_setup, policy_verify},
+    {"retention-policy", 3, 5000, 0, policy_setup, policy_verify},
 };
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
