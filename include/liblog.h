@@ -248,6 +248,20 @@ struct rlog_config {
      * names; committing a new name beyond it forgets the name whose last
      * commit is oldest in log order (the same on every node). */
     unsigned max_cursors;
+
+    /* -- liblog 0.4: retention policies --
+     * Applied by the leader (0: no limit). Every retention_check_ms
+     * (0: 1000) it trims, on every replica as by rlog_trim, the records
+     * before the latest of two points: bytes, the first record from which
+     * the committed records hold at most retention_bytes bytes (record
+     * bytes, not framing); age, the first record whose batch time (the
+     * leader's wall clock when it formed the batch), or an earlier
+     * record's, is within the last retention_ms milliseconds. Neither ever
+     * trims the newest committed record. A host state machine caps the
+     * point at its newest snapshot. */
+    uint64_t retention_bytes;
+    uint64_t retention_ms;
+    unsigned retention_check_ms;
 };
 
 /* rlog_config_init - fills *cfg with defaults and zeroes the rest. */
@@ -495,6 +509,10 @@ struct rlog_status {
      * took as leader; forward_refused: of those, refused because the
      * member's max_forward_bytes was reached (RLOG_EAGAIN). */
     uint64_t forwarded_appends, forwards_served, forward_refused;
+    /* -- liblog 0.4: retention policies --
+     * Records trimmed by the policies since open, by the trims this node
+     * proposed as leader. */
+    uint64_t retention_trims;
 };
 
 /* ---- Membership (on the leader; elsewhere RLOG_ENOTLEADER) ---------------
@@ -564,6 +582,19 @@ RLOG_API int rlog_cursor_get(rlog *log, const char *name, uint64_t *offset);
  * rlog_subscribe. */
 RLOG_API int rlog_subscribe_cursor(rlog *log, const char *name, uint64_t from, rlog_sub_cb cb,
                                    void *arg, rlog_sub **out);
+/* rlog_offset_for_time - the offset of the first committed record whose
+ * batch time (the leader's wall clock when it formed the record's batch,
+ * microseconds since the Unix epoch), or that of any record before it
+ * still in the log, is at or after unix_us: the answer moves forward with
+ * time even where a new leader's clock is behind the last one's. A time
+ * before the first record's gives the log's first offset. Works on any
+ * node, over what is committed there. Served from a sparse index (one
+ * block per 32 batches, 32 bytes each): a binary search plus at most one
+ * block's entries read; the first call after rlog_open reads the log once
+ * from its start up to the answer to rebuild it. Errors: RLOG_ENOTFOUND
+ * (no committed record that late: *offset gets the commit offset),
+ * RLOG_EINVAL (NULL argument), RLOG_ECLOSED, RLOG_EIO, RLOG_ECORRUPT. */
+RLOG_API int rlog_offset_for_time(rlog *log, uint64_t unix_us, uint64_t *offset);
 
 /* rlog_status - a snapshot of the node's state. */
 RLOG_API int rlog_status(rlog *log, struct rlog_status *st);

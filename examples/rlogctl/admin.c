@@ -82,6 +82,8 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
         st.forwards_served = get_u64(&r);
         st.forward_refused = get_u64(&r);
     }
+    if (r.pos < r.len) /* nor this (retention policies) */
+        st.retention_trims = get_u64(&r);
     if (r.bad || r.pos != r.len)
         return -1;
     if (o->json) {
@@ -115,6 +117,7 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
         printf(",\"forwarded_appends\":%" PRIu64 ",\"forwards_served\":%" PRIu64
                ",\"forward_refused\":%" PRIu64, st.forwarded_appends, st.forwards_served,
                st.forward_refused);
+        printf(",\"retention_trims\":%" PRIu64, st.retention_trims);
         fputs(",\"peers\":[", stdout);
         for (unsigned i = 0; i < st.n_peers; i++) {
             printf("%s{\"id\":%" PRIu64 ",\"address\":", i ? "," : "", st.peers[i].id);
@@ -158,6 +161,7 @@ static int print_status(void *arg, const unsigned char *p, size_t len)
         printf("forwarded_appends %" PRIu64 "\nforwards_served %" PRIu64
                "\nforward_refused %" PRIu64 "\n", st.forwarded_appends, st.forwards_served,
                st.forward_refused);
+        printf("retention_trims %" PRIu64 "\n", st.retention_trims);
         for (unsigned i = 0; i < st.n_peers; i++)
             printf("peer %" PRIu64 " %s %s %" PRIu64 "\n", st.peers[i].id, st.peers[i].address,
                    st.peers[i].voter ? "voter" : "nonvoter", st.peers[i].match_index);

@@ -53,6 +53,8 @@ int cmd_barrier(struct copts *o, int argc, char **argv);
 void usage_cursor_commit(FILE *f);
 void usage_cursor_get(FILE *f);
 int cmd_cursor(const char *cmd, struct copts *o, int argc, char **argv);
+void usage_offset_for_time(FILE *f);
+int cmd_offset_for_time(struct copts *o, int argc, char **argv);
 void usage_metrics(FILE *f);
 int cmd_metrics(struct copts *o, int argc, char **argv);
 int cmd_member(const char *cmd, struct copts *o, int argc, char **argv);

@@ -85,6 +85,9 @@ static void *client_thread(void *arg)
         case 'B':
             handle_barrier(&r, &out);
             break;
+        case 'Z':
+            handle_offset_for_time(&r, &out);
+            break;
         case 'M':
             handle_metrics(&r, &out);
             break;

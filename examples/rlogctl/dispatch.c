@@ -30,6 +30,8 @@ static void usage(FILE *f)
             "  cursor-commit, cursor-get\n"
             "           set or read a named consumer position (any node)\n"
             "  metrics  print a node's metrics in the Prometheus text format\n"
+            "  offset-for-time\n"
+            "           the offset of the first record at or after a time, on any node\n"
             "\n"
             "`%s COMMAND --help` describes each. Example, three nodes on one host:\n"
             "  C=1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
@@ -74,12 +76,21 @@ static int client_main(const char *cmd, int argc, char **argv)
                            : strcmp(cmd, "metrics") == 0     ? usage_metrics
                            : strcmp(cmd, "cursor-commit") == 0 ? usage_cursor_commit
                            : strcmp(cmd, "cursor-get") == 0  ? usage_cursor_get
+                           : strcmp(cmd, "offset-for-time") == 0 ? usage_offset_for_time
                                                              : usage_status;
     int is_tail = strcmp(cmd, "tail") == 0;
     struct copts o = {.timeout_ms = 30000, .sequence = 1};
     int seq_set = 0;
     char *list = NULL;
     int c, rc, from_end = 0;
+    char ago[64]; /* offset-for-time -5m: a time, not options */
+    for (int i = 1; strcmp(cmd, "offset-for-time") == 0 && i < argc; i++)
+        if (argv[i][0] == '-' && argv[i][1] >= '0' && argv[i][1] <= '9' &&
+            strlen(argv[i]) < sizeof ago - 4) {
+            snprintf(ago, sizeof ago, "now%s", argv[i]);
+            argv[i] = ago;
+            break;
+        }
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -197,6 +208,8 @@ static int client_main(const char *cmd, int argc, char **argv)
         rc = cmd_metrics(&o, argc, argv);
     else if (strncmp(cmd, "cursor-", 7) == 0)
         rc = cmd_cursor(cmd, &o, argc, argv);
+    else if (strcmp(cmd, "offset-for-time") == 0)
+        rc = cmd_offset_for_time(&o, argc, argv);
     else
         rc = cmd_member(cmd, &o, argc, argv);
     free(list);
@@ -224,7 +237,7 @@ int rlogctl_main(int argc, char **argv)
     static const char *const clients[] = {"append", "read", "tail", "status",
                                           "add-node", "remove-node", "transfer", "trim",
                                           "barrier", "metrics", "cursor-commit",
-                                          "cursor-get"};
+                                          "cursor-get", "offset-for-time"};
     for (size_t i = 0; i < sizeof clients / sizeof clients[0]; i++)
         if (strcmp(cmd, clients[i]) == 0)
             return client_main(cmd, argc - 1, argv + 1);

@@ -192,6 +192,10 @@ static void node_config(const struct node_args *a, struct rlog_config *cfg)
     cfg->insecure = a->insecure;
     if (a->no_forward)
         cfg->forward_appends = 0;
+    cfg->retention_bytes = a->retention_bytes;
+    cfg->retention_ms = a->retention_ms;
+    if (a->retention_check_ms)
+        cfg->retention_check_ms = (unsigned)a->retention_check_ms;
     cfg->frame_timeout_ms = (unsigned)a->frame_timeout;
     cfg->idle_timeout_ms = (unsigned)a->idle_timeout;
     if (a->election)

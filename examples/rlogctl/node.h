@@ -48,6 +48,7 @@ struct node_args {
     uint64_t frame_timeout, idle_timeout;
     uint64_t election, heartbeat, segment_size, snap_threshold, snap_trailing;
     uint64_t linger_ms;
+    uint64_t retention_bytes, retention_ms, retention_check_ms; /* 0: none, default */
     uint64_t cache_bytes; /* UINT64_MAX: not given (0 is a valid size: no cache) */
     struct rlog_peer peers[NODE_MAX_PEERS];
     unsigned n_peers;
@@ -76,6 +77,7 @@ void handle_get(struct rd *r, struct buf *out);
 int handle_range(int fd, struct rd *r, struct buf *out, int64_t deadline_step);
 void handle_member(uint8_t op, struct rd *r, struct buf *out);
 void handle_barrier(struct rd *r, struct buf *out);
+void handle_offset_for_time(struct rd *r, struct buf *out);
 void handle_metrics(struct rd *r, struct buf *out);
 int node_metrics_text(void *arg, char **text, size_t *len);
 int handle_tail(int fd, unsigned slot, struct rd *r, struct buf *out);

@@ -53,6 +53,11 @@ static void usage_node(FILE *f)
             "                       close an inbound peer connection whose frame does not\n"
             "                       finish within MS, or that carries no frame for MS\n"
             "                       (defaults 30000, 60000)\n"
+            "  --retention-bytes N, --retention-ms MS, --retention-check-ms MS\n"
+            "                       retention policies, applied by the leader: keep the\n"
+            "                       newest records holding at most N bytes, and those\n"
+            "                       appended within the last MS ms (0: no limit, the\n"
+            "                       default); checked every --retention-check-ms (1000)\n"
             "  -v, --verbose        also log liblog's info lines (twice: debug)\n"
             "\n"
             "Logs one line per event to stderr. Exit status: 0 after a clean shutdown,\n"
@@ -87,6 +92,9 @@ static int node_read_options(int argc, char **argv, struct node_args *a)
         {"peer-frame-timeout", required_argument, NULL, 'F'},
         {"peer-idle-timeout", required_argument, NULL, 'D'},
         {"metrics-address", required_argument, NULL, 'M'},
+        {"retention-bytes", required_argument, NULL, 1001},
+        {"retention-ms", required_argument, NULL, 1002},
+        {"retention-check-ms", required_argument, NULL, 1003},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *id_s = NULL, *cluster = NULL;
@@ -151,6 +159,20 @@ static int node_read_options(int argc, char **argv, struct node_args *a)
                 return EXIT_USAGE;
             }
             break;
+        case 1001:
+        case 1002:
+        case 1003: {
+            /* Range checks are rlog_open's; here only "is it a number". */
+            uint64_t *v = c == 1001 ? &a->retention_bytes : c == 1002 ? &a->retention_ms
+                                                                      : &a->retention_check_ms;
+            if (parse_u64(optarg, v) != 0 || (c == 1003 && *v > UINT32_MAX)) {
+                fprintf(stderr, "%s node: --%s must be a number, not '%s'\n", progname,
+                        c == 1001 ? "retention-bytes" : c == 1002 ? "retention-ms"
+                                                                  : "retention-check-ms", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        }
         case 'v': a->verbose++; break;
         case 'J': a->join = 1; break;
         case 'h': usage_node(stdout); return 0;

@@ -63,6 +63,7 @@ static void put_status(struct buf *b, const struct rlog_status *st)
     put_u64(b, st->forwarded_appends);
     put_u64(b, st->forwards_served);
     put_u64(b, st->forward_refused);
+    put_u64(b, st->retention_trims);
     end_frame(b, at);
 }
 
@@ -427,6 +428,28 @@ void handle_barrier(struct rd *r, struct buf *out)
         return;
     }
     put_end(out, 0, 0, off, 0, "", "");
+}
+
+/* rlog_offset_for_time: a time (u64, us since the epoch) in, an offset
+ * out; RLOG_ENOTFOUND carries the commit offset too. */
+void handle_offset_for_time(struct rd *r, struct buf *out)
+{
+    uint64_t t = get_u64(r);
+    if (r->bad || r->pos != r->len) {
+        r->bad = 1;
+        put_end(out, RLOG_EPROTO, 0, 0, 0, "", "offset-for-time: malformed request");
+        return;
+    }
+    if (!api_enter()) {
+        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+        return;
+    }
+    uint64_t off = 0;
+    int rc = rlog_offset_for_time(g_node.log, t, &off);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(g_node.log) : "");
+    api_leave();
+    put_end(out, rc, 0, off, 0, "", msg);
 }
 
 /* The metrics text, for the 'M' request and the HTTP endpoint. */

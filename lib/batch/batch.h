@@ -2,7 +2,8 @@
  * batch — the payload of one replicated COMMAND entry: many host records.
  *
  *   0  magic u32 "RLB1", 4 version u16, 6 flags u16 (0, or RL_BATCH_TRIM),
- *   8  count u32, 12 data_len u32, 16 timestamp u64 (leader clock, us),
+ *   8  count u32, 12 data_len u32, 16 timestamp u64 (the leader's wall
+ *      clock when it formed the batch, us since the epoch: the time index),
  *  24  checksum u64: xxh3-64 of bytes 32.. seeded with xxh3-64 of bytes 0..24
  *  32  the records' bytes back to back (data_len), zero padding to 4,
  *      then count u32 cumulative end positions within the data, padding to 8.

@@ -1,6 +1,7 @@
 #include "common/env.h"
 
 #include <sys/random.h>
+#include <time.h>
 
 const struct rl_env *rl_env;
 
@@ -37,4 +38,11 @@ int rl_random(void *buf, size_t len)
         return 0;
     }
     return getrandom(buf, len, 0) == (ssize_t)len ? 0 : -1;
+}
+
+uint64_t rl_unix_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }

@@ -44,5 +44,9 @@ void rl_transport_fini(struct raft_uv_transport *t);
 void rl_block_turn(uv_loop_t *loop);
 /* 0, or -1 if the system could not supply len random bytes. */
 int rl_random(void *buf, size_t len);
+/* The wall clock, microseconds since the Unix epoch (batch times): not
+ * libuv's loop time, which is monotonic. The simulator owns it through
+ * clock_gettime, like the loop time. */
+uint64_t rl_unix_us(void);
 
 #endif

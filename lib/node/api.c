@@ -21,6 +21,7 @@ static void free_log(rlog *log)
     free(log->data_dir);
     free(log->cluster_name);
     rl_fence_free(&log->fence);
+    rl_tindex_free(&log->tindex);
     rl_cache_free(&log->cache);
     rl_repair_free(&log->repair);
     rl_producers_free(log);
@@ -233,6 +234,17 @@ int rlog_barrier(rlog *log, uint64_t *offset)
     struct rl_op op = {.kind = RL_OP_BARRIER};
     int rv = rl_run_blocking(log, &op);
     if (rv == 0 && offset)
+        *offset = op.first_offset;
+    return rv;
+}
+
+int rlog_offset_for_time(rlog *log, uint64_t unix_us, uint64_t *offset)
+{
+    if (!log || !offset)
+        return rl_fail(RLOG_EINVAL, "offset_for_time: NULL argument");
+    struct rl_op op = {.kind = RL_OP_TIME, .offset = unix_us};
+    int rv = rl_run_blocking(log, &op);
+    if (rv == 0 || rv == RLOG_ENOTFOUND)
         *offset = op.first_offset;
     return rv;
 }

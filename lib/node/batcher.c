@@ -11,6 +11,8 @@
  */
 #include "node/node.h"
 
+#include "common/env.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,7 +204,7 @@ static void flush(struct rlog *log)
 {
     size_t len = 0;
     uint64_t records = log->bb.count;
-    void *buf = rl_batch_seal(&log->bb, uv_hrtime() / 1000, &len);
+    void *buf = rl_batch_seal(&log->bb, rl_unix_us(), &len);
     struct rl_op *ops = log->open_head;
     log->open_head = log->open_tail = NULL;
     if (!buf) {

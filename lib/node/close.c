@@ -43,6 +43,7 @@ static void begin_raft_close(struct rlog *log)
         rl_op_fail(log, op, RLOG_ECLOSED, "log is closing");
     }
     rl_producers_stop(log);
+    rl_retention_stop(log);
     rl_fail_list(log, &log->pend_head, &log->pend_tail, log->fatal ? RLOG_EFATAL : RLOG_ECLOSED);
     rl_fail_list(log, &log->open_head, &log->open_tail, log->fatal ? RLOG_EFATAL : RLOG_ECLOSED);
     raft_close(&log->raft, raft_closed_cb);

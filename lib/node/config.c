@@ -35,6 +35,7 @@ void rlog_config_init(struct rlog_config *cfg)
     cfg->max_append_bytes_in_flight = DEFAULT_APPEND_BYTES_IN_FLIGHT;
     cfg->forward_appends = 1;
     cfg->max_forward_bytes = DEFAULT_MAX_FORWARD_BYTES;
+    cfg->retention_check_ms = 1000;
 }
 
 /* "host:port" with a non-empty host and a decimal port in 1..65535: RL_ADDR_OK
@@ -212,6 +213,13 @@ int rl_config_validate(const struct rlog_config *c, char *err, size_t errlen)
     if (c->max_cursors > RL_MAX_CURSORS_LIMIT)
         return BAD("config.max_cursors %u must be at most %u (0: 1024)", c->max_cursors,
                    RL_MAX_CURSORS_LIMIT);
+    /* -- liblog 0.4: retention policies -- */
+    if (c->retention_ms > UINT64_MAX / 1000)
+        return BAD("config.retention_ms %" PRIu64 " is too large (at most %" PRIu64 ")",
+                   c->retention_ms, UINT64_MAX / 1000);
+    if ((c->retention_bytes || c->retention_ms) && c->retention_check_ms > 86400000u)
+        return BAD("config.retention_check_ms %u must be at most 86400000 (a day)",
+                   c->retention_check_ms);
     return validate_security(c, err, errlen);
 #undef BAD
 }

@@ -22,6 +22,9 @@ struct rl_fence_entry {
     uint64_t index, term, offset;
     uint32_t records;
     uint64_t trim_before; /* a retention command: records before this go */
+    /* A batch's time and record bytes (node/timeindex.h); bytes is
+     * UINT64_MAX where the payload could not be read (damage). */
+    uint64_t ts, bytes;
 };
 
 struct rl_fence {

@@ -89,7 +89,8 @@ static int damaged_fence_entry(struct rl_store *store, uint64_t index, uint64_t 
             *fe = (struct rl_fence_entry){
                 .index = index, .term = prev_term,
                 .offset = head ? d[i].first_offset : d[i].end_offset,
-                .records = head ? (uint32_t)(d[i].end_offset - d[i].first_offset) : 0};
+                .records = head ? (uint32_t)(d[i].end_offset - d[i].first_offset) : 0,
+                .bytes = UINT64_MAX};
             return 0;
         }
     return RLOG_ECORRUPT;
@@ -142,6 +143,8 @@ static int load_tail(struct rlog *log, char *err, size_t errlen)
     }
     rl_fence_init(&log->fence, visible, visible_offset);
     rl_set_trim_offset(log, rl_store_first_offset(log->store));
+    /* Empty: the first lookup reads what it needs (node/timeindex.h). */
+    rl_tindex_init(&log->tindex, RL_TINDEX_EVERY, log->trim_offset);
     uint64_t prev_term = 0;
     for (uint64_t i = (visible + 1 > first ? visible + 1 : first); i <= last; i++) {
         struct rl_store_entry en;
@@ -157,8 +160,9 @@ static int load_tail(struct rlog *log, char *err, size_t errlen)
             snprintf(err, errlen, "%s", rl_store_errmsg(log->store));
             return rv;
         }
-        fe = (struct rl_fence_entry){en.index, en.term, en.offset, en.records,
-                                     rl_trim_of(en.buf, en.len, en.records)};
+        fe = (struct rl_fence_entry){.index = en.index, .term = en.term, .offset = en.offset,
+                                     .records = en.records};
+        rl_fence_entry_fill(&fe, en.buf, en.len);
         prev_term = en.term;
         free((void *)en.buf);
         if ((rv = rl_fence_push(&log->fence, &fe)) != 0)
@@ -332,7 +336,7 @@ static int start(struct rlog *log)
     log->wake.data = log;
     uv_timer_init(&log->loop, &log->close_timer);
     log->close_timer.data = log;
-    if ((rv = rl_producers_start(log)) != 0) {
+    if ((rv = rl_producers_start(log)) != 0 || (rv = rl_retention_start(log)) != 0) {
         snprintf(err, errlen, "out of memory");
         return rv;
     }

@@ -71,7 +71,8 @@ static void hook_on_append(void *arg, uint64_t index, uint64_t term, uint64_t of
                            uint32_t records, const void *buf, uint32_t len)
 {
     struct rlog *log = arg;
-    struct rl_fence_entry e = {index, term, offset, records, rl_trim_of(buf, len, records)};
+    struct rl_fence_entry e = {.index = index, .term = term, .offset = offset, .records = records};
+    rl_fence_entry_fill(&e, buf, len);
     if (rl_fence_push(&log->fence, &e) != 0)
         rl_log(log, 3, "out of memory tracking entry %" PRIu64, index);
     int no_room = rl_dedup_note(&log->dedup, index, term, offset, buf, len);
@@ -113,6 +114,7 @@ static void hook_on_reset(void *arg, uint64_t index, uint64_t offset)
                "until committed again", index - 1);
     if (offset > log->trim_offset)
         rl_set_trim_offset(log, offset);
+    rl_tindex_reset(&log->tindex, log->trim_offset);
     if (log->raft_started)
         rl_visible_published(log);
 }
@@ -276,6 +278,9 @@ void rl_wake_cb(uv_async_t *a)
             break;
         case RL_OP_CURSOR_GET:
             rl_do_cursor_get(log, op);
+            break;
+        case RL_OP_TIME:
+            rl_do_time(log, op);
             break;
         }
     }

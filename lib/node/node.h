@@ -28,12 +28,14 @@
 #include "node/fence.h"
 #include "node/forward.h"
 #include "node/metrics.h"
+#include "node/timeindex.h"
 #include "liblog.h"
 #include "store/store.h"
 
 enum rl_op_kind { RL_OP_APPEND, RL_OP_READ, RL_OP_FETCH, RL_OP_STATUS, RL_OP_CLOSE, RL_OP_MEMBER,
                   RL_OP_TRIM, RL_OP_BARRIER, RL_OP_METRICS,
-                  RL_OP_CURSOR, RL_OP_CURSOR_GET /* named cursors (positions.c) */ };
+                  RL_OP_CURSOR, RL_OP_CURSOR_GET, /* named cursors (positions.c) */
+                  RL_OP_TIME /* rlog_offset_for_time: offset is the time */ };
 enum rl_member_kind { RL_MEMBER_ADD, RL_MEMBER_REMOVE, RL_MEMBER_TRANSFER };
 
 struct rl_waiter {
@@ -222,6 +224,14 @@ struct rlog {
      * the batcher (rl_node_pump). */
     bool (*finishing)(struct rlog *log, struct rl_op *op);
     void (*pump)(struct rlog *log);
+    /* -- liblog 0.4: time index and retention policies --
+     * The committed log by batch time and bytes (node/timeindex.h, fed by
+     * visible.c); the policies' timer, whether a trim of theirs is being
+     * committed, and the records their trims dropped (node/retention.c). */
+    struct rl_tindex tindex;
+    uv_timer_t ret_timer;
+    bool ret_timer_ready, ret_busy;
+    uint64_t retention_trims;
 };
 
 /* Bytes of entries one iterator hop carries: many entries per trip to the
@@ -294,12 +304,22 @@ bool rl_leader_can_take(struct rlog *log, struct rl_op *op);
 void rl_ifl_settle_head(struct rlog *log, int status, uint64_t offset);
 void rl_propose(struct rlog *log, void *buf, size_t len, struct rl_op *ops, uint64_t records);
 /* trim.c: the store drops what retention allows; a retention command
- * reached the fence; the offset a retention command drops records before,
- * or 0; the RL_OP_TRIM op. */
+ * reached the fence; the RL_OP_TRIM op; what a fence entry carries from
+ * its entry's payload (a retention command's point, the batch time and
+ * record bytes for the time index). */
 void rl_trim_store(struct rlog *log);
 void rl_apply_trim(struct rlog *log, uint64_t index, uint64_t before);
-uint64_t rl_trim_of(const void *buf, uint32_t len, uint32_t records);
 void rl_do_trim(struct rlog *log, struct rl_op *op);
+void rl_fence_entry_fill(struct rl_fence_entry *e, const void *buf, uint32_t len);
+/* serve.c: the time index's reads (the cache, else the store); the
+ * RL_OP_TIME op. */
+void rl_time_src(struct rlog *log, struct rl_tindex_src *src);
+void rl_do_time(struct rlog *log, struct rl_op *op);
+/* retention.c: the policies' timer (started when a policy is set), and
+ * the cap on their trim point for host state machines. */
+int rl_retention_start(struct rlog *log);
+void rl_retention_stop(struct rlog *log);
+uint64_t rl_retention_floor(struct rlog *log);
 /* visible.c: publishes the commit point to host threads; moves the fence
  * after a raft event; the io hook on_commit (a leader's commit notice). */
 void rl_visible_published(struct rlog *log);

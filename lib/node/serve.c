@@ -149,6 +149,59 @@ void rl_do_fetch(struct rlog *log, struct rl_op *op)
     rl_op_finish(log, op);
 }
 
+/* The time index reads whole entries (the cache's copy, else the store's,
+ * checksummed) for the batch time in their header. */
+static int time_read(void *arg, uint64_t offset, struct rl_tindex_batch *b)
+{
+    struct rlog *log = arg;
+    struct rl_store_entry e;
+    struct rl_batch_view v;
+    char msg[256];
+    if (!log->store)
+        return RLOG_ECLOSED;
+    int rv = entry_at(log, offset, &e, &v, msg, sizeof msg);
+    if (rv != 0)
+        return rv;
+    *b = (struct rl_tindex_batch){.base = e.offset, .records = e.records, .ts = v.timestamp,
+                                  .bytes = v.data_len, .ends = v.ends, .owned = (void *)e.buf};
+    return 0;
+}
+
+static void time_release(void *arg, struct rl_tindex_batch *b)
+{
+    (void)arg;
+    free(b->owned);
+}
+
+void rl_time_src(struct rlog *log, struct rl_tindex_src *src)
+{
+    *src = (struct rl_tindex_src){.read = time_read, .release = time_release, .arg = log};
+}
+
+void rl_do_time(struct rlog *log, struct rl_op *op)
+{
+    uint64_t t = op->offset, end = log->fence.visible_offset;
+    struct rl_tindex_src src;
+    rl_time_src(log, &src);
+    int rv = log->store ? rl_tindex_catch_up(&log->tindex, &src, end, t) : RLOG_ECLOSED;
+    if (rv == 0)
+        rv = rl_tindex_find_time(&log->tindex, &src, t, &op->first_offset);
+    if (rv == 0 && op->first_offset < log->trim_offset)
+        op->first_offset = log->trim_offset;
+    if (rv == RLOG_ENOTFOUND) {
+        op->first_offset = end;
+        snprintf(op->errmsg, sizeof op->errmsg, "no committed record has a batch time at or "
+                 "after %" PRIu64 " us (the log's commit offset is %" PRIu64 ")", t, end);
+    } else if (rv == RLOG_ECLOSED) {
+        snprintf(op->errmsg, sizeof op->errmsg, "log is closing");
+    } else if (rv != 0) {
+        snprintf(op->errmsg, sizeof op->errmsg, "time index: reading the log: %s",
+                 rv == RLOG_ENOMEM ? "out of memory" : rl_store_errmsg(log->store));
+    }
+    op->status = rv;
+    rl_op_finish(log, op);
+}
+
 void rl_node_status(struct rlog *log, struct rlog_status *st)
 {
     memset(st, 0, sizeof *st);
@@ -201,6 +254,7 @@ void rl_node_status(struct rlog *log, struct rlog_status *st)
     st->forwarded_appends = log->fwd.forwarded_appends;
     st->forwards_served = log->fwd.forwards_served;
     st->forward_refused = log->fwd.forward_refused;
+    st->retention_trims = log->retention_trims;
 }
 
 void rl_do_status(struct rlog *log, struct rl_op *op)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/env.h"
 #include "raftio/io.h"
 
 static void store_trim_done(struct rl_store_req *req, int status)
@@ -83,17 +84,22 @@ void rl_apply_trim(struct rlog *log, uint64_t index, uint64_t before)
         log->trim_unsynced_index = index;
     log->trim_unsynced_offset = before; /* cleared once the store has it all */
     rl_set_trim_offset(log, before);
+    struct rl_tindex_src src;
+    rl_time_src(log, &src);
+    rl_tindex_trim(&log->tindex, &src, before);
     rl_log(log, 1, "trim: records before offset %" PRIu64 " dropped", before);
     rl_trim_store(log);
 }
 
-/* The offset a retention command drops records before, or 0. */
-uint64_t rl_trim_of(const void *buf, uint32_t len, uint32_t records)
+void rl_fence_entry_fill(struct rl_fence_entry *e, const void *buf, uint32_t len)
 {
     struct rl_batch_view v;
-    if (records != 0 || !buf || !rl_batch_parse_layout(buf, len, &v))
-        return 0;
-    return v.trim_before;
+    e->bytes = UINT64_MAX;
+    if (!buf || !rl_batch_parse_layout(buf, len, &v))
+        return; /* raft's own entries carry no batch */
+    e->trim_before = e->records == 0 ? v.trim_before : 0;
+    e->ts = v.timestamp;
+    e->bytes = v.data_len;
 }
 
 void rl_do_trim(struct rlog *log, struct rl_op *op)
@@ -114,7 +120,7 @@ void rl_do_trim(struct rlog *log, struct rl_op *op)
         return;
     }
     size_t len = 0;
-    void *buf = rl_batch_trim(op->offset, uv_hrtime() / 1000, &len);
+    void *buf = rl_batch_trim(op->offset, rl_unix_us(), &len);
     if (!buf) {
         rl_op_fail(log, op, RLOG_ENOMEM, "out of memory building a trim command");
         return;

@@ -17,6 +17,10 @@ static void entry_shown(void *arg, const struct rl_fence_entry *e)
     struct rlog *log = arg;
     if (e->trim_before)
         rl_apply_trim(log, e->index, e->trim_before);
+    /* After a gap (an index rebuilt lazily) the batch is read later. */
+    if (e->records && e->bytes != UINT64_MAX &&
+        rl_tindex_add(&log->tindex, e->offset, e->records, e->ts, e->bytes) < 0)
+        rl_log(log, 3, "out of memory indexing entry %" PRIu64 " by time", e->index);
     /* The table first: a call answered below is in it for its retries. */
     int no_room = rl_dedup_shown(&log->dedup, e->index, e->term);
     no_room |= rl_cursors_shown(&log->cursors, e->index, e->term);

@@ -201,6 +201,17 @@ wait_commit() {
     return 1
 }
 
+# wait_first I OFF: until node I's first_offset is OFF.
+wait_first() {
+    local deadline=$((SECONDS + WAIT))
+    while [ $SECONDS -lt $deadline ]; do
+        [ "$(status_of "$1" first_offset)" = "$2" ] && return 0
+        sleep 0.1
+    done
+    say "node $1: first_offset $(status_of "$1" first_offset), not $2, after $WAIT s"
+    return 1
+}
+
 # stop_node I: SIGTERM, bounded wait; returns the exit status (or 124).
 stop_node() {
     local i=$1 p=${NODE_PID[$1]:-} deadline=$((SECONDS + WAIT))

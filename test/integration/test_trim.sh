@@ -57,16 +57,6 @@ end=$(status_of "$L" commit_offset)
 read_from() {
     "$RLOGCTL" read --control "$(ctl "$1")" --json --timeout 30 "$2-$(($3 - 1))"
 }
-# wait_first I OFF: until node I's first_offset is OFF.
-wait_first() {
-    local deadline=$((SECONDS + WAIT))
-    while [ $SECONDS -lt $deadline ]; do
-        [ "$(status_of "$1" first_offset)" = "$2" ] && return 0
-        sleep 0.1
-    done
-    say "node $1: first_offset $(status_of "$1" first_offset), not $2, after $WAIT s"
-    return 1
-}
 # same_as_leader I: node I caught up and serves the leader's records from P.
 same_as_leader() {
     local i=$1

@@ -165,6 +165,8 @@ static bool same(const struct rec_id *a, const struct rec_id *b)
     return a->hash == b->hash && a->len == b->len && a->client == b->client && a->seq == b->seq;
 }
 
+static void note_shown(uint64_t off, uint64_t ts, size_t len); /* retention-policy */
+
 /* Walks a fetch chunk ({u64 base, u32 count, u32 len, payload}...) from
  * *next on; calls fn for each record; false if the chunk skips an offset. */
 static bool walk_chunk(const unsigned char *chunk, size_t len, uint64_t *next,
@@ -187,6 +189,7 @@ static bool walk_chunk(const unsigned char *chunk, size_t len, uint64_t *next,
             const void *rec;
             size_t rlen;
             rl_batch_record(&v, (uint32_t)(off - base), &rec, &rlen);
+            note_shown(off, v.timestamp, rlen);
             fn(arg, off, rec_identify(rec, rlen));
         }
         *next = base + count;
@@ -1823,6 +1826,253 @@ static const char *cursors_verify(void)
     return NULL;
 }
 
+/* ---- retention policies and the time index (liblog 0.4) --------------------------------
+ * Every node runs with retention_bytes and retention_ms; faults are
+ * crashes, leader changes and clock jumps (the wall clock, which stamps
+ * batches, also backwards). What readers were shown of each offset (its
+ * batch time and record length, the same on every node) is the model:
+ * every rlog_offset_for_time answer must equal the model's over the
+ * records that node had then ([first, commit)), and every trimmed record
+ * must have been outside both policies when the newest wall clock of the
+ * run saw it. */
+static struct {
+    bool on;
+    uint64_t *ts1;            /* batch time (us) + 1 of each offset shown; 0: unknown */
+    uint32_t *len;
+    size_t n, cap;
+    struct tprobe {
+        int node, status;
+        uint64_t t, first, visible, offset;
+    } *pr;
+    size_t n_pr, cap_pr;
+    unsigned pending;         /* probes unanswered */
+    unsigned long checked, unknown, jumps;
+    int64_t max_skew;         /* the most any node's wall clock ran ahead of W->now */
+} TI;
+
+static void note_shown(uint64_t off, uint64_t ts, size_t len)
+{
+    if (!TI.on)
+        return;
+    while (off >= TI.cap) {
+        size_t cap = TI.cap ? TI.cap * 2 : 4096;
+        TI.ts1 = realloc(TI.ts1, cap * sizeof *TI.ts1);
+        TI.len = realloc(TI.len, cap * sizeof *TI.len);
+        if (!TI.ts1 || !TI.len)
+            abort();
+        memset(TI.ts1 + TI.cap, 0, (cap - TI.cap) * sizeof *TI.ts1);
+        TI.cap = cap;
+    }
+    if (TI.ts1[off] && (TI.ts1[off] != ts + 1 || TI.len[off] != len))
+        fail_check("offset %" PRIu64 " was shown with batch time %" PRIu64 " and %" PRIu64,
+                   off, TI.ts1[off] - 1, ts);
+    TI.ts1[off] = ts + 1;
+    TI.len[off] = (uint32_t)len;
+    if (off >= TI.n)
+        TI.n = off + 1;
+}
+
+static void ti_free(void)
+{
+    free(TI.ts1);
+    free(TI.len);
+    free(TI.pr);
+    memset(&TI, 0, sizeof TI);
+}
+
+static void policy_config(void)
+{
+    ti_free();
+    TI.on = true;
+    W->base.retention_bytes = sim_range(16, 48) << 10;
+    W->base.retention_ms = sim_range(1000, 3000);
+    W->base.retention_check_ms = (unsigned)sim_range(50, 400);
+}
+
+static uint64_t wall_us(int64_t skew)
+{
+    return (SIM_WALL_EPOCH + W->now + (uint64_t)skew) / 1000;
+}
+
+static void probe_done(struct rl_op *op)
+{
+    struct sim_node *n = op->done_arg;
+    TI.pending--;
+    if (op->status == 0 || op->status == RLOG_ENOTFOUND) {
+        TI.pr = grow(TI.pr, &TI.cap_pr, TI.n_pr, sizeof *TI.pr);
+        /* The node's bounds now are the ones the answer was computed with:
+         * the op completes within the loop turn that served it. */
+        TI.pr[TI.n_pr++] = (struct tprobe){.node = n->idx, .status = op->status,
+                                           .t = op->offset, .first = node_trimmed(n),
+                                           .visible = node_visible(n),
+                                           .offset = op->first_offset};
+    } else if (op->status != RLOG_ECLOSED && op->status != RLOG_EFATAL &&
+               op->status != RLOG_ECORRUPT && op->status != RLOG_EIO) {
+        fail_check("offset_for_time(%" PRIu64 ") on n%d: %s: %s", op->offset, n->idx + 1,
+                   rlog_errname(op->status), op->errmsg);
+    }
+    free_op(op);
+}
+
+static void probe(struct sim_node *n, uint64_t t)
+{
+    if (!node_up(n))
+        return;
+    struct rl_op *op = new_op(RL_OP_TIME, t, probe_done, n);
+    if (node_submit(n, op) != 0) {
+        free_op(op);
+        return;
+    }
+    TI.pending++;
+}
+
+static void probe_tick(void *arg)
+{
+    (void)arg;
+    if (!H.load_on)
+        return;
+    for (int i = 0; i < W->n; i++)
+        probe(&W->nodes[i], wall_us(0) - sim_range(0, 4000) * 1000 + sim_range(0, 1000) * 1000);
+    sim_at(W->now + sim_range(100, 500) * SIM_MS, probe_tick, NULL);
+}
+
+static void skew_changed(struct sim_node *n)
+{
+    int64_t s = n->clock_offset_ns + n->wall_offset_ns;
+    if (s > TI.max_skew)
+        TI.max_skew = s;
+}
+
+static void policy_round(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    int l = leader_idx();
+    struct sim_node *n = &W->nodes[sim_range(0, (uint64_t)W->n - 1)];
+    switch (sim_range(0, 4)) {
+    case 0:
+        if (node_up(n))
+            crash_and_restart(n, sim_range(300, 2000));
+        break;
+    case 1:
+        if (l >= 0) { /* a leader change */
+            node_stop(&W->nodes[l]);
+            node_restart_after(&W->nodes[l], sim_range(500, 2000) * SIM_MS);
+        }
+        break;
+    case 2:
+        if (l >= 0)
+            crash_and_restart(&W->nodes[l], sim_range(300, 2000));
+        break;
+    case 3: /* the wall clock jumps, either way */
+        n->wall_offset_ns += (int64_t)(sim_range(0, 6000) * SIM_MS) - (int64_t)(3000 * SIM_MS);
+        skew_changed(n);
+        TI.jumps++;
+        sim_log("n%" PRIu64 " wall clock jumps to skew %" PRId64 " ms", n->id,
+                (n->clock_offset_ns + n->wall_offset_ns) / (int64_t)SIM_MS);
+        break;
+    case 4: /* both clocks jump ahead (the timers too) */
+        n->clock_offset_ns += (int64_t)(sim_range(100, 3000) * SIM_MS);
+        skew_changed(n);
+        TI.jumps++;
+        break;
+    }
+    sim_at(W->now + sim_range(700, 1500) * SIM_MS, policy_round, NULL);
+}
+
+static void policy_setup(void)
+{
+    sim_at(W->now + 1200 * SIM_MS, policy_round, NULL);
+    sim_at(W->now + 1500 * SIM_MS, probe_tick, NULL);
+}
+
+/* The answer by definition over records [first, visible); -1 if a batch
+ * time there was never shown. */
+static int model_time(uint64_t first, uint64_t visible, uint64_t t, uint64_t *off)
+{
+    uint64_t m = 0;
+    for (uint64_t o = first; o < visible; o++) {
+        if (o >= TI.n || !TI.ts1[o])
+            return -1;
+        m = TI.ts1[o] - 1 > m ? TI.ts1[o] - 1 : m;
+        if (m >= t) {
+            *off = o;
+            return 0;
+        }
+    }
+    *off = visible;
+    return RLOG_ENOTFOUND;
+}
+
+static const char *policy_verify(void)
+{
+    static char why[400];
+    uint64_t first = node_trimmed(&W->nodes[0]), end = node_visible(&W->nodes[0]);
+    /* At the end, every node is asked around every batch time it holds. */
+    for (int i = 0; i < W->n; i++)
+        for (int k = 0; k < 40 && end > first; k++) {
+            uint64_t o = first + sim_range(0, end - first - 1);
+            uint64_t t = o < TI.n && TI.ts1[o] ? TI.ts1[o] - 1 : 0;
+            probe(&W->nodes[i], t + sim_range(0, 2) - 1);
+        }
+    for (int i = 0; i < W->n; i++) {
+        probe(&W->nodes[i], 0);
+        probe(&W->nodes[i], wall_us(TI.max_skew) + 1);
+    }
+    uint64_t deadline = W->now + 10000 * SIM_MS;
+    while (TI.pending && W->now < deadline)
+        world_run(W->now + 5 * SIM_MS, NULL);
+    if (TI.pending)
+        return "offset_for_time probes unanswered 10 s after the end";
+    for (size_t k = 0; k < TI.n_pr; k++) {
+        const struct tprobe *p = &TI.pr[k];
+        uint64_t want;
+        int rv = model_time(p->first, p->visible, p->t, &want);
+        if (rv == -1) {
+            TI.unknown++;
+            continue;
+        }
+        TI.checked++;
+        if (rv != p->status || want != p->offset) {
+            snprintf(why, sizeof why, "n%d: offset_for_time(%" PRIu64 ") over [%" PRIu64 ", %" PRIu64
+                     ") gave %s %" PRIu64 "; the batch times shown give %s %" PRIu64, p->node + 1,
+                     p->t, p->first, p->visible, rlog_errname(p->status), p->offset,
+                     rlog_errname(rv), want);
+            return why;
+        }
+    }
+    if (TI.checked < 50)
+        return "fewer than 50 offset_for_time answers could be checked";
+    if (first == 0 || first >= end) {
+        snprintf(why, sizeof why, "the policies left the log at [%" PRIu64 ", %" PRIu64 ")",
+                 first, end);
+        return why;
+    }
+    /* Nothing still within a policy was trimmed: each trimmed record is
+     * older than retention_ms by the newest wall clock of the run, or the
+     * records from it on hold more than retention_bytes. */
+    uint64_t bytes = 0, newest = wall_us(TI.max_skew), age = W->base.retention_ms * 1000;
+    for (uint64_t o = first; o < end; o++)
+        bytes += o < TI.n ? TI.len[o] : 0;
+    for (uint64_t o = first; o-- > 0;) {
+        if (o >= TI.n || !TI.ts1[o])
+            break; /* never shown (a subscriber jumped it): unknown from here down */
+        bytes += TI.len[o];
+        uint64_t ts = TI.ts1[o] - 1;
+        if (bytes <= W->base.retention_bytes && ts + age >= newest) {
+            snprintf(why, sizeof why, "offset %" PRIu64 " was trimmed within both policies: "
+                     "batch time %" PRIu64 " us, newest wall clock %" PRIu64 " us, retention_ms %"
+                     PRIu64 "; %" PRIu64 " bytes from it on, retention_bytes %" PRIu64, o, ts,
+                     newest, W->base.retention_ms, bytes, W->base.retention_bytes);
+            return why;
+        }
+    }
+    sim_log("time index: %lu answers checked, %lu unknown, %lu clock jumps", TI.checked,
+            TI.unknown, TI.jumps);
+    return NULL;
+}
+
 static const struct scenario scenarios[] = {
     {"random", 3, 12000, 2500, random_setup, NULL},
     {"random5", 5, 12000, 2500, random_setup, NULL},
@@ -1839,6 +2089,7 @@ static const struct scenario scenarios[] = {
     {"producers", 3, 12000, 0, producers_setup, producers_verify},
     {"forward", 3, 15000, 0, forward_setup, forward_verify},
     {"tail-damage", 3, 15000, 0, tail_setup, tail_verify},
+    {"retention-policy", 3, 5000, 0, policy_setup, policy_verify},
     {"cursors", 3, 8000, 300, cursors_setup, cursors_verify},
 };
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
@@ -2058,6 +2309,8 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
     world_init(&w, seed, nodes, verbose);
     if (getenv("SIM_TRACE_FROM"))
         w.trace_from = strtoull(getenv("SIM_TRACE_FROM"), NULL, 10) * SIM_MS;
+    if (sc->setup == policy_setup)
+        policy_config(); /* before the nodes open */
     for (int i = 0; i < W->n; i++)
         if (node_start(&W->nodes[i]) != 0) {
             fprintf(stderr, "seed %" PRIu64 ": n%d does not open\n", seed, i + 1);
@@ -2148,6 +2401,7 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
     CU.att = NULL;
     for (int i = 0; i < SIM_MAX_NODES; i++)
         free(H.col[i].recs);
+    ti_free();
     return failed;
 }
 

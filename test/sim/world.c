@@ -63,9 +63,12 @@ __attribute__((visibility("default"))) int clock_gettime(clockid_t id, struct ti
 {
     bool mono = id == CLOCK_MONOTONIC || id == CLOCK_MONOTONIC_COARSE ||
                 id == CLOCK_MONOTONIC_RAW || id == CLOCK_BOOTTIME;
-    if (!W || !mono)
+    bool wall = id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE;
+    if (!W || !(mono || wall))
         return (int)syscall(SYS_clock_gettime, id, ts);
     uint64_t t = W->now + (uint64_t)(cur ? cur->clock_offset_ns : 0);
+    if (wall) /* batch times: deterministic, and each node's own */
+        t += SIM_WALL_EPOCH + (uint64_t)(cur ? cur->wall_offset_ns : 0);
     ts->tv_sec = (time_t)(t / 1000000000ull);
     ts->tv_nsec = (long)(t % 1000000000ull);
     return 0;

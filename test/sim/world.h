@@ -41,7 +41,11 @@ struct sim_node {
     /* listening side of the simulated transport */
     struct raft_uv_transport *transport;
     void *accept_cb;
+    /* -- time index: the wall clock (batch times) is SIM_WALL_EPOCH + the
+     * node's monotonic clock + this, so it can also jump back -- */
+    int64_t wall_offset_ns;
 };
+#define SIM_WALL_EPOCH 1780000000000000000ull /* ns: mid-2026 */
 
 struct sim_net_faults {
     unsigned drop_pm, dup_pm;   /* per mille of frames */

@@ -17,7 +17,7 @@ static void on_pass(void *arg, const struct rl_fence_entry *e)
 static void push(struct rl_fence *f, uint64_t index, uint64_t term, uint64_t offset,
                  uint32_t records)
 {
-    struct rl_fence_entry e = {index, term, offset, records, 0};
+    struct rl_fence_entry e = {.index = index, .term = term, .offset = offset, .records = records};
     ck_assert_int_eq(rl_fence_push(f, &e), 0);
 }
 
