@@ -135,8 +135,9 @@ struct rlog_config {
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
 
-    /* Diagnostics: called on the loop thread with one line (no newline).
-     * NULL logs warnings and errors to stderr. level: 0 debug .. 3 error. */
+    /* Diagnostics: called on the loop thread with one line (no newline);
+     * the state machine's lines come from its apply and persist threads
+     * (liblog 0.4), so log_fn must be thread-safe with one. NULL logs warnings and errors to stderr. level: 0 debug .. 3 error. */
     void (*log_fn)(void *arg, int level, const char *line);
     void *log_arg;
 

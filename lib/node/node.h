@@ -214,6 +214,12 @@ struct rlog {
      * the batcher (rl_node_pump). */
     bool (*finishing)(struct rlog *log, struct rl_op *op);
     void (*pump)(struct rlog *log);
+    /* -- liblog 0.4: state machines --
+     * The host's state machine (lib/sm/sm.h; NULL: none). fetch: serve.c's
+     * rl_do_fetch, for an iterator walked on the loop thread itself (the
+     * state machine in stepped mode). */
+    struct rl_sm *sm;
+    void (*fetch)(struct rlog *log, struct rl_op *op);
 };
 
 /* Bytes of entries one iterator hop carries: many entries per trip to the

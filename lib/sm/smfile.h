@@ -76,6 +76,8 @@ int rl_smf_create(const char *dir, uint64_t next_offset, const struct rl_smf_id 
  * header; fdatasync, rename, fsync of dir) and frees it. On failure the
  * .tmp is removed. 0 or an RLOG_E* code with err set. */
 int rl_smf_commit(rlog_sm_writer *w, char *err, size_t errlen);
+/* The first error rlog_sm_write met (0: none). */
+int rl_smf_writer_error(const rlog_sm_writer *w);
 /* Drops w and its .tmp. */
 void rl_smf_abandon(rlog_sm_writer *w);
 

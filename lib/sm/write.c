@@ -101,6 +101,11 @@ int rlog_sm_write(rlog_sm_writer *w, const void *buf, size_t len)
     return w->err;
 }
 
+int rl_smf_writer_error(const rlog_sm_writer *w)
+{
+    return w->err;
+}
+
 static void free_writer(rlog_sm_writer *w)
 {
     free(w->chunk);
