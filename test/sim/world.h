@@ -41,6 +41,8 @@ struct sim_node {
     /* listening side of the simulated transport */
     struct raft_uv_transport *transport;
     void *accept_cb;
+    /* -- liblog 0.4: state machines -- base.sm with arg = this node */
+    struct rlog_sm sm;
 };
 
 struct sim_net_faults {
