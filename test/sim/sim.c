@@ -1836,7 +1836,7 @@ static const struct scenario scenarios[] = {
     {"producers", 3, 12000, 0, producers_setup, producers_verify},
     {"forward", 3, 15000, 0, forward_setup, forward_verify},
     {"tail-damage", 3, 15000, 0, tail_setup, tail_verify},
-    {"sm", 3, 10000, 0, sm_setup, sm_verify},
+    {"sm", 3, 6000, 0, sm_setup, sm_verify},
 };
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
