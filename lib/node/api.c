@@ -136,6 +136,9 @@ int rlog_close(rlog *log)
         return RLOG_EINVAL;
     if (rl_on_loop_thread(log))
         return rl_fail(RLOG_EINVAL, "rlog_close from a liblog callback would deadlock");
+    if (rl_sm_own_thread_of(log))
+        return rl_fail(RLOG_EINVAL, "rlog_close from the state machine's apply or persist "
+                       "thread would deadlock");
     rl_sm_stop(log); /* no apply after rlog_close returns */
     struct rl_op op = {.kind = RL_OP_CLOSE};
     int rv = rl_run_blocking(log, &op);

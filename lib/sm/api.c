@@ -99,6 +99,11 @@ void rl_sm_stop(struct rlog *log)
     rl_sm_calls_fail(sm, RLOG_ECLOSED);
 }
 
+bool rl_sm_own_thread_of(struct rlog *log)
+{
+    return log->sm && rl_sm_own_thread == log->sm;
+}
+
 void rl_sm_free(struct rlog *log)
 {
     struct rl_sm *sm = log->sm;
@@ -174,10 +179,7 @@ int rl_sm_install(struct rlog *log, const char *path, char *err, size_t errlen)
     sm->installed++;
     pthread_mutex_unlock(&sm->mu);
     rl_log(log, 1, "state machine: installed the snapshot of records before %" PRIu64, next);
-    if (sm->stepped)
-        rl_sm_run_step(sm);
-    else
-        rl_sm_poke(sm);
+    rl_sm_installed(sm);
     return 0;
 }
 
@@ -198,8 +200,9 @@ static int check_blocking(rlog *log, const char *what)
         return no_sm();
     if (rl_on_loop_thread(log))
         return rl_fail(RLOG_EINVAL, "%s from a liblog callback would deadlock", what);
-    if (log->sm->apply_started && pthread_equal(pthread_self(), log->sm->apply_thread))
-        return rl_fail(RLOG_EINVAL, "%s on the apply thread would deadlock", what);
+    if (rl_sm_own_thread == log->sm)
+        return rl_fail(RLOG_EINVAL, "%s on the state machine's apply or persist thread would "
+                       "deadlock", what);
     return 0;
 }
 

@@ -16,6 +16,8 @@
 #include "node/node.h"
 #include "sm/sm.h"
 
+_Thread_local struct rl_sm *rl_sm_own_thread;
+
 void rl_sm_poke(struct rl_sm *sm)
 {
     struct rlog *log = sm->log;
@@ -177,6 +179,7 @@ struct persist_arg {
 static void *persist_thread(void *p)
 {
     struct persist_arg *a = p;
+    rl_sm_own_thread = a->sm;
     persist(a->sm, &a->job);
     rl_sm_poke(a->sm); /* a request may be waiting for this one to end */
     free(a);
@@ -300,6 +303,7 @@ void *rl_sm_apply_main(void *arg)
 {
     struct rl_sm *sm = arg;
     struct rlog *log = sm->log;
+    rl_sm_own_thread = sm;
     if (restore(sm, false) != 0)
         return NULL;
     for (;;) {
@@ -337,6 +341,20 @@ void *rl_sm_apply_main(void *arg)
     pthread_mutex_unlock(&sm->mu);
     rl_sm_calls_fail(sm, RLOG_ECLOSED);
     return NULL;
+}
+
+void rl_sm_installed(struct rl_sm *sm)
+{
+    if (!sm->stepped) {
+        rl_sm_poke(sm);
+        return;
+    }
+    pthread_mutex_lock(&sm->mu);
+    bool needs = sm->needs_snapshot;
+    pthread_mutex_unlock(&sm->mu);
+    if (needs)
+        restore(sm, true);
+    rl_sm_run_step(sm);
 }
 
 void rl_sm_run_step(struct rl_sm *sm)

@@ -98,6 +98,9 @@ void rl_sm_call_add(struct rl_sm *sm, struct rl_sm_call *c);
 void rl_sm_calls_fail(struct rl_sm *sm, int status);
 
 /* run.c */
+/* The state machine whose apply or persist thread the caller is (NULL:
+ * none): a blocking call there would wait for itself. */
+extern _Thread_local struct rl_sm *rl_sm_own_thread;
 /* The apply thread's body. */
 void *rl_sm_apply_main(void *arg);
 /* Stepped mode: restores (first call), applies what is committed, takes
@@ -105,6 +108,9 @@ void *rl_sm_apply_main(void *arg);
 void rl_sm_run_step(struct rl_sm *sm);
 /* Wakes the apply thread (a request, a stop, an install). */
 void rl_sm_poke(struct rl_sm *sm);
+/* A snapshot file was installed: restore it if apply stopped for lack of
+ * one (stepped mode: now; else on the apply thread). */
+void rl_sm_installed(struct rl_sm *sm);
 
 /* api.c: the node's hooks (lib/node calls these). */
 /* Checks cfg->sm (NULL: fine). 0 or RLOG_EINVAL with err set. */
@@ -115,6 +121,9 @@ int rl_sm_start(struct rlog *log, bool stepped);
 /* Stops the apply thread and waits for a persist in progress (before the
  * node closes: no apply after rlog_close returns). */
 void rl_sm_stop(struct rlog *log);
+/* Whether the caller is log's apply or persist thread (rlog_close there
+ * would wait for itself). */
+bool rl_sm_own_thread_of(struct rlog *log);
 void rl_sm_free(struct rlog *log);
 void rl_sm_status(struct rlog *log, struct rlog_status *st);
 /* Stepped mode: the world's turn for the state machine. */

@@ -34,13 +34,16 @@ struct state {
 struct node_sm {
     pthread_mutex_t mu;
     struct state s;
+    bool probe;              /* apply tries blocking calls (must be refused) */
+    int probe_wait, probe_snap, probe_close;
 };
 
 static struct node_sm S[N];
 static char top[4096], dirs[N][4200], addrs[N][32];
 static struct rlog_peer peers[N];
-static rlog *node[N];
 static uint64_t every;
+
+static rlog *node[N];
 
 static uint64_t mix(uint64_t h, uint64_t v)
 {
@@ -53,6 +56,13 @@ static uint64_t mix(uint64_t h, uint64_t v)
 static int64_t sm_apply(void *arg, uint64_t offset, const void *rec, size_t len)
 {
     struct node_sm *n = arg;
+    if (n->probe) {
+        rlog *log = node[n - S];
+        n->probe_wait = rlog_sm_wait(log, offset, 0);
+        n->probe_snap = rlog_sm_snapshot(log, NULL);
+        n->probe_close = rlog_close(log);
+        n->probe = false;
+    }
     pthread_mutex_lock(&n->mu);
     if (offset != n->s.next)
         n->s.violations++;
@@ -514,6 +524,16 @@ START_TEST(test_bad_config_and_calls)
     ck_assert_int_eq(rlog_sm_wait(node[1], 1000, 0), RLOG_ETIMEOUT);
     ck_assert_int_eq(rlog_sm_wait(node[1], 1000, 30), RLOG_ETIMEOUT);
     ck_assert_int_eq(rlog_sm_wait(node[1], 0, 0), 0);
+    /* On the apply thread, the blocking calls would wait for themselves. */
+    S[1].probe = true;
+    int l = wait_leader();
+    int64_t model = 0;
+    static const long long one[] = {1};
+    apply_on(l, &model, one, 1);
+    ck_assert_int_eq(rlog_sm_wait(node[1], 1, 20000), 0);
+    ck_assert_int_eq(S[1].probe_wait, RLOG_EINVAL);
+    ck_assert_int_eq(S[1].probe_snap, RLOG_EINVAL);
+    ck_assert_int_eq(S[1].probe_close, RLOG_EINVAL);
 }
 END_TEST
 
