@@ -94,7 +94,8 @@ void rl_smf_close(rlog_sm_reader *r);
 /* dir.c: creates dir (0700) if missing. 0 or an RLOG_E* code. */
 int rl_smf_mkdir(const char *dir, char *err, size_t errlen);
 /* The next_offsets of dir's snapshot files, newest first (*offs: free it);
- * deletes stray .tmp files. 0, RLOG_EIO or RLOG_ENOMEM with err set. */
+ * deletes stray .tmp files (so never while a snapshot is being written
+ * there: at restore, before any persist, and from the persist itself). 0, RLOG_EIO or RLOG_ENOMEM with err set. */
 int rl_smf_list(const char *dir, uint64_t **offs, size_t *n, char *err, size_t errlen);
 /* Deletes all but the newest `keep` snapshot files (directory fsync'd).
  * 0 or an RLOG_E* code. */

@@ -122,8 +122,9 @@ void rl_smf_abandon(rlog_sm_writer *w)
     free_writer(w);
 }
 
-/* Everything after the payload, then the header; sync; into place. */
-static int finish(rlog_sm_writer *w, const char **what)
+/* Everything after the payload, then the header; sync; into place.
+ * *sys: the system error of a failed call (0: none). */
+static int finish(rlog_sm_writer *w, const char **what, int *sys)
 {
     *what = "write";
     int rv = flush_chunk(w);
@@ -154,15 +155,18 @@ static int finish(rlog_sm_writer *w, const char **what)
         *what = "fsync of the directory after renaming";
         rv = rl_fs_fsync_dir(w->dir);
     }
+    *sys = -rv;
     return rl_errno_to_rlog(rv);
 }
 
 int rl_smf_commit(rlog_sm_writer *w, char *err, size_t errlen)
 {
     const char *what = "write";
-    int rv = w->err ? w->err : finish(w, &what);
+    int sys = 0;
+    int rv = w->err ? w->err : finish(w, &what, &sys);
     if (rv != 0) {
-        snprintf(err, errlen, "snapshot %s: %s failed: %s", w->path, what, rlog_strerror(rv));
+        snprintf(err, errlen, "snapshot %s: %s failed: %s", w->path, what,
+                 sys > 0 ? strerror(sys) : rlog_strerror(rv));
         rl_smf_abandon(w);
         return rv;
     }
