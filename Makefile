@@ -67,7 +67,7 @@ SCENARIO ?= random
 
 .PHONY: all deps check check-asan test install uninstall clean bench-store bench-footprint run examples sim sim-asan
 
-EXAMPLES := $(BUILD)/examples/rlogctl $(BUILD)/examples/hello
+EXAMPLES := $(BUILD)/examples/rlogctl $(BUILD)/examples/hello $(BUILD)/examples/kv
 
 # The library, and the example CLI that `make run` and the tests use.
 all: $(SHARED) $(STATIC) lib/liblog.so pkgconfig/liblog.pc $(EXAMPLES)

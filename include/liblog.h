@@ -30,9 +30,9 @@ extern "C" {
  * Compile-time version of the header; rlog_version() gives the version of
  * the library actually linked, which may differ under dynamic linking. */
 #define RLOG_VERSION_MAJOR 0
-#define RLOG_VERSION_MINOR 3
+#define RLOG_VERSION_MINOR 4
 #define RLOG_VERSION_PATCH 0
-#define RLOG_VERSION_STRING "0.3.0"
+#define RLOG_VERSION_STRING "0.4.0"
 /* One comparable number: major * 10000 + minor * 100 + patch. */
 #define RLOG_VERSION_NUMBER \
     (RLOG_VERSION_MAJOR * 10000 + RLOG_VERSION_MINOR * 100 + RLOG_VERSION_PATCH)
@@ -135,8 +135,9 @@ struct rlog_config {
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
 
-    /* Diagnostics: called on the loop thread with one line (no newline).
-     * NULL logs warnings and errors to stderr. level: 0 debug .. 3 error. */
+    /* Diagnostics: called on the loop thread with one line (no newline);
+     * the state machine's lines come from its apply and persist threads
+     * (liblog 0.4), so log_fn must be thread-safe with one. NULL logs warnings and errors to stderr. level: 0 debug .. 3 error. */
     void (*log_fn)(void *arg, int level, const char *line);
     void *log_arg;
 
@@ -257,11 +258,27 @@ struct rlog_config {
      * bytes, not framing); age, the first record whose batch time (the
      * leader's wall clock when it formed the batch), or an earlier
      * record's, is within the last retention_ms milliseconds. Neither ever
-     * trims the newest committed record. A host state machine caps the
-     * point at its newest snapshot. */
+     * trims the newest committed record. With a host state machine
+     * (rlog_config.sm) the point never passes the leader's newest snapshot
+     * (none yet: nothing is trimmed). Until snapshot install exists, a
+     * node whose state machine then needs records before the first offset
+     * stops applying and says so (rlog_status.sm_needs_snapshot). */
     uint64_t retention_bytes;
     uint64_t retention_ms;
     unsigned retention_check_ms;
+
+    /* -- liblog 0.4: state machines --
+     * A host state machine (struct rlog_sm below; NULL: none, the plain
+     * log). The struct and what it points to must stay valid until
+     * rlog_close returns. With one: records applied between automatic
+     * snapshots (default 100000; UINT64_MAX: only rlog_sm_snapshot),
+     * snapshots kept in <data_dir>/sm (default 2, at least 1), and apply
+     * results kept for rlog_apply* callers (the most recent records';
+     * default 65536). 0 in any of them: the default. */
+    const struct rlog_sm *sm;
+    uint64_t sm_snapshot_every;
+    unsigned sm_snapshots_keep;
+    unsigned sm_results;
 };
 
 /* rlog_config_init - fills *cfg with defaults and zeroes the rest. */
@@ -513,6 +530,18 @@ struct rlog_status {
      * Records trimmed by the policies since open, by the trims this node
      * proposed as leader. */
     uint64_t retention_trims;
+    /* -- liblog 0.4: state machines (0 without one) --
+     * applied_offset: records [.., applied_offset) are applied here;
+     * snapshot_offset: the newest snapshot here covers records before it
+     * (0: none); snapshots_taken / snapshots_installed (from a peer) /
+     * snapshot_failures (persist or restore failed, a file that did not
+     * verify, a peer's copy refused), since open. sm_needs_snapshot 1: the
+     * state machine needs records before the log's first offset here and
+     * no snapshot covers them, so nothing more is applied until one is
+     * installed (rlog_sm_wait fails with RLOG_ETRIMMED). */
+    uint64_t applied_offset, snapshot_offset;
+    uint64_t snapshots_taken, snapshots_installed, snapshot_failures;
+    int sm_needs_snapshot;
 };
 
 /* ---- Membership (on the leader; elsewhere RLOG_ENOTLEADER) ---------------
@@ -595,6 +624,102 @@ RLOG_API int rlog_subscribe_cursor(rlog *log, const char *name, uint64_t from, r
  * (no committed record that late: *offset gets the commit offset),
  * RLOG_EINVAL (NULL argument), RLOG_ECLOSED, RLOG_EIO, RLOG_ECORRUPT. */
 RLOG_API int rlog_offset_for_time(rlog *log, uint64_t unix_us, uint64_t *offset);
+/* ---- Host state machines (liblog 0.4) ---------------------------------------
+ * A host that keeps state derived from the log (a key-value store, a
+ * projection) registers a state machine in rlog_config.sm. liblog then
+ * applies every committed record to it exactly once, in offset order, on
+ * one thread of its own (the apply thread), also across restarts; takes
+ * snapshots of it into <data_dir>/sm (checksummed per chunk, written to a
+ * temporary file, fdatasync'd and renamed; the newest sm_snapshots_keep
+ * kept); and at rlog_open restores the newest snapshot that verifies and
+ * that restore accepts (else the next older one; else the empty state from
+ * offset 0) and applies the records after it. rlog_apply(3),
+ * rlog_sm_snapshot(3). */
+
+/* A snapshot being written, and one being read. */
+typedef struct rlog_sm_writer rlog_sm_writer;
+typedef struct rlog_sm_reader rlog_sm_reader;
+
+/* rlog_sm_write - appends len bytes to the snapshot being persisted (from
+ * persist only). Errors: RLOG_EINVAL, RLOG_EIO, RLOG_ENOSPC (the snapshot
+ * is then abandoned: persist should return the error). */
+RLOG_API int rlog_sm_write(rlog_sm_writer *w, const void *buf, size_t len);
+
+/* rlog_sm_read - reads up to cap bytes of the snapshot being restored
+ * (from restore only) into buf; *got is 0 at its end. The bytes were
+ * verified against the snapshot's checksums before restore was called, and
+ * each chunk is verified again as it is read. Errors: RLOG_EINVAL,
+ * RLOG_EIO, RLOG_ECORRUPT (the file changed since it was verified). */
+RLOG_API int rlog_sm_read(rlog_sm_reader *r, void *buf, size_t cap, size_t *got);
+
+struct rlog_sm {
+    /* Applies the committed record at `offset` (apply thread, in offset
+     * order, each record once). The value returned reaches the rlog_apply*
+     * caller of this node that appended the record (if any). Must be
+     * deterministic: every node applies the same records. */
+    int64_t (*apply)(void *arg, uint64_t offset, const void *rec, size_t len);
+    /* Captures the state as of the records before next_offset (apply
+     * thread, between two applies: apply waits while it runs, so keep it
+     * short, e.g. a copy-on-write reference or a copy). Returns a handle
+     * for persist, or NULL to skip this snapshot. */
+    void *(*snapshot)(void *arg, uint64_t next_offset);
+    /* Writes a captured state with rlog_sm_write (a thread of its own,
+     * while apply goes on). 0, or nonzero to abandon the snapshot. */
+    int (*persist)(void *arg, void *snap, rlog_sm_writer *w);
+    /* Frees a captured state, after persist (NULL: nothing to free). */
+    void (*release)(void *arg, void *snap);
+    /* Replaces the whole state with a snapshot's (apply thread, before any
+     * later apply): the state as of the records before next_offset. 0, or
+     * nonzero to refuse it (liblog then tries an older snapshot; after a
+     * refusal, the empty state is given as restore(arg, 0, r) with r at
+     * its end at once). */
+    int (*restore)(void *arg, uint64_t next_offset, rlog_sm_reader *r);
+    void *arg;
+};
+
+/* Called once the records are applied on this node (on the apply thread,
+ * or on the loop thread when they were applied before the append's commit
+ * was known here; must not block): status 0 with their first offset and
+ * the n values apply returned for them (valid during the call), or an
+ * error as for rlog_append_async's callback (results NULL). */
+typedef void (*rlog_apply_cb)(void *arg, int status, uint64_t first_offset,
+                              const int64_t *results, unsigned n);
+
+/* rlog_apply_async - rlog_append_ex_async (opts may be NULL) that completes
+ * only once this node has applied the records, with what apply returned
+ * for each (hashicorp/raft's ApplyFuture.Response): a command that fails
+ * at apply time tells its caller. Errors as rlog_append_ex_async, and
+ * RLOG_EINVAL without a state machine. Through cb, besides the append's
+ * errors: RLOG_ENOTFOUND with the offset if the results were dropped
+ * before the caller could take them (more than sm_results records applied
+ * in between: the records are in the log and applied); RLOG_ECLOSED or
+ * RLOG_ETRIMMED with the offset if the records are committed but this node
+ * stopped applying before them (closing; sm_needs_snapshot). */
+RLOG_API int rlog_apply_async(rlog *log, const struct rlog_append_opts *opts,
+                              const struct rlog_buf *recs, unsigned n, rlog_apply_cb cb,
+                              void *arg);
+
+/* rlog_apply - blocking form for one record: *offset and *result (each may
+ * be NULL) get its offset and apply's value. Errors as rlog_apply_async,
+ * and RLOG_EINVAL from a liblog callback or the apply thread. */
+RLOG_API int rlog_apply(rlog *log, const void *rec, size_t len, uint64_t *offset,
+                        int64_t *result);
+
+/* rlog_sm_wait - waits until every record before `offset` is applied on this
+ * node, for at most timeout_ms (< 0: no limit). With rlog_barrier first, a
+ * read of the host's state after it is linearizable. Errors: RLOG_EINVAL
+ * (no state machine, or called on the apply thread or the loop thread),
+ * RLOG_ETIMEOUT, RLOG_ECLOSED, RLOG_EFATAL, RLOG_ETRIMMED (the state
+ * machine needs records before the log's first offset and no snapshot here
+ * covers them: status sm_needs_snapshot). */
+RLOG_API int rlog_sm_wait(rlog *log, uint64_t offset, int timeout_ms);
+
+/* rlog_sm_snapshot - takes a snapshot now and waits until it is durable;
+ * *next_offset (may be NULL) gets the offset it covers up to. Errors:
+ * RLOG_EINVAL (no state machine, or called on the apply thread or the loop
+ * thread), RLOG_EIO, RLOG_ENOSPC, RLOG_ECANCELED (snapshot returned NULL,
+ * or persist failed), RLOG_ECLOSED, RLOG_ETRIMMED (as for rlog_sm_wait). */
+RLOG_API int rlog_sm_snapshot(rlog *log, uint64_t *next_offset);
 
 /* rlog_status - a snapshot of the node's state. */
 RLOG_API int rlog_status(rlog *log, struct rlog_status *st);

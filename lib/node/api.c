@@ -11,6 +11,7 @@
 
 #include "node/api.h"
 #include "node/config.h"
+#include "sm/sm.h"
 
 static void free_log(rlog *log)
 {
@@ -26,6 +27,7 @@ static void free_log(rlog *log)
     rl_repair_free(&log->repair);
     rl_producers_free(log);
     rl_cursors_free(&log->cursors);
+    rl_sm_free(log);
     pthread_mutex_destroy(&log->mu);
     pthread_cond_destroy(&log->open_cv);
     pthread_cond_destroy(&log->visible_cv);
@@ -42,6 +44,8 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
     if (out)
         *out = NULL;
     int rv = out ? rl_config_validate(cfg, err, sizeof err) : (snprintf(err, sizeof err, "out is NULL"), RLOG_EINVAL);
+    if (rv == 0)
+        rv = rl_sm_check_config(cfg, err, sizeof err);
     rlog *log = NULL;
     if (rv == 0 && !(log = calloc(1, sizeof *log)))
         rv = RLOG_ENOMEM;
@@ -103,6 +107,11 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
             snprintf(errbuf, errlen, "%s", err);
         return rv;
     }
+    if ((rv = rl_sm_start(log, stepped)) != 0) {
+        if (!stepped)
+            rlog_close(log);
+        return rl_fail(rv, "cannot start the state machine's apply thread");
+    }
     *out = log;
     return 0;
 }
@@ -129,6 +138,10 @@ int rlog_close(rlog *log)
         return RLOG_EINVAL;
     if (rl_on_loop_thread(log))
         return rl_fail(RLOG_EINVAL, "rlog_close from a liblog callback would deadlock");
+    if (rl_sm_own_thread_of(log))
+        return rl_fail(RLOG_EINVAL, "rlog_close from the state machine's apply or persist "
+                       "thread would deadlock");
+    rl_sm_stop(log); /* no apply after rlog_close returns */
     struct rl_op op = {.kind = RL_OP_CLOSE};
     int rv = rl_run_blocking(log, &op);
     if (rv == RLOG_ECLOSED)

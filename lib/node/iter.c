@@ -75,6 +75,22 @@ static int iter_load_here(rlog_iter *it)
     return 0;
 }
 
+static void fetched_here(struct rl_op *op)
+{
+    (void)op; /* the caller owns op and reads it when fetch returns */
+}
+
+/* A fetch on the loop thread itself (stepped mode's state machine): served
+ * at once, since nothing else can run on this thread meanwhile. */
+static int fetch(rlog *log, struct rl_op *op)
+{
+    if (!rl_on_loop_thread(log))
+        return rl_run_blocking(log, op);
+    op->done = fetched_here;
+    log->fetch(log, op);
+    return op->status ? rl_fail(op->status, "%s", op->errmsg) : 0;
+}
+
 /* Makes the entry holding it->next current, from the chunk or a new fetch. */
 static int iter_load(rlog_iter *it)
 {
@@ -100,7 +116,7 @@ static int iter_load(rlog_iter *it)
         if (rv == 0)
             continue;
         struct rl_op op = {.kind = RL_OP_FETCH, .offset = it->next};
-        rv = rl_run_blocking(it->log, &op);
+        rv = fetch(it->log, &op);
         if (rv != 0) {
             free(op.buf);
             return rv;

@@ -217,6 +217,7 @@ static int start(struct rlog *log)
     size_t errlen = sizeof log->open_err;
     log->finishing = rl_producers_finishing;
     log->pump = rl_node_pump;
+    log->fetch = rl_do_fetch;
     int rv = uv_loop_init(&log->loop);
     if (rv != 0) {
         snprintf(err, errlen, "uv_loop_init: %s", uv_strerror(rv));

@@ -232,6 +232,12 @@ struct rlog {
     uv_timer_t ret_timer;
     bool ret_timer_ready, ret_busy;
     uint64_t retention_trims;
+    /* -- liblog 0.4: state machines --
+     * The host's state machine (lib/sm/sm.h; NULL: none). fetch: serve.c's
+     * rl_do_fetch, for an iterator walked on the loop thread itself (the
+     * state machine in stepped mode). */
+    struct rl_sm *sm;
+    void (*fetch)(struct rlog *log, struct rl_op *op);
 };
 
 /* Bytes of entries one iterator hop carries: many entries per trip to the

@@ -11,14 +11,14 @@
 #include <stdlib.h>
 
 #include "common/env.h"
+#include "sm/sm.h"
 
-/* The hook for host state machines: the policies never trim at or past the
- * offset this returns (a state machine's newest snapshot, so a node that
- * installs it finds the records after it). No state machine yet: no cap. */
+/* With a host state machine the policies never trim past the newest
+ * snapshot here (this node leads), so a restart here, and a node that
+ * installs that snapshot, find every record after it. */
 uint64_t rl_retention_floor(struct rlog *log)
 {
-    (void)log;
-    return UINT64_MAX;
+    return rl_sm_trim_floor(log);
 }
 
 static void trim_done(struct rl_op *op)

@@ -11,6 +11,7 @@
 
 #include "raftio/io.h"
 #include "raftio/bounds.h"
+#include "sm/sm.h"
 
 /* The entry holding record `offset` (a copy: from the cache, or the store),
  * checked to be a valid batch. 0 or an error with msg filled. */
@@ -218,6 +219,7 @@ void rl_node_status(struct rlog *log, struct rlog_status *st)
     st->commit_offset = log->fence.visible_offset;
     st->commit_index = log->fence.visible_index;
     rl_cache_stats(&log->cache, &st->cache_bytes, &st->cache_hits, &st->cache_misses);
+    rl_sm_status(log, st);
     if (log->store) { /* gone once closing has closed it */
         st->first_offset = first_offset(log);
         st->last_offset = rl_store_next_offset(log->store);

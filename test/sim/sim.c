@@ -30,6 +30,7 @@
 #include "sim/world.h"
 #include "raftio/io.h"
 #include "raftio/snapshot.h"
+#include "sm/sm.h"
 #include "store/format.h"
 
 /* ---- history ----------------------------------------------------------------- */
@@ -2073,6 +2074,223 @@ static const char *policy_verify(void)
     return NULL;
 }
 
+/* ---- state machines (liblog 0.4) -------------------------------------------------------
+ * Every node runs a state machine whose state is a running xxh3 checksum
+ * of the records it applied and their count; snapshots every few records
+ * (sm_snapshot_every drawn per seed) and at random requests, on top of the
+ * random faults (crashes, power loss, disk faults, restarts). Checked as
+ * it runs: (a) every node's checksum at an offset is the one first seen
+ * there (and, at the end, the final log's); (b) each lifetime of a state
+ * applies offsets strictly consecutively from where it began (0 or the
+ * restored snapshot's next_offset); (c) a restored state is the state
+ * nodes had at that offset. At the end every node has applied the whole
+ * log. */
+
+struct sm_state {
+    uint64_t incarnation;   /* the node's: a new one starts a fresh state */
+    uint64_t next, sum, count;
+};
+
+static struct {
+    struct sm_state st[SIM_MAX_NODES];
+    uint64_t *sum_at;       /* [off]: checksum of records [0, off) */
+    bool *have_at;
+    size_t cap;
+    unsigned long applied, taken, restores, restores_empty;
+} SMS;
+
+static struct sm_state *sm_state_of(struct sim_node *n)
+{
+    struct sm_state *s = &SMS.st[n->idx];
+    if (s->incarnation != n->incarnation) /* a restart: a new process's state */
+        *s = (struct sm_state){.incarnation = n->incarnation};
+    return s;
+}
+
+/* Rules (a) and (c): the checksum of records before `off`. */
+static void sm_sample(struct sim_node *n, uint64_t off, uint64_t sum, const char *what)
+{
+    if (off >= SMS.cap) {
+        size_t cap = SMS.cap ? SMS.cap : 1024;
+        while (cap <= off)
+            cap *= 2;
+        SMS.sum_at = realloc(SMS.sum_at, cap * sizeof *SMS.sum_at);
+        SMS.have_at = realloc(SMS.have_at, cap * sizeof *SMS.have_at);
+        memset(SMS.have_at + SMS.cap, 0, (cap - SMS.cap) * sizeof *SMS.have_at);
+        SMS.cap = cap;
+    }
+    if (!SMS.have_at[off]) {
+        SMS.have_at[off] = true;
+        SMS.sum_at[off] = sum;
+    } else if (SMS.sum_at[off] != sum) {
+        fail_check("n%" PRIu64 " %s: its state at offset %" PRIu64 " is %016" PRIx64
+                   ", another node's was %016" PRIx64, n->id, what, off, sum, SMS.sum_at[off]);
+    }
+}
+
+static int64_t sm_apply(void *arg, uint64_t offset, const void *rec, size_t len)
+{
+    struct sim_node *n = arg;
+    struct sm_state *s = sm_state_of(n);
+    if (offset != s->next) /* rule (b) */
+        fail_check("n%" PRIu64 " applied offset %" PRIu64 " after %" PRIu64 " (not the next one)",
+                   n->id, offset, s->next);
+    s->sum = XXH3_64bits_withSeed(rec, len, s->sum);
+    s->count++;
+    s->next = offset + 1;
+    SMS.applied++;
+    sm_sample(n, s->next, s->sum, "applied");
+    return (int64_t)s->count;
+}
+
+static void *sm_snapshot(void *arg, uint64_t next_offset)
+{
+    struct sim_node *n = arg;
+    struct sm_state *s = sm_state_of(n);
+    if (next_offset != s->next)
+        fail_check("n%" PRIu64 " asked to capture at %" PRIu64 " but applied up to %" PRIu64,
+                   n->id, next_offset, s->next);
+    struct sm_state *copy = malloc(sizeof *copy);
+    *copy = *s;
+    return copy;
+}
+
+/* The state, then filler (a function of the checksum) so that snapshots
+ * span several chunks now and then. */
+static size_t sm_filler(uint64_t sum)
+{
+    return (size_t)(sum % 16 == 0 ? sum % 600000 : sum % 2000);
+}
+
+static int sm_persist(void *arg, void *snap, rlog_sm_writer *w)
+{
+    (void)arg;
+    const struct sm_state *s = snap;
+    unsigned char b[24];
+    memcpy(b, &s->next, 8);
+    memcpy(b + 8, &s->sum, 8);
+    memcpy(b + 16, &s->count, 8);
+    int rv = rlog_sm_write(w, b, sizeof b);
+    size_t filler = sm_filler(s->sum);
+    unsigned char f[4096];
+    memset(f, (int)(s->sum & 0xff), sizeof f);
+    for (size_t done = 0; rv == 0 && done < filler; done += sizeof f)
+        rv = rlog_sm_write(w, f, filler - done < sizeof f ? filler - done : sizeof f);
+    if (rv == 0)
+        SMS.taken++;
+    return rv;
+}
+
+static void sm_release(void *arg, void *snap)
+{
+    (void)arg;
+    free(snap);
+}
+
+static int sm_restore(void *arg, uint64_t next_offset, rlog_sm_reader *r)
+{
+    struct sim_node *n = arg;
+    struct sm_state *s = sm_state_of(n);
+    unsigned char b[4096];
+    size_t got = 0, g;
+    uint64_t total = 0;
+    struct sm_state in = {.incarnation = s->incarnation};
+    int rv;
+    while ((rv = rlog_sm_read(r, b, sizeof b, &g)) == 0 && g > 0) {
+        for (size_t i = 0; i < g && got < 24; i++, got++)
+            ((unsigned char *)&in.next)[got] = b[i]; /* next, sum, count: contiguous */
+        total += g;
+    }
+    if (rv != 0) {
+        fail_check("n%" PRIu64 " restore of %" PRIu64 ": read failed: %s", n->id, next_offset,
+                   rlog_errname(rv));
+        return -1;
+    }
+    if (next_offset == 0 && total == 0) {
+        *s = (struct sm_state){.incarnation = s->incarnation};
+        SMS.restores_empty++;
+        return 0;
+    }
+    if (got < 24 || in.next != next_offset || total != 24 + sm_filler(in.sum)) {
+        fail_check("n%" PRIu64 " restore of %" PRIu64 ": a snapshot that verified holds another "
+                   "state (next %" PRIu64 ", %" PRIu64 " bytes)", n->id, next_offset, in.next, total);
+        return -1;
+    }
+    *s = in;
+    SMS.restores++;
+    sm_sample(n, in.next, in.sum, "restored"); /* rule (c) */
+    return 0;
+}
+
+static const struct rlog_sm SIM_SM = {.apply = sm_apply, .snapshot = sm_snapshot,
+                                      .persist = sm_persist, .release = sm_release,
+                                      .restore = sm_restore};
+
+static void sm_configure(void)
+{
+    memset(&SMS, 0, sizeof SMS);
+    W->base.sm = &SIM_SM;
+    W->base.sm_snapshot_every = sim_range(30, 400);
+    W->base.sm_snapshots_keep = (unsigned)sim_range(1, 3);
+}
+
+static void sm_snap_tick(void *arg)
+{
+    (void)arg;
+    struct sim_node *n = &W->nodes[sim_range(0, (uint64_t)W->n - 1)];
+    if (node_up(n))
+        rl_sm_request_snapshot(n->log);
+    if (H.faults_on)
+        sim_at(W->now + sim_range(50, 800) * SIM_MS, sm_snap_tick, NULL);
+}
+
+static void sm_setup(void)
+{
+    random_setup();
+    sim_at(W->now + sim_range(100, 800) * SIM_MS, sm_snap_tick, NULL);
+}
+
+static const char *sm_verify(void)
+{
+    static char why[256];
+    uint64_t end = node_visible(&W->nodes[0]);
+    for (int i = 0; i < W->n; i++) {
+        struct sim_node *n = &W->nodes[i];
+        struct sm_state *s = sm_state_of(n);
+        if (s->next != end) {
+            snprintf(why, sizeof why, "n%d applied up to %" PRIu64 ", the log ends at %" PRIu64,
+                     i + 1, s->next, end);
+            return why;
+        }
+    }
+    /* The final log's checksum, from node 1's store (its iterator serves
+     * the loop thread at once). */
+    struct sim_node *n = &W->nodes[0];
+    node_enter(n);
+    rlog_iter *it;
+    uint64_t sum = 0, off = 0;
+    int rv = rlog_iter_open(n->log, 0, end, &it);
+    const void *rec;
+    size_t len;
+    while (rv == 0 && (rv = rlog_iter_next(it, &rec, &len, &off)) == 0)
+        sum = XXH3_64bits_withSeed(rec, len, sum);
+    rlog_iter_close(it);
+    node_leave();
+    if (rv != RLOG_ENOTFOUND) {
+        snprintf(why, sizeof why, "reading n1's log back: %s", rlog_errname(rv));
+        return why;
+    }
+    if (end > 0 && (end >= SMS.cap || !SMS.have_at[end] || SMS.sum_at[end] != sum)) {
+        snprintf(why, sizeof why, "the nodes' state at %" PRIu64 " is not the final log's checksum", end);
+        return why;
+    }
+    sim_log("sm: applied %lu, snapshots %lu, restores %lu (+%lu empty)", SMS.applied, SMS.taken,
+            SMS.restores, SMS.restores_empty);
+    if (SMS.taken == 0)
+        return "no snapshot was taken: the scenario did not bite";
+    return NULL;
+}
+
 static const struct scenario scenarios[] = {
     {"random", 3, 12000, 2500, random_setup, NULL},
     {"random5", 5, 12000, 2500, random_setup, NULL},
@@ -2089,6 +2307,7 @@ static const struct scenario scenarios[] = {
     {"producers", 3, 12000, 0, producers_setup, producers_verify},
     {"forward", 3, 15000, 0, forward_setup, forward_verify},
     {"tail-damage", 3, 15000, 0, tail_setup, tail_verify},
+    {"sm", 3, 6000, 0, sm_setup, sm_verify},
     {"retention-policy", 3, 5000, 0, policy_setup, policy_verify},
     {"cursors", 3, 8000, 300, cursors_setup, cursors_verify},
 };
@@ -2307,6 +2526,8 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
     memset(&H, 0, sizeof H);
     memset(&FW, 0, sizeof FW);
     world_init(&w, seed, nodes, verbose);
+    if (sc->setup == sm_setup)
+        sm_configure(); /* state machines: in the config before the nodes open */
     if (getenv("SIM_TRACE_FROM"))
         w.trace_from = strtoull(getenv("SIM_TRACE_FROM"), NULL, 10) * SIM_MS;
     if (sc->setup == policy_setup)

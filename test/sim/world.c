@@ -29,6 +29,7 @@
 
 #include "common/env.h"
 #include "raftio/io.h"
+#include "sm/sm.h"
 #include "wire/codec.h"
 
 struct sim_world *W;
@@ -788,6 +789,11 @@ int node_start(struct sim_node *n)
     cfg.n_peers = (unsigned)W->n;
     cfg.log_fn = node_log_fn;
     cfg.log_arg = n;
+    if (W->base.sm) { /* one state machine per node: its arg is the node */
+        n->sm = *W->base.sm;
+        n->sm.arg = n;
+        cfg.sm = &n->sm;
+    }
     char err[512];
     n->incarnation++;
     n->fatal_seen = false;
@@ -1061,6 +1067,8 @@ static bool node_turn(struct sim_node *n)
 {
     node_enter(n);
     uv_run(&n->log->loop, UV_RUN_NOWAIT);
+    if (!n->closing)
+        rl_sm_step(n->log); /* stepped mode: apply what the turn committed */
     bool again = uv_backend_timeout(&n->log->loop) == 0;
     node_leave();
     return again;

@@ -44,6 +44,8 @@ struct sim_node {
     /* -- time index: the wall clock (batch times) is SIM_WALL_EPOCH + the
      * node's monotonic clock + this, so it can also jump back -- */
     int64_t wall_offset_ns;
+    /* -- liblog 0.4: state machines -- base.sm with arg = this node */
+    struct rlog_sm sm;
 };
 #define SIM_WALL_EPOCH 1780000000000000000ull /* ns: mid-2026 */
 
