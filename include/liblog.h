@@ -592,8 +592,10 @@ RLOG_API int rlog_trim(rlog *log, uint64_t before_offset);
  * RLOG_EINVAL (bad name, offset beyond the committed end, NULL log, called
  * on the loop thread), RLOG_ENOTLEADER (no leader known or reachable;
  * nothing committed), RLOG_EINDOUBT (sent, then the leader changed: it may
- * or may not be committed; commit again), RLOG_ECLOSED, RLOG_EFATAL,
- * RLOG_ENOMEM. */
+ * or may not be committed; commit again), RLOG_EAGAIN (the leader was
+ * elected so recently that, after about 2 s of retries, it still did not
+ * show the whole committed log; nothing committed), RLOG_ECLOSED,
+ * RLOG_EFATAL, RLOG_ENOMEM. */
 RLOG_API int rlog_cursor_commit(rlog *log, const char *name, uint64_t offset);
 
 /* rlog_cursor_get - the cursor's offset as this node knows it (every

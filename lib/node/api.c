@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "node/api.h"
 #include "node/config.h"
@@ -285,8 +286,17 @@ static int cursor_op(rlog *log, const char *name, struct rl_op *op)
 
 int rlog_cursor_commit(rlog *log, const char *name, uint64_t offset)
 {
-    struct rl_op op = {.kind = RL_OP_CURSOR, .offset = offset};
-    return cursor_op(log, name, &op);
+    /* RLOG_EAGAIN: a leader elected a moment ago does not show the whole
+     * committed log yet (nothing was committed); it will within an entry's
+     * round, so wait a little rather than hand the host a spurious error. */
+    for (int tries = 0;; tries++) {
+        struct rl_op op = {.kind = RL_OP_CURSOR, .offset = offset};
+        int rv = cursor_op(log, name, &op);
+        if (rv != RLOG_EAGAIN || tries >= 200)
+            return rv;
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
 }
 
 int rlog_cursor_get(rlog *log, const char *name, uint64_t *offset)

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/env.h"
+
 #define DEFAULT_MAX_CURSORS 1024
 
 void rl_do_cursor(struct rlog *log, struct rl_op *op)
@@ -33,6 +35,18 @@ void rl_do_cursor(struct rlog *log, struct rl_op *op)
     }
     /* The committed end as this leader shows it: a cursor never points past
      * what a consumer could have read. */
+    if (op->offset > log->fence.visible_offset &&
+        log->lead_ready_term != log->raft.current_term) {
+        /* Just elected: what the last leader committed may not be shown
+         * here yet, so "beyond the end" cannot be told from "not yet". */
+        snprintf(op->errmsg, sizeof op->errmsg,
+                 "cursor %s: leader %" PRIu64 " was just elected and shows %" PRIu64
+                 " records so far; nothing committed, try again", op->cursor_name,
+                 log->cfg.id, log->fence.visible_offset);
+        op->status = RLOG_EAGAIN;
+        rl_op_finish(log, op);
+        return;
+    }
     if (op->offset > log->fence.visible_offset) {
         snprintf(op->errmsg, sizeof op->errmsg,
                  "cursor %s: offset %" PRIu64 " is beyond the committed end of the log (%" PRIu64
@@ -43,7 +57,7 @@ void rl_do_cursor(struct rlog *log, struct rl_op *op)
     }
     size_t len = 0;
     void *buf = rl_batch_cursor(op->cursor_name, strlen(op->cursor_name), op->offset,
-                                uv_hrtime() / 1000, &len);
+                                rl_unix_us(), &len);
     if (!buf) {
         rl_op_fail(log, op, RLOG_ENOMEM, "out of memory building a cursor command");
         return;
