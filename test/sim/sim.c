@@ -2228,6 +2228,8 @@ static const struct rlog_sm SIM_SM = {.apply = sm_apply, .snapshot = sm_snapshot
 
 static void sm_configure(void)
 {
+    free(SMS.sum_at); /* the previous seed's */
+    free(SMS.have_at);
     memset(&SMS, 0, sizeof SMS);
     W->base.sm = &SIM_SM;
     W->base.sm_snapshot_every = sim_range(30, 400);
