@@ -76,6 +76,7 @@ struct projection {
     uint64_t next;     /* records [0, next) are folded in */
     uint64_t events;   /* events folded in (records of other shapes are not) */
     uint64_t saved;    /* the `next` of the state file on disk */
+    uint64_t told;     /* the cursor's value as last committed here (0: none yet) */
     int ended;         /* the subscription ended with this error (0: running) */
     rlog *log;
     char path[4096], cursor[NAME_MAX_LEN + 1];
@@ -208,8 +209,10 @@ static int load_state(struct projection *p)
 
 /* ---- the subscription ------------------------------------------------------ */
 
-/* Saves, then commits the cursor: in that order (see the top). */
-static void checkpoint(struct projection *p)
+/* Saves, then commits the cursor: in that order (see the top). `tries`
+ * bounds the waits for a leader: a node leaving with its peers gone must
+ * not hang on a cursor that only reports progress. */
+static void checkpoint(struct projection *p, int tries_max)
 {
     pthread_mutex_lock(&p->mu);
     int rv = p->saved == p->next ? 0 : save_state(p);
@@ -219,13 +222,17 @@ static void checkpoint(struct projection *p)
         fprintf(stderr, "events: saving %s: %s\n", p->path, strerror(-rv));
         return; /* the cursor stays behind; the next checkpoint tries again */
     }
-    for (int tries = 0; tries < 50; tries++) {
+    if (at == p->told)
+        return;
+    for (int tries = 0; tries < tries_max; tries++) {
         rv = rlog_cursor_commit(p->log, p->cursor, at);
         if (rv != RLOG_ENOTLEADER && rv != RLOG_EINDOUBT)
             break;
         nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL);
     }
-    if (rv != 0 && rv != RLOG_ECLOSED)
+    if (rv == 0)
+        p->told = at;
+    else if (rv != RLOG_ECLOSED)
         fprintf(stderr, "events: cursor %s: %s: %s\n", p->cursor, rlog_errname(rv),
                 rlog_errmsg(p->log));
 }
@@ -267,7 +274,7 @@ static void on_record(void *arg, int status, uint64_t offset, const void *rec, s
      * caught up with the log, so a quiet log always has a current cursor. */
     struct rlog_status st;
     if (!busy || (rlog_status(p->log, &st) == 0 && st.commit_offset <= offset + 1))
-        checkpoint(p);
+        checkpoint(p, 50);
 }
 
 /* The start point: min(state.next, cursor), trusting the cursor only when
@@ -287,6 +294,13 @@ static int start_projection(struct projection *p, rlog_sub **sub)
         fprintf(stderr, "events: cursor %s unknown here (%s): starting from the state file\n",
                 p->cursor, rlog_errname(rv));
         return rlog_subscribe(p->log, p->next, on_record, p, sub);
+    }
+    if (rv == 0) {
+        p->told = cur;
+        fprintf(stderr,
+                "events: projection resumes at %" PRIu64 " (cursor %s), skipping to %" PRIu64
+                " (its state file)\n",
+                cur, p->cursor, p->next);
     }
     return rlog_subscribe_cursor(p->log, p->cursor, p->next, on_record, p, sub);
 }
@@ -507,7 +521,7 @@ int main(int argc, char **argv)
     while (fgets(line, sizeof line, stdin) && strncmp(line, "quit", 4) != 0)
         command(p.log, &p, line);
     rlog_unsubscribe(sub);
-    checkpoint(&p); /* a clean exit leaves the cursor current */
+    checkpoint(&p, 1); /* a clean exit leaves the cursor current if it can */
     if (control)
         stop_control(ctl_thread, lfd, control);
     rv = rlog_close(p.log);
