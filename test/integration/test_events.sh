@@ -5,7 +5,8 @@
 # follower killed with -9 in the middle of the events (twice, once right
 # after its own append, while its projection is saving) comes back with
 # every event counted exactly once; each node's cursor projection-N reads
-# the same through `rlogctl cursor-get` on every node.
+# the same through `rlogctl cursor-get` on every node; a damaged state file
+# is refused, a lost one rebuilt from the log whatever the cursor says.
 . "$(dirname "$0")/lib.sh"
 
 EV=${EV:-$(dirname "$RLOGCTL")/events}
@@ -102,4 +103,20 @@ for i in 1 2 3; do wait_exit "${NODE_PID[$i]}"; rc=$?; check "node $i closes cle
 for i in 1 2 3; do ev_start $i; done
 b=$(ask 2 balances)
 check "after a whole-cluster restart node 2 has the same balances ($b)" [ "$b" = "$want" ]
+
+# The state file decides what is counted: damaged, the node refuses to
+# start; lost, the cursor (now ahead of it) is not trusted and the node
+# rebuilds from the log.
+echo quit >&"${FD[2]}"; wait_exit "${NODE_PID[2]}"; exec {FD[2]}>&-
+head -n 2 "$T/n2.projection" >"$T/n2.tmp" && mv "$T/n2.tmp" "$T/n2.projection"
+"$EV" 2 "$CLUSTER" "$T/n2" </dev/null >/dev/null 2>"$T/bad.out"; rc=$?
+check "a damaged state file is refused (exit $rc): $(grep -v INSECURE "$T/bad.out")" \
+    [ $rc -eq 1 ] && grep -q "not a projection state file" "$T/bad.out"
+rm "$T/n2.projection"
+ev_start 2
+b=$(ask 2 balances)
+check "with its state file gone node 2 rebuilds the same balances ($b)" [ "$b" = "$want" ]
+check "saying it does not trust its cursor" wait_log 2 "past the state file's 0: rebuilding"
+for i in 1 2 3; do echo quit >&"${FD[$i]}"; done
+for i in 1 2 3; do wait_exit "${NODE_PID[$i]}"; exec {FD[$i]}>&-; done
 finish
