@@ -58,7 +58,7 @@
 
 #define MAX_ACCOUNTS 4096
 #define NAME_MAX_LEN 64
-#define AMOUNT_MAX 1000000000000ll /* keeps every sum far from overflow */
+#define AMOUNT_MAX 1000000000000ll /* sums of millions of events stay in int64 */
 #define SAVE_EVERY 16              /* records folded between saves when busy */
 
 struct account {
