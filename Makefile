@@ -146,7 +146,7 @@ $(BUILD)/examples/rlogctl: $(BUILD)/static/examples/rlogctl/main.o $(RLOGCTL_A) 
 $(BUILD)/examples/events: examples/events.c $(RLOGCTL_A) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(call say,CCLD,$@)
-	$(Q)$(CC) $(ALL_CFLAGS) -Iexamples/rlogctl $(LDFLAGS) -o $@ $< $(RLOGCTL_A) $(STATIC) $(LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -Iexamples/rlogctl -MMD -MP $(LDFLAGS) -o $@ $< $(RLOGCTL_A) $(STATIC) $(LIBS)
 
 $(RAWSEND): test/integration/rawsend.c
 	@mkdir -p $(dir $@)
