@@ -67,7 +67,8 @@ SCENARIO ?= random
 
 .PHONY: all deps check check-asan test install uninstall clean bench-store bench-footprint run examples sim sim-asan
 
-EXAMPLES := $(BUILD)/examples/rlogctl $(BUILD)/examples/hello $(BUILD)/examples/kv
+EXAMPLES := $(BUILD)/examples/rlogctl $(BUILD)/examples/hello $(BUILD)/examples/kv \
+            $(BUILD)/examples/events
 
 # The library, and the example CLI that `make run` and the tests use.
 all: $(SHARED) $(STATIC) lib/liblog.so pkgconfig/liblog.pc $(EXAMPLES)
@@ -140,6 +141,12 @@ $(BUILD)/examples/rlogctl: $(BUILD)/static/examples/rlogctl/main.o $(RLOGCTL_A) 
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(RLOGCTL_A) $(STATIC) $(LIBS)
+
+# events serves rlogctl's control protocol (so `rlogctl cursor-get` reaches it).
+$(BUILD)/examples/events: examples/events.c $(RLOGCTL_A) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -Iexamples/rlogctl -MMD -MP $(LDFLAGS) -o $@ $< $(RLOGCTL_A) $(STATIC) $(LIBS)
 
 $(RAWSEND): test/integration/rawsend.c
 	@mkdir -p $(dir $@)

@@ -288,3 +288,46 @@ bad_node() {
         not_ok "$d: exit $rc, but no message matching /$pat/: $msg"
     fi
 }
+
+# ---- example programs driven through their stdin (kv, events) ----
+declare -A FD=()
+# stdin_start I PROGRAM ARGS...: node I reading commands from the fifo
+# $T/in$I (kept open here on fd FD[I]), answers appended to $T/out$I,
+# stderr to $T/n$I.log.
+stdin_start() {
+    local i=$1 fd
+    shift
+    rm -f "$T/in$i"
+    mkfifo "$T/in$i"
+    "$@" <"$T/in$i" >>"$T/out$i" 2>>"$T/n$i.log" &
+    NODE_PID[$i]=$!
+    exec {fd}>"$T/in$i"
+    FD[$i]=$fd
+}
+# ask I COMMAND: sends it and prints its answer (bounded wait). One
+# command at a time per node, so its answer is the next line.
+ask() {
+    local i=$1 n
+    n=$(($(wc -l <"$T/out$i") + 1))
+    echo "$2" >&"${FD[$i]}"
+    wait_lines "$T/out$i" "$n" >&2 || return 1
+    sed -n "${n}p" "$T/out$i"
+}
+
+# ---- named cursors through rlogctl ----
+# cursor_get I NAME: node I's value ("" and the exit status in $T/rc).
+cursor_get() {
+    "$RLOGCTL" cursor-get --control "$(ctl "$1")" --timeout 5 "$2" 2>"$T/gerr"
+    echo $? >"$T/rc"
+}
+# wait_cursor I NAME VALUE: until node I reads VALUE for NAME.
+wait_cursor() {
+    local deadline=$((SECONDS + WAIT)) v
+    while [ $SECONDS -lt $deadline ]; do
+        v=$(cursor_get "$1" "$2")
+        [ "$v" = "$3" ] && return 0
+        sleep 0.1
+    done
+    say "node $1: cursor $2 is '${v}' ($(cat "$T/gerr")), not $3, after $WAIT s"
+    return 1
+}

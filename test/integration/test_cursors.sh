@@ -18,22 +18,6 @@ ok "node $L leads"
 seq -f "rec-%g" 1 100 | "$RLOGCTL" append --control "$(ctl "$L")" >/dev/null 2>"$T/err" \
     || not_ok "100 appends: $(cat "$T/err")"
 
-# cursor_get I NAME: node I's value ("" and the exit status in $T/rc).
-cursor_get() {
-    "$RLOGCTL" cursor-get --control "$(ctl "$1")" --timeout 5 "$2" 2>"$T/gerr"
-    echo $? >"$T/rc"
-}
-# wait_cursor I NAME VALUE: until node I reads VALUE for NAME.
-wait_cursor() {
-    local deadline=$((SECONDS + WAIT)) v
-    while [ $SECONDS -lt $deadline ]; do
-        v=$(cursor_get "$1" "$2")
-        [ "$v" = "$3" ] && return 0
-        sleep 0.1
-    done
-    say "node $1: cursor $2 is '${v}' ($(cat "$T/gerr")), not $3, after $WAIT s"
-    return 1
-}
 commit() { "$RLOGCTL" cursor-commit --control "$(ctl "$1")" --timeout 30 "$2" "$3" 2>"$T/err"; }
 
 commit "$F" proj.orders 50; rc=$?

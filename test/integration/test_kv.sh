@@ -8,28 +8,8 @@
 KV=${KV:-$(dirname "$RLOGCTL")/kv}
 [ -x "$KV" ] || { not_ok "$KV not built (make build/examples/kv)"; finish; }
 pick_ports 3 || { not_ok "free ports"; finish; }
-declare -A FD=()
 
-# kv_start I: node I reading commands from the fifo $T/in$I (kept open
-# here on fd FD[I]), answers appended to $T/out$I, log to $T/n$I.log.
-kv_start() {
-    local i=$1
-    rm -f "$T/in$i"
-    mkfifo "$T/in$i"
-    "$KV" "$i" "$CLUSTER" "$T/n$i" 40 <"$T/in$i" >>"$T/out$i" 2>>"$T/n$i.log" &
-    NODE_PID[$i]=$!
-    exec {fd}>"$T/in$i"
-    FD[$i]=$fd
-}
-# ask I COMMAND: sends it and prints its answer (bounded wait). One
-# command at a time per node, so its answer is the next line.
-ask() {
-    local i=$1 n
-    n=$(($(wc -l <"$T/out$i") + 1))
-    echo "$2" >&"${FD[$i]}"
-    wait_lines "$T/out$i" "$n" >&2 || return 1
-    sed -n "${n}p" "$T/out$i"
-}
+kv_start() { stdin_start "$1" "$KV" "$1" "$CLUSTER" "$T/n$1" 40; }
 digest() { ask "$1" digest | cut -d' ' -f2-3; }
 
 for i in 1 2 3; do : >"$T/out$i"; kv_start $i; done
