@@ -383,6 +383,17 @@ $(BENCH_REPAIR): bench/bench_repair.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
+# make bench-sm: a follower's state-machine apply rate against rlog_iter's
+# over the same records (issue 13); BENCH_ARGS="-n RECORDS -z SIZE -d DIR".
+BENCH_SM := $(BUILD)/bench/bench_sm
+$(BENCH_SM): bench/bench_sm.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
+.PHONY: bench-sm
+bench-sm: deps $(BENCH_SM)
+	@$(BENCH_SM) $(BENCH_ARGS)
+
 .PHONY: bench-repair
 bench-repair: deps $(BENCH_REPAIR)
 	@$(BENCH_REPAIR) $(BENCH_ARGS)
