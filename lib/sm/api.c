@@ -56,6 +56,7 @@ int rl_sm_start(struct rlog *log, bool stepped)
      * name changes with the peers list, the directory's does not. */
     if (rl_identity_load(log->data_dir, &ident, err, sizeof err) == 0)
         sm->id.cluster = XXH3_64bits(ident.cluster, strlen(ident.cluster));
+    sm->wake_applied = UINT64_MAX;
     sm->every = log->cfg.sm_snapshot_every ? log->cfg.sm_snapshot_every : DEFAULT_EVERY;
     sm->keep = log->cfg.sm_snapshots_keep ? log->cfg.sm_snapshots_keep : DEFAULT_KEEP;
     sm->nres = log->cfg.sm_results ? log->cfg.sm_results : DEFAULT_RESULTS;
@@ -317,6 +318,11 @@ static void deadline_in(struct timespec *t, int ms)
     }
 }
 
+static bool applied_to(struct rl_sm *sm, uint64_t offset)
+{
+    return sm->applied >= offset;
+}
+
 /* Waits under sm->mu until done(sm, arg) or the end or the deadline:
  * 0, the end's code, or RLOG_ETIMEOUT. */
 static int wait_for(struct rl_sm *sm, bool (*done)(struct rl_sm *, uint64_t), uint64_t arg,
@@ -336,6 +342,8 @@ static int wait_for(struct rl_sm *sm, bool (*done)(struct rl_sm *, uint64_t), ui
             rv = RLOG_ETIMEOUT;
             break;
         }
+        if (done == applied_to && arg < sm->wake_applied)
+            sm->wake_applied = arg;
         if (timeout_ms < 0)
             pthread_cond_wait(&sm->cv, &sm->mu);
         else if (pthread_cond_timedwait(&sm->cv, &sm->mu, &deadline) == ETIMEDOUT && !done(sm, arg))
@@ -343,11 +351,6 @@ static int wait_for(struct rl_sm *sm, bool (*done)(struct rl_sm *, uint64_t), ui
     }
     sm->waiting--;
     return rv;
-}
-
-static bool applied_to(struct rl_sm *sm, uint64_t offset)
-{
-    return sm->applied >= offset;
 }
 
 static int ended_fail(struct rl_sm *sm, int rv, const char *what)

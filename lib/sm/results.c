@@ -89,8 +89,10 @@ void rl_sm_applied(struct rl_sm *sm, uint64_t offset, int64_t result)
     sm->applied = offset + 1;
     if (sm->calls && sm->applied >= sm->calls_min_end)
         collect_done(sm, &done);
-    if (sm->waiting)
+    if (sm->waiting && sm->applied >= sm->wake_applied) {
+        sm->wake_applied = UINT64_MAX; /* the ones still short of theirs say so again */
         pthread_cond_broadcast(&sm->cv);
+    }
     pthread_mutex_unlock(&sm->mu);
     complete_list(done);
 }

@@ -76,6 +76,7 @@ static bool restore_file(struct rl_sm *sm, uint64_t off, bool *attempted)
     sm->restored = true;
     sm->needs_snapshot = false;
     sm->ended = 0;
+    pthread_cond_broadcast(&sm->cv); /* waiters up to off (an install) are done */
     pthread_mutex_unlock(&sm->mu);
     sm->last_capture = off;
     rl_log(sm->log, 1, "state machine: restored the snapshot of records before %" PRIu64, off);
@@ -311,7 +312,10 @@ void *rl_sm_apply_main(void *arg)
         int rv = rlog_iter_open(log, sm->applied, UINT64_MAX, &it);
         while (rv == 0 && !stop_asked(sm)) {
             maybe_snapshot(sm);
-            rv = apply_one(sm, it);
+            /* Up to 64 records between those two checks (each takes a
+             * lock): a snapshot or a stop waits at most that many. */
+            for (int k = 0; k < 64 && rv == 0; k++)
+                rv = apply_one(sm, it);
             if (rv == 1) {
                 rv = rl_iter_wait_stop(it, -1, &sm->poke);
                 if (rv == RLOG_ECANCELED) {

@@ -74,6 +74,10 @@ struct rl_sm {
     uint64_t snap_done_next;
     bool persisting;
     unsigned waiting;               /* rlog_sm_wait / snapshot callers asleep */
+    /* The lowest offset an rlog_sm_wait caller asleep waits for
+     * (UINT64_MAX: none): apply wakes them only when it gets there, not
+     * at every record. */
+    uint64_t wake_applied;
     struct rl_sm_call *calls;
     uint64_t calls_min_end;         /* no call completes before this */
     int64_t *res;                   /* ring of nres results, by offset */
