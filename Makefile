@@ -261,7 +261,7 @@ clean:
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 BENCH_APPEND := $(BUILD)/bench/bench_append
-$(BENCH_APPEND): bench/bench_append.c $(STATIC)
+$(BENCH_APPEND): bench/bench_append.c bench/cluster3.h $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lm
 
@@ -386,7 +386,7 @@ $(BENCH_REPAIR): bench/bench_repair.c $(STATIC)
 # make bench-sm: a follower's state-machine apply rate against rlog_iter's
 # over the same records (issue 13); BENCH_ARGS="-n RECORDS -z SIZE -d DIR".
 BENCH_SM := $(BUILD)/bench/bench_sm
-$(BENCH_SM): bench/bench_sm.c $(STATIC)
+$(BENCH_SM): bench/bench_sm.c bench/cluster3.h $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
 

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster3.h"
 #include "liblog.h"
 
 static double now_us(void)
@@ -246,61 +247,22 @@ int main(int argc, char **argv)
         else
             return 2;
     }
-    char top[512], cmd[600];
-    snprintf(top, sizeof top, "%s/liblog-bench-append-%d", dir, (int)getpid());
-    int base = 30000 + (int)(getpid() % 10000) * 3;
-    char addrs[3][32], dirs[3][600];
-    struct rlog_peer peers[3];
-    for (int i = 0; i < 3; i++) {
-        snprintf(addrs[i], sizeof addrs[i], "127.0.0.1:%d", base + i);
-        snprintf(dirs[i], sizeof dirs[i], "%s/n%d", top, i + 1);
-        peers[i] = (struct rlog_peer){(uint64_t)i + 1, addrs[i]};
-    }
-    rlog *nodes[3];
-    for (int i = 0; i < 3; i++) {
-        struct rlog_config c;
-        rlog_config_init(&c);
-        c.id = (uint64_t)i + 1;
-        c.address = addrs[i];
-        c.data_dir = dirs[i];
-        c.peers = peers;
-        c.n_peers = 3;
-        char err[256];
-        if (rlog_open(&c, &nodes[i], err, sizeof err) != 0) {
-            fprintf(stderr, "open: %s\n", err);
-            return 1;
-        }
-    }
-    int leader = -1;
-    for (int t = 0; t < 400 && leader < 0; t++) {
-        usleep(25000);
-        for (int i = 0; i < 3; i++) {
-            struct rlog_status st;
-            if (rlog_status(nodes[i], &st) == 0 && st.role == RLOG_ROLE_LEADER)
-                leader = i;
-        }
-    }
-    if (leader < 0) {
-        fprintf(stderr, "no leader\n");
+    struct cluster3 cl;
+    if (cluster3_open(&cl, dir, "liblog-bench-append", 30000 + (int)(getpid() % 10000) * 3, NULL))
         return 1;
-    }
+    rlog **nodes = cl.nodes;
+    int leader = cl.leader;
     char rec[100];
     memset(rec, 'r', sizeof rec);
     for (int i = 0; i < 300; i++) /* warm-up */
         rlog_append(nodes[leader], rec, sizeof rec, NULL);
     if (reads) {
         int rv = reads_bench(nodes[leader], nodes[(leader + 1) % 3], secs);
-        for (int i = 0; i < 3; i++)
-            rlog_close(nodes[i]);
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
-        return system(cmd) == 0 ? rv : 1;
+        return cluster3_close(&cl) == 0 ? rv : 1;
     }
     if (producers) {
         producers_ratio(nodes[leader], rounds, secs);
-        for (int i = 0; i < 3; i++)
-            rlog_close(nodes[i]);
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
-        return system(cmd) == 0 ? 0 : 1;
+        return cluster3_close(&cl);
     }
     double *lat = malloc((size_t)n1 * sizeof *lat), t0 = now_us();
     for (int i = 0; i < n1; i++) {
@@ -318,8 +280,5 @@ int main(int argc, char **argv)
     fflush(stdout);
     throughput(nodes[leader], "W2", 100, 64, secs, false);
     throughput(nodes[leader], "W3", 1024, 64, secs, false);
-    for (int i = 0; i < 3; i++)
-        rlog_close(nodes[i]);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
-    return system(cmd) == 0 ? 0 : 1;
+    return cluster3_close(&cl);
 }

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster3.h"
 #include "liblog.h"
 
 struct fold {
@@ -80,6 +81,15 @@ static int fold_restore(void *arg, uint64_t next_offset, rlog_sm_reader *r)
     return 0;
 }
 
+static struct fold folds[3];
+static struct rlog_sm sms[3];
+
+static void with_sm(int i, struct rlog_config *cfg)
+{
+    cfg->sm = &sms[i];
+    cfg->sm_snapshot_every = UINT64_MAX;
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = "/tmp";
@@ -102,52 +112,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_sm: -n at least 8192, -z 1..65536\n");
         return 2;
     }
-    char top[512], cmd[600];
-    snprintf(top, sizeof top, "%s/liblog-bench-sm-%d", dir, (int)getpid());
-    int base = 40000 + (int)(getpid() % 8000) * 3;
-    char addrs[3][32], dirs[3][600];
-    struct rlog_peer peers[3];
-    static struct fold folds[3];
-    struct rlog_sm sms[3];
-    rlog *nodes[3];
     for (int i = 0; i < 3; i++) {
-        snprintf(addrs[i], sizeof addrs[i], "127.0.0.1:%d", base + i);
-        snprintf(dirs[i], sizeof dirs[i], "%s/n%d", top, i + 1);
-        peers[i] = (struct rlog_peer){(uint64_t)i + 1, addrs[i]};
         pthread_mutex_init(&folds[i].mu, NULL);
         pthread_cond_init(&folds[i].cv, NULL);
         sms[i] = (struct rlog_sm){fold_apply, fold_snapshot, fold_persist, NULL, fold_restore,
                                   &folds[i]};
     }
-    for (int i = 0; i < 3; i++) {
-        struct rlog_config c;
-        rlog_config_init(&c);
-        c.id = (uint64_t)i + 1;
-        c.address = addrs[i];
-        c.data_dir = dirs[i];
-        c.peers = peers;
-        c.n_peers = 3;
-        c.sm = &sms[i];
-        c.sm_snapshot_every = UINT64_MAX;
-        char err[256];
-        if (rlog_open(&c, &nodes[i], err, sizeof err) != 0) {
-            fprintf(stderr, "open: %s\n", err);
-            return 1;
-        }
-    }
-    int leader = -1;
-    for (int t = 0; t < 400 && leader < 0; t++) {
-        usleep(25000);
-        for (int i = 0; i < 3; i++) {
-            struct rlog_status st;
-            if (rlog_status(nodes[i], &st) == 0 && st.role == RLOG_ROLE_LEADER)
-                leader = i;
-        }
-    }
-    if (leader < 0) {
-        fprintf(stderr, "no leader\n");
+    struct cluster3 cl;
+    if (cluster3_open(&cl, dir, "liblog-bench-sm", 40000 + (int)(getpid() % 8000) * 3, with_sm))
         return 1;
-    }
+    rlog **nodes = cl.nodes;
+    int leader = cl.leader;
     int fi = (leader + 1) % 3;
     rlog *fol = nodes[fi];
     folds[fi].hold = true;
@@ -220,10 +195,7 @@ int main(int argc, char **argv)
     printf("follower_iter  records=%llu s=%.3f records_s=%.0f (checksum %llx)\n",
            (unsigned long long)seen, iter_s, iter_rate, (unsigned long long)sum);
     printf("apply_vs_iter ratio=%.2f\n", apply_rate / iter_rate);
-    for (int i = 0; i < 3; i++)
-        rlog_close(nodes[i]);
     free(rec);
     free(recs);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
-    return system(cmd) == 0 ? 0 : 1;
+    return cluster3_close(&cl);
 }
