@@ -42,6 +42,7 @@
 #include "common/env.h"
 #include "node/node.h"
 #include "raftio/io.h"
+#include "sm/sm.h"
 #include "wire/codec.h"
 
 #define DEFAULT_MAX_FORWARD_BYTES (64ull << 20)
@@ -757,6 +758,8 @@ int rl_fwd_recv(void *arg, uint64_t from, struct rl_wire_fwd *m)
     struct rlog *log = arg;
     if (log->fwd.closed || !log->raft_started)
         return 0;
+    if (m->type == RL_WIRE_SNAP_REQUEST || m->type == RL_WIRE_SNAP_DATA)
+        return rl_sm_install_recv(log, from, m);
     if (m->type == RL_WIRE_FORWARD || m->type == RL_WIRE_BARRIER || m->type == RL_WIRE_CURSOR)
         return serve(log, from, m);
     answered(log, from, m);

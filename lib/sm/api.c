@@ -54,8 +54,11 @@ int rl_sm_start(struct rlog *log, bool stepped)
     char err[256];
     /* The directory's recorded cluster, not the configuration's: a derived
      * name changes with the peers list, the directory's does not. */
-    if (rl_identity_load(log->data_dir, &ident, err, sizeof err) == 0)
+    if (rl_identity_load(log->data_dir, &ident, err, sizeof err) == 0) {
         sm->id.cluster = XXH3_64bits(ident.cluster, strlen(ident.cluster));
+        sm->cluster_named = ident.named;
+    }
+    sm->fetch.fd = -1;
     sm->wake_applied = UINT64_MAX;
     sm->every = log->cfg.sm_snapshot_every ? log->cfg.sm_snapshot_every : DEFAULT_EVERY;
     sm->keep = log->cfg.sm_snapshots_keep ? log->cfg.sm_snapshots_keep : DEFAULT_KEEP;
@@ -111,6 +114,7 @@ void rl_sm_free(struct rlog *log)
     if (!sm)
         return;
     rl_sm_stop(log);
+    rl_sm_install_free(sm);
     rl_sm_results_free(sm);
     pthread_mutex_destroy(&sm->mu);
     pthread_cond_destroy(&sm->cv);
@@ -158,41 +162,6 @@ void rl_sm_request_snapshot(struct rlog *log)
     pthread_mutex_lock(&sm->mu);
     sm->snap_req++;
     pthread_mutex_unlock(&sm->mu);
-}
-
-int rl_sm_install(struct rlog *log, const char *path, char *err, size_t errlen)
-{
-    struct rl_sm *sm = log->sm;
-    if (!sm) {
-        snprintf(err, errlen, "no state machine");
-        return RLOG_EINVAL;
-    }
-    rlog_sm_reader *r;
-    int rv = rl_smf_open(path, &sm->id, &r, err, errlen);
-    if (rv != 0)
-        return rv;
-    uint64_t next = rl_smf_reader_header(r)->next_offset;
-    rl_smf_close(r);
-    char dst[4096];
-    rv = rl_smf_mkdir(sm->dir, err, errlen);
-    if (rv != 0)
-        return rv;
-    if (!rl_smf_path(dst, sizeof dst, sm->dir, next, false)) {
-        snprintf(err, errlen, "snapshot path too long");
-        return RLOG_EINVAL;
-    }
-    if ((rv = rl_fs_rename(path, dst)) == 0)
-        rv = rl_fs_fsync_dir(sm->dir);
-    if (rv != 0) {
-        snprintf(err, errlen, "cannot move %s to %s: %s", path, dst, strerror(-rv));
-        return rl_errno_to_rlog(rv);
-    }
-    pthread_mutex_lock(&sm->mu);
-    sm->installed++;
-    pthread_mutex_unlock(&sm->mu);
-    rl_log(log, 1, "state machine: installed the snapshot of records before %" PRIu64, next);
-    rl_sm_installed(sm);
-    return 0;
 }
 
 /* ---- the public calls ------------------------------------------------------ */
@@ -324,9 +293,11 @@ static bool applied_to(struct rl_sm *sm, uint64_t offset)
 }
 
 /* Waits under sm->mu until done(sm, arg) or the end or the deadline:
- * 0, the end's code, or RLOG_ETIMEOUT. */
+ * 0, the end's code, or RLOG_ETIMEOUT. A stop for lack of a snapshot is
+ * an end only at the deadline with `through_install` (one is being
+ * fetched from a peer meanwhile: install.c). */
 static int wait_for(struct rl_sm *sm, bool (*done)(struct rl_sm *, uint64_t), uint64_t arg,
-                    int timeout_ms)
+                    int timeout_ms, bool through_install)
 {
     struct timespec deadline;
     if (timeout_ms > 0)
@@ -334,7 +305,8 @@ static int wait_for(struct rl_sm *sm, bool (*done)(struct rl_sm *, uint64_t), ui
     int rv = 0;
     sm->waiting++;
     while (!done(sm, arg)) {
-        if (sm->ended) {
+        bool installing = through_install && sm->needs_snapshot && !sm->stop;
+        if (sm->ended && (!installing || timeout_ms == 0)) {
             rv = sm->ended;
             break;
         }
@@ -367,7 +339,7 @@ int rlog_sm_wait(rlog *log, uint64_t offset, int timeout_ms)
         return rv;
     struct rl_sm *sm = log->sm;
     pthread_mutex_lock(&sm->mu);
-    rv = wait_for(sm, applied_to, offset, timeout_ms);
+    rv = wait_for(sm, applied_to, offset, timeout_ms, true);
     uint64_t applied = sm->applied;
     pthread_mutex_unlock(&sm->mu);
     if (rv == RLOG_ETIMEOUT)
@@ -394,7 +366,7 @@ int rlog_sm_snapshot(rlog *log, uint64_t *next_offset)
     pthread_mutex_unlock(&sm->mu);
     rl_sm_poke(sm);
     pthread_mutex_lock(&sm->mu);
-    rv = wait_for(sm, snapshot_answered, req, -1);
+    rv = wait_for(sm, snapshot_answered, req, -1, false);
     uint64_t next = sm->snap_done_next;
     if (rv == 0)
         rv = sm->snap_done_rv;

@@ -282,22 +282,33 @@ static bool stop_asked(struct rl_sm *sm)
     return stop;
 }
 
-/* Waits for a poke while apply is stopped for lack of a snapshot; true if
- * one was installed and restored. */
+/* Waits while apply is stopped for lack of a snapshot until one newer
+ * than what is applied is installed and restored (true), or a stop
+ * (false). A poke for anything else (a snapshot request) waits on. */
 static bool wait_install(struct rl_sm *sm)
 {
     struct rlog *log = sm->log;
-    pthread_mutex_lock(&log->mu);
-    while (!sm->poke)
-        pthread_cond_wait(&log->visible_cv, &log->mu);
-    sm->poke = false;
-    pthread_mutex_unlock(&log->mu);
-    if (stop_asked(sm))
-        return false;
-    pthread_mutex_lock(&sm->mu);
-    bool needs = sm->needs_snapshot;
-    pthread_mutex_unlock(&sm->mu);
-    return needs && restore(sm, true) == 0 && !sm->needs_snapshot;
+    for (;;) {
+        pthread_mutex_lock(&log->mu);
+        while (!sm->poke)
+            pthread_cond_wait(&log->visible_cv, &log->mu);
+        sm->poke = false;
+        pthread_mutex_unlock(&log->mu);
+        if (stop_asked(sm))
+            return false;
+        pthread_mutex_lock(&sm->mu);
+        bool needs = sm->needs_snapshot;
+        pthread_mutex_unlock(&sm->mu);
+        if (!needs)
+            return true;
+        if (restore(sm, true) != 0)
+            return false; /* the directory cannot be listed: ended */
+        pthread_mutex_lock(&sm->mu);
+        needs = sm->needs_snapshot;
+        pthread_mutex_unlock(&sm->mu);
+        if (!needs)
+            return true;
+    }
 }
 
 void *rl_sm_apply_main(void *arg)
@@ -353,19 +364,26 @@ void rl_sm_installed(struct rl_sm *sm)
         rl_sm_poke(sm);
         return;
     }
+    /* The next step restores it, on the world's turn like every apply. */
     pthread_mutex_lock(&sm->mu);
-    bool needs = sm->needs_snapshot;
+    sm->install_ready = true;
     pthread_mutex_unlock(&sm->mu);
-    if (needs)
-        restore(sm, true);
-    rl_sm_run_step(sm);
 }
 
 void rl_sm_run_step(struct rl_sm *sm)
 {
     pthread_mutex_lock(&sm->mu);
     bool restored = sm->restored, ended = sm->ended != 0;
+    bool install = sm->install_ready && sm->needs_snapshot;
+    sm->install_ready = false;
     pthread_mutex_unlock(&sm->mu);
+    if (ended && install) {
+        if (restore(sm, true) != 0)
+            return;
+        pthread_mutex_lock(&sm->mu);
+        ended = sm->ended != 0;
+        pthread_mutex_unlock(&sm->mu);
+    }
     if (ended)
         return;
     if (!restored && restore(sm, false) != 0)

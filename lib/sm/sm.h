@@ -11,13 +11,14 @@
  *
  * Files (bottom first, after the snapshot files of sm/smfile.h): results.c
  * (the results kept, the calls waiting for theirs); run.c (restore, the
- * apply loop, snapshots); api.c (the public calls and the node's hooks).
+ * apply loop, snapshots); api.c (the public calls and the node's hooks);
+ * install.c (a peer's snapshot fetched and installed, and serving ours).
  *
  * A node that needs records before the log's first offset, with no
  * snapshot covering them, stops applying and says so (status
  * sm_needs_snapshot, a log line, RLOG_ETRIMMED from rlog_sm_wait) until
- * rl_sm_install gives it one: the entry point a snapshot install from a
- * peer will call with the file it fetched and verified.
+ * rl_sm_install gives it one: install.c fetches a peer's newest snapshot
+ * over the transport and calls it with the file.
  */
 #ifndef RL_SM_SM_H
 #define RL_SM_SM_H
@@ -25,6 +26,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "liblog.h"
 #include "sm/smfile.h"
@@ -48,6 +50,38 @@ struct rl_sm_job {
     void *snap;
     uint64_t next_offset;
     uint64_t seq;            /* the rlog_sm_snapshot requests it answers */
+};
+
+/* The fetch of a peer's snapshot (install.c; loop thread, and its
+ * threadpool jobs one at a time). */
+struct rl_sm_fetch {
+    int state;
+    uint64_t peer, request;
+    uint64_t need;           /* the log here starts at this offset */
+    uint64_t next, size, pos;/* the file being fetched (next 0: not yet known) */
+    int fd;                  /* install.part (-1: not open) */
+    void *piece;             /* being written */
+    size_t piece_len;
+    int io_rv;
+    char err[384];
+    uint64_t polled_ms, asked_ms, retry_at, started_ms, noticed_ms;
+    unsigned turn, tried, timeouts;
+    bool resume;             /* ask the same piece again at retry_at */
+    uint64_t resumes, bytes;
+    uv_work_t work;
+};
+
+/* A piece of a snapshot file being read for a peer (install.c). */
+struct rl_sm_serve {
+    struct rl_sm *sm;
+    bool busy;
+    uint64_t peer, request, need, next, pos, size;
+    uint32_t budget;
+    int status;
+    char msg[200];
+    void *data;
+    size_t len;
+    uv_work_t work;
 };
 
 struct rl_sm {
@@ -82,6 +116,13 @@ struct rl_sm {
     uint64_t calls_min_end;         /* no call completes before this */
     int64_t *res;                   /* ring of nres results, by offset */
     uint64_t *res_tag;              /* offset + 1 of each slot; 0: empty */
+
+    bool cluster_named;      /* compare snapshots' cluster (install) */
+    bool install_ready;      /* stepped mode: a file was installed */
+
+    /* Loop thread: snapshot install (install.c). */
+    struct rl_sm_fetch fetch;
+    struct rl_sm_serve serving;
 
     /* Apply side only. */
     uint64_t last_capture;
@@ -138,10 +179,25 @@ uint64_t rl_sm_trim_floor(struct rlog *log);
 void rl_sm_step(struct rlog *log);
 /* Stepped mode: asks for a snapshot at the next step. */
 void rl_sm_request_snapshot(struct rlog *log);
-/* Takes the verified snapshot file at path (moved into <data_dir>/sm) and,
- * if it is newer than what is applied here and the state machine is
- * stopped for lack of one, restores it and goes on after it. 0 or an
- * RLOG_E* code with err set. */
-int rl_sm_install(struct rlog *log, const char *path, char *err, size_t errlen);
+/* Verifies the snapshot file at path whole (and, unless expect_next is 0,
+ * that it covers the records before expect_next), moves it into
+ * <data_dir>/sm and, if it is newer than what is applied here and the
+ * state machine is stopped for lack of one, has it restored and apply go
+ * on after it. Any thread. 0 or an RLOG_E* code with err set. */
+int rl_sm_install(struct rlog *log, const char *path, uint64_t expect_next, char *err,
+                  size_t errlen);
+
+/* install.c: a SNAP_REQUEST or SNAP_DATA frame from member `from` (loop
+ * thread; node/forward.c hands them over). Always 0. */
+struct rl_wire_fwd;
+int rl_sm_install_recv(struct rlog *log, uint64_t from, struct rl_wire_fwd *m);
+/* After each event: starts, resumes or gives up a fetch of a peer's
+ * snapshot while the state machine needs one. */
+void rl_sm_install_poll(struct rlog *log);
+/* Bytes asked for per piece (RL_WIRE_SNAP_PIECE_MAX; the simulator
+ * lowers it so that its small snapshots travel in many pieces). */
+extern uint32_t rl_sm_install_piece;
+/* Releases what a fetch or a serve holds (after the loop stopped). */
+void rl_sm_install_free(struct rl_sm *sm);
 
 #endif

@@ -35,6 +35,8 @@ const char *const rl_wire__type_names[] = {
     [RL_WIRE_BARRIER_RESULT] = "barrier_result",
     [RL_WIRE_CURSOR] = "cursor",
     [RL_WIRE_CURSOR_RESULT] = "cursor_result",
+    [RL_WIRE_SNAP_REQUEST] = "snap_request",
+    [RL_WIRE_SNAP_DATA] = "snap_data",
 };
 
 static bool known_type(unsigned type)
@@ -92,6 +94,13 @@ static void body_shape(unsigned type, uint32_t *min, bool *exact)
         break;
     case RL_WIRE_CURSOR:
         *min = 4 * 8; /* request, offset, name length, a name of 1..8 bytes */
+        *exact = false;
+        break;
+    case RL_WIRE_SNAP_REQUEST:
+        *min = 5 * 8;
+        break;
+    case RL_WIRE_SNAP_DATA:
+        *min = 6 * 8; /* a status: no data */
         *exact = false;
         break;
     default:

@@ -79,10 +79,23 @@ enum {
      *    that holds the command. */
     RL_WIRE_CURSOR = 71,
     RL_WIRE_CURSOR_RESULT = 72,
+    /* A state-machine snapshot installed from a peer (liblog 0.4.1,
+     * lib/sm/install.c): the receiver pulls the file a piece at a time.
+     *  SNAP_REQUEST: request, need (the file must cover the records before
+     *    an offset at least this), next (the file being fetched, by its
+     *    next_offset; 0: the sender's newest), pos (byte offset in it),
+     *    budget (bytes wanted, 1..RL_WIRE_SNAP_PIECE_MAX).
+     *  SNAP_DATA: request, status (an RLOG_E* code negated, or 0), next
+     *    (the file's next_offset), size (the file's bytes), pos, data length
+     *    (0 with a status), the data (padded to 8). */
+    RL_WIRE_SNAP_REQUEST = 73,
+    RL_WIRE_SNAP_DATA = 74,
 };
 
 #define RL_WIRE_FWD_MSG_MAX 255u
 #define RL_WIRE_CURSOR_NAME_MAX 64u
+/* The most bytes of a snapshot file one SNAP_DATA carries. */
+#define RL_WIRE_SNAP_PIECE_MAX (1u << 20)
 /* Records in one FORWARD: the largest batch_max_records a config can have. */
 #define RL_WIRE_FWD_MAX_RECORDS (1u << 20)
 
@@ -98,6 +111,9 @@ struct rl_wire_fwd {
     size_t bytes;
     /* CURSOR: the name (NUL-ended; offset below is the cursor's) */
     char cursor[RL_WIRE_CURSOR_NAME_MAX + 1];
+    /* SNAP_REQUEST, SNAP_DATA (a piece of the file in data/bytes) */
+    uint64_t snap_need, snap_next, snap_pos, snap_size;
+    uint32_t snap_budget;
     /* results */
     int status;
     uint64_t offset;
@@ -140,7 +156,7 @@ static inline bool rl_wire_is_own(unsigned type)
 
 static inline bool rl_wire_is_fwd(unsigned type)
 {
-    return type >= RL_WIRE_FORWARD && type <= RL_WIRE_CURSOR_RESULT;
+    return type >= RL_WIRE_FORWARD && type <= RL_WIRE_SNAP_DATA;
 }
 
 struct rl_wire_hdr {

@@ -1,6 +1,7 @@
 /*
  * Wire codec, liblog's own messages: the fetch request and answer, the
- * commit notice, forwarding (append, barrier, their results). Each has its
+ * commit notice, forwarding (append, barrier, their results), a state
+ * machine's snapshot install (request, data). Each has its
  * struct, its encoder and its decoder (codec.h says each layout); the fetch
  * answer keeps the AppendEntries layout and is built and read by
  * raft_msg.c's code for it, the others are frames whose bytes are all in
@@ -273,6 +274,17 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
             return RLOG_EINVAL;
         body = 3 * 8 + rl_pad8(msglen);
         break;
+    case RL_WIRE_SNAP_REQUEST:
+        if (m->snap_budget == 0 || m->snap_budget > RL_WIRE_SNAP_PIECE_MAX)
+            return RLOG_EINVAL;
+        body = 5 * 8;
+        break;
+    case RL_WIRE_SNAP_DATA:
+        if (m->status > 0 || m->bytes > RL_WIRE_SNAP_PIECE_MAX || (m->status && m->bytes) ||
+            (m->bytes && !m->data))
+            return RLOG_EINVAL;
+        body = 6 * 8 + rl_pad8(m->bytes);
+        break;
     default:
         return RLOG_EINVAL;
     }
@@ -295,6 +307,17 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
     } else if (m->type == RL_WIRE_CURSOR) {
         w64(&w, m->offset);
         wbytes(&w, m->cursor, msglen);
+    } else if (m->type == RL_WIRE_SNAP_REQUEST) {
+        w64(&w, m->snap_need);
+        w64(&w, m->snap_next);
+        w64(&w, m->snap_pos);
+        w64(&w, m->snap_budget);
+    } else if (m->type == RL_WIRE_SNAP_DATA) {
+        w64(&w, (uint64_t)-(int64_t)m->status);
+        w64(&w, m->snap_next);
+        w64(&w, m->snap_size);
+        w64(&w, m->snap_pos);
+        wbytes(&w, m->data, m->bytes);
     } else if (m->type != RL_WIRE_BARRIER) {
         w64(&w, (uint64_t)-(int64_t)m->status);
         w64(&w, m->offset);
@@ -399,6 +422,56 @@ static int decode_cursor(struct rd *r, struct rl_wire_fwd *m)
     return 0;
 }
 
+static int decode_snap_request(struct rd *r, struct rl_wire_fwd *m)
+{
+    unsigned long long need, next, pos, budget;
+    int rv;
+    if ((rv = r64(r, "need", &need)) != 0 || (rv = r64(r, "next", &next)) != 0 ||
+        (rv = r64(r, "pos", &pos)) != 0 || (rv = r64(r, "budget", &budget)) != 0 ||
+        (rv = rend(r)) != 0)
+        return rv;
+    if (budget == 0 || budget > RL_WIRE_SNAP_PIECE_MAX)
+        return fail(r->errmsg, r->errlen, "%s: budget %llu, 1..%u", r->name, budget,
+                    RL_WIRE_SNAP_PIECE_MAX);
+    m->snap_need = need;
+    m->snap_next = next;
+    m->snap_pos = pos;
+    m->snap_budget = (uint32_t)budget;
+    return 0;
+}
+
+static int decode_snap_data(struct rd *r, struct rl_wire_fwd *m)
+{
+    unsigned long long status, next, size, pos, len;
+    const unsigned char *bytes;
+    int rv;
+    if ((rv = r64(r, "status", &status)) != 0 || (rv = r64(r, "next", &next)) != 0 ||
+        (rv = r64(r, "size", &size)) != 0 || (rv = r64(r, "pos", &pos)) != 0 ||
+        (rv = r64(r, "data length", &len)) != 0)
+        return rv;
+    if (status > 1000)
+        return fail(r->errmsg, r->errlen, "%s: status %llu out of range", r->name, status);
+    if (len > RL_WIRE_SNAP_PIECE_MAX || (status && len))
+        return fail(r->errmsg, r->errlen, "%s: %llu bytes of data%s", r->name, len,
+                    status ? " with a status" : "");
+    /* pos + len cannot wrap: both are checked against size first. */
+    if (!status && (pos > size || len > size - pos))
+        return fail(r->errmsg, r->errlen, "%s: bytes %llu..%llu of a file of %llu", r->name, pos,
+                    pos + len, size);
+    if ((rv = rpadded(r, "data", len, &bytes)) != 0 || (rv = rend(r)) != 0)
+        return rv;
+    m->data = malloc(len ? (size_t)len : 1);
+    if (!m->data)
+        return RLOG_ENOMEM;
+    memcpy(m->data, bytes, (size_t)len);
+    m->bytes = (size_t)len;
+    m->status = -(int)status;
+    m->snap_next = next;
+    m->snap_size = size;
+    m->snap_pos = pos;
+    return 0;
+}
+
 int rl_wire_decode_fwd(const struct rl_wire_hdr *hdr, const void *body, struct rl_wire_fwd *m,
                        char *errmsg, size_t errlen)
 {
@@ -424,6 +497,10 @@ int rl_wire_decode_fwd(const struct rl_wire_hdr *hdr, const void *body, struct r
         return rend(&r);
     case RL_WIRE_CURSOR:
         return decode_cursor(&r, m);
+    case RL_WIRE_SNAP_REQUEST:
+        return decode_snap_request(&r, m);
+    case RL_WIRE_SNAP_DATA:
+        return decode_snap_data(&r, m);
     default:
         return decode_result(&r, m);
     }

@@ -2099,6 +2099,12 @@ static struct {
     unsigned long applied, taken, restores, restores_empty;
 } SMS;
 
+/* sm-install (below): wipes and the installs they led to. */
+static struct {
+    bool wiped[SIM_MAX_NODES];  /* since its wipe, no snapshot restored yet */
+    unsigned long wipes, installs, tries;
+} WI;
+
 static struct sm_state *sm_state_of(struct sim_node *n)
 {
     struct sm_state *s = &SMS.st[n->idx];
@@ -2218,6 +2224,10 @@ static int sm_restore(void *arg, uint64_t next_offset, rlog_sm_reader *r)
     }
     *s = in;
     SMS.restores++;
+    if (WI.wiped[n->idx]) { /* its own snapshots were deleted: a peer's */
+        WI.wiped[n->idx] = false;
+        WI.installs++;
+    }
     sm_sample(n, in.next, in.sum, "restored"); /* rule (c) */
     return 0;
 }
@@ -2271,10 +2281,17 @@ static const char *sm_verify(void)
     /* The final log's checksum, from node 1's store (its iterator serves
      * the loop thread at once). */
     struct sim_node *n = &W->nodes[0];
+    /* From the trim point (sm-install trims): the state there, as the
+     * nodes that applied or restored it sampled it. */
+    uint64_t from = node_trimmed(n);
+    if (from > 0 && (from >= SMS.cap || !SMS.have_at[from])) {
+        snprintf(why, sizeof why, "no node's state at the trim point %" PRIu64 " was seen", from);
+        return why;
+    }
     node_enter(n);
     rlog_iter *it;
-    uint64_t sum = 0, off = 0;
-    int rv = rlog_iter_open(n->log, 0, end, &it);
+    uint64_t sum = from ? SMS.sum_at[from] : 0, off = 0;
+    int rv = rlog_iter_open(n->log, from, end, &it);
     const void *rec;
     size_t len;
     while (rv == 0 && (rv = rlog_iter_next(it, &rec, &len, &off)) == 0)
@@ -2293,6 +2310,128 @@ static const char *sm_verify(void)
             SMS.restores, SMS.restores_empty);
     if (SMS.taken == 0)
         return "no snapshot was taken: the scenario did not bite";
+    return NULL;
+}
+
+/* ---- snapshot install (liblog 0.4.1) ---------------------------------------------------
+ * The sm scenario's state machine and rules (a)-(c), with retention
+ * trimming the log behind the leader's newest snapshot and nodes wiped: a
+ * node is crashed, its data directory deleted, and it comes back empty. Its
+ * log restarts behind the trim point, so its state machine needs a peer's
+ * snapshot: fetched piece by piece over the (lossy, reordering) network,
+ * verified, restored (rule (c): the state at that offset everywhere), then
+ * applied on consecutively (rule (b)). A wipe happens only when it cannot
+ * lose an acknowledged record (every other node holds the leader's whole
+ * log) and the node stays down three election timeouts, so it cannot vote
+ * again in a term it voted in before. Random faults run beside it. At the
+ * end every node has applied the whole log, and at least one install
+ * restored a peer's snapshot. */
+
+
+static void wipe_up(void *arg)
+{
+    struct sim_node *n = arg;
+    if (n->log) { /* still closing */
+        sim_at(W->now + 50 * SIM_MS, wipe_up, n);
+        return;
+    }
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", n->dir);
+    if (system(cmd) != 0)
+        fail_check("could not wipe %s", n->dir);
+    sim_log("n%" PRIu64 " wiped; starting empty", n->id);
+    node_start(n);
+}
+
+/* Whether every node but v holds leader l's whole log (so v's copy of
+ * anything acknowledged is not the only one beside the leader's). */
+static bool others_hold_leaders_log(int l, int v)
+{
+    struct rl_store *ls = W->nodes[l].log->store;
+    uint64_t last = rl_store_last_index(ls);
+    struct rl_store_entry e;
+    if (last == 0 || rl_store_read(ls, last, &e) != 0)
+        return false;
+    free((void *)e.buf);
+    uint64_t term = e.term;
+    for (int j = 0; j < W->n; j++) {
+        if (j == v || j == l)
+            continue;
+        struct rl_store *s = W->nodes[j].log->store;
+        if (rl_store_last_index(s) < last || rl_store_read(s, last, &e) != 0)
+            return false;
+        free((void *)e.buf);
+        if (e.term != term)
+            return false;
+    }
+    return true;
+}
+
+static void wipe_tick(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    int l = leader_idx(), v = (int)sim_range(0, (uint64_t)W->n - 1);
+    bool ready = l >= 0;
+    for (int i = 0; i < W->n && ready; i++)
+        ready = node_up(&W->nodes[i]) && !W->nodes[i].log->fatal;
+    WI.tries++;
+    if (!ready || !others_hold_leaders_log(l, v)) {
+        sim_at(W->now + sim_range(20, 200) * SIM_MS, wipe_tick, NULL);
+        return;
+    }
+    struct sim_node *n = &W->nodes[v];
+    sim_log("n%" PRIu64 " WIPE (%s; log trimmed to %" PRIu64 ")", n->id,
+            v == l ? "the leader" : "a follower", node_trimmed(&W->nodes[l]));
+    node_crash(n, 0);
+    WI.wiped[v] = true;
+    WI.wipes++;
+    uint64_t down = 3ull * W->base.election_timeout_ms + sim_range(0, 1000);
+    sim_at(W->now + down * SIM_MS, wipe_up, n);
+    /* The next one once this one had time to come back and install. */
+    sim_at(W->now + (down + sim_range(2000, 4000)) * SIM_MS, wipe_tick, NULL);
+}
+
+static void install_configure(void)
+{
+    sm_configure();
+    memset(&WI, 0, sizeof WI);
+    W->base.retention_bytes = sim_range(24, 96) << 10;
+    W->base.retention_check_ms = (unsigned)sim_range(50, 400);
+    /* Many pieces per snapshot, so drops, resets and resumes meet them. */
+    rl_sm_install_piece = (uint32_t)sim_range(1, 64) << 10;
+}
+
+static void install_setup(void)
+{
+    sm_setup();
+    sim_at(W->now + sim_range(2500, 4000) * SIM_MS, wipe_tick, NULL);
+}
+
+static bool all_applied(void)
+{
+    uint64_t end = node_visible(&W->nodes[0]);
+    for (int i = 0; i < W->n; i++)
+        if (sm_state_of(&W->nodes[i])->next != end)
+            return false;
+    return true;
+}
+
+static const char *install_verify(void)
+{
+    /* An install may still be under way after the logs converged. */
+    uint64_t deadline = W->now + 30000 * SIM_MS;
+    while (!all_applied() && W->now < deadline)
+        world_run(W->now + 10 * SIM_MS, NULL);
+    const char *why = sm_verify();
+    if (why)
+        return why;
+    sim_log("install: %lu wipes (%lu tries), %lu installs restored", WI.wipes, WI.tries,
+            WI.installs);
+    if (WI.installs == 0)
+        return WI.wipes ? "no wiped node needed a snapshot: the scenario did not bite"
+                        : "no node was wiped: the scenario did not bite";
     return NULL;
 }
 
@@ -2315,6 +2454,7 @@ static const struct scenario scenarios[] = {
     {"sm", 3, 6000, 0, sm_setup, sm_verify},
     {"retention-policy", 3, 5000, 0, policy_setup, policy_verify},
     {"cursors", 3, 8000, 300, cursors_setup, cursors_verify},
+    {"sm-install", 3, 20000, 0, install_setup, install_verify},
 };
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
@@ -2533,6 +2673,9 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
     world_init(&w, seed, nodes, verbose);
     if (sc->setup == sm_setup)
         sm_configure(); /* state machines: in the config before the nodes open */
+    rl_sm_install_piece = RL_WIRE_SNAP_PIECE_MAX;
+    if (sc->setup == install_setup)
+        install_configure();
     if (getenv("SIM_TRACE_FROM"))
         w.trace_from = strtoull(getenv("SIM_TRACE_FROM"), NULL, 10) * SIM_MS;
     if (sc->setup == policy_setup)

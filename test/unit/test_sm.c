@@ -459,9 +459,10 @@ START_TEST(test_damaged_newest_falls_back)
 }
 END_TEST
 
-/* A node whose snapshots are gone while the log was trimmed past them:
- * stopped and said so, then going on from an installed snapshot. */
-START_TEST(test_trimmed_without_snapshot_reported_then_installed)
+/* A node whose snapshots are gone while the log was trimmed past them
+ * fetches the leader's snapshot over the transport, restores it and goes
+ * on after it (install.c); nothing before the snapshot is applied again. */
+START_TEST(test_trimmed_without_snapshot_installed_from_peer)
 {
     long long vals[50];
     int l = start_cluster(UINT64_MAX, vals, 50, 2);
@@ -478,12 +479,19 @@ START_TEST(test_trimmed_without_snapshot_reported_then_installed)
     state_reset(r);
     node_open(r);
     int rv = rlog_sm_wait(node[r], 50, 20000);
-    ck_assert_msg(rv == RLOG_ETRIMMED, "%s: %s", rlog_errname(rv), rlog_errmsg(node[r]));
-    ck_assert_msg(strstr(rlog_errmsg(node[r]), "snapshot") != NULL, "%s", rlog_errmsg(node[r]));
+    ck_assert_msg(rv == 0, "%s: %s", rlog_errname(rv), rlog_errmsg(node[r]));
     struct rlog_status st;
     ck_assert_int_eq(rlog_status(node[r], &st), 0);
-    ck_assert_int_eq(st.sm_needs_snapshot, 1);
-    /* What a snapshot install from a peer will do: the leader's file. */
+    ck_assert_int_eq(st.sm_needs_snapshot, 0);
+    ck_assert_uint_eq(st.snapshots_installed, 1);
+    ck_assert_uint_ge(st.snapshot_offset, 50);
+    ck_assert_uint_eq(S[r].s.restores, 1);
+    ck_assert_uint_eq(S[r].s.count, 50);
+    apply_on(l, &model, vals, 5);
+    check_same_state(55);
+    ck_assert_uint_eq(S[r].s.count, 55);
+    ck_assert_uint_eq(S[r].s.violations, 0);
+    /* A file that does not cover what it claims is refused, nothing moved. */
     char src[4400], tmp[4400], err[512];
     snprintf(cmd, sizeof cmd, "%s/sm", dirs[l]);
     rl_smf_path(src, sizeof src, cmd, 50, false);
@@ -491,15 +499,16 @@ START_TEST(test_trimmed_without_snapshot_reported_then_installed)
     size_t len;
     unsigned char *b = th_read_file(src, &len);
     th_write_file(tmp, b, len);
+    b[len / 2] ^= 1;
+    snprintf(cmd, sizeof cmd, "%s/flipped.sm", top);
+    th_write_file(cmd, b, len);
     free(b);
-    rv = rl_sm_install(node[r], tmp, err, sizeof err);
-    ck_assert_msg(rv == 0, "%s", err);
-    apply_on(l, &model, vals, 5);
-    check_same_state(55);
+    rv = rl_sm_install(node[r], tmp, 49, err, sizeof err);
+    ck_assert_msg(rv == RLOG_ECORRUPT && strstr(err, "before 50"), "%d %s", rv, err);
+    rv = rl_sm_install(node[r], cmd, 0, err, sizeof err);
+    ck_assert_msg(rv == RLOG_ECORRUPT, "%d %s", rv, err);
     ck_assert_int_eq(rlog_status(node[r], &st), 0);
-    ck_assert_int_eq(st.sm_needs_snapshot, 0);
     ck_assert_uint_eq(st.snapshots_installed, 1);
-    ck_assert_uint_eq(S[r].s.count, 55);
 }
 END_TEST
 
@@ -554,7 +563,7 @@ static Suite *sm_suite(void)
     tcase_add_test(tc, test_async_batch_results);
     tcase_add_test(tc, test_restart_restores_then_applies_once);
     tcase_add_test(tc, test_damaged_newest_falls_back);
-    tcase_add_test(tc, test_trimmed_without_snapshot_reported_then_installed);
+    tcase_add_test(tc, test_trimmed_without_snapshot_installed_from_peer);
     tcase_add_test(tc, test_bad_config_and_calls);
     suite_add_tcase(s, tc);
     return s;
