@@ -394,6 +394,18 @@ $(BENCH_SM): bench/bench_sm.c bench/cluster3.h $(STATIC)
 bench-sm: deps $(BENCH_SM)
 	@$(BENCH_SM) $(BENCH_ARGS)
 
+# make bench-install: a wiped follower's way back by snapshot install, its
+# transfer rate against the local snapshot write's (issue 13);
+# BENCH_ARGS="-s STATE_MIB -n RECORDS -d DIR".
+BENCH_INSTALL := $(BUILD)/bench/bench_install
+$(BENCH_INSTALL): bench/bench_install.c bench/cluster3.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
+.PHONY: bench-install
+bench-install: deps $(BENCH_INSTALL)
+	@$(BENCH_INSTALL) $(BENCH_ARGS)
+
 .PHONY: bench-repair
 bench-repair: deps $(BENCH_REPAIR)
 	@$(BENCH_REPAIR) $(BENCH_ARGS)

@@ -21,6 +21,27 @@ struct cluster3 {
     int leader;
 };
 
+/* Opens node i (again, after a close): 0, or 1 with the reason on stderr. */
+static inline int cluster3_open_node(struct cluster3 *c, int i,
+                                     void (*tune)(int i, struct rlog_config *cfg))
+{
+    struct rlog_config cfg;
+    rlog_config_init(&cfg);
+    cfg.id = (uint64_t)i + 1;
+    cfg.address = c->addrs[i];
+    cfg.data_dir = c->dirs[i];
+    cfg.peers = c->peers;
+    cfg.n_peers = 3;
+    if (tune)
+        tune(i, &cfg);
+    char err[256];
+    if (rlog_open(&cfg, &c->nodes[i], err, sizeof err) != 0) {
+        fprintf(stderr, "open: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
 /* Opens the three nodes and waits (up to 10 s) for a leader: 0, or 1 with
  * the reason on stderr. */
 static inline int cluster3_open(struct cluster3 *c, const char *dir, const char *name,
@@ -32,22 +53,9 @@ static inline int cluster3_open(struct cluster3 *c, const char *dir, const char 
         snprintf(c->dirs[i], sizeof c->dirs[i], "%s/n%d", c->top, i + 1);
         c->peers[i] = (struct rlog_peer){(uint64_t)i + 1, c->addrs[i]};
     }
-    for (int i = 0; i < 3; i++) {
-        struct rlog_config cfg;
-        rlog_config_init(&cfg);
-        cfg.id = (uint64_t)i + 1;
-        cfg.address = c->addrs[i];
-        cfg.data_dir = c->dirs[i];
-        cfg.peers = c->peers;
-        cfg.n_peers = 3;
-        if (tune)
-            tune(i, &cfg);
-        char err[256];
-        if (rlog_open(&cfg, &c->nodes[i], err, sizeof err) != 0) {
-            fprintf(stderr, "open: %s\n", err);
+    for (int i = 0; i < 3; i++)
+        if (cluster3_open_node(c, i, tune) != 0)
             return 1;
-        }
-    }
     c->leader = -1;
     for (int t = 0; t < 400 && c->leader < 0; t++) {
         usleep(25000);
