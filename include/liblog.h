@@ -31,8 +31,8 @@ extern "C" {
  * the library actually linked, which may differ under dynamic linking. */
 #define RLOG_VERSION_MAJOR 0
 #define RLOG_VERSION_MINOR 4
-#define RLOG_VERSION_PATCH 0
-#define RLOG_VERSION_STRING "0.4.0"
+#define RLOG_VERSION_PATCH 1
+#define RLOG_VERSION_STRING "0.4.1"
 /* One comparable number: major * 10000 + minor * 100 + patch. */
 #define RLOG_VERSION_NUMBER \
     (RLOG_VERSION_MAJOR * 10000 + RLOG_VERSION_MINOR * 100 + RLOG_VERSION_PATCH)
@@ -260,9 +260,10 @@ struct rlog_config {
      * record's, is within the last retention_ms milliseconds. Neither ever
      * trims the newest committed record. With a host state machine
      * (rlog_config.sm) the point never passes the leader's newest snapshot
-     * (none yet: nothing is trimmed). Until snapshot install exists, a
-     * node whose state machine then needs records before the first offset
-     * stops applying and says so (rlog_status.sm_needs_snapshot). */
+     * (none yet: nothing is trimmed). A node whose state machine then
+     * needs records before the first offset (down past a trim, wiped,
+     * added later) installs a member's newest snapshot over the peer
+     * transport (liblog 0.4.1; rlog_status.sm_needs_snapshot meanwhile). */
     uint64_t retention_bytes;
     uint64_t retention_ms;
     unsigned retention_check_ms;
@@ -537,8 +538,12 @@ struct rlog_status {
      * snapshot_failures (persist or restore failed, a file that did not
      * verify, a peer's copy refused), since open. sm_needs_snapshot 1: the
      * state machine needs records before the log's first offset here and
-     * no snapshot covers them, so nothing more is applied until one is
-     * installed (rlog_sm_wait fails with RLOG_ETRIMMED). */
+     * no snapshot here covers them, so nothing more is applied until one is
+     * installed: the node is fetching a member's newest snapshot (liblog
+     * 0.4.1: in pieces of at most 1 MiB over the peer connection, written
+     * to <data_dir>/sm/install.part, verified whole, then restored; a
+     * member that cannot give one is left for the next, retried while
+     * needed; the log says each step). */
     uint64_t applied_offset, snapshot_offset;
     uint64_t snapshots_taken, snapshots_installed, snapshot_failures;
     int sm_needs_snapshot;
@@ -709,11 +714,12 @@ RLOG_API int rlog_apply(rlog *log, const void *rec, size_t len, uint64_t *offset
 
 /* rlog_sm_wait - waits until every record before `offset` is applied on this
  * node, for at most timeout_ms (< 0: no limit). With rlog_barrier first, a
- * read of the host's state after it is linearizable. Errors: RLOG_EINVAL
- * (no state machine, or called on the apply thread or the loop thread),
- * RLOG_ETIMEOUT, RLOG_ECLOSED, RLOG_EFATAL, RLOG_ETRIMMED (the state
- * machine needs records before the log's first offset and no snapshot here
- * covers them: status sm_needs_snapshot). */
+ * read of the host's state after it is linearizable. While the node
+ * installs a peer's snapshot (status sm_needs_snapshot) it waits on.
+ * Errors: RLOG_EINVAL (no state machine, or called on the apply thread or
+ * the loop thread), RLOG_ETIMEOUT, RLOG_ECLOSED, RLOG_EFATAL, RLOG_ETRIMMED
+ * (at the deadline, or at close: the state machine still needs records
+ * before the log's first offset and no snapshot here covers them). */
 RLOG_API int rlog_sm_wait(rlog *log, uint64_t offset, int timeout_ms);
 
 /* rlog_sm_snapshot - takes a snapshot now and waits until it is durable;
