@@ -661,12 +661,95 @@ START_TEST(test_cursor_frames)
 }
 END_TEST
 
+/* liblog 0.4.1: a snapshot install's request and data frames. */
+START_TEST(test_snapshot_frames)
+{
+    struct rl_wire_fwd q = {.type = RL_WIRE_SNAP_REQUEST, .request = 5, .snap_need = 700,
+                            .snap_next = 0, .snap_pos = 1 << 20, .snap_budget = 65536};
+    size_t len;
+    unsigned char *f = encode(&q, &len);
+    struct rl_wire_fwd d;
+    char err[256];
+    ck_assert_int_eq(decode(f, len, &d, err, sizeof err), 0);
+    ck_assert_uint_eq(d.type, RL_WIRE_SNAP_REQUEST);
+    ck_assert_uint_eq(d.request, 5);
+    ck_assert_uint_eq(d.snap_need, 700);
+    ck_assert_uint_eq(d.snap_next, 0);
+    ck_assert_uint_eq(d.snap_pos, 1 << 20);
+    ck_assert_uint_eq(d.snap_budget, 65536);
+    rl_wire_fwd_free(&d);
+    unsigned char *budget = f + RL_WIRE_HDR + 32;
+    wr64(budget, 0);
+    reseal(f);
+    refused(f, len, "budget 0");
+    wr64(budget, RL_WIRE_SNAP_PIECE_MAX + 1ull);
+    reseal(f);
+    refused(f, len, "budget beyond a piece");
+    free(f);
+    q.snap_budget = RL_WIRE_SNAP_PIECE_MAX + 1;
+    struct rl_wire_out out;
+    ck_assert_int_eq(rl_wire_encode_fwd(&q, 7, &out), RLOG_EINVAL);
+
+    unsigned char piece[13] = "snapshotbytes";
+    struct rl_wire_fwd a = {.type = RL_WIRE_SNAP_DATA, .request = 5, .snap_next = 800,
+                            .snap_size = 100, .snap_pos = 87, .data = piece, .bytes = 13};
+    f = encode(&a, &len);
+    ck_assert_int_eq(decode(f, len, &d, err, sizeof err), 0);
+    ck_assert_uint_eq(d.type, RL_WIRE_SNAP_DATA);
+    ck_assert_int_eq(d.status, 0);
+    ck_assert_uint_eq(d.snap_next, 800);
+    ck_assert_uint_eq(d.snap_size, 100);
+    ck_assert_uint_eq(d.snap_pos, 87);
+    ck_assert_uint_eq(d.bytes, 13);
+    ck_assert_int_eq(memcmp(d.data, piece, 13), 0);
+    rl_wire_fwd_free(&d);
+    for (size_t i = 0; i < len; i++) {
+        f[i] ^= 0x04;
+        ck_assert_int_ne(decode(f, len, &d, err, sizeof err), 0);
+        f[i] ^= 0x04;
+    }
+    /* Resealed edits: a piece past the file's end, a position past it, a
+     * status with data, a status out of range, nonzero padding. */
+    unsigned char *size = f + RL_WIRE_HDR + 24, *pos = f + RL_WIRE_HDR + 32;
+    wr64(size, 99);
+    reseal(f);
+    refused(f, len, "piece past the end");
+    wr64(size, 100);
+    wr64(pos, UINT64_MAX - 5);
+    reseal(f);
+    refused(f, len, "position that wraps");
+    wr64(pos, 87);
+    wr64(f + RL_WIRE_HDR + 8, 5);
+    reseal(f);
+    refused(f, len, "status with data");
+    wr64(f + RL_WIRE_HDR + 8, 0);
+    f[len - 1] = 1;
+    reseal(f);
+    refused(f, len, "padding");
+    free(f);
+    struct rl_wire_fwd e = {.type = RL_WIRE_SNAP_DATA, .request = 6, .status = RLOG_ENOTFOUND};
+    f = encode(&e, &len);
+    ck_assert_int_eq(decode(f, len, &d, err, sizeof err), 0);
+    ck_assert_int_eq(d.status, RLOG_ENOTFOUND);
+    ck_assert_uint_eq(d.bytes, 0);
+    rl_wire_fwd_free(&d);
+    wr64(f + RL_WIRE_HDR + 8, 5000);
+    reseal(f);
+    refused(f, len, "status out of range");
+    free(f);
+    e.bytes = 4;
+    e.data = piece;
+    ck_assert_int_eq(rl_wire_encode_fwd(&e, 7, &out), RLOG_EINVAL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("forward");
     TCase *tc = tcase_create("frames");
     tcase_add_test(tc, test_forward_round_trip);
     tcase_add_test(tc, test_cursor_frames);
+    tcase_add_test(tc, test_snapshot_frames);
     tcase_add_test(tc, test_results_and_barrier_round_trip);
     tcase_add_test(tc, test_every_byte_corruption_refused);
     tcase_add_test(tc, test_truncated_and_extended_refused);
