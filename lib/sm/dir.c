@@ -124,3 +124,34 @@ int rl_smf_prune(const char *dir, unsigned keep, char *err, size_t errlen)
     }
     return 0;
 }
+
+int rl_smf_adopt(const char *dir, const char *path, const struct rl_smf_id *want,
+                 uint64_t expect_next, uint64_t *next_out, char *err, size_t errlen)
+{
+    rlog_sm_reader *r;
+    int rv = rl_smf_open(path, want, &r, err, errlen);
+    if (rv != 0)
+        return rv;
+    uint64_t next = rl_smf_reader_header(r)->next_offset;
+    rl_smf_close(r);
+    if (expect_next && next != expect_next) {
+        snprintf(err, errlen, "the file covers the records before %" PRIu64 ", not %" PRIu64,
+                 next, expect_next);
+        return RLOG_ECORRUPT;
+    }
+    if ((rv = rl_smf_mkdir(dir, err, errlen)) != 0)
+        return rv;
+    char dst[4096];
+    if (!rl_smf_path(dst, sizeof dst, dir, next, false)) {
+        snprintf(err, errlen, "snapshot path too long");
+        return RLOG_EINVAL;
+    }
+    if ((rv = rl_fs_rename(path, dst)) == 0)
+        rv = rl_fs_fsync_dir(dir);
+    if (rv != 0) {
+        snprintf(err, errlen, "cannot move %.1000s to %.1000s: %s", path, dst, strerror(-rv));
+        return rl_errno_to_rlog(rv);
+    }
+    *next_out = next;
+    return 0;
+}

@@ -95,31 +95,10 @@ int rl_sm_install(struct rlog *log, const char *path, uint64_t expect_next, char
      * one's peers list), so only a given name is compared; the transport
      * already proved the sender a member. */
     struct rl_smf_id want = {.node = sm->id.node, .cluster = sm->cluster_named ? sm->id.cluster : 0};
-    rlog_sm_reader *r;
-    int rv = rl_smf_open(path, &want, &r, err, errlen);
+    uint64_t next;
+    int rv = rl_smf_adopt(sm->dir, path, &want, expect_next, &next, err, errlen);
     if (rv != 0)
         return rv;
-    uint64_t next = rl_smf_reader_header(r)->next_offset;
-    rl_smf_close(r);
-    if (expect_next && next != expect_next) {
-        snprintf(err, errlen, "the file covers the records before %" PRIu64 ", not %" PRIu64,
-                 next, expect_next);
-        return RLOG_ECORRUPT;
-    }
-    char dst[4096];
-    rv = rl_smf_mkdir(sm->dir, err, errlen);
-    if (rv != 0)
-        return rv;
-    if (!rl_smf_path(dst, sizeof dst, sm->dir, next, false)) {
-        snprintf(err, errlen, "snapshot path too long");
-        return RLOG_EINVAL;
-    }
-    if ((rv = rl_fs_rename(path, dst)) == 0)
-        rv = rl_fs_fsync_dir(sm->dir);
-    if (rv != 0) {
-        snprintf(err, errlen, "cannot move %s to %s: %s", path, dst, strerror(-rv));
-        return rl_errno_to_rlog(rv);
-    }
     pthread_mutex_lock(&sm->mu);
     sm->installed++;
     pthread_mutex_unlock(&sm->mu);

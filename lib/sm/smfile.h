@@ -23,7 +23,8 @@
  * streams it (the file could change in between).
  *
  * Files of this layer, bottom first: layout.c (the layout above), write.c
- * (rlog_sm_writer), read.c (rlog_sm_reader), dir.c (listing, pruning).
+ * (rlog_sm_writer), read.c (rlog_sm_reader), dir.c (listing, pruning,
+ * adopting a fetched file).
  */
 #ifndef RL_SM_SMFILE_H
 #define RL_SM_SMFILE_H
@@ -100,5 +101,13 @@ int rl_smf_list(const char *dir, uint64_t **offs, size_t *n, char *err, size_t e
 /* Deletes all but the newest `keep` snapshot files (directory fsync'd).
  * 0 or an RLOG_E* code. */
 int rl_smf_prune(const char *dir, unsigned keep, char *err, size_t errlen);
+/* Takes the snapshot file at path (a peer's, fetched) into dir: verifies
+ * it whole (want as for rl_smf_open; unless expect_next is 0, it must
+ * cover the records before expect_next), renames it to its snap- name
+ * and fsyncs dir; *next_out gets its next_offset. The caller must have
+ * made path's bytes durable. 0 or an RLOG_E* code with err set (path is
+ * left where it was). */
+int rl_smf_adopt(const char *dir, const char *path, const struct rl_smf_id *want,
+                 uint64_t expect_next, uint64_t *next_out, char *err, size_t errlen);
 
 #endif

@@ -2,9 +2,11 @@
  * power loss at every write and at the sync of a new snapshot (the old one
  * or the new one is found whole, never a mix), a damaged byte anywhere
  * (detected; the listing's next older one verifies), pruning, stray .tmp
- * files. */
+ * files; a peer's file installed (received in pieces, adopted) under
+ * power loss at every write and sync, and bad received files refused. */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,6 +263,117 @@ START_TEST(test_foreign_cluster_refused)
 }
 END_TEST
 
+/* ---- install (sm/install.c): a peer's file received in pieces into
+ * install.part, made durable, then adopted (rl_smf_adopt) ---- */
+
+/* Receives `file` as install does: pieces of `piece` bytes written to
+ * dir/install.part, fdatasync, adopt. Stops at the first error. */
+static int receive(const unsigned char *file, size_t len, size_t piece, uint64_t expect,
+                   char *err, size_t errlen)
+{
+    char part[4200];
+    snprintf(part, sizeof part, "%s/install.part", dir);
+    int fd, rv = rl_fs_open(part, O_WRONLY | O_CREAT | O_TRUNC, 0600, &fd);
+    if (rv != 0)
+        return rl_errno_to_rlog(rv);
+    for (size_t at = 0; at < len && rv == 0; at += piece)
+        rv = rl_fs_pwrite(fd, file + at, len - at < piece ? len - at : piece, at);
+    if (rv == 0)
+        rv = rl_fs_fdatasync(fd);
+    rl_fs_close(fd);
+    if (rv != 0) {
+        snprintf(err, errlen, "%s", strerror(-rv));
+        return rl_errno_to_rlog(rv);
+    }
+    uint64_t next;
+    rv = rl_smf_adopt(dir, part, &ID, expect, &next, err, errlen);
+    if (rv == 0)
+        ck_assert_uint_eq(next, expect);
+    return rv;
+}
+
+/* The peer's snapshot 99, as bytes. */
+static unsigned char *peer_file(size_t len, size_t *flen)
+{
+    ck_assert_int_eq(write_snap(99, len, 2, 1000), 0);
+    char path[4096];
+    rl_smf_path(path, sizeof path, dir, 99, false);
+    unsigned char *b = th_read_file(path, flen);
+    rl_fs_unlink(path);
+    return b;
+}
+
+/* Power loss at every write of the received pieces (torn or not) and at
+ * every sync after them: an open finds the old snapshot whole, or the
+ * received one whole once its adoption finished; never a torn one. */
+START_TEST(test_install_power_loss_everywhere)
+{
+    const size_t len = 4 * CHUNK + 77;
+    ck_assert_int_eq(write_snap(10, 3000, 1, 3000), 0);
+    size_t flen;
+    unsigned char *file = peer_file(len, &flen);
+    char err[512], path[4096];
+    rl_smf_path(path, sizeof path, dir, 99, false);
+    struct rl_fs_counters c0, c1;
+    rl_fs_counters(&c0);
+    ck_assert_int_eq(receive(file, flen, 5000, 99, err, sizeof err), 0);
+    rl_fs_counters(&c1);
+    ck_assert_int_eq(check_snap(99, len, 2), 0);
+    unsigned writes = (unsigned)(c1.writes - c0.writes), syncs = (unsigned)(c1.syncs - c0.syncs);
+    ck_assert_uint_ge(writes, 4);
+    ck_assert_uint_ge(syncs, 1);
+    static const long tears[] = {-1, 1, 3000};
+    for (unsigned k = 1; k <= writes; k++)
+        for (unsigned t = 0; t < sizeof tears / sizeof *tears; t++) {
+            rl_fs_unlink(path);
+            struct rl_fs_faults f = {.write_fail_at = k, .write_errno = EIO,
+                                     .write_short_bytes = tears[t] > 0 ? (size_t)tears[t] : 0};
+            rl_fs_faults_set(&f);
+            ck_assert_int_ne(receive(file, flen, 5000, 99, err, sizeof err), 0);
+            rl_fs_crash(tears[t]);
+            rl_fs_faults_clear();
+            ck_assert_uint_eq(newest_valid(), 10);
+        }
+    for (unsigned k = 1; k <= syncs + 1; k++) {
+        rl_fs_unlink(path);
+        struct rl_fs_faults f = {.crash_at_sync = k};
+        rl_fs_faults_set(&f);
+        int rv = receive(file, flen, 5000, 99, err, sizeof err);
+        rl_fs_crash(-1);
+        rl_fs_faults_clear();
+        uint64_t found = newest_valid();
+        ck_assert_msg(found == 10 || (rv == 0 && found == 99), "crash at sync %u: rv %d found %llu",
+                      k, rv, (unsigned long long)found);
+        if (found == 99)
+            ck_assert_int_eq(check_snap(99, len, 2), 0);
+    }
+    free(file);
+}
+END_TEST
+
+/* A received file that is not what it claims is refused and left out of
+ * the directory: a piece missing, one flipped bit, another offset. */
+START_TEST(test_install_refuses_bad_files)
+{
+    ck_assert_int_eq(write_snap(10, 3000, 1, 3000), 0);
+    size_t flen;
+    unsigned char *file = peer_file(2 * CHUNK + 5, &flen);
+    char err[512];
+    ck_assert_int_eq(receive(file, flen - 8, 4096, 99, err, sizeof err), RLOG_ECORRUPT);
+    ck_assert_uint_eq(newest_valid(), 10);
+    file[flen / 2] ^= 0x40;
+    ck_assert_int_eq(receive(file, flen, 4096, 99, err, sizeof err), RLOG_ECORRUPT);
+    ck_assert_uint_eq(newest_valid(), 10);
+    file[flen / 2] ^= 0x40;
+    ck_assert_int_eq(receive(file, flen, 4096, 98, err, sizeof err), RLOG_ECORRUPT);
+    ck_assert_msg(strstr(err, "before 99") != NULL, "%s", err);
+    ck_assert_uint_eq(newest_valid(), 10);
+    ck_assert_int_eq(receive(file, flen, 4096, 99, err, sizeof err), 0);
+    ck_assert_uint_eq(newest_valid(), 99);
+    free(file);
+}
+END_TEST
+
 static Suite *smfile_suite(void)
 {
     Suite *s = suite_create("smfile");
@@ -274,6 +387,8 @@ static Suite *smfile_suite(void)
     tcase_add_test(tc, test_enospc_abandons);
     tcase_add_test(tc, test_damage_anywhere_detected);
     tcase_add_test(tc, test_foreign_cluster_refused);
+    tcase_add_test(tc, test_install_power_loss_everywhere);
+    tcase_add_test(tc, test_install_refuses_bad_files);
     suite_add_tcase(s, tc);
     return s;
 }
