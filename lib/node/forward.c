@@ -758,7 +758,8 @@ int rl_fwd_recv(void *arg, uint64_t from, struct rl_wire_fwd *m)
     struct rlog *log = arg;
     if (log->fwd.closed || !log->raft_started)
         return 0;
-    if (m->type == RL_WIRE_SNAP_REQUEST || m->type == RL_WIRE_SNAP_DATA)
+    if (m->type == RL_WIRE_SNAP_REQUEST || m->type == RL_WIRE_SNAP_DATA ||
+        m->type == RL_WIRE_SNAP_HAVE)
         return rl_sm_install_recv(log, from, m);
     if (m->type == RL_WIRE_FORWARD || m->type == RL_WIRE_BARRIER || m->type == RL_WIRE_CURSOR)
         return serve(log, from, m);

@@ -142,10 +142,7 @@ uint64_t rl_sm_trim_floor(struct rlog *log)
     struct rl_sm *sm = log->sm;
     if (!sm)
         return UINT64_MAX;
-    pthread_mutex_lock(&sm->mu);
-    uint64_t floor = sm->snap_offset;
-    pthread_mutex_unlock(&sm->mu);
-    return floor;
+    return rl_sm_quorum_snapshot(log);
 }
 
 void rl_sm_step(struct rlog *log)

@@ -451,8 +451,90 @@ static void take_piece(struct rlog *log, uint64_t from, struct rl_wire_fwd *m)
     }
 }
 
+/* ---- snapshot reports (the leader's retention floor) ----------------------- */
+
+static void note_report(struct rl_sm *sm, uint64_t from, uint64_t next)
+{
+    struct rl_sm_report *slot = NULL;
+    for (unsigned i = 0; i < RL_SM_REPORTS && !slot; i++)
+        if (sm->reports[i].id == from || sm->reports[i].id == 0)
+            slot = &sm->reports[i];
+    if (!slot) { /* more reporters than slots: one that is not a member goes */
+        const struct raft_configuration *c = &sm->log->raft.configuration;
+        for (unsigned i = 0; i < RL_SM_REPORTS && !slot; i++) {
+            bool member = false;
+            for (unsigned k = 0; k < c->n; k++)
+                member |= c->servers[k].id == sm->reports[i].id;
+            if (!member)
+                slot = &sm->reports[i];
+        }
+    }
+    if (slot)
+        *slot = (struct rl_sm_report){.id = from, .next = next};
+}
+
+static void report(struct rlog *log)
+{
+    struct rl_sm *sm = log->sm;
+    raft_id leader = 0;
+    const char *addr = NULL;
+    raft_leader(&log->raft, &leader, &addr);
+    if (!leader || leader == log->cfg.id)
+        return;
+    pthread_mutex_lock(&sm->mu);
+    uint64_t next = sm->snap_offset;
+    pthread_mutex_unlock(&sm->mu);
+    uint64_t now = now_ms(log);
+    if (next == sm->reported_next && leader == sm->reported_to && now < sm->reported_ms + 1000)
+        return;
+    struct rl_wire_fwd m = {.type = RL_WIRE_SNAP_HAVE, .snap_next = next};
+    if (send_to(log, leader, &m) == 0) {
+        sm->reported_next = next;
+        sm->reported_to = leader;
+        sm->reported_ms = now;
+    }
+}
+
+static int desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+uint64_t rl_sm_quorum_snapshot(struct rlog *log)
+{
+    struct rl_sm *sm = log->sm;
+    const struct raft_configuration *c = &log->raft.configuration;
+    uint64_t have[64];
+    unsigned n = 0;
+    for (unsigned i = 0; i < c->n && n < 64; i++) {
+        if (c->servers[i].role != RAFT_VOTER)
+            continue;
+        uint64_t next = 0;
+        if (c->servers[i].id == log->cfg.id) {
+            pthread_mutex_lock(&sm->mu);
+            next = sm->snap_offset;
+            pthread_mutex_unlock(&sm->mu);
+        } else {
+            for (unsigned k = 0; k < RL_SM_REPORTS; k++)
+                if (sm->reports[k].id == c->servers[i].id)
+                    next = sm->reports[k].next;
+        }
+        have[n++] = next;
+    }
+    if (n == 0)
+        return 0;
+    qsort(have, n, sizeof *have, desc);
+    return have[n / 2]; /* the (n/2 + 1)-th largest: a majority hold it */
+}
+
 int rl_sm_install_recv(struct rlog *log, uint64_t from, struct rl_wire_fwd *m)
 {
+    if (m->type == RL_WIRE_SNAP_HAVE) {
+        if (log->sm)
+            note_report(log->sm, from, m->snap_next);
+        return 0;
+    }
     if (m->type == RL_WIRE_SNAP_REQUEST)
         serve(log, from, m);
     else if (log->sm)
@@ -467,9 +549,12 @@ void rl_sm_install_poll(struct rlog *log)
         return;
     struct rl_sm_fetch *f = &sm->fetch;
     uint64_t now = now_ms(log);
-    if (f->state == F_WRITING || f->state == F_FINISHING || now < f->polled_ms + POLL_MS)
+    if (now < f->polled_ms + POLL_MS)
         return;
     f->polled_ms = now;
+    report(log);
+    if (f->state == F_WRITING || f->state == F_FINISHING)
+        return;
     pthread_mutex_lock(&sm->mu);
     bool needs = sm->needs_snapshot;
     pthread_mutex_unlock(&sm->mu);

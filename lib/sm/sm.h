@@ -52,6 +52,10 @@ struct rl_sm_job {
     uint64_t seq;            /* the rlog_sm_snapshot requests it answers */
 };
 
+/* Members whose snapshot reports a leader keeps (more: the oldest
+ * reporters' are replaced). */
+#define RL_SM_REPORTS 16
+
 /* The fetch of a peer's snapshot (install.c; loop thread, and its
  * threadpool jobs one at a time). */
 struct rl_sm_fetch {
@@ -123,6 +127,12 @@ struct rl_sm {
     /* Loop thread: snapshot install (install.c). */
     struct rl_sm_fetch fetch;
     struct rl_sm_serve serving;
+    /* Loop thread: what members reported of their newest snapshot (the
+     * leader's retention floor), and this node's last report. */
+    struct rl_sm_report {
+        uint64_t id, next;
+    } reports[RL_SM_REPORTS];
+    uint64_t reported_next, reported_to, reported_ms;
 
     /* Apply side only. */
     uint64_t last_capture;
@@ -171,9 +181,10 @@ void rl_sm_stop(struct rlog *log);
 bool rl_sm_own_thread_of(struct rlog *log);
 void rl_sm_free(struct rlog *log);
 void rl_sm_status(struct rlog *log, struct rlog_status *st);
-/* The offset retention must not trim past: the newest snapshot here covers
- * the records before it (0: none yet, so nothing may go); UINT64_MAX
- * without a state machine. */
+/* The offset retention must not trim past: a quorum of the voters' newest
+ * snapshots cover the records before it (0: not yet, so nothing may go),
+ * so losing any one node's disk leaves a snapshot to install from;
+ * UINT64_MAX without a state machine. */
 uint64_t rl_sm_trim_floor(struct rlog *log);
 /* Stepped mode: the world's turn for the state machine. */
 void rl_sm_step(struct rlog *log);
@@ -187,16 +198,21 @@ void rl_sm_request_snapshot(struct rlog *log);
 int rl_sm_install(struct rlog *log, const char *path, uint64_t expect_next, char *err,
                   size_t errlen);
 
-/* install.c: a SNAP_REQUEST or SNAP_DATA frame from member `from` (loop
- * thread; node/forward.c hands them over). Always 0. */
+/* install.c: a SNAP_REQUEST, SNAP_DATA or SNAP_HAVE frame from member
+ * `from` (loop thread; node/forward.c hands them over). Always 0. */
 struct rl_wire_fwd;
 int rl_sm_install_recv(struct rlog *log, uint64_t from, struct rl_wire_fwd *m);
-/* After each event: starts, resumes or gives up a fetch of a peer's
- * snapshot while the state machine needs one. */
+/* After each event: reports this node's newest snapshot to the leader
+ * (when it changed, and every second); starts, resumes or gives up a
+ * fetch of a peer's snapshot while the state machine needs one. */
 void rl_sm_install_poll(struct rlog *log);
 /* Bytes asked for per piece (RL_WIRE_SNAP_PIECE_MAX; the simulator
  * lowers it so that its small snapshots travel in many pieces). */
 extern uint32_t rl_sm_install_piece;
+/* The offset a quorum of the voters' newest snapshots cover (this node's
+ * own, the others' as reported): retention's floor on the leader. Loop
+ * thread. */
+uint64_t rl_sm_quorum_snapshot(struct rlog *log);
 /* Releases what a fetch or a serve holds (after the loop stopped). */
 void rl_sm_install_free(struct rl_sm *sm);
 

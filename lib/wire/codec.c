@@ -37,6 +37,7 @@ const char *const rl_wire__type_names[] = {
     [RL_WIRE_CURSOR_RESULT] = "cursor_result",
     [RL_WIRE_SNAP_REQUEST] = "snap_request",
     [RL_WIRE_SNAP_DATA] = "snap_data",
+    [RL_WIRE_SNAP_HAVE] = "snap_have",
 };
 
 static bool known_type(unsigned type)
@@ -98,6 +99,9 @@ static void body_shape(unsigned type, uint32_t *min, bool *exact)
         break;
     case RL_WIRE_SNAP_REQUEST:
         *min = 5 * 8;
+        break;
+    case RL_WIRE_SNAP_HAVE:
+        *min = 2 * 8;
         break;
     case RL_WIRE_SNAP_DATA:
         *min = 6 * 8; /* a status: no data */

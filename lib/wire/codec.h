@@ -87,9 +87,13 @@ enum {
      *    budget (bytes wanted, 1..RL_WIRE_SNAP_PIECE_MAX).
      *  SNAP_DATA: request, status (an RLOG_E* code negated, or 0), next
      *    (the file's next_offset), size (the file's bytes), pos, data length
-     *    (0 with a status), the data (padded to 8). */
+     *    (0 with a status), the data (padded to 8).
+     *  SNAP_HAVE: request (0), next (the newest snapshot here covers the
+     *    records before it): a node's report to the leader, whose
+     *    retention trims only behind what a quorum's snapshots cover. */
     RL_WIRE_SNAP_REQUEST = 73,
     RL_WIRE_SNAP_DATA = 74,
+    RL_WIRE_SNAP_HAVE = 75,
 };
 
 #define RL_WIRE_FWD_MSG_MAX 255u
@@ -156,7 +160,7 @@ static inline bool rl_wire_is_own(unsigned type)
 
 static inline bool rl_wire_is_fwd(unsigned type)
 {
-    return type >= RL_WIRE_FORWARD && type <= RL_WIRE_SNAP_DATA;
+    return type >= RL_WIRE_FORWARD && type <= RL_WIRE_SNAP_HAVE;
 }
 
 struct rl_wire_hdr {

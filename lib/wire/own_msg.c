@@ -279,6 +279,9 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
             return RLOG_EINVAL;
         body = 5 * 8;
         break;
+    case RL_WIRE_SNAP_HAVE:
+        body = 2 * 8;
+        break;
     case RL_WIRE_SNAP_DATA:
         if (m->status > 0 || m->bytes > RL_WIRE_SNAP_PIECE_MAX || (m->status && m->bytes) ||
             (m->bytes && !m->data))
@@ -312,6 +315,8 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
         w64(&w, m->snap_next);
         w64(&w, m->snap_pos);
         w64(&w, m->snap_budget);
+    } else if (m->type == RL_WIRE_SNAP_HAVE) {
+        w64(&w, m->snap_next);
     } else if (m->type == RL_WIRE_SNAP_DATA) {
         w64(&w, (uint64_t)-(int64_t)m->status);
         w64(&w, m->snap_next);
@@ -501,6 +506,13 @@ int rl_wire_decode_fwd(const struct rl_wire_hdr *hdr, const void *body, struct r
         return decode_snap_request(&r, m);
     case RL_WIRE_SNAP_DATA:
         return decode_snap_data(&r, m);
+    case RL_WIRE_SNAP_HAVE: {
+        unsigned long long next;
+        if ((rv = r64(&r, "next", &next)) != 0 || (rv = rend(&r)) != 0)
+            return rv;
+        m->snap_next = next;
+        return 0;
+    }
     default:
         return decode_result(&r, m);
     }

@@ -2322,25 +2322,29 @@ static const char *sm_verify(void)
  * verified, restored (rule (c): the state at that offset everywhere), then
  * applied on consecutively (rule (b)). A wipe happens only when it cannot
  * lose an acknowledged record (every other node holds the leader's whole
- * log) and the node stays down three election timeouts, so it cannot vote
- * again in a term it voted in before. Random faults run beside it. At the
+ * log), the directory goes at once (before anything could restart the
+ * node), and the node stays down three election timeouts, so it cannot
+ * vote again in a term it voted in before. Random faults run beside it. At the
  * end every node has applied the whole log, and at least one install
  * restored a peer's snapshot. */
 
 
-static void wipe_up(void *arg)
+/* Deletes a crashed node's data directory as soon as its close is done
+ * (nothing restarts it meanwhile: hold_until), then starts it empty once
+ * the hold is over. */
+static void wipe_down(void *arg)
 {
     struct sim_node *n = arg;
     if (n->log) { /* still closing */
-        sim_at(W->now + 50 * SIM_MS, wipe_up, n);
+        sim_at(W->now + SIM_MS, wipe_down, n);
         return;
     }
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", n->dir);
     if (system(cmd) != 0)
         fail_check("could not wipe %s", n->dir);
-    sim_log("n%" PRIu64 " wiped; starting empty", n->id);
-    node_start(n);
+    sim_log("n%" PRIu64 " wiped", n->id);
+    node_restart_after(n, n->hold_until > W->now ? n->hold_until - W->now : 0);
 }
 
 /* Whether every node but v holds leader l's whole log (so v's copy of
@@ -2384,11 +2388,12 @@ static void wipe_tick(void *arg)
     struct sim_node *n = &W->nodes[v];
     sim_log("n%" PRIu64 " WIPE (%s; log trimmed to %" PRIu64 ")", n->id,
             v == l ? "the leader" : "a follower", node_trimmed(&W->nodes[l]));
+    uint64_t down = 3ull * W->base.election_timeout_ms + sim_range(0, 1000);
+    n->hold_until = W->now + down * SIM_MS;
     node_crash(n, 0);
     WI.wiped[v] = true;
     WI.wipes++;
-    uint64_t down = 3ull * W->base.election_timeout_ms + sim_range(0, 1000);
-    sim_at(W->now + down * SIM_MS, wipe_up, n);
+    wipe_down(n);
     /* The next one once this one had time to come back and install. */
     sim_at(W->now + (down + sim_range(2000, 4000)) * SIM_MS, wipe_tick, NULL);
 }

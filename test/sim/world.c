@@ -975,6 +975,10 @@ static void restart_ev(void *arg)
         sim_at(W->now + 50 * SIM_MS, restart_ev, n);
         return;
     }
+    if (W->now < n->hold_until) { /* held down (sim-install's wipes) */
+        sim_at(n->hold_until, restart_ev, n);
+        return;
+    }
     node_start(n);
 }
 

@@ -38,6 +38,7 @@ struct sim_node {
     uint64_t pause_cut_ms;   /* paused-leader-catchup: how long the cut lasts */
     uint64_t disk_busy_until;
     uint64_t incarnation;    /* bumps at every open */
+    uint64_t hold_until;     /* no restart before this virtual time (a wipe) */
     /* listening side of the simulated transport */
     struct raft_uv_transport *transport;
     void *accept_cb;

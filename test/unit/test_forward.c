@@ -740,6 +740,21 @@ START_TEST(test_snapshot_frames)
     e.bytes = 4;
     e.data = piece;
     ck_assert_int_eq(rl_wire_encode_fwd(&e, 7, &out), RLOG_EINVAL);
+    /* A node's report of its newest snapshot: exactly two words. */
+    struct rl_wire_fwd h = {.type = RL_WIRE_SNAP_HAVE, .snap_next = 4242};
+    f = encode(&h, &len);
+    ck_assert_uint_eq(len, RL_WIRE_HDR + 16);
+    ck_assert_int_eq(decode(f, len, &d, err, sizeof err), 0);
+    ck_assert_uint_eq(d.type, RL_WIRE_SNAP_HAVE);
+    ck_assert_uint_eq(d.snap_next, 4242);
+    rl_wire_fwd_free(&d);
+    unsigned char *g = calloc(1, len + 8);
+    memcpy(g, f, len);
+    wr32(g + 8, 24);
+    reseal(g);
+    refused(g, len + 8, "a third word");
+    free(g);
+    free(f);
 }
 END_TEST
 
