@@ -259,8 +259,11 @@ struct rlog_config {
      * leader's wall clock when it formed the batch), or an earlier
      * record's, is within the last retention_ms milliseconds. Neither ever
      * trims the newest committed record. With a host state machine
-     * (rlog_config.sm) the point never passes the leader's newest snapshot
-     * (none yet: nothing is trimmed). A node whose state machine then
+     * (rlog_config.sm) the point never passes what a majority of the
+     * voters' newest snapshots cover (each node reports its newest to the
+     * leader; liblog 0.4.1: before, the leader's own), so losing one
+     * node's disk leaves a snapshot to install from (none yet: nothing is
+     * trimmed). A node whose state machine then
      * needs records before the first offset (down past a trim, wiped,
      * added later) installs a member's newest snapshot over the peer
      * transport (liblog 0.4.1; rlog_status.sm_needs_snapshot meanwhile). */
