@@ -42,6 +42,7 @@ static struct node_sm S[N];
 static char top[4096], dirs[N][4200], addrs[N][32];
 static struct rlog_peer peers[N];
 static uint64_t every;
+static uint64_t retention_bytes; /* 0: no policy */
 
 static rlog *node[N];
 
@@ -164,6 +165,8 @@ static void cfg_for(int i, struct rlog_config *c, struct rlog_sm *sm)
     c->sm = sm;
     c->sm_snapshot_every = every;
     c->sm_snapshots_keep = 2;
+    c->retention_bytes = retention_bytes;
+    c->retention_check_ms = 50;
 }
 
 static struct rlog_sm sms[N];
@@ -512,6 +515,49 @@ START_TEST(test_trimmed_without_snapshot_installed_from_peer)
 }
 END_TEST
 
+/* Retention with a state machine trims only behind what a majority of
+ * the voters' newest snapshots cover: the leader's snapshot alone lets
+ * nothing go; once a follower has one too, the log is trimmed up to the
+ * lower of the two, never past it. */
+static uint64_t first_offset_of(int i)
+{
+    struct rlog_status st;
+    ck_assert_int_eq(rlog_status(node[i], &st), 0);
+    return st.first_offset;
+}
+
+START_TEST(test_retention_behind_a_majority_of_snapshots)
+{
+    retention_bytes = 1; /* as little as it may keep: the newest record */
+    long long vals[60];
+    int l = start_cluster(UINT64_MAX, vals, 60, 1);
+    int64_t model = 0;
+    apply_on(l, &model, vals, 50);
+    check_same_state(50);
+    uint64_t at = 0;
+    ck_assert_int_eq(rlog_sm_snapshot(node[l], &at), 0);
+    ck_assert_uint_eq(at, 50);
+    usleep(1500 * 1000); /* reports every second, retention every 50 ms */
+    ck_assert_uint_eq(first_offset_of(l), 0);
+    int f = (l + 1) % N;
+    ck_assert_int_eq(rlog_sm_snapshot(node[f], &at), 0);
+    ck_assert_uint_eq(at, 50);
+    uint64_t first = 0;
+    for (int t = 0; t < 100 && (first = first_offset_of(l)) == 0; t++)
+        usleep(50 * 1000);
+    ck_assert_msg(first == 49, "first offset %llu, want 49 (the newest record stays)",
+                  (unsigned long long)first);
+    /* The leader moves on alone: the floor stays at the follower's 50. */
+    apply_on(l, &model, vals + 50, 10);
+    ck_assert_int_eq(rlog_sm_snapshot(node[l], &at), 0);
+    ck_assert_uint_eq(at, 60);
+    usleep(1500 * 1000);
+    first = first_offset_of(l);
+    ck_assert_msg(first == 50, "first offset %llu, want 50", (unsigned long long)first);
+    retention_bytes = 0;
+}
+END_TEST
+
 START_TEST(test_bad_config_and_calls)
 {
     struct rlog_config c;
@@ -564,6 +610,7 @@ static Suite *sm_suite(void)
     tcase_add_test(tc, test_restart_restores_then_applies_once);
     tcase_add_test(tc, test_damaged_newest_falls_back);
     tcase_add_test(tc, test_trimmed_without_snapshot_installed_from_peer);
+    tcase_add_test(tc, test_retention_behind_a_majority_of_snapshots);
     tcase_add_test(tc, test_bad_config_and_calls);
     suite_add_tcase(s, tc);
     return s;
