@@ -2329,46 +2329,68 @@ static const char *sm_verify(void)
  * restored a peer's snapshot. */
 
 
-/* Deletes a crashed node's data directory as soon as its close is done
- * (nothing restarts it meanwhile: hold_until), then starts it empty once
- * the hold is over. */
-static void wipe_down(void *arg)
-{
-    struct sim_node *n = arg;
-    if (n->log) { /* still closing */
-        sim_at(W->now + SIM_MS, wipe_down, n);
-        return;
-    }
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", n->dir);
-    if (system(cmd) != 0)
-        fail_check("could not wipe %s", n->dir);
-    sim_log("n%" PRIu64 " wiped", n->id);
-    node_restart_after(n, n->hold_until > W->now ? n->hold_until - W->now : 0);
-}
+/* The wipe under way: the victim, and what the other nodes must hold
+ * before its directory may go. */
+static struct wipe_plan {
+    int victim, leader;
+    uint64_t index, term;   /* the last entry the victim could have helped commit */
+    uint64_t deadline;
+} WP = {.victim = -1};
 
-/* Whether every node but v holds leader l's whole log (so v's copy of
- * anything acknowledged is not the only one beside the leader's). */
-static bool others_hold_leaders_log(int l, int v)
+/* Whether every node but the victim holds entry WP.index of term WP.term.
+ * A wiped node votes for any candidate (its log is empty), so each node
+ * that stays must hold everything committed with the victim's help, or it
+ * could win an election with the wiped node's vote and overwrite it. */
+static bool others_hold(void)
 {
-    struct rl_store *ls = W->nodes[l].log->store;
-    uint64_t last = rl_store_last_index(ls);
-    struct rl_store_entry e;
-    if (last == 0 || rl_store_read(ls, last, &e) != 0)
-        return false;
-    free((void *)e.buf);
-    uint64_t term = e.term;
     for (int j = 0; j < W->n; j++) {
-        if (j == v || j == l)
+        if (j == WP.victim)
             continue;
-        struct rl_store *s = W->nodes[j].log->store;
-        if (rl_store_last_index(s) < last || rl_store_read(s, last, &e) != 0)
+        struct sim_node *o = &W->nodes[j];
+        if (!node_up(o))
+            return false;
+        struct rl_store_entry e;
+        if (rl_store_first_index(o->log->store) > WP.index)
+            continue; /* trimmed there: committed, so the same everywhere */
+        if (rl_store_last_index(o->log->store) < WP.index ||
+            rl_store_read(o->log->store, WP.index, &e) != 0)
             return false;
         free((void *)e.buf);
-        if (e.term != term)
+        if (e.term != WP.term)
             return false;
     }
     return true;
+}
+
+static void wipe_tick(void *arg);
+
+/* Deletes the crashed victim's data directory once it is closed and the
+ * others hold everything it could have acknowledged (it can acknowledge
+ * nothing more: its connections are cut); gives the wipe up if that does
+ * not happen in time (the node then restarts with its data). Nothing
+ * restarts it before hold_until either way. */
+static void wipe_when_safe(void *arg)
+{
+    (void)arg;
+    struct sim_node *n = &W->nodes[WP.victim];
+    if (!n->log && others_hold()) {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", n->dir);
+        if (system(cmd) != 0)
+            fail_check("could not wipe %s", n->dir);
+        WI.wiped[WP.victim] = true;
+        WI.wipes++;
+        sim_log("n%" PRIu64 " wiped", n->id);
+    } else if (W->now < WP.deadline) {
+        sim_at(W->now + 10 * SIM_MS, wipe_when_safe, NULL);
+        return;
+    } else {
+        sim_log("n%" PRIu64 " not wiped: the others never held entry %" PRIu64, n->id, WP.index);
+    }
+    node_restart_after(n, n->hold_until > W->now ? n->hold_until - W->now : 0);
+    WP.victim = -1;
+    /* The next one once this one had time to come back and install. */
+    sim_at(n->hold_until + sim_range(2000, 4000) * SIM_MS, wipe_tick, NULL);
 }
 
 static void wipe_tick(void *arg)
@@ -2377,31 +2399,39 @@ static void wipe_tick(void *arg)
     if (!H.faults_on)
         return;
     int l = leader_idx(), v = (int)sim_range(0, (uint64_t)W->n - 1);
-    bool ready = l >= 0;
+    bool ready = l >= 0 && WP.victim < 0;
     for (int i = 0; i < W->n && ready; i++)
         ready = node_up(&W->nodes[i]) && !W->nodes[i].log->fatal;
+    struct rl_store_entry e;
+    /* What could be acknowledged with the victim's help: a follower's
+     * acknowledgement may still commit anything the leader holds; a dead
+     * leader commits nothing more than it has. */
+    uint64_t last = !ready ? 0
+                    : v == l ? W->nodes[l].log->raft.commit_index
+                             : rl_store_last_index(W->nodes[l].log->store);
     WI.tries++;
-    if (!ready || !others_hold_leaders_log(l, v)) {
+    if (!ready || last == 0 || rl_store_read(W->nodes[l].log->store, last, &e) != 0) {
         sim_at(W->now + sim_range(20, 200) * SIM_MS, wipe_tick, NULL);
         return;
     }
+    free((void *)e.buf);
     struct sim_node *n = &W->nodes[v];
-    sim_log("n%" PRIu64 " WIPE (%s; log trimmed to %" PRIu64 ")", n->id,
-            v == l ? "the leader" : "a follower", node_trimmed(&W->nodes[l]));
     uint64_t down = 3ull * W->base.election_timeout_ms + sim_range(0, 1000);
+    WP = (struct wipe_plan){.victim = v, .leader = l, .index = last, .term = e.term,
+                            .deadline = W->now + (down - 10) * SIM_MS};
+    sim_log("n%" PRIu64 " WIPE (%s; log trimmed to %" PRIu64 "; once the others hold entry %"
+            PRIu64 ")", n->id, v == l ? "the leader" : "a follower", node_trimmed(&W->nodes[l]),
+            last);
     n->hold_until = W->now + down * SIM_MS;
     node_crash(n, 0);
-    WI.wiped[v] = true;
-    WI.wipes++;
-    wipe_down(n);
-    /* The next one once this one had time to come back and install. */
-    sim_at(W->now + (down + sim_range(2000, 4000)) * SIM_MS, wipe_tick, NULL);
+    wipe_when_safe(NULL);
 }
 
 static void install_configure(void)
 {
     sm_configure();
     memset(&WI, 0, sizeof WI);
+    WP.victim = -1;
     W->base.retention_bytes = sim_range(24, 96) << 10;
     W->base.retention_check_ms = (unsigned)sim_range(50, 400);
     /* Many pieces per snapshot, so drops, resets and resumes meet them. */
