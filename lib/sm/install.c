@@ -91,17 +91,11 @@ int rl_sm_install(struct rlog *log, const char *path, uint64_t expect_next, char
         snprintf(err, errlen, "no state machine");
         return RLOG_EINVAL;
     }
-    /* A derived cluster name differs between members (it comes from each
-     * one's peers list), so only a given name is compared; the transport
-     * already proved the sender a member. */
-    struct rl_smf_id want = {.node = sm->id.node, .cluster = sm->cluster_named ? sm->id.cluster : 0};
+    struct rl_smf_id want = rl_sm_want(sm);
     uint64_t next;
     int rv = rl_smf_adopt(sm->dir, path, &want, expect_next, &next, err, errlen);
     if (rv != 0)
         return rv;
-    pthread_mutex_lock(&sm->mu);
-    sm->installed++;
-    pthread_mutex_unlock(&sm->mu);
     rl_log(log, 1, "state machine: installed the snapshot of records before %" PRIu64, next);
     rl_sm_installed(sm);
     return 0;
@@ -280,6 +274,25 @@ static void start(struct rlog *log)
     struct rl_sm *sm = log->sm;
     struct rl_sm_fetch *f = &sm->fetch;
     uint64_t first = rl_store_first_offset(log->store);
+    pthread_mutex_lock(&sm->mu);
+    bool refused = sm->failures > f->failures_then;
+    pthread_mutex_unlock(&sm->mu);
+    if (f->installed_next && f->installed_next >= first && !refused) {
+        f->retry_at = now_ms(log) + POLL_MS; /* not restored yet */
+        return;
+    }
+    if (f->installed_next && f->installed_next >= first) {
+        /* The last install covered this, yet apply still needs one: it was
+         * not restored (the log said why). Fetching again at once would
+         * only repeat that: back off, up to a minute. */
+        f->installed_next = 0;
+        f->futile = f->futile < 6 ? f->futile + 1 : 6;
+        uint64_t wait = (uint64_t)RETRY_MS << f->futile;
+        f->retry_at = now_ms(log) + wait;
+        rl_log(log, 2, "state machine: the snapshot installed last was not restored; fetching "
+               "one again in %" PRIu64 " s", wait / 1000);
+        return;
+    }
     f->peer = next_peer(log, f);
     if (!f->peer) {
         f->retry_at = now_ms(log) + RETRY_MS;
@@ -324,6 +337,10 @@ static void finish_work(uv_work_t *w)
         f->io_rv = rl_errno_to_rlog(rv);
         return;
     }
+    /* Before the install: its restore may fail before `finished` runs. */
+    pthread_mutex_lock(&sm->mu);
+    f->failures_then = sm->failures;
+    pthread_mutex_unlock(&sm->mu);
     f->io_rv = rl_sm_install(sm->log, path, f->next, f->err, sizeof f->err);
 }
 
@@ -348,6 +365,7 @@ static void finished(uv_work_t *w, int status)
     f->bytes += f->size;
     f->state = F_IDLE;
     f->tried = 0;
+    f->installed_next = f->next;
     rl_log(log, 2, "state machine: installed %" PRIu64 "'s snapshot of the records before %" PRIu64
            " (%" PRIu64 " bytes in %" PRIu64 " ms, %" PRIu64 " resumed pieces)", f->peer, f->next,
            f->size, ms, f->resumes);
@@ -565,6 +583,8 @@ void rl_sm_install_poll(struct rlog *log)
             f->resume = false;
         }
         f->tried = 0;
+        f->futile = 0;
+        f->installed_next = 0;
         return;
     }
     if (f->state == F_ASKING) {

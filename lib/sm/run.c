@@ -48,14 +48,16 @@ static void end_apply(struct rl_sm *sm, int status, bool needs, const char *fmt,
     rl_sm_calls_fail(sm, status);
 }
 
-/* Restores one verified file; false if the host refused it. */
-static bool restore_file(struct rl_sm *sm, uint64_t off, bool *attempted)
+/* Restores one verified file; false if the host refused it. installed:
+ * it came from a peer (counted in snapshots_installed once restored). */
+static bool restore_file(struct rl_sm *sm, uint64_t off, bool *attempted, bool installed)
 {
     char path[4096], err[512];
     rlog_sm_reader *r;
     if (!rl_smf_path(path, sizeof path, sm->dir, off, false))
         return false;
-    int rv = rl_smf_open(path, &sm->id, &r, err, sizeof err);
+    struct rl_smf_id want = rl_sm_want(sm);
+    int rv = rl_smf_open(path, &want, &r, err, sizeof err);
     if (rv == 0) {
         *attempted = true;
         rv = sm->h.restore(sm->h.arg, off, r) == 0 ? 0 : RLOG_ECANCELED;
@@ -76,6 +78,8 @@ static bool restore_file(struct rl_sm *sm, uint64_t off, bool *attempted)
     sm->restored = true;
     sm->needs_snapshot = false;
     sm->ended = 0;
+    if (installed)
+        sm->installed++;
     pthread_cond_broadcast(&sm->cv); /* waiters up to off (an install) are done */
     pthread_mutex_unlock(&sm->mu);
     sm->last_capture = off;
@@ -104,7 +108,7 @@ static int restore(struct rl_sm *sm, bool install)
             break;
         if (!sm->h.restore)
             break;
-        done = restore_file(sm, offs[i], &attempted);
+        done = restore_file(sm, offs[i], &attempted, install);
     }
     free(offs);
     if (done || install)

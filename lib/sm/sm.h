@@ -72,6 +72,9 @@ struct rl_sm_fetch {
     unsigned turn, tried, timeouts;
     bool resume;             /* ask the same piece again at retry_at */
     uint64_t resumes, bytes;
+    uint64_t installed_next; /* the last file installed (0: none yet) */
+    uint64_t failures_then;  /* sm->failures when it was installed */
+    unsigned futile;         /* installs in a row that restore did not take */
     uv_work_t work;
 };
 
@@ -197,6 +200,16 @@ void rl_sm_request_snapshot(struct rlog *log);
  * on after it. Any thread. 0 or an RLOG_E* code with err set. */
 int rl_sm_install(struct rlog *log, const char *path, uint64_t expect_next, char *err,
                   size_t errlen);
+
+/* The identity a snapshot file must carry to be restored or installed
+ * here: the cluster only when it was named (a derived name comes from
+ * each member's own peers list, so a joined node's differs; the
+ * transport already proved the sender a member), any node. */
+static inline struct rl_smf_id rl_sm_want(const struct rl_sm *sm)
+{
+    return (struct rl_smf_id){.node = sm->id.node,
+                              .cluster = sm->cluster_named ? sm->id.cluster : 0};
+}
 
 /* install.c: a SNAP_REQUEST, SNAP_DATA or SNAP_HAVE frame from member
  * `from` (loop thread; node/forward.c hands them over). Always 0. */
