@@ -4,8 +4,11 @@
  * snapshots it every N records (and on demand), and after a restart
  * restores its newest snapshot and applies only what follows.
  *
- *   kv ID PEERS DATA_DIR [SNAPSHOT_EVERY]
+ *   kv [--join] ID PEERS DATA_DIR [SNAPSHOT_EVERY]
  *     PEERS: 1=127.0.0.1:7001,2=127.0.0.1:7002,...
+ *     --join: a node being added to a running cluster (rlog_config.join, as
+ *     `rlogctl node --join`): PEERS lists the cluster including this node;
+ *     it does not bootstrap and waits for `add` on a member.
  *
  * Commands on stdin, one per line; one answer per line on stdout:
  *   set K V    -> ok OFFSET            (rlog_apply: V stored)
@@ -13,8 +16,19 @@
  *   get K      -> value V | missing    (linearizable: rlog_barrier, then rlog_sm_wait)
  *   digest     -> digest HEX KEYS APPLIED   (the whole table, after a barrier)
  *   snapshot   -> snapshot NEXT_OFFSET
- *   status     -> status APPLIED SNAPSHOT_OFFSET TAKEN NEEDS_SNAPSHOT
+ *   status     -> status APPLIED SNAPSHOT_OFFSET TAKEN NEEDS_SNAPSHOT INSTALLED
+ *                        FIRST_OFFSET
+ *                 (rlog_status: applied_offset, snapshot_offset,
+ *                 snapshots_taken, sm_needs_snapshot, snapshots_installed
+ *                 from a peer, first_offset; never waits)
+ *   leader     -> leader ID            (the leader this node knows; 0: none)
+ *   trim OFF   -> ok                   (rlog_trim: records before OFF dropped on
+ *                                       every node; on the leader)
+ *   add ID ADDRESS -> ok               (rlog_add_node: a node started with --join;
+ *                                       on the leader)
  *   quit       (or end of input): closes the node
+ * trim and add on a follower answer "error RLOG_ENOTLEADER: ..." naming the
+ * leader (ask it instead); while no leader is known they are retried.
  * A failure answers "error NAME: message".
  */
 #include <inttypes.h>
@@ -200,7 +214,11 @@ static int kv_restore(void *arg, uint64_t next_offset, rlog_sm_reader *r)
 
 static void fail(const char *what, int rv, rlog *log)
 {
-    printf("error %s: %s: %s\n", rlog_errname(rv), what, rlog_errmsg(log));
+    const char *msg = rlog_errmsg(log);
+    size_t n = strlen(what);
+    if (!strncmp(msg, what, n) && !strncmp(msg + n, ": ", 2))
+        msg += n + 2; /* rlog_trim's messages name it already */
+    printf("error %s: %s: %s\n", rlog_errname(rv), what, msg);
 }
 
 /* RLOG_ENOTLEADER means nothing was done (no leader yet, or one being
@@ -211,6 +229,28 @@ static void fail(const char *what, int rv, rlog *log)
             break;                                                             \
         nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL);               \
     }
+
+/* For trim and add, which only the leader takes: RLOG_ENOTLEADER is
+ * retried only while no leader is known (an election); once another node
+ * leads, the caller is told so at once (errmsg names it). */
+#define RETRY_ELECTION(log, rv, call)                                          \
+    for (int tries_ = 0; tries_ < 100; tries_++) {                            \
+        struct rlog_status st_;                                                \
+        if (((rv) = (call)) != RLOG_ENOTLEADER || rlog_status((log), &st_) != 0 \
+            || st_.leader_id != 0)                                             \
+            break;                                                             \
+        nanosleep(&(struct timespec){0, 100 * 1000000L}, NULL);               \
+    }
+
+/* A whole decimal number, or false. */
+static bool number(const char *s, uint64_t *out)
+{
+    char *end;
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    *out = strtoull(s, &end, 10);
+    return *end == 0;
+}
 
 /* Every record committed before the call is applied here. */
 static int read_point(rlog *log)
@@ -279,8 +319,36 @@ static void command(rlog *log, struct table *t, char *line)
         if ((rv = rlog_status(log, &st)) != 0)
             fail("status", rv, log);
         else
-            printf("status %" PRIu64 " %" PRIu64 " %" PRIu64 " %d\n", st.applied_offset,
-                   st.snapshot_offset, st.snapshots_taken, st.sm_needs_snapshot);
+            printf("status %" PRIu64 " %" PRIu64 " %" PRIu64 " %d %" PRIu64 " %" PRIu64 "\n",
+                   st.applied_offset, st.snapshot_offset, st.snapshots_taken,
+                   st.sm_needs_snapshot, st.snapshots_installed, st.first_offset);
+    } else if (!strcmp(cmd, "leader")) {
+        struct rlog_status st;
+        if ((rv = rlog_status(log, &st)) != 0)
+            fail("leader", rv, log);
+        else
+            printf("leader %" PRIu64 "\n", st.leader_id);
+    } else if (!strcmp(cmd, "trim") && key) {
+        if (!number(key, &off)) {
+            printf("error RLOG_EINVAL: trim: OFFSET must be a number, not '%s'\n", key);
+            return;
+        }
+        RETRY_ELECTION(log, rv, rlog_trim(log, off));
+        if (rv)
+            fail("trim", rv, log);
+        else
+            printf("ok\n");
+    } else if (!strcmp(cmd, "add") && key && val) {
+        uint64_t id;
+        if (!number(key, &id) || id == 0 || strchr(val, ' ') || strchr(val, '\t')) {
+            printf("error RLOG_EINVAL: add: want ID ADDRESS (ID >= 1), not '%s %s'\n", key, val);
+            return;
+        }
+        RETRY_ELECTION(log, rv, rlog_add_node(log, id, val));
+        if (rv)
+            fail("add", rv, log);
+        else
+            printf("ok\n");
     } else {
         printf("error RLOG_EINVAL: unknown command or missing argument: %s\n", cmd);
     }
@@ -288,8 +356,14 @@ static void command(rlog *log, struct table *t, char *line)
 
 int main(int argc, char **argv)
 {
+    const char *prog = argv[0];
+    int join = argc > 1 && !strcmp(argv[1], "--join");
+    if (join) {
+        argv++;
+        argc--;
+    }
     if (argc < 4) {
-        fprintf(stderr, "usage: %s ID PEERS DATA_DIR [SNAPSHOT_EVERY]\n", argv[0]);
+        fprintf(stderr, "usage: %s [--join] ID PEERS DATA_DIR [SNAPSHOT_EVERY]\n", prog);
         return 2;
     }
     struct rlog_peer peers[RLOG_MAX_PEERS];
@@ -313,6 +387,7 @@ int main(int argc, char **argv)
     cfg.data_dir = argv[3];
     cfg.peers = peers;
     cfg.n_peers = n;
+    cfg.join = join;
     for (unsigned i = 0; i < n; i++)
         if (peers[i].id == cfg.id)
             cfg.address = peers[i].address;
