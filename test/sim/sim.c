@@ -2382,6 +2382,8 @@ static void wipe_when_safe(void *arg)
         WI.wipes++;
         sim_log("n%" PRIu64 " wiped", n->id);
     } else if (W->now < WP.deadline) {
+        if (n->hold_until < W->now + 20 * SIM_MS)
+            n->hold_until = W->now + 20 * SIM_MS; /* still down while we wait */
         sim_at(W->now + 10 * SIM_MS, wipe_when_safe, NULL);
         return;
     } else {
@@ -2418,7 +2420,7 @@ static void wipe_tick(void *arg)
     struct sim_node *n = &W->nodes[v];
     uint64_t down = 3ull * W->base.election_timeout_ms + sim_range(0, 1000);
     WP = (struct wipe_plan){.victim = v, .leader = l, .index = last, .term = e.term,
-                            .deadline = W->now + (down - 10) * SIM_MS};
+                            .deadline = W->now + 8000 * SIM_MS};
     sim_log("n%" PRIu64 " WIPE (%s; log trimmed to %" PRIu64 "; once the others hold entry %"
             PRIu64 ")", n->id, v == l ? "the leader" : "a follower", node_trimmed(&W->nodes[l]),
             last);
