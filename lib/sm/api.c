@@ -59,6 +59,9 @@ int rl_sm_start(struct rlog *log, bool stepped)
         sm->cluster_named = ident.named;
     }
     sm->fetch.fd = -1;
+    char part[4200];
+    snprintf(part, sizeof part, "%s/install.part", sm->dir);
+    rl_fs_unlink(part); /* a fetch a crash or a close cut short */
     sm->wake_applied = UINT64_MAX;
     sm->every = log->cfg.sm_snapshot_every ? log->cfg.sm_snapshot_every : DEFAULT_EVERY;
     sm->keep = log->cfg.sm_snapshots_keep ? log->cfg.sm_snapshots_keep : DEFAULT_KEEP;

@@ -24,8 +24,9 @@
  *
  * Serving: one file piece read at a time per node (on the threadpool;
  * a request while one is being read is answered RLOG_EBUSY and asked
- * again), only from a member (raftio/recv.c checks the sender), only the
- * newest snapshot here or the one a fetch already started on.
+ * again), only to a member (raftio/recv.c checks the sender): the newest
+ * snapshot here, or any kept one a fetch names (the one it started on).
+ * A file pruned meanwhile ends that fetch (it starts over elsewhere).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -273,7 +274,11 @@ static void start(struct rlog *log)
 {
     struct rl_sm *sm = log->sm;
     struct rl_sm_fetch *f = &sm->fetch;
+    /* What readers (and apply) see first: the store drops whole segments
+     * only, so its own first offset can lag the trim point. */
     uint64_t first = rl_store_first_offset(log->store);
+    if (log->trim_offset > first)
+        first = log->trim_offset;
     pthread_mutex_lock(&sm->mu);
     bool refused = sm->failures > f->failures_then;
     pthread_mutex_unlock(&sm->mu);
@@ -392,6 +397,7 @@ static void written(uv_work_t *w, int status)
         return;
     }
     f->pos += f->piece_len;
+    f->timeouts = 0; /* progress: only answers lost in a row count */
     if (f->pos < f->size) {
         ask(log);
         return;

@@ -305,6 +305,12 @@ static bool wait_install(struct rl_sm *sm)
         pthread_mutex_unlock(&sm->mu);
         if (!needs)
             return true;
+        /* A snapshot persisting since before apply stopped: finished first,
+         * so the listing never takes its .tmp and the host's persist never
+         * runs beside its restore. */
+        if (sm->persist_started)
+            pthread_join(sm->persist_thread, NULL);
+        sm->persist_started = false;
         if (restore(sm, true) != 0)
             return false; /* the directory cannot be listed: ended */
         pthread_mutex_lock(&sm->mu);
