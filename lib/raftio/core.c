@@ -22,16 +22,21 @@ void rl_io__log(struct io *io, int level, const char *fmt, ...)
         io->hooks.log(io->hooks.arg, level, line);
 }
 
-int rl_io__fail_stop(struct io *io, int code, const char *what)
+int rl_io__fail_stop_why(struct io *io, int code, const char *what, const char *why)
 {
     if (!io->fatal) {
         io->fatal = code ? code : RLOG_EIO;
-        rl_io__log(io, 3, "storage failure, stopping: %s: %s", what, rl_store_errmsg(io->store));
+        rl_io__log(io, 3, "storage failure, stopping: %s: %s", what, why);
         if (io->hooks.on_fatal)
-            io->hooks.on_fatal(io->hooks.arg, io->fatal, rl_store_errmsg(io->store));
+            io->hooks.on_fatal(io->hooks.arg, io->fatal, why);
     }
-    snprintf(io->rio->errmsg, sizeof io->rio->errmsg, "%s", rl_store_errmsg(io->store));
+    snprintf(io->rio->errmsg, sizeof io->rio->errmsg, "%s", why);
     return RAFT_IOERR;
+}
+
+int rl_io__fail_stop(struct io *io, int code, const char *what)
+{
+    return rl_io__fail_stop_why(io, code, what, rl_store_errmsg(io->store));
 }
 
 /* Entries reach the backend built by this node's batcher or received in a

@@ -366,11 +366,19 @@ static void fetch_reset_saved(struct io *io, int status)
         fetch_free_if_done(f);
         return;
     }
-    int rv = status;
-    if (rv == 0) {
-        f->sreq.data = f;
-        rv = store_reset_to_snap(io, &f->sreq, fetch_reset_done);
+    if (status != 0) {
+        /* A failed write of the descriptor: a storage failure like any
+         * other, so fail-stop (a supervisor restarts the node, and the
+         * reset is done again). Found by the simulator (sm-install seed
+         * 80029: an EIO here left the node out of the cluster for good,
+         * its log neither reset nor fetched). */
+        f->busy = false;
+        fetch_end(f, rl_io__fail_stop_why(io, RLOG_EIO, "catch-up reset",
+                                          "the snapshot descriptor could not be written"));
+        return;
     }
+    f->sreq.data = f;
+    int rv = store_reset_to_snap(io, &f->sreq, fetch_reset_done);
     if (rv != 0) {
         f->busy = false;
         rl_io__log(io, 3, "catch-up: cannot reset the log: %s", rl_store_errmsg(io->store));

@@ -229,6 +229,8 @@ struct sync_wait {
 void rl_io__log(struct io *io, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int rl_io__fail_stop(struct io *io, int code, const char *what);
+/* The same with the reason given (a failure outside the store). */
+int rl_io__fail_stop_why(struct io *io, int code, const char *what, const char *why);
 void rl_io__sync_append_cb(struct rl_store_req *req, int status);
 int rl_io__store_wait(struct io *io, int rv, struct sync_wait *w);
 uint64_t rl_io__committed_here(struct io *io);

@@ -125,6 +125,12 @@ static struct {
     char failure[512];
 } H;
 
+/* sm-install (below): wipes and the installs they led to. */
+static struct {
+    bool wiped[SIM_MAX_NODES];  /* since its wipe, no snapshot restored yet */
+    unsigned long wipes, installs, tries;
+} WI;
+
 static void fail_check(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void fail_check(const char *fmt, ...)
 {
@@ -377,7 +383,7 @@ static void sub_done(struct rl_op *op)
         H.corrupt_seen++;
     } else if (op->status == RLOG_ETRIMMED) {
         /* As a host would: what retention took is gone, go on from there. */
-        uint64_t t = node_trimmed(&W->nodes[s->node]);
+        uint64_t t = WI.wipes ? node_first(&W->nodes[s->node]) : node_trimmed(&W->nodes[s->node]);
         if (t <= s->cursor)
             fail_check("n%d says offset %" PRIu64 " is trimmed but its trim point is %" PRIu64,
                        s->node + 1, s->cursor, t);
@@ -2099,11 +2105,6 @@ static struct {
     unsigned long applied, taken, restores, restores_empty;
 } SMS;
 
-/* sm-install (below): wipes and the installs they led to. */
-static struct {
-    bool wiped[SIM_MAX_NODES];  /* since its wipe, no snapshot restored yet */
-    unsigned long wipes, installs, tries;
-} WI;
 
 static struct sm_state *sm_state_of(struct sim_node *n)
 {
@@ -2706,6 +2707,7 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
     struct sim_world w;
     memset(&H, 0, sizeof H);
     memset(&FW, 0, sizeof FW);
+    memset(&WI, 0, sizeof WI);
     world_init(&w, seed, nodes, verbose);
     if (sc->setup == sm_setup)
         sm_configure(); /* state machines: in the config before the nodes open */
@@ -2758,11 +2760,16 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
     /* Every node applied every trim by now: they agree on where the log
      * begins, and no trim that was acknowledged is missing. */
     uint64_t start_off = 0;
-    for (int i = 0; i < W->n; i++)
-        if (node_trimmed(&W->nodes[i]) > start_off)
-            start_off = node_trimmed(&W->nodes[i]);
+    /* A wiped node caught up from a peer that had been reset past the
+     * trim point begins later still (sm-install): it serves from there. */
+    bool wiped = WI.wipes > 0;
+    for (int i = 0; i < W->n; i++) {
+        uint64_t f = wiped ? node_first(&W->nodes[i]) : node_trimmed(&W->nodes[i]);
+        if (f > start_off)
+            start_off = f;
+    }
     for (int i = 0; i < W->n && !H.failure[0]; i++)
-        if (node_trimmed(&W->nodes[i]) != start_off || start_off < H.trim_acked)
+        if ((node_trimmed(&W->nodes[i]) != start_off && !wiped) || start_off < H.trim_acked)
             fail_check("n%d's log begins at %" PRIu64 ", another's at %" PRIu64
                        " (highest trim acknowledged: %" PRIu64 ")",
                        i + 1, node_trimmed(&W->nodes[i]), start_off, H.trim_acked);

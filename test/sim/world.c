@@ -896,6 +896,14 @@ uint64_t node_trimmed(const struct sim_node *n)
     return n->log ? n->log->trim_offset : 0;
 }
 
+uint64_t node_first(const struct sim_node *n)
+{
+    if (!n->log)
+        return 0;
+    uint64_t f = rl_store_first_offset(n->log->store);
+    return f > n->log->trim_offset ? f : n->log->trim_offset;
+}
+
 /* Where n's stored log first differs from the first node's (term or base
  * offset of an entry both hold), or 0: tells a divergence from a lag. */
 static uint64_t first_difference(struct sim_node *ref, struct sim_node *n)

@@ -123,6 +123,10 @@ uint64_t node_visible(const struct sim_node *n);
 bool node_is_leader(const struct sim_node *n);
 /* Records before this offset are trimmed on n. */
 uint64_t node_trimmed(const struct sim_node *n);
+/* The first offset n can serve: its trim point, or later where its log
+ * was reset past it (a wiped node caught up from a peer that had been
+ * reset further itself). */
+uint64_t node_first(const struct sim_node *n);
 
 /* Each node's state, to stderr (after a failure). */
 void world_dump(void);
