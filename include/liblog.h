@@ -557,8 +557,12 @@ struct rlog_status {
 
 /* rlog_add_node - adds node `id` at `address` (opened with join = 1): it
  * catches up as a non-voter (by segment fetch if it is far behind), then is
- * promoted to voter. Errors: RLOG_EINVAL (bad id or address, id already a
- * member), RLOG_ENOTLEADER, RLOG_EBUSY, RLOG_ECLOSED, RLOG_EIO. */
+ * promoted to voter; returns once a configuration with it as a voter is
+ * committed. Adding a node that an interrupted add left a non-voter resumes
+ * its promotion. Errors: RLOG_EINVAL (bad id or address, id already a voter
+ * or a member at another address), RLOG_ENOTLEADER (also: leadership lost
+ * during the change; add again on the new leader), RLOG_EBUSY, RLOG_ECLOSED,
+ * RLOG_EIO (also: its catch-up ended before the promotion; add again). */
 RLOG_API int rlog_add_node(rlog *log, uint64_t id, const char *address);
 
 /* rlog_remove_node - removes node `id` from the cluster. Errors:

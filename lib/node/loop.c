@@ -64,6 +64,7 @@ static void hook_after_event(void *arg)
     if (log->trim_offset && rl_io_snapshot_index(&log->io) != log->trim_snap)
         rl_trim_store(log); /* a newer snapshot lets the store drop more */
     rl_repair_poll(log);
+    rl_members_poll(log);
     rl_sm_install_poll(log);
     rl_fwd_poll(log); /* a leader change ends forwarded calls sent to the old one */
     rl_node_pump(log);

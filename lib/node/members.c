@@ -7,6 +7,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 static int raft_to_rlog(int rv)
 {
@@ -38,6 +39,7 @@ static void member_done(struct rlog *log, int rv, const char *what)
 {
     struct rl_op *op = log->member_op;
     log->member_op = NULL;
+    log->member_promoting = false;
     if (!op)
         return;
     op->status = raft_to_rlog(rv);
@@ -49,9 +51,58 @@ static void member_done(struct rlog *log, int rv, const char *what)
     rl_op_finish(log, op);
 }
 
+/* The server `id` in the current configuration, or NULL. */
+static const struct raft_server *member(const struct rlog *log, uint64_t id)
+{
+    const struct raft_configuration *c = &log->raft.configuration;
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->servers[i].id == id)
+            return &c->servers[i];
+    return NULL;
+}
+
+/* Whether the node being added is a voter in a committed configuration. */
+static bool promoted(const struct rlog *log)
+{
+    const struct raft_server *s = member(log, log->member_op->member_id);
+    return s && s->role == RAFT_VOTER && log->raft.configuration_uncommitted_index == 0;
+}
+
 static void promote_cb(struct raft_change *req, int status)
 {
-    member_done(req->data, status, "promoting node");
+    struct rlog *log = req->data;
+    /* libraft 0.15 completes a pending change when any configuration entry
+     * commits: a new leader committing the add made by its predecessor
+     * "completed" the promotion it had just begun, while the node was still
+     * a spare (found by the simulator, scenario sm-join). The add is done
+     * only once the node is a voter in a committed configuration. */
+    if (status == 0 && log->member_op && !promoted(log)) {
+        log->member_promoting = true;
+        return;
+    }
+    member_done(log, status, "promoting node");
+}
+
+void rl_members_poll(struct rlog *log)
+{
+    if (!log->member_op || !log->member_promoting)
+        return;
+    if (log->raft.state != RAFT_LEADER) {
+        member_done(log, RAFT_LEADERSHIPLOST, "promoting node");
+        return;
+    }
+    const struct raft_server *s = member(log, log->member_op->member_id);
+    if (promoted(log))
+        member_done(log, 0, "promoting node");
+    else if (!s || (s->role != RAFT_VOTER && log->raft.leader_state.promotee_id != s->id)) {
+        struct rl_op *op = log->member_op;
+        log->member_op = NULL;
+        log->member_promoting = false;
+        char msg[160];
+        snprintf(msg, sizeof msg, "promoting node %" PRIu64 ": its catch-up ended before it "
+                 "became a voter; add it again to resume", op->member_id);
+        rl_op_fail(log, op, RLOG_EIO, msg);
+    }
 }
 
 static void add_cb(struct raft_change *req, int status)
@@ -91,6 +142,24 @@ static void member_transfer_cb(struct raft_transfer *req)
     member_done(log, 0, "leadership transfer to");
 }
 
+/* An add whose promotion was cut short (leadership lost, the node
+ * unreachable while it caught up) leaves the node in the configuration as a
+ * spare. Adding it again resumes at the promotion, instead of failing on
+ * the duplicate id forever. Returns false if the op failed here. */
+static bool check_add(struct rlog *log, struct rl_op *op, const struct raft_server *s)
+{
+    char msg[160];
+    if (strcmp(s->address, op->member_addr) != 0)
+        snprintf(msg, sizeof msg, "node %" PRIu64 " is already a member, at %s, not %s", op->member_id,
+                 s->address, op->member_addr);
+    else if (s->role == RAFT_VOTER)
+        snprintf(msg, sizeof msg, "node %" PRIu64 " is already a voter", op->member_id);
+    else
+        return true;
+    rl_op_fail(log, op, RLOG_EINVAL, msg);
+    return false;
+}
+
 void rl_do_member(struct rlog *log, struct rl_op *op)
 {
     if (!rl_leader_can_take(log, op))
@@ -99,6 +168,10 @@ void rl_do_member(struct rlog *log, struct rl_op *op)
         rl_op_fail(log, op, RLOG_EBUSY, "another membership change is under way");
         return;
     }
+    const struct raft_server *known =
+        op->member_kind == RL_MEMBER_ADD ? member(log, op->member_id) : NULL;
+    if (known && !check_add(log, op, known))
+        return;
     log->member_op = op;
     log->change.data = log;
     int rv;
@@ -106,6 +179,12 @@ void rl_do_member(struct rlog *log, struct rl_op *op)
     switch (op->member_kind) {
     case RL_MEMBER_ADD:
         what = "adding node";
+        if (known) {
+            rl_log(log, 1, "node %" PRIu64 " at %s is a member but not a voter: promoting it",
+                   op->member_id, op->member_addr);
+            rv = raft_assign(&log->raft, &log->change, op->member_id, RAFT_VOTER, promote_cb);
+            break;
+        }
         rl_log(log, 1, "adding node %" PRIu64 " at %s", op->member_id, op->member_addr);
         rv = raft_add(&log->raft, &log->change, op->member_id, op->member_addr, add_cb);
         break;

@@ -165,6 +165,8 @@ struct rlog {
     struct rl_op *close_op;
     struct raft_transfer transfer;
     struct rl_op *member_op;    /* the membership change under way */
+    bool member_promoting;      /* member_op waits for its node's voter
+                                   configuration to commit (members.c) */
     struct raft_change change;
     struct raft_transfer member_transfer;
 
@@ -336,6 +338,8 @@ void rl_do_read(struct rlog *log, struct rl_op *op);
 void rl_do_fetch(struct rlog *log, struct rl_op *op);
 void rl_do_status(struct rlog *log, struct rl_op *op);
 void rl_do_member(struct rlog *log, struct rl_op *op);
+/* After each raft event: settles an add waiting for its promotion. */
+void rl_members_poll(struct rlog *log);
 void rl_do_close(struct rlog *log, struct rl_op *op);
 /* loop.c: publishes role, leader and failed stop to host threads; the
  * inbox's wake-up; the backend's hooks. */

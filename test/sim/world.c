@@ -778,15 +778,21 @@ int node_start(struct sim_node *n)
         return 0;
     if (W->finishing)
         return RLOG_ECLOSED;
+    /* The first configuration; a joining node lists it and itself, as an
+     * operator adding a node would. */
     struct rlog_peer peers[SIM_MAX_NODES];
-    for (int i = 0; i < W->n; i++)
-        peers[i] = (struct rlog_peer){.id = W->nodes[i].id, .address = W->nodes[i].address};
+    unsigned np = 0;
+    for (int i = 0; i < W->boot_n; i++)
+        peers[np++] = (struct rlog_peer){.id = W->nodes[i].id, .address = W->nodes[i].address};
+    if (n->join)
+        peers[np++] = (struct rlog_peer){.id = n->id, .address = n->address};
     struct rlog_config cfg = W->base;
     cfg.id = n->id;
     cfg.address = n->address;
     cfg.data_dir = n->dir;
     cfg.peers = peers;
-    cfg.n_peers = (unsigned)W->n;
+    cfg.n_peers = np;
+    cfg.join = n->join;
     cfg.log_fn = node_log_fn;
     cfg.log_arg = n;
     if (W->base.sm) { /* one state machine per node: its arg is the node */
@@ -973,6 +979,13 @@ void world_dump(void)
         fprintf(stderr, "      log offset %llu entries %zu last term %llu snapshot %llu/%llu\n",
                 (unsigned long long)l->offset, cnt, lastterm,
                 (unsigned long long)l->snapshot.last_index, (unsigned long long)l->snapshot.last_term);
+        fprintf(stderr, "      configuration (index %llu, committed %llu):",
+                (unsigned long long)r->configuration_uncommitted_index,
+                (unsigned long long)r->configuration_index);
+        for (unsigned k = 0; k < r->configuration.n; k++)
+            fprintf(stderr, " %llu/%d", (unsigned long long)r->configuration.servers[k].id,
+                    r->configuration.servers[k].role);
+        fprintf(stderr, "\n");
     }
 }
 
@@ -1041,6 +1054,7 @@ void world_init(struct sim_world *w, uint64_t seed, int n, bool verbose)
     w->rng = seed * 0x2545f4914f6cdd1dull + 1;
     w->now = 1000 * SIM_MS * 1000ull; /* not 0: nothing should mistake it for unset */
     w->n = n;
+    w->boot_n = n;
     w->verbose = verbose;
     net_calm();
     struct stat st;

@@ -39,6 +39,8 @@ struct sim_node {
     uint64_t disk_busy_until;
     uint64_t incarnation;    /* bumps at every open */
     uint64_t hold_until;     /* no restart before this virtual time (a wipe) */
+    bool join;               /* not in the first configuration: opens with
+                                join = 1 and waits for a leader to add it */
     /* listening side of the simulated transport */
     struct raft_uv_transport *transport;
     void *accept_cb;
@@ -61,6 +63,7 @@ struct sim_world {
     uint64_t rng;
     uint64_t now;               /* virtual nanoseconds */
     int n;
+    int boot_n;                 /* the first configuration: nodes[0 .. boot_n) */
     struct sim_node nodes[SIM_MAX_NODES];
     bool link_cut[SIM_MAX_NODES][SIM_MAX_NODES]; /* from -> to */
     struct sim_net_faults net;
