@@ -23,6 +23,12 @@
  *       W2 and W3 throughput, and a batched producer (64 x 1 KiB records
  *       per rlog_append_async, 8 calls in flight) in MB/s, and their ratios.
  *
+ * Issue 18's lines: the floor of three sequential writers at once (a
+ * replica's share of the disk is a third), the batched producer at 100 B,
+ * 1 KiB and 4 KiB (16 calls in flight) against that share, W2 against its
+ * Little's-law limit, and the node processes' CPU seconds per million
+ * records and per GB (leader, follower) from /proc/PID/stat.
+ *
  * Workloads (see issue 5): W1 latency (one append in flight; also on a
  * follower, "W1-forwarded": forwarded to the leader), W2/W3 throughput
  * (64 in flight from 4 host threads, 100 B / 1 KiB), W4 end to end leader ->
@@ -191,6 +197,50 @@ static double floor_seqwrite(const char *dir, long total_mb)
     close(fd);
     unlink(path);
     return (double)total_mb * (double)chunk / el / 1e6;
+}
+
+struct seq_writer {
+    const char *dir;
+    int idx;
+    long total_mb;
+};
+
+static void *seq_writer_main(void *arg)
+{
+    struct seq_writer *w = arg;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/floor-seq%d.dat", w->dir, w->idx);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        die("%s: %s", path, strerror(errno));
+    size_t chunk = 1 << 20;
+    char *buf = malloc(chunk);
+    memset(buf, 's', chunk);
+    for (long i = 0; i < w->total_mb; i++)
+        if (write(fd, buf, chunk) != (ssize_t)chunk || fdatasync(fd) != 0)
+            die("seq write: %s", strerror(errno));
+    free(buf);
+    close(fd);
+    unlink(path);
+    return NULL;
+}
+
+/* Three sequential writers at once (1 MiB writes, each fdatasync'd), one per
+ * replica of a 3-node cluster on this disk: their total MB/s, of which a
+ * replica's share is a third. */
+static double floor_seqwrite3(const char *dir, long mb_each)
+{
+    pthread_t t[3];
+    struct seq_writer w[3];
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < 3; i++) {
+        w[i] = (struct seq_writer){dir, i, mb_each};
+        pthread_create(&t[i], NULL, seq_writer_main, &w[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    double el = (double)(now_ns() - t0) / 1e9;
+    return 3.0 * (double)mb_each * (double)(1 << 20) / el / 1e6;
 }
 
 struct rtt_srv {
@@ -1015,6 +1065,57 @@ static void cmd_fill(const char *label, uint64_t target, int RSZ, int RECS)
     free(data);
 }
 
+/* The batched producer: rlog_append_async calls of RECS records of RSZ
+ * bytes, WINDOW calls in flight, for secs seconds (after a 1 s warm-up). */
+static void cmd_batch(const char *label, double secs, int RSZ, int RECS, int WINDOW)
+{
+    char *data = malloc((size_t)RECS * (size_t)RSZ);
+    memset(data, 'b', (size_t)RECS * (size_t)RSZ);
+    struct rlog_buf *bufs = calloc((size_t)RECS, sizeof *bufs);
+    for (int i = 0; i < RECS; i++)
+        bufs[i] = (struct rlog_buf){data + (size_t)i * (size_t)RSZ, (size_t)RSZ};
+    struct fill f = {0};
+    uint64_t t0 = now_ns(), start = 0, t_start = 0;
+    uint64_t warm_end = t0 + 1000000000ull, end = warm_end + (uint64_t)(secs * 1e9);
+    while (atomic_load(&f.failed) == 0) {
+        uint64_t t = now_ns();
+        if (!t_start && t >= warm_end) {
+            t_start = t;
+            start = atomic_load(&g_bytes_appended);
+        }
+        if (t >= end)
+            break;
+        while (atomic_load(&f.inflight) >= WINDOW)
+            usleep(50);
+        struct fill_req *q = calloc(1, sizeof *q);
+        q->r.cb = fill_done;
+        q->f = &f;
+        q->bytes = (size_t)RECS * (size_t)RSZ;
+        atomic_fetch_add(&f.inflight, 1);
+        if (g_sys == SYS_RAFT || rlog_append_async(g_log, bufs, (size_t)RECS, ll_cb, &q->r) != 0) {
+            atomic_fetch_sub(&f.inflight, 1);
+            atomic_fetch_add(&f.failed, 1);
+            free(q);
+            break;
+        }
+    }
+    uint64_t added = atomic_load(&g_bytes_appended) - start;
+    double el = (double)(now_ns() - t_start) / 1e9;
+    double deadline = now_s() + 120;
+    while (atomic_load(&f.inflight) > 0 && now_s() < deadline)
+        sleep_ms(1);
+    if (!t_start || atomic_load(&f.failed) || atomic_load(&f.inflight)) {
+        printf("ERR batch: %d failed, %d in flight\n", atomic_load(&f.failed), atomic_load(&f.inflight));
+    } else {
+        printf("system=%s workload=%s record_b=%d records_per_call=%d in_flight=%d secs=%.1f "
+               "records_s=%.0f mb_s=%.1f\n",
+               g_sysname, label, RSZ, RECS, WINDOW, el, (double)added / RSZ / el, (double)added / el / 1e6);
+        printf("OK\n");
+    }
+    free(bufs);
+    free(data);
+}
+
 /* ---- the node process --------------------------------------------------------------- */
 
 static uint64_t g_open_start;
@@ -1119,6 +1220,9 @@ static int node_main(int argc, char **argv)
             cmd_w4send(label, a, (long)b, (size_t)c2);
         } else if (!strcmp(cmd, "W5") && sscanf(line, "%*s %lf %lf %lf %lf %lf", &a, &b, &c2, &d, &e) == 5) {
             cmd_w5((uint64_t)a, (long)b, (uint64_t)c2, (long)d, (long)e);
+        } else if (!strcmp(cmd, "BATCH") &&
+                   sscanf(line, "%*s %63s %lf %lf %lf %lf", label, &a, &b, &c2, &d) == 5) {
+            cmd_batch(label, a, (int)b, (int)c2, (int)d);
         } else if (!strcmp(cmd, "FILL") && sscanf(line, "%*s %63s %lf %lf %lf", label, &a, &b, &c2) == 4) {
             cmd_fill(label, (uint64_t)a, (int)b, (int)c2);
         } else if (!strcmp(cmd, "WAITCOMMIT") && sscanf(line, "%*s %lf %lf", &a, &b) == 2) {
@@ -1474,6 +1578,81 @@ struct opts {
     const char *dir, *out;
 };
 
+/* CPU seconds (user + system) a process has used so far, from /proc. */
+static double cpu_s(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The three node processes' CPU seconds, into t[0..2]. */
+static void kids_cpu(double t[3])
+{
+    for (int i = 0; i < 3; i++)
+        t[i] = cpu_s(g_kids[i].pid);
+}
+
+/* CPU per unit of work of workload `wl` (its records_s and secs from the
+ * result line): CPU seconds per million records (all three processes), and
+ * per GB on the leader and on a follower (averaged over the two). */
+static void cpu_result(const char *sys, const char *wl, int leader, const double before[3])
+{
+    double after[3];
+    kids_cpu(after);
+    double rs = result(sys, wl, NULL, "records_s"), secs = result(sys, wl, NULL, "secs");
+    double mb = result(sys, wl, NULL, "mb_s");
+    if (rs <= 0 || secs <= 0)
+        return;
+    double recs = rs * secs, all = 0, fol = 0;
+    for (int i = 0; i < 3; i++) {
+        if (before[i] < 0 || after[i] < 0)
+            return;
+        all += after[i] - before[i];
+        if (i != leader)
+            fol += (after[i] - before[i]) / 2;
+    }
+    double lead = after[leader] - before[leader];
+    char line[512];
+    int k = snprintf(line, sizeof line,
+                     "system=%s workload=cpu-%s cpu_s_per_mrec=%.2f leader_cpu_s=%.2f follower_cpu_s=%.2f",
+                     sys, wl, all / (recs / 1e6), lead, fol);
+    if (mb > 0)
+        snprintf(line + k, sizeof line - (size_t)k, " leader_cpu_s_per_gb=%.2f follower_cpu_s_per_gb=%.2f",
+                 lead / (mb * secs / 1e3), fol / (mb * secs / 1e3));
+    add_result(line);
+}
+
+/* The batched producer at 100 B, 1 KiB and 4 KiB (records per call chosen so
+ * a call is 100-256 KiB), 16 calls in flight, each with its CPU cost. */
+static void run_batched(int L, const char *sys, double secs)
+{
+    static const struct {
+        const char *label;
+        int size, recs;
+    } b[] = {{"batched-100", 100, 1024}, {"batched-1k", 1024, 256}, {"batched-4k", 4096, 64}};
+    char r[256];
+    for (unsigned i = 0; i < sizeof b / sizeof b[0]; i++) {
+        double before[3];
+        kids_cpu(before);
+        if (!child_cmd(&g_kids[L], secs + 180, r, sizeof r, "BATCH %s %.1f %d %d 16", b[i].label, secs,
+                       b[i].size, b[i].recs))
+            fprintf(stderr, "%s %s failed\n", sys, b[i].label);
+        else
+            cpu_result(sys, b[i].label, L, before);
+    }
+}
+
 static void run_tp(int leader, const char *sys, const char *wl, size_t size, double secs, bool rss)
 {
     char r[256];
@@ -1481,8 +1660,12 @@ static void run_tp(int leader, const char *sys, const char *wl, size_t size, dou
     if (rss)
         for (int i = 0; i < 3; i++)
             reset_ok = reset_hwm(g_kids[i].pid) && reset_ok;
+    double before[3];
+    kids_cpu(before);
     if (!child_cmd(&g_kids[leader], secs + 120, r, sizeof r, "TP %s %zu 4 16 %.1f 1000000", wl, size, secs))
         fprintf(stderr, "%s %s failed\n", sys, wl);
+    else
+        cpu_result(sys, wl, leader, before);
     if (rss)
         rss_result(sys, wl, leader, reset_ok);
 }
@@ -1529,6 +1712,7 @@ static void run_liblog(const struct opts *o)
         fprintf(stderr, "liblog W1 forwarded failed\n");
     uint64_t w2_from = leader_commit(L);
     run_tp(L, sys, "W2", 100, o->w2_secs, true);
+    run_batched(L, sys, o->quick ? 3 : o->w2_secs);
     if (o->quick) {
         run_w4(L, sys, 1);
         stop_cluster();
@@ -1611,6 +1795,7 @@ static void run_floor(const char *dir, bool quick)
     struct lat_result w = floor_fdatasync(dir, n, true);
     struct lat_result t = floor_rtt(quick ? 20000 : 50000);
     double bw = floor_seqwrite(dir, quick ? 128 : 512);
+    double bw3 = floor_seqwrite3(dir, quick ? 128 : 384);
     char line[512];
     snprintf(line, sizeof line, "system=floor workload=fdatasync op=4KiB_append p50_us=%.0f p99_us=%.0f ops_s=%.0f",
              a.p.p50, a.p.p99, a.ops_s);
@@ -1623,6 +1808,10 @@ static void run_floor(const char *dir, bool quick)
              t.p.p50, t.p.p99);
     add_result(line);
     snprintf(line, sizeof line, "system=floor workload=seqwrite op=1MiB_write_fdatasync mb_s=%.0f", bw);
+    add_result(line);
+    snprintf(line, sizeof line,
+             "system=floor workload=seqwrite3 op=3_parallel_1MiB_write_fdatasync mb_s=%.0f "
+             "replica_share_mb_s=%.0f", bw3, bw3 / 3);
     add_result(line);
 }
 
@@ -1708,6 +1897,20 @@ static void print_ratios(void)
                  "system=ratio workload=W2 metric=littles_law in_flight=%.0f limit_records_s=%.0f "
                  "liblog_over_limit=%.2f",
                  depth, limit, w2 / limit);
+        add_result(line);
+    }
+    /* The batched producer against a replica's share of the disk: three
+     * parallel sequential writers with fdatasync, / 3 (issue 18's goal:
+     * >= 0.65 at 4 KiB). */
+    double share = result("floor", "seqwrite3", NULL, "replica_share_mb_s");
+    const char *batched[] = {"batched-100", "batched-1k", "batched-4k"};
+    for (unsigned i = 0; i < 3 && share > 0; i++) {
+        double mb = result("liblog", batched[i], NULL, "mb_s");
+        if (mb <= 0)
+            continue;
+        snprintf(line, sizeof line,
+                 "system=ratio workload=%s metric=over_replica_share replica_share_mb_s=%.0f "
+                 "liblog_over_share=%.2f", batched[i], share, mb / share);
         add_result(line);
     }
     double b1 = result("libraft-uv", "W1", NULL, "p50_us");
@@ -1871,6 +2074,24 @@ static void summary(void)
     if (ll > 0)
         printf("  W2 / Little's-law limit (in flight / (overwrite fdatasync p50 + rtt p50)) = %.2f "
                "(limit %.0f records/s)\n", ll, result("ratio", "W2", "metric=littles_law", "limit_records_s"));
+    double share = result("floor", "seqwrite3", NULL, "replica_share_mb_s");
+    if (share > 0)
+        printf("  disk: 3 parallel sequential writers with fdatasync %.0f MB/s in all; a replica's share %.0f MB/s\n",
+               result("floor", "seqwrite3", NULL, "mb_s"), share);
+    static const char *const kinds[] = {"batched-100", "batched-1k", "batched-4k"};
+    for (unsigned i = 0; i < 3; i++) {
+        double mb = result("liblog", kinds[i], NULL, "mb_s");
+        if (mb <= 0)
+            continue;
+        char k[64];
+        snprintf(k, sizeof k, "cpu-%s", kinds[i]);
+        printf("  %-11s %7.1f MB/s %9.0f rec/s  / share %.2f  CPU s per M records %.2f, per GB leader %.2f "
+               "follower %.2f\n", kinds[i], mb, result("liblog", kinds[i], NULL, "records_s"),
+               share > 0 ? mb / share : -1, result("liblog", k, NULL, "cpu_s_per_mrec"),
+               result("liblog", k, NULL, "leader_cpu_s_per_gb"), result("liblog", k, NULL, "follower_cpu_s_per_gb"));
+    }
+    printf("  CPU s per M records, W2: liblog %.2f, libraft-uv %.2f (3 processes, user + system)\n",
+           result("liblog", "cpu-W2", NULL, "cpu_s_per_mrec"), result("libraft-uv", "cpu-W2", NULL, "cpu_s_per_mrec"));
     printf("  targets (issue 5): W1 p50 <= baseline and <= 1.5x floor; W2 >= 300k rec/s; W3 >= 150 MB/s;\n"
            "  W4 p50 <= 1.3x W1 p50; W5 >= 5M rec/s from cache. W4 reader waits on the commit fence; W5 read cache on.\n");
 }
