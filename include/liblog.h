@@ -110,7 +110,10 @@ struct rlog_config {
     uint64_t id;               /* this node's id; must be one of peers */
     const char *address;       /* this node's "host:port"; must match its peer entry */
     const char *data_dir;      /* created if missing; one node per directory */
-    const struct rlog_peer *peers; /* the initial cluster, this node included */
+    const struct rlog_peer *peers; /* the initial cluster, this node included
+                                      (restarting a node that was down while
+                                      members were added: list them too, so it
+                                      can follow one of them as leader) */
     unsigned n_peers;          /* 1 .. RLOG_MAX_PEERS */
     int join;                  /* 1: a node being added to a running cluster
                                   (rlog_add_node on its leader); it does not

@@ -202,7 +202,14 @@ static int hook_peer_address(void *arg, uint64_t id, char *buf, size_t len)
                 return 0;
             }
     }
-    for (unsigned i = 0; i < log->cfg.n_peers; i++) /* before raft has started */
+    /* Not in the configuration (or none loaded yet): the peers list this
+     * node was opened with. A node whose stored configuration predates a
+     * membership change (down or wiped while a node was added) knows the
+     * added node only from there: opened with the current membership, it
+     * takes that node's messages as leader and can address its replies
+     * (Raft accepts a leader outside the receiver's configuration; the
+     * operator's list is what vouches for it here). */
+    for (unsigned i = 0; i < log->cfg.n_peers; i++)
         if (log->peers[i].id == id) {
             snprintf(buf, len, "%s", log->peers[i].address);
             return 0;

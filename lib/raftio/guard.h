@@ -9,7 +9,8 @@
  *
  *  - The sender is a member: in the current configuration, or in the peer
  *    list the node was opened with (a node that has not yet received any
- *    configuration, e.g. one being added, only knows that list).
+ *    configuration, e.g. one being added, only knows that list; one whose
+ *    stored configuration predates an add knows the added node from it).
  *  - No term can wrap: a term above 2^63 is refused in every message that
  *    carries one (libraft adds 1 to terms; 2^64-1 left a cluster leaderless
  *    for good).

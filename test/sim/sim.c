@@ -108,6 +108,7 @@ static struct {
     struct sub subs[SIM_MAX_NODES];
     struct collect col[SIM_MAX_NODES];
     bool load_on, faults_on;
+    uint64_t quiet_until;       /* no new fault or wipe before this (sm-join) */
     unsigned long acked, failed, reads, read_errors, corrupt_seen, crashes;
     unsigned long trims_ok, sub_jumps, forged, trim_crashes;
     unsigned long dup_acks, conflicts, cond_acks; /* scenario producers */
@@ -515,6 +516,10 @@ static void fault_tick(void *arg)
     (void)arg;
     if (!H.faults_on)
         return;
+    if (W->now < H.quiet_until) {
+        sim_at(H.quiet_until + sim_range(1, 300) * SIM_MS, fault_tick, NULL);
+        return;
+    }
     int i = (int)sim_range(0, (uint64_t)W->n - 1);
     struct sim_node *n = &W->nodes[i];
     int l = leader_idx();
@@ -2403,6 +2408,10 @@ static void wipe_tick(void *arg)
     (void)arg;
     if (!H.faults_on)
         return;
+    if (W->now < H.quiet_until) {
+        sim_at(H.quiet_until + sim_range(1, 300) * SIM_MS, wipe_tick, NULL);
+        return;
+    }
     int l = leader_idx(), v = (int)sim_range(0, (uint64_t)W->n - 1);
     bool ready = l >= 0 && WP.victim < 0;
     for (int i = 0; i < W->n && ready; i++)
@@ -2480,17 +2489,22 @@ static const char *install_verify(void)
  * up); its state machine can only start from a peer's snapshot. The add is
  * retried through leader changes and crashes of either side (a promotion cut
  * short leaves a spare that a second add promotes), then wipes begin as in
- * sm-install. Checks: those of sm-install on all four nodes, the add took
- * effect, and the new node restored a snapshot. */
+ * sm-install. From the add on, nodes open with the four-node peers list, as
+ * an operator would restart them: a node whose stored configuration
+ * predates the add must still follow the added node when it leads. Checks:
+ * those of sm-install on all four nodes (so every node converged), the add
+ * took effect, and the new node restored a snapshot. */
 static struct {
     int joiner;             /* index of the node being added */
     bool busy, added;
     unsigned tries, refusals, transfers;
-    uint64_t stale_since;   /* a node has not known the leading joiner since */
+    int missed;             /* the node taken down before the add, or -1 */
+    uint64_t missed_up;     /* when it reopens */
     uint64_t deadline;      /* join even without a trim after this */
 } JN;
 
 static void join_tick(void *arg);
+static void join_lead(void *arg);
 
 static void join_done(struct rl_op *op)
 {
@@ -2501,7 +2515,13 @@ static void join_done(struct rl_op *op)
     bool voter = op->status == RLOG_EINVAL && strstr(op->errmsg, "already a voter");
     if (op->status == 0 || voter) {
         JN.added = true;
+        W->boot_n = W->n; /* nodes open with the current membership from now on */
         sim_log("n%" PRIu64 " added", n->id);
+        /* Often the new node is made leader while a node that missed the
+         * add is still down (join_tick took one down): that node must
+         * follow a leader its stored configuration does not name. */
+        if (sim_chance(600))
+            sim_at(W->now + sim_range(100, 1000) * SIM_MS, join_lead, NULL);
         sim_at(W->now + sim_range(2000, 4000) * SIM_MS, wipe_tick, NULL);
     } else {
         JN.refusals++;
@@ -2509,6 +2529,54 @@ static void join_done(struct rl_op *op)
         sim_at(W->now + sim_range(100, 500) * SIM_MS, join_tick, NULL);
     }
     free_op(op);
+}
+
+static void join_transfer_done(struct rl_op *op)
+{
+    sim_log("leadership to the added node: %s", op->status ? rlog_errname(op->status) : "done");
+    JN.transfers += op->status == 0;
+    free_op(op);
+}
+
+/* Whether node i's configuration names the added node. */
+static bool knows_joiner(int i)
+{
+    const struct raft_configuration *c = &W->nodes[i].log->raft.configuration;
+    for (unsigned k = 0; k < c->n; k++)
+        if (c->servers[k].id == W->nodes[JN.joiner].id)
+            return true;
+    return false;
+}
+
+/* The end of the quiet spell after the added node was made leader: the
+ * node that missed the add, back for a while, must follow it (its stored
+ * configuration does not name it; the peers list it reopened with does). */
+static void join_check(void *arg)
+{
+    (void)arg;
+    struct sim_node *m = &W->nodes[JN.missed];
+    if (leader_idx() == JN.joiner && node_up(m) && m->log->raft_started && !m->log->fatal &&
+        W->now - JN.missed_up >= 3000 * SIM_MS && !knows_joiner(JN.missed))
+        fail_check("n%d, down during the add, did not follow the added node as leader "
+                   "(%.1f s since it reopened)", JN.missed + 1,
+                   (double)(W->now - JN.missed_up) / 1e9);
+}
+
+static void join_lead(void *arg)
+{
+    (void)arg;
+    int l = leader_idx();
+    if (l < 0 || l == JN.joiner)
+        return;
+    if (JN.missed >= 0) { /* faults rest while the missed node comes back */
+        H.quiet_until = W->now + 9000 * SIM_MS;
+        sim_at(H.quiet_until, join_check, NULL);
+    }
+    struct rl_op *op = new_op(RL_OP_MEMBER, 0, join_transfer_done, NULL);
+    op->member_kind = RL_MEMBER_TRANSFER;
+    op->member_id = W->nodes[JN.joiner].id;
+    if (node_submit(&W->nodes[l], op) != 0)
+        free_op(op);
 }
 
 static void join_tick(void *arg)
@@ -2525,6 +2593,15 @@ static void join_tick(void *arg)
     }
     if (!n->log && W->now >= n->hold_until)
         node_start(n);
+    if (JN.tries == 0 && sim_chance(600)) { /* a follower misses the add */
+        int f = (l + 1 + (int)sim_range(0, (uint64_t)W->boot_n - 2)) % W->boot_n;
+        sim_log("n%d goes down before the add", f + 1);
+        node_stop(&W->nodes[f]);
+        uint64_t down = sim_range(2000, 5000) * SIM_MS;
+        node_restart_after(&W->nodes[f], down);
+        JN.missed = f;
+        JN.missed_up = W->now + down; /* about: a close can take a little longer */
+    }
     struct rl_op *op = new_op(RL_OP_MEMBER, 0, join_done, NULL);
     op->member_kind = RL_MEMBER_ADD;
     op->member_id = n->id;
@@ -2540,66 +2617,13 @@ static void join_tick(void *arg)
     }
 }
 
-/* Whether node i's configuration names the added node. */
-static bool knows_joiner(int i)
-{
-    const struct raft_configuration *c = &W->nodes[i].log->raft.configuration;
-    for (unsigned k = 0; k < c->n; k++)
-        if (c->servers[k].id == W->nodes[JN.joiner].id)
-            return true;
-    return false;
-}
-
-static void transfer_done(struct rl_op *op)
-{
-    JN.busy = false;
-    sim_log("leadership transfer: %s", op->status ? rlog_errname(op->status) : "done");
-    free_op(op);
-}
-
-/* A known limit (README, Limits): a node whose configuration is older than
- * the add (down or wiped meanwhile) drops the added node's messages (it is
- * not a member there), so while the added node leads, that node cannot catch
- * up. The operator's remedy is a leadership transfer to an older member;
- * this does it after 3 s, and counts how often it was needed. */
-static void stale_watch(void *arg)
-{
-    (void)arg;
-    int l = leader_idx();
-    bool stale = false;
-    if (JN.added && l == JN.joiner)
-        for (int i = 0; i < W->n; i++)
-            if (i != l && node_up(&W->nodes[i]) && W->nodes[i].log->raft_started &&
-                !knows_joiner(i))
-                stale = true;
-    JN.stale_since = stale ? (JN.stale_since ? JN.stale_since : W->now) : 0;
-    if (stale && !JN.busy && W->now - JN.stale_since >= 3000 * SIM_MS) {
-        struct rl_op *op = new_op(RL_OP_MEMBER, 0, transfer_done, NULL);
-        op->member_kind = RL_MEMBER_TRANSFER;
-        op->member_id = 0; /* the most up-to-date voter */
-        for (int i = 0; i < W->n; i++)
-            if (i != l && node_up(&W->nodes[i]) && W->nodes[i].log->raft_started &&
-                knows_joiner(i))
-                op->member_id = W->nodes[i].id;
-        JN.transfers++;
-        JN.stale_since = 0;
-        sim_log("a node does not know leader n%d: leadership moves to n%" PRIu64, l + 1,
-                op->member_id);
-        if (node_submit(&W->nodes[l], op) == 0)
-            JN.busy = true;
-        else
-            free_op(op);
-    }
-    if (!W->finishing)
-        sim_at(W->now + 200 * SIM_MS, stale_watch, NULL);
-}
-
 static void join_configure(void)
 {
     install_configure();
     memset(&JN, 0, sizeof JN);
     JN.joiner = W->n - 1;
-    W->boot_n = W->n - 1;
+    JN.missed = -1;
+    W->boot_n = W->first_n = W->n - 1;
     W->nodes[JN.joiner].join = true;
     WI.wiped[JN.joiner] = true; /* it has no snapshot of its own */
 }
@@ -2609,7 +2633,6 @@ static void join_setup(void)
     sm_setup();
     JN.deadline = W->now + 12000 * SIM_MS;
     sim_at(W->now + sim_range(2000, 4000) * SIM_MS, join_tick, NULL);
-    sim_at(W->now + 200 * SIM_MS, stale_watch, NULL);
 }
 
 static const char *join_verify(void)
@@ -2619,8 +2642,7 @@ static const char *join_verify(void)
     const char *why = install_verify();
     if (why)
         return why;
-    sim_log("join: %u tries, %u refused, %u leadership transfers for a node behind the add",
-            JN.tries, JN.refusals, JN.transfers);
+    sim_log("join: %u tries, %u refused, %u transfers to it", JN.tries, JN.refusals, JN.transfers);
     if (WI.join_installs == 0)
         return "the added node never restored a snapshot: the scenario did not bite";
     return NULL;

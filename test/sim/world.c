@@ -784,15 +784,20 @@ int node_start(struct sim_node *n)
     unsigned np = 0;
     for (int i = 0; i < W->boot_n; i++)
         peers[np++] = (struct rlog_peer){.id = W->nodes[i].id, .address = W->nodes[i].address};
-    if (n->join)
+    if (n->join && n->idx >= W->boot_n)
         peers[np++] = (struct rlog_peer){.id = n->id, .address = n->address};
+    /* Once the membership grew (boot_n raised by sm-join), an empty
+     * directory must not bootstrap the new list (an index-1 entry unlike
+     * the cluster's): it waits to be contacted, as a joining node does. */
+    struct stat st;
+    bool join = n->join || (W->boot_n > W->first_n && stat(n->dir, &st) != 0);
     struct rlog_config cfg = W->base;
     cfg.id = n->id;
     cfg.address = n->address;
     cfg.data_dir = n->dir;
     cfg.peers = peers;
     cfg.n_peers = np;
-    cfg.join = n->join;
+    cfg.join = join;
     cfg.log_fn = node_log_fn;
     cfg.log_arg = n;
     if (W->base.sm) { /* one state machine per node: its arg is the node */
@@ -1054,7 +1059,7 @@ void world_init(struct sim_world *w, uint64_t seed, int n, bool verbose)
     w->rng = seed * 0x2545f4914f6cdd1dull + 1;
     w->now = 1000 * SIM_MS * 1000ull; /* not 0: nothing should mistake it for unset */
     w->n = n;
-    w->boot_n = n;
+    w->boot_n = w->first_n = n;
     w->verbose = verbose;
     net_calm();
     struct stat st;

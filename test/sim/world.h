@@ -63,7 +63,9 @@ struct sim_world {
     uint64_t rng;
     uint64_t now;               /* virtual nanoseconds */
     int n;
-    int boot_n;                 /* the first configuration: nodes[0 .. boot_n) */
+    int first_n;                /* the first configuration: nodes[0 .. first_n) */
+    int boot_n;                 /* the peers list a node opens with: nodes[0 .. boot_n)
+                                   (grows when a node was added) */
     struct sim_node nodes[SIM_MAX_NODES];
     bool link_cut[SIM_MAX_NODES][SIM_MAX_NODES]; /* from -> to */
     struct sim_net_faults net;
