@@ -106,6 +106,20 @@ port_free() {
 }
 
 # pick_ports N: N free consecutive-ish loopback ports into PORTS and CLUSTER.
+# three_of_four: ports for four nodes; nodes 1..3 started as a 3-node
+# cluster (CLUSTER=C3; C4 names all four, for a node added later); L is
+# the leader. Ends the test if any step fails.
+three_of_four() {
+    pick_ports 4 || { not_ok "pick 4 ports"; finish; }
+    C4=$CLUSTER
+    C3=$(cut -d, -f1-3 <<<"$C4")
+    CLUSTER=$C3
+    N_NODES=3
+    local i
+    for i in 1 2 3; do start_node "$i" || { not_ok "start node $i"; finish; }; done
+    L=$(wait_leader) || { not_ok "a leader is elected"; finish; }
+}
+
 pick_ports() {
     local n=$1 base tries=0 i
     while [ $tries -lt 50 ]; do

@@ -6,13 +6,7 @@
 # cluster that is left keeps taking appends and all its nodes agree.
 . "$(dirname "$0")/lib.sh"
 
-pick_ports 4 || { not_ok "pick 4 ports"; finish; }
-C4=$CLUSTER
-C3=$(cut -d, -f1-3 <<<"$C4")
-CLUSTER=$C3
-N_NODES=3
-for i in 1 2 3; do start_node "$i" || { not_ok "start node $i"; finish; }; done
-L=$(wait_leader) || { not_ok "a leader is elected"; finish; }
+three_of_four
 F=$(( L % 3 + 1 ))
 ok "node $L leads the 3-node cluster $C3"
 seq -f "before-%g" 1 2000 | "$RLOGCTL" append --control "$(ctl "$L")" >/dev/null 2>"$T/err" \

@@ -7,13 +7,7 @@
 # configuration lacks, it dropped every message of the new leader.)
 . "$(dirname "$0")/lib.sh"
 
-pick_ports 4 || { not_ok "pick 4 ports"; finish; }
-C4=$CLUSTER
-C3=$(cut -d, -f1-3 <<<"$C4")
-CLUSTER=$C3
-N_NODES=3
-for i in 1 2 3; do start_node "$i" || { not_ok "start node $i"; finish; }; done
-L=$(wait_leader) || { not_ok "a leader is elected"; finish; }
+three_of_four
 S=$(( L % 3 + 1 ))
 ok "node $L leads the 3-node cluster; node $S will miss the add"
 seq -f "before-%g" 1 300 | "$RLOGCTL" append --control "$(ctl "$L")" >/dev/null 2>"$T/err" \
