@@ -173,6 +173,7 @@ void rl_do_member(struct rlog *log, struct rl_op *op)
     if (known && !check_add(log, op, known))
         return;
     log->member_op = op;
+    log->member_promoting = false;
     log->change.data = log;
     int rv;
     const char *what;
