@@ -2559,7 +2559,7 @@ static void join_check(void *arg)
     (void)arg;
     struct sim_node *m = &W->nodes[JN.missed];
     if (leader_idx() == JN.joiner && node_up(m) && m->log->raft_started && !m->log->fatal &&
-        W->now - JN.missed_up >= 3000 * SIM_MS && !knows_joiner(JN.missed))
+        W->now >= JN.missed_up + 3000 * SIM_MS && !knows_joiner(JN.missed))
         fail_check("n%d, down during the add, did not follow the added node as leader "
                    "(%.1f s since it reopened)", JN.missed + 1,
                    (double)(W->now - JN.missed_up) / 1e9);
