@@ -177,28 +177,6 @@ static struct lat_result floor_fdatasync(const char *dir, int n, bool prefilled)
     return r;
 }
 
-/* Sequential 1 MiB writes, each followed by fdatasync. Returns MB/s. */
-static double floor_seqwrite(const char *dir, long total_mb)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/floor-seq.dat", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        die("%s: %s", path, strerror(errno));
-    size_t chunk = 1 << 20;
-    char *buf = malloc(chunk);
-    memset(buf, 's', chunk);
-    uint64_t t0 = now_ns();
-    for (long i = 0; i < total_mb; i++)
-        if (write(fd, buf, chunk) != (ssize_t)chunk || fdatasync(fd) != 0)
-            die("seq write: %s", strerror(errno));
-    double el = (double)(now_ns() - t0) / 1e9;
-    free(buf);
-    close(fd);
-    unlink(path);
-    return (double)total_mb * (double)chunk / el / 1e6;
-}
-
 struct seq_writer {
     const char *dir;
     int idx;
@@ -223,6 +201,16 @@ static void *seq_writer_main(void *arg)
     close(fd);
     unlink(path);
     return NULL;
+}
+
+/* Sequential 1 MiB writes, each followed by fdatasync. Returns MB/s. */
+static double floor_seqwrite(const char *dir, long total_mb)
+{
+    struct seq_writer w = {dir, 0, total_mb};
+    uint64_t t0 = now_ns();
+    seq_writer_main(&w);
+    double el = (double)(now_ns() - t0) / 1e9;
+    return (double)total_mb * (double)(1 << 20) / el / 1e6;
 }
 
 /* Three sequential writers at once (1 MiB writes, each fdatasync'd), one per
