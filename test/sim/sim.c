@@ -2373,6 +2373,30 @@ static bool others_hold(void)
     return true;
 }
 
+/* Whether a node other than v holds a snapshot covering the records every
+ * other node's log lacks, so that v, wiped, has one to install: retention
+ * keeps a quorum of snapshots, which survives losing one disk, not a second
+ * before the first came back (seed 500000022 wiped the leader, then the one
+ * other holder of a covering snapshot before the first had installed it). */
+static bool snapshot_survives(int v)
+{
+    uint64_t need = 0, have = 0;
+    for (int j = 0; j < W->n; j++) {
+        struct sim_node *o = &W->nodes[j];
+        if (j == v || !o->log || !o->log->sm)
+            continue;
+        uint64_t first = node_first(o);
+        if (first > need)
+            need = first;
+        pthread_mutex_lock(&o->log->sm->mu);
+        uint64_t next = o->log->sm->snap_offset;
+        pthread_mutex_unlock(&o->log->sm->mu);
+        if (next > have)
+            have = next;
+    }
+    return have >= need;
+}
+
 static void wipe_tick(void *arg);
 
 /* Deletes the crashed victim's data directory once it is closed and the
@@ -2419,6 +2443,7 @@ static void wipe_tick(void *arg)
     bool ready = l >= 0 && WP.victim < 0;
     for (int i = 0; i < W->n && ready; i++)
         ready = node_up(&W->nodes[i]) && !W->nodes[i].log->fatal;
+    ready = ready && snapshot_survives(v);
     struct rl_store_entry e;
     /* What could be acknowledged with the victim's help: anything the
      * leader holds (its own commit index can lag what was committed, just
