@@ -7,6 +7,7 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,9 +70,26 @@ static int fatal_calls(void)
     return n;
 }
 
+/* A state machine that counts the records it applied. */
+static atomic_ulong sm_applied;
+
+static int64_t count_apply(void *arg, uint64_t offset, const void *rec, size_t len)
+{
+    (void)arg;
+    (void)rec;
+    (void)len;
+    atomic_fetch_add(&sm_applied, 1);
+    return (int64_t)offset;
+}
+
+static struct rlog_sm counter_sm = {.apply = count_apply};
+static const struct rlog_sm *open_with_sm; /* for the next open_node */
+
 static void setup(void)
 {
     rl_fs_faults_clear();
+    open_with_sm = NULL;
+    atomic_store(&sm_applied, 0);
     snprintf(dir, sizeof dir, "/tmp/rlog-failstop-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(address, sizeof address, "127.0.0.1:%d", th_free_port(21000));
@@ -109,6 +127,7 @@ static void open_node(void)
     c.heartbeat_timeout_ms = 50;
     c.on_fatal = on_fatal;
     c.log_fn = log_fn;
+    c.sm = open_with_sm;
     char err[256];
     int rv = rlog_open(&c, &node, err, sizeof err);
     ck_assert_msg(rv == 0, "open: %s: %s", rlog_errname(rv), err);
@@ -454,6 +473,34 @@ START_TEST(test_appends_in_flight_are_answered_at_the_stop)
 }
 END_TEST
 
+/* A state machine on a node that failed stop applies what was committed
+ * before the stop, and a wait for more ends at once with the cause: the
+ * stop will never commit it (not the caller's deadline, 20 s here). */
+START_TEST(test_sm_wait_past_the_stop_ends_with_the_cause)
+{
+    open_with_sm = &counter_sm;
+    open_node();
+    append_ok(0, 10);
+    struct rl_fs_faults f = {.disk_full = 1};
+    rl_fs_faults_set(&f);
+    int err;
+    uint64_t acked = append_until_failure(10, 2000, &err);
+    ck_assert_msg(err == RLOG_EFATAL || err == RLOG_EINDOUBT, "got %s", rlog_errname(err));
+    wait_fatal_call();
+    int rv = rlog_sm_wait(node, acked, 5000);
+    ck_assert_msg(rv == 0, "records committed before the stop are applied: %s: %s",
+                  rlog_errname(rv), rlog_errmsg(node));
+    ck_assert_uint_ge(atomic_load(&sm_applied), acked);
+    rv = rlog_sm_wait(node, acked + 1000, 20000);
+    ck_assert_msg(rv == RLOG_EFATAL, "a wait past the stop: %s: %s", rlog_errname(rv),
+                  rlog_errmsg(node));
+    ck_assert_msg(strstr(rlog_errmsg(node), "No space left on device"), "errmsg: %s",
+                  rlog_errmsg(node));
+    ck_assert_int_eq(rlog_close(node), RLOG_ENOSPC);
+    node = NULL;
+}
+END_TEST
+
 static void count_cb(void *arg, int status, uint64_t first_offset)
 {
     (void)status;
@@ -500,6 +547,7 @@ static Suite *failstop_suite(void)
     tcase_add_test(tc, test_write_error_fails_stop_and_keeps_reads);
     tcase_add_test(tc, test_appends_in_flight_are_answered_at_the_stop);
     tcase_add_test(tc, test_close_under_load_is_not_a_failed_stop);
+    tcase_add_test(tc, test_sm_wait_past_the_stop_ends_with_the_cause);
     suite_add_tcase(s, tc);
     return s;
 }
