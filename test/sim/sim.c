@@ -2419,6 +2419,12 @@ static void wipe_when_safe(void *arg)
     } else if (W->now < WP.deadline) {
         if (n->hold_until < W->now + 20 * SIM_MS)
             n->hold_until = W->now + 20 * SIM_MS; /* still down while we wait */
+        /* No new fault meanwhile: one that takes another node down would
+         * keep the wipe waiting until it is given up (seed 600000003 gave
+         * up both of its wipes and never installed). Faults go on once
+         * the directory is gone, through the victim's install. */
+        if (H.quiet_until < W->now + 20 * SIM_MS)
+            H.quiet_until = W->now + 20 * SIM_MS;
         sim_at(W->now + 10 * SIM_MS, wipe_when_safe, NULL);
         return;
     } else {
