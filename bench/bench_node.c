@@ -31,7 +31,8 @@
  *
  * Workloads (see issue 5): W1 latency (one append in flight; also on a
  * follower, "W1-forwarded": forwarded to the leader), W2/W3 throughput
- * (64 in flight from 4 host threads, 100 B / 1 KiB), W4 end to end leader ->
+ * (64 single-record appenders in flight, each starting its next append
+ * from its completion callback; 100 B / 1 KiB), W4 end to end leader ->
  * follower reader (rlog_iter_next + rlog_iter_wait), W5 reads
  * (sequential rlog_iter, random rlog_read), W6 recovery (open time, peak RSS
  * of a node whose log holds 1 GiB; 10 GiB with --long). The baseline runs
