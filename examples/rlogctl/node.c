@@ -1,6 +1,6 @@
 /*
  * rlogctl node: one node of the replicated log. cmd_node opens it
- * (rlog_open), serves the control socket (control.c) until SIGTERM/SIGINT or
+ * (rlog_open), serves the control socket (control.c) until SIGTERM/SIGINT/SIGHUP or
  * a failed stop, and shuts down gracefully. Also here: the node's state
  * shared with the request handlers, its log lines, and the guard that keeps
  * liblog calls out of the shutdown.
@@ -163,6 +163,10 @@ static int node_signals(void)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    /* SIGHUP too: a closed terminal or session (and the kernel's SIGHUP to
+     * a stopped process whose process group was orphaned) would otherwise
+     * kill the node mid-write without a word; it closes cleanly instead. */
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -255,7 +259,7 @@ static int node_open(const struct node_args *a, struct metrics_http **http)
     return lfd;
 }
 
-/* Accepts control clients and logs role changes until SIGTERM/SIGINT, or
+/* Accepts control clients and logs role changes until SIGTERM/SIGINT/SIGHUP, or
  * `linger_ms` after a failed stop. Returns whether the node failed stop. */
 static int node_serve(int lfd, int sfd, uint64_t linger_ms)
 {
@@ -298,7 +302,8 @@ static int node_serve(int lfd, int sfd, uint64_t linger_ms)
         }
     }
     if (signo)
-        node_log("received %s, shutting down", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        node_log("received %s, shutting down",
+                 signo == SIGTERM ? "SIGTERM" : signo == SIGHUP ? "SIGHUP" : "SIGINT");
     return failed;
 }
 

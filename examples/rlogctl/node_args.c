@@ -10,7 +10,7 @@ static void usage_node(FILE *f)
     fprintf(f,
             "usage: %s node --id N --data DIR --cluster ID=HOST:PORT,... [options]\n"
             "\n"
-            "Runs one node of the replicated log in the foreground until SIGTERM/SIGINT.\n"
+            "Runs one node of the replicated log in the foreground until SIGTERM/SIGINT/SIGHUP.\n"
             "\n"
             "  --id N               this node's id (>= 1); must appear in --cluster\n"
             "  --address HOST:PORT  where this node listens for its peers\n"

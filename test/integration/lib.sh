@@ -226,11 +226,12 @@ wait_first() {
     return 1
 }
 
-# stop_node I: SIGTERM, bounded wait; returns the exit status (or 124).
+# stop_node I [SIGNAL]: SIGTERM (or SIGNAL), bounded wait; returns the
+# exit status (or 124).
 stop_node() {
-    local i=$1 p=${NODE_PID[$1]:-} deadline=$((SECONDS + WAIT))
+    local i=$1 p=${NODE_PID[$1]:-} deadline=$((SECONDS + WAIT)) sig=${2:-TERM}
     [ -z "$p" ] && return 0
-    kill -TERM "$p" 2>/dev/null
+    kill -"$sig" "$p" 2>/dev/null
     while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
     if kill -0 "$p" 2>/dev/null; then
         say "node $i ignored SIGTERM for $WAIT s; killing it"

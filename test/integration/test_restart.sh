@@ -30,8 +30,17 @@ NL=$(wait_leader "$L") || { not_ok "a new leader after the SIGTERM"; finish; }
 ok "node $NL leads after the handover"
 check "the stopped node restarts" start_node "$L"
 
-# 2. Full-cluster restart.
-for i in 1 2 3; do
+# 2. Full-cluster restart. Node 1 gets SIGHUP while paused (what the
+# kernel sends a stopped process whose session went away), then SIGCONT:
+# it closes cleanly and says why, as on SIGTERM.
+kill -STOP "${NODE_PID[1]}"
+kill -HUP "${NODE_PID[1]}"
+kill -CONT "${NODE_PID[1]}"
+stop_node 1 HUP; rc=$?
+check "node 1 exits 0 on SIGHUP while paused (got $rc)" [ $rc -eq 0 ]
+check "its log names SIGHUP and a clean close" \
+    sh -c "grep -q 'received SIGHUP, shutting down' '$T/n1.log' && grep -q 'closed cleanly' '$T/n1.log'"
+for i in 2 3; do
     stop_node "$i"; rc=$?
     check "node $i exits 0 on SIGTERM (got $rc)" [ $rc -eq 0 ]
 done
