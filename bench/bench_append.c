@@ -11,10 +11,13 @@
  *   with -R, instead: random single-record reads (rlog_read) of 100 B
  *   records written in full batches (8192 records, ~1 MiB entries), served
  *   from the read cache, on the leader and on a follower: reads/s and p50.
+ *   with -D, instead: the same reads from the segment files (the read cache
+ *   held to one byte, so every read misses it; entries of 64 records, the
+ *   page cache warm): what issue 18 item 3 measures.
  * The full, multi-process comparison with raw libraft is `make bench`
  * (issue 5); this is the quick look.
  *   with -2, W2 alone (for profiling its path: perf stat, perf record).
- * Usage: bench_append [-d DIR] [-s SECONDS] [-n W1_APPENDS] [-P [-r ROUNDS]] [-R] [-2]
+ * Usage: bench_append [-d DIR] [-s SECONDS] [-n W1_APPENDS] [-P [-r ROUNDS]] [-R] [-D] [-2]
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -202,32 +205,41 @@ static void random_reads(rlog *log, const char *who, uint64_t from, uint64_t n, 
     fflush(stdout);
 }
 
-/* Fills the log with full batches of 100 B records, then reads at random. */
-static int reads_bench(rlog *leader, rlog *follower, double secs)
+/* Fills the log with batches of 100 B records (full 8192-record batches, or
+ * 64-record ones from_disk), then reads at random. */
+static int reads_bench(rlog *leader, rlog *follower, double secs, bool from_disk)
 {
-    enum { PER_CALL = 8192, CALLS = 24 };
+    enum { PER_CALL = 8192 };
+    int per_call = from_disk ? 64 : PER_CALL, calls = from_disk ? 3072 : 24;
     static struct rlog_buf recs[PER_CALL];
     static char rec[100];
     memset(rec, 'r', sizeof rec);
     for (int i = 0; i < PER_CALL; i++)
         recs[i] = (struct rlog_buf){rec, sizeof rec};
     uint64_t first = 0, off;
-    for (int c = 0; c < CALLS; c++) {
-        if (rlog_append_batch(leader, recs, PER_CALL, &off) != 0) {
+    for (int c = 0; c < calls; c++) {
+        if (rlog_append_batch(leader, recs, (size_t)per_call, &off) != 0) {
             fprintf(stderr, "append: %s\n", rlog_errmsg(leader));
             return 1;
         }
         if (c == 0)
             first = off;
     }
-    uint64_t n = (uint64_t)PER_CALL * CALLS;
+    uint64_t n = (uint64_t)per_call * (uint64_t)calls;
     void *buf;
     size_t len;
     for (int t = 0; t < 400 && rlog_read(follower, first + n - 1, &buf, &len) != 0; t++)
         usleep(10000);
-    random_reads(leader, "leader", first, n, secs);
-    random_reads(follower, "follower", first, n, secs);
+    random_reads(leader, from_disk ? "leader-disk" : "leader", first, n, secs);
+    random_reads(follower, from_disk ? "follower-disk" : "follower", first, n, secs);
     return 0;
+}
+
+/* -D: every node's read cache held to one byte (no entry fits). */
+static void no_read_cache(int i, struct rlog_config *cfg)
+{
+    (void)i;
+    cfg->cache_bytes = 1;
 }
 
 int main(int argc, char **argv)
@@ -235,9 +247,11 @@ int main(int argc, char **argv)
     const char *dir = "/tmp";
     double secs = 5;
     int n1 = 3000, opt, rounds = 3;
-    bool producers = false, reads = false, w2_only = false;
-    while ((opt = getopt(argc, argv, "d:s:n:Pr:R2")) != -1) {
-        if (opt == '2')
+    bool producers = false, reads = false, w2_only = false, from_disk = false;
+    while ((opt = getopt(argc, argv, "d:s:n:Pr:RD2")) != -1) {
+        if (opt == 'D')
+            reads = from_disk = true;
+        else if (opt == '2')
             w2_only = true;
         else if (opt == 'R')
             reads = true;
@@ -255,7 +269,8 @@ int main(int argc, char **argv)
             return 2;
     }
     struct cluster3 cl;
-    if (cluster3_open(&cl, dir, "liblog-bench-append", 30000 + (int)(getpid() % 10000) * 3, NULL))
+    if (cluster3_open(&cl, dir, "liblog-bench-append", 30000 + (int)(getpid() % 10000) * 3,
+                      from_disk ? no_read_cache : NULL))
         return 1;
     rlog **nodes = cl.nodes;
     int leader = cl.leader;
@@ -264,7 +279,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < 300; i++) /* warm-up */
         rlog_append(nodes[leader], rec, sizeof rec, NULL);
     if (reads) {
-        int rv = reads_bench(nodes[leader], nodes[(leader + 1) % 3], secs);
+        int rv = reads_bench(nodes[leader], nodes[(leader + 1) % 3], secs, from_disk);
         return cluster3_close(&cl) == 0 ? rv : 1;
     }
     if (producers) {

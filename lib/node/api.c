@@ -33,6 +33,7 @@ static void free_log(rlog *log)
     pthread_cond_destroy(&log->open_cv);
     pthread_cond_destroy(&log->visible_cv);
     pthread_cond_destroy(&log->room_cv);
+    pthread_cond_destroy(&log->store_cv);
     free(log);
 }
 
@@ -61,6 +62,7 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
         pthread_cond_init(&log->open_cv, NULL);
         pthread_cond_init(&log->visible_cv, NULL);
         pthread_cond_init(&log->room_cv, NULL);
+        pthread_cond_init(&log->store_cv, NULL);
         bool ok = table && log->address && log->data_dir && log->peers;
         if (ok && cfg->cluster_name)
             ok = (log->cluster_name = strdup(cfg->cluster_name)) != NULL;
@@ -158,15 +160,56 @@ int rlog_close(rlog *log)
     return rv;
 }
 
-/* A committed record still in the read cache is copied on the caller's
- * thread: two wake-ups less than asking the loop thread. 1: ask it. */
-static int read_here(rlog *log, uint64_t offset, void **buf, size_t *len)
+/* A committed record that missed the cache, from the segment files on the
+ * caller's thread. 1: ask the loop thread (closing, or the store could not
+ * serve it here: it says why). */
+static int read_store_here(rlog *log, uint64_t offset, void **buf, size_t *len)
+{
+    pthread_mutex_lock(&log->mu);
+    struct rl_store *store = log->shared_store;
+    if (store)
+        log->store_readers++;
+    pthread_mutex_unlock(&log->mu);
+    if (!store)
+        return 1;
+    struct rl_store_entry e;
+    int rv = rl_store_read_offset_shared(store, offset, &e);
+    pthread_mutex_lock(&log->mu);
+    if (--log->store_readers == 0)
+        pthread_cond_broadcast(&log->store_cv);
+    pthread_mutex_unlock(&log->mu);
+    if (rv != 0)
+        return rv == RLOG_ENOMEM ? rl_fail(rv, "out of memory") : 1;
+    struct rl_batch_view v;
+    if (!rl_batch_parse_layout(e.buf, e.len, &v) || v.count != e.records ||
+        offset - e.offset >= e.records) {
+        free((void *)e.buf);
+        return 1;
+    }
+    const void *rec;
+    rl_batch_record(&v, (uint32_t)(offset - e.offset), &rec, len);
+    *buf = malloc(*len ? *len : 1);
+    if (*buf)
+        memcpy(*buf, rec, *len);
+    free((void *)e.buf);
+    if (!*buf)
+        return rl_fail(RLOG_ENOMEM, "out of memory");
+    rl_cache_note_miss(&log->cache);
+    return 0;
+}
+
+/* A committed record is read on the caller's thread, from the read cache
+ * or the segment files: two wake-ups less than asking the loop thread. 1:
+ * ask it. */
+int rl_read_here(rlog *log, uint64_t offset, void **buf, size_t *len)
 {
     uint64_t visible;
     bool failed;
     if (!rl_published_readable(log, offset, &visible, &failed) || offset >= visible)
         return 1; /* the loop thread says why */
     int rv = rl_cache_read(&log->cache, offset, visible, buf, len);
+    if (rv == 1)
+        return read_store_here(log, offset, buf, len);
     return rv == RLOG_ENOMEM ? rl_fail(rv, "out of memory") : rv;
 }
 
@@ -174,7 +217,7 @@ int rlog_read(rlog *log, uint64_t offset, void **buf, size_t *len)
 {
     if (!log || !buf || !len)
         return rl_fail(RLOG_EINVAL, "read: NULL argument");
-    int here = read_here(log, offset, buf, len);
+    int here = rl_read_here(log, offset, buf, len);
     if (here <= 0)
         return here;
     struct rl_op op = {.kind = RL_OP_READ, .offset = offset};

@@ -212,6 +212,13 @@ int rl_cache_read(struct rl_cache *c, uint64_t offset, uint64_t visible, void **
     return rv;
 }
 
+void rl_cache_note_miss(struct rl_cache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->misses++;
+    pthread_mutex_unlock(&c->mu);
+}
+
 void rl_cache_stats(struct rl_cache *c, uint64_t *bytes, uint64_t *hits, uint64_t *misses)
 {
     pthread_mutex_lock(&c->mu);

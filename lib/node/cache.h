@@ -81,6 +81,8 @@ size_t rl_cache_copy(struct rl_cache *c, uint64_t offset, uint64_t visible, size
  * parse (the caller asks the loop thread, which reports why), or
  * RLOG_ENOMEM. */
 int rl_cache_read(struct rl_cache *c, uint64_t offset, uint64_t visible, void **buf, size_t *len);
+/* Any thread: counts a read that missed the cache (served elsewhere). */
+void rl_cache_note_miss(struct rl_cache *c);
 /* Bytes held, hits and misses, read together. */
 void rl_cache_stats(struct rl_cache *c, uint64_t *bytes, uint64_t *hits, uint64_t *misses);
 

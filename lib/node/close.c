@@ -31,11 +31,22 @@ static void raft_closed_cb(struct raft *r)
     }
 }
 
+void rl_store_unshare(struct rlog *log)
+{
+    pthread_mutex_lock(&log->mu);
+    log->shared_store = NULL;
+    /* Each read under way is one walk of a segment file: short. */
+    while (log->store_readers > 0)
+        pthread_cond_wait(&log->store_cv, &log->mu);
+    pthread_mutex_unlock(&log->mu);
+}
+
 static void begin_raft_close(struct rlog *log)
 {
     if (log->raft_closing)
         return;
     log->raft_closing = true;
+    rl_store_unshare(log);
     rl_fwd_close(log);
     if (log->member_op) {
         struct rl_op *op = log->member_op;

@@ -389,6 +389,7 @@ int rl_node_start_here(struct rlog *log)
     log->open_done = true;
     log->open_rv = rv;
     log->accepting = rv == 0;
+    log->shared_store = rv == 0 ? log->store : NULL;
     pthread_cond_signal(&log->open_cv);
     pthread_mutex_unlock(&log->mu);
     if (rv != 0)

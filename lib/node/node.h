@@ -146,6 +146,13 @@ struct rlog {
     uint64_t append_bytes_in_flight;
     pthread_cond_t room_cv;      /* broadcast when they drop, or on close */
     struct rlog_sub *subs;       /* open subscriptions */
+    /* Host threads' reads that miss the cache go to the store themselves
+     * (api.c, rl_store_read_offset_shared): through shared_store, set from
+     * a good open until the close begins; the close waits for the reads
+     * under way (store_readers) before the store closes. */
+    struct rl_store *shared_store;
+    unsigned store_readers;
+    pthread_cond_t store_cv;     /* broadcast when store_readers drops to 0 */
 
     /* Open handshake. */
     pthread_cond_t open_cv;
@@ -281,6 +288,13 @@ void rl_set_errmsg(const char *msg);
  * true. */
 bool rl_on_loop_thread(struct rlog *log);
 int rl_iter_wait_stop(rlog_iter *it, int timeout_ms, const bool *stop);
+/* api.c: rlog_read's part on the caller's thread (the read cache, else
+ * the segment files): 0 with the record, 1 if the loop thread is to serve
+ * it (and say why it cannot), or RLOG_ENOMEM. The simulator checks it. */
+int rl_read_here(struct rlog *log, uint64_t offset, void **buf, size_t *len);
+/* close.c: ends host threads' reads from the store, waiting for those
+ * under way (before it closes). Loop thread. */
+void rl_store_unshare(struct rlog *log);
 /* sub.c: ends and frees every subscription (at rlog_close). */
 void rl_subs_end_all(struct rlog *log);
 void rl_log(struct rlog *log, int level, const char *fmt, ...)

@@ -105,6 +105,14 @@ struct rl_store {
     struct rl_meta meta;
     uint32_t max_gen;   /* highest generation seen in a valid frame or header */
 
+    /* What a host thread's read looks at (read.c,
+     * rl_store_read_offset_shared): the list of used segments and, of each
+     * listed one, its samples, descriptor, durable end and generation; the
+     * first index and offset. Only
+     * the loop thread changes them, and holds this while it does; the loop
+     * thread reads them without it. Held for in-memory changes only, never
+     * across I/O. */
+    pthread_mutex_t segs_mu;
     struct rl_segment **segs; /* used segments, ascending seq */
     size_t nsegs, segcap;
     struct rl_segment *spare; /* prepared, zero-filled, no header yet */
@@ -200,6 +208,30 @@ void rl_segment_direct_close(struct rl_segment *seg);
 /* Finds the frame of `index` (or holding record `offset` when by_offset). */
 int rl_segment_find(struct rl_store *s, struct rl_segment *seg, uint64_t key,
                     bool by_offset, struct rl_store_entry *out, uint64_t *pos,
+                    bool want_payload);
+/* The walk under rl_segment_find, apart from the store and the segment, so
+ * that a host thread's read (read.c, rl_store_read_offset_shared) can copy
+ * where to start under segs_mu and walk after letting it go: the file (a
+ * descriptor the walker may own), its size, the durable end, the oldest
+ * generation a frame may carry, and the frame to start from (the last
+ * sample at or before the key). The walk verifies every frame it crosses
+ * and moves pos/index/offset/gen along; where it stops they name the frame
+ * it stopped at. */
+struct rl_walk {
+    int fd;
+    uint64_t size, last_index;
+    uint32_t gen, chunk;
+    bool empty; /* no samples: nothing durable in the segment */
+    uint64_t pos, index, offset;
+};
+#define RL_WALK_BAD_FRAME 1
+void rl_segment_walk_start(const struct rl_store *s, const struct rl_segment *seg, uint64_t key,
+                           bool by_offset, struct rl_walk *w);
+/* 0 (*out filled; payload malloc'd if want_payload), RLOG_ENOTFOUND (not
+ * in the segment's durable frames), RLOG_ENOMEM, RL_WALK_BAD_FRAME (the
+ * frame at w->pos fails its checks: damage), or -errno (a failed read).
+ * Touches nothing but w and the file. */
+int rl_segment_walk(struct rl_walk *w, uint64_t key, bool by_offset, struct rl_store_entry *out,
                     bool want_payload);
 
 /* Damage found at byte pos of seg, where entry `index` holding record

@@ -8,10 +8,19 @@
  * the durable end were synced before the failure, and every frame read is
  * checked against its checksum anyway. A node that failed stop serves its
  * committed records from here until it closes.
+ *
+ * A host thread's read (rl_store_read_offset_shared) copies where to start
+ * and a duplicate of the segment's descriptor under segs_mu, then walks
+ * without it: the loop may drop or replace the segment meanwhile (trim,
+ * reset, repair), and the duplicate still reads the file the walk started
+ * in. What it serves is what that file held, verified frame by frame; the
+ * entries it is asked for are committed, which nothing rewrites.
  */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store/internal.h"
 
@@ -41,6 +50,21 @@ static int find(struct rl_store *s, struct rl_segment *seg, uint64_t key, bool b
         if (rl_store_damage_at(s, key, by_offset))
             return rv; /* errmsg names the damaged range */
     }
+}
+
+/* The used segment that would hold record `offset` (the last one starting
+ * at or before it); there is at least one. */
+static struct rl_segment *seg_of_offset(const struct rl_store *s, uint64_t offset)
+{
+    size_t lo = 0, hi = s->nsegs;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->segs[mid]->first_offset <= offset)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return s->segs[lo];
 }
 
 int rl_store_read(struct rl_store *s, uint64_t index, struct rl_store_entry *out)
@@ -74,19 +98,36 @@ int rl_store_read_offset(struct rl_store *s, uint64_t offset, struct rl_store_en
         return rl_store_fail(s, RLOG_ENOTFOUND,
                              "record %" PRIu64 " is past the last record %" PRIu64, offset,
                              s->next_offset);
-    size_t lo = 0, hi = s->nsegs;
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (s->segs[mid]->first_offset <= offset)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    int rv = find(s, s->segs[lo], offset, true, out);
+    int rv = find(s, seg_of_offset(s, offset), offset, true, out);
     if (rv == 0 && out->index < s->first_index) {
         free((void *)out->buf);
         memset(out, 0, sizeof *out);
         return RLOG_ETRIMMED;
     }
     return rv;
+}
+
+int rl_store_read_offset_shared(struct rl_store *s, uint64_t offset, struct rl_store_entry *out)
+{
+    memset(out, 0, sizeof *out);
+    struct rl_walk w = {.fd = -1};
+    pthread_mutex_lock(&s->segs_mu);
+    uint64_t first_index = s->first_index;
+    if (s->nsegs > 0 && offset >= s->first_offset && offset >= s->segs[0]->first_offset) {
+        const struct rl_segment *seg = seg_of_offset(s, offset);
+        if (offset < seg->next_offset && seg->fd >= 0) {
+            rl_segment_walk_start(s, seg, offset, true, &w);
+            w.fd = fcntl(seg->fd, F_DUPFD_CLOEXEC, 0);
+        }
+    }
+    pthread_mutex_unlock(&s->segs_mu);
+    if (w.fd < 0)
+        return 1;
+    int rv = rl_segment_walk(&w, offset, true, out, true);
+    close(w.fd);
+    if (rv == 0 && out->index >= first_index)
+        return 0;
+    free((void *)out->buf);
+    memset(out, 0, sizeof *out);
+    return rv == RLOG_ENOMEM ? RLOG_ENOMEM : 1;
 }

@@ -260,7 +260,10 @@ void rl_repair_install(struct rl_store *s, struct rl_segment *seg, struct rl_reb
     struct rl_segment *fresh = rb->fresh;
     /* No job uses seg's descriptor now: the repair runs alone in the
      * writer's queue, after every spare and index job, and the loop's
-     * reads are on this thread. */
+     * reads are on this thread. A host thread's read walks a duplicate of
+     * the old descriptor (read.c): it finds the damage there and asks the
+     * loop thread. */
+    pthread_mutex_lock(&s->segs_mu);
     if (seg->fd >= 0)
         rl_fs_close(seg->fd);
     seg->fd = fresh->fd;
@@ -272,6 +275,7 @@ void rl_repair_install(struct rl_store *s, struct rl_segment *seg, struct rl_reb
     fresh->samples = NULL;
     seg->end_pos = fresh->end_pos;
     seg->last_pos = fresh->last_pos;
+    pthread_mutex_unlock(&s->segs_mu);
     rl_repair_release(rb);
     for (size_t i = 0; i < s->ndamage; i++)
         if (s->damage[i].seq == d->seq && s->damage[i].first_index == d->first_index) {

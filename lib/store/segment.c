@@ -517,13 +517,15 @@ int rl_segment_write_index(struct rl_store *s, const struct rl_segment *seg)
     return rv;
 }
 
-int rl_segment_find(struct rl_store *s, struct rl_segment *seg, uint64_t key, bool by_offset,
-                    struct rl_store_entry *out, uint64_t *pos_out, bool want_payload)
+void rl_segment_walk_start(const struct rl_store *s, const struct rl_segment *seg, uint64_t key,
+                           bool by_offset, struct rl_walk *w)
 {
-    char name[64];
-    seg_name(seg, name, sizeof name);
-    if (seg->nsamples == 0)
-        return RLOG_ENOTFOUND;
+    *w = (struct rl_walk){.fd = seg->fd, .size = seg->size, .gen = seg->gen,
+                          .last_index = seg->last_index, .chunk = s->index_interval + 4096};
+    if (seg->nsamples == 0) {
+        w->empty = true;
+        return;
+    }
     size_t lo = 0, hi = seg->nsamples; /* last sample with key at or before */
     while (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;
@@ -533,59 +535,47 @@ int rl_segment_find(struct rl_store *s, struct rl_segment *seg, uint64_t key, bo
         else
             hi = mid;
     }
-    const struct rl_sample *sm = &seg->samples[lo];
-    uint64_t pos = sm->pos, index = sm->index, offset = sm->offset;
-    struct reader r = {.fd = seg->fd, .chunk = s->index_interval + 4096};
+    w->pos = seg->samples[lo].pos;
+    w->index = seg->samples[lo].index;
+    w->offset = seg->samples[lo].offset;
+}
+
+int rl_segment_walk(struct rl_walk *w, uint64_t key, bool by_offset, struct rl_store_entry *out,
+                    bool want_payload)
+{
+    if (w->empty)
+        return RLOG_ENOTFOUND;
+    struct reader r = {.fd = w->fd, .chunk = w->chunk};
     int rv = RLOG_ENOTFOUND;
-    uint32_t min_gen = seg->gen;
     /* Every frame on the way is verified too: a damaged length would
      * otherwise send the walk into the middle of a payload. */
-    while (index <= seg->last_index) {
+    while (w->index <= w->last_index) {
         const unsigned char *h, *payload = NULL;
         struct rl_frame f;
-        int st = reader_at(&r, pos, RL_FRAME_HDR, &h);
+        int st = reader_at(&r, w->pos, RL_FRAME_HDR, &h);
         if (st == 0) {
             rl_frame_decode(h, &f);
-            if (f.index != index || f.offset != offset || f.gen < min_gen ||
-                pos + RL_FRAME_HDR + rl_pad8(f.length) > seg->size)
+            if (f.index != w->index || f.offset != w->offset || f.gen < w->gen ||
+                w->pos + RL_FRAME_HDR + rl_pad8(f.length) > w->size)
                 st = 1;
         }
         unsigned char hdr[RL_FRAME_HDR];
         if (st == 0) {
             memcpy(hdr, h, sizeof hdr);
-            st = reader_at(&r, pos + RL_FRAME_HDR, f.length, &payload);
+            st = reader_at(&r, w->pos + RL_FRAME_HDR, f.length, &payload);
             if (st == 0 && !rl_frame_verify(hdr, payload, f.length))
                 st = 1;
         }
-        if (st < 0) {
-            rv = rl_store_fail(s, RLOG_EIO, "%s/%s: read at byte %" PRIu64 ": %s", s->dir, name,
-                               pos, strerror(-st));
+        if (st != 0) {
+            rv = st < 0 ? st : RL_WALK_BAD_FRAME;
             break;
         }
-        if (st == 1) {
-            struct rl_frame rf;
-            uint64_t rp;
-            int dv = rl_segment_damage(s, seg, pos, index, offset, min_gen, seg->last_index,
-                                       seg->next_offset, &rf, &rp);
-            const struct rl_damage *d = rl_store_damage_at(s, index, false);
-            if (dv < 0 || !d)
-                rv = rl_store_fail(s, RLOG_ECORRUPT,
-                                   "%s/%s: entry %" PRIu64 " at byte %" PRIu64
-                                   " fails its checksum", s->dir, name, index, pos);
-            else
-                rv = rl_store_fail(s, RLOG_ECORRUPT,
-                                   "%s/%s: entry %" PRIu64 " at byte %" PRIu64
-                                   " fails its checksum; entries %" PRIu64 "..%" PRIu64
-                                   " are unreadable until repaired from a peer",
-                                   s->dir, name, index, pos, d->first_index, d->last_index);
-            break;
-        }
-        min_gen = f.gen;
-        bool match = by_offset ? key >= offset && key - offset < f.records : index == key;
+        w->gen = f.gen;
+        bool match = by_offset ? key >= w->offset && key - w->offset < f.records : w->index == key;
         if (!match) {
-            pos += RL_FRAME_HDR + rl_pad8(f.length);
-            offset += f.records;
-            index++;
+            w->pos += RL_FRAME_HDR + rl_pad8(f.length);
+            w->offset += f.records;
+            w->index++;
             continue;
         }
         *out = (struct rl_store_entry){.index = f.index, .term = f.term, .offset = f.offset,
@@ -599,11 +589,41 @@ int rl_segment_find(struct rl_store *s, struct rl_segment *seg, uint64_t key, bo
             memcpy(copy, payload, f.length);
             out->buf = copy;
         }
-        if (pos_out)
-            *pos_out = pos;
         rv = 0;
         break;
     }
     free(r.buf);
+    return rv;
+}
+
+int rl_segment_find(struct rl_store *s, struct rl_segment *seg, uint64_t key, bool by_offset,
+                    struct rl_store_entry *out, uint64_t *pos_out, bool want_payload)
+{
+    char name[64];
+    seg_name(seg, name, sizeof name);
+    struct rl_walk w;
+    rl_segment_walk_start(s, seg, key, by_offset, &w);
+    int rv = rl_segment_walk(&w, key, by_offset, out, want_payload);
+    if (rv < 0)
+        return rl_store_fail(s, RLOG_EIO, "%s/%s: read at byte %" PRIu64 ": %s", s->dir, name,
+                             w.pos, strerror(-rv));
+    if (rv == RL_WALK_BAD_FRAME) {
+        struct rl_frame rf;
+        uint64_t rp;
+        int dv = rl_segment_damage(s, seg, w.pos, w.index, w.offset, w.gen, seg->last_index,
+                                   seg->next_offset, &rf, &rp);
+        const struct rl_damage *d = rl_store_damage_at(s, w.index, false);
+        if (dv < 0 || !d)
+            return rl_store_fail(s, RLOG_ECORRUPT,
+                                 "%s/%s: entry %" PRIu64 " at byte %" PRIu64 " fails its checksum",
+                                 s->dir, name, w.index, w.pos);
+        return rl_store_fail(s, RLOG_ECORRUPT,
+                             "%s/%s: entry %" PRIu64 " at byte %" PRIu64
+                             " fails its checksum; entries %" PRIu64 "..%" PRIu64
+                             " are unreadable until repaired from a peer",
+                             s->dir, name, w.index, w.pos, d->first_index, d->last_index);
+    }
+    if (rv == 0 && pos_out)
+        *pos_out = w.pos;
     return rv;
 }

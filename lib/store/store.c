@@ -31,6 +31,7 @@ int rl_store_open(uv_loop_t *loop, const struct rl_store_config *cfg, struct rl_
     s->lock_fd = -1;
     s->loop = loop;
     pthread_mutex_init(&s->meta_mu, NULL);
+    pthread_mutex_init(&s->segs_mu, NULL);
     int rv = 0;
     if (!loop || !cfg || !cfg->dir || !cfg->dir[0]) {
         rv = rl_store_fail(s, RLOG_EINVAL, "store config: %s is required",

@@ -165,6 +165,17 @@ int rl_store_reset(struct rl_store *s, struct rl_store_req *req, uint64_t index,
 int rl_store_read(struct rl_store *s, uint64_t index, struct rl_store_entry *out);
 int rl_store_read_offset(struct rl_store *s, uint64_t offset,
                          struct rl_store_entry *out);
+/* The one call any thread may make (the caller keeps the store open
+ * meanwhile): the entry holding record `offset`, read from the segment
+ * files on the calling thread, checksummed as always, for a host's read
+ * that missed the read cache (two thread wake-ups less than asking the
+ * loop). 0 (out->buf malloc'd, NULL if len == 0), RLOG_ENOMEM, or 1: not
+ * served here, for whatever reason (not durable, trimmed, damaged, a failed
+ * read); the loop thread's rl_store_read_offset then says why, and records
+ * any damage found. Only durable entries are served, and only the caller
+ * knows which of them are committed. */
+int rl_store_read_offset_shared(struct rl_store *s, uint64_t offset,
+                                struct rl_store_entry *out);
 
 /* ---- Damage ------------------------------------------------------------
  * A durable entry whose frame fails its checksum (or whose header does not

@@ -351,7 +351,10 @@ static void append_done(struct rl_store *s, struct rl_batch *b)
         seg->next_offset = seg->first_offset;
         seg->end_pos = RL_SEG_HDR;
         seg->has_header = true;
-        if (rl_store_push_segment(s, seg) != 0) {
+        pthread_mutex_lock(&s->segs_mu);
+        int pushed = rl_store_push_segment(s, seg);
+        pthread_mutex_unlock(&s->segs_mu);
+        if (pushed != 0) {
             latch_fatal(s, RLOG_ENOMEM, "out of memory tracking a new segment");
             fail_queued(s, RLOG_EFATAL);
             return;
@@ -362,6 +365,7 @@ static void append_done(struct rl_store *s, struct rl_batch *b)
         s->stats.segments = s->nsegs;
         sealed = prev;
     }
+    pthread_mutex_lock(&s->segs_mu);
     for (unsigned i = 0; i < b->nframes; i++) {
         const struct frame_loc *f = &b->frames[i];
         rl_segment_add_sample(f->seg, f->index, f->offset, f->pos, s->index_interval);
@@ -371,6 +375,7 @@ static void append_done(struct rl_store *s, struct rl_batch *b)
         f->seg->next_offset = f->offset + f->records;
         s->stats.bytes += RL_FRAME_HDR + rl_pad8(f->len);
     }
+    pthread_mutex_unlock(&s->segs_mu);
     const struct frame_loc *last = &b->frames[b->nframes - 1];
     s->last_index = last->index;
     s->next_offset = last->offset + last->records;
@@ -468,6 +473,7 @@ static void truncate_done(struct rl_store *s, struct rl_batch *b)
         return;
     }
     if (b->seg) {
+        pthread_mutex_lock(&s->segs_mu);
         for (size_t i = b->drop_to; i > b->drop_from; i--)
             rl_segment_free(s->segs[i - 1]);
         s->nsegs = b->drop_from;
@@ -484,6 +490,7 @@ static void truncate_done(struct rl_store *s, struct rl_batch *b)
         seg->last_pos = b->index > seg->first_index ? b->prev_pos : 0;
         while (seg->nsamples && seg->samples[seg->nsamples - 1].index >= b->index)
             seg->nsamples--;
+        pthread_mutex_unlock(&s->segs_mu);
         s->stats.segments = s->nsegs;
     }
     queue_pop(s);
@@ -548,15 +555,17 @@ static void trim_done(struct rl_store *s, struct rl_batch *b)
         op_job_failed(s, b);
         return;
     }
+    pthread_mutex_lock(&s->segs_mu);
     for (size_t i = b->drop_from; i < b->drop_to; i++)
         rl_segment_free(s->segs[i]);
     if (b->drop_to) {
         memmove(s->segs, s->segs + b->drop_to, (s->nsegs - b->drop_to) * sizeof *s->segs);
         s->nsegs -= b->drop_to;
     }
-    s->stats.segments = s->nsegs;
     s->first_index = b->index;
     s->first_offset = b->offset;
+    pthread_mutex_unlock(&s->segs_mu);
+    s->stats.segments = s->nsegs;
     queue_pop(s);
     if (b->req->cb)
         b->req->cb(b->req, job_success_status(s));
@@ -576,8 +585,10 @@ static bool start_reset(struct rl_store *s, struct rl_store_req *req)
     b->drop_from = 0;
     b->drop_to = s->nsegs;
     /* Readers stop seeing the old log now. */
+    pthread_mutex_lock(&s->segs_mu);
     s->first_index = b->index;
     s->first_offset = b->offset;
+    pthread_mutex_unlock(&s->segs_mu);
     s->last_index = b->index - 1;
     s->next_offset = b->offset;
     s->inflight = b;
@@ -591,9 +602,11 @@ static void reset_done(struct rl_store *s, struct rl_batch *b)
         op_job_failed(s, b);
         return;
     }
+    pthread_mutex_lock(&s->segs_mu);
     for (size_t i = b->drop_from; i < b->drop_to; i++)
         rl_segment_free(s->segs[i]);
     s->nsegs = 0;
+    pthread_mutex_unlock(&s->segs_mu);
     s->stats.segments = 0;
     queue_pop(s);
     if (b->req->cb)

@@ -783,8 +783,41 @@ static bool check_model_entry(struct th_store *t, const struct th_model *m,
                      o, out.index, out.offset, i, me->offset);
             return false;
         }
+        /* A host thread's read of a healthy durable entry is served, and
+         * is the same entry byte for byte. */
+        struct rl_store_entry sh;
+        rc = rl_store_read_offset_shared(t->s, o, &sh);
+        bool same = rc == 0 && sh.index == i && sh.offset == me->offset && sh.term == me->term &&
+                    sh.len == th_payload_len(i, me->seed) && sh.records == me->records;
+        if (same && sh.len > 0) {
+            unsigned char *want = malloc(sh.len);
+            th_payload_fill(want, sh.len, i, me->seed);
+            same = memcmp(want, sh.buf, sh.len) == 0;
+            free(want);
+        }
+        free((void *)sh.buf);
+        if (!same) {
+            snprintf(msg, msglen, "shared read of offset %" PRIu64 " (entry %" PRIu64 "): %s%s",
+                     o, i, rc == 0 ? "another entry" : rc == 1 ? "not served" : rlog_errname(rc),
+                     rc == 0 ? " or other bytes" : "");
+            return false;
+        }
     }
     return true;
+}
+
+/* What a host thread's read is not to serve: it leaves it to the loop. */
+static bool expect_shared_declines(struct th_store *t, uint64_t offset, char *msg, size_t msglen)
+{
+    struct rl_store_entry out;
+    int rc = rl_store_read_offset_shared(t->s, offset, &out);
+    if (rc == 1)
+        return true;
+    if (rc == 0)
+        free((void *)out.buf);
+    snprintf(msg, msglen, "shared read of offset %" PRIu64 ": %s, want it left to the loop",
+             offset, rc == 0 ? "served" : rlog_errname(rc));
+    return false;
 }
 
 static bool expect_read(struct th_store *t, uint64_t index, int want, char *msg,
@@ -844,12 +877,15 @@ bool th_model_matches(struct th_store *t, const struct th_model *m, bool full,
     }
     if (!expect_read(t, m->last + 1, RLOG_ENOTFOUND, msg, msglen) ||
         !expect_read(t, m->last + 1000, RLOG_ENOTFOUND, msg, msglen) ||
-        !expect_read_offset(t, no, RLOG_ENOTFOUND, msg, msglen))
+        !expect_read_offset(t, no, RLOG_ENOTFOUND, msg, msglen) ||
+        !expect_shared_declines(t, no, msg, msglen) ||
+        !expect_shared_declines(t, no + 1000, msg, msglen))
         return false;
     if (m->first > 1 && (!expect_read(t, m->first - 1, RLOG_ETRIMMED, msg, msglen) ||
                          !expect_read(t, 1, RLOG_ETRIMMED, msg, msglen)))
         return false;
-    if (fo > 0 && !expect_read_offset(t, fo - 1, RLOG_ETRIMMED, msg, msglen))
+    if (fo > 0 && (!expect_read_offset(t, fo - 1, RLOG_ETRIMMED, msg, msglen) ||
+                   !expect_shared_declines(t, fo - 1, msg, msglen)))
         return false;
     if (m->first > m->last)
         return true;

@@ -910,6 +910,16 @@ int node_submit(struct sim_node *n, struct rl_op *op)
     return rv;
 }
 
+int node_read_here(struct sim_node *n, uint64_t offset, void **buf, size_t *len)
+{
+    if (!node_up(n))
+        return 1;
+    node_enter(n);
+    int rv = rl_read_here(n->log, offset, buf, len);
+    node_leave();
+    return rv;
+}
+
 uint64_t node_leader(const struct sim_node *n)
 {
     if (!node_up(n))

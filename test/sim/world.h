@@ -122,6 +122,9 @@ void net_sever(struct sim_node *n);
 
 /* Queues op on n; done(op) runs later from the node's loop. */
 int node_submit(struct sim_node *n, struct rl_op *op);
+/* rlog_read's part on the host's thread (rl_read_here): 0 with the record
+ * (*buf malloc'd), 1 if it would ask the loop, or an error. */
+int node_read_here(struct sim_node *n, uint64_t offset, void **buf, size_t *len);
 /* The leader id as n sees it (0 = none) and its visible prefix. */
 uint64_t node_leader(const struct sim_node *n);
 uint64_t node_visible(const struct sim_node *n);

@@ -26,6 +26,7 @@ struct cluster {
 
 static struct cluster C;
 static int forward_off; /* forward_appends 0: a follower refuses appends */
+static int no_cache;    /* cache_bytes 0: every read goes to the segment files */
 
 static void cfg_for(int i, struct rlog_config *c)
 {
@@ -41,6 +42,8 @@ static void cfg_for(int i, struct rlog_config *c)
     c->batch_max_bytes = 256u << 10;
     c->max_record_size = 64u << 10;
     c->forward_appends = !forward_off;
+    if (no_cache)
+        c->cache_bytes = 0;
 }
 
 /* Tests that shrink libraft's window set these before opening nodes. */
@@ -252,6 +255,76 @@ START_TEST(test_replicates_to_every_node)
     ck_assert_uint_eq(len, (size_t)rec_of(123, want, sizeof want));
     ck_assert_mem_eq(b, want, len);
     rlog_free(b);
+}
+END_TEST
+
+/* Reads that miss the cache are served on the caller's thread from the
+ * segment files: two threads read a follower's records at random while
+ * the leader appends across segment rollovers; every read is the record
+ * appended at that offset. Trimmed and uncommitted offsets still get
+ * their errors. */
+struct miss_reader {
+    rlog *log;
+    uint64_t n, rng, reads, wrong;
+    char why[160];
+};
+
+static void *miss_reader_main(void *arg)
+{
+    struct miss_reader *r = arg;
+    for (int i = 0; i < 3000; i++) {
+        r->rng ^= r->rng << 13;
+        r->rng ^= r->rng >> 7;
+        r->rng ^= r->rng << 17;
+        uint64_t k = r->rng % r->n;
+        void *b;
+        size_t len;
+        char want[128];
+        int wl = rec_of(k, want, sizeof want);
+        int rv = rlog_read(r->log, k, &b, &len);
+        if (rv == 0 && (len != (size_t)wl || memcmp(b, want, len) != 0) && r->wrong++ == 0)
+            snprintf(r->why, sizeof r->why, "record %llu: other bytes", (unsigned long long)k);
+        if (rv != 0 && r->wrong++ == 0)
+            snprintf(r->why, sizeof r->why, "record %llu: %s", (unsigned long long)k,
+                     rlog_errname(rv));
+        if (rv == 0)
+            rlog_free(b);
+        r->reads++;
+    }
+    return NULL;
+}
+
+START_TEST(test_reads_that_miss_the_cache)
+{
+    no_cache = 1;
+    for (int i = 0; i < N; i++)
+        node_open(i);
+    int l = wait_leader();
+    ck_assert_int_ge(l, 0);
+    append_range(l, 0, 400);
+    int f = (l + 1) % N;
+    ck_assert_uint_ge(wait_commit(f, 400), 400);
+    struct rlog_status s0, s1;
+    ck_assert_int_eq(rlog_status(C.node[f], &s0), 0);
+    struct miss_reader r[2] = {{.log = C.node[f], .n = 400, .rng = 5},
+                               {.log = C.node[f], .n = 400, .rng = 99}};
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++)
+        ck_assert_int_eq(pthread_create(&th[t], NULL, miss_reader_main, &r[t]), 0);
+    append_range(l, 400, 3000); /* ~1.5 segments of 1 MiB: rollovers under the readers */
+    for (int t = 0; t < 2; t++) {
+        pthread_join(th[t], NULL);
+        ck_assert_msg(r[t].wrong == 0, "reader %d: %llu wrong; first: %s", t,
+                      (unsigned long long)r[t].wrong, r[t].why);
+    }
+    ck_assert_int_eq(rlog_status(C.node[f], &s1), 0);
+    ck_assert_uint_eq(s1.cache_hits, s0.cache_hits);
+    ck_assert_uint_ge(s1.cache_misses - s0.cache_misses, 6000); /* every read counted */
+    void *b;
+    size_t len;
+    ck_assert_int_eq(rlog_read(C.node[f], 3000 + 5, &b, &len), RLOG_ENOTFOUND);
+    ck_assert_int_eq(rlog_trim(C.node[l], 1000), 0);
+    check_range(1000, 3000); /* every node: reads before 1000 trimmed, the rest served */
 }
 END_TEST
 
@@ -876,6 +949,7 @@ static Suite *cluster_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_replicates_to_every_node);
+    tcase_add_test(tc, test_reads_that_miss_the_cache);
     tcase_add_test(tc, test_follower_append_names_leader);
     tcase_add_test(tc, test_leader_handoff_and_restart);
     tcase_add_test(tc, test_async_appends_fire_once_each);

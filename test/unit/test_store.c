@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,6 +244,90 @@ START_TEST(test_read_by_offset)
         ck_assert_int_eq(rl_store_read(T.s, N + 1, &out), RLOG_ENOTFOUND);
         th_reopen(&T);
     }
+}
+END_TEST
+
+/* A host thread reads by offset (rl_store_read_offset_shared) while the
+ * loop thread appends across many segment rollovers and trims whole
+ * segments away: every read it is served is the entry that holds the
+ * offset, byte for byte; it is declined (1) only for what was trimmed. */
+enum { SHARED_SEED = 11 };
+struct shared_reader {
+    struct rl_store *s;
+    _Atomic uint64_t floor, end; /* readable offsets [floor, end) */
+    atomic_bool stop;
+    uint64_t served, declined, wrong, rng;
+    char why[256];
+};
+
+static void *shared_reader_main(void *arg)
+{
+    struct shared_reader *r = arg;
+    unsigned char *want = malloc(1 << 16);
+    while (!atomic_load(&r->stop)) {
+        uint64_t lo = atomic_load(&r->floor), hi = atomic_load(&r->end);
+        if (hi <= lo)
+            continue;
+        uint64_t o = th_rand_range(&r->rng, lo, hi - 1);
+        struct rl_store_entry e;
+        int rc = rl_store_read_offset_shared(r->s, o, &e);
+        if (rc == 1) {
+            /* Only a trim may take a readable offset away. */
+            if (o >= atomic_load(&r->floor) && r->wrong++ == 0)
+                snprintf(r->why, sizeof r->why, "offset %" PRIu64 " declined, not trimmed", o);
+            r->declined++;
+            continue;
+        }
+        bool ok = rc == 0 && e.offset <= o && o < e.offset + e.records &&
+                  e.records == th_records(e.index, SHARED_SEED) &&
+                  e.len == th_payload_len(e.index, SHARED_SEED) && e.len <= (1 << 16);
+        if (ok && e.len) {
+            th_payload_fill(want, e.len, e.index, SHARED_SEED);
+            ok = memcmp(want, e.buf, e.len) == 0;
+        }
+        if (!ok && r->wrong++ == 0)
+            snprintf(r->why, sizeof r->why, "offset %" PRIu64 ": %s (entry %" PRIu64 ")", o,
+                     rc ? rlog_errname(rc) : "another entry or other bytes", e.index);
+        if (rc == 0)
+            free((void *)e.buf);
+        r->served++;
+    }
+    free(want);
+    return NULL;
+}
+
+START_TEST(test_shared_reads_beside_the_writer)
+{
+    th_open_ok(&T);
+    static struct shared_reader r;
+    memset(&r, 0, sizeof r);
+    r.s = T.s;
+    r.rng = 42;
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, shared_reader_main, &r), 0);
+    uint64_t sizes = 7;
+    for (int round = 0; round < 400; round++) {
+        th_append_ok(&T, (unsigned)th_rand_range(&sizes, 1, 8), 1, SHARED_SEED);
+        atomic_store(&r.end, rl_store_next_offset(T.s));
+        if (round % 50 == 49) {
+            /* Readers first stop being offered what goes, as rlog does. */
+            uint64_t to = rl_store_last_index(T.s) - 20;
+            uint64_t floor_after = 0;
+            struct rl_store_entry e;
+            ck_assert_int_eq(rl_store_read(T.s, to, &e), 0);
+            floor_after = e.offset;
+            free((void *)e.buf);
+            atomic_store(&r.floor, floor_after);
+            ck_assert_int_eq(th_trim(&T, to), 0);
+        }
+    }
+    atomic_store(&r.stop, true);
+    pthread_join(th, NULL);
+    ck_assert_msg(r.wrong == 0, "%" PRIu64 " wrong shared reads; first: %s", r.wrong, r.why);
+    ck_assert_uint_gt(r.served, 100);
+    struct rl_store_stats st;
+    rl_store_stats(T.s, &st);
+    ck_assert_uint_gt(st.rollovers, 3);
 }
 END_TEST
 
@@ -1143,6 +1229,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_segments_grow);
     tcase_add_test(tc, test_large_entry_regrows_spare);
     tcase_add_test(tc, test_read_by_offset);
+    tcase_add_test(tc, test_shared_reads_beside_the_writer);
     tcase_add_test(tc, test_zero_length_payload);
     tcase_add_test(tc, test_truncate_behind_replaced_suffix);
     tcase_add_test(tc, test_request_fields_and_durable_bounds);
