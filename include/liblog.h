@@ -407,7 +407,9 @@ RLOG_API int rlog_barrier(rlog *log, uint64_t *offset);
  * that failed stop for every record committed before the stop. Errors:
  * RLOG_ENOTFOUND (not committed yet, or beyond the end), RLOG_ETRIMMED,
  * RLOG_ECORRUPT (reported, never returned as data), RLOG_EIO, RLOG_EFATAL
- * (failed stop, and `offset` is past what was committed before it). */
+ * (failed stop, and `offset` is past what was committed before it).
+ * Thread-safe; served on the calling thread (read cache, else the segment
+ * files), the loop thread only saying why a read fails. */
 RLOG_API int rlog_read(rlog *log, uint64_t offset, void **buf, size_t *len);
 
 /* rlog_free - frees a buffer returned by rlog_read or rlog_metrics_text. */

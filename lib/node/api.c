@@ -187,13 +187,16 @@ static int read_store_here(rlog *log, uint64_t offset, void **buf, size_t *len)
         return 1;
     }
     const void *rec;
-    rl_batch_record(&v, (uint32_t)(offset - e.offset), &rec, len);
-    *buf = malloc(*len ? *len : 1);
-    if (*buf)
-        memcpy(*buf, rec, *len);
+    size_t n;
+    rl_batch_record(&v, (uint32_t)(offset - e.offset), &rec, &n);
+    void *copy = malloc(n ? n : 1);
+    if (copy)
+        memcpy(copy, rec, n);
     free((void *)e.buf);
-    if (!*buf)
-        return rl_fail(RLOG_ENOMEM, "out of memory");
+    if (!copy)
+        return rl_fail(RLOG_ENOMEM, "out of memory"); /* *buf, *len untouched */
+    *buf = copy;
+    *len = n;
     rl_cache_note_miss(&log->cache);
     return 0;
 }

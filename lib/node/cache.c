@@ -200,11 +200,14 @@ int rl_cache_read(struct rl_cache *c, uint64_t offset, uint64_t visible, void **
     if (e && e->offset <= offset && offset < visible && rl_batch_parse_layout(e->data, e->len, &v) &&
         v.count == e->records) {
         const void *rec;
-        rl_batch_record(&v, (uint32_t)(offset - e->offset), &rec, len);
-        *buf = malloc(*len ? *len : 1);
-        rv = *buf ? 0 : RLOG_ENOMEM;
-        if (*buf) {
-            memcpy(*buf, rec, *len);
+        size_t n;
+        rl_batch_record(&v, (uint32_t)(offset - e->offset), &rec, &n);
+        void *copy = malloc(n ? n : 1);
+        rv = copy ? 0 : RLOG_ENOMEM; /* *buf, *len untouched on failure */
+        if (copy) {
+            memcpy(copy, rec, n);
+            *buf = copy;
+            *len = n;
             c->hits++;
         }
     }

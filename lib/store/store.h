@@ -16,7 +16,8 @@
  * with zero records take none), so reads can go by index or by offset.
  *
  * Threads: a store belongs to the libuv loop given at open. Every function
- * must be called on that loop's thread; callbacks run there. Appends are
+ * must be called on that loop's thread, except rl_store_read_offset_shared
+ * (a host thread's read); callbacks run there. Appends are
  * written and fdatasync'd on the loop thread, at the start of its next turn
  * (writer.c says why); segment creation, index files, truncation, trim and
  * reset run on libuv's threadpool. No call blocks on the disk except
