@@ -124,7 +124,9 @@ pick_ports() {
     local n=$1 base tries=0 i
     while [ $tries -lt 50 ]; do
         tries=$((tries + 1))
-        base=$((20000 + RANDOM % 20000))
+        # below the ephemeral range (32768-): a node's outgoing
+        # connections must not take a port another node is to listen on
+        base=$((20000 + RANDOM % 12000))
         PORTS=()
         for ((i = 0; i < n; i++)); do
             port_free $((base + i)) || continue 2

@@ -72,7 +72,8 @@ trap 'exit 1' TERM INT
 pick_base() {
     local tries=0 base i busy
     while [ $tries -lt 50 ]; do
-        base=$(( 20000 + (($$ + tries * 7919 + SEED) % 400) * 100 ))
+        # below the ephemeral range (32768-), which outgoing connections use
+        base=$(( 20000 + (($$ + tries * 7919 + SEED) % 120) * 100 ))
         busy=0
         for i in 1 2 3 11 12 13; do
             if (exec 3<>/dev/tcp/127.0.0.1/$((base + i))) 2>/dev/null; then busy=1; break; fi

@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "lib/ports.h"
 #include "liblog.h"
 
 #define N 3
@@ -83,31 +84,12 @@ static void node_close(int i)
     C.node[i] = NULL;
 }
 
-/* A base port whose next N ports can all be bound right now on 127.0.0.1. */
-static int free_ports(int start)
-{
-    for (int base = start; base < 60000; base += N + 1) {
-        int ok = 1;
-        for (int i = 0; i <= N && ok; i++) {
-            int fd = socket(AF_INET, SOCK_STREAM, 0);
-            struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(base + i)),
-                                    .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-            ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-            if (fd >= 0)
-                close(fd);
-        }
-        if (ok)
-            return base;
-    }
-    return start;
-}
-
 static void setup(void)
 {
     snprintf(C.dir, sizeof C.dir, "/tmp/rlog-cluster-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(C.dir));
     /* fork mode gives each test its own pid, hence its own ports */
-    int base = free_ports(20000 + (int)(getpid() % 13000) * 3);
+    int base = th_free_ports(20000, N + 1);
     char top[256];
     memcpy(top, C.dir, sizeof top);
     for (int i = 0; i <= N; i++) {

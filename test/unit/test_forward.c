@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "lib/ports.h"
 #include "liblog.h"
 #include "wire/codec.h"
 
@@ -407,24 +408,11 @@ static void open_node(int i, int forward, uint64_t max_forward)
     ck_assert_msg(rv == 0, "open node %d: %s: %s", i + 1, rlog_errname(rv), err);
 }
 
-static int bindable(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
 static void cluster_up(int forward, uint64_t max_forward)
 {
     snprintf(C.dir, sizeof C.dir, "/tmp/rlog-forward-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(C.dir));
-    int base = 30000 + (int)(getpid() % 9000) * 3;
-    while (!(bindable(base) && bindable(base + 1) && bindable(base + 2)))
-        base += 3;
+    int base = th_free_ports(30000, 3);
     char top[sizeof C.dir];
     memcpy(top, C.dir, sizeof top); /* not an argument overlapping C itself */
     for (int i = 0; i < N; i++) {

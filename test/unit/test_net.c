@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lib/ports.h"
 #include "liblog.h"
 #include "net/hello.h"
 #include "net/net.h"
@@ -189,13 +190,7 @@ static void side_closed(void *arg)
 
 static int free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    ck_assert(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-    ck_assert(getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-    close(fd);
-    return ntohs(sa.sin_port);
+    return th_free_port(25000);
 }
 
 static struct rl_tls_ctx *tls_ctx(const char *ca, const char *cert)
