@@ -269,7 +269,7 @@ int main(int argc, char **argv)
             return 2;
     }
     struct cluster3 cl;
-    if (cluster3_open(&cl, dir, "liblog-bench-append", 30000 + (int)(getpid() % 10000) * 3,
+    if (cluster3_open(&cl, dir, "liblog-bench-append", 30000 + (int)(getpid() % 800) * 3,
                       from_disk ? no_read_cache : NULL))
         return 1;
     rlog **nodes = cl.nodes;

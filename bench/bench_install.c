@@ -197,7 +197,7 @@ int main(int argc, char **argv)
         sms[i] = (struct rlog_sm){blob_apply, blob_snapshot, blob_persist, blob_release,
                                   blob_restore, &blobs[i]};
     struct cluster3 cl;
-    int port = 40000 + (int)(getpid() % 8000) * 3;
+    int port = 20000 + (int)(getpid() % 3000) * 3;
     victim = 2; /* set before open: its log lines are read */
     if (cluster3_open(&cl, dir, "liblog-bench-install", port, tune))
         return 1;

@@ -1354,19 +1354,28 @@ static void on_signal(int sig)
     raise(sig);
 }
 
+/* Three loopback ports nobody listens on, below the kernel's ephemeral
+ * range (32768-): a port the kernel hands out could be taken by any
+ * outgoing connection before the node listens on it. */
 static void free_ports(int out[3])
 {
-    int fds[3];
-    for (int i = 0; i < 3; i++) {
-        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        socklen_t al = sizeof a;
-        if (bind(fds[i], (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fds[i], (struct sockaddr *)&a, &al) != 0)
-            die("free port: %s", strerror(errno));
-        out[i] = ntohs(a.sin_port);
+    static int next;
+    if (!next)
+        next = 12000 + (int)(getpid() % 5000) * 4;
+    int found = 0;
+    for (int tries = 0; found < 3 && tries < 20000; tries++) {
+        int port = next;
+        next = next + 1 >= 32000 ? 12000 : next + 1;
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0)
+            out[found++] = port;
+        if (fd >= 0)
+            close(fd);
     }
-    for (int i = 0; i < 3; i++)
-        close(fds[i]);
+    if (found < 3)
+        die("no three free ports below 32000");
 }
 
 static void spawn(struct child *c, const char *sys, const char *peers)

@@ -119,7 +119,7 @@ int main(int argc, char **argv)
                                   &folds[i]};
     }
     struct cluster3 cl;
-    if (cluster3_open(&cl, dir, "liblog-bench-sm", 40000 + (int)(getpid() % 8000) * 3, with_sm))
+    if (cluster3_open(&cl, dir, "liblog-bench-sm", 20000 + (int)(getpid() % 3000) * 3, with_sm))
         return 1;
     rlog **nodes = cl.nodes;
     int leader = cl.leader;
