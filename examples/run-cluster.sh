@@ -107,10 +107,10 @@ wait_commit() { # wait_commit I N
 }
 
 # ---- 1. start
-base=$((20000 + RANDOM % 20000))
+base=$((20000 + RANDOM % 12000)) # below the ephemeral range
 for ((t = 0; t < 50; t++)); do
     port_free $base && port_free $((base + 1)) && port_free $((base + 2)) && break
-    base=$((20000 + RANDOM % 20000))
+    base=$((20000 + RANDOM % 12000)) # below the ephemeral range
 done
 PORT=([1]=$base [2]=$((base + 1)) [3]=$((base + 2)))
 CLUSTER="1=127.0.0.1:${PORT[1]},2=127.0.0.1:${PORT[2]},3=127.0.0.1:${PORT[3]}"
