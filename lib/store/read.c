@@ -52,14 +52,15 @@ static int find(struct rl_store *s, struct rl_segment *seg, uint64_t key, bool b
     }
 }
 
-/* The used segment that would hold record `offset` (the last one starting
- * at or before it); there is at least one. */
-static struct rl_segment *seg_of_offset(const struct rl_store *s, uint64_t offset)
+/* The used segment that would hold entry `key` (record `key` when
+ * by_offset): the last one starting at or before it; there is at least
+ * one. */
+static struct rl_segment *seg_of(const struct rl_store *s, uint64_t key, bool by_offset)
 {
     size_t lo = 0, hi = s->nsegs;
     while (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;
-        if (s->segs[mid]->first_offset <= offset)
+        if ((by_offset ? s->segs[mid]->first_offset : s->segs[mid]->first_index) <= key)
             lo = mid;
         else
             hi = mid;
@@ -76,15 +77,7 @@ int rl_store_read(struct rl_store *s, uint64_t index, struct rl_store_entry *out
     if (index > s->last_index)
         return rl_store_fail(s, RLOG_ENOTFOUND, "entry %" PRIu64 " is past the last entry %" PRIu64,
                              index, s->last_index);
-    size_t lo = 0, hi = s->nsegs;
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (s->segs[mid]->first_index <= index)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return find(s, s->segs[lo], index, false, out);
+    return find(s, seg_of(s, index, false), index, false, out);
 }
 
 int rl_store_read_offset(struct rl_store *s, uint64_t offset, struct rl_store_entry *out)
@@ -98,7 +91,7 @@ int rl_store_read_offset(struct rl_store *s, uint64_t offset, struct rl_store_en
         return rl_store_fail(s, RLOG_ENOTFOUND,
                              "record %" PRIu64 " is past the last record %" PRIu64, offset,
                              s->next_offset);
-    int rv = find(s, seg_of_offset(s, offset), offset, true, out);
+    int rv = find(s, seg_of(s, offset, true), offset, true, out);
     if (rv == 0 && out->index < s->first_index) {
         free((void *)out->buf);
         memset(out, 0, sizeof *out);
@@ -114,7 +107,7 @@ int rl_store_read_offset_shared(struct rl_store *s, uint64_t offset, struct rl_s
     pthread_mutex_lock(&s->segs_mu);
     uint64_t first_index = s->first_index;
     if (s->nsegs > 0 && offset >= s->first_offset && offset >= s->segs[0]->first_offset) {
-        const struct rl_segment *seg = seg_of_offset(s, offset);
+        const struct rl_segment *seg = seg_of(s, offset, true);
         if (offset < seg->next_offset && seg->fd >= 0) {
             rl_segment_walk_start(s, seg, offset, true, &w);
             w.fd = fcntl(seg->fd, F_DUPFD_CLOEXEC, 0);
