@@ -56,6 +56,10 @@ STATIC := lib/liblog.a
 TEST_LIB_SRC := $(wildcard test/lib/*.c)
 TEST_SRC := $(sort $(wildcard test/unit/test_*.c))
 TEST_BIN := $(TEST_SRC:test/unit/%.c=$(BUILD)/test/%)
+# The unit tests that open logs, run a second time with every log of the
+# process on one shared loop thread (test/lib/shared_host.c).
+SHARED_HOST_TESTS := $(addprefix $(BUILD)/test/test_,backpressure cluster cursors failstop forward \
+    metrics modes producers sm)
 BENCH_STORE := $(BUILD)/bench/bench_store
 # The simulator runs every node's disk through the tests' fault injection.
 SIM_SRC := test/sim/sim.c test/sim/world.c test/lib/fault_fs.c
@@ -165,6 +169,8 @@ examples: $(EXAMPLES)
 test: $(TEST_BIN) all $(EXAMPLES) $(RAWSEND) $(FORGE) $(BUILD)/nemesis/nemesis_node $(BUILD)/nemesis/proxy \
       $(BUILD)/fuzz/replay_wire $(BUILD)/fuzz/replay_recovery $(BUILD)/fuzz/replay_peer $(SIM_BIN)
 	@./test/run-unit $(TEST_BIN)
+	@echo "== the same, every log of a process on one shared loop thread"
+	@LIBLOG_TEST_SHARED_HOST=1 ./test/run-unit $(SHARED_HOST_TESTS)
 	@./test/check-docs
 	@./test/check-layers -b $(BUILD)
 	@./test/install/run
@@ -219,6 +225,7 @@ sim-asan:
 test-asan: $(TEST_BIN) $(STATIC) $(EXAMPLES) $(RAWSEND) $(FORGE) $(SIM_BIN) \
            $(BUILD)/nemesis/nemesis_node $(BUILD)/nemesis/proxy
 	@$(ASAN_RUN) ./test/run-unit $(TEST_BIN)
+	@$(ASAN_RUN) LIBLOG_TEST_SHARED_HOST=1 ./test/run-unit $(SHARED_HOST_TESTS)
 	@$(ASAN_RUN) ./test/sim/run $(SIM_BIN) $(SIM_SEEDS)
 	@ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    RLOGCTL=$(abspath $(BUILD)/examples/rlogctl) RAWSEND=$(abspath $(RAWSEND)) FORGE=$(abspath $(FORGE)) \

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "node/api.h"
+#include "host/host.h"
 #include "node/config.h"
 #include "sm/sm.h"
 
@@ -37,10 +38,30 @@ static void free_log(rlog *log)
     free(log);
 }
 
-/* Validates cfg and opens a node: on a loop thread of its own, or (stepped)
- * on the caller's. */
+struct rl_host *(*rl_shared_host)(void);
+
+static void start_on_host(void *arg)
+{
+    rl_node_start_here(arg); /* a failure reaches the opener once undone */
+}
+
+/* Waits for the loop thread's start (or, failed, its undoing) to end. */
+static int wait_opened(rlog *log, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&log->mu);
+    while (!log->open_done)
+        pthread_cond_wait(&log->open_cv, &log->mu);
+    int rv = log->open_rv;
+    pthread_mutex_unlock(&log->mu);
+    if (rv != 0)
+        snprintf(err, errlen, "%s", log->open_err);
+    return rv;
+}
+
+/* Validates cfg and opens a node: on a loop thread of its own, on a host's
+ * loop thread shared with other logs, or (stepped) on the caller's. */
 static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen,
-                    bool stepped)
+                    bool stepped, struct rl_host *host)
 {
     char err[512] = "";
     if (out)
@@ -77,27 +98,31 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
         if (!ok)
             rv = RLOG_ENOMEM;
     }
+    if (rv == 0) {
+        log->host = stepped ? NULL : host;
+        log->loop = log->host ? rl_host_loop(log->host) : &log->own_loop;
+    }
     if (rv == 0 && stepped) {
         rl_batch_builder_init(&log->bb);
         log->thread = uv_thread_self();
         rv = rl_node_start_here(log);
         if (rv != 0)
             snprintf(err, sizeof err, "%s", log->open_err);
+    } else if (rv == 0 && log->host) {
+        rl_batch_builder_init(&log->bb);
+        log->thread = rl_host_thread(log->host);
+        rl_host_log_added(log->host);
+        log->host_call = (struct rl_host_call){.fn = start_on_host, .arg = log};
+        rl_host_post(log->host, &log->host_call);
+        if ((rv = wait_opened(log, err, sizeof err)) != 0)
+            rl_host_log_removed(log->host);
     } else if (rv == 0) {
         rl_batch_builder_init(&log->bb);
         if (uv_thread_create(&log->thread, rl_node_thread, log) != 0) {
             rv = RLOG_ENOMEM;
             snprintf(err, sizeof err, "cannot start the node thread");
-        } else {
-            pthread_mutex_lock(&log->mu);
-            while (!log->open_done)
-                pthread_cond_wait(&log->open_cv, &log->mu);
-            rv = log->open_rv;
-            pthread_mutex_unlock(&log->mu);
-            if (rv != 0) {
-                snprintf(err, sizeof err, "%s", log->open_err);
-                uv_thread_join(&log->thread);
-            }
+        } else if ((rv = wait_opened(log, err, sizeof err)) != 0) {
+            uv_thread_join(&log->thread);
         }
     }
     if (rv != 0) {
@@ -121,12 +146,18 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
 
 int rlog_open(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen)
 {
-    return open_log(cfg, out, errbuf, errlen, false);
+    return open_log(cfg, out, errbuf, errlen, false, rl_shared_host ? rl_shared_host() : NULL);
+}
+
+int rl_open_on_host(struct rl_host *host, const struct rlog_config *cfg, rlog **out,
+                    char *errbuf, size_t errlen)
+{
+    return open_log(cfg, out, errbuf, errlen, false, host);
 }
 
 int rl_open_stepped(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen)
 {
-    return open_log(cfg, out, errbuf, errlen, true);
+    return open_log(cfg, out, errbuf, errlen, true, NULL);
 }
 
 void rl_free_stepped(rlog *log)
@@ -149,7 +180,10 @@ int rlog_close(rlog *log)
     int rv = rl_run_blocking(log, &op);
     if (rv == RLOG_ECLOSED)
         rv = 0; /* already stopping */
-    uv_thread_join(&log->thread);
+    if (log->host)
+        rl_host_log_removed(log->host); /* its close ended on its last handle */
+    else
+        uv_thread_join(&log->thread);
     rl_subs_end_all(log); /* they see RLOG_ECLOSED and stop */
     int fatal = log->pub_fatal;
     if (fatal) {

@@ -20,15 +20,14 @@ static void raft_closed_cb(struct raft *r)
     log->store = NULL; /* closed by io->close */
     rl_batch_builder_free(&log->bb);
     rl_cache_clear(&log->cache); /* iterators may still look: it stays usable */
-    if (log->close_op) {
-        uv_close((uv_handle_t *)&log->close_timer, NULL);
-        uv_close((uv_handle_t *)&log->wake, NULL);
-        struct rl_op *op = log->close_op;
-        log->close_op = NULL;
-        op->status = log->fatal; /* the host learns of the stop here too */
-        snprintf(op->errmsg, sizeof op->errmsg, "%s", log->fatal_msg);
-        rl_op_finish(log, op);
+    if (log->wake_ready) {
+        log->wake_ready = false;
+        rl_node_close_handle(log, (uv_handle_t *)&log->close_timer);
+        rl_node_close_handle(log, (uv_handle_t *)&log->wake);
     }
+    /* The close op completes when the last of the node's handles and work
+     * is gone (node_ended, lifecycle.c). */
+    rl_node_release(log);
 }
 
 void rl_store_unshare(struct rlog *log)
@@ -57,6 +56,7 @@ static void begin_raft_close(struct rlog *log)
     rl_retention_stop(log);
     rl_fail_list(log, &log->pend_head, &log->pend_tail, log->fatal ? RLOG_EFATAL : RLOG_ECLOSED);
     rl_fail_list(log, &log->open_head, &log->open_tail, log->fatal ? RLOG_EFATAL : RLOG_ECLOSED);
+    rl_node_hold(log); /* released when raft (io, store) has closed */
     raft_close(&log->raft, raft_closed_cb);
 }
 
@@ -76,6 +76,10 @@ static void transfer_cb(struct raft_transfer *req)
 
 void rl_do_close(struct rlog *log, struct rl_op *op)
 {
+    if (log->stopping) { /* a second rlog_close queued beside the first */
+        rl_op_fail(log, op, RLOG_ECLOSED, "log is closing");
+        return;
+    }
     pthread_mutex_lock(&log->mu);
     log->accepting = false;
     pthread_cond_broadcast(&log->visible_cv); /* waiters see the close */
@@ -83,10 +87,7 @@ void rl_do_close(struct rlog *log, struct rl_op *op)
     pthread_mutex_unlock(&log->mu);
     log->stopping = true;
     log->close_op = op;
-    if (log->raft_closed) {
-        raft_closed_cb(&log->raft);
-        return;
-    }
+    log->ending = true;
     unsigned voters = 0;
     for (unsigned i = 0; i < log->raft.configuration.n; i++)
         voters += log->raft.configuration.servers[i].role == RAFT_VOTER;

@@ -100,7 +100,7 @@ struct sending {
 
 static uint64_t now_ms(struct rlog *log)
 {
-    return uv_now(&log->loop);
+    return uv_now(log->loop);
 }
 
 static uint64_t max_bytes(struct rlog *log)
@@ -153,9 +153,10 @@ static void timer_want(struct rlog *log)
 void rl_fwd_init(struct rlog *log)
 {
     struct rl_fwd *f = &log->fwd;
-    uv_timer_init(&log->loop, &f->timer);
+    uv_timer_init(log->loop, &f->timer);
     f->timer.data = log;
     f->ready = true;
+    rl_node_hold(log);
     /* Ids differ across restarts, so a leader never takes a new call for a
      * repeat of an old one. */
     if (rl_random(&f->next_request, sizeof f->next_request) != 0)
@@ -830,5 +831,5 @@ void rl_fwd_close(struct rlog *log)
     }
     uv_timer_stop(&f->timer);
     f->timer_on = false;
-    uv_close((uv_handle_t *)&f->timer, NULL);
+    rl_node_close_handle(log, (uv_handle_t *)&f->timer);
 }

@@ -110,7 +110,7 @@ static int cut_damaged_tail(struct rlog *log, char *err, size_t errlen)
     }
     uint64_t needed = rv == 0 ? d.index + 1 : 1, last = rl_store_last_index(log->store), cut;
     rl_snapshot_desc_close(&d);
-    if ((rv = rl_floor_cut_damaged_tail(&log->loop, log->store, log->data_dir, needed, &cut, err,
+    if ((rv = rl_floor_cut_damaged_tail(log->store, log->data_dir, needed, &cut, err,
                                         errlen)) != 0 || !cut)
         return rv;
     log->floor_cut_entries = last - cut + 1;
@@ -218,7 +218,7 @@ static int start(struct rlog *log)
     log->finishing = rl_producers_finishing;
     log->pump = rl_node_pump;
     log->fetch = rl_do_fetch;
-    int rv = uv_loop_init(&log->loop);
+    int rv = log->loop == &log->own_loop ? uv_loop_init(log->loop) : 0;
     if (rv != 0) {
         snprintf(err, errlen, "uv_loop_init: %s", uv_strerror(rv));
         return RLOG_EIO;
@@ -228,7 +228,10 @@ static int start(struct rlog *log)
     struct rl_store_config scfg = {.dir = log->data_dir,
                                    .segment_size = log->cfg.segment_size,
                                    .first_segment_size = (uint64_t)log->cfg.batch_max_bytes + 4096};
-    rv = rl_store_open(&log->loop, &scfg, &log->store, err, errlen);
+    /* Opening waits for the store here and there (a cut, the bootstrap):
+     * on this thread, not by turning a loop other logs may share. */
+    scfg.hold_jobs = true;
+    rv = rl_store_open(log->loop, &scfg, &log->store, err, errlen);
     if (rv != 0)
         return rv;
     bool kept;
@@ -245,7 +248,7 @@ static int start(struct rlog *log)
         (rv = rl_producers_load(log, err, errlen)) != 0)
         return rv;
     struct rl_io_config icfg = {
-        .loop = &log->loop,
+        .loop = log->loop,
         .store = log->store,
         .dir = log->data_dir,
         .trailing = log->cfg.snapshot_trailing,
@@ -333,10 +336,13 @@ static int start(struct rlog *log)
     if (rv != 0)
         return rv;
     log->last_role = log->raft.state;
-    uv_async_init(&log->loop, &log->wake, rl_wake_cb);
+    uv_async_init(log->loop, &log->wake, rl_wake_cb);
     log->wake.data = log;
-    uv_timer_init(&log->loop, &log->close_timer);
+    uv_timer_init(log->loop, &log->close_timer);
     log->close_timer.data = log;
+    log->wake_ready = true;
+    rl_node_hold(log);
+    rl_node_hold(log);
     if ((rv = rl_producers_start(log)) != 0 || (rv = rl_retention_start(log)) != 0) {
         snprintf(err, errlen, "out of memory");
         return rv;
@@ -357,21 +363,51 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-/* Undoes a partial start: raft (and through it io and the store) or just the
- * store; then closes the loop. */
+static void abort_raft_closed(struct raft *r)
+{
+    rl_node_release(r->data);
+}
+
+static void abort_io_closed(struct raft_io *io)
+{
+    rl_node_release((struct rlog *)((char *)io - offsetof(struct rlog, io)));
+}
+
+static void abort_store_closed(void *arg)
+{
+    rl_node_release(arg);
+}
+
+/* Undoes a partial start: raft (and through it io and the store) or just
+ * the store, and the node's own handles; the opener hears the failure
+ * when the last is closed (node_ended). */
 static void abort_start(struct rlog *log)
 {
+    log->ending = true;
+    rl_node_hold(log); /* until the closes below are under way */
     if (log->raft_started || log->io.impl) {
+        rl_node_hold(log);
         if (log->io.impl && !log->raft_started)
-            log->io.close(&log->io, NULL);
+            log->io.close(&log->io, abort_io_closed);
         else
-            raft_close(&log->raft, NULL);
+            raft_close(&log->raft, abort_raft_closed);
         log->store = NULL;
     } else if (log->store) {
-        rl_store_close(log->store, NULL, NULL);
+        rl_node_hold(log);
+        rl_store_close(log->store, abort_store_closed, log);
         log->store = NULL;
     }
-    rl_node_teardown(log);
+    rl_producers_stop(log);
+    rl_retention_stop(log);
+    if (log->wake_ready) {
+        log->wake_ready = false;
+        rl_node_close_handle(log, (uv_handle_t *)&log->close_timer);
+        rl_node_close_handle(log, (uv_handle_t *)&log->wake);
+    }
+    bool own_loop = log->loop == &log->own_loop;
+    rl_node_release(log); /* on a host's loop, log may be gone from here */
+    if (own_loop)
+        rl_node_teardown(log);
 }
 
 static void count_open(uv_handle_t *h, void *arg)
@@ -382,28 +418,33 @@ static void count_open(uv_handle_t *h, void *arg)
 
 void rl_node_teardown(struct rlog *log)
 {
-    uv_run(&log->loop, UV_RUN_DEFAULT);
+    if (log->loop != &log->own_loop)
+        return; /* the host's loop: the log ended on its last handle */
+    uv_run(log->loop, UV_RUN_DEFAULT);
     /* Every part closes the handles it opened; the walk below is a safety
      * net. A handle it finds is a leak to fix (and would outlive the log
-     * on a loop shared by many logs: lib/README.md, issue 16's plan). */
+     * on a loop shared by many logs). */
     unsigned left = 0;
-    uv_walk(&log->loop, count_open, &left);
+    uv_walk(log->loop, count_open, &left);
     if (left > 0 && log->open_rv == 0)
         rl_log(log, 2, "%u libuv handle(s) still open after the close; closing them now", left);
-    uv_walk(&log->loop, close_walk, NULL);
-    uv_run(&log->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&log->loop);
+    uv_walk(log->loop, close_walk, NULL);
+    uv_run(log->loop, UV_RUN_DEFAULT);
+    uv_loop_close(log->loop);
 }
 
 int rl_node_start_here(struct rlog *log)
 {
     int rv = start(log);
+    if (log->store)
+        rl_store_hold_jobs(log->store, false); /* runs what opening left */
     pthread_mutex_lock(&log->mu);
-    log->open_done = true;
     log->open_rv = rv;
+    log->open_done = rv == 0; /* a failure is told once undone (node_ended) */
     log->accepting = rv == 0;
     log->shared_store = rv == 0 ? log->store : NULL;
-    pthread_cond_signal(&log->open_cv);
+    if (rv == 0)
+        pthread_cond_signal(&log->open_cv);
     pthread_mutex_unlock(&log->mu);
     if (rv != 0)
         abort_start(log);

@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "batch/batch.h"
+#include "host/host.h"
 #include "node/cache.h"
 #include "node/cursors.h"
 #include "node/dedup.h"
@@ -107,6 +108,8 @@ struct rl_inflight {
 };
 
 /* The repair of damaged entries under way (node/repair.c). Loop thread. */
+struct rl_host;
+
 struct rl_repair {
     uint64_t first, last;             /* the damaged range */
     uint64_t first_offset, end_offset;
@@ -161,7 +164,16 @@ struct rlog {
     char open_err[256];
 
     /* Loop thread only. */
-    uv_loop_t loop;
+    uv_loop_t own_loop;         /* the loop, unless the log is on a host's */
+    uv_loop_t *loop;            /* own_loop or the host's */
+    struct rl_host *host;       /* NULL: own loop (and own thread, unless stepped) */
+    struct rl_host_call host_call; /* the open, posted to the host's loop */
+    /* The node's own handles and work requests not yet closed or done
+     * (rl_node_hold): a log's close, or its failed open, ends when the
+     * last goes, not when a loop runs out (a host's loop never does). */
+    unsigned holds;
+    bool ending;
+    bool wake_ready;
     uv_async_t wake;
     uv_timer_t close_timer;
     struct raft raft;
@@ -260,8 +272,18 @@ void rl_node_thread(void *arg);
 /* Opens everything on the calling thread and reports through open_cv; on
  * failure undoes the partial start. */
 int rl_node_start_here(struct rlog *log);
-/* Runs the loop until nothing is left, closes every handle, closes it. */
+/* Runs an own loop until nothing is left, closes every handle, closes it;
+ * nothing for a log on a host's loop. */
 void rl_node_teardown(struct rlog *log);
+/* What the node itself keeps open on its loop (a handle, a work request):
+ * hold when it opens or is queued, release when it is closed or done
+ * (rl_node_close_handle closes a handle and releases it). Once a close or
+ * a failed open is ending, the last release ends it: the close op
+ * completes or the opener hears the failure, and log must not be touched
+ * after. Loop thread. */
+void rl_node_hold(struct rlog *log);
+void rl_node_release(struct rlog *log);
+void rl_node_close_handle(struct rlog *log, uv_handle_t *h);
 
 /* Stepped mode, for the deterministic simulator (test/sim): the caller's
  * thread is the loop thread and advances it with uv_run(UV_RUN_NOWAIT), so
@@ -269,6 +291,15 @@ void rl_node_teardown(struct rlog *log);
  * there; ops are queued with rl_submit and complete through op->done. */
 int rl_open_stepped(const struct rlog_config *cfg, struct rlog **out, char *err, size_t errlen);
 int rl_submit(struct rlog *log, struct rl_op *op);
+/* Opens a log on a host's loop thread, shared with the other logs opened
+ * on it (issue 16's first step; lib/host). rlog_open does this on the host
+ * rl_shared_host returns when that hook is set: tests set it to run every
+ * log of a process on one loop thread. A hook, not a host, because Check
+ * forks a child per test and a thread started before the fork is not in
+ * the child: the hook starts the host in the process that asks. */
+int rl_open_on_host(struct rl_host *host, const struct rlog_config *cfg, struct rlog **out,
+                    char *err, size_t errlen);
+extern struct rl_host *(*rl_shared_host)(void);
 /* After a close op completed: tears the loop down and frees log. */
 void rl_free_stepped(struct rlog *log);
 /* Moves the trim point (loop thread) and publishes it. */

@@ -251,7 +251,7 @@ bool rl_producers_finishing(struct rlog *log, struct rl_op *op)
                 drop_pending(log, p);
         }
     }
-    uint64_t now = uv_now(&log->loop);
+    uint64_t now = uv_now(log->loop);
     if (op->producer_id && !op->forwarded_in && retryable(log, op) && now < op->retry_until &&
         !log->stopping && !log->raft_closing && !log->fatal && log->retry_timer_ready) {
         op->next = NULL;
@@ -272,17 +272,18 @@ void rl_producers_taken(struct rlog *log, struct rl_op *op)
 {
     if (op->producer_id && op->retry_until == 0) {
         unsigned ms = log->cfg.producer_retry_ms ? log->cfg.producer_retry_ms : DEFAULT_RETRY_MS;
-        op->retry_until = uv_now(&log->loop) + ms;
+        op->retry_until = uv_now(log->loop) + ms;
     }
 }
 
 int rl_producers_start(struct rlog *log)
 {
-    int rv = uv_timer_init(&log->loop, &log->retry_timer);
+    int rv = uv_timer_init(log->loop, &log->retry_timer);
     if (rv != 0)
         return RLOG_ENOMEM;
     log->retry_timer.data = log;
     log->retry_timer_ready = true;
+    rl_node_hold(log);
     return 0;
 }
 
@@ -292,7 +293,7 @@ void rl_producers_stop(struct rlog *log)
         return;
     log->retry_timer_ready = false;
     uv_timer_stop(&log->retry_timer);
-    uv_close((uv_handle_t *)&log->retry_timer, NULL);
+    rl_node_close_handle(log, (uv_handle_t *)&log->retry_timer);
     /* Calls waiting to be sent again end with the outcome they had. */
     while (log->retry_head) {
         struct rl_op *op = log->retry_head;

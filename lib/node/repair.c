@@ -45,7 +45,7 @@
 
 static uint64_t now_ms(struct rlog *log)
 {
-    return uv_now(&log->loop);
+    return uv_now(log->loop);
 }
 
 static void drop_entries(struct rl_repair *r)

@@ -112,11 +112,12 @@ int rl_retention_start(struct rlog *log)
 {
     if (!log->cfg.retention_bytes && !log->cfg.retention_ms)
         return 0;
-    int rv = uv_timer_init(&log->loop, &log->ret_timer);
+    int rv = uv_timer_init(log->loop, &log->ret_timer);
     if (rv != 0)
         return RLOG_ENOMEM;
     log->ret_timer.data = log;
     log->ret_timer_ready = true;
+    rl_node_hold(log);
     unsigned every = log->cfg.retention_check_ms ? log->cfg.retention_check_ms : 1000;
     uv_timer_start(&log->ret_timer, tick, every, every);
     return 0;
@@ -128,5 +129,5 @@ void rl_retention_stop(struct rlog *log)
         return;
     log->ret_timer_ready = false;
     uv_timer_stop(&log->ret_timer);
-    uv_close((uv_handle_t *)&log->ret_timer, NULL);
+    rl_node_close_handle(log, (uv_handle_t *)&log->ret_timer);
 }

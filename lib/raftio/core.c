@@ -59,9 +59,10 @@ void rl_io__sync_append_cb(struct rl_store_req *req, int status)
  * done; only before the loop runs (load, bootstrap). */
 int rl_io__store_wait(struct io *io, int rv, struct sync_wait *w)
 {
-    /* Called before the loop runs, so it is ours to turn here. */
+    /* Only while opening: the store holds its jobs for this thread to run
+     * (rl_store_hold_jobs), or the loop is ours to turn. */
     while (rv == 0 && !w->done)
-        rl_block_turn(io->loop);
+        rl_store_turn(io->store);
     return rv ? rv : w->status;
 }
 

@@ -99,7 +99,7 @@ static uint64_t term_of(struct rl_store *s, uint64_t index)
     return e.term;
 }
 
-int rl_floor_cut_damaged_tail(uv_loop_t *loop, struct rl_store *s, const char *dir,
+int rl_floor_cut_damaged_tail(struct rl_store *s, const char *dir,
                               uint64_t needed, uint64_t *cut_at, char *err, size_t errlen)
 {
     *cut_at = 0;
@@ -157,7 +157,7 @@ int rl_floor_cut_damaged_tail(uv_loop_t *loop, struct rl_store *s, const char *d
     struct rl_store_req req = {.data = &status};
     rv = rl_store_truncate(s, &req, *cut_at, cut_done);
     while (rv == 0 && status == 1)
-        rl_block_turn(loop);
+        rl_store_turn(s);
     if (rv == 0)
         rv = status;
     if (rv != 0) {

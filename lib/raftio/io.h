@@ -149,7 +149,7 @@ int rl_io_send_fwd(struct raft_io *io, uint64_t to, const char *address,
  * and votes for no candidate behind the old end until it has them again
  * (lib/raftio/floor.c says why). An RLOG_E* code with err filled when the
  * store cannot be read or written. */
-int rl_floor_cut_damaged_tail(uv_loop_t *loop, struct rl_store *s, const char *dir,
+int rl_floor_cut_damaged_tail(struct rl_store *s, const char *dir,
                               uint64_t needed, uint64_t *cut_at, char *err, size_t errlen);
 /* Whether a floor is in force (its index in *index), and how many were
  * cleared since open (*cleared): the log came back past them. */

@@ -53,9 +53,46 @@ enum { F_IDLE, F_ASKING, F_WRITING, F_FINISHING };
 
 uint32_t rl_sm_install_piece = RL_WIRE_SNAP_PIECE_MAX;
 
+
+/* Work on the loop's pool is the node's until its after-callback has run
+ * (rl_node_hold): a log on a shared loop must not end before it. */
+static int queue_held(struct rlog *log, uv_work_t *w, uv_work_cb work, uv_after_work_cb after)
+{
+    rl_node_hold(log);
+    int rv = rl_queue_work(log->loop, w, work, after);
+    if (rv != 0)
+        rl_node_release(log);
+    return rv;
+}
+
+static void serve_done_here(uv_work_t *w, int status);
+static void finished_here(uv_work_t *w, int status);
+static void written_here(uv_work_t *w, int status);
+
+static void serve_done(uv_work_t *w, int status)
+{
+    struct rlog *log = ((struct rl_sm_serve *)w->data)->sm->log;
+    serve_done_here(w, status);
+    rl_node_release(log);
+}
+
+static void finished(uv_work_t *w, int status)
+{
+    struct rlog *log = ((struct rl_sm *)w->data)->log;
+    finished_here(w, status);
+    rl_node_release(log);
+}
+
+static void written(uv_work_t *w, int status)
+{
+    struct rlog *log = ((struct rl_sm *)w->data)->log;
+    written_here(w, status);
+    rl_node_release(log);
+}
+
 static uint64_t now_ms(struct rlog *log)
 {
-    return uv_now(&log->loop);
+    return uv_now(log->loop);
 }
 
 static bool peer_address(struct rlog *log, uint64_t id, char *buf, size_t len)
@@ -164,7 +201,7 @@ static void answer(struct rlog *log, uint64_t to, uint64_t request, int status, 
     send_to(log, to, &m);
 }
 
-static void serve_done(uv_work_t *w, int status)
+static void serve_done_here(uv_work_t *w, int status)
 {
     (void)status;
     struct rl_sm_serve *s = w->data;
@@ -202,7 +239,7 @@ static void serve(struct rlog *log, uint64_t from, const struct rl_wire_fwd *m)
                               .need = m->snap_need, .next = next, .pos = m->snap_pos,
                               .budget = m->snap_budget};
     s->work.data = s;
-    if (rl_queue_work(&log->loop, &s->work, serve_work, serve_done) != 0) {
+    if (queue_held(log, &s->work, serve_work, serve_done) != 0) {
         s->busy = false;
         answer(log, from, m->request, RLOG_ENOMEM, 0, 0, 0, NULL, 0);
     }
@@ -349,7 +386,7 @@ static void finish_work(uv_work_t *w)
     f->io_rv = rl_sm_install(sm->log, path, f->next, f->err, sizeof f->err);
 }
 
-static void finished(uv_work_t *w, int status)
+static void finished_here(uv_work_t *w, int status)
 {
     (void)status;
     struct rl_sm *sm = w->data;
@@ -376,7 +413,7 @@ static void finished(uv_work_t *w, int status)
            f->size, ms, f->resumes);
 }
 
-static void written(uv_work_t *w, int status)
+static void written_here(uv_work_t *w, int status)
 {
     (void)status;
     struct rl_sm *sm = w->data;
@@ -404,7 +441,7 @@ static void written(uv_work_t *w, int status)
     }
     f->state = F_FINISHING;
     f->work.data = sm;
-    if (rl_queue_work(&log->loop, &f->work, finish_work, finished) != 0)
+    if (queue_held(log, &f->work, finish_work, finished) != 0)
         give_up_peer(log, "out of memory");
 }
 
@@ -468,7 +505,7 @@ static void take_piece(struct rlog *log, uint64_t from, struct rl_wire_fwd *m)
     m->data = NULL;
     f->state = F_WRITING;
     f->work.data = sm;
-    if (rl_queue_work(&log->loop, &f->work, write_work, written) != 0) {
+    if (queue_held(log, &f->work, write_work, written) != 0) {
         free(f->piece);
         f->piece = NULL;
         give_up_peer(log, "out of memory");

@@ -133,6 +133,11 @@ struct rl_store {
     uv_idle_t runner;
     bool runner_live;
     struct rl_batch *runner_job;
+    /* While the owner opens (rl_store_hold_jobs): jobs wait here, and its
+     * blocking waits run them on its own thread (rl_store_turn), never
+     * turning a loop that other logs may share. */
+    bool hold_jobs;
+    struct rl_batch *held_head, *held_tail;
     unsigned bg_jobs;                 /* index writes in flight */
     bool completing;                  /* firing callbacks: no new jobs */
 

@@ -28,6 +28,9 @@ struct rl_batch {
     uv_work_t work;
     struct rl_store *s;
     enum job_kind kind;
+    /* Held mode (rl_store_hold_jobs): queued here, run by rl_store_turn. */
+    uv_work_cb held_work;
+    struct rl_batch *held_next;
     /* append */
     struct iovec *iov;
     int niov, iovcap;

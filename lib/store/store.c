@@ -41,6 +41,7 @@ int rl_store_open(uv_loop_t *loop, const struct rl_store_config *cfg, struct rl_
     s->segment_size = cfg->segment_size ? cfg->segment_size : RL_STORE_DEFAULT_SEGMENT_SIZE;
     s->index_interval = cfg->index_interval ? cfg->index_interval : RL_STORE_DEFAULT_INDEX_INTERVAL;
     s->max_batch_bytes = cfg->max_batch_bytes ? cfg->max_batch_bytes : DEFAULT_MAX_BATCH;
+    s->hold_jobs = cfg->hold_jobs;
     if (s->segment_size < RL_STORE_MIN_SEGMENT_SIZE || s->segment_size > ((uint64_t)1 << 40) ||
         s->segment_size % 4096) {
         rv = rl_store_fail(s, RLOG_EINVAL,

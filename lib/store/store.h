@@ -67,6 +67,9 @@ struct rl_store_config {
     uint64_t first_segment_size;
     uint32_t index_interval;  /* bytes between sparse index samples; 0 = default */
     size_t max_batch_bytes;   /* cap on one coalesced write; 0 = 8 MiB */
+    /* Opens holding its jobs (rl_store_hold_jobs), from the first one that
+     * opening itself queues. */
+    bool hold_jobs;
 };
 
 /* An entry as appended (offset ignored) or as read back. */
@@ -107,6 +110,15 @@ struct rl_store_req {
  * given) says why. */
 int rl_store_open(uv_loop_t *loop, const struct rl_store_config *cfg,
                   struct rl_store **out, char *errmsg, size_t errlen);
+
+/* While an owner opens a log on a loop that may be shared with other logs
+ * (so it cannot turn it), hold = true keeps the store's jobs for
+ * rl_store_turn to run on the caller's thread; hold = false runs those
+ * still held and goes back to the loop's thread pool. */
+void rl_store_hold_jobs(struct rl_store *s, bool hold);
+/* Waits for progress on the store's jobs: runs one held job, or (not
+ * holding) turns the loop once. For blocking waits while opening. */
+void rl_store_turn(struct rl_store *s);
 
 /* Cancels queued requests (RLOG_ECANCELED), waits for the write in flight,
  * releases the lock and frees the store, then calls cb (may be NULL) on the

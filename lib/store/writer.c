@@ -131,6 +131,16 @@ static void queue_job(struct rl_store *s, struct rl_batch *b, uv_work_cb work)
 {
     b->s = s;
     b->work.data = b;
+    if (s->hold_jobs) {
+        b->held_work = work;
+        b->held_next = NULL;
+        if (s->held_tail)
+            s->held_tail->held_next = b;
+        else
+            s->held_head = b;
+        s->held_tail = b;
+        return;
+    }
     if (s->runner_live && b->kind == JOB_APPEND) {
         s->runner_job = b;
         uv_idle_start(&s->runner, run_inline);
@@ -139,6 +149,32 @@ static void queue_job(struct rl_store *s, struct rl_batch *b, uv_work_cb work)
     int rv = rl_queue_work(s->loop, &b->work, work, after_job);
     if (rv != 0) /* only on a closing loop: nothing sensible left to do */
         abort();
+}
+
+void rl_store_hold_jobs(struct rl_store *s, bool hold)
+{
+    if (!hold)
+        while (s->held_head)
+            rl_store_turn(s);
+    s->hold_jobs = hold;
+}
+
+void rl_store_turn(struct rl_store *s)
+{
+    if (!s->hold_jobs) {
+        rl_block_turn(s->loop);
+        return;
+    }
+    /* One job, then back to the waiter: as one loop turn would. A job's
+     * completion may queue the next; it runs at the next turn. */
+    struct rl_batch *b = s->held_head;
+    if (!b)
+        return;
+    s->held_head = b->held_next;
+    if (!s->held_head)
+        s->held_tail = NULL;
+    b->held_work(&b->work);
+    after_job(&b->work, 0);
 }
 
 /* ---- spare segment --------------------------------------------------- */

@@ -505,7 +505,7 @@ static uv_stream_t *make_stream(struct sim_node *n, int *world_fd)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
         abort();
     uv_pipe_t *p = malloc(sizeof *p);
-    if (!p || uv_pipe_init(&n->log->loop, p, 0) != 0 || uv_pipe_open(p, sv[0]) != 0)
+    if (!p || uv_pipe_init(n->log->loop, p, 0) != 0 || uv_pipe_open(p, sv[0]) != 0)
         abort();
     *world_fd = sv[1];
     return (uv_stream_t *)p;
@@ -783,7 +783,7 @@ static void watch_loop(struct sim_node *n, bool on)
     if (loops_ep < 0 && (loops_ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
         abort();
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)n->idx};
-    if (epoll_ctl(loops_ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, uv_backend_fd(&n->log->loop), &ev) != 0)
+    if (epoll_ctl(loops_ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, uv_backend_fd(n->log->loop), &ev) != 0)
         abort();
 }
 
@@ -857,11 +857,21 @@ static void close_done_op(struct rl_op *op)
     n->closing = false;
     n->transport = NULL;
     n->accept_cb = NULL;
-    rl_free_stepped(log);
+    /* The close ends in a callback of the log's own loop, still running:
+     * the loop (inside log) is freed once the turn is over (reap). */
+    n->ended = log;
     /* The machine comes back with whatever its disk kept. */
     struct rl_fs_faults none = {0};
     rl_fs_faults_set(&none);
     sim_log("n%" PRIu64 " down", n->id);
+}
+
+static void reap(struct sim_node *n)
+{
+    if (n->ended) {
+        rl_free_stepped(n->ended);
+        n->ended = NULL;
+    }
 }
 
 static void begin_close(struct sim_node *n, bool crash)
@@ -879,6 +889,7 @@ static void begin_close(struct sim_node *n, bool crash)
     node_enter(n);
     if (rl_submit(n->log, op) != 0)
         abort(); /* only a close makes a node refuse ops, and this is the one */
+    reap(n);
     node_leave();
 }
 
@@ -1135,7 +1146,7 @@ void world_init(struct sim_world *w, uint64_t seed, int n, bool verbose)
 static bool node_turn(struct sim_node *n, bool io_ready)
 {
     node_enter(n);
-    uv_loop_t *loop = &n->log->loop;
+    uv_loop_t *loop = n->log->loop;
     /* Watchers started since the last turn reach epoll only in a turn. */
     bool run = io_ready || loop->watcher_queue[0] != (void *)&loop->watcher_queue;
     if (!run) {
@@ -1144,9 +1155,14 @@ static bool node_turn(struct sim_node *n, bool io_ready)
     }
     if (run)
         uv_run(loop, UV_RUN_NOWAIT);
+    if (n->ended) { /* closed in that turn */
+        reap(n);
+        node_leave();
+        return false;
+    }
     if (!n->closing)
         rl_sm_step(n->log); /* stepped mode: apply what the turn committed */
-    bool again = uv_backend_timeout(&n->log->loop) == 0;
+    bool again = uv_backend_timeout(n->log->loop) == 0;
     node_leave();
     return again;
 }
@@ -1154,10 +1170,10 @@ static bool node_turn(struct sim_node *n, bool io_ready)
 /* When n's next timer fires, on the world's clock; UINT64_MAX if none. */
 static uint64_t node_next_timer(struct sim_node *n)
 {
-    int t = uv_backend_timeout(&n->log->loop);
+    int t = uv_backend_timeout(n->log->loop);
     if (t < 0)
         return UINT64_MAX;
-    uint64_t local = (uv_now(&n->log->loop) + (uint64_t)t) * SIM_MS;
+    uint64_t local = (uv_now(n->log->loop) + (uint64_t)t) * SIM_MS;
     int64_t g = (int64_t)local - n->clock_offset_ns;
     return g < 0 ? 0 : (uint64_t)g;
 }

@@ -30,6 +30,7 @@ struct sim_node {
     char dir[320];
     rlog *log;          /* NULL while down */
     bool closing;       /* a close op is under way */
+    rlog *ended;        /* closed inside its loop's turn: freed after it */
     bool fatal_seen;    /* the node failed stop; a restart is scheduled */
     int restarts;
     struct rl_fs_domain *fs;

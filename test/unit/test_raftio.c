@@ -500,7 +500,7 @@ static void node_open(void)
     store_open();
     if (F->cut_tail) {
         char err[512];
-        ck_assert_msg(rl_floor_cut_damaged_tail(&F->loop, F->store, F->dir, 1, &F->cut_at, err,
+        ck_assert_msg(rl_floor_cut_damaged_tail(F->store, F->dir, 1, &F->cut_at, err,
                                                 sizeof err) == 0, "%s", err);
     }
     struct rl_io_config cfg = {
