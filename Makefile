@@ -284,7 +284,20 @@ $(BENCH_NODE): bench/bench_node.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS) -lm
 
-.PHONY: bench bench-quick bench-producers
+.PHONY: bench bench-quick bench-producers bench-idle
+# make bench-idle: what an idle log costs per replica (memory, idle CPU,
+# threads, descriptors), each replica on its own thread against three
+# shared host threads; IDLE_LOGS logs (100).
+IDLE_LOGS ?= 100
+BENCH_IDLE := $(BUILD)/bench/bench_idle
+$(BENCH_IDLE): bench/bench_idle.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
+bench-idle: deps $(BENCH_IDLE)
+	@$(BENCH_IDLE) -m threads -n $(IDLE_LOGS) $(BENCH_ARGS)
+	@$(BENCH_IDLE) -m hosts -n $(IDLE_LOGS) $(BENCH_ARGS)
+
 bench: deps $(BENCH_NODE) $(BENCH_APPEND)
 	@$(BENCH_NODE) run $(BENCH_ARGS)
 	@$(BENCH_APPEND) -P -s 3 -r 5

@@ -31,8 +31,8 @@ extern "C" {
  * the library actually linked, which may differ under dynamic linking. */
 #define RLOG_VERSION_MAJOR 0
 #define RLOG_VERSION_MINOR 4
-#define RLOG_VERSION_PATCH 1
-#define RLOG_VERSION_STRING "0.4.1"
+#define RLOG_VERSION_PATCH 2
+#define RLOG_VERSION_STRING "0.4.2"
 /* One comparable number: major * 10000 + minor * 100 + patch. */
 #define RLOG_VERSION_NUMBER \
     (RLOG_VERSION_MAJOR * 10000 + RLOG_VERSION_MINOR * 100 + RLOG_VERSION_PATCH)
@@ -308,6 +308,41 @@ RLOG_API int rlog_open(const struct rlog_config *cfg, rlog **out, char *errbuf, 
  * from a callback. Returns 0, or, after a failed stop, the code of its
  * storage error (RLOG_EIO, RLOG_ENOSPC, ...) with rlog_errmsg naming it. */
 RLOG_API int rlog_close(rlog *log);
+
+/* -- liblog 0.4.2: many logs on shared loop threads --
+ * A host is a small fixed set of loop threads that many logs share
+ * (rlog_host_open(3)): rlog_open gives every log a thread of its own;
+ * rlog_open_on puts it on the host's least loaded thread instead, so a
+ * process holding hundreds of logs runs a few threads, not hundreds. A log
+ * on a host is the same log in every other way (its own address,
+ * directory, store and Raft group; rlog_close closes it). Its callbacks
+ * run on the host thread it was given, shared with other logs: they must
+ * not block, and the blocking liblog calls on any log of that thread fail
+ * there with RLOG_EINVAL. */
+typedef struct rlog_host rlog_host;
+
+struct rlog_host_config {
+    unsigned threads; /* loop threads, 1 .. 64; 1 */
+};
+
+/* rlog_host_config_init - fills *cfg with defaults and zeroes the rest. */
+RLOG_API void rlog_host_config_init(struct rlog_host_config *cfg);
+
+/* rlog_host_open - starts the host's loop threads. Returns 0 and *out, or
+ * RLOG_EINVAL (cfg or out NULL, threads out of range), RLOG_ENOMEM or
+ * RLOG_EIO (a thread or loop could not start), with a message in errbuf. */
+RLOG_API int rlog_host_open(const struct rlog_host_config *cfg, rlog_host **out, char *errbuf,
+                            size_t errlen);
+
+/* rlog_open_on - rlog_open, on the host's thread with the fewest logs.
+ * Errors: those of rlog_open, and RLOG_EINVAL for a NULL host. */
+RLOG_API int rlog_open_on(rlog_host *host, const struct rlog_config *cfg, rlog **out,
+                          char *errbuf, size_t errlen);
+
+/* rlog_host_close - stops the host's threads and frees it. RLOG_EBUSY
+ * (nothing done) while a log opened on it is not yet closed; RLOG_EINVAL
+ * from one of its threads (a callback) or for NULL. */
+RLOG_API int rlog_host_close(rlog_host *host);
 
 /* A record to append: the bytes are copied before rlog_append* returns. */
 struct rlog_buf {

@@ -103,10 +103,46 @@ void rl_host_post(struct rl_host *h, struct rl_host_call *call)
     uv_async_send(&h->wake);
 }
 
-void rl_host_log_added(struct rl_host *h)
+bool rl_host_log_added(struct rl_host *h)
 {
     pthread_mutex_lock(&h->mu);
-    h->logs++;
+    bool ok = !h->stopping;
+    if (ok)
+        h->logs++;
+    pthread_mutex_unlock(&h->mu);
+    return ok;
+}
+
+unsigned rl_host_logs(struct rl_host *h)
+{
+    pthread_mutex_lock(&h->mu);
+    unsigned n = h->logs;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
+bool rl_host_is_self(const struct rl_host *h)
+{
+    uv_thread_t self = uv_thread_self();
+    return uv_thread_equal(&self, &h->thread);
+}
+
+int rl_host_begin_stop(struct rl_host *h)
+{
+    if (rl_host_is_self(h))
+        return RLOG_EINVAL;
+    pthread_mutex_lock(&h->mu);
+    bool busy = h->logs > 0;
+    if (!busy)
+        h->stopping = true;
+    pthread_mutex_unlock(&h->mu);
+    return busy ? RLOG_EBUSY : 0;
+}
+
+void rl_host_cancel_stop(struct rl_host *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->stopping = false;
     pthread_mutex_unlock(&h->mu);
 }
 
@@ -119,21 +155,18 @@ void rl_host_log_removed(struct rl_host *h)
 
 int rl_host_stop(struct rl_host *h)
 {
-    uv_thread_t self = uv_thread_self();
-    if (uv_thread_equal(&self, &h->thread))
-        return RLOG_EINVAL;
-    pthread_mutex_lock(&h->mu);
-    bool busy = h->logs > 0;
-    if (!busy)
-        h->stopping = true;
-    pthread_mutex_unlock(&h->mu);
-    if (busy)
-        return RLOG_EBUSY;
+    int rv = rl_host_begin_stop(h);
+    if (rv == 0)
+        rl_host_end_stop(h);
+    return rv;
+}
+
+void rl_host_end_stop(struct rl_host *h)
+{
     uv_async_send(&h->wake);
     uv_thread_join(&h->thread);
     /* Every log closed its own handles before its close returned. */
     uv_loop_close(&h->loop);
     pthread_mutex_destroy(&h->mu);
     free(h);
-    return 0;
 }

@@ -33,11 +33,21 @@ uv_thread_t rl_host_thread(const struct rl_host *h);
 /* Queues call to run on the loop thread, in the order posted. Any thread. */
 void rl_host_post(struct rl_host *h, struct rl_host_call *call);
 /* Counts the logs on the host (the caller's bookkeeping: a host stops only
- * when none is left). Any thread. */
-void rl_host_log_added(struct rl_host *h);
+ * when none is left). Any thread. rl_host_log_added is false, nothing
+ * counted, once a stop has begun. */
+bool rl_host_log_added(struct rl_host *h);
 void rl_host_log_removed(struct rl_host *h);
+unsigned rl_host_logs(struct rl_host *h);
+/* Whether the caller runs on the host's loop thread. */
+bool rl_host_is_self(const struct rl_host *h);
 /* Ends the loop thread and frees the host. RLOG_EBUSY (nothing done) while
  * a log is still open on it; RLOG_EINVAL from its own thread. */
 int rl_host_stop(struct rl_host *h);
+/* The same in two steps, for stopping several hosts all or none: the
+ * first refuses new logs from here on, or fails as rl_host_stop does;
+ * cancel takes that back, end finishes the stop. */
+int rl_host_begin_stop(struct rl_host *h);
+void rl_host_cancel_stop(struct rl_host *h);
+void rl_host_end_stop(struct rl_host *h);
 
 #endif

@@ -108,10 +108,12 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
         rv = rl_node_start_here(log);
         if (rv != 0)
             snprintf(err, sizeof err, "%s", log->open_err);
+    } else if (rv == 0 && log->host && !rl_host_log_added(log->host)) {
+        rv = RLOG_ECLOSED;
+        snprintf(err, sizeof err, "the host is closing");
     } else if (rv == 0 && log->host) {
         rl_batch_builder_init(&log->bb);
         log->thread = rl_host_thread(log->host);
-        rl_host_log_added(log->host);
         log->host_call = (struct rl_host_call){.fn = start_on_host, .arg = log};
         rl_host_post(log->host, &log->host_call);
         if ((rv = wait_opened(log, err, sizeof err)) != 0)

@@ -1,0 +1,247 @@
+/*
+ * bench_idle — what an idle log costs (issue 16's measure): N 3-node logs
+ * in this process, every replica on 127.0.0.1 with its own port, each log
+ * given one record and then left idle. Reports, per replica, the resident
+ * memory the logs added and, for all of them, the CPU the process spends
+ * while they idle (heartbeats, ticks), plus threads and descriptors.
+ *
+ *   bench_idle [-n LOGS] [-s IDLE_SECONDS] [-d DIR] [-m threads|hosts]
+ *
+ * threads: every replica on a loop thread of its own (rlog_open today).
+ * hosts:   three shared loop threads, one per "host", each running one
+ *          replica of every log (lib/host; issue 16's step 1).
+ * A process of the issue's 3-process cluster holds one replica of each log:
+ * its cost per log is this bench's cost per replica.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "liblog.h"
+#include "host/host.h"
+#include "node/node.h"
+
+struct one_log {
+    char addrs[3][32], dirs[3][600];
+    struct rlog_peer peers[3];
+    rlog *nodes[3];
+};
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static double cpu_s(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)u.ru_utime.tv_sec + (double)u.ru_utime.tv_usec / 1e6 +
+           (double)u.ru_stime.tv_sec + (double)u.ru_stime.tv_usec / 1e6;
+}
+
+static long rss_kib(void)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%ld %ld", &pages, &rss) != 2)
+        rss = 0;
+    if (f)
+        fclose(f);
+    return rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n - 2;
+}
+
+/* The next port at or above *next that nothing listens on; below the
+ * kernel's ephemeral range, as the tests' ports are. */
+static int free_port(int *next)
+{
+    for (; *next < 32000; (*next)++) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)*next),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int ok = s >= 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0;
+        if (s >= 0)
+            close(s);
+        if (ok)
+            return (*next)++;
+    }
+    return -1;
+}
+
+static void quiet(void *arg, int level, const char *line)
+{
+    (void)arg;
+    if (level >= 3) /* errors only: the INSECURE notice of every replica is known */
+        fprintf(stderr, "%s\n", line);
+}
+
+static int has_leader(struct one_log *l)
+{
+    for (int i = 0; i < 3; i++) {
+        struct rlog_status st;
+        if (rlog_status(l->nodes[i], &st) == 0 && st.role == RLOG_ROLE_LEADER)
+            return 1;
+    }
+    return 0;
+}
+
+static struct one_log *g_logs;
+static int g_n;
+static atomic_int g_next_close;
+
+/* Closes logs off a shared counter: a close waits for a leadership
+ * transfer, so one at a time would take minutes for a thousand. */
+static void *closer(void *arg)
+{
+    (void)arg;
+    for (int k; (k = atomic_fetch_add(&g_next_close, 1)) < g_n;)
+        for (int i = 0; i < 3; i++)
+            if (g_logs[k].nodes[i])
+                rlog_close(g_logs[k].nodes[i]);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    int n = 100, idle = 10, opt;
+    const char *dir = "/tmp", *mode = "hosts";
+    while ((opt = getopt(argc, argv, "n:s:d:m:")) != -1) {
+        switch (opt) {
+        case 'n': n = atoi(optarg); break;
+        case 's': idle = atoi(optarg); break;
+        case 'd': dir = optarg; break;
+        case 'm': mode = optarg; break;
+        default:
+            fprintf(stderr, "usage: bench_idle [-n LOGS] [-s IDLE_SECONDS] [-d DIR] "
+                            "[-m threads|hosts]\n");
+            return 2;
+        }
+    }
+    bool hosts = strcmp(mode, "hosts") == 0;
+    if (n < 1 || idle < 1 || (!hosts && strcmp(mode, "threads") != 0)) {
+        fprintf(stderr, "bench_idle: -n and -s take positive numbers, -m threads or hosts\n");
+        return 2;
+    }
+    struct rlimit lim;
+    getrlimit(RLIMIT_NOFILE, &lim);
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+
+    struct rl_host *host[3] = {NULL, NULL, NULL};
+    char err[256];
+    for (int h = 0; hosts && h < 3; h++)
+        if (rl_host_start(&host[h], err, sizeof err) != 0) {
+            fprintf(stderr, "host: %s\n", err);
+            return 1;
+        }
+    char top[512];
+    snprintf(top, sizeof top, "%s/liblog-bench-idle-%d", dir, (int)getpid());
+    struct one_log *logs = calloc((size_t)n, sizeof *logs);
+    if (!logs)
+        return 1;
+    int next_port = 12000, rc = 0;
+    long rss0 = rss_kib();
+    int fds0 = count_entries("/proc/self/fd"), threads0 = count_entries("/proc/self/task");
+    double t0 = now_s();
+    for (int k = 0; k < n && rc == 0; k++) {
+        struct one_log *l = &logs[k];
+        for (int i = 0; i < 3; i++) {
+            int port = free_port(&next_port);
+            if (port < 0) {
+                fprintf(stderr, "out of free ports below 32000\n");
+                rc = 1;
+                break;
+            }
+            snprintf(l->addrs[i], sizeof l->addrs[i], "127.0.0.1:%d", port);
+            snprintf(l->dirs[i], sizeof l->dirs[i], "%s/log%d/n%d", top, k, i + 1);
+            l->peers[i] = (struct rlog_peer){(uint64_t)i + 1, l->addrs[i]};
+        }
+        for (int i = 0; i < 3 && rc == 0; i++) {
+            struct rlog_config cfg;
+            rlog_config_init(&cfg);
+            cfg.id = (uint64_t)i + 1;
+            cfg.address = l->addrs[i];
+            cfg.data_dir = l->dirs[i];
+            cfg.peers = l->peers;
+            cfg.n_peers = 3;
+            cfg.log_fn = quiet;
+            int rv = hosts ? rl_open_on_host(host[i], &cfg, &l->nodes[i], err, sizeof err)
+                           : rlog_open(&cfg, &l->nodes[i], err, sizeof err);
+            if (rv != 0) {
+                fprintf(stderr, "open log %d node %d: %s\n", k, i + 1, err);
+                rc = 1;
+            }
+        }
+    }
+    /* Every log elects a leader and takes one record. */
+    for (int k = 0; k < n && rc == 0; k++) {
+        int tries = 0;
+        while (!has_leader(&logs[k]) && tries++ < 1000)
+            usleep(10000);
+        uint64_t off;
+        if (rlog_append(logs[k].nodes[0], "idle", 4, &off) != 0) {
+            fprintf(stderr, "append to log %d: %s\n", k, rlog_errmsg(logs[k].nodes[0]));
+            rc = 1;
+        }
+    }
+    double opened = now_s() - t0;
+    if (rc == 0) {
+        sleep(2); /* past the last election's settling */
+        long rss1 = rss_kib();
+        double c0 = cpu_s(), w0 = now_s();
+        sleep((unsigned)idle);
+        double cpu = cpu_s() - c0, wall = now_s() - w0;
+        long rss2 = rss_kib();
+        int fds = count_entries("/proc/self/fd") - fds0;
+        int threads = count_entries("/proc/self/task") - threads0;
+        printf("bench_idle mode=%s logs=%d replicas=%d open_s=%.1f\n", mode, n, 3 * n, opened);
+        printf("  memory: %.0f KiB per replica (RSS %ld -> %ld -> %ld KiB: before, opened, "
+               "after %d s idle)\n",
+               (double)(rss2 - rss0) / (3.0 * n), rss0, rss1, rss2, idle);
+        printf("  idle CPU: %.2f %% of one core for all %d replicas; %.1f %% per 1,000 "
+               "replicas\n",
+               100.0 * cpu / wall, 3 * n, 100.0 * cpu / wall * 1000.0 / (3.0 * n));
+        printf("  threads: %d added (%.2f per replica), descriptors: %d added (%.1f per "
+               "replica)\n",
+               threads, (double)threads / (3.0 * n), fds, (double)fds / (3.0 * n));
+    }
+    g_logs = logs;
+    g_n = n;
+    pthread_t closers[16];
+    for (int t = 0; t < 16; t++)
+        pthread_create(&closers[t], NULL, closer, NULL);
+    for (int t = 0; t < 16; t++)
+        pthread_join(closers[t], NULL);
+    for (int h = 0; h < 3; h++)
+        if (host[h] && rl_host_stop(host[h]) != 0)
+            fprintf(stderr, "host %d did not stop\n", h);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
+    if (system(cmd) != 0)
+        rc = 1;
+    free(logs);
+    return rc;
+}
