@@ -294,6 +294,7 @@ static int start(struct rlog *log)
         return RLOG_EIO;
     }
     log->raft.data = log;
+    log->raft_inited = true;
     raft_set_election_timeout(&log->raft, log->cfg.election_timeout_ms);
     raft_set_heartbeat_timeout(&log->raft, log->cfg.heartbeat_timeout_ms);
     /* libraft resends a lost InstallSnapshot after this (30 s by default). */
@@ -385,9 +386,11 @@ static void abort_start(struct rlog *log)
 {
     log->ending = true;
     rl_node_hold(log); /* until the closes below are under way */
-    if (log->raft_started || log->io.impl) {
+    if (log->raft_inited || log->io.impl) {
         rl_node_hold(log);
-        if (log->io.impl && !log->raft_started)
+        /* raft_close also after a failed raft_start: it frees what
+         * raft_init and the load took, and closes the io. */
+        if (!log->raft_inited)
             log->io.close(&log->io, abort_io_closed);
         else
             raft_close(&log->raft, abort_raft_closed);

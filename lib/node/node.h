@@ -180,7 +180,7 @@ struct rlog {
     struct raft_io io;
     struct raft_fsm fsm;
     struct rl_store *store;
-    bool raft_started, raft_closing, raft_closed, stopping;
+    bool raft_inited, raft_started, raft_closing, raft_closed, stopping;
     struct rl_op *close_op;
     struct raft_transfer transfer;
     struct rl_op *member_op;    /* the membership change under way */
