@@ -323,6 +323,14 @@ typedef struct rlog_host rlog_host;
 
 struct rlog_host_config {
     unsigned threads; /* loop threads, 1 .. 64; 1 */
+    /* One read-cache budget for every log on the host (each log's own
+     * cache_bytes still caps it alone): when the logs' caches together
+     * pass cache_bytes, those holding the most above cache_floor_bytes
+     * give up their oldest entries, so they hold at most cache_bytes +
+     * logs x cache_floor_bytes in all. 256 MiB and 1 MiB; UINT64_MAX in
+     * cache_bytes: no host budget. */
+    uint64_t cache_bytes;
+    uint64_t cache_floor_bytes;
 };
 
 /* rlog_host_config_init - fills *cfg with defaults and zeroes the rest. */

@@ -61,7 +61,7 @@ static int wait_opened(rlog *log, char *err, size_t errlen)
 /* Validates cfg and opens a node: on a loop thread of its own, on a host's
  * loop thread shared with other logs, or (stepped) on the caller's. */
 static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen,
-                    bool stepped, struct rl_host *host)
+                    bool stepped, struct rl_host *host, struct rl_cache_pool *cache_pool)
 {
     char err[512] = "";
     if (out)
@@ -70,6 +70,7 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
     if (rv == 0)
         rv = rl_sm_check_config(cfg, err, sizeof err);
     rlog *log = NULL;
+    bool counted = false; /* in the host's count of logs */
     if (rv == 0 && !(log = calloc(1, sizeof *log)))
         rv = RLOG_ENOMEM;
     if (rv == 0) {
@@ -112,12 +113,14 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
         rv = RLOG_ECLOSED;
         snprintf(err, sizeof err, "the host is closing");
     } else if (rv == 0 && log->host) {
+        if (cache_pool) /* once counted: the pool outlives the log */
+            rl_cache_join(&log->cache, cache_pool);
         rl_batch_builder_init(&log->bb);
         log->thread = rl_host_thread(log->host);
         log->host_call = (struct rl_host_call){.fn = start_on_host, .arg = log};
         rl_host_post(log->host, &log->host_call);
-        if ((rv = wait_opened(log, err, sizeof err)) != 0)
-            rl_host_log_removed(log->host);
+        counted = true;
+        rv = wait_opened(log, err, sizeof err);
     } else if (rv == 0) {
         rl_batch_builder_init(&log->bb);
         if (uv_thread_create(&log->thread, rl_node_thread, log) != 0) {
@@ -132,6 +135,8 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
             snprintf(err, sizeof err, "out of memory");
         if (log)
             free_log(log);
+        if (counted) /* after free_log: its cache may be in the host's pool */
+            rl_host_log_removed(host);
         rl_fail(rv, "%s", err);
         if (errbuf && errlen)
             snprintf(errbuf, errlen, "%s", err);
@@ -148,18 +153,19 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
 
 int rlog_open(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen)
 {
-    return open_log(cfg, out, errbuf, errlen, false, rl_shared_host ? rl_shared_host() : NULL);
+    return open_log(cfg, out, errbuf, errlen, false, rl_shared_host ? rl_shared_host() : NULL,
+                    NULL);
 }
 
-int rl_open_on_host(struct rl_host *host, const struct rlog_config *cfg, rlog **out,
-                    char *errbuf, size_t errlen)
+int rl_open_on_host(struct rl_host *host, struct rl_cache_pool *cache_pool,
+                    const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen)
 {
-    return open_log(cfg, out, errbuf, errlen, false, host);
+    return open_log(cfg, out, errbuf, errlen, false, host, cache_pool);
 }
 
 int rl_open_stepped(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen)
 {
-    return open_log(cfg, out, errbuf, errlen, true, NULL);
+    return open_log(cfg, out, errbuf, errlen, true, NULL, NULL);
 }
 
 void rl_free_stepped(rlog *log)
@@ -182,9 +188,8 @@ int rlog_close(rlog *log)
     int rv = rl_run_blocking(log, &op);
     if (rv == RLOG_ECLOSED)
         rv = 0; /* already stopping */
-    if (log->host)
-        rl_host_log_removed(log->host); /* its close ended on its last handle */
-    else
+    struct rl_host *host = log->host; /* its close ended on its last handle */
+    if (!host)
         uv_thread_join(&log->thread);
     rl_subs_end_all(log); /* they see RLOG_ECLOSED and stop */
     int fatal = log->pub_fatal;
@@ -193,6 +198,8 @@ int rlog_close(rlog *log)
         rv = fatal;
     }
     free_log(log);
+    if (host) /* last: rlog_host_close may free the host (its cache pool) from here */
+        rl_host_log_removed(host);
     return rv;
 }
 

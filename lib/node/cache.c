@@ -46,11 +46,51 @@ bool rl_chunk_next(const unsigned char *p, size_t len, size_t *pos, struct rl_ch
     return true;
 }
 
+void rl_cache_pool_init(struct rl_cache_pool *p, uint64_t budget, uint64_t floor)
+{
+    memset(p, 0, sizeof *p);
+    pthread_mutex_init(&p->mu, NULL);
+    p->budget = budget;
+    p->floor = floor;
+}
+
+void rl_cache_pool_free(struct rl_cache_pool *p)
+{
+    pthread_mutex_destroy(&p->mu);
+}
+
+uint64_t rl_cache_pool_total(struct rl_cache_pool *p)
+{
+    return p->total;
+}
+
 void rl_cache_init(struct rl_cache *c, uint64_t budget)
 {
     memset(c, 0, sizeof *c);
     pthread_mutex_init(&c->mu, NULL);
     c->budget = budget;
+}
+
+void rl_cache_join(struct rl_cache *c, struct rl_cache_pool *pool)
+{
+    pthread_mutex_lock(&pool->mu);
+    c->pool = pool;
+    c->pool_prev = NULL;
+    c->pool_next = pool->members;
+    if (pool->members)
+        pool->members->pool_prev = c;
+    pool->members = c;
+    pthread_mutex_unlock(&pool->mu);
+}
+
+/* c->bytes changes by delta (under c->mu): so does what the pool sees. */
+static void account(struct rl_cache *c, int64_t delta)
+{
+    c->bytes += (uint64_t)delta;
+    if (c->pool) {
+        c->held += (uint64_t)delta;
+        c->pool->total += (uint64_t)delta;
+    }
 }
 
 void rl_cache_clear(struct rl_cache *c)
@@ -61,12 +101,23 @@ void rl_cache_clear(struct rl_cache *c)
     free(c->ring);
     c->ring = NULL;
     c->cap = c->head = c->n = 0;
-    c->bytes = 0;
+    account(c, -(int64_t)c->bytes);
     pthread_mutex_unlock(&c->mu);
 }
 
 void rl_cache_free(struct rl_cache *c)
 {
+    struct rl_cache_pool *pool = c->pool;
+    if (pool) {
+        pthread_mutex_lock(&pool->mu); /* no trim looks at c after this */
+        if (c->pool_prev)
+            c->pool_prev->pool_next = c->pool_next;
+        else
+            pool->members = c->pool_next;
+        if (c->pool_next)
+            c->pool_next->pool_prev = c->pool_prev;
+        pthread_mutex_unlock(&pool->mu);
+    }
     rl_cache_clear(c);
     pthread_mutex_destroy(&c->mu);
     memset(c, 0, sizeof *c);
@@ -75,7 +126,7 @@ void rl_cache_free(struct rl_cache *c)
 static void drop_oldest(struct rl_cache *c)
 {
     struct rl_cache_entry *e = AT(c, 0);
-    c->bytes -= e->len;
+    account(c, -(int64_t)e->len);
     free(e->data);
     c->head = (c->head + 1) % c->cap;
     c->n--;
@@ -85,7 +136,7 @@ static void truncate_locked(struct rl_cache *c, uint64_t index)
 {
     while (c->n && AT(c, c->n - 1)->index >= index) {
         struct rl_cache_entry *e = AT(c, c->n - 1);
-        c->bytes -= e->len;
+        account(c, -(int64_t)e->len);
         free(e->data);
         c->n--;
     }
@@ -96,6 +147,34 @@ void rl_cache_truncate(struct rl_cache *c, uint64_t index)
     pthread_mutex_lock(&c->mu);
     truncate_locked(c, index);
     pthread_mutex_unlock(&c->mu);
+}
+
+/* Evicts, oldest first, from the caches holding the most above the floor
+ * until the pool is within its budget or every cache is at its floor. */
+static void pool_trim(struct rl_cache_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    while (p->total > p->budget) {
+        struct rl_cache *victim = NULL;
+        uint64_t most = p->floor;
+        for (struct rl_cache *c = p->members; c; c = c->pool_next) {
+            uint64_t held = c->held;
+            if (held > most) {
+                most = held;
+                victim = c;
+            }
+        }
+        if (!victim)
+            break;
+        pthread_mutex_lock(&victim->mu);
+        bool dropped = victim->n > 0;
+        if (dropped)
+            drop_oldest(victim);
+        pthread_mutex_unlock(&victim->mu);
+        if (!dropped)
+            break; /* held said otherwise: a put in between; the next trim sees it */
+    }
+    pthread_mutex_unlock(&p->mu);
 }
 
 void rl_cache_put(struct rl_cache *c, uint64_t index, uint64_t offset, uint32_t records,
@@ -132,9 +211,11 @@ void rl_cache_put(struct rl_cache *c, uint64_t index, uint64_t offset, uint32_t 
     }
     *AT(c, c->n) = (struct rl_cache_entry){index, offset, records, len, data};
     c->n++;
-    c->bytes += len;
+    account(c, len);
 out:
     pthread_mutex_unlock(&c->mu);
+    if (c->pool && c->pool->total > c->pool->budget)
+        pool_trim(c->pool);
 }
 
 /* Position of the first entry ending after record `offset`. Under the lock. */
@@ -152,17 +233,25 @@ static size_t find_pos(const struct rl_cache *c, uint64_t offset)
     return lo;
 }
 
-const struct rl_cache_entry *rl_cache_find(struct rl_cache *c, uint64_t offset)
+int rl_cache_get(struct rl_cache *c, uint64_t offset, struct rl_cache_entry *copy)
 {
+    int rv = 1;
     pthread_mutex_lock(&c->mu);
     size_t i = find_pos(c, offset);
     const struct rl_cache_entry *e = i < c->n && AT(c, i)->offset <= offset ? AT(c, i) : NULL;
-    if (e)
+    if (e) {
+        *copy = *e;
+        copy->data = malloc(e->len ? e->len : 1);
+        rv = copy->data ? 0 : RLOG_ENOMEM;
+        if (copy->data)
+            memcpy(copy->data, e->data, e->len);
+    }
+    if (rv == 0)
         c->hits++;
-    else
+    else if (rv == 1)
         c->misses++;
     pthread_mutex_unlock(&c->mu);
-    return e;
+    return rv;
 }
 
 size_t rl_cache_copy(struct rl_cache *c, uint64_t offset, uint64_t visible, size_t budget,

@@ -8,7 +8,16 @@
  *
  * The loop thread changes it; iterators on host threads copy from it
  * (rl_cache_copy) without a trip to the loop thread. Every function takes
- * the cache's lock; a pointer from rl_cache_find is for the loop thread.
+ * the cache's lock, and hands out copies only: a pool's trim may evict
+ * from any thread.
+ *
+ * A pool (logs on one rlog_host) bounds the caches in it together: when
+ * a put leaves the pool over its budget, the caches holding the most above
+ * the pool's floor give up their oldest entries until it is back under (or
+ * every cache is at its floor), whichever log's thread put. So the pool's
+ * caches hold at most budget + (caches x floor) bytes: a cache over the
+ * floor got there only while the pool had room. Lock order: the pool's,
+ * then a cache's; a put takes its cache's alone, then the pool's.
  */
 #ifndef RL_NODE_CACHE_H
 #define RL_NODE_CACHE_H
@@ -25,12 +34,26 @@ struct rl_cache_entry {
     unsigned char *data;
 };
 
+struct rl_cache_pool;
+
 struct rl_cache {
     pthread_mutex_t mu;
     struct rl_cache_entry *ring;
     size_t cap, head, n; /* ring[head .. head+n) ascending by index */
     uint64_t bytes, budget;
     uint64_t hits, misses;
+    /* In a pool: bytes as the pool sees it (read without mu), and the
+     * pool's list, under the pool's lock. */
+    struct rl_cache_pool *pool;
+    _Atomic uint64_t held;
+    struct rl_cache *pool_next, *pool_prev;
+};
+
+struct rl_cache_pool {
+    pthread_mutex_t mu;
+    uint64_t budget, floor;
+    _Atomic uint64_t total;
+    struct rl_cache *members;
 };
 
 /* A run of entries for an iterator, back to back: per entry {u64 offset of
@@ -58,17 +81,26 @@ struct rl_chunk_entry {
  * only this file knows the chunk's layout. */
 bool rl_chunk_next(const unsigned char *p, size_t len, size_t *pos, struct rl_chunk_entry *e);
 
+void rl_cache_pool_init(struct rl_cache_pool *p, uint64_t budget, uint64_t floor);
+/* Its caches must have left it (rl_cache_free). */
+void rl_cache_pool_free(struct rl_cache_pool *p);
+/* Bytes held by the pool's caches together. */
+uint64_t rl_cache_pool_total(struct rl_cache_pool *p);
+
 void rl_cache_init(struct rl_cache *c, uint64_t budget);
+/* Puts an empty cache into pool (before it is used). */
+void rl_cache_join(struct rl_cache *c, struct rl_cache_pool *pool);
 /* Drops every entry; the cache stays usable (and empty). */
 void rl_cache_clear(struct rl_cache *c);
+/* Leaves the pool, if in one, and frees the entries. */
 void rl_cache_free(struct rl_cache *c);
 /* Copies the payload in (entries larger than the budget are skipped). */
 void rl_cache_put(struct rl_cache *c, uint64_t index, uint64_t offset, uint32_t records,
                   const void *buf, uint32_t len);
 void rl_cache_truncate(struct rl_cache *c, uint64_t index);
-/* The entry holding record `offset`, or NULL (counted as a hit or miss).
- * Loop thread only. */
-const struct rl_cache_entry *rl_cache_find(struct rl_cache *c, uint64_t offset);
+/* A copy of the entry holding record `offset` (its data malloc'd, the
+ * caller's to free): 0 (a hit), 1 if not cached (a miss), RLOG_ENOMEM. */
+int rl_cache_get(struct rl_cache *c, uint64_t offset, struct rl_cache_entry *copy);
 /* Any thread: appends to *out the consecutive cached entries from the one
  * holding record `offset`, only their records below `visible`, until *out
  * holds `budget` bytes. Returns how many entries (0 if `offset` is not

@@ -14,6 +14,8 @@
 #define HOST_MAX_THREADS 64
 
 struct rlog_host {
+    struct rl_cache_pool cache; /* every log's read cache (node/cache.h) */
+    bool pooled;                /* false: no host budget */
     unsigned n;
     struct rl_host *loops[];
 };
@@ -22,7 +24,8 @@ void rlog_host_config_init(struct rlog_host_config *cfg)
 {
     if (!cfg)
         return;
-    *cfg = (struct rlog_host_config){.threads = 1};
+    *cfg = (struct rlog_host_config){.threads = 1, .cache_bytes = 256u << 20,
+                                     .cache_floor_bytes = 1u << 20};
 }
 
 /* As rl_fail, and into errbuf too (rlog_host_open's message). */
@@ -57,13 +60,19 @@ int rlog_host_open(const struct rlog_host_config *cfg, rlog_host **out, char *er
     if (cfg->threads < 1 || cfg->threads > HOST_MAX_THREADS)
         return fail_buf(errbuf, errlen, RLOG_EINVAL,
                            "threads: %u is out of range (1 .. %d)", cfg->threads, HOST_MAX_THREADS);
+    if (cfg->cache_bytes == 0)
+        return fail_buf(errbuf, errlen, RLOG_EINVAL,
+                        "cache_bytes: 0 (UINT64_MAX is no host budget)");
     struct rlog_host *h = calloc(1, sizeof *h + cfg->threads * sizeof h->loops[0]);
     if (!h)
         return fail_buf(errbuf, errlen, RLOG_ENOMEM, "out of memory");
+    h->pooled = cfg->cache_bytes != UINT64_MAX;
+    rl_cache_pool_init(&h->cache, cfg->cache_bytes, cfg->cache_floor_bytes);
     for (; h->n < cfg->threads; h->n++) {
         int rv = rl_host_start(&h->loops[h->n], err, sizeof err);
         if (rv != 0) {
             stop_loops(h, h->n);
+            rl_cache_pool_free(&h->cache);
             free(h);
             return fail_buf(errbuf, errlen, rv, "%s", err);
         }
@@ -88,7 +97,7 @@ int rlog_open_on(rlog_host *host, const struct rlog_config *cfg, rlog **out, cha
             least = host->loops[i];
         }
     }
-    return rl_open_on_host(least, cfg, out, errbuf, errlen);
+    return rl_open_on_host(least, host->pooled ? &host->cache : NULL, cfg, out, errbuf, errlen);
 }
 
 int rlog_host_close(rlog_host *host)
@@ -110,6 +119,7 @@ int rlog_host_close(rlog_host *host)
     }
     for (unsigned i = 0; i < host->n; i++)
         rl_host_end_stop(host->loops[i]);
+    rl_cache_pool_free(&host->cache);
     free(host);
     return 0;
 }

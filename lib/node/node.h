@@ -292,13 +292,14 @@ void rl_node_close_handle(struct rlog *log, uv_handle_t *h);
 int rl_open_stepped(const struct rlog_config *cfg, struct rlog **out, char *err, size_t errlen);
 int rl_submit(struct rlog *log, struct rl_op *op);
 /* Opens a log on a host's loop thread, shared with the other logs opened
- * on it (issue 16's first step; lib/host). rlog_open does this on the host
+ * on it (issue 16's first step; lib/host), its read cache in cache_pool
+ * when not NULL (rlog_host's budget). rlog_open does this on the host
  * rl_shared_host returns when that hook is set: tests set it to run every
  * log of a process on one loop thread. A hook, not a host, because Check
  * forks a child per test and a thread started before the fork is not in
  * the child: the hook starts the host in the process that asks. */
-int rl_open_on_host(struct rl_host *host, const struct rlog_config *cfg, struct rlog **out,
-                    char *err, size_t errlen);
+int rl_open_on_host(struct rl_host *host, struct rl_cache_pool *cache_pool,
+                    const struct rlog_config *cfg, struct rlog **out, char *err, size_t errlen);
 extern struct rl_host *(*rl_shared_host)(void);
 /* After a close op completed: tears the loop down and frees log. */
 void rl_free_stepped(struct rlog *log);

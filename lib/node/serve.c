@@ -18,14 +18,13 @@
 static int entry_at(struct rlog *log, uint64_t offset, struct rl_store_entry *e,
                     struct rl_batch_view *v, char *msg, size_t msglen)
 {
-    const struct rl_cache_entry *ce = rl_cache_find(&log->cache, offset);
-    if (ce) {
-        void *copy = malloc(ce->len ? ce->len : 1);
-        if (!copy)
-            return RLOG_ENOMEM;
-        memcpy(copy, ce->data, ce->len);
-        *e = (struct rl_store_entry){.index = ce->index, .offset = ce->offset,
-                                     .records = ce->records, .buf = copy, .len = ce->len};
+    struct rl_cache_entry ce;
+    int got = rl_cache_get(&log->cache, offset, &ce);
+    if (got == RLOG_ENOMEM)
+        return RLOG_ENOMEM;
+    if (got == 0) {
+        *e = (struct rl_store_entry){.index = ce.index, .offset = ce.offset,
+                                     .records = ce.records, .buf = ce.data, .len = ce.len};
     } else {
         int rv = rl_store_read_offset(log->store, offset, e);
         if (rv != 0) {

@@ -1,6 +1,7 @@
 /* The read cache: lookup by record offset, byte budget, truncation, copies
- * for iterators. */
+ * for iterators, and a pool of caches under one budget. */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,16 @@ static void put(struct rl_cache *c, uint64_t index, uint64_t offset, uint32_t re
     rl_cache_put(c, index, offset, records, buf, len);
 }
 
+/* The cache's copy of the entry holding offset, or NULL; valid until the
+ * next call. */
+static struct rl_cache_entry found;
+static const struct rl_cache_entry *find(struct rl_cache *c, uint64_t offset)
+{
+    free(found.data);
+    found.data = NULL;
+    return rl_cache_get(c, offset, &found) == 0 ? &found : NULL;
+}
+
 START_TEST(test_find_by_offset)
 {
     struct rl_cache c;
@@ -27,14 +38,14 @@ START_TEST(test_find_by_offset)
     put(&c, 2, 0, 5, 100);
     put(&c, 3, 5, 0, 10);
     put(&c, 4, 5, 3, 100);
-    ck_assert_uint_eq(rl_cache_find(&c, 0)->index, 2);
-    ck_assert_uint_eq(rl_cache_find(&c, 4)->index, 2);
-    ck_assert_uint_eq(rl_cache_find(&c, 5)->index, 4);
-    ck_assert_uint_eq(rl_cache_find(&c, 7)->index, 4);
-    ck_assert_ptr_null(rl_cache_find(&c, 8));
+    ck_assert_uint_eq(find(&c, 0)->index, 2);
+    ck_assert_uint_eq(find(&c, 4)->index, 2);
+    ck_assert_uint_eq(find(&c, 5)->index, 4);
+    ck_assert_uint_eq(find(&c, 7)->index, 4);
+    ck_assert_ptr_null(find(&c, 8));
     ck_assert_uint_eq(c.hits, 4);
     ck_assert_uint_eq(c.misses, 1);
-    ck_assert_uint_eq(rl_cache_find(&c, 5)->data[0], 4);
+    ck_assert_uint_eq(find(&c, 5)->data[0], 4);
     rl_cache_free(&c);
 }
 END_TEST
@@ -47,10 +58,10 @@ START_TEST(test_budget_evicts_oldest)
         put(&c, i, (i - 1) * 2, 2, 100);
     ck_assert_uint_le(c.bytes, 250);
     ck_assert_uint_eq(c.n, 2);
-    ck_assert_ptr_null(rl_cache_find(&c, 0));      /* evicted */
-    ck_assert_uint_eq(rl_cache_find(&c, 19)->index, 10);
+    ck_assert_ptr_null(find(&c, 0));      /* evicted */
+    ck_assert_uint_eq(find(&c, 19)->index, 10);
     put(&c, 11, 20, 2, 251);                      /* bigger than the budget */
-    ck_assert_ptr_null(rl_cache_find(&c, 20));
+    ck_assert_ptr_null(find(&c, 20));
     rl_cache_free(&c);
 }
 END_TEST
@@ -62,12 +73,12 @@ START_TEST(test_truncate_and_replace)
     for (uint64_t i = 1; i <= 5; i++)
         put(&c, i, i - 1, 1, 50);
     rl_cache_truncate(&c, 4);
-    ck_assert_ptr_null(rl_cache_find(&c, 3));
+    ck_assert_ptr_null(find(&c, 3));
     put(&c, 4, 3, 1, 60); /* the new entry 4 */
-    ck_assert_uint_eq(rl_cache_find(&c, 3)->len, 60);
+    ck_assert_uint_eq(find(&c, 3)->len, 60);
     put(&c, 3, 2, 1, 70); /* a replaced suffix from an earlier index */
-    ck_assert_ptr_null(rl_cache_find(&c, 3));
-    ck_assert_uint_eq(rl_cache_find(&c, 2)->len, 70);
+    ck_assert_ptr_null(find(&c, 3));
+    ck_assert_uint_eq(find(&c, 2)->len, 70);
     put(&c, 9, 8, 1, 10); /* a gap in the records: starts over */
     ck_assert_uint_eq(c.n, 1);
     rl_cache_free(&c);
@@ -188,11 +199,105 @@ START_TEST(test_read_one_record)
 }
 END_TEST
 
+/* A pool of three caches: budget 1000, floor 200. Whoever puts, the
+ * caches together never hold more than budget + 3 x floor, the largest
+ * gives way first, and a cache at its floor keeps it. */
+START_TEST(test_pool_bounds_all)
+{
+    struct rl_cache_pool p;
+    rl_cache_pool_init(&p, 1000, 200);
+    struct rl_cache c[3];
+    for (int i = 0; i < 3; i++) {
+        rl_cache_init(&c[i], 1 << 20); /* each alone: far above the pool */
+        rl_cache_join(&c[i], &p);
+    }
+    /* c[0] alone fills the pool: it is evicted down to the budget. */
+    for (uint64_t i = 1; i <= 20; i++)
+        put(&c[0], i, i - 1, 1, 100);
+    ck_assert_uint_le(rl_cache_pool_total(&p), 1000);
+    ck_assert_uint_eq(c[0].bytes, 1000);
+    ck_assert_ptr_null(find(&c[0], 0)); /* the oldest went */
+    ck_assert_ptr_nonnull(find(&c[0], 19));
+    /* c[1] puts: c[0], the largest, gives way until c[1] has as much. */
+    for (uint64_t i = 1; i <= 10; i++) {
+        put(&c[1], i, i - 1, 1, 100);
+        uint64_t total = rl_cache_pool_total(&p);
+        ck_assert_uint_eq(total, c[0].bytes + c[1].bytes + c[2].bytes);
+        ck_assert_uint_le(total, 1000 + 3 * 200);
+    }
+    ck_assert_uint_le(c[0].bytes, 600);
+    ck_assert_uint_ge(c[1].bytes, 400);
+    /* Many small puts into c[2] never take the others below the floor. */
+    for (uint64_t i = 1; i <= 200; i++)
+        put(&c[2], i, i - 1, 1, 50);
+    ck_assert_uint_le(rl_cache_pool_total(&p), 1000 + 3 * 200);
+    ck_assert_uint_ge(c[0].bytes, 200);
+    ck_assert_uint_ge(c[1].bytes, 200);
+    /* A cache that leaves takes its bytes with it. */
+    uint64_t before = rl_cache_pool_total(&p), gone = c[1].bytes;
+    rl_cache_free(&c[1]);
+    ck_assert_uint_eq(rl_cache_pool_total(&p), before - gone);
+    put(&c[0], 21, 20, 1, 100); /* the pool's list still walks */
+    rl_cache_truncate(&c[0], 1);
+    rl_cache_clear(&c[2]);
+    ck_assert_uint_eq(rl_cache_pool_total(&p), 0);
+    rl_cache_free(&c[0]);
+    rl_cache_free(&c[2]);
+    rl_cache_pool_free(&p);
+    free(found.data);
+    found.data = NULL;
+}
+END_TEST
+
+static void *put_many(void *arg)
+{
+    struct rl_cache *c = arg;
+    for (uint64_t i = 1; i <= 5000; i++) {
+        put(c, i, i - 1, 1, 64 + (uint32_t)(i % 100));
+        if (i % 7 == 0) {
+            struct rl_cache_entry e;
+            if (rl_cache_get(c, i - 3, &e) == 0)
+                free(e.data);
+        }
+    }
+    return NULL;
+}
+
+/* Four threads each putting into its own cache of one pool, evicting from
+ * each other's (run it under TSan too): the pool's total stays exact. */
+START_TEST(test_pool_threads)
+{
+    struct rl_cache_pool p;
+    rl_cache_pool_init(&p, 4096, 256);
+    struct rl_cache c[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        rl_cache_init(&c[i], 1 << 20);
+        rl_cache_join(&c[i], &p);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, put_many, &c[i]);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    uint64_t sum = 0;
+    for (int i = 0; i < 4; i++)
+        sum += c[i].bytes;
+    ck_assert_uint_eq(rl_cache_pool_total(&p), sum);
+    ck_assert_uint_le(sum, 4096 + 4 * 256);
+    for (int i = 0; i < 4; i++)
+        rl_cache_free(&c[i]);
+    ck_assert_uint_eq(rl_cache_pool_total(&p), 0);
+    rl_cache_pool_free(&p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cache");
     TCase *tc = tcase_create("cache");
     tcase_add_test(tc, test_find_by_offset);
+    tcase_add_test(tc, test_pool_bounds_all);
+    tcase_add_test(tc, test_pool_threads);
     tcase_add_test(tc, test_budget_evicts_oldest);
     tcase_add_test(tc, test_truncate_and_replace);
     tcase_add_test(tc, test_copy_for_iterators);

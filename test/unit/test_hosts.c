@@ -46,12 +46,20 @@ static void cfg_for(int k, int i, struct rlog_config *c)
     c->log_fn = quiet;
 }
 
+static uint64_t host_cache, host_floor; /* 0: the defaults */
+
 static void open_host(unsigned threads)
 {
     struct rlog_host_config hc;
     rlog_host_config_init(&hc);
     ck_assert_uint_eq(hc.threads, 1);
+    ck_assert_uint_eq(hc.cache_bytes, 256u << 20);
+    ck_assert_uint_eq(hc.cache_floor_bytes, 1u << 20);
     hc.threads = threads;
+    if (host_cache)
+        hc.cache_bytes = host_cache;
+    if (host_floor)
+        hc.cache_floor_bytes = host_floor;
     char err[256];
     int rv = rlog_host_open(&hc, &H, err, sizeof err);
     ck_assert_msg(rv == 0, "rlog_host_open: %s: %s", rlog_errname(rv), err);
@@ -92,6 +100,7 @@ static void setup(void)
             L[k].node[i] = NULL;
         }
     H = NULL;
+    host_cache = host_floor = 0;
 }
 
 static void teardown(void)
@@ -263,6 +272,68 @@ START_TEST(failed_open_on_own_thread)
 }
 END_TEST
 
+/* Bytes the read caches of every node of every log hold together. */
+static uint64_t caches_total(void)
+{
+    uint64_t sum = 0;
+    for (int k = 0; k < LOGS; k++)
+        for (int i = 0; i < 3; i++) {
+            struct rlog_status st;
+            ck_assert_int_eq(rlog_status(L[k].node[i], &st), 0);
+            sum += st.cache_bytes;
+        }
+    return sum;
+}
+
+/* Six caches (two logs of three nodes) share a 1 MiB budget with a 64 KiB
+ * floor: 4 MiB of records later they hold at most 1 MiB + 6 x 64 KiB in
+ * all, and every record still reads back (the rest from the segments).
+ * Each log's own cache_bytes (64 MiB) would have kept all of it. */
+START_TEST(host_cache_budget)
+{
+    host_cache = 1u << 20;
+    host_floor = 64u << 10;
+    open_host(2);
+    open_logs();
+    static char rec[16 << 10];
+    uint64_t offs[LOGS][128];
+    for (int n = 0; n < 128; n++)
+        for (int k = 0; k < LOGS; k++) {
+            memset(rec, 'a' + (n + k) % 26, sizeof rec);
+            rec[0] = (char)n;
+            uint64_t off = UINT64_MAX;
+            int rv = RLOG_ENOTLEADER;
+            for (int t = 0; t < 400 && rv != 0; t++) {
+                rv = rlog_append(L[k].node[t % 3], rec, sizeof rec, &off);
+                if (rv != 0)
+                    usleep(25000);
+            }
+            ck_assert_msg(rv == 0, "append: %s", rlog_errname(rv));
+            offs[k][n] = off;
+        }
+    usleep(300000); /* followers apply the last entries */
+    uint64_t total = caches_total();
+    ck_assert_msg(total <= (1u << 20) + 6 * (64u << 10), "caches hold %llu bytes",
+                  (unsigned long long)total);
+    ck_assert_msg(total >= (512u << 10), "caches hold only %llu bytes: the budget is unused",
+                  (unsigned long long)total);
+    for (int k = 0; k < LOGS; k++)
+        for (int n = 0; n < 128; n += 9) {
+            void *buf = NULL;
+            size_t len = 0;
+            int i = (n / 9) % 3;
+            ck_assert_int_eq(rlog_read(L[k].node[i], offs[k][n], &buf, &len), 0);
+            ck_assert_uint_eq(len, sizeof rec);
+            ck_assert_int_eq(((char *)buf)[0], (char)n);
+            ck_assert_int_eq(((char *)buf)[1], 'a' + (n + k) % 26);
+            rlog_free(buf);
+        }
+    close_logs();
+    ck_assert_int_eq(rlog_host_close(H), 0);
+    H = NULL;
+}
+END_TEST
+
 START_TEST(bad_arguments)
 {
     struct rlog_host_config hc;
@@ -275,6 +346,11 @@ START_TEST(bad_arguments)
     ck_assert_ptr_nonnull(strstr(err, "threads"));
     hc.threads = 65;
     ck_assert_int_eq(rlog_host_open(&hc, &h, err, sizeof err), RLOG_EINVAL);
+    hc.threads = 1;
+    hc.cache_bytes = 0;
+    ck_assert_int_eq(rlog_host_open(&hc, &h, err, sizeof err), RLOG_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "cache_bytes"));
+    hc.cache_bytes = 1u << 20;
     ck_assert_int_eq(rlog_host_open(NULL, &h, err, sizeof err), RLOG_EINVAL);
     hc.threads = 1;
     ck_assert_int_eq(rlog_host_open(&hc, NULL, NULL, 0), RLOG_EINVAL);
@@ -299,6 +375,7 @@ static Suite *suite(void)
     tcase_add_test(tc, callback_cannot_block_on_its_thread);
     tcase_add_test(tc, failed_open_leaves_host_usable);
     tcase_add_test(tc, failed_open_on_own_thread);
+    tcase_add_test(tc, host_cache_budget);
     tcase_add_test(tc, bad_arguments);
     suite_add_tcase(s, tc);
     return s;
