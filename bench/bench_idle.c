@@ -8,8 +8,8 @@
  *   bench_idle [-n LOGS] [-s IDLE_SECONDS] [-d DIR] [-m threads|hosts]
  *
  * threads: every replica on a loop thread of its own (rlog_open today).
- * hosts:   three shared loop threads, one per "host", each running one
- *          replica of every log (lib/host; issue 16's step 1).
+ * hosts:   three rlog_hosts of one loop thread each, each running one
+ *          replica of every log (rlog_open_on).
  * A process of the issue's 3-process cluster holds one replica of each log:
  * its cost per log is this bench's cost per replica.
  */
@@ -25,10 +25,9 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 
 #include "liblog.h"
-#include "host/host.h"
-#include "node/node.h"
 
 struct one_log {
     char addrs[3][32], dirs[3][600];
@@ -150,13 +149,16 @@ int main(int argc, char **argv)
     lim.rlim_cur = lim.rlim_max;
     setrlimit(RLIMIT_NOFILE, &lim);
 
-    struct rl_host *host[3] = {NULL, NULL, NULL};
+    rlog_host *host[3] = {NULL, NULL, NULL};
     char err[256];
-    for (int h = 0; hosts && h < 3; h++)
-        if (rl_host_start(&host[h], err, sizeof err) != 0) {
+    for (int h = 0; hosts && h < 3; h++) {
+        struct rlog_host_config hc;
+        rlog_host_config_init(&hc);
+        if (rlog_host_open(&hc, &host[h], err, sizeof err) != 0) {
             fprintf(stderr, "host: %s\n", err);
             return 1;
         }
+    }
     char top[512];
     snprintf(top, sizeof top, "%s/liblog-bench-idle-%d", dir, (int)getpid());
     struct one_log *logs = calloc((size_t)n, sizeof *logs);
@@ -188,7 +190,7 @@ int main(int argc, char **argv)
             cfg.peers = l->peers;
             cfg.n_peers = 3;
             cfg.log_fn = quiet;
-            int rv = hosts ? rl_open_on_host(host[i], &cfg, &l->nodes[i], err, sizeof err)
+            int rv = hosts ? rlog_open_on(host[i], &cfg, &l->nodes[i], err, sizeof err)
                            : rlog_open(&cfg, &l->nodes[i], err, sizeof err);
             if (rv != 0) {
                 fprintf(stderr, "open log %d node %d: %s\n", k, i + 1, err);
@@ -236,7 +238,7 @@ int main(int argc, char **argv)
     for (int t = 0; t < 16; t++)
         pthread_join(closers[t], NULL);
     for (int h = 0; h < 3; h++)
-        if (host[h] && rl_host_stop(host[h]) != 0)
+        if (host[h] && rlog_host_close(host[h]) != 0)
             fprintf(stderr, "host %d did not stop\n", h);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
