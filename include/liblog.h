@@ -498,8 +498,10 @@ typedef struct rlog_sub rlog_sub;
 typedef void (*rlog_sub_cb)(void *arg, int status, uint64_t offset, const void *rec,
                             size_t len);
 
-/* rlog_subscribe - starts delivering records from offset `from`. Errors:
- * RLOG_EINVAL, RLOG_ENOMEM, RLOG_ECLOSED. */
+/* rlog_subscribe - starts delivering records from offset `from`. *out is
+ * set before the first callback, so cb may use it (rlog_unsubscribe from
+ * inside cb ends the subscription). Errors: RLOG_EINVAL, RLOG_ENOMEM,
+ * RLOG_ECLOSED. */
 RLOG_API int rlog_subscribe(rlog *log, uint64_t from, rlog_sub_cb cb, void *arg, rlog_sub **out);
 
 /* rlog_sub_pause / rlog_sub_resume - stop and restart delivery (the

@@ -96,15 +96,18 @@ int rlog_subscribe(rlog *log, uint64_t from, rlog_sub_cb cb, void *arg, rlog_sub
         free(sub);
         return RLOG_ECLOSED;
     }
+    /* *out before the thread starts: a callback may use its own handle
+     * (rlog_unsubscribe from inside it) from the first record on. */
+    *out = sub;
     if (pthread_create(&sub->thread, NULL, sub_main, sub) != 0) {
         pthread_mutex_unlock(&log->mu);
+        *out = NULL;
         free(sub);
         return RLOG_ENOMEM;
     }
     sub->next = log->subs;
     log->subs = sub;
     pthread_mutex_unlock(&log->mu);
-    *out = sub;
     return 0;
 }
 

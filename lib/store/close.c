@@ -19,6 +19,7 @@ void rl_store_free(struct rl_store *s)
     free(s->damage);
     rl_dir_close(s);
     pthread_mutex_destroy(&s->meta_mu);
+    pthread_mutex_destroy(&s->meta_pub_mu);
     pthread_mutex_destroy(&s->segs_mu);
     free(s->dir);
     free(s);

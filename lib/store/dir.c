@@ -199,9 +199,20 @@ static int meta_write(struct rl_store *s, struct rl_meta *m)
             rv = rl_fs_fdatasync(fd);
         rl_fs_close(fd);
     }
-    if (rv == 0)
+    if (rv == 0) {
+        pthread_mutex_lock(&s->meta_pub_mu);
         s->meta = *m;
+        pthread_mutex_unlock(&s->meta_pub_mu);
+    }
     return rv;
+}
+
+struct rl_meta rl_meta_now(struct rl_store *s)
+{
+    pthread_mutex_lock(&s->meta_pub_mu);
+    struct rl_meta m = s->meta;
+    pthread_mutex_unlock(&s->meta_pub_mu);
+    return m;
 }
 
 static int load_meta(struct rl_store *s, bool fresh)

@@ -100,8 +100,12 @@ struct rl_store {
     unsigned dir_mode_was;
 
     /* Metadata: written from the loop (term/vote) and from workers
-     * (trim, truncate), so guarded. */
+     * (trim, truncate), so guarded: meta_mu serialises the updates (held
+     * across their fdatasync); meta_pub_mu guards meta itself, held only
+     * to copy it in or out, so readers (the loop, for every frame's term)
+     * never wait on an update's I/O. Read it with rl_meta_now. */
     pthread_mutex_t meta_mu;
+    pthread_mutex_t meta_pub_mu;
     struct rl_meta meta;
     uint32_t max_gen;   /* highest generation seen in a valid frame or header */
 
@@ -176,6 +180,8 @@ void rl_dir_close(struct rl_store *s);
  * older copy and fdatasyncs it; serialised by meta_mu. 0 or -errno. */
 int rl_meta_update(struct rl_store *s, void (*edit)(struct rl_meta *, const void *),
                    const void *arg);
+/* A copy of the metadata as last written; any thread. */
+struct rl_meta rl_meta_now(struct rl_store *s);
 void rl_seg_path(const struct rl_store *s, char *buf, size_t len, uint64_t seq,
                  const char *ext);
 

@@ -144,7 +144,8 @@ static int reader_at(struct reader *r, uint64_t pos, size_t n, const unsigned ch
 static bool is_stale(const struct rl_store *s, const struct rl_segment *seg, uint64_t pos,
                      uint32_t gen)
 {
-    return seg->seq == s->meta.cut_seq && pos >= s->meta.cut_pos && gen < s->meta.cut_gen;
+    struct rl_meta m = rl_meta_now((struct rl_store *)s);
+    return seg->seq == m.cut_seq && pos >= m.cut_pos && gen < m.cut_gen;
 }
 
 static void seg_name(const struct rl_segment *seg, char *buf, size_t len)
@@ -280,9 +281,8 @@ int rl_segment_damage(struct rl_store *s, struct rl_segment *seg, uint64_t pos, 
         d.end_offset = end_offset;
         /* Nothing follows in this segment: any generation at least as new
          * as the frames before it will do. */
-        pthread_mutex_lock(&s->meta_mu);
-        d.gen = s->meta.gen > min_gen ? s->meta.gen : min_gen;
-        pthread_mutex_unlock(&s->meta_mu);
+        uint32_t gen = rl_meta_now(s).gen;
+        d.gen = gen > min_gen ? gen : min_gen;
     }
     return rl_store_add_damage(s, &d) ? -ENOMEM : 0;
 }

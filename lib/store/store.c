@@ -31,6 +31,7 @@ int rl_store_open(uv_loop_t *loop, const struct rl_store_config *cfg, struct rl_
     s->lock_fd = -1;
     s->loop = loop;
     pthread_mutex_init(&s->meta_mu, NULL);
+    pthread_mutex_init(&s->meta_pub_mu, NULL);
     pthread_mutex_init(&s->segs_mu, NULL);
     int rv = 0;
     if (!loop || !cfg || !cfg->dir || !cfg->dir[0]) {
@@ -359,8 +360,8 @@ int rl_store_set_term_vote(struct rl_store *s, uint64_t term, uint64_t vote)
     return 0;
 }
 
-uint64_t rl_store_term(const struct rl_store *s) { return s->meta.term; }
-uint64_t rl_store_vote(const struct rl_store *s) { return s->meta.vote; }
+uint64_t rl_store_term(const struct rl_store *s) { return rl_meta_now((struct rl_store *)s).term; }
+uint64_t rl_store_vote(const struct rl_store *s) { return rl_meta_now((struct rl_store *)s).vote; }
 uint64_t rl_store_first_index(const struct rl_store *s) { return s->first_index; }
 uint64_t rl_store_last_index(const struct rl_store *s) { return s->last_index; }
 uint64_t rl_store_first_offset(const struct rl_store *s) { return s->first_offset; }

@@ -265,6 +265,7 @@ static bool start_appends(struct rl_store *s)
     uint64_t batch_first = 0;
     size_t bytes = 0;
     bool rolled = false, need_spare = false;
+    const uint32_t gen = rl_meta_now(s).gen;
     struct extent *x = NULL;
 
     for (struct rl_store_req *r = s->head; r && r->kind == RL_REQ_APPEND; r = r->next) {
@@ -289,7 +290,7 @@ static bool start_appends(struct rl_store *s)
                 *x = (struct extent){.seg = seg, .pos = 0, .iov0 = b->niov, .opens_segment = true};
                 struct rl_seg_hdr sh = {.seq = seg->seq, .first_index = e->index,
                                         .first_offset = rl_get64(hdr + 24),
-                                        .dir_id = s->dir_id, .gen = s->meta.gen};
+                                        .dir_id = s->dir_id, .gen = gen};
                 rl_seg_hdr_encode(x->seghdr, &sh);
                 if (push_iov(b, x->seghdr, RL_SEG_HDR) != 0)
                     goto oom;
@@ -301,7 +302,7 @@ static bool start_appends(struct rl_store *s)
             if (!batch_first)
                 batch_first = e->index;
             rl_put64(hdr + 32, batch_first);
-            rl_put32(hdr + 48, s->meta.gen);
+            rl_put32(hdr + 48, gen);
             struct frame_loc f = {.seg = seg, .hdr = hdr, .payload = e->buf, .len = e->len,
                                   .records = e->records, .index = e->index,
                                   .offset = rl_get64(hdr + 24), .pos = wpos};

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -36,6 +37,7 @@ struct rl_fs_domain {
     bool armed;
     bool crashed;
     struct rl_fs_faults plan;
+    char only_under[512]; /* plan.only_under's copy; "" for every file */
     struct rl_fs_counters counters;
     unsigned n_writes, n_syncs, n_zero_fills;
     struct undo *undo_top;
@@ -51,6 +53,16 @@ static __thread struct rl_fs_domain *thread_domain;
 /* Paths of open fds, so pre-images can be restored after a close. */
 #define FD_PATHS 1024
 static char *fd_path[FD_PATHS];
+
+/* Whether the fault plan covers fd (its path under only_under). Under
+ * fault_mu. */
+static bool in_scope(int fd)
+{
+    const char *under = DOM->only_under;
+    if (!under[0])
+        return true;
+    return fd >= 0 && fd < FD_PATHS && fd_path[fd] && strncmp(fd_path[fd], under, strlen(under)) == 0;
+}
 
 static void undo_free(struct undo *u)
 {
@@ -72,6 +84,8 @@ void rl_fs_faults_set(const struct rl_fs_faults *f)
 {
     pthread_mutex_lock(&fault_mu);
     DOM->plan = *f;
+    snprintf(DOM->only_under, sizeof DOM->only_under, "%s", f->only_under ? f->only_under : "");
+    DOM->plan.only_under = NULL;
     DOM->armed = true;
     DOM->crashed = false;
     DOM->n_writes = DOM->n_syncs = DOM->n_zero_fills = 0;
@@ -83,6 +97,7 @@ void rl_fs_faults_clear(void)
 {
     pthread_mutex_lock(&fault_mu);
     memset(&DOM->plan, 0, sizeof DOM->plan);
+    DOM->only_under[0] = '\0';
     DOM->armed = false;
     DOM->crashed = false;
     undo_drop_all();
@@ -307,7 +322,7 @@ static int write_fault(int fd, uint64_t off, size_t len, size_t *partial)
     int rv = 0;
     *partial = len;
     pthread_mutex_lock(&fault_mu);
-    if (DOM->armed) {
+    if (DOM->armed && in_scope(fd)) {
         if (DOM->crashed) {
             rv = -EIO;
             *partial = 0;
@@ -375,7 +390,7 @@ static int fault_fdatasync(int fd)
 {
     pthread_mutex_lock(&fault_mu);
     DOM->counters.syncs++;
-    if (DOM->armed) {
+    if (DOM->armed && in_scope(fd)) {
         if (DOM->crashed) {
             pthread_mutex_unlock(&fault_mu);
             return -EIO;
@@ -406,7 +421,7 @@ static int fault_zero_fill(int fd, uint64_t size)
 {
     pthread_mutex_lock(&fault_mu);
     DOM->counters.zero_fills++;
-    if (DOM->armed) {
+    if (DOM->armed && in_scope(fd)) {
         DOM->n_zero_fills++;
         if (DOM->crashed || DOM->plan.disk_full ||
             (DOM->plan.zero_fill_fail_at && DOM->n_zero_fills == DOM->plan.zero_fill_fail_at)) {

@@ -39,6 +39,10 @@ struct rl_fs_faults {
                                  newest write; < 0 keeps none */
     int no_direct;            /* nonzero: opening with O_DIRECT fails with
                                  EINVAL, like a file system without it */
+    /* Not NULL: the faults (and their counts) apply only to files whose
+     * path starts with it, as if only that directory's disk failed (copied
+     * by rl_fs_faults_set). */
+    const char *only_under;
 };
 
 struct rl_fs_counters {

@@ -3,11 +3,13 @@
  * is open; a callback may not block on a log of its own thread; a failed
  * open leaves the host usable; bad arguments get RLOG_EINVAL. */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/fault_fs.h"
 #include "lib/ports.h"
 #include "liblog.h"
 
@@ -334,6 +336,62 @@ START_TEST(host_cache_budget)
 }
 END_TEST
 
+/* One replica's disk fails (the next fdatasync under log 0's node 1
+ * directory, EIO) while five other replicas, of log 0 and of log 1, share
+ * its thread: that replica stops, with the cause; the others go on taking
+ * and serving appends; all close. */
+START_TEST(store_fault_fails_only_its_log)
+{
+    open_host(1);
+    open_logs();
+    uint64_t before = append_to(0, "before");
+    (void)append_to(1, "before");
+    char under[320];
+    snprintf(under, sizeof under, "%s/", L[0].dirs[0]);
+    struct rl_fs_faults f = {.sync_fail_at = 1, .sync_errno = EIO, .only_under = under};
+    rl_fs_faults_set(&f);
+    struct rlog_status st;
+    for (int t = 0; t < 400; t++) {
+        uint64_t off;
+        (void)rlog_append(L[0].node[1 + t % 2], "after", 5, &off);
+        ck_assert_int_eq(rlog_status(L[0].node[0], &st), 0);
+        if (st.fatal)
+            break;
+        usleep(10000);
+    }
+    ck_assert_int_eq(st.fatal, RLOG_EIO);
+    ck_assert_ptr_nonnull(strstr(st.fatal_msg, "fdatasync"));
+    /* The five others, on the same thread: untouched. */
+    for (int n = 0; n < 20; n++) {
+        char rec[32];
+        snprintf(rec, sizeof rec, "after-%d", n);
+        uint64_t o = append_to(1, rec);
+        expect_record(1, n % 3, o, rec);
+        uint64_t off = UINT64_MAX;
+        int rv = RLOG_ENOTLEADER;
+        for (int t = 0; t < 400 && rv != 0; t++) {
+            rv = rlog_append(L[0].node[1 + t % 2], rec, strlen(rec), &off);
+            if (rv != 0)
+                usleep(25000);
+        }
+        ck_assert_msg(rv == 0, "append to log 0 with one replica stopped: %s", rlog_errname(rv));
+        expect_record(0, 1 + n % 2, off, rec);
+    }
+    for (int k = 0; k < LOGS; k++)
+        for (int i = k == 0 ? 1 : 0; i < 3; i++) {
+            ck_assert_int_eq(rlog_status(L[k].node[i], &st), 0);
+            ck_assert_int_eq(st.fatal, 0);
+        }
+    expect_record(0, 0, before, "before"); /* committed before the stop: still readable */
+    rl_fs_faults_clear();
+    ck_assert_int_eq(rlog_close(L[0].node[0]), RLOG_EIO);
+    L[0].node[0] = NULL;
+    close_logs();
+    ck_assert_int_eq(rlog_host_close(H), 0);
+    H = NULL;
+}
+END_TEST
+
 START_TEST(bad_arguments)
 {
     struct rlog_host_config hc;
@@ -376,6 +434,7 @@ static Suite *suite(void)
     tcase_add_test(tc, failed_open_leaves_host_usable);
     tcase_add_test(tc, failed_open_on_own_thread);
     tcase_add_test(tc, host_cache_budget);
+    tcase_add_test(tc, store_fault_fails_only_its_log);
     tcase_add_test(tc, bad_arguments);
     suite_add_tcase(s, tc);
     return s;
