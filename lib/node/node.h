@@ -257,7 +257,9 @@ struct rlog {
      * The host's state machine (lib/sm/sm.h; NULL: none). fetch: serve.c's
      * rl_do_fetch, for an iterator walked on the loop thread itself (the
      * state machine in stepped mode). */
-    struct rl_sm *sm;
+    /* Set by rl_sm_start on the opener's thread while the loop already
+     * runs (and reads it): atomic, so the loop sees NULL or all of it. */
+    struct rl_sm *_Atomic sm;
     void (*fetch)(struct rlog *log, struct rl_op *op);
 };
 
