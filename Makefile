@@ -286,8 +286,9 @@ $(BENCH_NODE): bench/bench_node.c $(STATIC)
 
 .PHONY: bench bench-quick bench-producers bench-idle
 # make bench-idle: what an idle log costs per replica (memory, idle CPU,
-# threads, descriptors), each replica on its own thread against three
-# shared host threads; IDLE_LOGS logs (100).
+# threads, descriptors): each replica on its own thread, on three hosts'
+# shared threads, and on three hosts with an address each (one listener and
+# one connection per peer host); IDLE_LOGS logs (100).
 IDLE_LOGS ?= 100
 BENCH_IDLE := $(BUILD)/bench/bench_idle
 $(BENCH_IDLE): bench/bench_idle.c $(STATIC)
@@ -297,6 +298,7 @@ $(BENCH_IDLE): bench/bench_idle.c $(STATIC)
 bench-idle: deps $(BENCH_IDLE)
 	@$(BENCH_IDLE) -m threads -n $(IDLE_LOGS) $(BENCH_ARGS)
 	@$(BENCH_IDLE) -m hosts -n $(IDLE_LOGS) $(BENCH_ARGS)
+	@$(BENCH_IDLE) -m shared -n $(IDLE_LOGS) $(BENCH_ARGS)
 
 bench: deps $(BENCH_NODE) $(BENCH_APPEND)
 	@$(BENCH_NODE) run $(BENCH_ARGS)

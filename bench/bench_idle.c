@@ -5,11 +5,13 @@
  * memory the logs added and, for all of them, the CPU the process spends
  * while they idle (heartbeats, ticks), plus threads and descriptors.
  *
- *   bench_idle [-n LOGS] [-s IDLE_SECONDS] [-d DIR] [-m threads|hosts]
+ *   bench_idle [-n LOGS] [-s IDLE_SECONDS] [-d DIR] [-m threads|hosts|shared]
  *
  * threads: every replica on a loop thread of its own (rlog_open today).
  * hosts:   three rlog_hosts of one loop thread each, each running one
  *          replica of every log (rlog_open_on).
+ * shared:  the same three hosts with an address each: one listener and
+ *          one connection per peer host for all the logs.
  * A process of the issue's 3-process cluster holds one replica of each log:
  * its cost per log is this bench's cost per replica.
  */
@@ -135,13 +137,14 @@ int main(int argc, char **argv)
         case 'm': mode = optarg; break;
         default:
             fprintf(stderr, "usage: bench_idle [-n LOGS] [-s IDLE_SECONDS] [-d DIR] "
-                            "[-m threads|hosts]\n");
+                            "[-m threads|hosts|shared]\n");
             return 2;
         }
     }
-    bool hosts = strcmp(mode, "hosts") == 0;
+    bool shared = strcmp(mode, "shared") == 0;
+    bool hosts = shared || strcmp(mode, "hosts") == 0;
     if (n < 1 || idle < 1 || (!hosts && strcmp(mode, "threads") != 0)) {
-        fprintf(stderr, "bench_idle: -n and -s take positive numbers, -m threads or hosts\n");
+        fprintf(stderr, "bench_idle: -n and -s take positive numbers, -m threads, hosts or shared\n");
         return 2;
     }
     struct rlimit lim;
@@ -150,10 +153,16 @@ int main(int argc, char **argv)
     setrlimit(RLIMIT_NOFILE, &lim);
 
     rlog_host *host[3] = {NULL, NULL, NULL};
-    char err[256];
+    char err[256], host_addr[3][32];
+    int next_port = 12000, rc = 0;
     for (int h = 0; hosts && h < 3; h++) {
         struct rlog_host_config hc;
         rlog_host_config_init(&hc);
+        if (shared) {
+            snprintf(host_addr[h], sizeof host_addr[h], "127.0.0.1:%d", free_port(&next_port));
+            hc.address = host_addr[h];
+            hc.id = (uint64_t)h + 1;
+        }
         if (rlog_host_open(&hc, &host[h], err, sizeof err) != 0) {
             fprintf(stderr, "host: %s\n", err);
             return 1;
@@ -164,13 +173,17 @@ int main(int argc, char **argv)
     struct one_log *logs = calloc((size_t)n, sizeof *logs);
     if (!logs)
         return 1;
-    int next_port = 12000, rc = 0;
     long rss0 = rss_kib();
     int fds0 = count_entries("/proc/self/fd"), threads0 = count_entries("/proc/self/task");
     double t0 = now_s();
     for (int k = 0; k < n && rc == 0; k++) {
         struct one_log *l = &logs[k];
+        for (int i = 0; i < 3 && shared; i++)
+            l->peers[i] = (struct rlog_peer){(uint64_t)i + 1, host_addr[i]};
         for (int i = 0; i < 3; i++) {
+            snprintf(l->dirs[i], sizeof l->dirs[i], "%s/log%d/n%d", top, k, i + 1);
+            if (shared)
+                continue;
             int port = free_port(&next_port);
             if (port < 0) {
                 fprintf(stderr, "out of free ports below 32000\n");
@@ -178,14 +191,16 @@ int main(int argc, char **argv)
                 break;
             }
             snprintf(l->addrs[i], sizeof l->addrs[i], "127.0.0.1:%d", port);
-            snprintf(l->dirs[i], sizeof l->dirs[i], "%s/log%d/n%d", top, k, i + 1);
             l->peers[i] = (struct rlog_peer){(uint64_t)i + 1, l->addrs[i]};
         }
         for (int i = 0; i < 3 && rc == 0; i++) {
             struct rlog_config cfg;
             rlog_config_init(&cfg);
             cfg.id = (uint64_t)i + 1;
-            cfg.address = l->addrs[i];
+            char name[32];
+            snprintf(name, sizeof name, "log%d", k);
+            cfg.address = shared ? NULL : l->addrs[i];
+            cfg.cluster_name = shared ? name : NULL;
             cfg.data_dir = l->dirs[i];
             cfg.peers = l->peers;
             cfg.n_peers = 3;

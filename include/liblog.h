@@ -331,6 +331,31 @@ struct rlog_host_config {
      * cache_bytes: no host budget. */
     uint64_t cache_bytes;
     uint64_t cache_floor_bytes;
+
+    /* One listener and one connection per peer host for all its logs.
+     * address NULL: each log listens on its own cfg.address (as with
+     * rlog_open). Else the host listens on address ("host:port") and keeps
+     * one connection to each peer host, which every log opened on it with
+     * cfg.address NULL or equal to address shares: such a log's cfg.id
+     * must be id, its cluster_name must be set (it names the log between
+     * hosts), its TLS files unset (the host's apply), and its peers'
+     * addresses are their hosts' addresses. A peer host must be a member
+     * of a log's configuration before any of that log's messages from it
+     * are taken. With address set: threads must be 1; TLS as for a log
+     * (all three files or none; the certificates name hosts,
+     * rlog://CLUSTER/ID with CLUSTER cluster_name when set), and without
+     * TLS the address must be loopback or insecure 1; the bounds as
+     * rlog_config's (0: 64, 8, 5000). */
+    const char *address;
+    uint64_t id;
+    const char *cluster_name;
+    const char *tls_ca_file;
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    int insecure;
+    unsigned max_inbound_connections;
+    unsigned max_connections_per_address;
+    unsigned handshake_timeout_ms;
 };
 
 /* rlog_host_config_init - fills *cfg with defaults and zeroes the rest. */

@@ -18,7 +18,8 @@ struct rl_host {
     pthread_mutex_t mu;
     struct rl_host_call *head, *tail; /* posted, not yet run */
     unsigned logs;
-    bool stopping;
+    bool stopping; /* no new log (rl_host_begin_stop) */
+    bool ending;   /* the thread ends once its calls have run (rl_host_end_stop) */
 };
 
 static void wake_cb(uv_async_t *a)
@@ -27,7 +28,7 @@ static void wake_cb(uv_async_t *a)
     pthread_mutex_lock(&h->mu);
     struct rl_host_call *calls = h->head;
     h->head = h->tail = NULL;
-    bool stop = h->stopping;
+    bool stop = h->ending;
     pthread_mutex_unlock(&h->mu);
     while (calls) {
         struct rl_host_call *c = calls;
@@ -163,6 +164,9 @@ int rl_host_stop(struct rl_host *h)
 
 void rl_host_end_stop(struct rl_host *h)
 {
+    pthread_mutex_lock(&h->mu);
+    h->ending = true;
+    pthread_mutex_unlock(&h->mu);
     uv_async_send(&h->wake);
     uv_thread_join(&h->thread);
     /* Every log closed its own handles before its close returned. */

@@ -28,6 +28,8 @@
 #define TLS_CHUNK (16 * 1024) /* one TLS record of plaintext */
 
 struct rl_conn {
+    const struct rl_conn_vops *vops; /* a virtual connection's, else NULL */
+    void *impl;
     uv_stream_t *stream;
     uv_timer_t timer;
     struct rl_tls_session *tls;
@@ -65,6 +67,10 @@ void rl_conn_close(struct rl_conn *c)
     if (!c || c->closing)
         return;
     c->closing = true;
+    if (c->vops) {
+        c->vops->close(c->impl);
+        return;
+    }
     uv_read_stop(c->stream);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, handle_closed);
@@ -172,6 +178,8 @@ static int seal(struct rl_conn *c, size_t *staged, struct wreq *r, size_t *cap)
 int rl_conn_write(struct rl_conn *c, const uv_buf_t *bufs, unsigned n,
                   void (*cb)(void *arg, int status), void *arg)
 {
+    if (c->vops)
+        return c->closing ? UV_ECANCELED : c->vops->write(c->impl, bufs, n, cb, arg);
     if (c->closing)
         return UV_ECANCELED;
     if (!c->ready)
@@ -325,6 +333,8 @@ int rl_conn_start(struct rl_conn *c, const struct rl_conn_cbs *cbs)
 {
     c->cbs = *cbs;
     c->started = true;
+    if (c->vops)
+        return 0;
     int rv = uv_read_start(c->stream, on_alloc, on_read);
     if (rv == 0 && c->tls)
         rv = flush_tls(c); /* a client's ClientHello */
@@ -343,25 +353,67 @@ bool rl_conn_ready(const struct rl_conn *c)
 
 bool rl_conn_is_tls(const struct rl_conn *c)
 {
-    return c->tls != NULL;
+    return c->vops ? c->vops->tls : c->tls != NULL;
 }
 
 int rl_conn_peer_cert_id(const struct rl_conn *c, uint64_t *id)
 {
+    if (c->vops)
+        return c->vops->peer_cert_id(c->impl, id);
     return c->tls && rl_tls_peer_id(c->tls, id) == 0 ? 0 : -1;
 }
 
 size_t rl_conn_queued(const struct rl_conn *c)
 {
-    return c->queued;
+    return c->vops ? c->vops->queued(c->impl) : c->queued;
 }
 
 void rl_conn_deadline(struct rl_conn *c, uint64_t ms)
 {
     if (c->closing)
         return;
+    if (c->vops) {
+        c->vops->deadline(c->impl, ms);
+        return;
+    }
     if (ms == 0)
         uv_timer_stop(&c->timer);
     else
         uv_timer_start(&c->timer, on_deadline, ms, 0);
+}
+
+int rl_conn_new_virtual(const struct rl_conn_vops *ops, void *impl, struct rl_conn **out)
+{
+    struct rl_conn *c = calloc(1, sizeof *c);
+    *out = c;
+    if (!c)
+        return RLOG_ENOMEM;
+    c->vops = ops;
+    c->impl = impl;
+    c->ready = c->started = true;
+    return 0;
+}
+
+void rl_conn_virtual_data(struct rl_conn *c, const unsigned char *p, size_t n)
+{
+    deliver(c, p, n);
+}
+
+void rl_conn_virtual_end(struct rl_conn *c, int why, const char *msg)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (c->cbs.end)
+        c->cbs.end(c->cbs.arg, why, msg);
+}
+
+bool rl_conn_closing(const struct rl_conn *c)
+{
+    return c->closing;
+}
+
+void rl_conn_free_virtual(struct rl_conn *c)
+{
+    free(c);
 }

@@ -86,4 +86,28 @@ void rl_conn_deadline(struct rl_conn *c, uint64_t ms);
 /* Closes the connection (idempotent): no callback but the pending writes'. */
 void rl_conn_close(struct rl_conn *c);
 
+/* A virtual connection: one log's channel over a connection many logs
+ * share (lib/host/mux.c). The owner sees an rl_conn like any other; the
+ * calls below go to ops, and the implementation feeds it bytes and its
+ * end. Its memory is the implementation's to free (rl_conn_free_virtual),
+ * once the owner has closed it or been told of its end and the callback
+ * has returned. */
+struct rl_conn_vops {
+    int (*write)(void *impl, const uv_buf_t *bufs, unsigned n, void (*cb)(void *arg, int status),
+                 void *arg);
+    size_t (*queued)(void *impl);
+    void (*deadline)(void *impl, uint64_t ms);
+    void (*close)(void *impl); /* the owner's close: no callback after it */
+    int (*peer_cert_id)(void *impl, uint64_t *id);
+    bool tls;
+};
+/* A ready virtual connection. RLOG_ENOMEM. */
+int rl_conn_new_virtual(const struct rl_conn_vops *ops, void *impl, struct rl_conn **out);
+/* Bytes for the owner, as a stream connection's reads are handed on. */
+void rl_conn_virtual_data(struct rl_conn *c, const unsigned char *p, size_t n);
+/* The channel ended (RL_CONN_*): closing from now on; `end` fires once. */
+void rl_conn_virtual_end(struct rl_conn *c, int why, const char *msg);
+bool rl_conn_closing(const struct rl_conn *c);
+void rl_conn_free_virtual(struct rl_conn *c);
+
 #endif

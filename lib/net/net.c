@@ -5,6 +5,7 @@
  */
 #include "net/internal.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,8 @@ int rl_net_new(const struct rl_net_config *cfg, struct rl_net **out)
 
 int rl_net_listen(struct rl_net *net, char *err, size_t errlen)
 {
+    if (net->cfg.via)
+        return net->cfg.via->listen(net->cfg.via->mux, net, err, errlen);
     return net->seam ? rl_net__seam_listen(net, err, errlen) : rl_net__listen(net, err, errlen);
 }
 
@@ -57,6 +60,8 @@ int rl_net_connect(struct rl_net *net, uint64_t id, const char *address,
 {
     if (net->closing)
         return UV_ECANCELED;
+    if (net->cfg.via)
+        return net->cfg.via->connect(net->cfg.via->mux, net, id, address, cb, arg);
     return net->seam ? rl_net__seam_connect(net, id, address, cb, arg)
                      : rl_net__connect(net, id, address, cb, arg);
 }
@@ -74,10 +79,36 @@ void rl_net_close(struct rl_net *net, void (*cb)(void *arg), void *arg)
     /* The callback comes from the loop, never from inside this call. */
     net->busy++;
     uv_close((uv_handle_t *)&net->closer, closer_closed);
-    if (net->seam) {
+    if (net->cfg.via) {
+        net->cfg.via->unlisten(net->cfg.via->mux, net);
+    } else if (net->seam) {
         rl_net__seam_close(net);
     } else {
         rl_net__cancel_outbound(net);
         rl_net__close_inbound(net);
     }
+}
+
+uint64_t rl_net_key(const struct rl_net *net)
+{
+    return net->cfg.cluster_hash;
+}
+
+bool rl_net_member(const struct rl_net *net, uint64_t id)
+{
+    return !net->closing && id != net->cfg.self && net->cfg.is_member &&
+           net->cfg.is_member(net->cfg.arg, id);
+}
+
+void rl_net_hand_on(struct rl_net *net, uint64_t id, struct rl_conn *conn)
+{
+    rl_net__log(net, 0, "peer channel from node %" PRIu64 " over the host's connection", id);
+    net->cfg.accept(net->cfg.arg, id, conn);
+}
+
+void rl_net_refuse(struct rl_net *net, uint64_t id, const char *why)
+{
+    net->stats.rejected_handshakes++;
+    rl_net__warn(net, "peer channel from node %" PRIu64 " refused: %s (%" PRIu64
+                 " refused handshakes)", id, why, net->stats.rejected_handshakes);
 }

@@ -35,6 +35,24 @@
 struct rl_tls_ctx;
 struct rl_net;
 
+/* A transport shared by many logs (lib/host/mux.c): a net given one
+ * listens and connects through it instead of with sockets of its own. Its
+ * log is named by the net's cluster_hash. listen registers the net (an
+ * error with a reason: another log of that name); connect opens a channel
+ * to the host at address, calling cb exactly once, never from inside the
+ * call unless it returns an error; unlisten (at rl_net_close) forgets the
+ * net and fails its connects under way with UV_ECANCELED, now. Inbound
+ * channels reach the net through rl_net_hand_on. */
+struct rl_net_via {
+    void *mux;
+    bool tls;            /* the shared connections are TLS */
+    unsigned tick_phase; /* ms: where in a tick period the host's logs tick */
+    int (*listen)(void *mux, struct rl_net *net, char *err, size_t errlen);
+    void (*unlisten)(void *mux, struct rl_net *net);
+    int (*connect)(void *mux, struct rl_net *net, uint64_t id, const char *address,
+                   void (*cb)(void *arg, struct rl_conn *conn, int status), void *arg);
+};
+
 struct rl_net_config {
     uv_loop_t *loop;
     uint64_t self;              /* this node's id */
@@ -55,6 +73,7 @@ struct rl_net_config {
     void (*accept)(void *arg, uint64_t id, struct rl_conn *conn);
     void (*log)(void *arg, int level, const char *line);
     void *arg;
+    const struct rl_net_via *via; /* NULL: sockets of its own */
 };
 
 /* What the transport refused (since open). */
@@ -81,6 +100,15 @@ int rl_net_connect(struct rl_net *net, uint64_t id, const char *address,
 void rl_net_forget(struct rl_net *net, struct rl_conn *conn);
 
 void rl_net_stats(const struct rl_net *net, struct rl_net_stats *st);
+
+/* For a shared transport (struct rl_net_via): the log's key (its
+ * cluster_hash), whether id may talk to it (a member, or the node being
+ * added), an inbound channel from id handed to its owner, and a refused
+ * one counted and logged (rate-limited) with why. */
+uint64_t rl_net_key(const struct rl_net *net);
+bool rl_net_member(const struct rl_net *net, uint64_t id);
+void rl_net_hand_on(struct rl_net *net, uint64_t id, struct rl_conn *conn);
+void rl_net_refuse(struct rl_net *net, uint64_t id, const char *why);
 
 /* Stops listening, fails pending connects (UV_ECANCELED, now), closes
  * handshakes under way; cb(arg) once everything is released. The owner

@@ -61,7 +61,8 @@ static int wait_opened(rlog *log, char *err, size_t errlen)
 /* Validates cfg and opens a node: on a loop thread of its own, on a host's
  * loop thread shared with other logs, or (stepped) on the caller's. */
 static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen,
-                    bool stepped, struct rl_host *host, struct rl_cache_pool *cache_pool)
+                    bool stepped, struct rl_host *host, struct rl_cache_pool *cache_pool,
+                    const struct rl_net_via *via)
 {
     char err[512] = "";
     if (out)
@@ -101,6 +102,7 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
     }
     if (rv == 0) {
         log->host = stepped ? NULL : host;
+        log->via = log->host ? via : NULL;
         log->loop = log->host ? rl_host_loop(log->host) : &log->own_loop;
     }
     if (rv == 0 && stepped) {
@@ -154,18 +156,19 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
 int rlog_open(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen)
 {
     return open_log(cfg, out, errbuf, errlen, false, rl_shared_host ? rl_shared_host() : NULL,
-                    NULL);
+                    NULL, NULL);
 }
 
 int rl_open_on_host(struct rl_host *host, struct rl_cache_pool *cache_pool,
-                    const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen)
+                    const struct rl_net_via *via, const struct rlog_config *cfg, rlog **out,
+                    char *errbuf, size_t errlen)
 {
-    return open_log(cfg, out, errbuf, errlen, false, host, cache_pool);
+    return open_log(cfg, out, errbuf, errlen, false, host, cache_pool, via);
 }
 
 int rl_open_stepped(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen)
 {
-    return open_log(cfg, out, errbuf, errlen, true, NULL, NULL);
+    return open_log(cfg, out, errbuf, errlen, true, NULL, NULL, NULL);
 }
 
 void rl_free_stepped(rlog *log)

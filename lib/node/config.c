@@ -85,7 +85,7 @@ static bool valid_cluster_name(const char *name)
 }
 
 /* Loopback hosts: the only ones plain text is allowed to by default. */
-static bool is_loopback(const char *host)
+bool rl_is_loopback(const char *host)
 {
     struct in_addr a4;
     if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 || strcmp(host, "[::1]") == 0)
@@ -109,7 +109,7 @@ static int validate_security(const struct rlog_config *c, char *err, size_t errl
     char host[64];
     for (unsigned i = 0; have == 0 && !c->insecure && i < c->n_peers; i++) {
         rl_check_address(c->peers[i].address, host, sizeof host);
-        if (!is_loopback(host))
+        if (!rl_is_loopback(host))
             return BAD("config.peers[%u].address %s is not loopback and no TLS is configured: "
                        "peers would talk in plain text and trust any claimed id. Set "
                        "tls_ca_file, tls_cert_file and tls_key_file (rlogctl: "

@@ -5,6 +5,7 @@
 #ifndef RL_NODE_CONFIG_H
 #define RL_NODE_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "liblog.h"
@@ -30,6 +31,8 @@ enum { RL_ADDR_OK, RL_ADDR_SYNTAX, RL_ADDR_PORT_RANGE };
 int rl_check_address(const char *a, char *host, size_t hostlen);
 /* The message for a bad address in `field`; RLOG_EINVAL. */
 int rl_bad_address(char *err, size_t errlen, const char *field, const char *a, int problem);
+/* 127.0.0.0/8, ::1, localhost: where plain text is allowed by default. */
+bool rl_is_loopback(const char *host);
 /* 0, or RLOG_EINVAL with err naming the first bad field. */
 int rl_config_validate(const struct rlog_config *c, char *err, size_t errlen);
 

@@ -1,21 +1,33 @@
 /*
  * hosts — the public host (rlog_host_open(3)): a fixed set of shared loop
  * threads (lib/host) that rlog_open_on spreads logs over, least loaded
- * first. The logs do the rest: each ends on its own last handle.
+ * first, one read-cache budget, and, with an address, one listener and one
+ * connection per peer host for its logs (lib/host/mux.c). The logs do the
+ * rest: each ends on its own last handle.
  */
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-#include <stdarg.h>
+#include <string.h>
 
 #include "host/host.h"
+#include "host/mux.h"
+#include "net/hello.h"
 #include "node/api.h"
+#include "node/config.h"
+#include "tls/tls.h"
 
 #define HOST_MAX_THREADS 64
 
 struct rlog_host {
     struct rl_cache_pool cache; /* every log's read cache (node/cache.h) */
     bool pooled;                /* false: no host budget */
+    /* With an address: the shared transport, on loops[0]. */
+    struct rl_mux *mux;
+    struct rl_tls_ctx *tls;
+    uint64_t id;
+    char address[64];
     unsigned n;
     struct rl_host *loops[];
 };
@@ -32,7 +44,7 @@ void rlog_host_config_init(struct rlog_host_config *cfg)
 __attribute__((format(printf, 4, 5))) static int fail_buf(char *errbuf, size_t errlen, int code,
                                                          const char *fmt, ...)
 {
-    char msg[256];
+    char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -49,6 +61,103 @@ static void stop_loops(struct rlog_host *h, unsigned n)
         rl_host_stop(h->loops[i]);
 }
 
+/* ---- the shared transport, started and closed on loops[0] ------------------- */
+
+struct on_loop {
+    struct rl_host_call call;
+    struct rlog_host *h;
+    const struct rlog_host_config *cfg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int rv;
+    char err[256];
+};
+
+static void on_loop_done(struct on_loop *o)
+{
+    pthread_mutex_lock(&o->mu);
+    o->done = true;
+    pthread_cond_signal(&o->cv);
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* Runs fn on loops[0] and waits for it to call on_loop_done. */
+static int run_on_loop(struct on_loop *o, void (*fn)(void *))
+{
+    pthread_mutex_init(&o->mu, NULL);
+    pthread_cond_init(&o->cv, NULL);
+    o->call = (struct rl_host_call){.fn = fn, .arg = o};
+    rl_host_post(o->h->loops[0], &o->call);
+    pthread_mutex_lock(&o->mu);
+    while (!o->done)
+        pthread_cond_wait(&o->cv, &o->mu);
+    pthread_mutex_unlock(&o->mu);
+    pthread_mutex_destroy(&o->mu);
+    pthread_cond_destroy(&o->cv);
+    return o->rv;
+}
+
+static void host_log(void *arg, int level, const char *line)
+{
+    (void)arg;
+    if (level >= 2) /* warnings and errors, as a log without log_fn */
+        fprintf(stderr, "liblog host: %s\n", line);
+}
+
+static void mux_start_here(void *arg)
+{
+    struct on_loop *o = arg;
+    const struct rlog_host_config *c = o->cfg;
+    struct rl_mux_config mc = {
+        .loop = rl_host_loop(o->h->loops[0]), .self = c->id, .address = c->address,
+        .cluster_hash = rl_hello_cluster_hash(c->cluster_name ? c->cluster_name : ""),
+        .tls = o->h->tls,
+        .max_inbound = c->max_inbound_connections ? c->max_inbound_connections : 64,
+        .max_per_address = c->max_connections_per_address ? c->max_connections_per_address : 8,
+        .handshake_timeout_ms = c->handshake_timeout_ms ? c->handshake_timeout_ms : 5000,
+        .log = host_log};
+    o->rv = rl_mux_start(&mc, &o->h->mux, o->err, sizeof o->err);
+    on_loop_done(o);
+}
+
+static void mux_closed(void *arg)
+{
+    on_loop_done(arg);
+}
+
+static void mux_close_here(void *arg)
+{
+    struct on_loop *o = arg;
+    rl_mux_close(o->h->mux, mux_closed, o);
+}
+
+/* The address half of the configuration: 0, or RLOG_EINVAL in err. */
+static int check_transport(const struct rlog_host_config *c, char *err, size_t errlen)
+{
+    char host[64];
+    int problem = rl_check_address(c->address, host, sizeof host);
+    if (problem != RL_ADDR_OK)
+        return rl_bad_address(err, errlen, "address", c->address, problem);
+    if (c->threads != 1)
+        return snprintf(err, errlen, "threads: %u; a host with an address runs one thread",
+                        c->threads),
+               RLOG_EINVAL;
+    if (c->id < 1 || c->id > (UINT64_MAX >> 1))
+        return snprintf(err, errlen, "id: must be 1 .. 2^63-1 with an address"), RLOG_EINVAL;
+    int have = (c->tls_ca_file && *c->tls_ca_file) + (c->tls_cert_file && *c->tls_cert_file) +
+               (c->tls_key_file && *c->tls_key_file);
+    if (have != 0 && have != 3)
+        return snprintf(err, errlen, "tls_ca_file, tls_cert_file and tls_key_file go together"),
+               RLOG_EINVAL;
+    if (have == 0 && !c->insecure && !rl_is_loopback(host))
+        return snprintf(err, errlen, "address %s is not loopback and no TLS is configured: "
+                        "set tls_ca_file, tls_cert_file and tls_key_file, or insecure = 1",
+                        c->address),
+               RLOG_EINVAL;
+    return 0;
+}
+
 int rlog_host_open(const struct rlog_host_config *cfg, rlog_host **out, char *errbuf,
                    size_t errlen)
 {
@@ -59,26 +168,71 @@ int rlog_host_open(const struct rlog_host_config *cfg, rlog_host **out, char *er
         return fail_buf(errbuf, errlen, RLOG_EINVAL, "rlog_host_open: cfg and out must not be NULL");
     if (cfg->threads < 1 || cfg->threads > HOST_MAX_THREADS)
         return fail_buf(errbuf, errlen, RLOG_EINVAL,
-                           "threads: %u is out of range (1 .. %d)", cfg->threads, HOST_MAX_THREADS);
+                        "threads: %u is out of range (1 .. %d)", cfg->threads, HOST_MAX_THREADS);
     if (cfg->cache_bytes == 0)
         return fail_buf(errbuf, errlen, RLOG_EINVAL,
                         "cache_bytes: 0 (UINT64_MAX is no host budget)");
+    if (cfg->address && check_transport(cfg, err, sizeof err) != 0)
+        return fail_buf(errbuf, errlen, RLOG_EINVAL, "%s", err);
     struct rlog_host *h = calloc(1, sizeof *h + cfg->threads * sizeof h->loops[0]);
     if (!h)
         return fail_buf(errbuf, errlen, RLOG_ENOMEM, "out of memory");
     h->pooled = cfg->cache_bytes != UINT64_MAX;
     rl_cache_pool_init(&h->cache, cfg->cache_bytes, cfg->cache_floor_bytes);
-    for (; h->n < cfg->threads; h->n++) {
-        int rv = rl_host_start(&h->loops[h->n], err, sizeof err);
-        if (rv != 0) {
-            stop_loops(h, h->n);
-            rl_cache_pool_free(&h->cache);
-            free(h);
-            return fail_buf(errbuf, errlen, rv, "%s", err);
+    int rv = 0;
+    if (cfg->address && cfg->tls_ca_file && *cfg->tls_ca_file) {
+        struct rl_tls_config tc = {.ca_file = cfg->tls_ca_file, .cert_file = cfg->tls_cert_file,
+                                   .key_file = cfg->tls_key_file,
+                                   .cluster = cfg->cluster_name};
+        rv = rl_tls_ctx_new(&tc, &h->tls, err, sizeof err);
+    }
+    for (; rv == 0 && h->n < cfg->threads; h->n++)
+        rv = rl_host_start(&h->loops[h->n], err, sizeof err);
+    if (rv != 0) {
+        h->n -= h->n > 0 && !h->loops[h->n - 1]; /* the one that failed */
+    } else if (cfg->address) {
+        h->id = cfg->id;
+        snprintf(h->address, sizeof h->address, "%s", cfg->address);
+        struct on_loop o = {.h = h, .cfg = cfg};
+        if ((rv = run_on_loop(&o, mux_start_here)) != 0) {
+            snprintf(err, sizeof err, "%s", o.err);
+            h->mux = NULL;
         }
+    }
+    if (rv != 0) {
+        stop_loops(h, h->n);
+        rl_tls_ctx_free(h->tls);
+        rl_cache_pool_free(&h->cache);
+        free(h);
+        return fail_buf(errbuf, errlen, rv, "%s", err);
     }
     *out = h;
     return 0;
+}
+
+/* A log for the shared transport: the rules of rlog_host_config.address. */
+static int open_shared(rlog_host *host, const struct rlog_config *cfg, rlog **out, char *errbuf,
+                       size_t errlen)
+{
+    if (!cfg)
+        return rl_open_on_host(host->loops[0], NULL, NULL, cfg, out, errbuf, errlen);
+    const char *bad = cfg->id != host->id ? "config.id is not the host's id"
+                      : !cfg->cluster_name || !*cfg->cluster_name
+                          ? "config.cluster_name must be set: it names the log between hosts"
+                      : (cfg->tls_ca_file && *cfg->tls_ca_file) ||
+                              (cfg->tls_cert_file && *cfg->tls_cert_file) ||
+                              (cfg->tls_key_file && *cfg->tls_key_file)
+                          ? "config's TLS files must be unset: the host's apply"
+                          : NULL;
+    if (bad)
+        return fail_buf(errbuf, errlen, RLOG_EINVAL, "a log on host %llu (%s): %s",
+                        (unsigned long long)host->id, host->address, bad);
+    struct rlog_config c = *cfg;
+    c.address = host->address;
+    if (host->tls)
+        c.insecure = 1; /* the host's TLS covers its peers: nothing in plain text */
+    return rl_open_on_host(host->loops[0], host->pooled ? &host->cache : NULL, rl_mux_via(host->mux),
+                           &c, out, errbuf, errlen);
 }
 
 int rlog_open_on(rlog_host *host, const struct rlog_config *cfg, rlog **out, char *errbuf,
@@ -88,6 +242,8 @@ int rlog_open_on(rlog_host *host, const struct rlog_config *cfg, rlog **out, cha
         *out = NULL;
     if (!host)
         return fail_buf(errbuf, errlen, RLOG_EINVAL, "rlog_open_on: host must not be NULL");
+    if (host->mux && cfg && (!cfg->address || strcmp(cfg->address, host->address) == 0))
+        return open_shared(host, cfg, out, errbuf, errlen);
     struct rl_host *least = host->loops[0];
     unsigned fewest = rl_host_logs(least);
     for (unsigned i = 1; i < host->n && fewest > 0; i++) {
@@ -97,7 +253,8 @@ int rlog_open_on(rlog_host *host, const struct rlog_config *cfg, rlog **out, cha
             least = host->loops[i];
         }
     }
-    return rl_open_on_host(least, host->pooled ? &host->cache : NULL, cfg, out, errbuf, errlen);
+    return rl_open_on_host(least, host->pooled ? &host->cache : NULL, NULL, cfg, out, errbuf,
+                           errlen);
 }
 
 int rlog_host_close(rlog_host *host)
@@ -117,8 +274,13 @@ int rlog_host_close(rlog_host *host)
             return rl_fail(rv, "the host still has open logs: close them first");
         }
     }
+    if (host->mux) { /* no log left: its connections and listener go */
+        struct on_loop o = {.h = host};
+        run_on_loop(&o, mux_close_here);
+    }
     for (unsigned i = 0; i < host->n; i++)
         rl_host_end_stop(host->loops[i]);
+    rl_tls_ctx_free(host->tls);
     rl_cache_pool_free(&host->cache);
     free(host);
     return 0;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "net/net.h"
 #include "node/identity.h"
 #include "raftio/io.h"
 #include "raftio/bounds.h"
@@ -264,7 +265,8 @@ static int start(struct rlog *log)
                 .handshake_timeout_ms = OR_DEFAULT(log->cfg.handshake_timeout_ms, 5000),
                 .frame_timeout_ms = OR_DEFAULT(log->cfg.frame_timeout_ms, 30000),
                 .idle_timeout_ms = OR_DEFAULT(log->cfg.idle_timeout_ms, 60000),
-                .max_send_queue = OR_DEFAULT(log->cfg.max_send_queue_bytes, 64u << 20)},
+                .max_send_queue = OR_DEFAULT(log->cfg.max_send_queue_bytes, 64u << 20),
+                .via = log->via},
         .hooks = rl_loop_hooks(log),
     };
     if (!log->cfg.tls_ca_file || !log->cfg.tls_ca_file[0])
@@ -273,7 +275,7 @@ static int start(struct rlog *log)
         snprintf(err, errlen, "%s", log->io.errmsg);
         return rv;
     }
-    if (!icfg.net.tls_ca_file)
+    if (!icfg.net.tls_ca_file && !(log->via && log->via->tls))
         rl_log(log, 2, "INSECURE: peer connections are plain text, and a peer's claimed id is "
                "trusted (%s); configure TLS (tls_ca_file, tls_cert_file, tls_key_file) to "
                "authenticate and encrypt them",

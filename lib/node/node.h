@@ -33,6 +33,8 @@
 #include "liblog.h"
 #include "store/store.h"
 
+struct rl_net_via;
+
 enum rl_op_kind { RL_OP_APPEND, RL_OP_READ, RL_OP_FETCH, RL_OP_STATUS, RL_OP_CLOSE, RL_OP_MEMBER,
                   RL_OP_TRIM, RL_OP_BARRIER, RL_OP_METRICS,
                   RL_OP_CURSOR, RL_OP_CURSOR_GET, /* named cursors (positions.c) */
@@ -167,6 +169,7 @@ struct rlog {
     uv_loop_t own_loop;         /* the loop, unless the log is on a host's */
     uv_loop_t *loop;            /* own_loop or the host's */
     struct rl_host *host;       /* NULL: own loop (and own thread, unless stepped) */
+    const struct rl_net_via *via; /* the host's shared transport, or NULL */
     struct rl_host_call host_call; /* the open, posted to the host's loop */
     /* The node's own handles and work requests not yet closed or done
      * (rl_node_hold): a log's close, or its failed open, ends when the
@@ -301,7 +304,8 @@ int rl_submit(struct rlog *log, struct rl_op *op);
  * forks a child per test and a thread started before the fork is not in
  * the child: the hook starts the host in the process that asks. */
 int rl_open_on_host(struct rl_host *host, struct rl_cache_pool *cache_pool,
-                    const struct rlog_config *cfg, struct rlog **out, char *err, size_t errlen);
+                    const struct rl_net_via *via, const struct rlog_config *cfg,
+                    struct rlog **out, char *err, size_t errlen);
 extern struct rl_host *(*rl_shared_host)(void);
 /* After a close op completed: tears the loop down and frees log. */
 void rl_free_stepped(struct rlog *log);

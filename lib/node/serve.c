@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/net.h"
 #include "raftio/io.h"
 #include "raftio/bounds.h"
 #include "sm/sm.h"
@@ -208,7 +209,9 @@ void rl_node_status(struct rlog *log, struct rlog_status *st)
     st->id = log->cfg.id;
     struct rl_io_net_stats ns;
     rl_io_net_stats(&log->io, &ns);
-    st->tls = log->cfg.tls_ca_file && log->cfg.tls_ca_file[0];
+    /* Its own files, or its host's (a shared transport). */
+    st->tls = ns.tls || (log->cfg.tls_ca_file && log->cfg.tls_ca_file[0]) ||
+              (log->via && log->via->tls);
     st->insecure = !st->tls;
     st->refused_connections = ns.refused_connections;
     st->rejected_handshakes = ns.rejected_handshakes;

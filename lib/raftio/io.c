@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "net/hello.h"
+#include "net/net.h"
 #include "tls/tls.h"
 
 uint64_t rl_io_snapshot_index(struct raft_io *rio)
@@ -45,7 +46,7 @@ static int io_init(struct raft_io *rio, raft_id id, const char *address)
         .cluster_hash = rl_hello_cluster_hash(io->cluster), .any_cluster = !n->cluster_named,
         .tls = io->tls, .max_inbound = n->max_inbound, .max_per_address = n->max_per_address,
         .handshake_timeout_ms = n->handshake_timeout_ms, .is_member = is_member,
-        .accept = rl_io__accept, .log = net_log, .arg = io};
+        .accept = rl_io__accept, .log = net_log, .arg = io, .via = n->via};
     int rv = rl_net_new(&cfg, &io->net);
     if (rv != 0) {
         snprintf(rio->errmsg, sizeof rio->errmsg, "transport: cannot start");
@@ -60,7 +61,7 @@ void rl_io_net_stats(struct raft_io *rio, struct rl_io_net_stats *st)
     *st = (struct rl_io_net_stats){0};
     if (!io)
         return;
-    st->tls = io->tls != NULL;
+    st->tls = io->tls != NULL || (io->netcfg.via && io->netcfg.via->tls);
     st->timed_out_connections = io->timed_out_connections;
     st->send_queue_overflows = io->send_queue_overflows;
     if (io->net) {
@@ -175,7 +176,12 @@ static int io_start(struct raft_io *rio, unsigned msecs, raft_io_tick_cb tick,
     }
     io->tick_cb = tick;
     io->recv_cb = recv;
-    uv_timer_start(&io->timer, timer_cb, msecs, msecs);
+    /* On a shared transport every log of the host ticks at the same
+     * instant (its phase), so their heartbeats leave in one write per
+     * peer host; other hosts have phases of their own. */
+    const struct rl_net_via *via = io->netcfg.via;
+    uint64_t first = via ? msecs - (uv_now(io->loop) + via->tick_phase) % msecs : msecs;
+    uv_timer_start(&io->timer, timer_cb, first, msecs);
     return 0;
 }
 

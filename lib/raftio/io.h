@@ -95,6 +95,9 @@ struct rl_io_net_config {
     unsigned max_inbound, max_per_address;
     unsigned handshake_timeout_ms, frame_timeout_ms, idle_timeout_ms;
     uint64_t max_send_queue;  /* bytes queued for one peer */
+    /* A host's shared transport (lib/host/mux.c), or NULL: the node's own
+     * listener and connections. */
+    const struct rl_net_via *via;
 };
 
 struct rl_io_config {

@@ -24,6 +24,8 @@ struct one_log {
 static char top[256];
 static struct one_log L[LOGS];
 static rlog_host *H;
+static rlog_host *HS[3]; /* hosts with an address (one_connection_per_peer_host) */
+static char host_addrs[3][32];
 
 static void quiet(void *arg, int level, const char *line)
 {
@@ -113,6 +115,11 @@ static void teardown(void)
                 rlog_close(L[k].node[i]);
     if (H)
         rlog_host_close(H);
+    for (int i = 0; i < 3; i++)
+        if (HS[i]) {
+            rlog_host_close(HS[i]);
+            HS[i] = NULL;
+        }
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
     if (system(cmd) != 0)
@@ -392,6 +399,321 @@ START_TEST(store_fault_fails_only_its_log)
 }
 END_TEST
 
+/* A host with an address (one listener, one connection per peer host);
+ * tls: the directory of its CA and node-ID files, or NULL (plain). */
+static rlog_host *addr_host(const char *addr, uint64_t id, const char *tls)
+{
+    struct rlog_host_config hc;
+    rlog_host_config_init(&hc);
+    hc.address = addr;
+    hc.id = id;
+    hc.cluster_name = "hosts";
+    char ca[400], crt[400], key[400], err[256];
+    if (tls) {
+        snprintf(ca, sizeof ca, "%s/ca.crt", tls);
+        snprintf(crt, sizeof crt, "%s/node-%llu.crt", tls, (unsigned long long)id);
+        snprintf(key, sizeof key, "%s/node-%llu.key", tls, (unsigned long long)id);
+        hc.tls_ca_file = ca;
+        hc.tls_cert_file = crt;
+        hc.tls_key_file = key;
+    }
+    rlog_host *h = NULL;
+    int rv = rlog_host_open(&hc, &h, err, sizeof err);
+    ck_assert_msg(rv == 0, "host %llu: %s: %s", (unsigned long long)id, rlog_errname(rv), err);
+    return h;
+}
+
+static void open_shared_hosts(void)
+{
+    int base = th_free_ports(21000, 3);
+    for (int i = 0; i < 3; i++) {
+        snprintf(host_addrs[i], sizeof host_addrs[i], "127.0.0.1:%d", base + i);
+        HS[i] = addr_host(host_addrs[i], (uint64_t)i + 1, NULL);
+    }
+    for (int k = 0; k < LOGS; k++)
+        for (int i = 0; i < 3; i++)
+            L[k].peers[i] = (struct rlog_peer){(uint64_t)i + 1, host_addrs[i]};
+}
+
+static void open_shared_logs(void)
+{
+    static const char *names[LOGS] = {"orders", "payments"};
+    for (int k = 0; k < LOGS; k++)
+        for (int i = 0; i < 3; i++) {
+            struct rlog_config c;
+            cfg_for(k, i, &c);
+            c.address = NULL; /* the host's */
+            c.cluster_name = names[k];
+            char err[256];
+            int rv = rlog_open_on(HS[i], &c, &L[k].node[i], err, sizeof err);
+            ck_assert_msg(rv == 0, "open log %d on host %d: %s: %s", k, i + 1, rlog_errname(rv),
+                          err);
+        }
+}
+
+static void close_shared_hosts(void)
+{
+    for (int i = 0; i < 3; i++)
+        if (HS[i]) {
+            ck_assert_int_eq(rlog_host_close(HS[i]), 0);
+            HS[i] = NULL;
+        }
+}
+
+/* Three hosts with an address each, two logs on them: each log's replicas
+ * talk over the hosts' connections, and each keeps its own offsets. */
+START_TEST(one_connection_per_peer_host)
+{
+    open_shared_hosts();
+    open_shared_logs();
+    for (int round = 0; round < 30; round++)
+        for (int k = 0; k < LOGS; k++) {
+            char rec[32];
+            snprintf(rec, sizeof rec, "log%d-rec%d", k, round);
+            uint64_t off = append_to(k, rec);
+            ck_assert_uint_eq(off, (uint64_t)round);
+            for (int i = 0; i < 3; i++)
+                expect_record(k, i, off, rec);
+        }
+    for (int k = 0; k < LOGS; k++)
+        for (int i = 0; i < 3; i++) {
+            struct rlog_status st;
+            ck_assert_int_eq(rlog_status(L[k].node[i], &st), 0);
+            ck_assert_int_eq(st.fatal, 0);
+        }
+    ck_assert_int_eq(rlog_host_close(HS[0]), RLOG_EBUSY);
+    /* A log restarts on its host and catches up over the shared links. */
+    ck_assert_int_eq(rlog_close(L[1].node[2]), 0);
+    L[1].node[2] = NULL;
+    uint64_t off = append_to(1, "while-down");
+    struct rlog_config c;
+    cfg_for(1, 2, &c);
+    c.address = NULL;
+    c.cluster_name = "payments";
+    char err[256];
+    ck_assert_int_eq(rlog_open_on(HS[2], &c, &L[1].node[2], err, sizeof err), 0);
+    expect_record(1, 2, off, "while-down");
+    close_logs();
+    close_shared_hosts();
+}
+END_TEST
+
+/* What a host with an address refuses to open, and what it refuses to
+ * open a log with. */
+START_TEST(shared_host_bad_config)
+{
+    struct rlog_host_config hc;
+    rlog_host *h = NULL;
+    char err[256] = "";
+    int port = th_free_port(21500);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+#define HOST_FAILS(code, what)                                                                 \
+    do {                                                                                       \
+        ck_assert_int_eq(rlog_host_open(&hc, &h, err, sizeof err), code);                      \
+        ck_assert_ptr_null(h);                                                                 \
+        ck_assert_msg(strstr(err, what) != NULL, "%s", err);                                   \
+    } while (0)
+    rlog_host_config_init(&hc);
+    hc.id = 1;
+    hc.address = "nohost";
+    HOST_FAILS(RLOG_EINVAL, "HOST:PORT");
+    hc.address = addr;
+    hc.threads = 2;
+    HOST_FAILS(RLOG_EINVAL, "one thread");
+    hc.threads = 1;
+    hc.id = 0;
+    HOST_FAILS(RLOG_EINVAL, "id");
+    hc.id = 1;
+    hc.tls_ca_file = "/nonexistent";
+    HOST_FAILS(RLOG_EINVAL, "go together");
+    hc.tls_ca_file = NULL;
+    hc.address = "10.255.255.1:7000";
+    HOST_FAILS(RLOG_EINVAL, "not loopback");
+    /* A taken address: the host does not start. */
+    hc.address = addr;
+    ck_assert_int_eq(rlog_host_open(&hc, &H, err, sizeof err), 0);
+    HOST_FAILS(RLOG_EIO, "address already in use");
+    /* Logs on it: the host's id, a cluster name, no TLS files of their own. */
+    for (int i = 0; i < 3; i++)
+        L[0].peers[i].address = i == 0 ? addr : L[0].addrs[i];
+    struct rlog_config c;
+    rlog *log = NULL;
+#define LOG_FAILS(what)                                                                        \
+    do {                                                                                       \
+        ck_assert_int_eq(rlog_open_on(H, &c, &log, err, sizeof err), RLOG_EINVAL);             \
+        ck_assert_ptr_null(log);                                                               \
+        ck_assert_msg(strstr(err, what) != NULL, "%s", err);                                   \
+    } while (0)
+    cfg_for(0, 1, &c); /* id 2 */
+    c.address = NULL;
+    c.cluster_name = "a";
+    LOG_FAILS("host's id");
+    cfg_for(0, 0, &c);
+    c.address = NULL;
+    LOG_FAILS("cluster_name");
+    c.cluster_name = "a";
+    c.tls_ca_file = c.tls_cert_file = c.tls_key_file = "/nonexistent";
+    LOG_FAILS("TLS");
+    c.tls_ca_file = c.tls_cert_file = c.tls_key_file = NULL;
+    ck_assert_int_eq(rlog_open_on(H, &c, &L[0].node[0], err, sizeof err), 0);
+    /* A second log of the same name on the host. */
+    snprintf(L[1].dirs[0], sizeof L[1].dirs[0], "%s/dup", top);
+    c.data_dir = L[1].dirs[0];
+    ck_assert_int_ne(rlog_open_on(H, &c, &log, err, sizeof err), 0);
+    ck_assert_ptr_null(log);
+    ck_assert_msg(strstr(err, "same cluster name") || strstr(err, "cluster name"), "%s", err);
+    close_logs();
+    ck_assert_int_eq(rlog_host_close(H), 0);
+    H = NULL;
+#undef HOST_FAILS
+#undef LOG_FAILS
+}
+END_TEST
+
+/* Host 4 is a member of a log on host 1 ("other"), not of "orders": its
+ * hello gets it a connection to host 1, but "orders" on host 1 refuses its
+ * channel and counts it, and "orders" goes on unbothered. */
+START_TEST(host_speaks_only_for_its_logs)
+{
+    int base = th_free_ports(21600, 4);
+    rlog_host *hs[4];
+    char ha[4][32];
+    for (int i = 0; i < 4; i++) {
+        snprintf(ha[i], sizeof ha[i], "127.0.0.1:%d", base + i);
+        hs[i] = addr_host(ha[i], (uint64_t)i + 1, NULL);
+    }
+    struct rlog_peer orders[3], other[2] = {{1, ha[0]}, {4, ha[3]}}, rogue[4];
+    for (int i = 0; i < 4; i++)
+        rogue[i] = (struct rlog_peer){(uint64_t)i + 1, ha[i]};
+    memcpy(orders, rogue, sizeof orders);
+    rlog *o[3], *x[2], *r;
+    char err[256], dir[320];
+    for (int i = 0; i < 3; i++) {
+        struct rlog_config c;
+        cfg_for(0, i, &c);
+        c.address = NULL;
+        c.cluster_name = "orders";
+        c.peers = orders;
+        ck_assert_int_eq(rlog_open_on(hs[i], &c, &o[i], err, sizeof err), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        struct rlog_config c;
+        cfg_for(0, 0, &c);
+        c.id = other[i].id;
+        c.address = NULL;
+        snprintf(dir, sizeof dir, "%s/other%d", top, i);
+        c.data_dir = dir;
+        c.cluster_name = "other";
+        c.peers = other;
+        c.n_peers = 2;
+        ck_assert_int_eq(rlog_open_on(hs[i == 0 ? 0 : 3], &c, &x[i], err, sizeof err), 0);
+    }
+    struct rlog_config c;
+    cfg_for(0, 0, &c);
+    c.id = 4;
+    c.address = NULL;
+    snprintf(dir, sizeof dir, "%s/rogue", top);
+    c.data_dir = dir;
+    c.cluster_name = "orders";
+    c.peers = rogue;
+    c.n_peers = 4;
+    ck_assert_int_eq(rlog_open_on(hs[3], &c, &r, err, sizeof err), 0);
+    struct rlog_status st;
+    for (int t = 0; t < 300; t++) {
+        ck_assert_int_eq(rlog_status(o[0], &st), 0);
+        if (st.rejected_handshakes > 0)
+            break;
+        usleep(20000);
+    }
+    ck_assert_uint_gt(st.rejected_handshakes, 0);
+    uint64_t off = UINT64_MAX;
+    int rv = RLOG_ENOTLEADER;
+    for (int t = 0; t < 400 && rv != 0; t++) {
+        rv = rlog_append(o[t % 3], "still", 5, &off);
+        if (rv != 0)
+            usleep(25000);
+    }
+    ck_assert_int_eq(rv, 0);
+    ck_assert_int_eq(rlog_status(r, &st), 0);
+    ck_assert_int_ne(st.role, RLOG_ROLE_LEADER); /* no vote from the real members */
+    rlog_close(r);
+    for (int i = 0; i < 2; i++)
+        rlog_close(x[i]);
+    for (int i = 0; i < 3; i++)
+        rlog_close(o[i]);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(rlog_host_close(hs[i]), 0);
+}
+END_TEST
+
+/* The same over mutual TLS between hosts (certificates name hosts): the
+ * logs report TLS, and a host whose certificate another CA signed gets no
+ * connection. */
+START_TEST(shared_hosts_over_tls)
+{
+    char certs[300], cmd[800];
+    snprintf(certs, sizeof certs, "%s/certs", top);
+    snprintf(cmd, sizeof cmd,
+             "examples/mkcerts.sh %s/a hosts 1 2 3 >/dev/null && "
+             "examples/mkcerts.sh %s/b hosts 4 >/dev/null", certs, certs);
+    ck_assert_msg(system(cmd) == 0, "%s failed (run from the source tree)", cmd);
+    int base = th_free_ports(21700, 4);
+    rlog_host *hs[4];
+    struct rlog_peer peers[4];
+    static char a[4][32];
+    for (int i = 0; i < 4; i++) {
+        char d[320];
+        snprintf(d, sizeof d, "%s/%s", certs, i < 3 ? "a" : "b");
+        snprintf(a[i], sizeof a[i], "127.0.0.1:%d", base + i);
+        hs[i] = addr_host(a[i], (uint64_t)i + 1, d);
+        peers[i] = (struct rlog_peer){(uint64_t)i + 1, a[i]};
+    }
+    for (int i = 0; i < 3; i++) {
+        struct rlog_config c;
+        cfg_for(0, i, &c);
+        c.address = NULL;
+        c.cluster_name = "orders";
+        c.peers = peers;
+        char err[256];
+        ck_assert_int_eq(rlog_open_on(hs[i], &c, &L[0].node[i], err, sizeof err), 0);
+    }
+    /* The outsider claims a seat in "orders" too. */
+    struct rlog_config c;
+    cfg_for(0, 0, &c);
+    c.id = 4;
+    c.address = NULL;
+    char dir[320], err[256];
+    snprintf(dir, sizeof dir, "%s/outsider", top);
+    c.data_dir = dir;
+    c.cluster_name = "orders";
+    c.peers = peers;
+    c.n_peers = 4;
+    rlog *outsider;
+    ck_assert_int_eq(rlog_open_on(hs[3], &c, &outsider, err, sizeof err), 0);
+    for (int n = 0; n < 10; n++) {
+        char rec[16];
+        snprintf(rec, sizeof rec, "tls-%d", n);
+        uint64_t off = append_to(0, rec);
+        expect_record(0, n % 3, off, rec);
+    }
+    for (int i = 0; i < 3; i++) {
+        struct rlog_status st;
+        ck_assert_int_eq(rlog_status(L[0].node[i], &st), 0);
+        ck_assert_int_eq(st.tls, 1);
+        ck_assert_int_eq(st.insecure, 0);
+    }
+    struct rlog_status st;
+    ck_assert_int_eq(rlog_status(outsider, &st), 0);
+    ck_assert_int_ne(st.role, RLOG_ROLE_LEADER);
+    ck_assert_uint_eq(st.commit_offset, 0); /* none of the records reached it */
+    rlog_close(outsider);
+    close_logs();
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(rlog_host_close(hs[i]), 0);
+}
+END_TEST
+
 START_TEST(bad_arguments)
 {
     struct rlog_host_config hc;
@@ -435,6 +757,10 @@ static Suite *suite(void)
     tcase_add_test(tc, failed_open_on_own_thread);
     tcase_add_test(tc, host_cache_budget);
     tcase_add_test(tc, store_fault_fails_only_its_log);
+    tcase_add_test(tc, one_connection_per_peer_host);
+    tcase_add_test(tc, shared_host_bad_config);
+    tcase_add_test(tc, host_speaks_only_for_its_logs);
+    tcase_add_test(tc, shared_hosts_over_tls);
     tcase_add_test(tc, bad_arguments);
     suite_add_tcase(s, tc);
     return s;
