@@ -9,7 +9,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <xxhash.h>
+
+#include "common/bytes.h"
 #include "lib/fault_fs.h"
+#include "net/hello.h"
 #include "lib/ports.h"
 #include "liblog.h"
 
@@ -714,6 +722,113 @@ START_TEST(shared_hosts_over_tls)
 }
 END_TEST
 
+/* ---- a peer host speaking garbage on the shared connection ---- */
+
+static int raw_connect(const char *addr, uint64_t claim)
+{
+    int port = atoi(strrchr(addr, ':') + 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    unsigned char hello[RL_HELLO_LEN];
+    rl_hello_encode(hello, claim, rl_hello_cluster_hash("hosts"));
+    ck_assert_int_eq(write(fd, hello, sizeof hello), (ssize_t)sizeof hello);
+    return fd;
+}
+
+static void record(unsigned char *h, uint32_t type, uint32_t len, const char *log)
+{
+    rl_put32(h, type);
+    rl_put32(h + 4, len);
+    rl_put64(h + 8, log ? rl_hello_cluster_hash(log) : 0x1234);
+    rl_put32(h + 16, XXH32(h, 16, 0));
+}
+
+/* Reads until the host closes the connection (0) or a record header
+ * arrives (its type); -1 on a timeout. */
+static int next_from_host(int fd)
+{
+    unsigned char h[20];
+    size_t got = 0;
+    while (got < sizeof h) {
+        ssize_t n = read(fd, h + got, sizeof h - got);
+        if (n == 0)
+            return 0;
+        if (n < 0)
+            return -1;
+        got += (size_t)n;
+    }
+    return (int)rl_get32(h);
+}
+
+START_TEST(garbage_on_the_host_connection)
+{
+    int base = th_free_ports(21800, 2);
+    char a[2][32];
+    for (int i = 0; i < 2; i++)
+        snprintf(a[i], sizeof a[i], "127.0.0.1:%d", base + i);
+    HS[0] = addr_host(a[0], 1, NULL);
+    struct rlog_peer peers[2] = {{1, a[0]}, {2, a[1]}};
+    struct rlog_config c;
+    cfg_for(0, 0, &c);
+    c.address = NULL;
+    c.cluster_name = "orders";
+    c.peers = peers;
+    c.n_peers = 2;
+    char err[256];
+    ck_assert_int_eq(rlog_open_on(HS[0], &c, &L[0].node[0], err, sizeof err), 0);
+    unsigned char h[20 + 64];
+    /* A header that fails its check: the connection goes. */
+    int fd = raw_connect(a[0], 2);
+    record(h, 2, 0, "orders");
+    h[19] ^= 1;
+    ck_assert_int_eq(write(fd, h, 20), 20);
+    ck_assert_int_eq(next_from_host(fd), 0);
+    close(fd);
+    /* An OPEN for a log not on the host: CLOSE comes back, the connection
+     * stays; DATA for it is skipped; an unknown type ends it. */
+    fd = raw_connect(a[0], 2);
+    record(h, 1, 0, "no-such-log");
+    ck_assert_int_eq(write(fd, h, 20), 20);
+    ck_assert_int_eq(next_from_host(fd), 3);
+    record(h, 2, 64, "no-such-log");
+    memset(h + 20, 0xAB, 64);
+    ck_assert_int_eq(write(fd, h, 84), 84);
+    /* The log's channel, then garbage in it: the log's own checks refuse
+     * the frame and close the channel (CLOSE), the connection stays. */
+    record(h, 1, 0, "orders");
+    ck_assert_int_eq(write(fd, h, 20), 20);
+    record(h, 2, 64, "orders");
+    memset(h + 20, 0xCD, 64);
+    ck_assert_int_eq(write(fd, h, 84), 84);
+    ck_assert_int_eq(next_from_host(fd), 3);
+    record(h, 9, 0, "orders");
+    ck_assert_int_eq(write(fd, h, 20), 20);
+    ck_assert_int_eq(next_from_host(fd), 0);
+    close(fd);
+    /* A record longer than the cap. */
+    fd = raw_connect(a[0], 2);
+    record(h, 2, (64u << 20) + 1, "orders");
+    ck_assert_int_eq(write(fd, h, 20), 20);
+    ck_assert_int_eq(next_from_host(fd), 0);
+    close(fd);
+    /* A claimed id that is in no log here: no connection at all. */
+    fd = raw_connect(a[0], 7);
+    ck_assert_int_eq(next_from_host(fd), 0);
+    close(fd);
+    /* The log is unhurt. */
+    struct rlog_status st;
+    ck_assert_int_eq(rlog_status(L[0].node[0], &st), 0);
+    ck_assert_int_eq(st.fatal, 0);
+    close_logs();
+    ck_assert_int_eq(rlog_host_close(HS[0]), 0);
+    HS[0] = NULL;
+}
+END_TEST
+
 START_TEST(bad_arguments)
 {
     struct rlog_host_config hc;
@@ -761,6 +876,7 @@ static Suite *suite(void)
     tcase_add_test(tc, shared_host_bad_config);
     tcase_add_test(tc, host_speaks_only_for_its_logs);
     tcase_add_test(tc, shared_hosts_over_tls);
+    tcase_add_test(tc, garbage_on_the_host_connection);
     tcase_add_test(tc, bad_arguments);
     suite_add_tcase(s, tc);
     return s;
