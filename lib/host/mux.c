@@ -81,6 +81,7 @@ struct link {
     unsigned nbufs, capbufs;
     struct piece **pieces;
     unsigned npieces, cappieces;
+    size_t pending; /* bytes of the pieces not yet handed to the connection */
     struct link *next;
 };
 
@@ -171,6 +172,7 @@ static int queue(struct link *l, struct chan *ch, uint32_t type, const uv_buf_t 
     for (unsigned i = 0; i < n; i++)
         l->bufs[l->nbufs++] = bufs[i];
     l->pieces[l->npieces++] = p;
+    l->pending += p->bytes;
     if (ch) {
         ch->refs++;
         ch->queued += p->bytes;
@@ -192,6 +194,7 @@ static void queue_control(struct link *l, uint32_t type, uint64_t key)
     p->bytes = REC_HDR;
     l->bufs[l->nbufs++] = uv_buf_init((char *)p->hdr, REC_HDR);
     l->pieces[l->npieces++] = p;
+    l->pending += p->bytes;
     schedule(l->m);
 }
 
@@ -224,6 +227,7 @@ static void drop_queued(struct link *l, int status)
     struct piece **pieces = l->pieces;
     l->pieces = NULL;
     l->npieces = l->cappieces = l->nbufs = 0;
+    l->pending = 0;
     for (unsigned i = 0; i < n; i++)
         piece_done(pieces[i], status);
     free(pieces);
@@ -243,6 +247,7 @@ static void link_flush(struct link *l)
     unsigned nbufs = l->nbufs;
     l->pieces = NULL;
     l->npieces = l->cappieces = l->nbufs = 0;
+    l->pending = 0;
     /* libuv copies the array of buffers (not the bytes): it stays ours. */
     int rv = rl_conn_write(l->conn, l->bufs, nbufs, batch_done, b);
     if (rv != 0)
@@ -314,6 +319,10 @@ static int ch_write(void *impl, const uv_buf_t *bufs, unsigned n, void (*cb)(voi
         len += bufs[i].len;
     if (len > RL_MUX_MAX_RECORD)
         return UV_EINVAL;
+    /* Each log bounds its own queue; this bounds them all on one connection
+     * (a peer host that stops reading). */
+    if (rl_conn_queued(ch->link->conn) + ch->link->pending + len > RL_MUX_MAX_QUEUED)
+        return UV_ENOBUFS;
     return queue(ch->link, ch, REC_DATA, bufs, n, len, cb, arg);
 }
 

@@ -38,6 +38,9 @@
 #include "net/net.h"
 
 #define RL_MUX_MAX_RECORD (64u << 20)
+/* Bytes queued on one connection, all its channels together: beyond it a
+ * channel's write fails (UV_ENOBUFS) and its log treats the peer as slow. */
+#define RL_MUX_MAX_QUEUED (256u << 20)
 
 struct rl_mux;
 struct rl_tls_ctx;

@@ -443,20 +443,23 @@ static void open_shared_hosts(void)
             L[k].peers[i] = (struct rlog_peer){(uint64_t)i + 1, host_addrs[i]};
 }
 
-static void open_shared_logs(void)
+static void open_shared_log(int k, int i)
 {
     static const char *names[LOGS] = {"orders", "payments"};
+    struct rlog_config c;
+    cfg_for(k, i, &c);
+    c.address = NULL; /* the host's */
+    c.cluster_name = names[k];
+    char err[256];
+    int rv = rlog_open_on(HS[i], &c, &L[k].node[i], err, sizeof err);
+    ck_assert_msg(rv == 0, "open log %d on host %d: %s: %s", k, i + 1, rlog_errname(rv), err);
+}
+
+static void open_shared_logs(void)
+{
     for (int k = 0; k < LOGS; k++)
-        for (int i = 0; i < 3; i++) {
-            struct rlog_config c;
-            cfg_for(k, i, &c);
-            c.address = NULL; /* the host's */
-            c.cluster_name = names[k];
-            char err[256];
-            int rv = rlog_open_on(HS[i], &c, &L[k].node[i], err, sizeof err);
-            ck_assert_msg(rv == 0, "open log %d on host %d: %s: %s", k, i + 1, rlog_errname(rv),
-                          err);
-        }
+        for (int i = 0; i < 3; i++)
+            open_shared_log(k, i);
 }
 
 static void close_shared_hosts(void)
@@ -494,13 +497,24 @@ START_TEST(one_connection_per_peer_host)
     ck_assert_int_eq(rlog_close(L[1].node[2]), 0);
     L[1].node[2] = NULL;
     uint64_t off = append_to(1, "while-down");
-    struct rlog_config c;
-    cfg_for(1, 2, &c);
-    c.address = NULL;
-    c.cluster_name = "payments";
-    char err[256];
-    ck_assert_int_eq(rlog_open_on(HS[2], &c, &L[1].node[2], err, sizeof err), 0);
+    open_shared_log(1, 2);
     expect_record(1, 2, off, "while-down");
+    /* A whole host goes (its connections with it) and comes back at its
+     * address: the others' links to it die, are dialled again, and its
+     * logs catch up. */
+    for (int k = 0; k < LOGS; k++) {
+        ck_assert_int_eq(rlog_close(L[k].node[2]), 0);
+        L[k].node[2] = NULL;
+    }
+    ck_assert_int_eq(rlog_host_close(HS[2]), 0);
+    uint64_t offs[LOGS];
+    for (int k = 0; k < LOGS; k++)
+        offs[k] = append_to(k, "host-down");
+    HS[2] = addr_host(host_addrs[2], 3, NULL);
+    open_shared_log(0, 2);
+    open_shared_log(1, 2);
+    for (int k = 0; k < LOGS; k++)
+        expect_record(k, 2, offs[k], "host-down");
     close_logs();
     close_shared_hosts();
 }
