@@ -233,7 +233,30 @@ static int node_open(const struct node_args *a, struct metrics_http **http)
         fprintf(stderr, "%s node %" PRIu64 ": --metrics-address: %s\n", progname, a->id, errbuf);
         return -1;
     }
-    int rc = rlog_open(&cfg, &g_node.log, errbuf, sizeof errbuf);
+    int rc = 0;
+    if (a->host_transport) {
+        /* A host of one log here; a process holding many would open them
+         * all on the one host (rlog_open_on). The TLS files are the host's. */
+        struct rlog_host_config hc;
+        rlog_host_config_init(&hc);
+        hc.address = a->address;
+        hc.id = a->id;
+        hc.cluster_name = a->cluster_name;
+        hc.tls_ca_file = a->ca_file;
+        hc.tls_cert_file = a->cert_file;
+        hc.tls_key_file = a->key_file;
+        hc.insecure = a->insecure;
+        rc = rlog_host_open(&hc, &g_node.host, errbuf, sizeof errbuf);
+        cfg.address = NULL;
+        cfg.tls_ca_file = cfg.tls_cert_file = cfg.tls_key_file = NULL;
+        if (rc == 0 && (rc = rlog_open_on(g_node.host, &cfg, &g_node.log, errbuf,
+                                          sizeof errbuf)) != 0) {
+            rlog_host_close(g_node.host);
+            g_node.host = NULL;
+        }
+    } else {
+        rc = rlog_open(&cfg, &g_node.log, errbuf, sizeof errbuf);
+    }
     if (rc != 0) {
         fprintf(stderr, "%s node %" PRIu64 ": cannot open the log: %s: %s\n", progname, a->id,
                 rlog_errname(rc), errbuf[0] ? errbuf : rlog_strerror(rc));
@@ -251,6 +274,9 @@ static int node_open(const struct node_args *a, struct metrics_http **http)
     if (lfd < 0) {
         metrics_http_close(*http);
         rlog_close(g_node.log);
+        if (g_node.host)
+            rlog_host_close(g_node.host);
+        g_node.host = NULL;
         return -1;
     }
     node_log("started: address %s, data %s, control %s, %u %s%s, liblog %s", a->address,
@@ -339,6 +365,9 @@ static int node_close(int failed)
     char close_msg[256];
     snprintf(close_msg, sizeof close_msg, "%s", rc ? rlog_errmsg(NULL) : "");
     g_node.log = NULL;
+    if (g_node.host && rlog_host_close(g_node.host) != 0)
+        node_log("warning: closing the host: %s", rlog_errmsg(NULL));
+    g_node.host = NULL;
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 2;

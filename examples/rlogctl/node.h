@@ -9,6 +9,7 @@
 
 struct node {
     rlog *log;
+    rlog_host *host; /* --host-transport, else NULL */
     uint64_t id;
     int verbose;
     pthread_mutex_t mu;
@@ -45,6 +46,7 @@ struct node_args {
     const char *cluster_name, *ca_file, *cert_file, *key_file;
     const char *metrics_address; /* NULL: no HTTP endpoint */
     int insecure, no_forward, verbose, join;
+    int host_transport; /* the log on an rlog_host at --address (rlog_host_open(3)) */
     uint64_t frame_timeout, idle_timeout;
     uint64_t election, heartbeat, segment_size, snap_threshold, snap_trailing;
     uint64_t linger_ms;

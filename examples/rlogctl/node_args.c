@@ -41,6 +41,10 @@ static void usage_node(FILE *f)
             "                       mutual TLS 1.3 between nodes (all three): the CA every\n"
             "                       peer certificate must chain to, this node's certificate\n"
             "                       (SAN URI rlog://CLUSTER/ID), its private key (PEM)\n"
+            "  --host-transport     open the log on a host (rlog_host_open(3)) listening on\n"
+            "                       --address: one connection per peer host for every log\n"
+            "                       of it, the TLS files the host's; needs --cluster-name,\n"
+            "                       and every node of the cluster must use it too\n"
             "  --insecure           allow plain text between nodes on non-loopback\n"
             "                       addresses (peers' claimed ids are trusted); without TLS\n"
             "                       and without this, only loopback clusters start\n"
@@ -88,6 +92,7 @@ static int node_read_options(int argc, char **argv, struct node_args *a)
         {"peer-cert-file", required_argument, NULL, 'P'},
         {"peer-key-file", required_argument, NULL, 'k'},
         {"insecure", no_argument, NULL, 'I'},
+        {"host-transport", no_argument, NULL, 1004},
         {"no-forward-appends", no_argument, NULL, 'n'},
         {"peer-frame-timeout", required_argument, NULL, 'F'},
         {"peer-idle-timeout", required_argument, NULL, 'D'},
@@ -111,6 +116,7 @@ static int node_read_options(int argc, char **argv, struct node_args *a)
         case 'P': a->cert_file = optarg; break;
         case 'k': a->key_file = optarg; break;
         case 'I': a->insecure = 1; break;
+        case 1004: a->host_transport = 1; break;
         case 'n': a->no_forward = 1; break;
         case 'F':
         case 'D':
@@ -221,6 +227,11 @@ static int node_resolve(struct node_args *a)
     if (a->control == NULL) {
         snprintf(a->control_buf, sizeof a->control_buf, "%s/control.sock", a->data);
         a->control = a->control_buf;
+    }
+    if (a->host_transport && (!a->cluster_name || !*a->cluster_name)) {
+        fprintf(stderr, "%s node: --host-transport needs --cluster-name (it names the log "
+                "between hosts)\n", progname);
+        return EXIT_USAGE;
     }
     struct sockaddr_un sa_check;
     if (fill_sun(&sa_check, a->control) != 0) {

@@ -20,7 +20,10 @@ TEST_NAME=$(basename "$0" .sh)
 PASS=0
 FAIL=0
 declare -A NODE_PID=()
-NODE_ARGS=()   # extra `rlogctl node` options for every node a test starts
+# extra `rlogctl node` options for every node a test starts; RLOG_NODE_ARGS
+# (words) starts them with, so one test can run again another way
+# (test_host_*.sh: over a host's shared transport)
+read -ra NODE_ARGS <<<"${RLOG_NODE_ARGS:-}"
 EXTRA_PIDS=()
 PORTS=()
 CLUSTER=""
