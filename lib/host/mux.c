@@ -694,6 +694,11 @@ static int via_connect(void *mux, struct rl_net *net, uint64_t id, const char *a
     return 0;
 }
 
+static void via_stats(void *mux, struct rl_net_stats *st)
+{
+    rl_net_stats(((struct rl_mux *)mux)->net, st);
+}
+
 /* ---- the host's own transport ----------------------------------------------- */
 
 static bool host_is_member(void *arg, uint64_t id)
@@ -740,7 +745,8 @@ int rl_mux_start(const struct rl_mux_config *cfg, struct rl_mux **out, char *err
     snprintf(m->address, sizeof m->address, "%s", cfg->address);
     m->cfg.address = m->address;
     m->via = (struct rl_net_via){.mux = m, .tls = cfg->tls != NULL, .listen = via_listen,
-                                 .unlisten = via_unlisten, .connect = via_connect};
+                                 .unlisten = via_unlisten, .connect = via_connect,
+                                 .stats = via_stats};
     if (rl_random(&m->via.tick_phase, sizeof m->via.tick_phase) != 0)
         m->via.tick_phase = (unsigned)uv_hrtime();
     m->via.tick_phase %= 1000000u; /* any offset: taken modulo the tick period */

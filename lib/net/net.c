@@ -69,6 +69,13 @@ int rl_net_connect(struct rl_net *net, uint64_t id, const char *address,
 void rl_net_stats(const struct rl_net *net, struct rl_net_stats *st)
 {
     *st = net->stats;
+    if (net->cfg.via && net->cfg.via->stats) {
+        struct rl_net_stats h;
+        net->cfg.via->stats(net->cfg.via->mux, &h);
+        st->refused_connections += h.refused_connections;
+        st->rejected_handshakes += h.rejected_handshakes;
+        st->timed_out_handshakes += h.timed_out_handshakes;
+    }
 }
 
 void rl_net_close(struct rl_net *net, void (*cb)(void *arg), void *arg)

@@ -34,6 +34,7 @@
 
 struct rl_tls_ctx;
 struct rl_net;
+struct rl_net_stats;
 
 /* A transport shared by many logs (lib/host/mux.c): a net given one
  * listens and connects through it instead of with sockets of its own. Its
@@ -51,6 +52,8 @@ struct rl_net_via {
     void (*unlisten)(void *mux, struct rl_net *net);
     int (*connect)(void *mux, struct rl_net *net, uint64_t id, const char *address,
                    void (*cb)(void *arg, struct rl_conn *conn, int status), void *arg);
+    /* What the shared connections refused: added to each log's own. */
+    void (*stats)(void *mux, struct rl_net_stats *st);
 };
 
 struct rl_net_config {
