@@ -295,6 +295,19 @@ $(BENCH_IDLE): bench/bench_idle.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
+# make bench-hosts: issue 16's figures over three hosts with an address
+# (in one process): W1 on one log alone and with HOSTS_IDLE others idle, and
+# batched producers on 1, 4 and 16 logs with their leaders spread.
+HOSTS_IDLE ?= 999
+BENCH_HOSTS := $(BUILD)/bench/bench_hosts
+$(BENCH_HOSTS): bench/bench_hosts.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
+
+.PHONY: bench-hosts
+bench-hosts: deps $(BENCH_HOSTS)
+	@$(BENCH_HOSTS) -i $(HOSTS_IDLE) $(BENCH_ARGS)
+
 bench-idle: deps $(BENCH_IDLE)
 	@$(BENCH_IDLE) -m threads -n $(IDLE_LOGS) $(BENCH_ARGS)
 	@$(BENCH_IDLE) -m hosts -n $(IDLE_LOGS) $(BENCH_ARGS)
