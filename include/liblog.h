@@ -356,6 +356,11 @@ struct rlog_host_config {
     unsigned max_inbound_connections;
     unsigned max_connections_per_address;
     unsigned handshake_timeout_ms;
+    /* The host's own diagnostics (its connections), as rlog_config's
+     * log_fn: on its loop thread, one line; NULL logs warnings and errors
+     * to stderr. */
+    void (*log_fn)(void *arg, int level, const char *line);
+    void *log_arg;
 };
 
 /* rlog_host_config_init - fills *cfg with defaults and zeroes the rest. */

@@ -246,6 +246,8 @@ static int node_open(const struct node_args *a, struct metrics_http **http)
         hc.tls_cert_file = a->cert_file;
         hc.tls_key_file = a->key_file;
         hc.insecure = a->insecure;
+        hc.log_fn = lib_log;
+        hc.log_arg = &g_node;
         rc = rlog_host_open(&hc, &g_node.host, errbuf, sizeof errbuf);
         cfg.address = NULL;
         cfg.tls_ca_file = cfg.tls_cert_file = cfg.tls_key_file = NULL;

@@ -22,6 +22,7 @@
 #include "common/env.h"
 #include "liblog.h"
 #include "net/conn.h"
+#include "net/hello.h"
 
 #define REC_HDR 20u
 enum { REC_OPEN = 1, REC_DATA = 2, REC_CLOSE = 3 };
@@ -754,7 +755,8 @@ int rl_mux_start(const struct rl_mux_config *cfg, struct rl_mux **out, char *err
         .loop = cfg->loop, .self = cfg->self, .address = m->address,
         .cluster_hash = cfg->cluster_hash, .tls = cfg->tls, .max_inbound = cfg->max_inbound,
         .max_per_address = cfg->max_per_address, .handshake_timeout_ms = cfg->handshake_timeout_ms,
-        .is_member = host_is_member, .accept = host_accept, .log = host_log, .arg = m};
+        .is_member = host_is_member, .accept = host_accept, .log = host_log, .arg = m,
+        .hello_flags = RL_HELLO_HOST};
     if (rl_net_new(&nc, &m->net) != 0) {
         snprintf(err, errlen, "out of memory");
         free(m);

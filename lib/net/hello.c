@@ -12,9 +12,15 @@ uint64_t rl_hello_cluster_hash(const char *cluster)
 
 void rl_hello_encode(unsigned char out[RL_HELLO_LEN], uint64_t id, uint64_t cluster_hash)
 {
+    rl_hello_encode_flags(out, id, cluster_hash, 0);
+}
+
+void rl_hello_encode_flags(unsigned char out[RL_HELLO_LEN], uint64_t id, uint64_t cluster_hash,
+                           uint32_t flags)
+{
     memcpy(out, RL_HELLO_MAGIC, 8);
     rl_put32(out + 8, RL_HELLO_VERSION);
-    rl_put32(out + 12, 0);
+    rl_put32(out + 12, flags);
     rl_put64(out + 16, id);
     rl_put64(out + 24, cluster_hash);
 }
@@ -30,8 +36,15 @@ int rl_hello_check(const unsigned char in[RL_HELLO_LEN], const struct rl_hello_e
         *why = "not a liblog peer (bad hello magic)";
     else if (h->version != RL_HELLO_VERSION)
         *why = "unknown hello version (a newer or older liblog?)";
-    else if (h->flags != 0)
+    else if (h->flags & ~RL_HELLO_HOST)
         *why = "unknown hello flags";
+    else if (h->flags != e->flags)
+        *why = e->flags ? "the peer is a node with its own transport, and this address is a "
+                          "host's shared one (rlog_host with an address): every node of a "
+                          "cluster must use the same kind"
+                        : "the peer is a host with a shared transport (rlog_host with an "
+                          "address), and this node has its own: every node of a cluster must "
+                          "use the same kind";
     else if (h->id == 0 || h->id == e->self)
         *why = "the hello claims no id or this node's own";
     else if (!e->is_member || !e->is_member(e->arg, h->id))

@@ -35,7 +35,8 @@ static size_t in_data(void *arg, const unsigned char *p, size_t n)
     e->got += k;
     if (e->got < RL_HELLO_LEN)
         return n;
-    struct rl_hello_expect x = {.self = net->cfg.self, .cluster_hash = net->cfg.cluster_hash,
+    struct rl_hello_expect x = {.self = net->cfg.self, .flags = net->cfg.hello_flags,
+                                .cluster_hash = net->cfg.cluster_hash,
                                 .is_member = member, .arg = net};
     if (rl_conn_is_tls(e->conn) && rl_conn_peer_cert_id(e->conn, &x.cert_id) != 0) {
         net->stats.rejected_handshakes++;

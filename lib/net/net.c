@@ -32,7 +32,7 @@ int rl_net_new(const struct rl_net_config *cfg, struct rl_net **out)
     net->cfg = *cfg;
     snprintf(net->address, sizeof net->address, "%s", cfg->address);
     net->cfg.address = net->address;
-    rl_hello_encode(net->hello, cfg->self, cfg->cluster_hash);
+    rl_hello_encode_flags(net->hello, cfg->self, cfg->cluster_hash, cfg->hello_flags);
     uv_timer_init(cfg->loop, &net->closer);
     net->closer.data = net;
     if (rl_env && rl_env->transport_init) {

@@ -77,6 +77,7 @@ struct rl_net_config {
     void (*log)(void *arg, int level, const char *line);
     void *arg;
     const struct rl_net_via *via; /* NULL: sockets of its own */
+    uint32_t hello_flags;         /* RL_HELLO_HOST for a host's own net, else 0 */
 };
 
 /* What the transport refused (since open). */

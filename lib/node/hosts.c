@@ -98,10 +98,12 @@ static int run_on_loop(struct on_loop *o, void (*fn)(void *))
     return o->rv;
 }
 
+/* The host's lines when its configuration names no log_fn: warnings and
+ * errors to stderr, as a log's. */
 static void host_log(void *arg, int level, const char *line)
 {
     (void)arg;
-    if (level >= 2) /* warnings and errors, as a log without log_fn */
+    if (level >= 2)
         fprintf(stderr, "liblog host: %s\n", line);
 }
 
@@ -116,7 +118,7 @@ static void mux_start_here(void *arg)
         .max_inbound = c->max_inbound_connections ? c->max_inbound_connections : 64,
         .max_per_address = c->max_connections_per_address ? c->max_connections_per_address : 8,
         .handshake_timeout_ms = c->handshake_timeout_ms ? c->handshake_timeout_ms : 5000,
-        .log = host_log};
+        .log = c->log_fn ? c->log_fn : host_log, .log_arg = c->log_arg};
     o->rv = rl_mux_start(&mc, &o->h->mux, o->err, sizeof o->err);
     on_loop_done(o);
 }

@@ -748,7 +748,7 @@ static int raw_connect(const char *addr, uint64_t claim)
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     unsigned char hello[RL_HELLO_LEN];
-    rl_hello_encode(hello, claim, rl_hello_cluster_hash("hosts"));
+    rl_hello_encode_flags(hello, claim, rl_hello_cluster_hash("hosts"), RL_HELLO_HOST);
     ck_assert_int_eq(write(fd, hello, sizeof hello), (ssize_t)sizeof hello);
     return fd;
 }

@@ -85,7 +85,7 @@ START_TEST(test_hello_fields)
 
     struct { int at; unsigned char v; const char *why; } bad[] = {
         {0, 'R', "magic"}, {7, '2', "magic"}, {8, 2, "version"}, {11, 1, "version"},
-        {12, 1, "flags"}, {15, 0x80, "flags"},
+        {12, 1, "shared transport"}, {12, 2, "flags"}, {15, 0x80, "flags"},
     };
     for (unsigned i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         unsigned char m[RL_HELLO_LEN];
@@ -104,6 +104,19 @@ START_TEST(test_hello_fields)
     ck_assert_ptr_nonnull(strstr(check_hello(b, 3), "other than its certificate"));
     rl_hello_encode(b, 2, rl_hello_cluster_hash("c2"));
     ck_assert_ptr_nonnull(strstr(check_hello(b, 0), "another cluster"));
+    /* A host's hello (RL_HELLO_HOST) reaches only a host, a node's only a
+     * node: each refusal names the mismatch. */
+    rl_hello_encode_flags(b, 2, c1, RL_HELLO_HOST);
+    ck_assert_int_eq(b[12], 1);
+    ck_assert_ptr_nonnull(strstr(check_hello(b, 0), "every node of a cluster must use the same"));
+    struct rl_hello_expect host = {.self = 1, .flags = RL_HELLO_HOST,
+                                   .cluster_hash = c1, .is_member = members_1_to_3};
+    struct rl_hello h;
+    const char *why = NULL;
+    ck_assert_int_eq(rl_hello_check(b, &host, &h, &why), 0);
+    rl_hello_encode(b, 2, c1);
+    ck_assert_int_eq(rl_hello_check(b, &host, &h, &why), -1);
+    ck_assert_ptr_nonnull(strstr(why, "this address is a host's shared one"));
 }
 END_TEST
 
