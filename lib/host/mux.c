@@ -25,6 +25,10 @@
 #include "net/hello.h"
 
 #define REC_HDR 20u
+/* An inbound connection with no bytes for this long is closed (a live one
+ * carries its logs' heartbeats every heartbeat_timeout_ms; the peer dials
+ * again when it has something to send). Bounds a partial record too. */
+#define LINK_IDLE_MS 60000u
 enum { REC_OPEN = 1, REC_DATA = 2, REC_CLOSE = 3 };
 
 struct link;
@@ -182,9 +186,13 @@ static int queue(struct link *l, struct chan *ch, uint32_t type, const uv_buf_t 
     return 0;
 }
 
-/* A control record (OPEN, CLOSE) for key. */
+/* A control record (OPEN, CLOSE) for key. Not queued past the
+ * connection's bound (a peer that sends OPENs and reads nothing): a CLOSE
+ * is advice, and an OPEN's channel then fails at its first write. */
 static void queue_control(struct link *l, uint32_t type, uint64_t key)
 {
+    if (l->conn && rl_conn_queued(l->conn) + l->pending + REC_HDR > RL_MUX_MAX_QUEUED)
+        return;
     struct piece *p = calloc(1, sizeof *p);
     if (!p || grow((void **)&l->bufs, &l->capbufs, l->nbufs + 1, sizeof *l->bufs) != 0 ||
         grow((void **)&l->pieces, &l->cappieces, l->npieces + 1, sizeof *l->pieces) != 0) {
@@ -520,6 +528,8 @@ static size_t link_data(void *arg, const unsigned char *p, size_t n)
 {
     struct link *l = arg;
     size_t total = n;
+    if (!l->outbound) /* a connection that carries nothing for this long goes */
+        rl_conn_deadline(l->conn, LINK_IDLE_MS);
     while (n > 0) {
         if (l->left > 0) {
             size_t k = n < l->left ? n : l->left;
@@ -725,6 +735,7 @@ static void host_accept(void *arg, uint64_t id, struct rl_conn *conn)
     m->links = l;
     struct rl_conn_cbs cbs = {.data = link_data, .end = link_end, .arg = l};
     rl_conn_set_cbs(conn, &cbs);
+    rl_conn_deadline(conn, LINK_IDLE_MS);
 }
 
 static void host_log(void *arg, int level, const char *line)

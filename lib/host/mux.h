@@ -26,6 +26,11 @@
  * Writes queued in one loop turn (every log's heartbeats after a tick, say)
  * go out as one write per connection, just before the loop polls.
  *
+ * Bounds: RL_MUX_MAX_QUEUED bytes queued per connection (control records
+ * past it are dropped, channel writes fail); an inbound connection with no
+ * byte for 60 s is closed; the host's rl_net caps inbound connections in
+ * all and per address, and bounds the handshake.
+ *
  * Thread: the host's loop thread only (a host with an address has one).
  */
 #ifndef RL_HOST_MUX_H
