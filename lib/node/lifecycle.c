@@ -230,8 +230,13 @@ static int start(struct rlog *log)
                                    .segment_size = log->cfg.segment_size,
                                    .first_segment_size = (uint64_t)log->cfg.batch_max_bytes + 4096};
     /* Opening waits for the store here and there (a cut, the bootstrap):
-     * on this thread, not by turning a loop other logs may share. */
-    scfg.hold_jobs = true;
+     * on a loop other logs share, by running the store's jobs on this
+     * thread, not by turning that loop. A log with a loop of its own turns
+     * it, as before hosts existed: holding its jobs too changed the
+     * simulator's schedules enough to reach a libraft 0.15 crash (a
+     * rolled-back configuration whose committed predecessor was compacted,
+     * lib/README.md) that the old schedules had not reached. */
+    scfg.hold_jobs = log->host != NULL;
     rv = rl_store_open(log->loop, &scfg, &log->store, err, errlen);
     if (rv != 0)
         return rv;
