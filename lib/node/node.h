@@ -307,6 +307,9 @@ int rl_open_on_host(struct rl_host *host, struct rl_cache_pool *cache_pool,
                     const struct rl_net_via *via, const struct rlog_config *cfg,
                     struct rlog **out, char *err, size_t errlen);
 extern struct rl_host *(*rl_shared_host)(void);
+/* Tests: every log opens holding its store's jobs, as one on a shared loop
+ * does (the simulator's --hold-jobs: other schedules at open). */
+extern bool rl_hold_jobs_always;
 /* After a close op completed: tears the loop down and frees log. */
 void rl_free_stepped(struct rlog *log);
 /* Moves the trim point (loop thread) and publishes it. */

@@ -36,6 +36,61 @@ void rl_io__after_event(struct io *io)
         io->hooks.after_event(io->hooks.arg);
 }
 
+/* libraft 0.15 rolls an uncommitted configuration back, when an
+ * AppendEntries cuts its entry, by decoding the last committed
+ * configuration's entry from its in-memory log, with no fallback: once that
+ * entry is compacted behind a snapshot it reads a NULL entry and the node
+ * crashes (found by the simulator, sm-join seed 920019: an add-node whose
+ * leader lost the lead before it committed). A message that will cut it
+ * here is preceded by the rollback libraft cannot do: the configuration
+ * becomes the snapshot's, which is the last committed one whenever its
+ * entry is the snapshot's configuration entry, and nothing is left for
+ * libraft to roll back. */
+static void rollback_for_libraft(struct io *io, struct raft_message *msg)
+{
+    struct raft *r = io->rio->data;
+    const struct raft_append_entries *ae = &msg->append_entries;
+    raft_index pending = r->configuration_uncommitted_index;
+    if (msg->type != RAFT_IO_APPEND_ENTRIES || pending == 0 ||
+        r->configuration_index > r->log.offset || ae->term < r->current_term)
+        return; /* nothing to roll back, libraft holds the entry, or no cut */
+    uint64_t local;
+    if (ae->prev_log_index > 0 &&
+        (!rl_io__entry_term(io, ae->prev_log_index, &local) || local != ae->prev_log_term))
+        return; /* refused without a cut */
+    uint64_t cut = 0;
+    for (unsigned i = 0; i < ae->n_entries && !cut; i++) {
+        uint64_t index = ae->prev_log_index + 1 + i;
+        if (!rl_io__entry_term(io, index, &local))
+            break; /* past what is held here: appended, not cut */
+        if (local != ae->entries[i].term)
+            cut = index;
+    }
+    if (!cut || cut > pending)
+        return;
+    if (!io->have_snap || io->snap.conf_index != r->configuration_index) {
+        rl_io__log(io, 2, "an AppendEntries cuts the uncommitted configuration at %" PRIu64
+                   ", and the committed one (entry %" PRIu64 ") is neither in libraft's memory "
+                   "nor the snapshot's", (uint64_t)pending, (uint64_t)r->configuration_index);
+        return;
+    }
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    for (unsigned i = 0; i < io->snap.conf.n; i++) {
+        const struct raft_server *sv = &io->snap.conf.servers[i];
+        if (raft_configuration_add(&conf, sv->id, sv->address, sv->role) != 0) {
+            raft_configuration_close(&conf);
+            return; /* out of memory: left to libraft */
+        }
+    }
+    raft_configuration_close(&r->configuration);
+    r->configuration = conf;
+    r->configuration_uncommitted_index = 0;
+    rl_io__log(io, 1, "configuration entry %" PRIu64 " cut by the leader: back to the committed "
+               "configuration of entry %" PRIu64 " (from the snapshot)", (uint64_t)pending,
+               (uint64_t)r->configuration_index);
+}
+
 void rl_io__deliver(struct io *io, struct raft_message *msg, void *body, bool owned)
 {
     if (!io->recv_cb || io->closing || io->fatal) {
@@ -77,6 +132,7 @@ void rl_io__deliver(struct io *io, struct raft_message *msg, void *body, bool ow
         if (ae->leader_commit > io->append_entries_match)
             ae->leader_commit = io->append_entries_match;
     }
+    rollback_for_libraft(io, msg);
     io->recv_cb(io->rio, msg);
     io->in_append_entries = false;
     if (!owned)

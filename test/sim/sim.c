@@ -3062,9 +3062,11 @@ int main(int argc, char **argv)
             ms = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "-v"))
             verbose = true;
+        else if (!strcmp(argv[i], "--hold-jobs"))
+            rl_hold_jobs_always = true; /* opening as on a shared loop: other schedules */
         else {
             fprintf(stderr, "usage: %s [--seeds N] [--seed-start S] [--scenario NAME|all] "
-                            "[--nodes 3|5] [--ms VIRTUAL_MS] [-v]\nscenarios:",
+                            "[--nodes 3|5] [--ms VIRTUAL_MS] [--hold-jobs] [-v]\nscenarios:",
                     argv[0]);
             for (size_t k = 0; k < N_SCENARIOS; k++)
                 fprintf(stderr, " %s", scenarios[k].name);
