@@ -39,7 +39,6 @@ static void free_log(rlog *log)
 }
 
 struct rl_host *(*rl_shared_host)(void);
-bool rl_hold_jobs_always;
 
 static void start_on_host(void *arg)
 {

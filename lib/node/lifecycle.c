@@ -212,6 +212,8 @@ static int record_identity(struct rlog *log, const struct rl_identity *id, enum 
 
 #define OR_DEFAULT(v, d) ((v) ? (v) : (d))
 
+bool rl_hold_jobs_always;
+
 static int start(struct rlog *log)
 {
     char *err = log->open_err;
