@@ -48,10 +48,12 @@ void rl_io__after_event(struct io *io)
  * libraft to roll back. */
 static void rollback_for_libraft(struct io *io, struct raft_message *msg)
 {
-    struct raft *r = io->rio->data;
+    struct raft *r = io->rio->data; /* raft_init's; NULL under a test's own driver */
+    if (!r || msg->type != RAFT_IO_APPEND_ENTRIES)
+        return;
     const struct raft_append_entries *ae = &msg->append_entries;
     raft_index pending = r->configuration_uncommitted_index;
-    if (msg->type != RAFT_IO_APPEND_ENTRIES || pending == 0 ||
+    if (pending == 0 ||
         r->configuration_index > r->log.offset || ae->term < r->current_term)
         return; /* nothing to roll back, libraft holds the entry, or no cut */
     uint64_t local;
