@@ -38,13 +38,6 @@ int rl_hello_check(const unsigned char in[RL_HELLO_LEN], const struct rl_hello_e
         *why = "unknown hello version (a newer or older liblog?)";
     else if (h->flags & ~RL_HELLO_HOST)
         *why = "unknown hello flags";
-    else if (h->flags != e->flags)
-        *why = e->flags ? "the peer is a node with its own transport, and this address is a "
-                          "host's shared one (rlog_host with an address): every node of a "
-                          "cluster must use the same kind"
-                        : "the peer is a host with a shared transport (rlog_host with an "
-                          "address), and this node has its own: every node of a cluster must "
-                          "use the same kind";
     else if (h->id == 0 || h->id == e->self)
         *why = "the hello claims no id or this node's own";
     else if (!e->is_member || !e->is_member(e->arg, h->id))
@@ -53,6 +46,15 @@ int rl_hello_check(const unsigned char in[RL_HELLO_LEN], const struct rl_hello_e
         *why = "the hello claims an id other than its certificate's";
     else if (h->cluster_hash != e->cluster_hash)
         *why = "the hello names another cluster";
+    /* Last: a peer of the wrong kind is told so only once it has proved
+     * who it is (an impostor hears about its identity first). */
+    else if (h->flags != e->flags)
+        *why = e->flags ? "the peer is a node with its own transport, and this address is a "
+                          "host's shared one (rlog_host with an address): every node of a "
+                          "cluster must use the same kind"
+                        : "the peer is a host with a shared transport (rlog_host with an "
+                          "address), and this node has its own: every node of a cluster must "
+                          "use the same kind";
     else
         return 0;
     return -1;
