@@ -291,7 +291,7 @@ $(BENCH_NODE): bench/bench_node.c $(STATIC)
 # one connection per peer host); IDLE_LOGS logs (100).
 IDLE_LOGS ?= 100
 BENCH_IDLE := $(BUILD)/bench/bench_idle
-$(BENCH_IDLE): bench/bench_idle.c $(STATIC)
+$(BENCH_IDLE): bench/bench_idle.c bench/hostbench.h $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
@@ -300,7 +300,7 @@ $(BENCH_IDLE): bench/bench_idle.c $(STATIC)
 # batched producers on 1, 4 and 16 logs with their leaders spread.
 HOSTS_IDLE ?= 999
 BENCH_HOSTS := $(BUILD)/bench/bench_hosts
-$(BENCH_HOSTS): bench/bench_hosts.c $(STATIC)
+$(BENCH_HOSTS): bench/bench_hosts.c bench/hostbench.h $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
 

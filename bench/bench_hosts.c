@@ -17,7 +17,6 @@
  * figures compare with each other (ratios), not with bench_node's three
  * processes.
  */
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -25,10 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "hostbench.h"
 #include "liblog.h"
 
 #define MAX_LOGS 4096
@@ -40,40 +39,11 @@ static char top[512];
 static rlog *logs[MAX_LOGS][3];
 static int n_logs;
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static int free_port(int *next)
-{
-    for (; *next < 32000; (*next)++) {
-        int s = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)*next),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        int ok = s >= 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0;
-        if (s >= 0)
-            close(s);
-        if (ok)
-            return (*next)++;
-    }
-    return -1;
-}
-
-static void quiet(void *arg, int level, const char *line)
-{
-    (void)arg;
-    if (level >= 3)
-        fprintf(stderr, "%s\n", line);
-}
-
 static int open_hosts(void)
 {
     int next = 13000 + (int)(getpid() % 2000);
     for (int h = 0; h < 3; h++) {
-        snprintf(host_addr[h], sizeof host_addr[h], "127.0.0.1:%d", free_port(&next));
+        snprintf(host_addr[h], sizeof host_addr[h], "127.0.0.1:%d", hb_free_port(&next));
         peers[h] = (struct rlog_peer){(uint64_t)h + 1, host_addr[h]};
         struct rlog_host_config hc;
         rlog_host_config_init(&hc);
@@ -103,7 +73,7 @@ static int open_logs(int n)
             cfg.cluster_name = name;
             cfg.peers = peers;
             cfg.n_peers = 3;
-            cfg.log_fn = quiet;
+            cfg.log_fn = hb_quiet;
             char err[256];
             if (rlog_open_on(host[i], &cfg, &logs[n_logs][i], err, sizeof err) != 0) {
                 fprintf(stderr, "open log %d node %d: %s\n", n_logs, i + 1, err);
@@ -157,13 +127,13 @@ static int w1(int n, double *p50, double *p99)
     memset(rec, 'w', sizeof rec);
     for (int i = 0; i < n; i++) {
         uint64_t off;
-        double t0 = now_s();
+        double t0 = hb_now_s();
         if (rlog_append(logs[0][l], rec, sizeof rec, &off) != 0) {
             fprintf(stderr, "w1 append: %s\n", rlog_errmsg(logs[0][l]));
             free(lat);
             return 1;
         }
-        lat[i] = (now_s() - t0) * 1e6;
+        lat[i] = (hb_now_s() - t0) * 1e6;
     }
     qsort(lat, (size_t)n, sizeof *lat, cmp_double);
     *p50 = lat[n / 2];
@@ -259,11 +229,11 @@ static double batched(int nl, int secs)
     unsigned long long before = 0, after = 0;
     for (int k = 0; k < nl; k++)
         before += ps[k].records;
-    double t0 = now_s();
+    double t0 = hb_now_s();
     sleep((unsigned)secs);
     for (int k = 0; k < nl; k++)
         after += ps[k].records;
-    double dt = now_s() - t0;
+    double dt = hb_now_s() - t0;
     stop = true;
     for (int k = 0; k < nl; k++)
         pthread_join(th[k], NULL);

@@ -16,12 +16,10 @@
  * its cost per log is this bench's cost per replica.
  */
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <dirent.h>
@@ -29,6 +27,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "hostbench.h"
 #include "liblog.h"
 
 struct one_log {
@@ -36,13 +35,6 @@ struct one_log {
     struct rlog_peer peers[3];
     rlog *nodes[3];
 };
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static double cpu_s(void)
 {
@@ -73,30 +65,6 @@ static int count_entries(const char *dir)
         n++;
     closedir(d);
     return n - 2;
-}
-
-/* The next port at or above *next that nothing listens on; below the
- * kernel's ephemeral range, as the tests' ports are. */
-static int free_port(int *next)
-{
-    for (; *next < 32000; (*next)++) {
-        int s = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)*next),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        int ok = s >= 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0;
-        if (s >= 0)
-            close(s);
-        if (ok)
-            return (*next)++;
-    }
-    return -1;
-}
-
-static void quiet(void *arg, int level, const char *line)
-{
-    (void)arg;
-    if (level >= 3) /* errors only: the INSECURE notice of every replica is known */
-        fprintf(stderr, "%s\n", line);
 }
 
 static int has_leader(struct one_log *l)
@@ -159,7 +127,7 @@ int main(int argc, char **argv)
         struct rlog_host_config hc;
         rlog_host_config_init(&hc);
         if (shared) {
-            snprintf(host_addr[h], sizeof host_addr[h], "127.0.0.1:%d", free_port(&next_port));
+            snprintf(host_addr[h], sizeof host_addr[h], "127.0.0.1:%d", hb_free_port(&next_port));
             hc.address = host_addr[h];
             hc.id = (uint64_t)h + 1;
         }
@@ -175,7 +143,7 @@ int main(int argc, char **argv)
         return 1;
     long rss0 = rss_kib();
     int fds0 = count_entries("/proc/self/fd"), threads0 = count_entries("/proc/self/task");
-    double t0 = now_s();
+    double t0 = hb_now_s();
     for (int k = 0; k < n && rc == 0; k++) {
         struct one_log *l = &logs[k];
         for (int i = 0; i < 3 && shared; i++)
@@ -184,7 +152,7 @@ int main(int argc, char **argv)
             snprintf(l->dirs[i], sizeof l->dirs[i], "%s/log%d/n%d", top, k, i + 1);
             if (shared)
                 continue;
-            int port = free_port(&next_port);
+            int port = hb_free_port(&next_port);
             if (port < 0) {
                 fprintf(stderr, "out of free ports below 32000\n");
                 rc = 1;
@@ -204,7 +172,7 @@ int main(int argc, char **argv)
             cfg.data_dir = l->dirs[i];
             cfg.peers = l->peers;
             cfg.n_peers = 3;
-            cfg.log_fn = quiet;
+            cfg.log_fn = hb_quiet;
             int rv = hosts ? rlog_open_on(host[i], &cfg, &l->nodes[i], err, sizeof err)
                            : rlog_open(&cfg, &l->nodes[i], err, sizeof err);
             if (rv != 0) {
@@ -224,13 +192,13 @@ int main(int argc, char **argv)
             rc = 1;
         }
     }
-    double opened = now_s() - t0;
+    double opened = hb_now_s() - t0;
     if (rc == 0) {
         sleep(2); /* past the last election's settling */
         long rss1 = rss_kib();
-        double c0 = cpu_s(), w0 = now_s();
+        double c0 = cpu_s(), w0 = hb_now_s();
         sleep((unsigned)idle);
-        double cpu = cpu_s() - c0, wall = now_s() - w0;
+        double cpu = cpu_s() - c0, wall = hb_now_s() - w0;
         long rss2 = rss_kib();
         int fds = count_entries("/proc/self/fd") - fds0;
         int threads = count_entries("/proc/self/task") - threads0;
