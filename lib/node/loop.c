@@ -201,6 +201,13 @@ static int hook_peer_address(void *arg, uint64_t id, char *buf, size_t len)
                 snprintf(buf, len, "%s", c->servers[i].address);
                 return 0;
             }
+        /* A leader's snapshot this node could not install yet may carry a
+         * newer configuration (rl_io_vouched_address). */
+        uint64_t ci = log->raft.configuration_uncommitted_index > log->raft.configuration_index
+                          ? log->raft.configuration_uncommitted_index
+                          : log->raft.configuration_index;
+        if (rl_io_vouched_address(&log->io, id, ci, buf, len) == 0)
+            return 0;
     }
     /* Not in the configuration (or none loaded yet): the peers list this
      * node was opened with. A node whose stored configuration predates a

@@ -202,6 +202,14 @@ struct io {
     struct rl_snapshot_desc snap;
     bool have_snap;
     unsigned rand_state;
+    /* The configuration of the last leader's snapshot libraft took to
+     * install (vouched_index: its index), kept after the install fails: a
+     * node whose own configuration predates a membership change learns the
+     * new members from it (rl_io_vouched_address), or it could drop every
+     * message of a leader added while it was away, the only one that can
+     * bring it up to date (simulator sm-join seed 950121). */
+    struct raft_configuration vouched;
+    uint64_t vouched_index;
     uint64_t snap_source_id;       /* sender of the last InstallSnapshot */
     char snap_source_addr[256];
     struct fetch *fetch;           /* catch-up in progress, or NULL (fetch.c) */

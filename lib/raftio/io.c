@@ -21,6 +21,20 @@ uint64_t rl_io_snapshot_index(struct raft_io *rio)
     return io && io->have_snap ? io->snap.index : 0;
 }
 
+int rl_io_vouched_address(struct raft_io *rio, uint64_t id, uint64_t newer_than, char *buf,
+                          size_t len)
+{
+    struct io *io = rio->impl;
+    if (!io || io->vouched_index <= newer_than)
+        return -1;
+    for (unsigned i = 0; i < io->vouched.n; i++)
+        if (io->vouched.servers[i].id == id) {
+            snprintf(buf, len, "%s", io->vouched.servers[i].address);
+            return 0;
+        }
+    return -1;
+}
+
 static bool is_member(void *arg, uint64_t id)
 {
     struct io *io = arg;
@@ -231,6 +245,7 @@ static void close_step(struct io *io)
     }
     if (io->have_snap)
         rl_snapshot_desc_close(&io->snap);
+    raft_configuration_close(&io->vouched);
     rl_io__free_closed_ins(io);
     rl_tls_ctx_free(io->tls);
     raft_io_close_cb cb = io->close_cb;

@@ -166,6 +166,15 @@ bool rl_io_catchup(struct raft_io *io, uint64_t *next, uint64_t *target);
  * RLOG_EINVAL if peer is not a member. */
 int rl_io_repair_ask(struct raft_io *io, uint64_t peer, uint64_t from, uint64_t to);
 
+/* The address of member `id` of the configuration carried by the last
+ * snapshot a leader sent this node to install, if that configuration is
+ * newer than `newer_than` (the node's own configuration index): 0, or -1
+ * if it names no such member. A leader's InstallSnapshot passed the
+ * membership check, so its configuration is one this node's log would
+ * have held had it kept up. */
+int rl_io_vouched_address(struct raft_io *io, uint64_t id, uint64_t newer_than, char *buf,
+                          size_t len);
+
 /* Index of the durable snapshot descriptor (0: none). Entries after it
  * are what a restart hands back to libraft, so the store may drop entries
  * up to it, never beyond. */

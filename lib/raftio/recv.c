@@ -87,6 +87,9 @@ static void in_end(void *arg, int why, const char *msg)
     in_drop(c, why == RL_CONN_EOF ? NULL : msg, true);
 }
 
+/* The address given to libraft for a sender no configuration names. */
+#define UNKNOWN_PREFIX "unknown-server-"
+
 /* One complete frame: decode and hand to libraft (or hold it back). */
 static bool is_member(void *arg, uint64_t id)
 {
@@ -270,6 +273,11 @@ static int in_frame(struct in_conn *c)
             raft_free(body);
         return bad_frame(c, RLOG_EPROTO, wrong_sender);
     }
+    /* A sender unknown at accept may have become known since (a newer
+     * configuration): replies need its address. */
+    if (strncmp(c->address, UNKNOWN_PREFIX, sizeof UNKNOWN_PREFIX - 1) == 0 &&
+        io->hooks.peer_address)
+        io->hooks.peer_address(io->hooks.arg, c->id, c->address, sizeof c->address);
     msg.server_address = c->address;
     const char *why = refusal(io, &msg);
     if (why) {
@@ -384,7 +392,7 @@ void rl_io__accept(void *arg, uint64_t id, struct rl_conn *conn)
     c->traffic = rl_traffic_of(&io->traffic, id);
     if (!io->hooks.peer_address ||
         io->hooks.peer_address(io->hooks.arg, id, c->address, sizeof c->address) != 0)
-        snprintf(c->address, sizeof c->address, "unknown-server-%" PRIu64, id);
+        snprintf(c->address, sizeof c->address, UNKNOWN_PREFIX "%" PRIu64, id);
     c->next = io->ins;
     if (io->ins)
         io->ins->prev = c;

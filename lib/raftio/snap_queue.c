@@ -117,7 +117,20 @@ static void snap_put_after(uv_work_t *w, int status)
     if (!io->snap_head)
         io->snap_tail = NULL;
     int rv = 0;
-    if (p->status != 0) {
+    if (p->status != 0 && p->req && p->req == io->install_req && !io->closing) {
+        /* A leader's snapshot not installed: libraft 0.15 has already
+         * replaced its log by it, yet takes its configuration only from an
+         * install that succeeds, so it would go on appending the leader's
+         * entries with whatever configuration it had (none, on a node that
+         * joined empty: no member to ask for anything, simulator sm-join
+         * seed 950184). A storage failure like any other: fail-stop, and a
+         * restart loads what is durable. */
+        char why[160];
+        snprintf(why, sizeof why, "the snapshot descriptor could not be written (%s)",
+                 strerror(-p->status));
+        rv = rl_io__fail_stop_why(io, rl_errno_to_rlog(p->status), "snapshot install", why);
+        raft_configuration_close(&p->conf);
+    } else if (p->status != 0) {
         rl_io__log(io, 3, "writing snapshot descriptor: %s", strerror(-p->status));
         rv = RAFT_IOERR;
         raft_configuration_close(&p->conf);

@@ -16,6 +16,26 @@ static int install_start(struct io *io, struct raft_io_snapshot_put *req,
 static int snapshot_put(struct io *io, unsigned trailing, struct raft_io_snapshot_put *req,
                         const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
 
+/* Keeps the configuration of a leader's snapshot (see io->vouched). A
+ * copy that fails for memory keeps the older one: liveness, not safety. */
+static void vouch(struct io *io, const struct raft_snapshot *snapshot)
+{
+    if (snapshot->configuration_index <= io->vouched_index)
+        return;
+    struct raft_configuration c;
+    raft_configuration_init(&c);
+    for (unsigned i = 0; i < snapshot->configuration.n; i++) {
+        const struct raft_server *s = &snapshot->configuration.servers[i];
+        if (raft_configuration_add(&c, s->id, s->address, s->role) != 0) {
+            raft_configuration_close(&c);
+            return;
+        }
+    }
+    raft_configuration_close(&io->vouched);
+    io->vouched = c;
+    io->vouched_index = snapshot->configuration_index;
+}
+
 int rl_io__snapshot_put(struct raft_io *rio, unsigned trailing,
                         struct raft_io_snapshot_put *req,
                         const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
@@ -30,6 +50,7 @@ int rl_io__snapshot_put(struct raft_io *rio, unsigned trailing,
      * replaced its log by the snapshot (replication.c, logRestore): from
      * now on it appends after snapshot->index, whatever becomes of this. */
     io->raft_next = snapshot->index + 1;
+    vouch(io, snapshot);
     int rv = install_start(io, req, snapshot);
     if (rv == 0) {
         io->install_req = req;
