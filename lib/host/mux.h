@@ -9,7 +9,7 @@
  * On the connection, records:
  *
  *   offset  size  field
- *   0       4     type, u32 LE: 1 OPEN, 2 DATA, 3 CLOSE
+ *   0       4     type, u32 LE: 1 OPEN, 2 DATA, 3 CLOSE (of key 0: a keepalive)
  *   4       4     length of the payload that follows, u32 LE (0 but DATA)
  *   8       8     the log's key, u64 LE: XXH64 of its cluster name
  *   16      4     XXH32 (seed 0) of bytes 0..16
@@ -25,6 +25,12 @@
  *
  * Writes queued in one loop turn (every log's heartbeats after a tick, say)
  * go out as one write per connection, just before the loop polls.
+ *
+ * Keepalives: an outbound connection that carried nothing for 100 ms gets
+ * a CLOSE of key 0 (no log's key: a no-op for the peer, of this version
+ * or 0.4.2). An inbound one that brought nothing for 500 ms tells its
+ * channels (rl_conn_cbs.stale): their logs may be quiet, waiting on that
+ * host (lib/node/quiet.c), and run their clocks again.
  *
  * Bounds: RL_MUX_MAX_QUEUED bytes queued per connection (control records
  * past it are dropped, channel writes fail); an inbound connection with no

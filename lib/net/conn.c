@@ -17,6 +17,7 @@
  * and the memory goes when the last handle is closed.
  */
 #include "net/conn.h"
+#include "net/deadline.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ struct rl_conn {
     const struct rl_conn_vops *vops; /* a virtual connection's, else NULL */
     void *impl;
     uv_stream_t *stream;
-    uv_timer_t timer;
+    struct rl_deadline deadline;
     struct rl_tls_session *tls;
     struct rl_conn_cbs cbs;
     bool started, ready, closing;
@@ -72,8 +73,8 @@ void rl_conn_close(struct rl_conn *c)
         return;
     }
     uv_read_stop(c->stream);
-    uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, handle_closed);
+    rl_deadline_stop(&c->deadline);
+    uv_close((uv_handle_t *)&c->deadline.timer, handle_closed);
     uv_close((uv_handle_t *)c->stream, handle_closed);
 }
 
@@ -320,8 +321,7 @@ int rl_conn_new(uv_stream_t *stream, struct rl_tls_session *tls, struct rl_conn 
     c->tls = tls;
     c->ready = tls == NULL;
     stream->data = c;
-    uv_timer_init(stream->loop, &c->timer);
-    c->timer.data = c;
+    rl_deadline_init(stream->loop, &c->deadline, on_deadline, c);
     c->open_handles = 2;
     if (stream->type == UV_TCP)
         uv_tcp_nodelay((uv_tcp_t *)stream, 1);
@@ -376,10 +376,7 @@ void rl_conn_deadline(struct rl_conn *c, uint64_t ms)
         c->vops->deadline(c->impl, ms);
         return;
     }
-    if (ms == 0)
-        uv_timer_stop(&c->timer);
-    else
-        uv_timer_start(&c->timer, on_deadline, ms, 0);
+    rl_deadline_set(&c->deadline, ms);
 }
 
 int rl_conn_new_virtual(const struct rl_conn_vops *ops, void *impl, struct rl_conn **out)
@@ -397,6 +394,12 @@ int rl_conn_new_virtual(const struct rl_conn_vops *ops, void *impl, struct rl_co
 void rl_conn_virtual_data(struct rl_conn *c, const unsigned char *p, size_t n)
 {
     deliver(c, p, n);
+}
+
+void rl_conn_virtual_stale(struct rl_conn *c)
+{
+    if (!c->closing && c->cbs.stale)
+        c->cbs.stale(c->cbs.arg);
 }
 
 void rl_conn_virtual_end(struct rl_conn *c, int why, const char *msg)

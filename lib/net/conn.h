@@ -47,6 +47,10 @@ struct rl_conn_cbs {
      * the connection on with rl_conn_set_cbs (the rest then goes there). */
     size_t (*data)(void *arg, const unsigned char *p, size_t n);
     void (*end)(void *arg, int why, const char *msg);          /* RL_CONN_*; closing now */
+    /* A virtual connection's carrier heard nothing from the peer for a
+     * while (the peer host may be gone; the connection stays). Optional;
+     * it must not close any connection. */
+    void (*stale)(void *arg);
     void *arg;
 };
 
@@ -105,6 +109,8 @@ struct rl_conn_vops {
 int rl_conn_new_virtual(const struct rl_conn_vops *ops, void *impl, struct rl_conn **out);
 /* Bytes for the owner, as a stream connection's reads are handed on. */
 void rl_conn_virtual_data(struct rl_conn *c, const unsigned char *p, size_t n);
+/* The carrier has heard nothing from the peer for a while: cbs.stale. */
+void rl_conn_virtual_stale(struct rl_conn *c);
 /* The channel ended (RL_CONN_*): closing from now on; `end` fires once. */
 void rl_conn_virtual_end(struct rl_conn *c, int why, const char *msg);
 bool rl_conn_closing(const struct rl_conn *c);

@@ -762,6 +762,11 @@ int rl_fwd_recv(void *arg, uint64_t from, struct rl_wire_fwd *m)
     if (m->type == RL_WIRE_SNAP_REQUEST || m->type == RL_WIRE_SNAP_DATA ||
         m->type == RL_WIRE_SNAP_HAVE)
         return rl_sm_install_recv(log, from, m);
+    if (m->type == RL_WIRE_QUIESCE || m->type == RL_WIRE_QUIESCED ||
+        m->type == RL_WIRE_UNQUIESCE) {
+        rl_quiet_recv(log, from, m);
+        return 0;
+    }
     if (m->type == RL_WIRE_FORWARD || m->type == RL_WIRE_BARRIER || m->type == RL_WIRE_CURSOR)
         return serve(log, from, m);
     answered(log, from, m);

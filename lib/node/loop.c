@@ -136,6 +136,9 @@ static void hook_on_fatal(void *arg, int code, const char *msg)
     if (log->fatal || (code == RLOG_ECANCELED && log->raft_closing))
         return;
     log->fatal = code ? code : RLOG_EIO;
+    /* Its ticks drop its connections (lib/raftio/io.c), which wakes quiet
+     * peers waiting on it. */
+    rl_io_wake(&log->io, "fail-stop");
     snprintf(log->fatal_msg, sizeof log->fatal_msg, "storage failure: %s",
              msg && msg[0] ? msg : rlog_strerror(log->fatal));
     log->stop_term = log->raft_started ? log->raft.current_term : rl_store_term(log->store);
@@ -224,6 +227,16 @@ static int hook_peer_address(void *arg, uint64_t id, char *buf, size_t len)
     return -1;
 }
 
+static void hook_on_tick(void *arg)
+{
+    rl_quiet_tick(arg);
+}
+
+static void hook_on_wake(void *arg, bool heard)
+{
+    rl_quiet_woken(arg, heard);
+}
+
 static uint64_t hook_leader_id(void *arg)
 {
     struct rlog *log = arg;
@@ -257,6 +270,12 @@ void rl_wake_cb(uv_async_t *a)
         struct rl_op *op = ops;
         ops = op->next;
         op->next = NULL;
+        /* Work for a quiet log: its clock runs (reads and reports need
+         * none). */
+        if (log->raft_started && (op->kind == RL_OP_APPEND || op->kind == RL_OP_MEMBER ||
+                                  op->kind == RL_OP_TRIM || op->kind == RL_OP_BARRIER ||
+                                  op->kind == RL_OP_CURSOR || op->kind == RL_OP_CLOSE))
+            rl_io_wake(&log->io, "a call to the log");
         switch (op->kind) {
         case RL_OP_APPEND:
             rl_producers_taken(log, op);
@@ -316,6 +335,7 @@ struct rl_io_hooks rl_loop_hooks(struct rlog *log)
         .is_leader = hook_is_leader,
         .leader_id = hook_leader_id,
         .peer_address = hook_peer_address, .on_commit = rl_visible_on_commit,
+        .on_tick = hook_on_tick, .on_wake = hook_on_wake,
         .log = hook_log, .on_repair_answer = rl_repair_answer,
         .snapshot_state = rl_node_state, .on_fwd = rl_fwd_recv};
 }

@@ -270,7 +270,20 @@ static void own_families(struct out *o, const struct rlog_metrics *m)
     sample(o, "rlog_leader_changes_total", m->leader_changes);
 }
 
-int rl_metrics_render(const struct rlog_metrics *m, char **text, size_t *len)
+static void extra_families(struct out *o, const struct rl_metrics_extra *x)
+{
+    family(o, "rlog_quiet", "gauge",
+           "1 while the log is quiet: idle on a host's shared transport, its heartbeats stopped.");
+    sample(o, "rlog_quiet", x->quiet);
+    family(o, "rlog_quiesced_total", "counter",
+           "Times this node, leading, quiesced the log (every member stopped its clock).");
+    sample(o, "rlog_quiesced_total", x->quiesced);
+    family(o, "rlog_quiet_wakes_total", "counter", "Times the log's clock ran again here.");
+    sample(o, "rlog_quiet_wakes_total", x->quiet_wakes);
+}
+
+int rl_metrics_render(const struct rlog_metrics *m, const struct rl_metrics_extra *x, char **text,
+                      size_t *len)
 {
     struct out o = {.cap = 16384};
     o.p = malloc(o.cap);
@@ -279,6 +292,8 @@ int rl_metrics_render(const struct rlog_metrics *m, char **text, size_t *len)
     snprintf(o.node, sizeof o.node, "node=\"%" PRIu64 "\"", m->status.id);
     status_families(&o, &m->status);
     own_families(&o, m);
+    if (x)
+        extra_families(&o, x);
     peer_families(&o, m);
     if (o.oom) {
         free(o.p);
@@ -306,8 +321,15 @@ int rlog_metrics_text(rlog *log, char **text, size_t *len)
         rl_set_errmsg("metrics: out of memory");
         return RLOG_ENOMEM;
     }
-    int rv = rlog_metrics(log, m);
-    if (rv == 0 && (rv = rl_metrics_render(m, text, len)) != 0)
+    struct rl_metrics_extra x = {0};
+    int rv = log ? 0 : RLOG_EINVAL;
+    if (rv == 0) {
+        struct rl_op op = {.kind = RL_OP_METRICS, .metrics = m, .metrics_extra = &x};
+        rv = rl_run_blocking(log, &op);
+    } else {
+        rv = rlog_metrics(log, m); /* its RLOG_EINVAL and message */
+    }
+    if (rv == 0 && (rv = rl_metrics_render(m, &x, text, len)) != 0)
         rl_set_errmsg("metrics: out of memory for the text");
     free(m);
     return rv;

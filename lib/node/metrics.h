@@ -37,6 +37,12 @@ void rl_metrics_collect(struct rlog *log, struct rl_op *op);
 
 /* The Prometheus text exposition (0.0.4) of m in a new NUL-terminated
  * buffer. 0 or RLOG_ENOMEM. */
-int rl_metrics_render(const struct rlog_metrics *m, char **text, size_t *len);
+/* What the text gives beyond struct rlog_metrics (whose size is part of
+ * the ABI): quiescence (node/quiet.c). */
+struct rl_metrics_extra {
+    uint64_t quiet, quiesced, quiet_wakes;
+};
+int rl_metrics_render(const struct rlog_metrics *m, const struct rl_metrics_extra *x, char **text,
+                      size_t *len);
 
 #endif

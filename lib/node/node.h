@@ -83,6 +83,7 @@ struct rl_op {
     size_t len;
     struct rlog_status *st;
     struct rlog_metrics *metrics;
+    struct rl_metrics_extra *metrics_extra; /* or NULL */
     uint64_t t0_us;             /* append: when the host called (rlog_metrics) */
     /* Stepped mode: called (on the loop) instead of waking a waiter. */
     void (*done)(struct rl_op *op);
@@ -123,6 +124,19 @@ struct rl_repair {
     struct rl_store_entry *entries;   /* the verified copies received so far */
     unsigned n, cap;
     struct rl_store_req req;
+};
+
+/* Quiescence of an idle log on a shared transport (node/quiet.c). */
+#define RL_QUIET_PEERS 16u /* larger configurations never quiesce */
+struct rl_quiet {
+    bool enabled, asking;
+    unsigned quiet_after;  /* idle ticks before a leader first asks */
+    unsigned ask_wait;     /* idle ticks before it asks (again) */
+    unsigned idle_ticks;
+    uint64_t term, index;  /* of the ask out */
+    uint64_t acked[RL_QUIET_PEERS];
+    unsigned n_acked;
+    uint64_t quiesced, wakes;
 };
 
 struct rlog {
@@ -204,6 +218,7 @@ struct rlog {
     uint64_t trim_unsynced_index, trim_unsynced_offset;
     struct rl_cache cache;      /* recent payloads (node/cache.h) */
     struct rl_repair repair;    /* damaged entries (node/repair.c) */
+    struct rl_quiet quiet;      /* idle on a shared transport (node/quiet.c) */
     uint64_t floor_cut_entries; /* cut at open before a damaged entry (raftio/floor.c) */
     /* Producers (node/producers.c): the replicated table, this leader's
      * calls not yet committed, the term whose entry this leader has shown
@@ -349,6 +364,15 @@ struct rl_wire_fetch_resp;
 bool rl_repair_answer(void *arg, uint64_t from, const struct rl_wire_fetch_resp *a);
 void rl_repair_status(struct rlog *log, struct rlog_status *st);
 void rl_repair_free(struct rl_repair *r);
+/* quiet.c: quiescence of an idle log on a shared transport: set up
+ * after the backend starts; after each tick; a QUIESCE, QUIESCED or
+ * UNQUIESCE frame from member `from`; the backend's clock runs again
+ * (heard: a peer's raft message woke it). */
+void rl_quiet_init(struct rlog *log);
+void rl_quiet_tick(struct rlog *log);
+struct rl_wire_fwd;
+void rl_quiet_recv(struct rlog *log, uint64_t from, const struct rl_wire_fwd *m);
+void rl_quiet_woken(struct rlog *log, bool heard);
 /* batcher.c: orders pending appends into batches (leader) or refuses them. */
 void rl_node_pump(struct rlog *log);
 

@@ -309,6 +309,10 @@ void rl_metrics_collect(struct rlog *log, struct rl_op *op)
         rl_store_hists(log->store, &m->sync_us, &m->write_entries);
     }
     collect_peers(log, m);
+    if (op->metrics_extra)
+        *op->metrics_extra = (struct rl_metrics_extra){
+            .quiet = log->raft_started && rl_io_frozen(&log->io),
+            .quiesced = log->quiet.quiesced, .quiet_wakes = log->quiet.wakes};
     op->status = 0;
     rl_op_finish(log, op);
 }

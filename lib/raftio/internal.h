@@ -198,6 +198,7 @@ struct io {
      * what failed at once from the loop). */
     void (*close_step)(struct io *io);
     uv_timer_cb deferred_cb;
+    void (*ticks_start)(struct io *io); /* quiet.c restarts the ticks */
     int close_pending;
     struct rl_snapshot_desc snap;
     bool have_snap;
@@ -225,6 +226,12 @@ struct io {
      * back there. 0: none. */
     uint64_t floor_index, floor_term;
     unsigned long floors_cleared;
+    /* Quiescence (quiet.c): libraft's clock stopped since frozen_at (loop
+     * time); time_shift, the stopped time taken out of what it sees. */
+    bool frozen;
+    uint64_t frozen_at, time_shift;
+    unsigned tick_ms;
+    bool fatal_dropped; /* a failed node's connections were dropped (quiet.c) */
 };
 
 /* A store request waited for before the loop runs (load, bootstrap). */
@@ -232,6 +239,11 @@ struct sync_wait {
     bool done;
     int status;
 };
+
+/* quiet.c */
+uint64_t rl_io__time(struct io *io);
+/* heard: woken by a raft message from a peer (else a reason of its own). */
+void rl_io__wake(struct io *io, const char *why, bool heard);
 
 /* core.c */
 void rl_io__log(struct io *io, int level, const char *fmt, ...)

@@ -95,8 +95,7 @@ void rl_io_fail_stop(struct raft_io *rio, int code, const char *what)
 
 static raft_time io_time(struct raft_io *rio)
 {
-    struct io *io = rio->impl;
-    return uv_now(io->loop);
+    return rl_io__time(rio->impl);
 }
 
 static int io_random(struct raft_io *rio, int min, int max)
@@ -160,6 +159,17 @@ static void deferred_cb(uv_timer_t *t)
 static void timer_cb(uv_timer_t *t)
 {
     struct io *io = t->data;
+    if (io->fatal && !io->closing && !io->fatal_dropped && io->netcfg.via) {
+        /* A failed node says nothing more; on a shared transport its
+         * peers may be quiesced, waiting on it: its channels end, which
+         * wakes them (quiet.c). Here, not in the failure's own call stack,
+         * which may be inside one of these connections' callbacks. */
+        io->fatal_dropped = true;
+        for (struct peer *p = io->peers; p; p = p->next)
+            rl_io__peer_drop(p);
+        while (io->ins)
+            rl_io__in_close(io->ins, "this node failed stop");
+    }
     if (io->closing || io->fatal)
         return;
     bool leader = io->hooks.is_leader && io->hooks.is_leader(io->hooks.arg);
@@ -169,6 +179,20 @@ static void timer_cb(uv_timer_t *t)
     }
     io->tick_cb(io->rio);
     rl_io__after_event(io);
+    if (io->hooks.on_tick && !io->closing)
+        io->hooks.on_tick(io->hooks.arg);
+}
+
+/* Starts the tick timer (at the host's phase on a shared transport). */
+static void ticks_start(struct io *io)
+{
+    /* On a shared transport every log of the host ticks at the same
+     * instant (its phase), so their heartbeats leave in one write per
+     * peer host; other hosts have phases of their own. */
+    uint64_t msecs = io->tick_ms;
+    const struct rl_net_via *via = io->netcfg.via;
+    uint64_t first = via ? msecs - (uv_now(io->loop) + via->tick_phase) % msecs : msecs;
+    uv_timer_start(&io->timer, timer_cb, first, msecs);
 }
 
 static int io_start(struct raft_io *rio, unsigned msecs, raft_io_tick_cb tick,
@@ -190,12 +214,8 @@ static int io_start(struct raft_io *rio, unsigned msecs, raft_io_tick_cb tick,
     }
     io->tick_cb = tick;
     io->recv_cb = recv;
-    /* On a shared transport every log of the host ticks at the same
-     * instant (its phase), so their heartbeats leave in one write per
-     * peer host; other hosts have phases of their own. */
-    const struct rl_net_via *via = io->netcfg.via;
-    uint64_t first = via ? msecs - (uv_now(io->loop) + via->tick_phase) % msecs : msecs;
-    uv_timer_start(&io->timer, timer_cb, first, msecs);
+    io->tick_ms = msecs ? msecs : 1;
+    ticks_start(io);
     return 0;
 }
 
@@ -296,6 +316,7 @@ int rl_io_init(struct raft_io *rio, const struct rl_io_config *cfg)
     io->hooks = cfg->hooks;
     io->close_step = close_step;
     io->deferred_cb = deferred_cb;
+    io->ticks_start = ticks_start;
     io->netcfg = cfg->net;
     snprintf(io->cluster, sizeof io->cluster, "%s", cfg->net.cluster ? cfg->net.cluster : "");
     io->netcfg.cluster = io->cluster;

@@ -74,6 +74,12 @@ struct rl_io_hooks {
      * node's limits (the reason in m->msg): the connection is then
      * dropped like any bad frame. */
     int (*on_fwd)(void *arg, uint64_t from, struct rl_wire_fwd *m);
+    /* After each tick libraft was given (node/quiet.c decides from there
+     * whether the log is idle enough to quiesce). */
+    void (*on_tick)(void *arg);
+    /* A quiesced log's clock runs again; heard: a raft message from a peer
+     * woke it (else a reason of its own: see rl_io_freeze). */
+    void (*on_wake)(void *arg, bool heard);
 };
 
 /* The most files snapshot_state may give. */
@@ -174,6 +180,24 @@ int rl_io_repair_ask(struct raft_io *io, uint64_t peer, uint64_t from, uint64_t 
  * have held had it kept up. */
 int rl_io_vouched_address(struct raft_io *io, uint64_t id, uint64_t newer_than, char *buf,
                           size_t len);
+
+/* Quiescence (quiet.c): a log whose leader and followers all hold every
+ * entry, committed, with nothing in flight, stops libraft's clock on every
+ * member. libraft then sends nothing (no heartbeat is due) and expects
+ * nothing (no election timeout passes), and its ticks are not run. Raft's
+ * safety never rests on time, only its liveness: the clock runs again, with
+ * no jump (the stopped time is taken out of what libraft sees), when
+ * libraft sends or appends anything, a raft message arrives, a connection
+ * of the log ends, its peer host falls silent (the shared transport's
+ * keepalives stop), the node fails stop, or the node calls rl_io_wake.
+ * Only on a shared transport (a host's, which keeps the keepalives). */
+bool rl_io_quiet_capable(struct raft_io *io);
+/* Nothing of the backend's own in flight (catch-up, held messages,
+ * snapshot descriptors, failed sends): it may stop its clock. */
+bool rl_io_quiet_ok(struct raft_io *io);
+void rl_io_freeze(struct raft_io *io);
+void rl_io_wake(struct raft_io *io, const char *why);
+bool rl_io_frozen(struct raft_io *io);
 
 /* Index of the durable snapshot descriptor (0: none). Entries after it
  * are what a restart hands back to libraft, so the store may drop entries

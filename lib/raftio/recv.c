@@ -63,6 +63,7 @@ static void in_end(void *arg, int why, const char *msg)
 {
     struct in_conn *c = arg;
     struct io *io = c->io;
+    rl_io__wake(io, "a connection from a peer ended", false);
     char line[160];
     if (why == RL_CONN_TIMEOUT) {
         io->timed_out_connections++;
@@ -368,11 +369,19 @@ static size_t in_data(void *arg, const unsigned char *p, size_t nread)
             c->hdr_got = 0;
             if (in_frame(c) != 0)
                 return nread;
-            if (!c->closing)
-                rl_conn_deadline(c->conn, c->io->idle_timeout_ms);
+            if (!c->closing) /* none while quiet (quiet.c) */
+                rl_conn_deadline(c->conn, c->io->frozen ? 0 : c->io->idle_timeout_ms);
         }
     }
     return nread;
+}
+
+/* The host's connection from this peer fell silent (lib/host/mux.c): it
+ * may be gone, with this log quiet and waiting on it. */
+static void in_stale(void *arg)
+{
+    struct in_conn *c = arg;
+    rl_io__wake(c->io, "the peer's host fell silent", false);
 }
 
 void rl_io__accept(void *arg, uint64_t id, struct rl_conn *conn)
@@ -397,7 +406,7 @@ void rl_io__accept(void *arg, uint64_t id, struct rl_conn *conn)
     if (io->ins)
         io->ins->prev = c;
     io->ins = c;
-    struct rl_conn_cbs cbs = {.data = in_data, .end = in_end, .arg = c};
+    struct rl_conn_cbs cbs = {.data = in_data, .end = in_end, .stale = in_stale, .arg = c};
     rl_conn_set_cbs(conn, &cbs);
     rl_conn_deadline(conn, io->idle_timeout_ms);
 }

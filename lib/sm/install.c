@@ -655,6 +655,17 @@ void rl_sm_install_poll(struct rlog *log)
     start(log);
 }
 
+bool rl_sm_install_idle(struct rlog *log)
+{
+    struct rl_sm *sm = log->sm;
+    if (!sm)
+        return true;
+    pthread_mutex_lock(&sm->mu);
+    bool needs = sm->needs_snapshot;
+    pthread_mutex_unlock(&sm->mu);
+    return !needs && sm->fetch.state == F_IDLE && !sm->fetch.resume && !sm->serving.busy;
+}
+
 void rl_sm_install_free(struct rl_sm *sm)
 {
     if (sm->fetch.fd >= 0)

@@ -219,6 +219,9 @@ int rl_sm_install_recv(struct rlog *log, uint64_t from, struct rl_wire_fwd *m);
  * (when it changed, and every second); starts, resumes or gives up a
  * fetch of a peer's snapshot while the state machine needs one. */
 void rl_sm_install_poll(struct rlog *log);
+/* Nothing to fetch or serve, and nothing needed (a quiet log: node/quiet.c).
+ * Loop thread. */
+bool rl_sm_install_idle(struct rlog *log);
 /* Bytes asked for per piece (RL_WIRE_SNAP_PIECE_MAX; the simulator
  * lowers it so that its small snapshots travel in many pieces). */
 extern uint32_t rl_sm_install_piece;

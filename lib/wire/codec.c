@@ -38,6 +38,9 @@ const char *const rl_wire__type_names[] = {
     [RL_WIRE_SNAP_REQUEST] = "snap_request",
     [RL_WIRE_SNAP_DATA] = "snap_data",
     [RL_WIRE_SNAP_HAVE] = "snap_have",
+    [RL_WIRE_QUIESCE] = "quiesce",
+    [RL_WIRE_QUIESCED] = "quiesced",
+    [RL_WIRE_UNQUIESCE] = "unquiesce",
 };
 
 static bool known_type(unsigned type)
@@ -102,6 +105,11 @@ static void body_shape(unsigned type, uint32_t *min, bool *exact)
         break;
     case RL_WIRE_SNAP_HAVE:
         *min = 2 * 8;
+        break;
+    case RL_WIRE_QUIESCE:
+    case RL_WIRE_QUIESCED:
+    case RL_WIRE_UNQUIESCE:
+        *min = 3 * 8;
         break;
     case RL_WIRE_SNAP_DATA:
         *min = 6 * 8; /* a status: no data */

@@ -94,6 +94,17 @@ enum {
     RL_WIRE_SNAP_REQUEST = 73,
     RL_WIRE_SNAP_DATA = 74,
     RL_WIRE_SNAP_HAVE = 75,
+    /* Quiescence of an idle log on a shared transport (liblog 0.4.3,
+     * lib/node/quiet.c): the leader asks its followers to stop their
+     * clocks, each answers once it has; nothing else is sent until the log
+     * has work again.
+     *  QUIESCE, QUIESCED: request (0), term, index (the log's last entry,
+     *    committed and stored everywhere).
+     *  UNQUIESCE: the same words: a follower whose clock runs again for a
+     *    reason of its own asks its leader to run its clock too. */
+    RL_WIRE_QUIESCE = 76,
+    RL_WIRE_QUIESCED = 77,
+    RL_WIRE_UNQUIESCE = 78,
 };
 
 #define RL_WIRE_FWD_MSG_MAX 255u
@@ -118,6 +129,8 @@ struct rl_wire_fwd {
     /* SNAP_REQUEST, SNAP_DATA (a piece of the file in data/bytes) */
     uint64_t snap_need, snap_next, snap_pos, snap_size;
     uint32_t snap_budget;
+    /* QUIESCE, QUIESCED, UNQUIESCE */
+    uint64_t quiet_term, quiet_index;
     /* results */
     int status;
     uint64_t offset;
@@ -160,7 +173,7 @@ static inline bool rl_wire_is_own(unsigned type)
 
 static inline bool rl_wire_is_fwd(unsigned type)
 {
-    return type >= RL_WIRE_FORWARD && type <= RL_WIRE_SNAP_HAVE;
+    return type >= RL_WIRE_FORWARD && type <= RL_WIRE_UNQUIESCE;
 }
 
 struct rl_wire_hdr {

@@ -282,6 +282,13 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
     case RL_WIRE_SNAP_HAVE:
         body = 2 * 8;
         break;
+    case RL_WIRE_QUIESCE:
+    case RL_WIRE_QUIESCED:
+    case RL_WIRE_UNQUIESCE:
+        if (m->quiet_term == 0 || m->quiet_index == 0)
+            return RLOG_EINVAL;
+        body = 3 * 8;
+        break;
     case RL_WIRE_SNAP_DATA:
         if (m->status > 0 || m->bytes > RL_WIRE_SNAP_PIECE_MAX || (m->status && m->bytes) ||
             (m->bytes && !m->data))
@@ -317,6 +324,10 @@ int rl_wire_encode_fwd(const struct rl_wire_fwd *m, uint64_t sender, struct rl_w
         w64(&w, m->snap_budget);
     } else if (m->type == RL_WIRE_SNAP_HAVE) {
         w64(&w, m->snap_next);
+    } else if (m->type == RL_WIRE_QUIESCE || m->type == RL_WIRE_QUIESCED ||
+               m->type == RL_WIRE_UNQUIESCE) {
+        w64(&w, m->quiet_term);
+        w64(&w, m->quiet_index);
     } else if (m->type == RL_WIRE_SNAP_DATA) {
         w64(&w, (uint64_t)-(int64_t)m->status);
         w64(&w, m->snap_next);
@@ -511,6 +522,19 @@ int rl_wire_decode_fwd(const struct rl_wire_hdr *hdr, const void *body, struct r
         if ((rv = r64(&r, "next", &next)) != 0 || (rv = rend(&r)) != 0)
             return rv;
         m->snap_next = next;
+        return 0;
+    }
+    case RL_WIRE_QUIESCE:
+    case RL_WIRE_QUIESCED:
+    case RL_WIRE_UNQUIESCE: {
+        unsigned long long term, index;
+        if ((rv = r64(&r, "term", &term)) != 0 || (rv = r64(&r, "index", &index)) != 0 ||
+            (rv = rend(&r)) != 0)
+            return rv;
+        if (term == 0 || index == 0)
+            return fail(errmsg, errlen, "%s: term %llu or index %llu is 0", name, term, index);
+        m->quiet_term = term;
+        m->quiet_index = index;
         return 0;
     }
     default:

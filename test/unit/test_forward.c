@@ -746,6 +746,40 @@ START_TEST(test_snapshot_frames)
 }
 END_TEST
 
+/* The quiescence frames: request, term, index; both nonzero, nothing more. */
+START_TEST(test_quiet_frames)
+{
+    char err[256];
+    size_t len;
+    struct rl_wire_fwd d;
+    unsigned types[3] = {RL_WIRE_QUIESCE, RL_WIRE_QUIESCED, RL_WIRE_UNQUIESCE};
+    for (unsigned i = 0; i < 3; i++) {
+        struct rl_wire_fwd q = {.type = (uint16_t)types[i], .quiet_term = 7, .quiet_index = 9001};
+        unsigned char *f = encode(&q, &len);
+        ck_assert_uint_eq(len, RL_WIRE_HDR + 24);
+        ck_assert_int_eq(decode(f, len, &d, err, sizeof err), 0);
+        ck_assert_uint_eq(d.type, types[i]);
+        ck_assert_uint_eq(d.quiet_term, 7);
+        ck_assert_uint_eq(d.quiet_index, 9001);
+        rl_wire_fwd_free(&d);
+        wr64(f + RL_WIRE_HDR + 8, 0);
+        reseal(f);
+        refused(f, len, "is 0");
+        unsigned char *g = calloc(1, len + 8);
+        memcpy(g, f, len);
+        wr64(g + RL_WIRE_HDR + 8, 7);
+        wr32(g + 8, 32);
+        reseal(g);
+        refused(g, len + 8, "");
+        free(g);
+        free(f);
+        struct rl_wire_out out;
+        q.quiet_index = 0;
+        ck_assert_int_eq(rl_wire_encode_fwd(&q, 7, &out), RLOG_EINVAL);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("forward");
@@ -753,6 +787,7 @@ int main(void)
     tcase_add_test(tc, test_forward_round_trip);
     tcase_add_test(tc, test_cursor_frames);
     tcase_add_test(tc, test_snapshot_frames);
+    tcase_add_test(tc, test_quiet_frames);
     tcase_add_test(tc, test_results_and_barrier_round_trip);
     tcase_add_test(tc, test_every_byte_corruption_refused);
     tcase_add_test(tc, test_truncated_and_extended_refused);

@@ -520,6 +520,117 @@ START_TEST(one_connection_per_peer_host)
 }
 END_TEST
 
+/* A sample's value in node i of log k's metrics text (-1: not there). */
+static long long metric_of(int k, int i, const char *family)
+{
+    char *text = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(rlog_metrics_text(L[k].node[i], &text, &len), 0);
+    char want[128];
+    snprintf(want, sizeof want, "\n%s{node=\"%d\"} ", family, i + 1);
+    const char *at = strstr(text, want);
+    long long v = at ? atoll(at + strlen(want)) : -1;
+    rlog_free(text);
+    return v;
+}
+
+/* Bytes node i of log k sent its members, all together. */
+static uint64_t sent_of(int k, int i)
+{
+    struct rlog_metrics m;
+    ck_assert_int_eq(rlog_metrics(L[k].node[i], &m), 0);
+    uint64_t sum = 0;
+    for (unsigned p = 0; p < m.n_peers; p++)
+        sum += m.peers[p].sent_bytes;
+    return sum;
+}
+
+static bool all_quiet(void)
+{
+    for (int k = 0; k < LOGS; k++)
+        for (int i = 0; i < 3; i++)
+            if (L[k].node[i] && metric_of(k, i, "rlog_quiet") != 1)
+                return false;
+    return true;
+}
+
+static void wait_all_quiet(const char *when)
+{
+    for (int t = 0; t < 200 && !all_quiet(); t++)
+        usleep(50000);
+    for (int k = 0; k < LOGS; k++)
+        for (int i = 0; i < 3; i++)
+            if (L[k].node[i])
+                ck_assert_msg(metric_of(k, i, "rlog_quiet") == 1, "%s: log %d node %d not quiet",
+                              when, k, i + 1);
+}
+
+/* Idle logs on hosts with an address go quiet: every member stops its
+ * clock and sends nothing; reads do not wake them, an append does, and a
+ * leader that goes (its channels end) is replaced. */
+START_TEST(idle_logs_go_quiet)
+{
+    open_shared_hosts();
+    open_shared_logs();
+    for (int k = 0; k < LOGS; k++) {
+        uint64_t off = append_to(k, "first");
+        for (int i = 0; i < 3; i++)
+            expect_record(k, i, off, "first");
+    }
+    wait_all_quiet("after the first appends");
+    uint64_t before[LOGS][3];
+    for (int k = 0; k < LOGS; k++)
+        for (int i = 0; i < 3; i++)
+            before[k][i] = sent_of(k, i);
+    usleep(600000); /* twelve heartbeat periods */
+    for (int k = 0; k < LOGS; k++)
+        for (int i = 0; i < 3; i++) {
+            expect_record(k, i, 0, "first");
+            ck_assert_msg(sent_of(k, i) == before[k][i],
+                          "log %d node %d sent %llu bytes while quiet", k, i + 1,
+                          (unsigned long long)(sent_of(k, i) - before[k][i]));
+        }
+    ck_assert(all_quiet());
+    long long quiesced = 0;
+    for (int i = 0; i < 3; i++)
+        quiesced += metric_of(0, i, "rlog_quiesced_total");
+    ck_assert_int_ge(quiesced, 1);
+    /* An append on a quiet follower (forwarded) wakes its log only. */
+    uint64_t off = append_to(0, "second");
+    ck_assert_uint_eq(off, 1);
+    for (int i = 0; i < 3; i++)
+        expect_record(0, i, off, "second");
+    wait_all_quiet("after the second append");
+    /* The leader of log 0 closes: its channels end, the others run their
+     * clocks again and elect. */
+    int leader = -1;
+    for (int i = 0; i < 3; i++) {
+        struct rlog_status st;
+        ck_assert_int_eq(rlog_status(L[0].node[i], &st), 0);
+        if (st.role == RLOG_ROLE_LEADER)
+            leader = i;
+    }
+    ck_assert_int_ge(leader, 0);
+    ck_assert_int_eq(rlog_close(L[0].node[leader]), 0);
+    L[0].node[leader] = NULL;
+    int other = (leader + 1) % 3;
+    uint64_t o3 = UINT64_MAX;
+    int rv = RLOG_ENOTLEADER;
+    for (int t = 0; t < 400 && rv != 0; t++) {
+        rv = rlog_append(L[0].node[t % 2 ? other : (leader + 2) % 3], "third", 5, &o3);
+        if (rv != 0)
+            usleep(25000);
+    }
+    ck_assert_msg(rv == 0, "append after the leader closed: %s", rlog_errname(rv));
+    expect_record(0, other, o3, "third");
+    expect_record(0, (leader + 2) % 3, o3, "third");
+    open_shared_log(0, leader);
+    expect_record(0, leader, o3, "third");
+    close_logs();
+    close_shared_hosts();
+}
+END_TEST
+
 /* What a host with an address refuses to open, and what it refuses to
  * open a log with. */
 START_TEST(shared_host_bad_config)
@@ -887,6 +998,7 @@ static Suite *suite(void)
     tcase_add_test(tc, host_cache_budget);
     tcase_add_test(tc, store_fault_fails_only_its_log);
     tcase_add_test(tc, one_connection_per_peer_host);
+    tcase_add_test(tc, idle_logs_go_quiet);
     tcase_add_test(tc, shared_host_bad_config);
     tcase_add_test(tc, host_speaks_only_for_its_logs);
     tcase_add_test(tc, shared_hosts_over_tls);

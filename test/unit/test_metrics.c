@@ -195,7 +195,7 @@ START_TEST(test_text_renders_and_parses)
     m->peers[1] = (struct rlog_peer_metrics){.id = 9, .lag_entries = 4};
     char *text = NULL;
     size_t len = 0;
-    ck_assert_int_eq(rl_metrics_render(m, &text, &len), 0);
+    ck_assert_int_eq(rl_metrics_render(m, NULL, &text, &len), 0);
     struct parsed *p = calloc(1, sizeof *p);
     parse(text, len, p);
     ck_assert_uint_ge(p->n, 30);

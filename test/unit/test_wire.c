@@ -591,7 +591,7 @@ START_TEST(test_header_rejections)
     HDR_REJECT(wr16(g + 4, 0), MAX_BODY, "version 0");
     HDR_REJECT(wr16(g + 6, 0), MAX_BODY, "type 0");
     HDR_REJECT(wr16(g + 6, 7), MAX_BODY, "type 7");
-    HDR_REJECT(wr16(g + 6, RL_WIRE_SNAP_HAVE + 1), MAX_BODY, "type 76"); /* 67..75: test_forward */
+    HDR_REJECT(wr16(g + 6, RL_WIRE_UNQUIESCE + 1), MAX_BODY, "type 79"); /* 67..78: test_forward */
     HDR_REJECT(wr32(g + 12, 1), MAX_BODY, "flags");
     HDR_REJECT(wr32(g + 12, 0x80000000u), MAX_BODY, "flags");
     HDR_REJECT(wr64(g + 16, 0), MAX_BODY, "sender id 0");

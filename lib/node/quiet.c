@@ -1,0 +1,189 @@
+/*
+ * quiet — idle logs on a host's shared transport stop their heartbeats
+ * (issue 16's cheap idle logs). lib/raftio/quiet.c stops and restarts
+ * libraft's clock; this file decides when a log is idle and brings its
+ * members along:
+ *
+ *  1. A leader idle for quiet_after ticks (every member holds its last
+ *     entry, stored and committed; nothing in flight here) asks each
+ *     member to quiesce at (term, last index): QUIESCE.
+ *  2. A follower that holds exactly that, stored and committed, with
+ *     nothing in flight, stops its clock and answers QUIESCED.
+ *  3. The leader stops its own clock once every member answered, before
+ *     its next tick (a tick may send heartbeats, which wake the
+ *     followers: an answer after it is stale and the ask starts over).
+ *
+ * Any work starts the clocks again (raftio's rules), and a follower whose
+ * clock runs for a reason of its own (its leader's host fell silent, say)
+ * tells its leader, UNQUIESCE, so that a leader that is still there
+ * heartbeats before the follower's election timer passes. An ask nobody
+ * answers in full (a member of an older version, which drops these
+ * frames) is repeated after twice the wait each time, up to ten minutes.
+ */
+#include "node/node.h"
+
+#include "raftio/io.h"
+#include "sm/sm.h"
+#include "wire/codec.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QUIET_MAX_ASK_TICKS 6000u /* ten minutes of 100 ms ticks */
+
+static void send_quiet(struct rlog *log, uint64_t to, uint16_t type, uint64_t term,
+                       uint64_t index)
+{
+    char addr[256];
+    const struct raft_configuration *c = &log->raft.configuration;
+    addr[0] = 0;
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->servers[i].id == to)
+            snprintf(addr, sizeof addr, "%s", c->servers[i].address);
+    if (!addr[0])
+        return;
+    struct rl_wire_fwd m = {.type = type, .quiet_term = term, .quiet_index = index};
+    rl_io_send_fwd(&log->io, to, addr, &m, NULL, NULL);
+}
+
+/* Nothing of the node's own under way that needs the clock or the peers. */
+static bool node_idle(struct rlog *log)
+{
+    return !log->fatal && !log->raft_closing && !log->stopping && !log->pend_head &&
+           !log->open_head && !log->ifl_head && !log->retry_head && !log->member_op &&
+           !log->barrier_pending && !log->fwd.head && !log->fwd.bar && !log->ret_busy &&
+           !log->trim_unsynced_index && !log->repair.asking && !log->repair.writing &&
+           log->repair.first == 0 && log->fence.visible_index == log->raft.commit_index &&
+           rl_sm_install_idle(log) && rl_io_quiet_ok(&log->io);
+}
+
+/* libraft's side of a leader with nothing to do: every member holds its
+ * last entry, stored and committed; no change of membership or leader. */
+static bool leader_idle(struct rlog *log)
+{
+    struct raft *r = &log->raft;
+    if (r->state != RAFT_LEADER || r->transfer || r->configuration_uncommitted_index ||
+        r->leader_state.promotee_id || r->leader_state.change)
+        return false;
+    raft_index last = raft_last_index(r);
+    if (r->commit_index != last || r->last_stored != last || r->configuration.n > RL_QUIET_PEERS)
+        return false;
+    for (unsigned i = 0; i < r->configuration.n; i++)
+        if (r->configuration.servers[i].id != r->id && r->leader_state.progress[i].match_index != last)
+            return false;
+    return node_idle(log);
+}
+
+static void ask_over(struct rl_quiet *q)
+{
+    q->asking = false;
+    q->ask_wait = q->ask_wait * 2 < QUIET_MAX_ASK_TICKS ? q->ask_wait * 2 : QUIET_MAX_ASK_TICKS;
+}
+
+void rl_quiet_tick(struct rlog *log)
+{
+    struct rl_quiet *q = &log->quiet;
+    if (!q->enabled || rl_io_frozen(&log->io))
+        return;
+    if (q->asking) /* unanswered in full before this tick: stale now */
+        ask_over(q);
+    if (!leader_idle(log)) {
+        q->idle_ticks = 0;
+        return;
+    }
+    if (++q->idle_ticks < q->ask_wait)
+        return;
+    q->idle_ticks = 0;
+    struct raft *r = &log->raft;
+    q->asking = true;
+    q->term = r->current_term;
+    q->index = raft_last_index(r);
+    q->n_acked = 0;
+    for (unsigned i = 0; i < r->configuration.n; i++)
+        if (r->configuration.servers[i].id != r->id)
+            send_quiet(log, r->configuration.servers[i].id, RL_WIRE_QUIESCE, q->term, q->index);
+}
+
+static void take_ask(struct rlog *log, uint64_t from, uint64_t term, uint64_t index)
+{
+    struct raft *r = &log->raft;
+    raft_id leader = 0;
+    const char *addr = NULL;
+    raft_leader(r, &leader, &addr);
+    if (r->state != RAFT_FOLLOWER || r->current_term != term || leader != from ||
+        raft_last_index(r) != index || r->last_stored != index || r->commit_index != index ||
+        !node_idle(log))
+        return; /* not now: the leader asks again later */
+    rl_io_freeze(&log->io);
+    if (rl_io_frozen(&log->io))
+        send_quiet(log, from, RL_WIRE_QUIESCED, term, index);
+}
+
+static void take_answer(struct rlog *log, uint64_t from, uint64_t term, uint64_t index)
+{
+    struct rl_quiet *q = &log->quiet;
+    struct raft *r = &log->raft;
+    if (!q->asking || term != q->term || index != q->index || r->current_term != term)
+        return;
+    for (unsigned i = 0; i < q->n_acked; i++)
+        if (q->acked[i] == from)
+            return;
+    if (q->n_acked < RL_QUIET_PEERS)
+        q->acked[q->n_acked++] = from;
+    for (unsigned i = 0; i < r->configuration.n; i++) {
+        uint64_t id = r->configuration.servers[i].id;
+        bool have = id == r->id;
+        for (unsigned k = 0; k < q->n_acked && !have; k++)
+            have = q->acked[k] == id;
+        if (!have)
+            return;
+    }
+    q->asking = false;
+    if (!leader_idle(log) || raft_last_index(r) != index)
+        return;
+    rl_io_freeze(&log->io);
+    if (rl_io_frozen(&log->io)) {
+        q->ask_wait = q->quiet_after;
+        q->quiesced++;
+    }
+}
+
+void rl_quiet_recv(struct rlog *log, uint64_t from, const struct rl_wire_fwd *m)
+{
+    if (!log->quiet.enabled)
+        return;
+    if (m->type == RL_WIRE_QUIESCE)
+        take_ask(log, from, m->quiet_term, m->quiet_index);
+    else if (m->type == RL_WIRE_QUIESCED)
+        take_answer(log, from, m->quiet_term, m->quiet_index);
+    else if (m->type == RL_WIRE_UNQUIESCE && log->raft.current_term == m->quiet_term)
+        rl_io_wake(&log->io, "a follower's clock runs again");
+}
+
+void rl_quiet_woken(struct rlog *log, bool heard)
+{
+    struct rl_quiet *q = &log->quiet;
+    q->idle_ticks = 0;
+    q->asking = false;
+    q->wakes++;
+    raft_id leader = 0;
+    const char *addr = NULL;
+    raft_leader(&log->raft, &leader, &addr);
+    if (!heard && log->raft.state == RAFT_FOLLOWER && leader && leader != log->cfg.id)
+        send_quiet(log, leader, RL_WIRE_UNQUIESCE, log->raft.current_term,
+                   raft_last_index(&log->raft));
+}
+
+void rl_quiet_init(struct rlog *log)
+{
+    struct rl_quiet *q = &log->quiet;
+    memset(q, 0, sizeof *q);
+    const char *env = getenv("LIBLOG_QUIESCE");
+    q->enabled = rl_io_quiet_capable(&log->io) && !(env && strcmp(env, "0") == 0);
+    unsigned hb = log->cfg.heartbeat_timeout_ms ? log->cfg.heartbeat_timeout_ms : 100;
+    q->quiet_after = 2 * log->cfg.election_timeout_ms / hb;
+    if (q->quiet_after < 10)
+        q->quiet_after = 10;
+    q->ask_wait = q->quiet_after;
+}
