@@ -31,8 +31,8 @@ extern "C" {
  * the library actually linked, which may differ under dynamic linking. */
 #define RLOG_VERSION_MAJOR 0
 #define RLOG_VERSION_MINOR 4
-#define RLOG_VERSION_PATCH 2
-#define RLOG_VERSION_STRING "0.4.2"
+#define RLOG_VERSION_PATCH 3
+#define RLOG_VERSION_STRING "0.4.3"
 /* One comparable number: major * 10000 + minor * 100 + patch. */
 #define RLOG_VERSION_NUMBER \
     (RLOG_VERSION_MAJOR * 10000 + RLOG_VERSION_MINOR * 100 + RLOG_VERSION_PATCH)

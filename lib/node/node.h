@@ -130,10 +130,14 @@ struct rl_repair {
 #define RL_QUIET_PEERS 16u /* larger configurations never quiesce */
 struct rl_quiet {
     bool enabled, asking;
+    bool pulse;            /* no host keepalives: pulses while quiet */
+    unsigned pulse_ticks;  /* a quiet leader's pulse every this many ticks */
+    uint64_t heard_ms;     /* a quiet follower's last pulse (loop ms) */
     unsigned quiet_after;  /* idle ticks before a leader first asks */
     unsigned ask_wait;     /* idle ticks before it asks (again) */
     unsigned idle_ticks;
     uint64_t term, index;  /* of the ask out */
+    uint64_t failed_index; /* the last index of the last ask that failed */
     uint64_t acked[RL_QUIET_PEERS];
     unsigned n_acked;
     uint64_t quiesced, wakes;
@@ -369,6 +373,9 @@ void rl_repair_free(struct rl_repair *r);
  * UNQUIESCE frame from member `from`; the backend's clock runs again
  * (heard: a peer's raft message woke it). */
 void rl_quiet_init(struct rlog *log);
+/* Logs with their own connections go quiet too, with pulses (the
+ * simulator sets it; see quiet.c). */
+extern bool rl_quiet_everywhere;
 void rl_quiet_tick(struct rlog *log);
 struct rl_wire_fwd;
 void rl_quiet_recv(struct rlog *log, uint64_t from, const struct rl_wire_fwd *m);

@@ -18,7 +18,17 @@
  * tells its leader, UNQUIESCE, so that a leader that is still there
  * heartbeats before the follower's election timer passes. An ask nobody
  * answers in full (a member of an older version, which drops these
- * frames) is repeated after twice the wait each time, up to ten minutes.
+ * frames) is repeated after twice the wait each time, up to a minute,
+ * until the log moves on (a member down keeps its log from going quiet
+ * until it is back).
+ *
+ * A log with its own connections has no host keepalives to tell it that
+ * its leader's host fell silent, so it goes quiet only where asked
+ * (rl_quiet_everywhere: the simulator, which runs every log on its own
+ * connections) and then with pulses: the quiet leader sends QUIESCE again
+ * every quarter election timeout (still a tenth of the heartbeats), and a
+ * quiet follower that hears none for an election timeout runs its clock
+ * again, as it would on a silent host connection.
  */
 #include "node/node.h"
 
@@ -30,7 +40,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define QUIET_MAX_ASK_TICKS 6000u /* ten minutes of 100 ms ticks */
+#define QUIET_MAX_ASK_TICKS 600u /* a minute of 100 ms ticks */
+
+bool rl_quiet_everywhere;
 
 static void send_quiet(struct rlog *log, uint64_t to, uint16_t type, uint64_t term,
                        uint64_t index)
@@ -79,19 +91,53 @@ static void ask_over(struct rl_quiet *q)
 {
     q->asking = false;
     q->ask_wait = q->ask_wait * 2 < QUIET_MAX_ASK_TICKS ? q->ask_wait * 2 : QUIET_MAX_ASK_TICKS;
+    q->failed_index = q->index;
+}
+
+static uint64_t now_ms(struct rlog *log)
+{
+    return uv_now(log->loop);
+}
+
+/* A quiet log without keepalives (q->pulse): the leader's pulses, and a
+ * follower's check that they still come. */
+static void pulse_tick(struct rlog *log)
+{
+    struct rl_quiet *q = &log->quiet;
+    struct raft *r = &log->raft;
+    if (r->state == RAFT_LEADER) {
+        if (++q->idle_ticks < q->pulse_ticks)
+            return;
+        q->idle_ticks = 0;
+        for (unsigned i = 0; i < r->configuration.n; i++)
+            if (r->configuration.servers[i].id != r->id)
+                send_quiet(log, r->configuration.servers[i].id, RL_WIRE_QUIESCE, q->term,
+                           q->index);
+    } else if (now_ms(log) - q->heard_ms > log->cfg.election_timeout_ms) {
+        rl_io_wake(&log->io, "no pulse from the leader");
+    }
 }
 
 void rl_quiet_tick(struct rlog *log)
 {
     struct rl_quiet *q = &log->quiet;
-    if (!q->enabled || rl_io_frozen(&log->io))
+    if (!q->enabled)
         return;
+    if (rl_io_frozen(&log->io)) {
+        if (q->pulse)
+            pulse_tick(log);
+        return;
+    }
     if (q->asking) /* unanswered in full before this tick: stale now */
         ask_over(q);
     if (!leader_idle(log)) {
         q->idle_ticks = 0;
         return;
     }
+    /* The log moved since an ask failed (a member down then, say): each
+     * idle spell starts from the shortest wait again. */
+    if (q->ask_wait > q->quiet_after && raft_last_index(&log->raft) != q->failed_index)
+        q->ask_wait = q->quiet_after;
     if (++q->idle_ticks < q->ask_wait)
         return;
     q->idle_ticks = 0;
@@ -108,16 +154,26 @@ void rl_quiet_tick(struct rlog *log)
 static void take_ask(struct rlog *log, uint64_t from, uint64_t term, uint64_t index)
 {
     struct raft *r = &log->raft;
+    struct rl_quiet *q = &log->quiet;
     raft_id leader = 0;
     const char *addr = NULL;
     raft_leader(r, &leader, &addr);
+    if (rl_io_frozen(&log->io)) { /* a pulse */
+        if (r->current_term == term && leader == from && q->term == term && q->index == index)
+            q->heard_ms = now_ms(log);
+        return;
+    }
     if (r->state != RAFT_FOLLOWER || r->current_term != term || leader != from ||
         raft_last_index(r) != index || r->last_stored != index || r->commit_index != index ||
         !node_idle(log))
         return; /* not now: the leader asks again later */
-    rl_io_freeze(&log->io);
-    if (rl_io_frozen(&log->io))
-        send_quiet(log, from, RL_WIRE_QUIESCED, term, index);
+    rl_io_freeze(&log->io, q->pulse);
+    if (!rl_io_frozen(&log->io))
+        return;
+    q->term = term;
+    q->index = index;
+    q->heard_ms = now_ms(log);
+    send_quiet(log, from, RL_WIRE_QUIESCED, term, index);
 }
 
 static void take_answer(struct rlog *log, uint64_t from, uint64_t term, uint64_t index)
@@ -142,9 +198,10 @@ static void take_answer(struct rlog *log, uint64_t from, uint64_t term, uint64_t
     q->asking = false;
     if (!leader_idle(log) || raft_last_index(r) != index)
         return;
-    rl_io_freeze(&log->io);
+    rl_io_freeze(&log->io, q->pulse);
     if (rl_io_frozen(&log->io)) {
         q->ask_wait = q->quiet_after;
+        q->idle_ticks = 0; /* counts to the next pulse now */
         q->quiesced++;
     }
 }
@@ -180,10 +237,15 @@ void rl_quiet_init(struct rlog *log)
     struct rl_quiet *q = &log->quiet;
     memset(q, 0, sizeof *q);
     const char *env = getenv("LIBLOG_QUIESCE");
-    q->enabled = rl_io_quiet_capable(&log->io) && !(env && strcmp(env, "0") == 0);
+    bool shared = rl_io_shared_transport(&log->io);
+    q->enabled = (shared || rl_quiet_everywhere) && !(env && strcmp(env, "0") == 0);
+    q->pulse = !shared;
     unsigned hb = log->cfg.heartbeat_timeout_ms ? log->cfg.heartbeat_timeout_ms : 100;
     q->quiet_after = 2 * log->cfg.election_timeout_ms / hb;
     if (q->quiet_after < 10)
         q->quiet_after = 10;
     q->ask_wait = q->quiet_after;
+    q->pulse_ticks = log->cfg.election_timeout_ms / (4 * hb);
+    if (q->pulse_ticks < 1)
+        q->pulse_ticks = 1;
 }

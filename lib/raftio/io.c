@@ -172,6 +172,11 @@ static void timer_cb(uv_timer_t *t)
     }
     if (io->closing || io->fatal)
         return;
+    if (io->frozen) { /* quiet, ticks kept: the node's check only */
+        if (io->hooks.on_tick)
+            io->hooks.on_tick(io->hooks.arg);
+        return;
+    }
     bool leader = io->hooks.is_leader && io->hooks.is_leader(io->hooks.arg);
     if (rl_io__campaign_held(io) && !leader) {
         io->tick_held = true; /* delivered when the store catches up */

@@ -190,12 +190,15 @@ int rl_io_vouched_address(struct raft_io *io, uint64_t id, uint64_t newer_than, 
  * libraft sends or appends anything, a raft message arrives, a connection
  * of the log ends, its peer host falls silent (the shared transport's
  * keepalives stop), the node fails stop, or the node calls rl_io_wake.
- * Only on a shared transport (a host's, which keeps the keepalives). */
-bool rl_io_quiet_capable(struct raft_io *io);
+ * Whether the log is on a host's shared transport (which has keepalives): */
+bool rl_io_shared_transport(struct raft_io *io);
 /* Nothing of the backend's own in flight (catch-up, held messages,
  * snapshot descriptors, failed sends): it may stop its clock. */
 bool rl_io_quiet_ok(struct raft_io *io);
-void rl_io_freeze(struct raft_io *io);
+/* keep_ticks: hooks.on_tick still runs every tick (libraft's tick does
+ * not): the node's own liveness check while quiet without a host's
+ * keepalives (node/quiet.c, pulses). */
+void rl_io_freeze(struct raft_io *io, bool keep_ticks);
 void rl_io_wake(struct raft_io *io, const char *why);
 bool rl_io_frozen(struct raft_io *io);
 

@@ -19,16 +19,17 @@ uint64_t rl_io__time(struct io *io)
     return now - io->time_shift;
 }
 
-bool rl_io_quiet_capable(struct raft_io *rio)
+bool rl_io_shared_transport(struct raft_io *rio)
 {
     struct io *io = rio->impl;
-    return io && io->netcfg.via && io->tick_cb && !io->closing && !io->fatal;
+    return io && io->netcfg.via;
 }
 
 bool rl_io_quiet_ok(struct raft_io *rio)
 {
     struct io *io = rio->impl;
-    return rl_io_quiet_capable(rio) && !io->fetch && !io->reset_fetch && !io->held_head &&
+    return io && io->tick_cb && !io->closing && !io->fatal && !io->fetch && !io->reset_fetch &&
+           !io->held_head &&
            !io->snap_head && !io->failed_head && !io->install_req && !io->rewind.asked &&
            !io->tick_held;
 }
@@ -42,14 +43,15 @@ static void idle_deadlines(struct io *io, uint64_t ms)
             rl_conn_deadline(c->conn, ms);
 }
 
-void rl_io_freeze(struct raft_io *rio)
+void rl_io_freeze(struct raft_io *rio, bool keep_ticks)
 {
     struct io *io = rio->impl;
     if (!rl_io_quiet_ok(rio) || io->frozen)
         return;
     io->frozen = true;
     io->frozen_at = uv_now(io->loop);
-    uv_timer_stop(&io->timer);
+    if (!keep_ticks)
+        uv_timer_stop(&io->timer);
     idle_deadlines(io, 0);
     rl_io__log(io, 0, "quiet: the log is idle; its clock stops until it has work");
 }
@@ -62,7 +64,7 @@ void rl_io__wake(struct io *io, const char *why, bool heard)
     io->time_shift += now - io->frozen_at;
     io->frozen = false;
     if (!io->closing) {
-        io->ticks_start(io);
+        io->ticks_start(io); /* (again, if they were kept) */
         idle_deadlines(io, io->idle_timeout_ms);
     }
     rl_io__log(io, 0, "quiet: the clock runs again (%s) after %.1f s", why,

@@ -273,11 +273,22 @@ static void append_cb(void *arg, int status, uint64_t offset)
     sim_at(W->now + sim_range(5, 50) * SIM_MS, client_tick, c);
 }
 
+static struct {
+    bool on;               /* the quiet scenario runs (or --quiet) */
+    bool idle;             /* clients hold their appends */
+    unsigned rounds, quiet_seen, faults;
+    unsigned long acked_at_resume;
+} QT;
+
 static void client_tick(void *arg)
 {
     struct client *c = arg;
     if (!H.load_on || c->cur)
         return;
+    if (QT.idle) { /* the quiet scenario's idle spell */
+        sim_at(W->now + 100 * SIM_MS, client_tick, c);
+        return;
+    }
     int t = pick_up_node(FW.any_node ? (int)sim_range(0, (uint64_t)W->n - 1) : c->target);
     if (t < 0) {
         sim_at(W->now + 50 * SIM_MS, client_tick, c);
@@ -2694,6 +2705,102 @@ static const char *join_verify(void)
     return NULL;
 }
 
+/* Quiet logs (issue 16, lib/node/quiet.c): every node's log goes quiet
+ * when idle, with pulses (the simulator's logs have their own connections,
+ * without a host's keepalives: rl_quiet_everywhere). Rounds: the clients
+ * hold their appends; 3.5 s later, with every node up and every link up,
+ * every node must be quiet (rule q1); then, while quiet, nothing, or the
+ * leader or a follower crashes or is cut off, each back within 4 s; the
+ * clients resume 5 s after the check, and an append must be acknowledged
+ * within 5 s of that (rule q2: a quiet log wakes for its work and elects
+ * when its leader went). Reads and subscribers run throughout (they must
+ * not need to wake it), and the checker's rules hold as everywhere. */
+static bool node_quiet(const struct sim_node *n)
+{
+    return n->log && rl_io_frozen(&n->log->io);
+}
+
+static void quiet_round(void *arg);
+
+static void quiet_liveness(void *arg)
+{
+    (void)arg;
+    if (H.faults_on && !QT.idle && H.acked == QT.acked_at_resume)
+        fail_check("no append was acknowledged within 5 s after the clients resumed (round %u)",
+                   QT.rounds);
+}
+
+static void quiet_resume(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    QT.idle = false;
+    QT.acked_at_resume = H.acked;
+    sim_log("quiet: clients resume");
+    sim_at(W->now + 5000 * SIM_MS, quiet_liveness, NULL);
+    sim_at(W->now + sim_range(5500, 7000) * SIM_MS, quiet_round, NULL);
+}
+
+static void quiet_check(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    bool all = true;
+    for (int i = 0; i < W->n; i++) {
+        all = all && node_up(&W->nodes[i]);
+        for (int j = 0; j < W->n; j++)
+            all = all && !W->link_cut[i][j];
+    }
+    if (all) {
+        for (int i = 0; i < W->n; i++)
+            if (!node_quiet(&W->nodes[i]))
+                fail_check("n%d: idle for 3.5 s with every node up and connected, yet not quiet "
+                           "(round %u)", i + 1, QT.rounds);
+        QT.quiet_seen++;
+    }
+    int l = leader_idx();
+    int kind = (int)sim_range(0, 4);
+    if (l >= 0 && kind > 0) {
+        int f = (l + 1 + (int)sim_range(0, (uint64_t)W->n - 2)) % W->n;
+        int who = kind == 1 || kind == 2 ? l : f;
+        uint64_t back = sim_range(1000, 4000);
+        QT.faults++;
+        if (kind == 1 || kind == 3) {
+            sim_log("quiet: n%d (%s) crashes", who + 1, who == l ? "leader" : "follower");
+            crash_and_restart(&W->nodes[who], back);
+        } else {
+            sim_log("quiet: n%d (%s) cut off", who + 1, who == l ? "leader" : "follower");
+            isolate(who, kind == 2 || sim_chance(500));
+            sim_at(W->now + back * SIM_MS, heal_links, NULL);
+        }
+    }
+    sim_at(W->now + 5000 * SIM_MS, quiet_resume, NULL);
+}
+
+static void quiet_round(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    QT.idle = true;
+    QT.rounds++;
+    sim_log("quiet: round %u, clients hold their appends", QT.rounds);
+    sim_at(W->now + 3500 * SIM_MS, quiet_check, NULL);
+}
+
+static void quiet_setup(void)
+{
+    net_calm();
+    sim_at(W->now + 2000 * SIM_MS, quiet_round, NULL);
+}
+
+static const char *quiet_verify(void)
+{
+    return QT.quiet_seen == 0 ? "the log never went quiet: the scenario did not bite" : NULL;
+}
+
 static const struct scenario scenarios[] = {
     {"random", 3, 12000, 2500, random_setup, NULL},
     {"random5", 5, 12000, 2500, random_setup, NULL},
@@ -2715,6 +2822,7 @@ static const struct scenario scenarios[] = {
     {"cursors", 3, 8000, 300, cursors_setup, cursors_verify},
     {"sm-install", 3, 20000, 0, install_setup, install_verify},
     {"sm-join", 4, 20000, 0, join_setup, join_verify},
+    {"quiet", 3, 40000, 0, quiet_setup, quiet_verify},
 };
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
@@ -2932,6 +3040,10 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
     memset(&H, 0, sizeof H);
     memset(&FW, 0, sizeof FW);
     memset(&WI, 0, sizeof WI);
+    bool quiet_all = QT.on;
+    memset(&QT, 0, sizeof QT);
+    QT.on = quiet_all;
+    rl_quiet_everywhere = QT.on || sc->setup == quiet_setup;
     world_init(&w, seed, nodes, verbose);
     if (sc->setup == sm_setup)
         sm_configure(); /* state machines: in the config before the nodes open */
@@ -3064,9 +3176,11 @@ int main(int argc, char **argv)
             verbose = true;
         else if (!strcmp(argv[i], "--hold-jobs"))
             rl_hold_jobs_always = true; /* opening as on a shared loop: other schedules */
+        else if (!strcmp(argv[i], "--quiet"))
+            QT.on = true; /* every scenario's idle logs go quiet (with pulses) */
         else {
             fprintf(stderr, "usage: %s [--seeds N] [--seed-start S] [--scenario NAME|all] "
-                            "[--nodes 3|5] [--ms VIRTUAL_MS] [--hold-jobs] [-v]\nscenarios:",
+                            "[--nodes 3|5] [--ms VIRTUAL_MS] [--hold-jobs] [--quiet] [-v]\nscenarios:",
                     argv[0]);
             for (size_t k = 0; k < N_SCENARIOS; k++)
                 fprintf(stderr, " %s", scenarios[k].name);
