@@ -902,6 +902,16 @@ RLOG_API const char *rlog_errmsg(rlog *log);
 /* rlog_role_name - "leader", "follower", "candidate" or "unavailable". */
 RLOG_API const char *rlog_role_name(int role);
 
+/* rlog_partition - the partition (0 .. partitions - 1) a key belongs to,
+ * for a host that spreads its data over many logs by key (liblog 0.4.3):
+ * XXH64 of the key's bytes (seed 0), then Lamping and Veach's jump
+ * consistent hash. The same key gives the same partition on every
+ * machine and in every version; going from n to n + 1 partitions moves
+ * only the keys that land in the new one (about 1 / (n + 1) of them).
+ * Returns 0 and *out, or RLOG_EINVAL (out NULL, partitions 0 or above
+ * 2^31, key NULL with len > 0). */
+RLOG_API int rlog_partition(const void *key, size_t len, unsigned partitions, unsigned *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -32,6 +32,8 @@ static void usage(FILE *f)
             "  metrics  print a node's metrics in the Prometheus text format\n"
             "  offset-for-time\n"
             "           the offset of the first record at or after a time, on any node\n"
+            "  partition\n"
+            "           which of N logs each key goes to (rlog_partition; no node needed)\n"
             "\n"
             "`%s COMMAND --help` describes each. Example, three nodes on one host:\n"
             "  C=1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
@@ -216,6 +218,78 @@ static int client_main(const char *cmd, int argc, char **argv)
     return rc;
 }
 
+static void usage_partition(FILE *f)
+{
+    fprintf(f,
+            "usage: %s partition --partitions N [KEY...]\n"
+            "\n"
+            "Prints, for each KEY (or each line of standard input when none is given),\n"
+            "the partition 0..N-1 it goes to, as rlog_partition(3) computes it: the same\n"
+            "on every machine and in every version; from N to N+1 partitions only the\n"
+            "keys that land in the new one move. A host that spreads its data over N\n"
+            "logs by key appends each record to the log of its key's partition.\n"
+            "Exit status: 0, or 1 for a bad N.\n",
+            progname);
+}
+
+static int partition_one(const char *key, size_t len, unsigned n)
+{
+    unsigned p;
+    if (rlog_partition(key, len, n, &p) != 0) {
+        fprintf(stderr, "%s partition: %s\n", progname, rlog_errmsg(NULL));
+        return EXIT_USAGE;
+    }
+    printf("%u\n", p);
+    return 0;
+}
+
+static int cmd_partition(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"partitions", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    uint64_t n = 0;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            usage_partition(stdout);
+            return 0;
+        }
+        if (c != 'n' || parse_u64(optarg, &n) != 0 || n == 0 || n > (1u << 31)) {
+            if (c == 'n')
+                fprintf(stderr, "%s partition: --partitions must be 1..2147483648, not '%s'\n",
+                        progname, optarg);
+            usage_partition(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (n == 0) {
+        fprintf(stderr, "%s partition: --partitions N is required\n", progname);
+        usage_partition(stderr);
+        return EXIT_USAGE;
+    }
+    for (int i = optind; i < argc; i++)
+        if (partition_one(argv[i], strlen(argv[i]), (unsigned)n) != 0)
+            return EXIT_USAGE;
+    if (optind < argc)
+        return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    while ((got = getline(&line, &cap, stdin)) >= 0) {
+        size_t len = (size_t)got;
+        if (len && line[len - 1] == '\n')
+            len--;
+        if (partition_one(line, len, (unsigned)n) != 0)
+            break;
+    }
+    free(line);
+    return 0;
+}
+
 int rlogctl_main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -234,6 +308,8 @@ int rlogctl_main(int argc, char **argv)
     }
     if (strcmp(cmd, "node") == 0)
         return cmd_node(argc - 1, argv + 1);
+    if (strcmp(cmd, "partition") == 0)
+        return cmd_partition(argc - 1, argv + 1);
     static const char *const clients[] = {"append", "read", "tail", "status",
                                           "add-node", "remove-node", "transfer", "trim",
                                           "barrier", "metrics", "cursor-commit",
