@@ -99,7 +99,7 @@ struct link {
     struct piece **pieces;
     unsigned npieces, cappieces;
     size_t pending; /* bytes of the pieces not yet handed to the connection */
-    bool wrote;     /* since the last beat */
+    bool wrote;     /* a record other than a keepalive, since the last beat */
     bool stale;     /* silent past STALE_MS; its channels were told */
     uint64_t heard_ms;
     struct link *next;
@@ -119,6 +119,7 @@ struct rl_mux {
     struct link *links;
     uv_prepare_t flush;
     uv_timer_t beat; /* keepalives and silence (beat_cb) */
+    uint64_t beat_ms; /* when it last ran */
     bool flushing, closing;
     void (*close_cb)(void *arg);
     void *close_arg;
@@ -194,6 +195,7 @@ static int queue(struct link *l, struct chan *ch, uint32_t type, const uv_buf_t 
         l->bufs[l->nbufs++] = bufs[i];
     l->pieces[l->npieces++] = p;
     l->pending += p->bytes;
+    l->wrote = true;
     if (ch) {
         ch->refs++;
         ch->queued += p->bytes;
@@ -273,7 +275,6 @@ static void link_flush(struct link *l)
     l->pieces = NULL;
     l->npieces = l->cappieces = l->nbufs = 0;
     l->pending = 0;
-    l->wrote = true;
     /* libuv copies the array of buffers (not the bytes): it stays ours. */
     int rv = rl_conn_write(l->conn, l->bufs, nbufs, batch_done, b);
     if (rv != 0)
@@ -682,7 +683,14 @@ static void beat_cb(uv_timer_t *t)
 {
     struct rl_mux *m = t->data;
     uint64_t now = uv_now(m->cfg.loop);
+    /* This loop stalled (a long callback, a slow write): timers run before
+     * the reads that were waiting, so every peer would look silent. The
+     * silence is measured from now on instead. */
+    bool late = m->beat_ms && now - m->beat_ms > 2 * BEAT_MS;
+    m->beat_ms = now;
     for (struct link *l = m->links; l; l = l->next) {
+        if (late)
+            l->heard_ms = now;
         if (!l->ready)
             continue;
         if (l->outbound) {

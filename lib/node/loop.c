@@ -232,9 +232,9 @@ static void hook_on_tick(void *arg)
     rl_quiet_tick(arg);
 }
 
-static void hook_on_wake(void *arg, bool heard)
+static void hook_on_wake(void *arg, uint64_t from, bool was_frozen)
 {
-    rl_quiet_woken(arg, heard);
+    rl_quiet_woken(arg, from, was_frozen);
 }
 
 static uint64_t hook_leader_id(void *arg)

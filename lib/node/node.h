@@ -136,6 +136,7 @@ struct rl_quiet {
     unsigned quiet_after;  /* idle ticks before a leader first asks */
     unsigned ask_wait;     /* idle ticks before it asks (again) */
     unsigned idle_ticks;
+    uint64_t seq;          /* of the ask out (its frames' request word) */
     uint64_t term, index;  /* of the ask out */
     uint64_t failed_index; /* the last index of the last ask that failed */
     uint64_t acked[RL_QUIET_PEERS];
@@ -370,8 +371,8 @@ void rl_repair_status(struct rlog *log, struct rlog_status *st);
 void rl_repair_free(struct rl_repair *r);
 /* quiet.c: quiescence of an idle log on a shared transport: set up
  * after the backend starts; after each tick; a QUIESCE, QUIESCED or
- * UNQUIESCE frame from member `from`; the backend's clock runs again
- * (heard: a peer's raft message woke it). */
+ * UNQUIESCE frame from member `from`; the backend's clock runs again, or
+ * a member's connection ended or fell silent (lib/raftio/io.h, on_wake). */
 void rl_quiet_init(struct rlog *log);
 /* Logs with their own connections go quiet too, with pulses (the
  * simulator sets it; see quiet.c). */
@@ -379,7 +380,7 @@ extern bool rl_quiet_everywhere;
 void rl_quiet_tick(struct rlog *log);
 struct rl_wire_fwd;
 void rl_quiet_recv(struct rlog *log, uint64_t from, const struct rl_wire_fwd *m);
-void rl_quiet_woken(struct rlog *log, bool heard);
+void rl_quiet_woken(struct rlog *log, uint64_t from, bool was_frozen);
 /* batcher.c: orders pending appends into batches (leader) or refuses them. */
 void rl_node_pump(struct rlog *log);
 

@@ -17,8 +17,9 @@
  * clock runs for a reason of its own (its leader's host fell silent, say)
  * tells its leader, UNQUIESCE, so that a leader that is still there
  * heartbeats before the follower's election timer passes. An ask nobody
- * answers in full (a member of an older version, which drops these
- * frames) is repeated after twice the wait each time, up to a minute,
+ * answers in full (a member of an older version, which closes the
+ * channel on these frames) is repeated after twice the wait each time,
+ * up to a minute,
  * until the log moves on (a member down keeps its log from going quiet
  * until it is back).
  *
@@ -44,8 +45,8 @@
 
 bool rl_quiet_everywhere;
 
-static void send_quiet(struct rlog *log, uint64_t to, uint16_t type, uint64_t term,
-                       uint64_t index)
+static void send_quiet(struct rlog *log, uint64_t to, uint16_t type, uint64_t seq,
+                       uint64_t term, uint64_t index)
 {
     char addr[256];
     const struct raft_configuration *c = &log->raft.configuration;
@@ -55,8 +56,17 @@ static void send_quiet(struct rlog *log, uint64_t to, uint16_t type, uint64_t te
             snprintf(addr, sizeof addr, "%s", c->servers[i].address);
     if (!addr[0])
         return;
-    struct rl_wire_fwd m = {.type = type, .quiet_term = term, .quiet_index = index};
+    struct rl_wire_fwd m = {.type = type, .request = seq, .quiet_term = term,
+                            .quiet_index = index};
     rl_io_send_fwd(&log->io, to, addr, &m, NULL, NULL);
+}
+
+/* Work of the node's own that starts from its polls after raft events (a
+ * state machine that needs a snapshot, damage to repair): a quiet log has
+ * no events, so this wakes it (rl_quiet_tick). */
+static bool node_has_work(struct rlog *log)
+{
+    return !rl_sm_install_idle(log) || (log->store && rl_store_damaged(log->store, NULL, 0) > 0);
 }
 
 /* Nothing of the node's own under way that needs the clock or the peers. */
@@ -67,7 +77,14 @@ static bool node_idle(struct rlog *log)
            !log->barrier_pending && !log->fwd.head && !log->fwd.bar && !log->ret_busy &&
            !log->trim_unsynced_index && !log->repair.asking && !log->repair.writing &&
            log->repair.first == 0 && log->fence.visible_index == log->raft.commit_index &&
-           rl_sm_install_idle(log) && rl_io_quiet_ok(&log->io);
+           !node_has_work(log) && rl_io_quiet_ok(&log->io);
+}
+
+/* A member libraft replicates to: every one but a spare (libraft 0.15
+ * sends a spare nothing, so its match index never moves). */
+static bool replicated(const struct raft_server *s, raft_id self)
+{
+    return s->id != self && s->role != RAFT_SPARE;
 }
 
 /* libraft's side of a leader with nothing to do: every member holds its
@@ -82,7 +99,8 @@ static bool leader_idle(struct rlog *log)
     if (r->commit_index != last || r->last_stored != last || r->configuration.n > RL_QUIET_PEERS)
         return false;
     for (unsigned i = 0; i < r->configuration.n; i++)
-        if (r->configuration.servers[i].id != r->id && r->leader_state.progress[i].match_index != last)
+        if (replicated(&r->configuration.servers[i], r->id) &&
+            r->leader_state.progress[i].match_index != last)
             return false;
     return node_idle(log);
 }
@@ -110,9 +128,9 @@ static void pulse_tick(struct rlog *log)
             return;
         q->idle_ticks = 0;
         for (unsigned i = 0; i < r->configuration.n; i++)
-            if (r->configuration.servers[i].id != r->id)
-                send_quiet(log, r->configuration.servers[i].id, RL_WIRE_QUIESCE, q->term,
-                           q->index);
+            if (replicated(&r->configuration.servers[i], r->id))
+                send_quiet(log, r->configuration.servers[i].id, RL_WIRE_QUIESCE, q->seq,
+                           q->term, q->index);
     } else if (now_ms(log) - q->heard_ms > log->cfg.election_timeout_ms) {
         rl_io_wake(&log->io, "no pulse from the leader");
     }
@@ -124,7 +142,9 @@ void rl_quiet_tick(struct rlog *log)
     if (!q->enabled)
         return;
     if (rl_io_frozen(&log->io)) {
-        if (q->pulse)
+        if (node_has_work(log))
+            rl_io_wake(&log->io, "the state machine or a repair has work");
+        else if (q->pulse)
             pulse_tick(log);
         return;
     }
@@ -143,15 +163,18 @@ void rl_quiet_tick(struct rlog *log)
     q->idle_ticks = 0;
     struct raft *r = &log->raft;
     q->asking = true;
+    q->seq++; /* answers to an earlier ask are not counted for this one */
     q->term = r->current_term;
     q->index = raft_last_index(r);
     q->n_acked = 0;
     for (unsigned i = 0; i < r->configuration.n; i++)
-        if (r->configuration.servers[i].id != r->id)
-            send_quiet(log, r->configuration.servers[i].id, RL_WIRE_QUIESCE, q->term, q->index);
+        if (replicated(&r->configuration.servers[i], r->id))
+            send_quiet(log, r->configuration.servers[i].id, RL_WIRE_QUIESCE, q->seq, q->term,
+                       q->index);
 }
 
-static void take_ask(struct rlog *log, uint64_t from, uint64_t term, uint64_t index)
+static void take_ask(struct rlog *log, uint64_t from, uint64_t seq, uint64_t term,
+                     uint64_t index)
 {
     struct raft *r = &log->raft;
     struct rl_quiet *q = &log->quiet;
@@ -173,14 +196,16 @@ static void take_ask(struct rlog *log, uint64_t from, uint64_t term, uint64_t in
     q->term = term;
     q->index = index;
     q->heard_ms = now_ms(log);
-    send_quiet(log, from, RL_WIRE_QUIESCED, term, index);
+    send_quiet(log, from, RL_WIRE_QUIESCED, seq, term, index);
 }
 
-static void take_answer(struct rlog *log, uint64_t from, uint64_t term, uint64_t index)
+static void take_answer(struct rlog *log, uint64_t from, uint64_t seq, uint64_t term,
+                        uint64_t index)
 {
     struct rl_quiet *q = &log->quiet;
     struct raft *r = &log->raft;
-    if (!q->asking || term != q->term || index != q->index || r->current_term != term)
+    if (!q->asking || seq != q->seq || term != q->term || index != q->index ||
+        r->current_term != term)
         return;
     for (unsigned i = 0; i < q->n_acked; i++)
         if (q->acked[i] == from)
@@ -189,7 +214,7 @@ static void take_answer(struct rlog *log, uint64_t from, uint64_t term, uint64_t
         q->acked[q->n_acked++] = from;
     for (unsigned i = 0; i < r->configuration.n; i++) {
         uint64_t id = r->configuration.servers[i].id;
-        bool have = id == r->id;
+        bool have = !replicated(&r->configuration.servers[i], r->id);
         for (unsigned k = 0; k < q->n_acked && !have; k++)
             have = q->acked[k] == id;
         if (!have)
@@ -210,25 +235,32 @@ void rl_quiet_recv(struct rlog *log, uint64_t from, const struct rl_wire_fwd *m)
 {
     if (!log->quiet.enabled)
         return;
-    if (m->type == RL_WIRE_QUIESCE)
-        take_ask(log, from, m->quiet_term, m->quiet_index);
-    else if (m->type == RL_WIRE_QUIESCED)
-        take_answer(log, from, m->quiet_term, m->quiet_index);
-    else if (m->type == RL_WIRE_UNQUIESCE && log->raft.current_term == m->quiet_term)
+    if (m->type == RL_WIRE_QUIESCE) {
+        take_ask(log, from, m->request, m->quiet_term, m->quiet_index);
+    } else if (m->type == RL_WIRE_QUIESCED) {
+        take_answer(log, from, m->request, m->quiet_term, m->quiet_index);
+    } else if (m->type == RL_WIRE_UNQUIESCE && log->raft.current_term == m->quiet_term) {
+        log->quiet.asking = false; /* an ask under way: that member is awake */
         rl_io_wake(&log->io, "a follower's clock runs again");
+    }
 }
 
-void rl_quiet_woken(struct rlog *log, bool heard)
+void rl_quiet_woken(struct rlog *log, uint64_t from, bool was_frozen)
 {
     struct rl_quiet *q = &log->quiet;
     q->idle_ticks = 0;
     q->asking = false;
+    if (!was_frozen)
+        return; /* an ask under way ends: a member's connection ended or fell silent */
     q->wakes++;
     raft_id leader = 0;
     const char *addr = NULL;
     raft_leader(&log->raft, &leader, &addr);
-    if (!heard && log->raft.state == RAFT_FOLLOWER && leader && leader != log->cfg.id)
-        send_quiet(log, leader, RL_WIRE_UNQUIESCE, log->raft.current_term,
+    /* Woken by anything but its leader's own message (a call here, a
+     * silence, a candidate's vote request): a leader still there is
+     * told, and heartbeats before this node's election timer passes. */
+    if (log->raft.state == RAFT_FOLLOWER && leader && leader != log->cfg.id && from != leader)
+        send_quiet(log, leader, RL_WIRE_UNQUIESCE, 0, log->raft.current_term,
                    raft_last_index(&log->raft));
 }
 

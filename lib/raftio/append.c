@@ -102,7 +102,7 @@ int rl_io__append(struct raft_io *rio, struct raft_io_append *req,
     struct io *io = rio->impl;
     if (io->fatal || io->closing)
         return io->fatal ? RAFT_IOERR : RAFT_CANCELED;
-    rl_io__wake(io, "libraft appends", false);
+    rl_io__wake(io, "libraft appends", 0, false);
     struct append_req *a = calloc(1, sizeof *a);
     struct rl_store_entry *es = calloc(n ? n : 1, sizeof *es);
     if (!a || !es) {

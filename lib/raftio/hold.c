@@ -101,7 +101,7 @@ void rl_io__deliver(struct io *io, struct raft_message *msg, void *body, bool ow
             raft_free(body); /* a failed node's heartbeats leaked here */
         return;
     }
-    rl_io__wake(io, "a raft message arrived", true);
+    rl_io__wake(io, "a raft message arrived", msg->server_id, false);
     /* libraft 0.15 answers an AppendEntries that brings nothing new with
      * "I hold everything up to my last stored index" (recv_append_entries.c),
      * even when entries after the leader's are from another term and about

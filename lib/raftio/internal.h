@@ -199,6 +199,7 @@ struct io {
     void (*close_step)(struct io *io);
     uv_timer_cb deferred_cb;
     void (*ticks_start)(struct io *io); /* quiet.c restarts the ticks */
+    uv_timer_cb tick_timer_cb;          /* and slows them (io.c's timer_cb) */
     int close_pending;
     struct rl_snapshot_desc snap;
     bool have_snap;
@@ -228,7 +229,7 @@ struct io {
     unsigned long floors_cleared;
     /* Quiescence (quiet.c): libraft's clock stopped since frozen_at (loop
      * time); time_shift, the stopped time taken out of what it sees. */
-    bool frozen;
+    bool frozen, frozen_pulses;
     uint64_t frozen_at, time_shift;
     unsigned tick_ms;
     bool fatal_dropped; /* a failed node's connections were dropped (quiet.c) */
@@ -242,8 +243,10 @@ struct sync_wait {
 
 /* quiet.c */
 uint64_t rl_io__time(struct io *io);
-/* heard: woken by a raft message from a peer (else a reason of its own). */
-void rl_io__wake(struct io *io, const char *why, bool heard);
+/* from: the peer whose raft message, connection end or silence it is (0:
+ * a reason of this node's own); peer_event: an end or a silence, which
+ * the node hears of even when the log is not quiet (an ask under way). */
+void rl_io__wake(struct io *io, const char *why, uint64_t from, bool peer_event);
 
 /* core.c */
 void rl_io__log(struct io *io, int level, const char *fmt, ...)

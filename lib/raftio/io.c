@@ -322,6 +322,7 @@ int rl_io_init(struct raft_io *rio, const struct rl_io_config *cfg)
     io->close_step = close_step;
     io->deferred_cb = deferred_cb;
     io->ticks_start = ticks_start;
+    io->tick_timer_cb = timer_cb;
     io->netcfg = cfg->net;
     snprintf(io->cluster, sizeof io->cluster, "%s", cfg->net.cluster ? cfg->net.cluster : "");
     io->netcfg.cluster = io->cluster;

@@ -77,9 +77,11 @@ struct rl_io_hooks {
     /* After each tick libraft was given (node/quiet.c decides from there
      * whether the log is idle enough to quiesce). */
     void (*on_tick)(void *arg);
-    /* A quiesced log's clock runs again; heard: a raft message from a peer
-     * woke it (else a reason of its own: see rl_io_freeze). */
-    void (*on_wake)(void *arg, bool heard);
+    /* A quiet log's clock runs again (was_frozen), or, on a log that is
+     * not quiet, a member's connection ended or fell silent; from: the
+     * peer whose message, end or silence it was (0: a reason of this
+     * node's own). */
+    void (*on_wake)(void *arg, uint64_t from, bool was_frozen);
 };
 
 /* The most files snapshot_state may give. */

@@ -63,7 +63,7 @@ static void in_end(void *arg, int why, const char *msg)
 {
     struct in_conn *c = arg;
     struct io *io = c->io;
-    rl_io__wake(io, "a connection from a peer ended", false);
+    rl_io__wake(io, "a connection from a peer ended", c->id, true);
     char line[160];
     if (why == RL_CONN_TIMEOUT) {
         io->timed_out_connections++;
@@ -381,7 +381,7 @@ static size_t in_data(void *arg, const unsigned char *p, size_t nread)
 static void in_stale(void *arg)
 {
     struct in_conn *c = arg;
-    rl_io__wake(c->io, "the peer's host fell silent", false);
+    rl_io__wake(c->io, "the peer's host fell silent", c->id, true);
 }
 
 void rl_io__accept(void *arg, uint64_t id, struct rl_conn *conn)

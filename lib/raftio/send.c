@@ -105,7 +105,7 @@ static void out_end(void *arg, int why, const char *msg)
     (void)why;
     rl_io__log(p->io, 0, "connection to node %" PRIu64 " (%s) ended: %s", p->id, p->address, msg);
     p->conn = NULL;
-    rl_io__wake(p->io, "a connection to a peer ended", false);
+    rl_io__wake(p->io, "a connection to a peer ended", p->id, true);
 }
 
 static void connect_cb(void *arg, struct rl_conn *conn, int status)
@@ -340,7 +340,7 @@ int rl_io__send(struct raft_io *rio, struct raft_io_send *req, const struct raft
 {
     struct io *io = rio->impl;
     struct raft_message capped, fitted;
-    rl_io__wake(io, "libraft sends", false);
+    rl_io__wake(io, "libraft sends", 0, false);
     if (msg->type == RAFT_IO_APPEND_ENTRIES) {
         unsigned n = entries_that_fit(io, msg);
         if (n < msg->append_entries.n_entries) {
