@@ -30,9 +30,9 @@ extern "C" {
  * Compile-time version of the header; rlog_version() gives the version of
  * the library actually linked, which may differ under dynamic linking. */
 #define RLOG_VERSION_MAJOR 0
-#define RLOG_VERSION_MINOR 4
-#define RLOG_VERSION_PATCH 3
-#define RLOG_VERSION_STRING "0.4.3"
+#define RLOG_VERSION_MINOR 5
+#define RLOG_VERSION_PATCH 0
+#define RLOG_VERSION_STRING "0.5.0"
 /* One comparable number: major * 10000 + minor * 100 + patch. */
 #define RLOG_VERSION_NUMBER \
     (RLOG_VERSION_MAJOR * 10000 + RLOG_VERSION_MINOR * 100 + RLOG_VERSION_PATCH)
@@ -70,7 +70,8 @@ RLOG_API const char *rlog_version_string(void);
     X(INDOUBT, 19, "append in doubt: may or may not be in the log")          \
     X(AGAIN, 20, "too many appends in flight on this handle; try again")    \
     X(CONFLICT, 21, "the log does not end at the expected offset")             \
-    X(SEQUENCE, 22, "producer sequence number out of order or reused")
+    X(SEQUENCE, 22, "producer sequence number out of order or reused")       \
+    X(EXISTS, 23, "a log of that name already exists")
 
 enum rlog_errno {
 #define RLOG__ERR_ENUM(name, num, msg) RLOG_E##name = -(num),
@@ -361,6 +362,16 @@ struct rlog_host_config {
      * to stderr. */
     void (*log_fn)(void *arg, int level, const char *line);
     void *log_arg;
+
+    /* The host's data directory (0.5): NULL, or a directory (created if
+     * missing) that holds the host's logs, each in logs/NAME/, created,
+     * opened and deleted by name at run time (rlog_create_on, rlog_open_on
+     * with config.data_dir NULL, rlog_host_delete_log,
+     * rlog_host_list_logs). The host locks it while open (another host on
+     * it: RLOG_EBUSY) and records its id and cluster_name in its HOST file
+     * on first use (a host of another id or cluster_name: RLOG_EIDENTITY;
+     * a log's own data directory: RLOG_EFOREIGN). */
+    const char *data_dir;
 };
 
 /* rlog_host_config_init - fills *cfg with defaults and zeroes the rest. */
@@ -373,9 +384,46 @@ RLOG_API int rlog_host_open(const struct rlog_host_config *cfg, rlog_host **out,
                             size_t errlen);
 
 /* rlog_open_on - rlog_open, on the host's thread with the fewest logs.
- * Errors: those of rlog_open, and RLOG_EINVAL for a NULL host. */
+ * With cfg->data_dir NULL, on a host with a data directory: opens the log
+ * named cfg->cluster_name there (created by rlog_create_on; cfg->peers
+ * then only tells where its members may be, any hosts that include them,
+ * and it never starts a new Raft group). Errors: those of rlog_open,
+ * RLOG_EINVAL for a NULL host, and RLOG_ENOTFOUND for a log the host's
+ * data directory does not have (or whose create was cut short). */
 RLOG_API int rlog_open_on(rlog_host *host, const struct rlog_config *cfg, rlog **out,
                           char *errbuf, size_t errlen);
+
+/* rlog_create_on - creates the log named cfg->cluster_name in the host's
+ * data directory (logs/NAME/) and opens it as rlog_open_on does: with
+ * cfg->join 0 it starts the log's Raft group with cfg->peers as its members
+ * (each host creates it with the same list), with join 1 it waits to be
+ * added (rlog_add_node on the log's leader). cfg->data_dir must be NULL.
+ * A name is 1 to 63 characters of A-Z a-z 0-9 . _ - not starting with a
+ * dot. A create cut short by a crash is finished by calling rlog_create_on
+ * again (rlog_open_on refuses such a log with RLOG_ENOTFOUND); a create
+ * that fails leaves no directory behind. Errors: RLOG_EINVAL (no data
+ * directory on the host, cfg->data_dir set, a bad name), RLOG_EEXISTS (a
+ * log of that name is there), RLOG_EIO, and those of rlog_open_on. */
+RLOG_API int rlog_create_on(rlog_host *host, const struct rlog_config *cfg, rlog **out,
+                            char *errbuf, size_t errlen);
+
+/* rlog_host_delete_log - deletes a closed log of the host's data
+ * directory, with everything in it. Delete a replica only once it has left
+ * the log's membership (rlog_remove_node on the leader), or the log on
+ * every host: the others count on its copy. A deletion cut short by a crash
+ * is finished by the next rlog_host_open. Errors: RLOG_EINVAL (no data
+ * directory, a bad name), RLOG_ENOTFOUND (no such log), RLOG_EBUSY (the
+ * log is open, in this process or another), RLOG_EIO. */
+RLOG_API int rlog_host_delete_log(rlog_host *host, const char *name, char *errbuf,
+                                  size_t errlen);
+
+/* rlog_host_list_logs - calls fn(arg, name) for each log in the host's data
+ * directory, open or not, in name order (strcmp); fn returning non-zero
+ * stops the walk. A log whose create was cut short is listed too. Returns
+ * 0, or RLOG_EINVAL (host or fn NULL, no data directory), RLOG_EIO or
+ * RLOG_ENOMEM (the message says why). */
+RLOG_API int rlog_host_list_logs(rlog_host *host, int (*fn)(void *arg, const char *name),
+                                 void *arg);
 
 /* rlog_host_close - stops the host's threads and frees it. RLOG_EBUSY
  * (nothing done) while a log opened on it is not yet closed; RLOG_EINVAL

@@ -62,7 +62,7 @@ static int wait_opened(rlog *log, char *err, size_t errlen)
  * loop thread shared with other logs, or (stepped) on the caller's. */
 static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen,
                     bool stepped, struct rl_host *host, struct rl_cache_pool *cache_pool,
-                    const struct rl_net_via *via)
+                    const struct rl_net_via *via, unsigned flags)
 {
     char err[512] = "";
     if (out)
@@ -101,6 +101,7 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
             rv = RLOG_ENOMEM;
     }
     if (rv == 0) {
+        log->no_bootstrap = (flags & RL_OPEN_NO_BOOTSTRAP) != 0;
         log->host = stepped ? NULL : host;
         log->via = log->host ? via : NULL;
         log->loop = log->host ? rl_host_loop(log->host) : &log->own_loop;
@@ -156,19 +157,19 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
 int rlog_open(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen)
 {
     return open_log(cfg, out, errbuf, errlen, false, rl_shared_host ? rl_shared_host() : NULL,
-                    NULL, NULL);
+                    NULL, NULL, 0);
 }
 
 int rl_open_on_host(struct rl_host *host, struct rl_cache_pool *cache_pool,
-                    const struct rl_net_via *via, const struct rlog_config *cfg, rlog **out,
-                    char *errbuf, size_t errlen)
+                    const struct rl_net_via *via, unsigned flags, const struct rlog_config *cfg,
+                    rlog **out, char *errbuf, size_t errlen)
 {
-    return open_log(cfg, out, errbuf, errlen, false, host, cache_pool, via);
+    return open_log(cfg, out, errbuf, errlen, false, host, cache_pool, via, flags);
 }
 
 int rl_open_stepped(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen)
 {
-    return open_log(cfg, out, errbuf, errlen, true, NULL, NULL, NULL);
+    return open_log(cfg, out, errbuf, errlen, true, NULL, NULL, NULL, 0);
 }
 
 void rl_free_stepped(rlog *log)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/catalog.h"
 #include "host/host.h"
 #include "host/mux.h"
 #include "net/hello.h"
@@ -28,6 +29,7 @@ struct rlog_host {
     struct rl_tls_ctx *tls;
     uint64_t id;
     char address[64];
+    struct rl_catalog *catalog; /* the data directory's logs, or NULL */
     unsigned n;
     struct rl_host *loops[];
 };
@@ -188,6 +190,9 @@ int rlog_host_open(const struct rlog_host_config *cfg, rlog_host **out, char *er
                                    .cluster = cfg->cluster_name};
         rv = rl_tls_ctx_new(&tc, &h->tls, err, sizeof err);
     }
+    if (rv == 0 && cfg->data_dir)
+        rv = rl_catalog_open(cfg->data_dir, cfg->id, cfg->cluster_name, &h->catalog, err,
+                             sizeof err);
     for (; rv == 0 && h->n < cfg->threads; h->n++)
         rv = rl_host_start(&h->loops[h->n], err, sizeof err);
     if (rv != 0) {
@@ -203,6 +208,7 @@ int rlog_host_open(const struct rlog_host_config *cfg, rlog_host **out, char *er
     }
     if (rv != 0) {
         stop_loops(h, h->n);
+        rl_catalog_close(h->catalog);
         rl_tls_ctx_free(h->tls);
         rl_cache_pool_free(&h->cache);
         free(h);
@@ -213,11 +219,11 @@ int rlog_host_open(const struct rlog_host_config *cfg, rlog_host **out, char *er
 }
 
 /* A log for the shared transport: the rules of rlog_host_config.address. */
-static int open_shared(rlog_host *host, const struct rlog_config *cfg, rlog **out, char *errbuf,
-                       size_t errlen)
+static int open_shared(rlog_host *host, unsigned flags, const struct rlog_config *cfg, rlog **out,
+                       char *errbuf, size_t errlen)
 {
     if (!cfg)
-        return rl_open_on_host(host->loops[0], NULL, NULL, cfg, out, errbuf, errlen);
+        return rl_open_on_host(host->loops[0], NULL, NULL, flags, cfg, out, errbuf, errlen);
     const char *bad = cfg->id != host->id ? "config.id is not the host's id"
                       : !cfg->cluster_name || !*cfg->cluster_name
                           ? "config.cluster_name must be set: it names the log between hosts"
@@ -234,18 +240,16 @@ static int open_shared(rlog_host *host, const struct rlog_config *cfg, rlog **ou
     if (host->tls)
         c.insecure = 1; /* the host's TLS covers its peers: nothing in plain text */
     return rl_open_on_host(host->loops[0], host->pooled ? &host->cache : NULL, rl_mux_via(host->mux),
-                           &c, out, errbuf, errlen);
+                           flags, &c, out, errbuf, errlen);
 }
 
-int rlog_open_on(rlog_host *host, const struct rlog_config *cfg, rlog **out, char *errbuf,
-                 size_t errlen)
+/* rlog_open_on's placement: the shared transport, or the thread with the
+ * fewest logs. */
+static int open_placed(rlog_host *host, unsigned flags, const struct rlog_config *cfg, rlog **out,
+                       char *errbuf, size_t errlen)
 {
-    if (out)
-        *out = NULL;
-    if (!host)
-        return fail_buf(errbuf, errlen, RLOG_EINVAL, "rlog_open_on: host must not be NULL");
     if (host->mux && cfg && (!cfg->address || strcmp(cfg->address, host->address) == 0))
-        return open_shared(host, cfg, out, errbuf, errlen);
+        return open_shared(host, flags, cfg, out, errbuf, errlen);
     struct rl_host *least = host->loops[0];
     unsigned fewest = rl_host_logs(least);
     for (unsigned i = 1; i < host->n && fewest > 0; i++) {
@@ -255,8 +259,120 @@ int rlog_open_on(rlog_host *host, const struct rlog_config *cfg, rlog **out, cha
             least = host->loops[i];
         }
     }
-    return rl_open_on_host(least, host->pooled ? &host->cache : NULL, NULL, cfg, out, errbuf,
-                           errlen);
+    return rl_open_on_host(least, host->pooled ? &host->cache : NULL, NULL, flags, cfg, out,
+                           errbuf, errlen);
+}
+
+/* The name a log of the data directory goes by: cfg->cluster_name, checked,
+ * and claimed for the call (rl_catalog_release). */
+static int claim_name(rlog_host *host, const struct rlog_config *cfg, const char *call, char *err,
+                      size_t errlen)
+{
+    if (!host->catalog)
+        return snprintf(err, errlen, "%s: the host has no data_dir (rlog_host_config)", call),
+               RLOG_EINVAL;
+    if (cfg->data_dir)
+        return snprintf(err, errlen, "%s: config.data_dir must be NULL: the log's directory is "
+                        "the host's logs/NAME", call),
+               RLOG_EINVAL;
+    int rv = rl_catalog_check_name(cfg->cluster_name, err, errlen);
+    return rv ? rv : rl_catalog_claim(host->catalog, cfg->cluster_name, err, errlen);
+}
+
+/* cfg with data_dir the host's directory for the log cfg->cluster_name. */
+static struct rlog_config in_catalog(rlog_host *host, const struct rlog_config *cfg, char *dir,
+                                     size_t len)
+{
+    struct rlog_config c = *cfg;
+    rl_catalog_log_dir(host->catalog, cfg->cluster_name, dir, len);
+    c.data_dir = dir;
+    return c;
+}
+
+/* An existing log of the host's data directory, by name. */
+static int open_named(rlog_host *host, const struct rlog_config *cfg, rlog **out, char *errbuf,
+                      size_t errlen)
+{
+    char err[512] = "", dir[4400];
+    int rv = claim_name(host, cfg, "rlog_open_on", err, sizeof err);
+    if (rv)
+        return fail_buf(errbuf, errlen, rv, "%s", err);
+    rv = rl_catalog_check_open(host->catalog, cfg->cluster_name, err, sizeof err);
+    if (rv == 0) {
+        struct rlog_config c = in_catalog(host, cfg, dir, sizeof dir);
+        rv = open_placed(host, RL_OPEN_NO_BOOTSTRAP, &c, out, err, sizeof err);
+    }
+    rl_catalog_release(host->catalog, cfg->cluster_name);
+    return rv ? fail_buf(errbuf, errlen, rv, "%s", err) : 0;
+}
+
+int rlog_open_on(rlog_host *host, const struct rlog_config *cfg, rlog **out, char *errbuf,
+                 size_t errlen)
+{
+    if (out)
+        *out = NULL;
+    if (!host)
+        return fail_buf(errbuf, errlen, RLOG_EINVAL, "rlog_open_on: host must not be NULL");
+    if (cfg && !cfg->data_dir && host->catalog)
+        return open_named(host, cfg, out, errbuf, errlen);
+    return open_placed(host, 0, cfg, out, errbuf, errlen);
+}
+
+int rlog_create_on(rlog_host *host, const struct rlog_config *cfg, rlog **out, char *errbuf,
+                   size_t errlen)
+{
+    if (out)
+        *out = NULL;
+    if (!host || !cfg || !out)
+        return fail_buf(errbuf, errlen, RLOG_EINVAL,
+                        "rlog_create_on: host, cfg and out must not be NULL");
+    char err[512] = "", dir[4400];
+    int rv = claim_name(host, cfg, "rlog_create_on", err, sizeof err);
+    if (rv)
+        return fail_buf(errbuf, errlen, rv, "%s", err);
+    bool resumed = false;
+    rv = rl_catalog_begin_create(host->catalog, cfg->cluster_name, &resumed, err, sizeof err);
+    if (rv == 0) {
+        struct rlog_config c = in_catalog(host, cfg, dir, sizeof dir);
+        rv = open_placed(host, 0, &c, out, err, sizeof err);
+        char end_err[512] = "";
+        int end = rl_catalog_end_create(host->catalog, cfg->cluster_name, rv == 0, end_err,
+                                        sizeof end_err);
+        if (rv == 0 && end != 0) { /* created, but not known to be: say so, closed */
+            rlog_close(*out);
+            *out = NULL;
+            rv = end;
+            snprintf(err, sizeof err, "%s (calling rlog_create_on again finishes the create)",
+                     end_err);
+        }
+    }
+    rl_catalog_release(host->catalog, cfg->cluster_name);
+    return rv ? fail_buf(errbuf, errlen, rv, "%s", err) : 0;
+}
+
+int rlog_host_delete_log(rlog_host *host, const char *name, char *errbuf, size_t errlen)
+{
+    if (!host)
+        return fail_buf(errbuf, errlen, RLOG_EINVAL, "rlog_host_delete_log: host is NULL");
+    struct rlog_config named = {.cluster_name = name};
+    char err[512] = "";
+    int rv = claim_name(host, &named, "rlog_host_delete_log", err, sizeof err);
+    if (rv)
+        return fail_buf(errbuf, errlen, rv, "%s", err);
+    rv = rl_catalog_delete(host->catalog, name, err, sizeof err);
+    rl_catalog_release(host->catalog, name);
+    return rv ? fail_buf(errbuf, errlen, rv, "%s", err) : 0;
+}
+
+int rlog_host_list_logs(rlog_host *host, int (*fn)(void *arg, const char *name), void *arg)
+{
+    if (!host || !fn)
+        return rl_fail(RLOG_EINVAL, "rlog_host_list_logs: host and fn must not be NULL");
+    if (!host->catalog)
+        return rl_fail(RLOG_EINVAL, "rlog_host_list_logs: the host has no data_dir");
+    char err[512] = "";
+    int rv = rl_catalog_list(host->catalog, fn, arg, err, sizeof err);
+    return rv ? rl_fail(rv, "%s", err) : 0;
 }
 
 int rlog_host_close(rlog_host *host)
@@ -282,6 +398,7 @@ int rlog_host_close(rlog_host *host)
     }
     for (unsigned i = 0; i < host->n; i++)
         rl_host_end_stop(host->loops[i]);
+    rl_catalog_close(host->catalog);
     rl_tls_ctx_free(host->tls);
     rl_cache_pool_free(&host->cache);
     free(host);

@@ -312,7 +312,8 @@ static int start(struct rlog *log)
      * past 1 has been emptied by a catch-up that a crash interrupted, and
      * its entries come back from the leader (found by the simulator: such
      * a node refused to start ever again). Every leader's term is >= 2. */
-    if (rl_store_last_index(log->store) == 0 && rl_store_term(log->store) <= 1 && !log->cfg.join) {
+    if (rl_store_last_index(log->store) == 0 && rl_store_term(log->store) <= 1 && !log->cfg.join &&
+        !log->no_bootstrap) {
         struct raft_configuration conf;
         raft_configuration_init(&conf);
         for (unsigned i = 0; i < log->cfg.n_peers && rv == 0; i++)

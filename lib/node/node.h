@@ -190,6 +190,9 @@ struct rlog {
     struct rl_host *host;       /* NULL: own loop (and own thread, unless stepped) */
     const struct rl_net_via *via; /* the host's shared transport, or NULL */
     struct rl_host_call host_call; /* the open, posted to the host's loop */
+    /* An existing log of a host's data directory: never bootstrapped at
+     * open, whatever its store holds (an empty one waits to be added). */
+    bool no_bootstrap;
     /* The node's own handles and work requests not yet closed or done
      * (rl_node_hold): a log's close, or its failed open, ends when the
      * last goes, not when a loop runs out (a host's loop never does). */
@@ -323,8 +326,9 @@ int rl_submit(struct rlog *log, struct rl_op *op);
  * log of a process on one loop thread. A hook, not a host, because Check
  * forks a child per test and a thread started before the fork is not in
  * the child: the hook starts the host in the process that asks. */
+#define RL_OPEN_NO_BOOTSTRAP 1u /* rl_open_on_host's flags: struct rlog's no_bootstrap */
 int rl_open_on_host(struct rl_host *host, struct rl_cache_pool *cache_pool,
-                    const struct rl_net_via *via, const struct rlog_config *cfg,
+                    const struct rl_net_via *via, unsigned flags, const struct rlog_config *cfg,
                     struct rlog **out, char *err, size_t errlen);
 extern struct rl_host *(*rl_shared_host)(void);
 /* Tests: every log opens holding its store's jobs, as one on a shared loop
