@@ -287,6 +287,19 @@ struct rlog_config {
     uint64_t sm_snapshot_every;
     unsigned sm_snapshots_keep;
     unsigned sm_results;
+
+    /* -- liblog 0.5: leaders spread over hosts --
+     * balance_leaders 1: the log has a preferred leader, the same on every
+     * member: one of its voters (in id order) picked by a stable hash of
+     * cluster_name, so the logs of a set of hosts prefer each host about
+     * equally. A leader that is not it hands the lead over (as
+     * rlog_transfer_leadership) once the preferred voter is caught up and
+     * answering, at a moment nothing is in flight (no append ends in doubt
+     * for it), after leading for an election timeout, and at most once
+     * every 10 election timeouts; a log busy without a pause keeps its
+     * leader. Every member should set it alike. 0 (the default): leaders
+     * stay where elections put them. */
+    int balance_leaders;
 };
 
 /* rlog_config_init - fills *cfg with defaults and zeroes the rest. */

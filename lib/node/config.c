@@ -207,6 +207,8 @@ int rl_config_validate(const struct rlog_config *c, char *err, size_t errlen)
                    (uint64_t)c->batch_max_bytes + 4096);
     if (c->forward_appends != 0 && c->forward_appends != 1)
         return BAD("config.forward_appends %d must be 0 or 1", c->forward_appends);
+    if (c->balance_leaders != 0 && c->balance_leaders != 1)
+        return BAD("config.balance_leaders %d must be 0 or 1", c->balance_leaders);
     if (c->max_forward_bytes && c->max_forward_bytes < c->batch_max_bytes)
         return BAD("config.max_forward_bytes %" PRIu64 " must be >= batch_max_bytes %u: one call "
                    "must fit", c->max_forward_bytes, c->batch_max_bytes);

@@ -358,6 +358,7 @@ static int start(struct rlog *log)
     }
     rl_fwd_init(log);
     rl_quiet_init(log);
+    rl_balance_init(log);
     log->pub_visible_offset = log->fence.visible_offset;
     log->trim_snap = rl_io_snapshot_index(&log->io);
     rl_publish(log);

@@ -229,7 +229,12 @@ static int hook_peer_address(void *arg, uint64_t id, char *buf, size_t len)
 
 static void hook_on_tick(void *arg)
 {
-    rl_quiet_tick(arg);
+    struct rlog *log = arg;
+    rl_quiet_tick(log);
+    if (log->cfg.balance_leaders && log->raft.state == RAFT_LEADER)
+        rl_balance_tick(log, rl_leader_idle(log));
+    else
+        rl_balance_tick(log, false);
 }
 
 static void hook_on_wake(void *arg, uint64_t from, bool was_frozen)

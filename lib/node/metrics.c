@@ -63,7 +63,7 @@ struct out {
     char *p;
     size_t len, cap;
     bool oom;
-    char node[32]; /* the node label, `node="ID"` */
+    char node[200]; /* the labels of every sample: `node="ID"`, and `,log="NAME"` */
 };
 
 static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -280,6 +280,28 @@ static void extra_families(struct out *o, const struct rl_metrics_extra *x)
     sample(o, "rlog_quiesced_total", x->quiesced);
     family(o, "rlog_quiet_wakes_total", "counter", "Times the log's clock ran again here.");
     sample(o, "rlog_quiet_wakes_total", x->quiet_wakes);
+    family(o, "rlog_preferred_leader", "gauge",
+           "The voter the log prefers as its leader (balance_leaders; 0: none).");
+    sample(o, "rlog_preferred_leader", x->preferred_leader);
+    family(o, "rlog_leader_balance_transfers_total", "counter",
+           "Hand-overs of the lead to the preferred voter this node started (balance_leaders).");
+    sample(o, "rlog_leader_balance_transfers_total", x->balance_transfers);
+}
+
+/* The labels of every sample: the node, and the log when it has a name
+ * (a host's logs share the node id), its value escaped as Prometheus asks. */
+static void labels(struct out *o, uint64_t id, const char *log)
+{
+    size_t n = (size_t)snprintf(o->node, sizeof o->node, "node=\"%" PRIu64 "\"", id);
+    if (!log || !*log)
+        return;
+    n += (size_t)snprintf(o->node + n, sizeof o->node - n, ",log=\"");
+    for (const char *c = log; *c && n + 4 < sizeof o->node; c++) {
+        if (*c == '"' || *c == '\\')
+            o->node[n++] = '\\';
+        o->node[n++] = *c;
+    }
+    snprintf(o->node + n, sizeof o->node - n, "\"");
 }
 
 int rl_metrics_render(const struct rlog_metrics *m, const struct rl_metrics_extra *x, char **text,
@@ -289,7 +311,7 @@ int rl_metrics_render(const struct rlog_metrics *m, const struct rl_metrics_extr
     o.p = malloc(o.cap);
     if (!o.p)
         return RLOG_ENOMEM;
-    snprintf(o.node, sizeof o.node, "node=\"%" PRIu64 "\"", m->status.id);
+    labels(&o, m->status.id, x ? x->log : NULL);
     status_families(&o, &m->status);
     own_families(&o, m);
     if (x)

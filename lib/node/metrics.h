@@ -41,6 +41,8 @@ void rl_metrics_collect(struct rlog *log, struct rl_op *op);
  * the ABI): quiescence (node/quiet.c). */
 struct rl_metrics_extra {
     uint64_t quiet, quiesced, quiet_wakes;
+    uint64_t preferred_leader, balance_transfers; /* balance_leaders */
+    char log[64]; /* the log's cluster_name: a `log` label when set */
 };
 int rl_metrics_render(const struct rlog_metrics *m, const struct rl_metrics_extra *x, char **text,
                       size_t *len);

@@ -144,6 +144,18 @@ struct rl_quiet {
     uint64_t quiesced, wakes;
 };
 
+/* Leaders spread over hosts (node/balance.c). */
+struct rl_balance {
+    uint64_t name_hash;    /* of the log's name: picks its preferred voter */
+    uint64_t term;         /* the term this node leads in, 0: not leading */
+    uint64_t since_ms;     /* since when it leads in it */
+    uint64_t tried_ms;     /* the last hand-over's start */
+    uint64_t to;           /* its target */
+    uint64_t transfers;    /* hand-overs started */
+    bool transferring;
+    struct raft_transfer req;
+};
+
 struct rlog {
     /* Immutable after open. */
     struct rlog_config cfg;
@@ -227,6 +239,7 @@ struct rlog {
     struct rl_cache cache;      /* recent payloads (node/cache.h) */
     struct rl_repair repair;    /* damaged entries (node/repair.c) */
     struct rl_quiet quiet;      /* idle on a shared transport (node/quiet.c) */
+    struct rl_balance balance;  /* balance_leaders (node/balance.c) */
     uint64_t floor_cut_entries; /* cut at open before a damaged entry (raftio/floor.c) */
     /* Producers (node/producers.c): the replicated table, this leader's
      * calls not yet committed, the term whose entry this leader has shown
@@ -378,6 +391,18 @@ void rl_repair_free(struct rl_repair *r);
  * UNQUIESCE frame from member `from`; the backend's clock runs again, or
  * a member's connection ended or fell silent (lib/raftio/io.h, on_wake). */
 void rl_quiet_init(struct rlog *log);
+/* Nothing in flight on a leader: every member holds its last entry, stored
+ * and committed; no change of membership or leader; nothing of the node's. */
+bool rl_leader_idle(struct rlog *log);
+/* balance.c: the preferred leader (balance_leaders), checked each tick. */
+void rl_balance_init(struct rlog *log);
+void rl_balance_tick(struct rlog *log, bool leader_idle);
+/* This leader has a hand-over due (it holds the log awake until then). */
+bool rl_balance_pending(struct rlog *log);
+uint64_t rl_balance_hash(const char *name);
+uint64_t rl_preferred_voter(const struct raft_configuration *c, uint64_t name_hash);
+/* partition.c: the jump consistent hash, a bucket in [0, n) for key. */
+unsigned rl_jump_hash(uint64_t key, unsigned n);
 /* Logs with their own connections go quiet too, with pulses (the
  * simulator sets it; see quiet.c). */
 extern bool rl_quiet_everywhere;

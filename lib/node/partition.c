@@ -11,9 +11,10 @@
 
 #include "liblog.h"
 #include "node/api.h"
+#include "node/node.h"
 
 /* The jump hash itself: a bucket in [0, n) for key, n >= 1. */
-static unsigned jump(uint64_t key, unsigned n)
+unsigned rl_jump_hash(uint64_t key, unsigned n)
 {
     int64_t b = -1, j = 0;
     while (j < (int64_t)n) {
@@ -32,6 +33,6 @@ int rlog_partition(const void *key, size_t len, unsigned partitions, unsigned *o
         return rl_fail(RLOG_EINVAL, "partition: %u partitions (1 .. 2^31)", partitions);
     if (!key && len > 0)
         return rl_fail(RLOG_EINVAL, "partition: key NULL with length %zu", len);
-    *out = jump(XXH64(len ? key : "", len, 0), partitions);
+    *out = rl_jump_hash(XXH64(len ? key : "", len, 0), partitions);
     return 0;
 }

@@ -89,7 +89,7 @@ static bool replicated(const struct raft_server *s, raft_id self)
 
 /* libraft's side of a leader with nothing to do: every member holds its
  * last entry, stored and committed; no change of membership or leader. */
-static bool leader_idle(struct rlog *log)
+bool rl_leader_idle(struct rlog *log)
 {
     struct raft *r = &log->raft;
     if (r->state != RAFT_LEADER || r->transfer || r->configuration_uncommitted_index ||
@@ -150,7 +150,7 @@ void rl_quiet_tick(struct rlog *log)
     }
     if (q->asking) /* unanswered in full before this tick: stale now */
         ask_over(q);
-    if (!leader_idle(log)) {
+    if (!rl_leader_idle(log) || rl_balance_pending(log)) {
         q->idle_ticks = 0;
         return;
     }
@@ -221,7 +221,7 @@ static void take_answer(struct rlog *log, uint64_t from, uint64_t seq, uint64_t 
             return;
     }
     q->asking = false;
-    if (!leader_idle(log) || raft_last_index(r) != index)
+    if (!rl_leader_idle(log) || raft_last_index(r) != index)
         return;
     rl_io_freeze(&log->io, q->pulse);
     if (rl_io_frozen(&log->io)) {

@@ -309,10 +309,17 @@ void rl_metrics_collect(struct rlog *log, struct rl_op *op)
         rl_store_hists(log->store, &m->sync_us, &m->write_entries);
     }
     collect_peers(log, m);
-    if (op->metrics_extra)
-        *op->metrics_extra = (struct rl_metrics_extra){
+    if (op->metrics_extra) {
+        struct rl_metrics_extra *x = op->metrics_extra;
+        *x = (struct rl_metrics_extra){
             .quiet = log->raft_started && rl_io_frozen(&log->io),
-            .quiesced = log->quiet.quiesced, .quiet_wakes = log->quiet.wakes};
+            .quiesced = log->quiet.quiesced, .quiet_wakes = log->quiet.wakes,
+            .balance_transfers = log->balance.transfers};
+        if (log->cfg.balance_leaders && log->raft_started)
+            x->preferred_leader =
+                rl_preferred_voter(&log->raft.configuration, log->balance.name_hash);
+        snprintf(x->log, sizeof x->log, "%s", log->cluster_name ? log->cluster_name : "");
+    }
     op->status = 0;
     rl_op_finish(log, op);
 }

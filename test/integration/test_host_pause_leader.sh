@@ -14,7 +14,7 @@ RLOG_NODE_ARGS="--host-transport --cluster-name itest"
 # mval FILE SAMPLE: the value of one sample in a metrics text.
 mval() { awk -v s="$2" '$1 == s { print $2; exit }' "$1"; }
 metrics_of() { "$RLOGCTL" metrics --control "$(ctl "$1")" --timeout 3 2>/dev/null; }
-quiet_of() { metrics_of "$1" | awk -v s="rlog_quiet{node=\"$1\"}" '$1 == s { print $2; exit }'; }
+quiet_of() { metrics_of "$1" | awk -v s="rlog_quiet{node=\"$1\",log=\"itest\"}" '$1 == s { print $2; exit }'; }
 # sent_of I: bytes node I sent its log's members, all together.
 sent_of() { metrics_of "$1" | awk '$1 ~ /^rlog_peer_sent_bytes_total/ { s += $2 } END { print s + 0 }'; }
 # wait_quiet I...: until each node reports its log quiet.

@@ -2801,6 +2801,116 @@ static const char *quiet_verify(void)
     return QT.quiet_seen == 0 ? "the log never went quiet: the scenario did not bite" : NULL;
 }
 
+/* Leaders spread over hosts (balance_leaders, lib/node/balance.c): every
+ * node prefers the same voter (its name's jump hash over the voters in id
+ * order; the log's name varies by seed), and a leader that is not it hands
+ * the lead over once it is caught up, at a tick with nothing in flight.
+ * Rounds, under the clients' load: the preferred voter or the leader
+ * crashes or is cut off for 1 to 4 s; once every node has been up and
+ * connected for 12 s again, the leader must be the preferred voter (rule
+ * b1). The checker's rules hold as everywhere: a hand-over is a change of
+ * leader like any other. */
+static struct {
+    unsigned rounds, checks;
+    uint64_t calm_since; /* every node up and connected since (0: not now) */
+} BL;
+
+static const char *const BL_NAMES[] = {"orders", "payments", "sim-a", "sim-b", "events-7"};
+
+static void balance_configure(void)
+{
+    W->base.balance_leaders = 1;
+    W->base.cluster_name = BL_NAMES[sim_range(0, 4)];
+}
+
+static bool all_up_and_connected(void)
+{
+    for (int i = 0; i < W->n; i++) {
+        if (!node_up(&W->nodes[i]))
+            return false;
+        for (int j = 0; j < W->n; j++)
+            if (W->link_cut[i][j])
+                return false;
+    }
+    return true;
+}
+
+static uint64_t preferred_now(void)
+{
+    for (int i = 0; i < W->n; i++)
+        if (node_up(&W->nodes[i]))
+            return rl_preferred_voter(&W->nodes[i].log->raft.configuration,
+                                      rl_balance_hash(W->base.cluster_name));
+    return 0;
+}
+
+static void balance_round(void *arg);
+
+static void balance_watch(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    if (!all_up_and_connected()) {
+        BL.calm_since = 0;
+    } else if (BL.calm_since == 0) {
+        BL.calm_since = W->now;
+    } else if (W->now - BL.calm_since >= 12000 * SIM_MS) {
+        int l = leader_idx();
+        uint64_t want = preferred_now();
+        if (l < 0 || W->nodes[l].id != want)
+            fail_check("every node up and connected for 12 s, yet the leader is %s%d, not the "
+                       "preferred voter n%" PRIu64 " (round %u)",
+                       l < 0 ? "none " : "n", l < 0 ? 0 : l + 1, want, BL.rounds);
+        BL.checks++;
+        sim_at(W->now + sim_range(100, 2000) * SIM_MS, balance_round, NULL);
+        return;
+    }
+    sim_at(W->now + 100 * SIM_MS, balance_watch, NULL);
+}
+
+static void balance_round(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    BL.rounds++;
+    BL.calm_since = 0;
+    int l = leader_idx();
+    int p = (int)preferred_now() - 1;
+    int who = sim_chance(500) && p >= 0 ? p : l >= 0 ? l : (int)sim_range(0, (uint64_t)W->n - 1);
+    uint64_t back = sim_range(1000, 4000);
+    if (sim_chance(500)) {
+        sim_log("balance: round %u, n%d (%s) crashes", BL.rounds, who + 1,
+                who == p ? "preferred" : "leader");
+        crash_and_restart(&W->nodes[who], back);
+    } else {
+        sim_log("balance: round %u, n%d (%s) cut off", BL.rounds, who + 1,
+                who == p ? "preferred" : "leader");
+        isolate(who, sim_chance(500));
+        sim_at(W->now + back * SIM_MS, heal_links, NULL);
+    }
+    sim_at(W->now + (back + 50) * SIM_MS, balance_watch, NULL);
+}
+
+static void balance_setup(void)
+{
+    memset(&BL, 0, sizeof BL);
+    net_calm();
+    sim_at(W->now + 3000 * SIM_MS, balance_watch, NULL); /* the first check: no fault yet */
+}
+
+static const char *balance_verify(void)
+{
+    uint64_t transfers = 0;
+    for (int i = 0; i < W->n; i++)
+        if (W->nodes[i].log)
+            transfers += W->nodes[i].log->balance.transfers;
+    sim_log("balance: %u rounds, %u checks, %" PRIu64 " hand-overs by the nodes up at the end",
+            BL.rounds, BL.checks, transfers);
+    return BL.checks == 0 ? "no round reached its check: the scenario did not bite" : NULL;
+}
+
 static const struct scenario scenarios[] = {
     {"random", 3, 12000, 2500, random_setup, NULL},
     {"random5", 5, 12000, 2500, random_setup, NULL},
@@ -2823,6 +2933,7 @@ static const struct scenario scenarios[] = {
     {"sm-install", 3, 20000, 0, install_setup, install_verify},
     {"sm-join", 4, 20000, 0, join_setup, join_verify},
     {"quiet", 3, 40000, 0, quiet_setup, quiet_verify},
+    {"balance", 3, 40000, 0, balance_setup, balance_verify},
 };
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
@@ -3056,6 +3167,8 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
         w.trace_from = strtoull(getenv("SIM_TRACE_FROM"), NULL, 10) * SIM_MS;
     if (sc->setup == policy_setup)
         policy_config(); /* before the nodes open */
+    if (sc->setup == balance_setup)
+        balance_configure();
     for (int i = 0; i < W->boot_n; i++) /* a joining node opens when it is added */
         if (node_start(&W->nodes[i]) != 0) {
             fprintf(stderr, "seed %" PRIu64 ": n%d does not open\n", seed, i + 1);

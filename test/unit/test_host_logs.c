@@ -22,9 +22,8 @@ static rlog_host *H[3];
 
 static void quiet(void *arg, int level, const char *line)
 {
-    (void)arg;
     if (getenv("RLOG_TEST_VERBOSE") || level >= 3)
-        fprintf(stderr, "%s\n", line);
+        fprintf(stderr, "%s: %s\n", arg ? (const char *)arg : "host", line);
 }
 
 static int open_host_at(int i, uint64_t id, const char *cluster, rlog_host **out, char *err,
@@ -66,6 +65,7 @@ static void log_cfg(int i, const char *name, struct rlog_config *c)
     c->batch_max_bytes = 256u << 10;
     c->max_record_size = 64u << 10;
     c->log_fn = quiet;
+    c->log_arg = (void *)name;
 }
 
 static rlog *create(int i, const char *name)
@@ -404,6 +404,95 @@ START_TEST(open_never_bootstraps)
 }
 END_TEST
 
+/* The leader of a log, as its member i sees it (0: none known). */
+static uint64_t leader_of(rlog *log)
+{
+    struct rlog_status st;
+    ck_assert_int_eq(rlog_status(log, &st), 0);
+    return st.leader_id;
+}
+
+/* Waits up to 15 s for every log's leader to be want[k] (as every open
+ * member sees it). */
+static void expect_leaders(rlog *logs[][3], int n, const uint64_t *want, const char *when)
+{
+    for (int tries = 0; tries < 300; tries++) {
+        bool all = true;
+        for (int k = 0; k < n && all; k++)
+            for (int i = 0; i < 3 && all; i++)
+                all = !logs[k][i] || leader_of(logs[k][i]) == want[k];
+        if (all)
+            return;
+        usleep(50 * 1000);
+    }
+    for (int k = 0; k < n; k++)
+        fprintf(stderr, "log p%d: leader %llu, wanted %llu\n", k,
+                (unsigned long long)leader_of(logs[k][1]), (unsigned long long)want[k]);
+    ck_abort_msg("leaders not where they were wanted in 15 s (%s)", when);
+}
+
+/* balance_leaders: each log's lead goes to its preferred voter (its name's
+ * jump hash over its voters in id order, as rlog_partition picks), away
+ * from a host while it is down and back once it returns. */
+START_TEST(leaders_spread_over_hosts)
+{
+    enum { N = 6 };
+    rlog *logs[N][3];
+    char names[N][8];
+    uint64_t preferred[N];
+    bool led[4] = {false};
+    for (int i = 0; i < 3; i++)
+        open_host(i);
+    for (int k = 0; k < N; k++) {
+        snprintf(names[k], sizeof names[k], "p%d", k);
+        unsigned idx;
+        ck_assert_int_eq(rlog_partition(names[k], strlen(names[k]), 3, &idx), 0);
+        preferred[k] = hosts[idx].id;
+        led[preferred[k]] = true;
+        for (int i = 0; i < 3; i++) {
+            struct rlog_config c;
+            log_cfg(i, names[k], &c);
+            c.balance_leaders = 1;
+            char err[512] = "";
+            ck_assert_int_eq(rlog_create_on(H[i], &c, &logs[k][i], err, sizeof err), 0);
+        }
+    }
+    ck_assert_msg(led[1] + led[2] + led[3] >= 2, "the names chosen all prefer one host");
+    expect_leaders(logs, N, preferred, "after creating");
+    char *text = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(rlog_metrics_text(logs[0][0], &text, &len), 0);
+    char line[128];
+    snprintf(line, sizeof line, "rlog_preferred_leader{node=\"1\",log=\"p0\"} %llu",
+             (unsigned long long)preferred[0]);
+    ck_assert_msg(strstr(text, line), "no '%s' in the metrics", line);
+    rlog_free(text);
+
+    /* Host 1 down: its logs lead elsewhere; back: they return to it. */
+    uint64_t without[N];
+    for (int k = 0; k < N; k++) {
+        ck_assert_int_eq(rlog_close(logs[k][0]), 0);
+        logs[k][0] = NULL;
+    }
+    for (int tries = 0; tries < 300; tries++) {
+        bool moved = true;
+        for (int k = 0; k < N; k++)
+            moved = moved && (without[k] = leader_of(logs[k][1])) > 1;
+        if (moved)
+            break;
+        usleep(50 * 1000);
+    }
+    for (int k = 0; k < N; k++)
+        ck_assert_msg(without[k] > 1, "log p%d has no leader without host 1", k);
+    for (int k = 0; k < N; k++)
+        logs[k][0] = open_named(0, names[k]);
+    expect_leaders(logs, N, preferred, "after host 1 came back");
+    for (int k = 0; k < N; k++)
+        for (int i = 0; i < 3; i++)
+            ck_assert_int_eq(rlog_close(logs[k][i]), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("host_logs");
@@ -415,6 +504,7 @@ static Suite *suite(void)
     tcase_add_test(tc, whose_directory);
     tcase_add_test(tc, cut_short);
     tcase_add_test(tc, open_never_bootstraps);
+    tcase_add_test(tc, leaders_spread_over_hosts);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -443,9 +443,11 @@ static void open_shared_hosts(void)
             L[k].peers[i] = (struct rlog_peer){(uint64_t)i + 1, host_addrs[i]};
 }
 
+static const char *const LOG_NAMES[LOGS] = {"orders", "payments"}; /* their cluster_name */
+
 static void open_shared_log(int k, int i)
 {
-    static const char *names[LOGS] = {"orders", "payments"};
+    const char *const *names = LOG_NAMES;
     struct rlog_config c;
     cfg_for(k, i, &c);
     c.address = NULL; /* the host's */
@@ -527,7 +529,7 @@ static long long metric_of(int k, int i, const char *family)
     size_t len = 0;
     ck_assert_int_eq(rlog_metrics_text(L[k].node[i], &text, &len), 0);
     char want[128];
-    snprintf(want, sizeof want, "\n%s{node=\"%d\"} ", family, i + 1);
+    snprintf(want, sizeof want, "\n%s{node=\"%d\",log=\"%s\"} ", family, i + 1, LOG_NAMES[k]);
     const char *at = strstr(text, want);
     long long v = at ? atoll(at + strlen(want)) : -1;
     rlog_free(text);
