@@ -954,6 +954,14 @@ RLOG_API int rlog_metrics(rlog *log, struct rlog_metrics *m);
  * lists them. Errors as rlog_metrics, and RLOG_ENOMEM. */
 RLOG_API int rlog_metrics_text(rlog *log, char **text, size_t *len);
 
+/* rlog_metrics_text_many - one exposition for n logs (a host's, say; liblog
+ * 0.5): each family once, with the samples of every log in the order given
+ * (a log with a cluster_name has the label log="NAME" too, which keeps
+ * the logs of one node apart). Logs that are closing (RLOG_ECLOSED) are
+ * left out. Errors: RLOG_EINVAL (logs NULL with n > 0, text or len NULL),
+ * RLOG_ENOMEM, and those of rlog_metrics_text but RLOG_ECLOSED. */
+RLOG_API int rlog_metrics_text_many(rlog *const *logs, unsigned n, char **text, size_t *len);
+
 /* rlog_errmsg - the detailed message of the last failed call made by this
  * thread, on any handle (log may be NULL); success does not clear it, so
  * read it only right after a call failed. Valid until the next failing call

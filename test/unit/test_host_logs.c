@@ -176,6 +176,44 @@ static void teardown(void)
         fprintf(stderr, "cleanup of %s failed\n", top);
 }
 
+static unsigned count(const char *text, const char *what)
+{
+    unsigned n = 0;
+    for (const char *p = text; (p = strstr(p, what)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* rlog_metrics_text_many of two logs of one host: each family once, with
+ * both logs' samples, told apart by their log label. */
+static void expect_merged_metrics(rlog *a, rlog *b)
+{
+    char *one = NULL, *both = NULL;
+    size_t one_len = 0, both_len = 0;
+    ck_assert_int_eq(rlog_metrics_text(a, &one, &one_len), 0);
+    rlog *const logs[2] = {a, b};
+    ck_assert_int_eq(rlog_metrics_text_many(logs, 2, &both, &both_len), 0);
+    ck_assert_uint_eq(strlen(both), both_len);
+    ck_assert_uint_eq(count(both, "# HELP "), count(one, "# HELP "));
+    ck_assert_uint_eq(count(both, "# TYPE "), count(one, "# TYPE "));
+    ck_assert_uint_eq(count(both, "# HELP rlog_term "), 1);
+    ck_assert_ptr_nonnull(strstr(both, "rlog_term{node=\"1\",log=\"orders-0\"} "));
+    ck_assert_ptr_nonnull(strstr(both, "rlog_term{node=\"1\",log=\"orders-1\"} "));
+    /* The family's lines stay together: the HELP, the TYPE, both samples. */
+    const char *help = strstr(both, "# HELP rlog_term ");
+    const char *next = strstr(help + 1, "# HELP ");
+    const char *s0 = strstr(both, "rlog_term{node=\"1\",log=\"orders-0\"}");
+    const char *s1 = strstr(both, "rlog_term{node=\"1\",log=\"orders-1\"}");
+    ck_assert(s0 > help && s1 > s0 && (!next || s1 < next));
+    rlog_free(one);
+    rlog_free(both);
+    ck_assert_int_eq(rlog_metrics_text_many(NULL, 1, &both, &both_len), RLOG_EINVAL);
+    ck_assert_int_eq(rlog_metrics_text_many(logs, 2, NULL, &both_len), RLOG_EINVAL);
+    ck_assert_int_eq(rlog_metrics_text_many(NULL, 0, &both, &both_len), 0);
+    ck_assert_uint_eq(both_len, 0);
+    rlog_free(both);
+}
+
 START_TEST(create_reopen_by_name_delete)
 {
     static const char *names[2] = {"orders-0", "orders-1"};
@@ -195,6 +233,7 @@ START_TEST(create_reopen_by_name_delete)
         ck_assert_str_eq(ns.name[0], "orders-0");
         ck_assert_str_eq(ns.name[1], "orders-1");
     }
+    expect_merged_metrics(logs[0][0], logs[1][0]);
     char err[512] = "";
     ck_assert_int_eq(rlog_host_delete_log(H[0], "orders-0", err, sizeof err), RLOG_EBUSY);
     rlog *dup = NULL;
