@@ -335,7 +335,7 @@ int rlog_create_on(rlog_host *host, const struct rlog_config *cfg, rlog **out, c
     if (rv == 0) {
         struct rlog_config c = in_catalog(host, cfg, dir, sizeof dir);
         rv = open_placed(host, 0, &c, out, err, sizeof err);
-        char end_err[512] = "";
+        char end_err[400] = "";
         int end = rl_catalog_end_create(host->catalog, cfg->cluster_name, rv == 0, end_err,
                                         sizeof end_err);
         if (rv == 0 && end != 0) { /* created, but not known to be: say so, closed */

@@ -477,7 +477,7 @@ START_TEST(leaders_spread_over_hosts)
 {
     enum { N = 6 };
     rlog *logs[N][3];
-    char names[N][8];
+    char names[N][16];
     uint64_t preferred[N];
     bool led[4] = {false};
     for (int i = 0; i < 3; i++)
