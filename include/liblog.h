@@ -296,9 +296,13 @@ struct rlog_config {
      * rlog_transfer_leadership) once the preferred voter is caught up and
      * answering, at a moment nothing is in flight (no append ends in doubt
      * for it), after leading for an election timeout, and at most once
-     * every 10 election timeouts; a log busy without a pause keeps its
-     * leader. Every member should set it alike. 0 (the default): leaders
-     * stay where elections put them. */
+     * every 10 election timeouts (twice that after a hand-over that did
+     * not stick, and so on); a log busy without a pause keeps its leader.
+     * Appends made during a hand-over wait for it, then go to the new
+     * leader. Every member should set it alike, and name the log
+     * (cluster_name): without a name every log prefers the same place
+     * among its voters. 0 (the default): leaders stay where elections put
+     * them. */
     int balance_leaders;
 };
 
@@ -391,8 +395,10 @@ struct rlog_host_config {
 RLOG_API void rlog_host_config_init(struct rlog_host_config *cfg);
 
 /* rlog_host_open - starts the host's loop threads. Returns 0 and *out, or
- * RLOG_EINVAL (cfg or out NULL, threads out of range), RLOG_ENOMEM or
- * RLOG_EIO (a thread or loop could not start), with a message in errbuf. */
+ * RLOG_EINVAL (cfg or out NULL, threads out of range, a bad address or
+ * cluster_name), RLOG_ENOMEM or RLOG_EIO (a thread or loop could not
+ * start), and with a data_dir RLOG_EBUSY, RLOG_EIDENTITY, RLOG_EFOREIGN
+ * (above) or RLOG_ENOSPC, with a message in errbuf. */
 RLOG_API int rlog_host_open(const struct rlog_host_config *cfg, rlog_host **out, char *errbuf,
                             size_t errlen);
 
@@ -414,7 +420,10 @@ RLOG_API int rlog_open_on(rlog_host *host, const struct rlog_config *cfg, rlog *
  * A name is 1 to 63 characters of A-Z a-z 0-9 . _ - not starting with a
  * dot. A create cut short by a crash is finished by calling rlog_create_on
  * again (rlog_open_on refuses such a log with RLOG_ENOTFOUND); a create
- * that fails leaves no directory behind. Errors: RLOG_EINVAL (no data
+ * that fails leaves no directory behind (but for a create being finished,
+ * whose store an earlier try may have started). At most 64 creates, opens
+ * by name and deletes run at once on a host, one per name; beyond that,
+ * RLOG_EBUSY. Errors: RLOG_EINVAL (no data
  * directory on the host, cfg->data_dir set, a bad name), RLOG_EEXISTS (a
  * log of that name is there), RLOG_EIO, and those of rlog_open_on. */
 RLOG_API int rlog_create_on(rlog_host *host, const struct rlog_config *cfg, rlog **out,
@@ -712,7 +721,8 @@ RLOG_API int rlog_add_node(rlog *log, uint64_t id, const char *address);
 RLOG_API int rlog_remove_node(rlog *log, uint64_t id);
 
 /* rlog_transfer_leadership - hands leadership to voter `id` (0: the most
- * up-to-date one) and returns once it is done or has failed. Errors:
+ * up-to-date one) and returns once it is done or has failed; appends made
+ * meanwhile wait for it (liblog 0.5), then go to the new leader. Errors:
  * RLOG_EINVAL, RLOG_ENOTLEADER, RLOG_EBUSY, RLOG_ETIMEOUT, RLOG_ECLOSED. */
 RLOG_API int rlog_transfer_leadership(rlog *log, uint64_t id);
 
@@ -958,8 +968,9 @@ RLOG_API int rlog_metrics_text(rlog *log, char **text, size_t *len);
  * 0.5): each family once, with the samples of every log in the order given
  * (a log with a cluster_name has the label log="NAME" too, which keeps
  * the logs of one node apart). Logs that are closing (RLOG_ECLOSED) are
- * left out. Errors: RLOG_EINVAL (logs NULL with n > 0, text or len NULL),
- * RLOG_ENOMEM, and those of rlog_metrics_text but RLOG_ECLOSED. */
+ * left out; none may be closed before the call returns. Errors:
+ * RLOG_EINVAL (logs NULL with n > 0, text or len NULL), RLOG_ENOMEM, and
+ * those of rlog_metrics_text but RLOG_ECLOSED. */
 RLOG_API int rlog_metrics_text_many(rlog *const *logs, unsigned n, char **text, size_t *len);
 
 /* rlog_errmsg - the detailed message of the last failed call made by this

@@ -141,6 +141,8 @@ static int check_identity(struct rl_catalog *c, uint64_t id, const char *cluster
 {
     char want[256 + 64];
     int wlen = host_text(want, sizeof want, id, cluster);
+    if (wlen < 0 || (size_t)wlen >= sizeof want)
+        return fail(err, errlen, RLOG_EINVAL, "cluster_name: too long for the HOST file");
     unsigned char *have = NULL;
     size_t len = 0;
     int rv = rl_fs_read_all(c->dir, HOST_FILE, &have, &len);
@@ -204,7 +206,7 @@ static int remove_tree(const char *path, char *err, size_t errlen)
     return 0;
 }
 
-/* Finishes the deletions a crash cut short. */
+/* Finishes the deletions a crash cut short, as far as it can. */
 static int sweep_deleted(struct rl_catalog *c, char *err, size_t errlen)
 {
     DIR *d = opendir(c->logs);
@@ -212,12 +214,14 @@ static int sweep_deleted(struct rl_catalog *c, char *err, size_t errlen)
         return fail_errno(err, errlen, -errno, "cannot read", c->logs);
     int rv = 0;
     struct dirent *e;
-    while (rv == 0 && (e = readdir(d)) != NULL) {
+    while ((e = readdir(d)) != NULL) {
         if (strncmp(e->d_name, DELETING, strlen(DELETING)) != 0)
             continue;
-        char path[PATH_CAP + 300];
+        char path[PATH_CAP + 300], ignored[256];
         snprintf(path, sizeof path, "%s/%s", c->logs, e->d_name);
-        rv = remove_tree(path, err, errlen);
+        /* What cannot go now stays for the next open: it holds no log's
+         * name, and failing the host for it would stop every log. */
+        remove_tree(path, ignored, sizeof ignored);
     }
     closedir(d);
     return rv;
@@ -328,24 +332,49 @@ int rl_catalog_begin_create(struct rl_catalog *c, const char *name, bool *resume
     /* The marker is durable before the directory it vouches for exists. */
     int rv = rl_fs_fsync_dir(c->logs);
     if (rv != 0)
-        return fail_errno(err, errlen, rv, "cannot fsync", c->logs);
-    if ((rv = make_dir(dir, err, errlen)) != 0)
-        return rv;
-    rv = rl_fs_fsync_dir(c->logs);
-    return rv ? fail_errno(err, errlen, rv, "cannot fsync", c->logs) : 0;
+        rv = fail_errno(err, errlen, rv, "cannot fsync", c->logs);
+    else if ((rv = make_dir(dir, err, errlen)) == 0 && (rv = rl_fs_fsync_dir(c->logs)) != 0)
+        rv = fail_errno(err, errlen, rv, "cannot fsync", c->logs);
+    if (rv != 0 && !*resumed) { /* nothing of this create stays */
+        rmdir(dir);
+        rl_fs_unlink(marker);
+    }
+    return rv;
 }
 
-int rl_catalog_end_create(struct rl_catalog *c, const char *name, bool ok, char *err,
-                          size_t errlen)
+/* Renames dir out of the way (logs/.deleting.NAME.T), in one step: no
+ * half-removed store is ever found under the name. */
+static int rename_away(struct rl_catalog *c, const char *name, const char *dir, char *gone,
+                       size_t len, char *err, size_t errlen)
 {
-    char dir[PATH_CAP + 200], marker[PATH_CAP + 220];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(gone, len, "%s/" DELETING "%s.%lld%09ld", c->logs, name, (long long)ts.tv_sec,
+             ts.tv_nsec);
+    int r = rl_fs_rename(dir, gone);
+    return r ? fail_errno(err, errlen, r, "cannot rename", dir) : 0;
+}
+
+int rl_catalog_end_create(struct rl_catalog *c, const char *name, bool ok, bool resumed,
+                          char *err, size_t errlen)
+{
+    char dir[PATH_CAP + 200], marker[PATH_CAP + 220], gone[PATH_CAP + 300];
     rl_catalog_log_dir(c, name, dir, sizeof dir);
     marker_path(c, name, marker, sizeof marker);
+    if (!ok && resumed)
+        return 0; /* a store an earlier try opened may have voted: it stays, marked */
     /* A failed create's directory goes before its marker: a crash between
      * the two leaves a create to finish, never a log without its marker. */
-    int rv = ok ? 0 : remove_tree(dir, err, errlen);
+    int rv = ok || !exists(dir) ? 0 : rename_away(c, name, dir, gone, sizeof gone, err, errlen);
     if (rv != 0)
         return rv;
+    if (!ok) {
+        int s = rl_fs_fsync_dir(c->logs);
+        if (s != 0)
+            return fail_errno(err, errlen, s, "cannot fsync", c->logs);
+        char ignored[256]; /* what stays is swept at the next open */
+        remove_tree(gone, ignored, sizeof ignored);
+    }
     int u = rl_fs_unlink(marker);
     if (u != 0 && u != -ENOENT)
         return fail_errno(err, errlen, u, "cannot remove", marker);
@@ -378,6 +407,8 @@ int rl_catalog_delete(struct rl_catalog *c, const char *name, char *err, size_t 
     /* Held through the rename, so no store opens under the deletion. */
     snprintf(lock, sizeof lock, "%s/LOCK", dir);
     int fd = open(lock, O_RDWR | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT) /* unlocked is no proof of closed */
+        return fail_errno(err, errlen, -errno, "cannot open", lock);
     if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         close(fd);
@@ -389,14 +420,8 @@ int rl_catalog_delete(struct rl_catalog *c, const char *name, char *err, size_t 
     bool renamed = false;
     char gone[PATH_CAP + 300];
     if (exists(dir)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        snprintf(gone, sizeof gone, "%s/" DELETING "%s.%lld%09ld", c->logs, name,
-                 (long long)ts.tv_sec, ts.tv_nsec);
-        int r = rl_fs_rename(dir, gone);
-        if (r != 0)
-            rv = fail_errno(err, errlen, r, "cannot rename", dir);
-        renamed = r == 0;
+        rv = rename_away(c, name, dir, gone, sizeof gone, err, errlen);
+        renamed = rv == 0;
     }
     if (fd >= 0)
         close(fd);
@@ -407,8 +432,10 @@ int rl_catalog_delete(struct rl_catalog *c, const char *name, char *err, size_t 
         else if ((u = rl_fs_fsync_dir(c->logs)) != 0)
             rv = fail_errno(err, errlen, u, "cannot fsync", c->logs);
     }
-    if (rv == 0 && renamed)
-        rv = remove_tree(gone, err, errlen);
+    if (rv == 0 && renamed) { /* deleted now: what cannot go yet is swept at the next open */
+        char ignored[256];
+        remove_tree(gone, ignored, sizeof ignored);
+    }
     return rv;
 }
 

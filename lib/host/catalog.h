@@ -53,9 +53,11 @@ void rl_catalog_release(struct rl_catalog *c, const char *name);
 int rl_catalog_begin_create(struct rl_catalog *c, const char *name, bool *resumed, char *err,
                             size_t errlen);
 /* After the create's open: ok, the log is created (the marker goes); not
- * ok, nothing of it stays (the directory and the marker go). */
-int rl_catalog_end_create(struct rl_catalog *c, const char *name, bool ok, char *err,
-                          size_t errlen);
+ * ok, nothing of it stays (the directory, renamed away, and the marker go)
+ * unless the create was resumed: a store an earlier try opened may have
+ * voted or taken entries, and stays for the next try. */
+int rl_catalog_end_create(struct rl_catalog *c, const char *name, bool ok, bool resumed,
+                          char *err, size_t errlen);
 
 /* Before opening an existing log (name claimed): 0, or RLOG_ENOTFOUND
  * (no such log, or its create did not end) with the reason in err. */

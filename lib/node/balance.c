@@ -19,10 +19,12 @@
  *    passes in): an append in
  *    flight across a change of leader ends in doubt, so a log busy without
  *    a pause keeps its leader rather than pay that;
- *  - its last attempt is 10 election timeouts old (a preferred voter that
- *    cannot keep the lead, a slow disk say, is not handed it again and
- *    again); meanwhile the log does not go quiet (rl_balance_pending), as
- *    a quiet log's leader stays where it is.
+ *  - its last attempt is 10 election timeouts old, twice that after a
+ *    hand-over that did not stick (this node led again within 3 election
+ *    timeouts), and so on up to 640: a preferred voter that cannot keep
+ *    the lead, a slow disk say, is not handed it again and again;
+ *    meanwhile the log does not go quiet (rl_balance_pending), as a quiet
+ *    log's leader stays where it is.
  * The transfer is libraft's (raft_transfer), as rlog_transfer_leadership.
  */
 #include "node/node.h"
@@ -32,7 +34,9 @@
 #include <string.h>
 #include <xxhash.h>
 
-#define RETRY_TIMEOUTS 10 /* election timeouts between two attempts */
+#define RETRY_TIMEOUTS 10 /* election timeouts between two attempts, at least */
+#define STUCK_TIMEOUTS 3  /* leading again within this after a hand-over: it did not stick */
+#define MAX_BACKOFF 6     /* the wait doubles up to 64 times RETRY_TIMEOUTS */
 
 uint64_t rl_balance_hash(const char *name)
 {
@@ -103,13 +107,20 @@ void rl_balance_tick(struct rlog *log, bool idle)
         b->term = 0;
         return;
     }
+    unsigned et = log->cfg.election_timeout_ms;
     if (b->term != r->current_term) { /* newly leading: settle first */
         b->term = r->current_term;
         b->since_ms = now;
+        /* Leading again soon after handing the lead over: it did not stick
+         * there (a slow disk, a one-way partition); wait longer each time. */
+        if (b->tried_ms && now - b->tried_ms < (uint64_t)STUCK_TIMEOUTS * et)
+            b->backoff += b->backoff < MAX_BACKOFF;
+        else
+            b->backoff = 0;
         return;
     }
-    unsigned et = log->cfg.election_timeout_ms;
-    if (now - b->since_ms < et || (b->tried_ms && now - b->tried_ms < RETRY_TIMEOUTS * et))
+    uint64_t wait = (uint64_t)RETRY_TIMEOUTS * et << b->backoff;
+    if (now - b->since_ms < et || (b->tried_ms && now - b->tried_ms < wait))
         return;
     uint64_t to = due_target(log);
     if (to == 0 || !idle)

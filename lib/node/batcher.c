@@ -254,6 +254,13 @@ void rl_node_pump(struct rlog *log)
         }
         return;
     }
+    /* libraft refuses proposals while the lead is being handed over
+     * (raft_transfer: rlog_transfer_leadership's, or balance.c's): the
+     * appends wait, and then go to the new leader (above), or are proposed
+     * here if the hand-over did not complete. It lasts an election timeout
+     * at most. */
+    if (log->raft.transfer)
+        return;
     while (log->pend_head) {
         struct rl_op *op = log->pend_head;
         if (!op_fits(log, op)) {

@@ -73,7 +73,7 @@ int rl_bad_address(char *err, size_t errlen, const char *field, const char *a, i
 
 /* A cluster name is one token of the IDENTITY file: printable ASCII, no
  * spaces. "" means no name, like NULL. */
-static bool valid_cluster_name(const char *name)
+bool rl_valid_cluster_name(const char *name)
 {
     size_t n = strlen(name);
     if (n > RL_CLUSTER_NAME_MAX)
@@ -196,7 +196,7 @@ int rl_config_validate(const struct rlog_config *c, char *err, size_t errlen)
     if (c->snapshot_threshold < 4 || c->snapshot_trailing < 4)
         return BAD("config.snapshot_threshold (%u) and snapshot_trailing (%u) must be >= 4",
                    c->snapshot_threshold, c->snapshot_trailing);
-    if (c->cluster_name && !valid_cluster_name(c->cluster_name))
+    if (c->cluster_name && !rl_valid_cluster_name(c->cluster_name))
         return BAD("config.cluster_name \"%.80s\" must be 1 to %d printable ASCII characters "
                    "without spaces", c->cluster_name, RL_CLUSTER_NAME_MAX);
     /* Bounds on what peers can make this node hold (hardening); 0 is the

@@ -35,5 +35,8 @@ int rl_bad_address(char *err, size_t errlen, const char *field, const char *a, i
 bool rl_is_loopback(const char *host);
 /* 0, or RLOG_EINVAL with err naming the first bad field. */
 int rl_config_validate(const struct rlog_config *c, char *err, size_t errlen);
+/* A cluster name: at most RL_CLUSTER_NAME_MAX printable ASCII characters,
+ * no spaces ("" is no name). */
+bool rl_valid_cluster_name(const char *name);
 
 #endif

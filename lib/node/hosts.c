@@ -17,6 +17,7 @@
 #include "net/hello.h"
 #include "node/api.h"
 #include "node/config.h"
+#include "node/identity.h"
 #include "tls/tls.h"
 
 #define HOST_MAX_THREADS 64
@@ -176,6 +177,10 @@ int rlog_host_open(const struct rlog_host_config *cfg, rlog_host **out, char *er
     if (cfg->cache_bytes == 0)
         return fail_buf(errbuf, errlen, RLOG_EINVAL,
                         "cache_bytes: 0 (UINT64_MAX is no host budget)");
+    if (cfg->cluster_name && !rl_valid_cluster_name(cfg->cluster_name))
+        return fail_buf(errbuf, errlen, RLOG_EINVAL,
+                        "cluster_name \"%.80s\" must be 1 to %d printable ASCII characters "
+                        "without spaces", cfg->cluster_name, RL_CLUSTER_NAME_MAX);
     if (cfg->address && check_transport(cfg, err, sizeof err) != 0)
         return fail_buf(errbuf, errlen, RLOG_EINVAL, "%s", err);
     struct rlog_host *h = calloc(1, sizeof *h + cfg->threads * sizeof h->loops[0]);
@@ -336,14 +341,17 @@ int rlog_create_on(rlog_host *host, const struct rlog_config *cfg, rlog **out, c
         struct rlog_config c = in_catalog(host, cfg, dir, sizeof dir);
         rv = open_placed(host, 0, &c, out, err, sizeof err);
         char end_err[400] = "";
-        int end = rl_catalog_end_create(host->catalog, cfg->cluster_name, rv == 0, end_err,
-                                        sizeof end_err);
+        int end = rl_catalog_end_create(host->catalog, cfg->cluster_name, rv == 0, resumed,
+                                        end_err, sizeof end_err);
         if (rv == 0 && end != 0) { /* created, but not known to be: say so, closed */
             rlog_close(*out);
             *out = NULL;
             rv = end;
-            snprintf(err, sizeof err, "%s (calling rlog_create_on again finishes the create)",
-                     end_err);
+            snprintf(err, sizeof err, "%s (rlog_create_on finishes the create, or, if that "
+                     "says RLOG_EEXISTS, it ended and rlog_open_on opens the log)", end_err);
+        } else if (rv != 0 && end != 0) {
+            size_t n = strlen(err);
+            snprintf(err + n, sizeof err - n, "; and undoing the create: %.200s", end_err);
         }
     }
     rl_catalog_release(host->catalog, cfg->cluster_name);

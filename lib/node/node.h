@@ -152,6 +152,7 @@ struct rl_balance {
     uint64_t tried_ms;     /* the last hand-over's start */
     uint64_t to;           /* its target */
     uint64_t transfers;    /* hand-overs started */
+    unsigned backoff;      /* the wait between attempts is doubled this often */
     bool transferring;
     struct raft_transfer req;
 };

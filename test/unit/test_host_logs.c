@@ -348,6 +348,11 @@ START_TEST(whose_directory)
     ck_assert_int_eq(open_host_at(0, 2, "hosts", &other, err, sizeof err), RLOG_EIDENTITY);
     ck_assert_ptr_nonnull(strstr(err, "belongs to another host"));
     ck_assert_int_eq(open_host_at(0, 1, "elsewhere", &other, err, sizeof err), RLOG_EIDENTITY);
+    char longname[400];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    ck_assert_int_eq(open_host_at(0, 1, longname, &other, err, sizeof err), RLOG_EINVAL);
+    ck_assert_int_eq(open_host_at(0, 1, "two words", &other, err, sizeof err), RLOG_EINVAL);
     open_host(0);
     close_host(0);
     /* A log's own data directory is not a host's. */
@@ -392,6 +397,16 @@ START_TEST(cut_short)
 
     open_host(0);
     ck_assert(!path_exists("%s/logs/%s", hdirs[0], ".deleting.old.123"));
+    /* A resumed create that fails keeps what an earlier try may have made
+     * (a store that voted), marked, for the next try. */
+    struct rlog_config bad;
+    log_cfg(0, "half", &bad);
+    bad.peers = &hosts[1]; /* this host not among them: refused */
+    bad.n_peers = 1;
+    rlog *none = NULL;
+    ck_assert_int_eq(rlog_create_on(H[0], &bad, &none, err, sizeof err), RLOG_EINVAL);
+    ck_assert(path_exists("%s/logs/%s", hdirs[0], "half"));
+    ck_assert(path_exists("%s/logs/.creating.%s", hdirs[0], "half"));
     struct names ns = list(0);
     ck_assert_int_eq(ns.n, 1);
     ck_assert_str_eq(ns.name[0], "half");
