@@ -3,7 +3,10 @@
  *
  * Follower side: a call waits in one list through three states. HELD: no
  * leader known (or it could not be reached yet); after one election
- * timeout it fails with RLOG_ENOTLEADER, nothing appended. SENT: the
+ * timeout it fails with RLOG_ENOTLEADER, nothing appended. A leader that
+ * answers "not the leader" (it appended nothing: it had just lost or
+ * handed over the lead) puts the call back to HELD, up to MAX_REFUSED
+ * times, each with a new election timeout to find the next one. SENT: the
  * FORWARD (or BARRIER) frame is out; if the leader changes, the write
  * fails, or no answer comes within RESULT_WAIT election timeouts, an
  * append ends RLOG_EINDOUBT (the leader may have ordered it) and a barrier
@@ -54,6 +57,9 @@
 #define BARRIER_WAIT 4
 /* What a barrier request counts against a member's bound. */
 #define BARRIER_COST 4096u
+/* Answers "not the leader" after which a call is held again for the next
+ * leader, before it fails with that answer. */
+#define MAX_REFUSED 3
 /* Request ids remembered per member (duplicate frames). */
 #define SEEN 256
 
@@ -68,6 +74,7 @@ struct rl_fwd_wait {
     char leader_addr[64];
     uint64_t deadline;          /* loop ms */
     uint64_t hold_until;        /* held (no leader, or unreachable) until then */
+    unsigned refused;           /* answers "not the leader": held again, this often */
     uint64_t result;            /* settling: first offset, or barrier offset */
     struct rl_fwd_wait *next;
 };
@@ -738,6 +745,18 @@ static void answered(struct rlog *log, uint64_t from, const struct rl_wire_fwd *
                                                                : RL_OP_BARRIER;
     if (!w || w->state != W_SENT || w->leader != from || kind != w->op->kind)
         return; /* late, repeated, or not ours */
+    if (m->status == RLOG_ENOTLEADER && w->refused < MAX_REFUSED) {
+        /* Nothing of it was appended there (the leader had just handed the
+         * lead over, say): held again for the next leader, a new bound. */
+        w->refused++;
+        w->state = W_HELD;
+        w->hold_until = now_ms(log) + log->cfg.election_timeout_ms;
+        if (w->op->kind == RL_OP_APPEND)
+            log->fwd.forwarded_appends--;
+        timer_want(log);
+        rl_fwd_poll(log);
+        return;
+    }
     if (m->status != 0) {
         char msg[384];
         snprintf(msg, sizeof msg, "%s leader %" PRIu64 " at %s: %s",

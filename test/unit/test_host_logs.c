@@ -5,6 +5,7 @@
  * of each call; whose the directory is; a create or delete cut short by a
  * crash; an existing log never started as a new Raft group at open. */
 #include <check.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -547,6 +548,70 @@ START_TEST(leaders_spread_over_hosts)
 }
 END_TEST
 
+struct appender {
+    rlog *log;
+    volatile int stop;
+    unsigned ok, not_leader, in_doubt, other;
+    int other_code;
+    char why[300];
+};
+
+static void *append_loop(void *arg)
+{
+    struct appender *a = arg;
+    while (!a->stop) {
+        int rv = rlog_append(a->log, "x", 1, NULL);
+        if (rv == 0)
+            a->ok++;
+        else if (rv == RLOG_ENOTLEADER && a->not_leader++ == 0)
+            snprintf(a->why, sizeof a->why, "%s", rlog_errmsg(a->log));
+        else if (rv == RLOG_ENOTLEADER)
+            continue;
+        else if (rv == RLOG_EINDOUBT)
+            a->in_doubt++;
+        else
+            a->other++, a->other_code = rv;
+    }
+    return NULL;
+}
+
+/* libraft refuses proposals while it hands the lead over: appends made
+ * meanwhile wait for the hand-over, then go to the new leader; none is
+ * refused for it (each append below is made on the same node, forwarded
+ * when it is not the leader). */
+START_TEST(appends_wait_out_a_hand_over)
+{
+    rlog *logs[3];
+    for (int i = 0; i < 3; i++) {
+        open_host(i);
+        logs[i] = create(i, "moves");
+    }
+    ck_assert_uint_eq(append_any(logs, "first"), 0);
+    struct appender a = {.log = logs[0]};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, append_loop, &a), 0);
+    unsigned moved = 0;
+    for (int round = 0; round < 12; round++) {
+        usleep(100 * 1000);
+        uint64_t l = leader_of(logs[0]);
+        if (l == 0)
+            continue;
+        uint64_t to = l % 3 + 1;
+        moved += rlog_transfer_leadership(logs[l - 1], to) == 0;
+    }
+    a.stop = 1;
+    pthread_join(t, NULL);
+    ck_assert_msg(moved >= 6, "only %u of 12 hand-overs completed", moved);
+    ck_assert_msg(a.ok > 100, "only %u appends in 1.2 s", a.ok);
+    ck_assert_msg(a.not_leader == 0 && a.other == 0,
+                  "%u appends refused as not the leader (%s), %u failed otherwise (%s), %u in "
+                  "doubt, %u ok, over %u hand-overs", a.not_leader, a.why, a.other,
+                  a.other ? rlog_errname(a.other_code) : "-", a.in_doubt, a.ok, moved);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(rlog_close(logs[i]), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("host_logs");
@@ -559,6 +624,7 @@ static Suite *suite(void)
     tcase_add_test(tc, cut_short);
     tcase_add_test(tc, open_never_bootstraps);
     tcase_add_test(tc, leaders_spread_over_hosts);
+    tcase_add_test(tc, appends_wait_out_a_hand_over);
     suite_add_tcase(s, tc);
     return s;
 }
