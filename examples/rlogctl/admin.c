@@ -9,7 +9,7 @@
 void usage_status(FILE *f)
 {
     fprintf(f,
-            "usage: %s status --control PATH [--json] [--timeout SEC]\n"
+            "usage: %s status --control PATH [--log NAME] [--json] [--timeout SEC]\n"
             "\n"
             "Prints the node's role, term, leader, first/commit/last offsets, raft\n"
             "indexes, whether it failed stop (`fatal no`, or `fatal CODE CAUSE`, with\n"
@@ -18,7 +18,11 @@ void usage_status(FILE *f)
             "peer, else `catchup none`), the read cache (bytes, hits, misses) and\n"
             "peers. Plain output is one `key value` pair per line, then one\n"
             "`peer ID ADDRESS voter|nonvoter MATCH_INDEX` line per peer (match indexes\n"
-            "are known on the leader only).\n",
+            "are known on the leader only).\n"
+            "\n"
+            "--log NAME: the log NAME of a node started with --many-logs, which needs it\n"
+            "for this and every other request about one log (list-logs shows its logs);\n"
+            "a node of one log refuses it.\n",
             progname);
 }
 
@@ -177,8 +181,7 @@ int cmd_status(struct copts *o, int argc, char **argv)
         return EXIT_USAGE;
     }
     struct buf req = {0};
-    size_t at = begin_frame(&req);
-    put_u8(&req, 'S');
+    size_t at = begin_request(&req, o, 'S');
     end_frame(&req, at);
     struct end e;
     int rc = call_node(o, "status", &req, &e, print_status, o);
@@ -193,7 +196,8 @@ int cmd_status(struct copts *o, int argc, char **argv)
 void usage_add_node(FILE *f)
 {
     fprintf(f,
-            "usage: %s add-node --control PATH [--json] [--timeout SEC] ID HOST:PORT\n"
+            "usage: %s add-node --control PATH [--log NAME] [--json]\n"
+            "                        [--timeout SEC] ID HOST:PORT\n"
             "\n"
             "Adds node ID, listening at HOST:PORT, to the cluster. Start it first with\n"
             "`%s node --join`, its --cluster listing the cluster including itself. It\n"
@@ -210,7 +214,8 @@ void usage_add_node(FILE *f)
 void usage_remove_node(FILE *f)
 {
     fprintf(f,
-            "usage: %s remove-node --control PATH [--json] [--timeout SEC] ID\n"
+            "usage: %s remove-node --control PATH [--log NAME] [--json]\n"
+            "                           [--timeout SEC] ID\n"
             "\n"
             "Removes node ID from the cluster (stop its process afterwards). Must be sent\n"
             "to the leader's node; to remove the leader, `transfer` first.\n"
@@ -223,7 +228,8 @@ void usage_remove_node(FILE *f)
 void usage_transfer(FILE *f)
 {
     fprintf(f,
-            "usage: %s transfer --control PATH [--json] [--timeout SEC] [ID]\n"
+            "usage: %s transfer --control PATH [--log NAME] [--json]\n"
+            "                        [--timeout SEC] [ID]\n"
             "\n"
             "Hands leadership to voter ID (default: the most up-to-date follower) and\n"
             "prints the new leader once the handoff is done. Must be sent to the leader's\n"
@@ -237,7 +243,7 @@ void usage_transfer(FILE *f)
 void usage_trim(FILE *f)
 {
     fprintf(f,
-            "usage: %s trim --control PATH [--json] [--timeout SEC] OFFSET\n"
+            "usage: %s trim --control PATH [--log NAME] [--json] [--timeout SEC] OFFSET\n"
             "\n"
             "Retention: drops every record before OFFSET on every replica (rlog_trim).\n"
             "Reads of those offsets then fail as trimmed on every node; later offsets do\n"
@@ -252,7 +258,7 @@ void usage_trim(FILE *f)
 void usage_barrier(FILE *f)
 {
     fprintf(f,
-            "usage: %s barrier --control PATH [--json] [--timeout SEC]\n"
+            "usage: %s barrier --control PATH [--log NAME] [--json] [--timeout SEC]\n"
             "\n"
             "A read barrier (rlog_barrier), on any node: prints an offset B such that\n"
             "every record whose append completed before the command started is below B,\n"
@@ -274,8 +280,7 @@ int cmd_barrier(struct copts *o, int argc, char **argv)
         return EXIT_USAGE;
     }
     struct buf req = {0};
-    size_t at = begin_frame(&req);
-    put_u8(&req, 'B');
+    size_t at = begin_request(&req, o, 'B');
     end_frame(&req, at);
     struct end e;
     int rc = call_node(o, "barrier", &req, &e, NULL, NULL);
@@ -297,10 +302,12 @@ int cmd_barrier(struct copts *o, int argc, char **argv)
 void usage_metrics(FILE *f)
 {
     fprintf(f,
-            "usage: %s metrics --control PATH [--timeout SEC]\n"
+            "usage: %s metrics --control PATH [--log NAME] [--timeout SEC]\n"
             "\n"
             "Prints the node's metrics (rlog_metrics(3)) in the Prometheus text format,\n"
-            "as `node --metrics-address` serves them over HTTP.\n",
+            "as `node --metrics-address` serves them over HTTP. On a node started with\n"
+            "--many-logs: every open log's, each sample labelled log=\"NAME\" (one\n"
+            "exposition, rlog_metrics_text_many), or with --log NAME that log's only.\n",
             progname);
 }
 
@@ -327,8 +334,7 @@ int cmd_metrics(struct copts *o, int argc, char **argv)
         return EXIT_USAGE;
     }
     struct buf req = {0};
-    size_t at = begin_frame(&req);
-    put_u8(&req, 'M');
+    size_t at = begin_request(&req, o, 'M');
     end_frame(&req, at);
     struct end e;
     int rc = call_node(o, "metrics", &req, &e, print_metrics, NULL);
@@ -366,8 +372,7 @@ int cmd_member(const char *cmd, struct copts *o, int argc, char **argv)
     if (op == 'N' && check_host_port(cmd, argv[1]) != 0)
         return EXIT_USAGE;
     struct buf req = {0};
-    size_t at = begin_frame(&req);
-    put_u8(&req, op);
+    size_t at = begin_request(&req, o, op);
     put_u64(&req, id);
     if (op == 'N')
         put_str(&req, argv[1]);

@@ -8,8 +8,9 @@ void usage_append(FILE *f)
 {
     fprintf(f,
             "usage: %s append (--control PATH | --cluster-controls P1,P2,...) [--json]\n"
-            "                      [--timeout SEC] [--producer ID [--sequence N]]\n"
-            "                      [--expect-offset OFFSET] [--] [RECORD...]\n"
+            "                      [--log NAME] [--timeout SEC]\n"
+            "                      [--producer ID [--sequence N]] [--expect-offset OFFSET]\n"
+            "                      [--] [RECORD...]\n"
             "\n"
             "Appends each RECORD, or each line of stdin (without its newline) when no\n"
             "RECORD is given, and prints the offset of each record once it is committed:\n"
@@ -72,9 +73,8 @@ static int append_batch(struct appender *a, struct rlog_buf *recs, unsigned n)
 {
     struct copts *o = a->o;
     struct buf req = {0};
-    size_t at = begin_frame(&req);
     bool idempotent = o->producer != 0, with_opts = idempotent || o->has_expect;
-    put_u8(&req, with_opts ? 'O' : 'A');
+    size_t at = begin_request(&req, o, with_opts ? 'O' : 'A');
     if (with_opts) {
         put_u64(&req, o->producer);
         put_u64(&req, o->producer ? o->sequence + a->appended : 0);

@@ -148,6 +148,17 @@ const char *ctl_path(const struct copts *o, unsigned i)
     return o->n_controls ? o->controls[i] : o->control;
 }
 
+size_t begin_request(struct buf *b, const struct copts *o, uint8_t type)
+{
+    size_t at = begin_frame(b);
+    if (o->log != NULL) {
+        put_u8(b, '@');
+        put_str(b, o->log);
+    }
+    put_u8(b, type);
+    return at;
+}
+
 int connect_any(const struct copts *o, const char *cmd)
 {
     char why[512] = "";

@@ -2,7 +2,8 @@
  * rlogctl: the control socket, both ends. The node side binds it, accepts
  * (only its own user, a bounded number at once), and runs one thread per
  * connection that reads request frames, hands each to its handler (serve.c,
- * serve_tail.c) and writes the answer. The client side connects, sends one
+ * serve_tail.c, serve_logs.c; with the log it names, on a node of many)
+ * and writes the answer. The client side connects, sends one
  * request and reads its data frames up to the end frame. Frames and their
  * encoding are wire.c's; the protocol is described in rlogctl.h.
  */
@@ -30,6 +31,102 @@ struct client {
     unsigned slot;
 };
 
+/* Hands one request for log h (NULL: the node's, or the node itself) to
+ * its handler. Returns whether the connection is to be closed after the
+ * answer (a range read or tail whose client went away). */
+static int serve_op(int fd, unsigned slot, struct hosted *h, uint8_t op, struct rd *r,
+                    struct buf *out)
+{
+    switch (op) {
+    case 'S':
+        if (r->pos != r->len) {
+            r->bad = 1;
+            put_end(out, RLOG_EPROTO, 0, 0, 0, "", "status: trailing bytes");
+        } else {
+            handle_status(h, out);
+        }
+        return 0;
+    case 'A':
+    case 'O':
+        handle_append(h, r, out, op == 'O');
+        return 0;
+    case 'G':
+        handle_get(h, r, out);
+        return 0;
+    case 'R':
+        return handle_range(h, fd, r, out, CTL_IDLE_MS) != 0;
+    case 'T':
+        return handle_tail(h, fd, slot, r, out) != 0;
+    case 'N':
+    case 'X':
+    case 'L':
+    case 'P':
+        handle_member(h, op, r, out);
+        return 0;
+    case 'B':
+        handle_barrier(h, r, out);
+        return 0;
+    case 'Z':
+        handle_offset_for_time(h, r, out);
+        return 0;
+    case 'M':
+        handle_metrics(h, r, out);
+        return 0;
+    case 'C':
+    case 'K':
+        handle_cursor(h, op, r, out);
+        return 0;
+    }
+    /* The node's own requests, which name a log (if any) themselves. */
+    if (h == NULL && op == 'Q') {
+        handle_list_logs(r, out);
+        return 0;
+    }
+    if (h == NULL && (op == 'Y' || op == 'D')) {
+        (op == 'Y' ? handle_create_log : handle_delete_log)(r, out);
+        return 0;
+    }
+    char msg[64];
+    snprintf(msg, sizeof msg, "unknown request type 0x%02x%s", op, h ? " for a log" : "");
+    put_end(out, RLOG_EPROTO, 0, 0, 0, "", msg);
+    r->bad = 1;
+    return 0;
+}
+
+/* A request to the node, or ('@' NAME, then the request) to its log NAME
+ * (--log): the log's entry is held while its handler runs. *op: the
+ * request's type, for the log line of a malformed one. */
+static int serve_request(int fd, unsigned slot, struct rd *r, struct buf *out, uint8_t *op)
+{
+    *op = get_u8(r);
+    if (*op != '@')
+        return serve_op(fd, slot, NULL, *op, r, out);
+    char name[CTL_MAX_LOG_NAME + 1];
+    if (get_log_name(r, name) != 0 || r->pos == r->len) {
+        r->bad = 1;
+        put_end(out, RLOG_EPROTO, 0, 0, 0, "", "malformed log name, or no request after it");
+        return 0;
+    }
+    *op = get_u8(r);
+    char msg[CTL_MAX_LOG_NAME + 160];
+    if (!g_node.many) {
+        snprintf(msg, sizeof msg, "this node holds one log (it was not started with "
+                 "--many-logs): drop --log %s", name);
+        put_end(out, RLOG_EINVAL, 0, 0, 0, "", msg);
+        return 0;
+    }
+    struct hosted *h = hosted_find(name);
+    if (h == NULL) {
+        snprintf(msg, sizeof msg, "this node has no log named %s (rlogctl list-logs shows "
+                 "its logs)", name);
+        put_end(out, RLOG_ENOTFOUND, 0, 0, 0, "", msg);
+        return 0;
+    }
+    int drop = serve_op(fd, slot, h, *op, r, out);
+    hosted_release(h);
+    return drop;
+}
+
 static void *client_thread(void *arg)
 {
     struct client *c = arg;
@@ -52,56 +149,8 @@ static void *client_thread(void *arg)
             break;
         }
         struct rd r = {.p = req, .len = len};
-        uint8_t op = get_u8(&r);
-        int drop = 0;
-        switch (op) {
-        case 'S':
-            if (r.pos != r.len) {
-                r.bad = 1;
-                put_end(&out, RLOG_EPROTO, 0, 0, 0, "", "status: trailing bytes");
-            } else {
-                handle_status(&out);
-            }
-            break;
-        case 'A':
-        case 'O':
-            handle_append(&r, &out, op == 'O');
-            break;
-        case 'G':
-            handle_get(&r, &out);
-            break;
-        case 'R':
-            drop = handle_range(fd, &r, &out, CTL_IDLE_MS) != 0;
-            break;
-        case 'T':
-            drop = handle_tail(fd, c->slot, &r, &out) != 0;
-            break;
-        case 'N':
-        case 'X':
-        case 'L':
-        case 'P':
-            handle_member(op, &r, &out);
-            break;
-        case 'B':
-            handle_barrier(&r, &out);
-            break;
-        case 'Z':
-            handle_offset_for_time(&r, &out);
-            break;
-        case 'M':
-            handle_metrics(&r, &out);
-            break;
-        case 'C':
-        case 'K':
-            handle_cursor(op, &r, &out);
-            break;
-        default: {
-            char msg[64];
-            snprintf(msg, sizeof msg, "unknown request type 0x%02x", op);
-            put_end(&out, RLOG_EPROTO, 0, 0, 0, "", msg);
-            r.bad = 1;
-        }
-        }
+        uint8_t op = 0;
+        int drop = serve_request(fd, c->slot, &r, &out, &op);
         free(req);
         if (r.bad)
             node_log("control: rejected a malformed request (type 0x%02x, %zu %s)", op, len,

@@ -7,7 +7,8 @@
 void usage_cursor_commit(FILE *f)
 {
     fprintf(f,
-            "usage: %s cursor-commit --control PATH [--json] [--timeout SEC] NAME OFFSET\n"
+            "usage: %s cursor-commit --control PATH [--log NAME] [--json]\n"
+            "                             [--timeout SEC] NAME OFFSET\n"
             "\n"
             "Sets the named cursor NAME (1..64 printable ASCII bytes, no spaces) to OFFSET\n"
             "(at most the committed end) on every replica (rlog_cursor_commit), on any\n"
@@ -23,7 +24,8 @@ void usage_cursor_commit(FILE *f)
 void usage_cursor_get(FILE *f)
 {
     fprintf(f,
-            "usage: %s cursor-get --control PATH [--json] [--timeout SEC] NAME\n"
+            "usage: %s cursor-get --control PATH [--log NAME] [--json]\n"
+            "                          [--timeout SEC] NAME\n"
             "\n"
             "Prints the named cursor's offset as this node knows it (rlog_cursor_get).\n"
             "\n"
@@ -54,8 +56,7 @@ int cmd_cursor(const char *cmd, struct copts *o, int argc, char **argv)
         return EXIT_USAGE;
     }
     struct buf req = {0};
-    size_t at = begin_frame(&req);
-    put_u8(&req, commit ? 'C' : 'K');
+    size_t at = begin_request(&req, o, commit ? 'C' : 'K');
     put_u32(&req, (uint32_t)n);
     buf_put(&req, argv[0], n);
     if (commit)

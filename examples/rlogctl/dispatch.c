@@ -34,6 +34,9 @@ static void usage(FILE *f)
             "           the offset of the first record at or after a time, on any node\n"
             "  partition\n"
             "           which of N logs each key goes to (rlog_partition; no node needed)\n"
+            "  create-log, delete-log, list-logs\n"
+            "           the logs of a node started with --many-logs (its other commands\n"
+            "           name a log with --log NAME)\n"
             "\n"
             "`%s COMMAND --help` describes each. Example, three nodes on one host:\n"
             "  C=1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
@@ -64,6 +67,9 @@ static int client_main(const char *cmd, int argc, char **argv)
         {"producer", required_argument, NULL, 'p'},
         {"sequence", required_argument, NULL, 's'},
         {"expect-offset", required_argument, NULL, 'e'},
+        {"log", required_argument, NULL, 'l'},
+        {"members", required_argument, NULL, 'm'},
+        {"join", no_argument, NULL, 'J'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -79,8 +85,13 @@ static int client_main(const char *cmd, int argc, char **argv)
                            : strcmp(cmd, "cursor-commit") == 0 ? usage_cursor_commit
                            : strcmp(cmd, "cursor-get") == 0  ? usage_cursor_get
                            : strcmp(cmd, "offset-for-time") == 0 ? usage_offset_for_time
+                           : strcmp(cmd, "create-log") == 0  ? usage_create_log
+                           : strcmp(cmd, "delete-log") == 0  ? usage_delete_log
+                           : strcmp(cmd, "list-logs") == 0   ? usage_list_logs
                                                              : usage_status;
     int is_tail = strcmp(cmd, "tail") == 0;
+    /* create-log, delete-log and list-logs are the node's, not a log's. */
+    int of_node = strstr(cmd, "-log") != NULL;
     struct copts o = {.timeout_ms = 30000, .sequence = 1};
     int seq_set = 0;
     char *list = NULL;
@@ -160,6 +171,35 @@ static int client_main(const char *cmd, int argc, char **argv)
                 o.expect = v, o.has_expect = 1;
             break;
         }
+        case 'l':
+            if (of_node || strlen(optarg) == 0 || strlen(optarg) > CTL_MAX_LOG_NAME) {
+                if (of_node)
+                    fprintf(stderr, "%s %s: takes no --log (%s)\n", progname, cmd,
+                            strcmp(cmd, "list-logs") == 0 ? "it shows every log"
+                                                          : "the log's NAME is its argument");
+                else
+                    fprintf(stderr, "%s %s: --log takes a log's name (1..%d characters)\n",
+                            progname, cmd, CTL_MAX_LOG_NAME);
+                help(stderr);
+                free(list);
+                return EXIT_USAGE;
+            }
+            o.log = optarg;
+            break;
+        case 'm':
+        case 'J':
+            if (strcmp(cmd, "create-log") != 0) {
+                fprintf(stderr, "%s %s: --%s is an option of create-log only\n", progname, cmd,
+                        c == 'm' ? "members" : "join");
+                help(stderr);
+                free(list);
+                return EXIT_USAGE;
+            }
+            if (c == 'm')
+                o.members = optarg;
+            else
+                o.join = 1;
+            break;
         case 'h': help(stdout); free(list); return 0;
         default: help(stderr); free(list); return EXIT_USAGE;
         }
@@ -212,6 +252,12 @@ static int client_main(const char *cmd, int argc, char **argv)
         rc = cmd_cursor(cmd, &o, argc, argv);
     else if (strcmp(cmd, "offset-for-time") == 0)
         rc = cmd_offset_for_time(&o, argc, argv);
+    else if (strcmp(cmd, "create-log") == 0)
+        rc = cmd_create_log(&o, argc, argv);
+    else if (strcmp(cmd, "delete-log") == 0)
+        rc = cmd_delete_log(&o, argc, argv);
+    else if (strcmp(cmd, "list-logs") == 0)
+        rc = cmd_list_logs(&o, argc, argv);
     else
         rc = cmd_member(cmd, &o, argc, argv);
     free(list);
@@ -313,7 +359,8 @@ int rlogctl_main(int argc, char **argv)
     static const char *const clients[] = {"append", "read", "tail", "status",
                                           "add-node", "remove-node", "transfer", "trim",
                                           "barrier", "metrics", "cursor-commit",
-                                          "cursor-get", "offset-for-time"};
+                                          "cursor-get", "offset-for-time", "create-log",
+                                          "delete-log", "list-logs"};
     for (size_t i = 0; i < sizeof clients / sizeof clients[0]; i++)
         if (strcmp(cmd, clients[i]) == 0)
             return client_main(cmd, argc - 1, argv + 1);

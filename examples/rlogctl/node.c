@@ -1,9 +1,10 @@
 /*
  * rlogctl node: one node of the replicated log. cmd_node opens it
  * (rlog_open), serves the control socket (control.c) until SIGTERM/SIGINT/SIGHUP or
- * a failed stop, and shuts down gracefully. Also here: the node's state
- * shared with the request handlers, its log lines, and the guard that keeps
- * liblog calls out of the shutdown.
+ * a failed stop, and shuts down gracefully. With --many-logs the node is a
+ * host holding many logs (node_many.c), and only a signal stops it. Also
+ * here: the node's state shared with the request handlers, its log lines,
+ * and the guard that keeps liblog calls out of the shutdown.
  */
 #include "args.h"
 #include "metrics_http.h"
@@ -37,7 +38,7 @@ void node_log(const char *fmt, ...)
     (void)w;
 }
 
-static void lib_log(void *arg, int level, const char *line)
+void lib_log(void *arg, int level, const char *line)
 {
     const struct node *nd = arg;
     static const char *const names[] = {"debug", "info", "warning", "error"};
@@ -61,69 +62,103 @@ static void on_failed_stop(void *arg, int code, const char *msg)
     (void)w;
 }
 
-int api_enter(void)
+rlog *log_enter(struct hosted *h)
 {
     pthread_mutex_lock(&g_node.mu);
-    int ok = !g_node.closing;
-    if (ok)
+    rlog *log = g_node.closing ? NULL : h == NULL ? g_node.log : h->closing ? NULL : h->log;
+    if (log != NULL) {
+        /* Counted twice: the shutdown waits for every call, delete-log for
+         * those on its log. */
         g_node.api_users++;
+        if (h != NULL)
+            h->users++;
+    }
     pthread_mutex_unlock(&g_node.mu);
-    return ok;
+    return log;
 }
 
-void api_leave(void)
+void log_leave(struct hosted *h)
 {
     pthread_mutex_lock(&g_node.mu);
     g_node.api_users--;
+    if (h != NULL)
+        h->users--;
     pthread_cond_broadcast(&g_node.cv);
     pthread_mutex_unlock(&g_node.mu);
 }
 
-int is_closing(void)
+/* The end frame of a request log_enter turned away, saying why. */
+void put_refused(struct buf *out, const struct hosted *h)
+{
+    char msg[512];
+    int code = RLOG_ECLOSED;
+    pthread_mutex_lock(&g_node.mu);
+    if (g_node.closing || (h == NULL && !g_node.many)) {
+        snprintf(msg, sizeof msg, "node is shutting down");
+    } else if (h == NULL) {
+        code = RLOG_EINVAL;
+        snprintf(msg, sizeof msg, "this node holds many logs; name one with --log NAME "
+                 "(rlogctl list-logs shows them)");
+    } else if (h->closing) {
+        snprintf(msg, sizeof msg, "log %s is being deleted", h->name);
+    } else {
+        code = h->open_code;
+        snprintf(msg, sizeof msg, "log %s is not open: %s", h->name, h->open_error);
+    }
+    pthread_mutex_unlock(&g_node.mu);
+    put_end(out, code, 0, 0, 0, "", msg);
+}
+
+int log_closing(const struct hosted *h)
 {
     pthread_mutex_lock(&g_node.mu);
-    int c = g_node.closing;
+    int c = g_node.closing || (h != NULL && h->closing);
     pthread_mutex_unlock(&g_node.mu);
     return c;
 }
 
-/* Logs role and leader changes seen by polling rlog_status (a failed stop
- * is logged when liblog reports it, by on_failed_stop). */
-struct seen {
-    int valid, role, status_err;
-    uint64_t term, leader_id;
-};
+int is_closing(void)
+{
+    return log_closing(NULL);
+}
 
-static void poll_status(struct seen *s)
+/* Logs role and leader changes of log h (NULL: the node's one log) seen
+ * by polling rlog_status (a failed stop is logged when liblog reports it,
+ * by on_failed_stop). */
+void poll_status(struct hosted *h, struct seen *s)
 {
     struct rlog_status st;
-    if (!api_enter())
+    rlog *log = log_enter(h);
+    if (log == NULL)
         return;
-    int rc = rlog_status(g_node.log, &st);
+    int rc = rlog_status(log, &st);
     char emsg[256];
-    snprintf(emsg, sizeof emsg, "%s", rc ? rlog_errmsg(g_node.log) : "");
-    api_leave();
+    snprintf(emsg, sizeof emsg, "%s", rc ? rlog_errmsg(log) : "");
+    log_leave(h);
+    char who[CTL_MAX_LOG_NAME + 8] = ""; /* which log, on a node of many */
+    if (h != NULL)
+        snprintf(who, sizeof who, "log %s: ", h->name);
     if (rc != 0) {
         if (!s->status_err)
-            node_log("error: rlog_status: %s: %s", rlog_errname(rc), emsg);
+            node_log("error: %srlog_status: %s: %s", who, rlog_errname(rc), emsg);
         s->status_err = 1;
         return;
     }
     s->status_err = 0;
     if (!s->valid || st.role != s->role) {
         if (st.role == RLOG_ROLE_FOLLOWER && st.leader_id != 0)
-            node_log("became follower in term %" PRIu64 "; leader is %" PRIu64 " at %s", st.term,
-                     st.leader_id, st.leader_address);
+            node_log("%sbecame follower in term %" PRIu64 "; leader is %" PRIu64 " at %s", who,
+                     st.term, st.leader_id, st.leader_address);
         else
-            node_log("became %s in term %" PRIu64, rlog_role_name(st.role), st.term);
+            node_log("%sbecame %s in term %" PRIu64, who, rlog_role_name(st.role), st.term);
     } else if (st.leader_id != s->leader_id && st.role == RLOG_ROLE_FOLLOWER) {
         if (st.leader_id != 0)
-            node_log("leader is now %" PRIu64 " at %s (term %" PRIu64 ")", st.leader_id,
+            node_log("%sleader is now %" PRIu64 " at %s (term %" PRIu64 ")", who, st.leader_id,
                      st.leader_address, st.term);
         else
-            node_log("leader unknown (term %" PRIu64 ")", st.term);
+            node_log("%sleader unknown (term %" PRIu64 ")", who, st.term);
     } else if (st.term != s->term && st.role == RLOG_ROLE_CANDIDATE) {
-        node_log("still candidate, term %" PRIu64, st.term);
+        node_log("%sstill candidate, term %" PRIu64, who, st.term);
     }
     s->valid = 1;
     s->role = st.role;
@@ -180,7 +215,7 @@ static int node_signals(void)
 
 /* liblog's configuration from the command line: what was not given keeps
  * rlog_config_init's default. */
-static void node_config(const struct node_args *a, struct rlog_config *cfg)
+void node_config(const struct node_args *a, struct rlog_config *cfg)
 {
     rlog_config_init(cfg);
     cfg->id = a->id;
@@ -220,6 +255,23 @@ static void node_config(const struct node_args *a, struct rlog_config *cfg)
     cfg->on_fatal_arg = &g_node;
 }
 
+/* The host's configuration from the command line (--host-transport,
+ * --many-logs): its address, id and cluster, the TLS files, no data
+ * directory. */
+void node_host_config(const struct node_args *a, struct rlog_host_config *hc)
+{
+    rlog_host_config_init(hc);
+    hc->address = a->address;
+    hc->id = a->id;
+    hc->cluster_name = a->cluster_name;
+    hc->tls_ca_file = a->ca_file;
+    hc->tls_cert_file = a->cert_file;
+    hc->tls_key_file = a->key_file;
+    hc->insecure = a->insecure;
+    hc->log_fn = lib_log;
+    hc->log_arg = &g_node;
+}
+
 /* Opens the log, then its control socket. Returns the listening socket, or
  * -1 after saying why (the log closed again). */
 static int node_open(const struct node_args *a, struct metrics_http **http)
@@ -234,20 +286,13 @@ static int node_open(const struct node_args *a, struct metrics_http **http)
         return -1;
     }
     int rc = 0;
-    if (a->host_transport) {
+    if (a->many_logs) {
+        rc = many_open(a, errbuf, sizeof errbuf);
+    } else if (a->host_transport) {
         /* A host of one log here; a process holding many would open them
          * all on the one host (rlog_open_on). The TLS files are the host's. */
         struct rlog_host_config hc;
-        rlog_host_config_init(&hc);
-        hc.address = a->address;
-        hc.id = a->id;
-        hc.cluster_name = a->cluster_name;
-        hc.tls_ca_file = a->ca_file;
-        hc.tls_cert_file = a->cert_file;
-        hc.tls_key_file = a->key_file;
-        hc.insecure = a->insecure;
-        hc.log_fn = lib_log;
-        hc.log_arg = &g_node;
+        node_host_config(a, &hc);
         rc = rlog_host_open(&hc, &g_node.host, errbuf, sizeof errbuf);
         cfg.address = NULL;
         cfg.tls_ca_file = cfg.tls_cert_file = cfg.tls_key_file = NULL;
@@ -260,8 +305,9 @@ static int node_open(const struct node_args *a, struct metrics_http **http)
         rc = rlog_open(&cfg, &g_node.log, errbuf, sizeof errbuf);
     }
     if (rc != 0) {
-        fprintf(stderr, "%s node %" PRIu64 ": cannot open the log: %s: %s\n", progname, a->id,
-                rlog_errname(rc), errbuf[0] ? errbuf : rlog_strerror(rc));
+        fprintf(stderr, "%s node %" PRIu64 ": cannot open the %s: %s: %s\n", progname, a->id,
+                a->many_logs ? "host" : "log", rlog_errname(rc),
+                errbuf[0] ? errbuf : rlog_strerror(rc));
         metrics_http_close(*http);
         return -1;
     }
@@ -275,15 +321,23 @@ static int node_open(const struct node_args *a, struct metrics_http **http)
     int lfd = control_listen(a->control);
     if (lfd < 0) {
         metrics_http_close(*http);
-        rlog_close(g_node.log);
+        if (a->many_logs)
+            many_close();
+        else
+            rlog_close(g_node.log);
         if (g_node.host)
             rlog_host_close(g_node.host);
         g_node.host = NULL;
         return -1;
     }
-    node_log("started: address %s, data %s, control %s, %u %s%s, liblog %s", a->address,
-             a->data, a->control, a->n_peers, plural(a->n_peers, "peer", "peers"),
-             a->join ? ", joining a running cluster" : "", rlog_version_string());
+    if (a->many_logs)
+        node_log("started: many logs, host %s at %s, data %s, control %s, %u %s, liblog %s",
+                 a->cluster_name, a->address, a->data, a->control, a->n_peers,
+                 plural(a->n_peers, "host", "hosts"), rlog_version_string());
+    else
+        node_log("started: address %s, data %s, control %s, %u %s%s, liblog %s", a->address,
+                 a->data, a->control, a->n_peers, plural(a->n_peers, "peer", "peers"),
+                 a->join ? ", joining a running cluster" : "", rlog_version_string());
     return lfd;
 }
 
@@ -298,7 +352,10 @@ static int node_serve(int lfd, int sfd, uint64_t linger_ms)
     while (signo == 0 && now_ms() < exit_at) {
         int64_t t = now_ms();
         if (t >= next_poll) {
-            poll_status(&seen);
+            if (g_node.many)
+                many_poll_status();
+            else
+                poll_status(NULL, &seen);
             next_poll = t + STATUS_POLL_MS;
         }
         int accepting = t >= accept_at;
@@ -324,7 +381,10 @@ static int node_serve(int lfd, int sfd, uint64_t linger_ms)
             if (pause > 0)
                 accept_at = now_ms() + pause;
         }
-        if (pr > 0 && (pfd[2].revents & POLLIN) && !failed) {
+        if (pr > 0 && (pfd[2].revents & POLLIN) && g_node.many) {
+            /* One log's failed stop: it stays open, failed; the others serve on. */
+            many_log_failed_stops();
+        } else if (pr > 0 && (pfd[2].revents & POLLIN) && !failed) {
             failed = 1;
             exit_at = log_failed_stop(g_node.failed_fd, linger_ms);
         }
@@ -358,18 +418,9 @@ static unsigned node_quiesce(int lfd, const char *control, struct metrics_http *
     return stuck;
 }
 
-/* The second half: rlog_close (which fails still-pending appends with
- * RLOG_ECLOSED), then give client threads a moment to send their answers.
- * Returns the exit status. */
-static int node_close(int failed)
+/* Waits (bounded) for the client threads to send their last answers. */
+static void wait_clients(void)
 {
-    int rc = rlog_close(g_node.log);
-    char close_msg[256];
-    snprintf(close_msg, sizeof close_msg, "%s", rc ? rlog_errmsg(NULL) : "");
-    g_node.log = NULL;
-    if (g_node.host && rlog_host_close(g_node.host) != 0)
-        node_log("warning: closing the host: %s", rlog_errmsg(NULL));
-    g_node.host = NULL;
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 2;
@@ -378,6 +429,42 @@ static int node_close(int failed)
         if (pthread_cond_timedwait(&g_node.cv, &g_node.mu, &until) == ETIMEDOUT)
             break;
     pthread_mutex_unlock(&g_node.mu);
+}
+
+/* node_close of a --many-logs node: a log that failed stop was logged as it
+ * happened and does not change the exit status (the signal stopped the
+ * node, not the failure). */
+static int node_close_many(void)
+{
+    unsigned failed = many_close();
+    if (rlog_host_close(g_node.host) != 0)
+        node_log("warning: closing the host: %s", rlog_errmsg(NULL));
+    g_node.host = NULL;
+    wait_clients();
+    if (failed)
+        node_log("closed; %u %s had failed stop (restart the node once the cause is fixed to "
+                 "open %s again)", failed, plural(failed, "log", "logs"),
+                 plural(failed, "it", "them"));
+    else
+        node_log("closed cleanly");
+    return 0;
+}
+
+/* The second half: rlog_close (which fails still-pending appends with
+ * RLOG_ECLOSED), then give client threads a moment to send their answers.
+ * Returns the exit status. */
+static int node_close(int failed)
+{
+    if (g_node.many)
+        return node_close_many();
+    int rc = rlog_close(g_node.log);
+    char close_msg[256];
+    snprintf(close_msg, sizeof close_msg, "%s", rc ? rlog_errmsg(NULL) : "");
+    g_node.log = NULL;
+    if (g_node.host && rlog_host_close(g_node.host) != 0)
+        node_log("warning: closing the host: %s", rlog_errmsg(NULL));
+    g_node.host = NULL;
+    wait_clients();
     if (rc != 0) {
         /* rlog_close fails only with a failed stop's cause; one that came
          * during the shutdown was not logged yet. */
@@ -398,6 +485,8 @@ int cmd_node(int argc, char **argv)
         return rc;
     g_node.id = a.id;
     g_node.verbose = a.verbose;
+    g_node.many = a.many_logs;
+    g_node.args = &a;
     for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
         g_node.client_fd[i] = -1;
     int sfd = node_signals();

@@ -45,6 +45,15 @@ static void usage_node(FILE *f)
             "                       --address: one connection per peer host for every log\n"
             "                       of it, the TLS files the host's; needs --cluster-name,\n"
             "                       and every node of the cluster must use it too\n"
+            "  --many-logs          a host holding many logs by name in DIR/logs/NAME/ (see\n"
+            "                       create-log, list-logs, delete-log; requests name one\n"
+            "                       with --log): implies --host-transport; --cluster lists\n"
+            "                       the hosts, --cluster-name is the host's (TLS names);\n"
+            "                       every log found is opened (one that fails is logged\n"
+            "                       and skipped); the other options apply to each log; a\n"
+            "                       log's failed stop leaves the others serving; no --join;\n"
+            "                       leaders are spread over the hosts (balance_leaders)\n"
+            "  --no-balance-leaders with --many-logs: leaders stay where elections put them\n"
             "  --insecure           allow plain text between nodes on non-loopback\n"
             "                       addresses (peers' claimed ids are trusted); without TLS\n"
             "                       and without this, only loopback clusters start\n"
@@ -93,6 +102,8 @@ static int node_read_options(int argc, char **argv, struct node_args *a)
         {"peer-key-file", required_argument, NULL, 'k'},
         {"insecure", no_argument, NULL, 'I'},
         {"host-transport", no_argument, NULL, 1004},
+        {"many-logs", no_argument, NULL, 1005},
+        {"no-balance-leaders", no_argument, NULL, 1006},
         {"no-forward-appends", no_argument, NULL, 'n'},
         {"peer-frame-timeout", required_argument, NULL, 'F'},
         {"peer-idle-timeout", required_argument, NULL, 'D'},
@@ -117,6 +128,8 @@ static int node_read_options(int argc, char **argv, struct node_args *a)
         case 'k': a->key_file = optarg; break;
         case 'I': a->insecure = 1; break;
         case 1004: a->host_transport = 1; break;
+        case 1005: a->many_logs = a->host_transport = 1; break;
+        case 1006: a->no_balance = 1; break;
         case 'n': a->no_forward = 1; break;
         case 'F':
         case 'D':
@@ -227,6 +240,20 @@ static int node_resolve(struct node_args *a)
     if (a->control == NULL) {
         snprintf(a->control_buf, sizeof a->control_buf, "%s/control.sock", a->data);
         a->control = a->control_buf;
+    }
+    if (a->many_logs && (!a->cluster_name || !*a->cluster_name)) {
+        fprintf(stderr, "%s node: --many-logs needs --cluster-name (the hosts' cluster: it "
+                "names them in their TLS certificates and their data directories)\n", progname);
+        return EXIT_USAGE;
+    }
+    if (a->no_balance && !a->many_logs) {
+        fprintf(stderr, "%s node: --no-balance-leaders goes with --many-logs\n", progname);
+        return EXIT_USAGE;
+    }
+    if (a->many_logs && a->join) {
+        fprintf(stderr, "%s node: --join does not go with --many-logs: a log joins on its "
+                "own (create-log --join, then add-node --log NAME on its leader)\n", progname);
+        return EXIT_USAGE;
     }
     if (a->host_transport && (!a->cluster_name || !*a->cluster_name)) {
         fprintf(stderr, "%s node: --host-transport needs --cluster-name (it names the log "

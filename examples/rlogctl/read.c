@@ -9,7 +9,8 @@
 void usage_read(FILE *f)
 {
     fprintf(f,
-            "usage: %s read --control PATH [--json] [--timeout SEC] OFFSET | FROM-TO | FROM-\n"
+            "usage: %s read --control PATH [--log NAME] [--json]\n"
+            "                    [--timeout SEC] OFFSET | FROM-TO | FROM-\n"
             "\n"
             "Prints committed records: OFFSET one record; FROM-TO the records FROM..TO\n"
             "(both included); FROM- every committed record from FROM on. Works on any node.\n"
@@ -37,8 +38,7 @@ int cmd_read(struct copts *o, int argc, char **argv)
         return EXIT_USAGE;
     }
     struct buf req = {0};
-    size_t at = begin_frame(&req);
-    put_u8(&req, single ? 'G' : 'R');
+    size_t at = begin_request(&req, o, single ? 'G' : 'R');
     put_u64(&req, from);
     if (!single)
         put_u64(&req, to);
@@ -56,8 +56,8 @@ int cmd_read(struct copts *o, int argc, char **argv)
 void usage_tail(FILE *f)
 {
     fprintf(f,
-            "usage: %s tail --control PATH [--from OFFSET | --from-end] [--cursor NAME]\n"
-            "                    [--count N] [--json] [--timeout SEC]\n"
+            "usage: %s tail --control PATH [--log NAME] [--from OFFSET | --from-end]\n"
+            "                    [--cursor NAME] [--count N] [--json] [--timeout SEC]\n"
             "\n"
             "Streams committed records as they commit, in order and each once, in the\n"
             "format of `read` (OFFSET<TAB>RECORD lines, or --json lines), flushing after\n"
@@ -102,8 +102,7 @@ int cmd_tail(struct copts *o, int argc, char **argv)
         return EXIT_UNREACHABLE;
     }
     struct buf req = {0};
-    size_t at = begin_frame(&req);
-    put_u8(&req, 'T');
+    size_t at = begin_request(&req, o, 'T');
     put_u64(&req, o->from_set ? o->from : UINT64_MAX);
     put_u64(&req, o->count);
     if (o->cursor) {
@@ -151,8 +150,9 @@ int cmd_tail(struct copts *o, int argc, char **argv)
             } else {
                 rc = e.code == 0 ? 0 : e.code == RLOG_ECLOSED ? EXIT_UNREACHABLE
                                                                : report_error("tail", &e);
-                if (e.code == RLOG_ECLOSED)
-                    snprintf(why, sizeof why, "the node went away: %s", e.msg);
+                if (e.code == RLOG_ECLOSED) /* shut down, or (--log) the log deleted */
+                    snprintf(why, sizeof why, "%s: %s", o->log ? "the tail ended" :
+                             "the node went away", e.msg);
             }
         } else if (p[0] == 'r') {
             if (print_record(o, p, len) != 0) {

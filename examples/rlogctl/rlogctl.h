@@ -16,6 +16,11 @@
  *   rlogctl trim        --control PATH OFFSET              (on the leader)
  *   rlogctl barrier     --control PATH                     (any node)
  *   rlogctl metrics     --control PATH                     (Prometheus text)
+ *   rlogctl node --many-logs --cluster-name HOSTS ...      (a host of many logs)
+ *   rlogctl create-log  --control PATH | --cluster-controls P1,... [--members IDS | --join] NAME
+ *   rlogctl delete-log  --control PATH | --cluster-controls P1,... NAME
+ *   rlogctl list-logs   --control PATH
+ *   (each command about one log takes --log NAME for a --many-logs node)
  *
  * `node` opens one node of the replicated log (rlog_open) and serves a small
  * local control protocol on a Unix domain socket; the other commands are
@@ -55,6 +60,21 @@
  *     'B'                                  read barrier (rlog_barrier) -> 'E'
  *                                          (value = the barrier's offset)
  *     'M'                                  metrics -> 'M' frame, 'E'
+ *   requests of a --many-logs node (a node of one log answers RLOG_EINVAL):
+ *     '@' str name, then one of the requests above
+ *                                          that request, for the node's log
+ *                                          `name` (RLOG_ENOTFOUND: no such log).
+ *                                          Without it, those requests but 'M'
+ *                                          get RLOG_EINVAL ("name one with
+ *                                          --log"); 'M' without it: every open
+ *                                          log's metrics in one exposition
+ *     'Q'                                  list-logs -> 'q'..., 'E' (value = count)
+ *     'Y' u8 join, u32 n, n x u64 member id, str name
+ *                                          create-log (n 0: every host of
+ *                                          --cluster; join: n is 0) -> 'E'
+ *     'D' str name                         delete-log: close it (once the calls
+ *                                          in flight on it are done; tails on
+ *                                          it end), delete its directory -> 'E'
  *   answers:
  *     'r' u64 offset, bytes                one record (the rest of the frame)
  *     'S' status fields (see put_status; the last ones, the failed stop's
@@ -64,6 +84,10 @@
  *     't' u64 offset                       tail: the first offset it streams
  *     'k' u64 offset                       tail keepalive (the log is quiet): the
  *                                          next offset it will stream
+ *     'q' str name, u8 open, i32 code, str error, u32 role, u64 leader_id,
+ *         u64 commit_offset, i32 fatal, str fatal_msg
+ *                                          one log of list-logs (not open: code
+ *                                          and error say why; else rlog_status's)
  *     'E' i32 code, u8 flags, u64 value, u64 leader_id, str leader_address, str message
  *         code: 0 or a negative RLOG_E* code; flags bit 0: the outcome of an
  *         append is unknown (the records may or may not be in the log).
@@ -95,14 +119,19 @@
  *   control.c     the control socket: the node's listener and connection
  *                 threads, and the client's request/answer exchange
  *   node.c        `node`: start, serve, shut down; the node's shared state
+ *                 and the guard of liblog calls (log_enter, log_leave)
+ *   node_many.c   `node --many-logs`: its logs by name (open at start,
+ *                 create, delete, a failed stop of one, close)
  *   node_args.c   `node`'s command line
  *   serve.c       the node's answers to status, append, read, membership,
  *                 trim, barrier and metrics requests
  *   serve_tail.c  the node's answer to a tail request (a subscription)
+ *   serve_logs.c  the node's answers to list-logs, create-log, delete-log
  *   metrics_http.c  `node --metrics-address`: the HTTP /metrics endpoint
  *   client.c      what the client commands share
  *   append.c, read.c (read, tail), admin.c (status, membership, trim,
- *                 barrier, metrics)   the client commands
+ *                 barrier, metrics), cursor.c, timecmd.c (offset-for-time),
+ *                 logs.c (create-log, delete-log, list-logs)   the client commands
  * Headers: this one (protocol constants, exit codes, wire.c, the client side
  * of control.c: what test/nemesis/nemesis_node uses), args.h, node.h
  * (the node's files), client.h (the client commands' files).
@@ -160,6 +189,10 @@
                                            reads nothing this long is dropped */
 #define CTL_TAIL_KEEPALIVE_MS 1000      /* node: 'k' frames to an idle tail client */
 #define STATUS_POLL_MS 200
+#define CTL_MAX_LOG_NAME 128            /* bytes of a log's name in a request (liblog
+                                           checks the name itself) */
+#define CTL_DELETE_WAIT_MS 10000        /* node: delete-log's wait for the requests
+                                           in flight on the log */
 
 #define FLAG_INDETERMINATE 1u
 

@@ -1,20 +1,23 @@
 /*
  * rlogctl node: the answers to control requests other than tail
  * (serve_tail.c): status, append, read one record or a range, membership,
- * trim and the read barrier. Each is one liblog call made inside
- * api_enter/api_leave, so that shutdown never closes the log under it.
+ * trim and the read barrier, each for the log h of the request (NULL: the
+ * node's one log). Each is one liblog call made inside log_enter/log_leave,
+ * so that neither the shutdown nor delete-log closes the log under it.
  */
 #include "node.h"
 
 /* An error end frame that names the leader when the node knows one. */
-static void put_error(struct buf *b, int code, unsigned flags, const char *msg)
+static void put_error(struct buf *b, struct hosted *h, int code, unsigned flags,
+                      const char *msg)
 {
     struct rlog_status st;
     memset(&st, 0, sizeof st);
-    if (code == RLOG_ENOTLEADER && api_enter()) {
-        if (rlog_status(g_node.log, &st) != 0)
+    rlog *log = code == RLOG_ENOTLEADER ? log_enter(h) : NULL;
+    if (log != NULL) {
+        if (rlog_status(log, &st) != 0)
             memset(&st, 0, sizeof st);
-        api_leave();
+        log_leave(h);
     }
     put_end(b, code, flags, 0, st.leader_id, st.leader_address, msg);
 }
@@ -67,17 +70,18 @@ static void put_status(struct buf *b, const struct rlog_status *st)
     end_frame(b, at);
 }
 
-void handle_status(struct buf *out)
+void handle_status(struct hosted *h, struct buf *out)
 {
     struct rlog_status st;
-    if (!api_enter()) {
-        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+    rlog *log = log_enter(h);
+    if (log == NULL) {
+        put_refused(out, h);
         return;
     }
-    int rc = rlog_status(g_node.log, &st);
+    int rc = rlog_status(log, &st);
     char msg[256];
-    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(g_node.log) : "");
-    api_leave();
+    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(log) : "");
+    log_leave(h);
     if (rc != 0) {
         put_end(out, rc, 0, 0, 0, "", msg);
         return;
@@ -122,7 +126,7 @@ static void append_cb(void *arg, int status, uint64_t first_offset)
     waiter_unref(w);
 }
 
-void handle_append(struct rd *r, struct buf *out, int with_opts)
+void handle_append(struct hosted *h, struct rd *r, struct buf *out, int with_opts)
 {
     struct rlog_append_opts ao;
     rlog_append_opts_init(&ao);
@@ -167,22 +171,23 @@ void handle_append(struct rd *r, struct buf *out, int with_opts)
     pthread_condattr_destroy(&ca);
     w->refs = 2;
 
-    if (!api_enter()) {
+    rlog *log = log_enter(h);
+    if (log == NULL) {
         free(recs);
         w->refs = 1;
         waiter_unref(w);
-        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+        put_refused(out, h);
         return;
     }
-    int rc = rlog_append_ex_async(g_node.log, &ao, recs, n, append_cb, w);
+    int rc = rlog_append_ex_async(log, &ao, recs, n, append_cb, w);
     char msg[512];
-    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(g_node.log) : "");
-    api_leave();
+    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(log) : "");
+    log_leave(h);
     free(recs); /* the library copied the bytes */
     if (rc != 0) {
         w->refs = 1; /* the callback never fires */
         waiter_unref(w);
-        put_error(out, rc, 0, msg); /* rejected up front: nothing was appended */
+        put_error(out, h, rc, 0, msg); /* rejected up front: nothing was appended */
         return;
     }
 
@@ -203,11 +208,11 @@ void handle_append(struct rd *r, struct buf *out, int with_opts)
     if (!done) {
         snprintf(msg, sizeof msg, "no commit within %d ms (no quorum?); the records may or may "
                  "not be in the log", CTL_APPEND_WAIT_MS);
-        put_error(out, RLOG_ETIMEOUT, FLAG_INDETERMINATE, msg);
+        put_error(out, h, RLOG_ETIMEOUT, FLAG_INDETERMINATE, msg);
     } else if (status == RLOG_EINDOUBT) {
         snprintf(msg, sizeof msg, "the node accepted the records, then: %s",
                  why[0] ? why : rlog_strerror(status));
-        put_error(out, status, FLAG_INDETERMINATE, msg);
+        put_error(out, h, status, FLAG_INDETERMINATE, msg);
     } else if (status == RLOG_ECONFLICT) {
         snprintf(msg, sizeof msg, "%s", why[0] ? why : rlog_strerror(status));
         put_end(out, status, 0, first, 0, "", msg);
@@ -215,7 +220,7 @@ void handle_append(struct rd *r, struct buf *out, int with_opts)
         /* Any other answer through the callback means nothing was appended. */
         snprintf(msg, sizeof msg, "the node accepted the records, then: %s (%s); nothing of them "
                  "was appended", rlog_errname(status), why[0] ? why : rlog_strerror(status));
-        put_error(out, status, 0, msg);
+        put_error(out, h, status, 0, msg);
     } else {
         put_end(out, 0, 0, first, 0, "", "");
     }
@@ -230,11 +235,11 @@ void put_record(struct buf *out, uint64_t offset, const void *p, size_t len)
     end_frame(out, at);
 }
 
-static void not_found_msg(char *msg, size_t cap, int rc, uint64_t off)
+static void not_found_msg(rlog *log, char *msg, size_t cap, int rc, uint64_t off)
 {
     struct rlog_status st;
     memset(&st, 0, sizeof st);
-    if (rlog_status(g_node.log, &st) != 0)
+    if (rlog_status(log, &st) != 0)
         memset(&st, 0, sizeof st);
     if (rc == RLOG_ETRIMMED)
         snprintf(msg, cap, "offset %" PRIu64 " was trimmed (first readable offset %" PRIu64 ")",
@@ -251,7 +256,7 @@ static void not_found_msg(char *msg, size_t cap, int rc, uint64_t off)
                  st.commit_offset - 1, st.commit_offset);
 }
 
-void handle_get(struct rd *r, struct buf *out)
+void handle_get(struct hosted *h, struct rd *r, struct buf *out)
 {
     uint64_t off = get_u64(r);
     if (r->bad || r->pos != r->len) {
@@ -259,19 +264,20 @@ void handle_get(struct rd *r, struct buf *out)
         put_end(out, RLOG_EPROTO, 0, 0, 0, "", "read: malformed request");
         return;
     }
-    if (!api_enter()) {
-        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+    rlog *log = log_enter(h);
+    if (log == NULL) {
+        put_refused(out, h);
         return;
     }
     void *p = NULL;
     size_t len = 0;
     char msg[512] = "";
-    int rc = rlog_read(g_node.log, off, &p, &len);
+    int rc = rlog_read(log, off, &p, &len);
     if (rc == RLOG_ENOTFOUND || rc == RLOG_ETRIMMED)
-        not_found_msg(msg, sizeof msg, rc, off);
+        not_found_msg(log, msg, sizeof msg, rc, off);
     else if (rc != 0)
-        snprintf(msg, sizeof msg, "%s", rlog_errmsg(g_node.log));
-    api_leave();
+        snprintf(msg, sizeof msg, "%s", rlog_errmsg(log));
+    log_leave(h);
     if (rc != 0) {
         put_end(out, rc, 0, 0, 0, "", msg);
         return;
@@ -282,7 +288,7 @@ void handle_get(struct rd *r, struct buf *out)
 }
 
 /* Streams [from, end) with an iterator, flushing every 64 KiB. */
-int handle_range(int fd, struct rd *r, struct buf *out, int64_t deadline_step)
+int handle_range(struct hosted *h, int fd, struct rd *r, struct buf *out, int64_t deadline_step)
 {
     uint64_t from = get_u64(r), end = get_u64(r);
     if (r->bad || r->pos != r->len || end < from) {
@@ -290,22 +296,24 @@ int handle_range(int fd, struct rd *r, struct buf *out, int64_t deadline_step)
         put_end(out, RLOG_EPROTO, 0, 0, 0, "", "read: malformed range request");
         return 0;
     }
-    if (!api_enter()) {
-        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+    rlog *log = log_enter(h);
+    if (log == NULL) {
+        put_refused(out, h);
         return 0;
     }
     char msg[512] = "";
     rlog_iter *it = NULL;
-    int rc = from == end ? 0 : rlog_iter_open(g_node.log, from, end, &it);
+    int rc = from == end ? 0 : rlog_iter_open(log, from, end, &it);
     uint64_t next = from, count = 0;
     if (rc == RLOG_ETRIMMED)
-        not_found_msg(msg, sizeof msg, rc, from);
+        not_found_msg(log, msg, sizeof msg, rc, from);
     else if (rc != 0)
-        snprintf(msg, sizeof msg, "%s", rlog_errmsg(g_node.log));
+        snprintf(msg, sizeof msg, "%s", rlog_errmsg(log));
     while (rc == 0 && it != NULL && next < end) {
-        if (is_closing()) {
+        if (log_closing(h)) {
             rc = RLOG_ECLOSED;
-            snprintf(msg, sizeof msg, "node is shutting down");
+            snprintf(msg, sizeof msg, "%s", h != NULL && !is_closing() ? "the log is being deleted"
+                                                                        : "node is shutting down");
             break;
         }
         const void *p;
@@ -316,11 +324,11 @@ int handle_range(int fd, struct rd *r, struct buf *out, int64_t deadline_step)
             if (end == UINT64_MAX)
                 rc = 0; /* the committed end */
             else
-                not_found_msg(msg, sizeof msg, rc, next);
+                not_found_msg(log, msg, sizeof msg, rc, next);
             break;
         }
         if (rc != 0) {
-            snprintf(msg, sizeof msg, "%s", rlog_errmsg(g_node.log));
+            snprintf(msg, sizeof msg, "%s", rlog_errmsg(log));
             break;
         }
         if (off != next) {
@@ -344,7 +352,7 @@ int handle_range(int fd, struct rd *r, struct buf *out, int64_t deadline_step)
     }
     if (it != NULL)
         rlog_iter_close(it);
-    api_leave();
+    log_leave(h);
     if (rc == -1000)
         return -1;
     put_end(out, rc, 0, rc == 0 ? count : 0, 0, "", msg);
@@ -355,7 +363,7 @@ int handle_range(int fd, struct rd *r, struct buf *out, int64_t deadline_step)
 
 /* Requests that name one number (a node id, or for 'P' an offset) and
  * change the cluster, on the leader. */
-void handle_member(uint8_t op, struct rd *r, struct buf *out)
+void handle_member(struct hosted *h, uint8_t op, struct rd *r, struct buf *out)
 {
     uint64_t id = get_u64(r);
     char addr[256] = "";
@@ -374,23 +382,24 @@ void handle_member(uint8_t op, struct rd *r, struct buf *out)
         put_end(out, RLOG_EPROTO, 0, 0, 0, "", "membership: malformed request");
         return;
     }
-    if (!api_enter()) {
-        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+    rlog *log = log_enter(h);
+    if (log == NULL) {
+        put_refused(out, h);
         return;
     }
-    int rc = op == 'N' ? rlog_add_node(g_node.log, id, addr)
-           : op == 'X' ? rlog_remove_node(g_node.log, id)
-           : op == 'P' ? rlog_trim(g_node.log, id)
-                       : rlog_transfer_leadership(g_node.log, id);
+    int rc = op == 'N' ? rlog_add_node(log, id, addr)
+           : op == 'X' ? rlog_remove_node(log, id)
+           : op == 'P' ? rlog_trim(log, id)
+                       : rlog_transfer_leadership(log, id);
     char msg[512];
-    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(g_node.log) : "");
+    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(log) : "");
     struct rlog_status st;
     memset(&st, 0, sizeof st);
-    if (rc == 0 && op == 'L' && rlog_status(g_node.log, &st) != 0)
+    if (rc == 0 && op == 'L' && rlog_status(log, &st) != 0)
         memset(&st, 0, sizeof st);
-    api_leave();
+    log_leave(h);
     if (rc != 0) {
-        put_error(out, rc, 0, msg);
+        put_error(out, h, rc, 0, msg);
         return;
     }
     if (op == 'N')
@@ -407,24 +416,25 @@ void handle_member(uint8_t op, struct rd *r, struct buf *out)
 
 /* A read barrier: every record acknowledged before it is below the
  * offset it answers, and committed on this node. */
-void handle_barrier(struct rd *r, struct buf *out)
+void handle_barrier(struct hosted *h, struct rd *r, struct buf *out)
 {
     if (r->pos != r->len) {
         r->bad = 1;
         put_end(out, RLOG_EPROTO, 0, 0, 0, "", "barrier: trailing bytes");
         return;
     }
-    if (!api_enter()) {
-        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+    rlog *log = log_enter(h);
+    if (log == NULL) {
+        put_refused(out, h);
         return;
     }
     uint64_t off = 0;
-    int rc = rlog_barrier(g_node.log, &off);
+    int rc = rlog_barrier(log, &off);
     char msg[512];
-    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(g_node.log) : "");
-    api_leave();
+    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(log) : "");
+    log_leave(h);
     if (rc != 0) {
-        put_error(out, rc, 0, msg);
+        put_error(out, h, rc, 0, msg);
         return;
     }
     put_end(out, 0, 0, off, 0, "", "");
@@ -432,7 +442,7 @@ void handle_barrier(struct rd *r, struct buf *out)
 
 /* rlog_offset_for_time: a time (u64, us since the epoch) in, an offset
  * out; RLOG_ENOTFOUND carries the commit offset too. */
-void handle_offset_for_time(struct rd *r, struct buf *out)
+void handle_offset_for_time(struct hosted *h, struct rd *r, struct buf *out)
 {
     uint64_t t = get_u64(r);
     if (r->bad || r->pos != r->len) {
@@ -440,34 +450,73 @@ void handle_offset_for_time(struct rd *r, struct buf *out)
         put_end(out, RLOG_EPROTO, 0, 0, 0, "", "offset-for-time: malformed request");
         return;
     }
-    if (!api_enter()) {
-        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+    rlog *log = log_enter(h);
+    if (log == NULL) {
+        put_refused(out, h);
         return;
     }
     uint64_t off = 0;
-    int rc = rlog_offset_for_time(g_node.log, t, &off);
+    int rc = rlog_offset_for_time(log, t, &off);
     char msg[512];
-    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(g_node.log) : "");
-    api_leave();
+    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(log) : "");
+    log_leave(h);
     put_end(out, rc, 0, off, 0, "", msg);
 }
 
-/* The metrics text, for the 'M' request and the HTTP endpoint. */
-int node_metrics_text(void *arg, char **text, size_t *len)
+/* Every open log's metrics in one exposition (each sample labelled with its
+ * log="NAME"); a log being deleted or not open is left out. */
+static int many_metrics_text(char **text, size_t *len)
 {
-    (void)arg;
-    if (!api_enter())
-        return RLOG_ECLOSED;
-    int rc = rlog_metrics_text(g_node.log, text, len);
-    api_leave();
+    unsigned n;
+    struct hosted **all = hosted_hold_all(&n);
+    rlog **logs = xmalloc((n ? n : 1) * sizeof *logs);
+    struct hosted **entered = xmalloc((n ? n : 1) * sizeof *entered);
+    unsigned k = 0;
+    for (unsigned i = 0; i < n; i++)
+        if ((logs[k] = log_enter(all[i])) != NULL)
+            entered[k++] = all[i];
+    int rc = rlog_metrics_text_many(logs, k, text, len);
+    for (unsigned i = 0; i < k; i++)
+        log_leave(entered[i]);
+    free(entered);
+    free(logs);
+    hosted_release_all(all, n);
     return rc;
 }
 
-void handle_metrics(struct rd *r, struct buf *out)
+/* The metrics text of log h, or of the node (h NULL), for the 'M' request
+ * and (arg NULL) the HTTP endpoint. *refused: log_enter turned it away. */
+static int metrics_text(struct hosted *h, char **text, size_t *len, int *refused)
+{
+    *refused = 0;
+    if (h == NULL && g_node.many)
+        return is_closing() ? (*refused = 1, RLOG_ECLOSED) : many_metrics_text(text, len);
+    rlog *log = log_enter(h);
+    if (log == NULL) {
+        *refused = 1;
+        return RLOG_ECLOSED;
+    }
+    int rc = rlog_metrics_text(log, text, len);
+    log_leave(h);
+    return rc;
+}
+
+int node_metrics_text(void *arg, char **text, size_t *len)
+{
+    int refused;
+    return metrics_text(arg, text, len, &refused);
+}
+
+void handle_metrics(struct hosted *h, struct rd *r, struct buf *out)
 {
     char *text = NULL;
     size_t len = 0;
-    int rc = r->pos != r->len ? RLOG_EPROTO : node_metrics_text(NULL, &text, &len);
+    int refused = 0;
+    int rc = r->pos != r->len ? RLOG_EPROTO : metrics_text(h, &text, &len, &refused);
+    if (refused) {
+        put_refused(out, h);
+        return;
+    }
     if (rc != 0) {
         r->bad = rc == RLOG_EPROTO;
         put_end(out, rc, 0, 0, 0, "", rc == RLOG_EPROTO ? "metrics: trailing bytes" : "");

@@ -1,10 +1,10 @@
 /*
  * rlogctl node: the named cursor requests ('C' commit, 'K' get; see
- * cursor.c), each one liblog call inside api_enter/api_leave.
+ * cursor.c), each one liblog call inside log_enter/log_leave.
  */
 #include "node.h"
 
-void handle_cursor(uint8_t op, struct rd *r, struct buf *out)
+void handle_cursor(struct hosted *h, uint8_t op, struct rd *r, struct buf *out)
 {
     char name[65];
     uint32_t n = get_u32(r);
@@ -20,15 +20,16 @@ void handle_cursor(uint8_t op, struct rd *r, struct buf *out)
     name[n] = '\0';
     if (memchr(p, '\0', n) != NULL)
         name[0] = ' ';
-    if (!api_enter()) {
-        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+    rlog *log = log_enter(h);
+    if (log == NULL) {
+        put_refused(out, h);
         return;
     }
-    int rc = op == 'C' ? rlog_cursor_commit(g_node.log, name, offset)
-                       : rlog_cursor_get(g_node.log, name, &offset);
+    int rc = op == 'C' ? rlog_cursor_commit(log, name, offset)
+                       : rlog_cursor_get(log, name, &offset);
     char msg[512];
-    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(g_node.log) : "");
-    api_leave();
+    snprintf(msg, sizeof msg, "%s", rc ? rlog_errmsg(log) : "");
+    log_leave(h);
     if (rc != 0) {
         put_end(out, rc, 0, 0, 0, "", msg);
         return;

@@ -78,7 +78,7 @@ static void put_offset_frame(struct buf *b, uint8_t type, uint64_t off)
 /* Streams records from `from` (UINT64_MAX: the commit offset now) until
  * `count` records (0: no limit), an error, or shutdown. Returns -1 when the
  * connection must be closed without more output (client gone or dropped). */
-int handle_tail(int fd, unsigned slot, struct rd *r, struct buf *out)
+int handle_tail(struct hosted *h, int fd, unsigned slot, struct rd *r, struct buf *out)
 {
     uint64_t from = get_u64(r), count = get_u64(r);
     /* Then, with --cursor, the cursor's name (length, bytes). */
@@ -96,27 +96,28 @@ int handle_tail(int fd, unsigned slot, struct rd *r, struct buf *out)
         put_end(out, RLOG_EPROTO, 0, 0, 0, "", "tail: malformed request");
         return 0;
     }
-    if (!api_enter()) {
-        put_end(out, RLOG_ECLOSED, 0, 0, 0, "", "node is shutting down");
+    rlog *log = log_enter(h);
+    if (log == NULL) {
+        put_refused(out, h);
         return 0;
     }
     char msg[512] = "";
     int rc = 0;
     if (cursor[0]) {
         uint64_t at = 0;
-        rc = rlog_cursor_get(g_node.log, cursor, &at);
+        rc = rlog_cursor_get(log, cursor, &at);
         if (rc == 0)
             from = at;
         else if (rc != RLOG_ENOTFOUND)
-            snprintf(msg, sizeof msg, "%s", rlog_errmsg(g_node.log));
+            snprintf(msg, sizeof msg, "%s", rlog_errmsg(log));
         else
             rc = 0; /* no such cursor yet: from --from, or the end */
     }
     if (rc == 0 && from == UINT64_MAX) {
         struct rlog_status st;
-        rc = rlog_status(g_node.log, &st);
+        rc = rlog_status(log, &st);
         if (rc != 0)
-            snprintf(msg, sizeof msg, "%s", rlog_errmsg(g_node.log));
+            snprintf(msg, sizeof msg, "%s", rlog_errmsg(log));
         else
             from = st.commit_offset;
     }
@@ -137,13 +138,13 @@ int handle_tail(int fd, unsigned slot, struct rd *r, struct buf *out)
         put_offset_frame(&t->q, 't', from);
         /* Held across rlog_subscribe so the callback sees t->sub set. */
         pthread_mutex_lock(&t->mu);
-        rc = rlog_subscribe(g_node.log, from, tail_cb, t, &t->sub);
+        rc = rlog_subscribe(log, from, tail_cb, t, &t->sub);
         if (rc != 0)
-            snprintf(msg, sizeof msg, "%s", rlog_errmsg(g_node.log));
+            snprintf(msg, sizeof msg, "%s", rlog_errmsg(log));
         pthread_mutex_unlock(&t->mu);
     }
     if (rc != 0) {
-        api_leave();
+        log_leave(h);
         if (t != NULL) {
             if (t->efd >= 0)
                 close(t->efd);
@@ -169,7 +170,7 @@ int handle_tail(int fd, unsigned slot, struct rd *r, struct buf *out)
             how = DONE;
             break;
         }
-        if (is_closing()) {
+        if (log_closing(h)) {
             how = CLOSING;
             break;
         }
@@ -213,7 +214,7 @@ int handle_tail(int fd, unsigned slot, struct rd *r, struct buf *out)
             if (rr > 0) {
                 how = CLIENT_SPOKE;
             } else if (rr == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-                if (is_closing()) {
+                if (log_closing(h)) {
                     how = CLOSING; /* our own shutdown(SHUT_RD) */
                 } else {
                     snprintf(why, sizeof why, "%s", rr == 0 ? "closed the connection"
@@ -254,7 +255,7 @@ int handle_tail(int fd, unsigned slot, struct rd *r, struct buf *out)
 
     /* Not under t->mu: unsubscribing waits for a running callback. */
     rlog_unsubscribe(t->sub);
-    api_leave();
+    log_leave(h);
     int status = t->status;
     uint64_t delivered = t->delivered, next = t->next;
     size_t pending = t->q.len - t->qpos;
@@ -275,7 +276,8 @@ int handle_tail(int fd, unsigned slot, struct rd *r, struct buf *out)
         if (pending > 0 && write_all(fd, t->q.p + t->qpos, pending, now_ms() + 1000) != 0)
             ret = -1;
         else
-            put_end(out, RLOG_ECLOSED, 0, delivered, 0, "", "node is shutting down");
+            put_end(out, RLOG_ECLOSED, 0, delivered, 0, "",
+                    is_closing() ? "node is shutting down" : "the log is being deleted");
         break;
     case CLIENT_SPOKE:
         node_log("control: dropping tail client %u: it sent bytes during a tail", slot);

@@ -10,7 +10,8 @@
 void usage_offset_for_time(FILE *f)
 {
     fprintf(f,
-            "usage: %s offset-for-time --control PATH [--json] [--timeout SEC] TIME\n"
+            "usage: %s offset-for-time --control PATH [--log NAME] [--json]\n"
+            "                               [--timeout SEC] TIME\n"
             "\n"
             "Prints the offset of the first committed record whose batch time (the\n"
             "leader's wall clock when it formed the record's batch), or an earlier\n"
@@ -69,8 +70,7 @@ int cmd_offset_for_time(struct copts *o, int argc, char **argv)
         return EXIT_USAGE;
     }
     struct buf req = {0};
-    size_t at = begin_frame(&req);
-    put_u8(&req, 'Z');
+    size_t at = begin_request(&req, o, 'Z');
     put_u64(&req, t);
     end_frame(&req, at);
     struct end e;
