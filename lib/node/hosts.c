@@ -219,6 +219,14 @@ int rlog_host_open(const struct rlog_host_config *cfg, rlog_host **out, char *er
         free(h);
         return fail_buf(errbuf, errlen, rv, "%s", err);
     }
+    if (cfg->address && !h->tls) {
+        char line[256];
+        snprintf(line, sizeof line, "INSECURE: host connections are plain text, and a peer "
+                 "host's claimed id is trusted (%s); configure TLS (tls_ca_file, tls_cert_file, "
+                 "tls_key_file) to authenticate and encrypt them",
+                 cfg->insecure ? "insecure is set" : "its address is loopback");
+        (cfg->log_fn ? cfg->log_fn : host_log)(cfg->log_arg, 2, line);
+    }
     *out = h;
     return 0;
 }

@@ -280,7 +280,7 @@ static int start(struct rlog *log)
         snprintf(err, errlen, "%s", log->io.errmsg);
         return rv;
     }
-    if (!icfg.net.tls_ca_file && !(log->via && log->via->tls))
+    if (!icfg.net.tls_ca_file && !log->via) /* a host's transport: the host says it once */
         rl_log(log, 2, "INSECURE: peer connections are plain text, and a peer's claimed id is "
                "trusted (%s); configure TLS (tls_ca_file, tls_cert_file, tls_key_file) to "
                "authenticate and encrypt them",
