@@ -365,10 +365,11 @@ int rl_catalog_end_create(struct rl_catalog *c, const char *name, bool ok, bool 
         return 0; /* a store an earlier try opened may have voted: it stays, marked */
     /* A failed create's directory goes before its marker: a crash between
      * the two leaves a create to finish, never a log without its marker. */
-    int rv = ok || !exists(dir) ? 0 : rename_away(c, name, dir, gone, sizeof gone, err, errlen);
+    bool away = !ok && exists(dir);
+    int rv = away ? rename_away(c, name, dir, gone, sizeof gone, err, errlen) : 0;
     if (rv != 0)
         return rv;
-    if (!ok) {
+    if (away) {
         int s = rl_fs_fsync_dir(c->logs);
         if (s != 0)
             return fail_errno(err, errlen, s, "cannot fsync", c->logs);
