@@ -75,6 +75,7 @@ struct rl_fwd_wait {
     uint64_t deadline;          /* loop ms */
     uint64_t hold_until;        /* held (no leader, or unreachable) until then */
     unsigned refused;           /* answers "not the leader": held again, this often */
+    uint64_t refused_by, refused_term; /* the last such answer, and this node's term then */
     uint64_t result;            /* settling: first offset, or barrier offset */
     struct rl_fwd_wait *next;
 };
@@ -311,7 +312,10 @@ static bool wait_step(struct rlog *log, struct rl_fwd_wait *w, uint64_t now)
                 rl_fwd_barrier(log, op);
             return true;
         }
-        if (leader && leader != log->cfg.id && now < w->hold_until &&
+        /* Not again to a leader that said it is not one, until this node
+         * hears of another (or a new term): the hold bounds the wait. */
+        bool stale = leader == w->refused_by && log->raft.current_term == w->refused_term;
+        if (leader && leader != log->cfg.id && !stale && now < w->hold_until &&
             wait_send(log, w, leader, addr))
             return false;
         if (now < w->hold_until)
@@ -749,6 +753,8 @@ static void answered(struct rlog *log, uint64_t from, const struct rl_wire_fwd *
         /* Nothing of it was appended there (the leader had just handed the
          * lead over, say): held again for the next leader, a new bound. */
         w->refused++;
+        w->refused_by = from;
+        w->refused_term = log->raft.current_term;
         w->state = W_HELD;
         w->hold_until = now_ms(log) + log->cfg.election_timeout_ms;
         if (w->op->kind == RL_OP_APPEND)
