@@ -62,7 +62,7 @@ SHARED_HOST_TESTS := $(addprefix $(BUILD)/test/test_,backpressure cluster cursor
     metrics modes producers sm)
 BENCH_STORE := $(BUILD)/bench/bench_store
 # The simulator runs every node's disk through the tests' fault injection.
-SIM_SRC := test/sim/sim.c test/sim/world.c test/lib/fault_fs.c
+SIM_SRC := test/sim/sim.c test/sim/world.c test/sim/hostlogs.c test/lib/fault_fs.c
 SIM_BIN := $(BUILD)/sim/sim
 SIM_SEEDS ?= 3
 SEEDS ?= 100
@@ -183,7 +183,7 @@ test: $(TEST_BIN) all $(EXAMPLES) $(RAWSEND) $(FORGE) $(BUILD)/nemesis/nemesis_n
 
 # The deterministic simulator: every scenario over SIM_SEEDS seeds in
 # `make check`; `make sim SEEDS=100000 SEED_START=S [SCENARIO=name]` for more.
-$(SIM_BIN): $(SIM_SRC) test/sim/world.h test/lib/fault_fs.h $(STATIC)
+$(SIM_BIN): $(SIM_SRC) test/sim/world.h test/sim/hostlogs.h test/lib/fault_fs.h $(STATIC)
 	@mkdir -p $(dir $@)
 	$(call say,CCLD,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -Itest $(LDFLAGS) -o $@ $(SIM_SRC) $(STATIC) $(LIBS)

@@ -897,6 +897,11 @@ const struct rl_net_via *rl_mux_via(struct rl_mux *m)
     return &m->via;
 }
 
+bool rl_mux_flush_due(const struct rl_mux *m)
+{
+    return m->flushing;
+}
+
 static void flush_closed(uv_handle_t *h)
 {
     struct rl_mux *m = h->data;

@@ -71,6 +71,9 @@ struct rl_mux_config {
 int rl_mux_start(const struct rl_mux_config *cfg, struct rl_mux **out, char *err, size_t errlen);
 /* What a log's transport is given to use it (rl_net_config.via). */
 const struct rl_net_via *rl_mux_via(struct rl_mux *m);
+/* Whether writes are queued for the loop's next turn (a caller that steps
+ * the loop itself, the simulator, turns it again before waiting). */
+bool rl_mux_flush_due(const struct rl_mux *m);
 /* Closes the listener and every connection; cb(arg) once all is released.
  * The logs closed first. */
 void rl_mux_close(struct rl_mux *m, void (*cb)(void *arg), void *arg);

@@ -59,10 +59,12 @@ static int wait_opened(rlog *log, char *err, size_t errlen)
 }
 
 /* Validates cfg and opens a node: on a loop thread of its own, on a host's
- * loop thread shared with other logs, or (stepped) on the caller's. */
+ * loop thread shared with other logs, or (stepped) on the caller's, with a
+ * loop of its own or the caller's (step_loop, with the caller's shared
+ * transport: the simulator's hosts). */
 static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen,
                     bool stepped, struct rl_host *host, struct rl_cache_pool *cache_pool,
-                    const struct rl_net_via *via, unsigned flags)
+                    const struct rl_net_via *via, unsigned flags, uv_loop_t *step_loop)
 {
     char err[512] = "";
     if (out)
@@ -103,8 +105,8 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
     if (rv == 0) {
         log->no_bootstrap = (flags & RL_OPEN_NO_BOOTSTRAP) != 0;
         log->host = stepped ? NULL : host;
-        log->via = log->host ? via : NULL;
-        log->loop = log->host ? rl_host_loop(log->host) : &log->own_loop;
+        log->via = log->host || step_loop ? via : NULL;
+        log->loop = log->host ? rl_host_loop(log->host) : step_loop ? step_loop : &log->own_loop;
     }
     if (rv == 0 && stepped) {
         rl_batch_builder_init(&log->bb);
@@ -157,19 +159,25 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
 int rlog_open(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen)
 {
     return open_log(cfg, out, errbuf, errlen, false, rl_shared_host ? rl_shared_host() : NULL,
-                    NULL, NULL, 0);
+                    NULL, NULL, 0, NULL);
 }
 
 int rl_open_on_host(struct rl_host *host, struct rl_cache_pool *cache_pool,
                     const struct rl_net_via *via, unsigned flags, const struct rlog_config *cfg,
                     rlog **out, char *errbuf, size_t errlen)
 {
-    return open_log(cfg, out, errbuf, errlen, false, host, cache_pool, via, flags);
+    return open_log(cfg, out, errbuf, errlen, false, host, cache_pool, via, flags, NULL);
 }
 
 int rl_open_stepped(const struct rlog_config *cfg, rlog **out, char *errbuf, size_t errlen)
 {
-    return open_log(cfg, out, errbuf, errlen, true, NULL, NULL, NULL, 0);
+    return open_log(cfg, out, errbuf, errlen, true, NULL, NULL, NULL, 0, NULL);
+}
+
+int rl_open_stepped_on(uv_loop_t *loop, const struct rl_net_via *via, const struct rlog_config *cfg,
+                       rlog **out, char *errbuf, size_t errlen)
+{
+    return open_log(cfg, out, errbuf, errlen, true, NULL, NULL, via, 0, loop);
 }
 
 void rl_free_stepped(rlog *log)

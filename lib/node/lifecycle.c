@@ -236,7 +236,7 @@ static int start(struct rlog *log)
      * thread, not by turning that loop. A log with a loop of its own turns
      * it, as before hosts existed (the simulator runs the other way with
      * --hold-jobs: that found a libraft crash, fenced in raftio/hold.c). */
-    scfg.hold_jobs = log->host != NULL || rl_hold_jobs_always;
+    scfg.hold_jobs = log->loop != &log->own_loop || rl_hold_jobs_always;
     rv = rl_store_open(log->loop, &scfg, &log->store, err, errlen);
     if (rv != 0)
         return rv;

@@ -332,6 +332,11 @@ void rl_node_close_handle(struct rlog *log, uv_handle_t *h);
  * nothing happens between its steps. Blocking calls fail with RLOG_EINVAL
  * there; ops are queued with rl_submit and complete through op->done. */
 int rl_open_stepped(const struct rlog_config *cfg, struct rlog **out, char *err, size_t errlen);
+/* The same on the caller's loop, shared with its other logs and its
+ * transport (via: lib/host/mux.c's), as a host's logs are (the
+ * simulator's hosts). The log ends on its last handle; the loop stays. */
+int rl_open_stepped_on(uv_loop_t *loop, const struct rl_net_via *via, const struct rlog_config *cfg,
+                       struct rlog **out, char *err, size_t errlen);
 int rl_submit(struct rlog *log, struct rl_op *op);
 /* Opens a log on a host's loop thread, shared with the other logs opened
  * on it (issue 16's first step; lib/host), its read cache in cache_pool
@@ -348,7 +353,8 @@ extern struct rl_host *(*rl_shared_host)(void);
 /* Tests: every log opens holding its store's jobs, as one on a shared loop
  * does (the simulator's --hold-jobs: other schedules at open). */
 extern bool rl_hold_jobs_always;
-/* After a close op completed: tears the loop down and frees log. */
+/* After a close op completed: tears the loop down (a loop of its own)
+ * and frees log. */
 void rl_free_stepped(struct rlog *log);
 /* Moves the trim point (loop thread) and publishes it. */
 void rl_set_trim_offset(struct rlog *log, uint64_t offset);

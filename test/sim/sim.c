@@ -27,6 +27,8 @@
 
 #include "batch/batch.h"
 #include "common/grow.h"
+#include "sim/hostlogs.h"
+#include "sim/recid.h"
 #include "sim/world.h"
 #include "raftio/io.h"
 #include "raftio/snapshot.h"
@@ -34,11 +36,6 @@
 #include "store/format.h"
 
 /* ---- history ----------------------------------------------------------------- */
-
-struct rec_id {
-    uint64_t client, seq, hash;
-    uint32_t len;
-};
 
 struct attempt {
     struct rec_id id;
@@ -97,6 +94,8 @@ struct collect {         /* reads a node's whole log at the end */
     struct rec_id *recs;
     size_t n, cap;
 };
+
+static int LOGS = 1; /* --logs: > 1 runs every node as a host (world.h) */
 
 static struct {
     struct attempt **att;
@@ -159,21 +158,8 @@ static void add_obs(int node, uint64_t offset, struct rec_id id)
     H.obs[H.n_obs++] = (struct obs){.node = node, .offset = offset, .id = id};
 }
 
-/* A record is 16 bytes of identity (client, sequence) and random filler. */
-static struct rec_id rec_identify(const void *rec, size_t len)
-{
-    struct rec_id id = {.hash = XXH3_64bits(rec, len), .len = (uint32_t)len};
-    if (len >= 16) {
-        id.client = rl_get64(rec);
-        id.seq = rl_get64((const unsigned char *)rec + 8);
-    }
-    return id;
-}
-
-static bool same(const struct rec_id *a, const struct rec_id *b)
-{
-    return a->hash == b->hash && a->len == b->len && a->client == b->client && a->seq == b->seq;
-}
+/* A record is 16 bytes of identity (client, sequence) and random filler
+ * (sim/recid.h). */
 
 static void note_shown(uint64_t off, uint64_t ts, size_t len); /* retention-policy */
 
@@ -528,6 +514,10 @@ static void arm_disk_fault(struct sim_node *n, int kind)
     } else {
         f.disk_full = 1; /* no new segment can be made */
     }
+    if (W->logs > 1) { /* on a host: the primary's store (the scenario's aim) */
+        hl_arm_fault(n, kind, 0);
+        return;
+    }
     node_enter(n);
     rl_fs_faults_set(&f);
     node_leave();
@@ -576,7 +566,9 @@ static void fault_tick(void *arg)
         sim_at(W->now + sim_range(500, 3000) * SIM_MS, heal_net, NULL);
         break;
     case 5:
-        if (node_up(n))
+        if (W->logs > 1 && host_up(n)) /* one log's store, or the whole disk */
+            hl_arm_fault(n, (int)sim_range(0, 2), HL_ANY);
+        else if (node_up(n))
             arm_disk_fault(n, (int)sim_range(0, 2));
         break;
     case 6:
@@ -869,7 +861,7 @@ static bool flip_sealed(struct sim_node *n, uint64_t max_index)
 static void bitflip_restart(void *arg)
 {
     struct sim_node *n = arg;
-    if (n->log) {
+    if (n->log || n->host_closing) { /* (a host: all of it down) */
         sim_at(W->now + 50 * SIM_MS, bitflip_restart, n);
         return;
     }
@@ -1055,7 +1047,7 @@ static bool flip_tail(struct sim_node *n, uint64_t min_index)
 static void tail_restart(void *arg)
 {
     struct sim_node *n = arg;
-    if (n->log) {
+    if (n->log || n->host_closing) {
         sim_at(W->now + 50 * SIM_MS, tail_restart, n);
         return;
     }
@@ -2911,6 +2903,39 @@ static const char *balance_verify(void)
     return BL.checks == 0 ? "no round reached its check: the scenario did not bite" : NULL;
 }
 
+/* ---- hosts: several logs on every node, over one shared transport -------------- */
+
+/* Every node is a host (world.h's host mode) with the primary log and
+ * three others on one loop and one connection per peer host; the random
+ * faults, and on top of them a disk fault confined to one log's store now
+ * and then. Rules (hostlogs.h): each log's history checked as the
+ * primary's is, and a log fails stop only when a fault touched its own
+ * store. */
+static void confined_fault_tick(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    struct sim_node *n = &W->nodes[sim_range(0, (uint64_t)W->n - 1)];
+    if (host_up(n))
+        hl_arm_fault(n, (int)sim_range(0, 2), (int)sim_range(0, (uint64_t)W->logs - 1));
+    sim_at(W->now + sim_range(800, 2500) * SIM_MS, confined_fault_tick, NULL);
+}
+
+static void hosts_setup(void)
+{
+    hl_strict_primary(true);
+    sim_at(W->now + sim_range(300, 1500) * SIM_MS, fault_tick, NULL);
+    sim_at(W->now + sim_range(1000, 2000) * SIM_MS, confined_fault_tick, NULL);
+}
+
+static const char *hosts_verify(void)
+{
+    return hl_confined_stops() == 0 ? "no fault confined to one log's store stopped that log: "
+                                      "the isolation rule did not bite"
+                                    : NULL;
+}
+
 static const struct scenario scenarios[] = {
     {"random", 3, 12000, 2500, random_setup, NULL},
     {"random5", 5, 12000, 2500, random_setup, NULL},
@@ -2934,6 +2959,7 @@ static const struct scenario scenarios[] = {
     {"sm-join", 4, 20000, 0, join_setup, join_verify},
     {"quiet", 3, 40000, 0, quiet_setup, quiet_verify},
     {"balance", 3, 40000, 0, balance_setup, balance_verify},
+    {"hosts", 3, 20000, 0, hosts_setup, hosts_verify},
 };
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
@@ -3012,6 +3038,7 @@ static void heal_all(void)
 {
     H.faults_on = false;
     H.load_on = false;
+    hl_stop_load();
     memset(W->link_cut, 0, sizeof W->link_cut);
     net_calm();
     for (int i = 0; i < W->n; i++) {
@@ -3061,7 +3088,7 @@ static void check_history(uint64_t base, uint64_t end)
             fail_check("n%d holds %zu records (error %s), n%d holds %zu", i + 1, c->n,
                        c->error ? rlog_errname(c->error) : "none", ref + 1, R->n);
         for (size_t k = 0; k < c->n && k < R->n; k++)
-            if (!same(&c->recs[k], &R->recs[k])) {
+            if (!rec_same(&c->recs[k], &R->recs[k])) {
                 fail_check("n%d and n%d differ at offset %" PRIu64, i + 1, ref + 1, base + k);
                 break;
             }
@@ -3081,7 +3108,7 @@ static void check_history(uint64_t base, uint64_t end)
                        a->id.client, a->id.seq, a->offset, end);
             continue;
         }
-        if (known[a->offset] && !(a->producer && same(&truth[a->offset], &a->id)))
+        if (known[a->offset] && !(a->producer && rec_same(&truth[a->offset], &a->id)))
             fail_check("appends c%" PRIu64 "/%" PRIu64 " and c%" PRIu64 "/%" PRIu64
                        " were both acknowledged at offset %" PRIu64,
                        a->id.client, a->id.seq, truth[a->offset].client, truth[a->offset].seq,
@@ -3092,7 +3119,7 @@ static void check_history(uint64_t base, uint64_t end)
                        a->id.client, a->id.seq, a->expect, a->offset);
         truth[a->offset] = a->id;
         known[a->offset] = true;
-        if (a->offset >= base && !same(&R->recs[a->offset - base], &a->id)) {
+        if (a->offset >= base && !rec_same(&R->recs[a->offset - base], &a->id)) {
             const struct rec_id *got = &R->recs[a->offset - base];
             fail_check("append c%" PRIu64 "/%" PRIu64 " acknowledged at %" PRIu64
                        " but the log holds c%" PRIu64 "/%" PRIu64 " there",
@@ -3136,7 +3163,7 @@ static void check_history(uint64_t base, uint64_t end)
                                                           : NULL;
         if (o->offset < base && !want)
             continue; /* trimmed, and not an acknowledged append: nothing to compare */
-        if (!want || !same(want, &o->id))
+        if (!want || !rec_same(want, &o->id))
             fail_check("n%d showed c%" PRIu64 "/%" PRIu64 " at offset %" PRIu64
                        ", which the final log does not hold there",
                        o->node + 1, o->id.client, o->id.seq, o->offset);
@@ -3155,7 +3182,8 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
     memset(&QT, 0, sizeof QT);
     QT.on = quiet_all;
     rl_quiet_everywhere = QT.on || sc->setup == quiet_setup;
-    world_init(&w, seed, nodes, verbose);
+    /* host mode: --logs, or the hosts scenario's own four */
+    world_init(&w, seed, nodes, sc->setup == hosts_setup && LOGS < 2 ? 4 : LOGS, verbose);
     if (sc->setup == sm_setup)
         sm_configure(); /* state machines: in the config before the nodes open */
     rl_sm_install_piece = RL_WIRE_SNAP_PIECE_MAX;
@@ -3176,6 +3204,8 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
             return 1;
         }
     H.load_on = H.faults_on = true;
+    if (W->logs > 1)
+        hl_start();
     H.n_clients = strcmp(sc->name, "election-inflight") == 0 ? 8 : 4;
     for (int c = 0; c < H.n_clients; c++) {
         H.clients[c] = (struct client){.idx = c, .target = (int)sim_range(0, (uint64_t)W->n - 1)};
@@ -3197,12 +3227,13 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
 
     heal_all();
     uint64_t deadline = W->now + 60000 * SIM_MS;
-    while (!converged() && W->now < deadline) {
+    while (!(converged() && hl_converged()) && W->now < deadline) {
         world_run(W->now + 10 * SIM_MS, NULL);
         heal_all();
     }
-    if (!converged()) {
-        fail_check("the cluster did not converge within 60 s after healing");
+    if (!converged() || !hl_converged()) {
+        fail_check("the cluster did not converge within 60 s after healing%s",
+                   converged() ? " (a log beside the primary)" : "");
         world_dump();
     }
     /* Let subscribers catch up to the end too. */
@@ -3230,6 +3261,8 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
     uint64_t cdeadline = W->now + 60000 * SIM_MS;
     while (!collected() && W->now < cdeadline)
         world_run(W->now + 5 * SIM_MS, NULL);
+    while (W->logs > 1 && !hl_collected() && W->now < cdeadline)
+        world_run(W->now + 5 * SIM_MS, NULL);
     for (int i = 0; i < W->n; i++)
         if (H.col[i].error == RLOG_ECORRUPT)
             H.corrupt_seen++;
@@ -3237,6 +3270,13 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
         check_history(start_off, end); /* a damaged node repairs itself */
     if (!H.failure[0] && H.acked == 0)
         fail_check("no append was acknowledged");
+    if (!H.failure[0] && W->logs > 1) {
+        const char *why = hl_isolation();
+        if (!why)
+            why = hl_check();
+        if (why)
+            fail_check("%s", why);
+    }
     if (!H.failure[0] && sc->verify) {
         const char *why = sc->verify();
         if (why)
@@ -3249,6 +3289,11 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
            H.crashes, W->fatal_stops, W->truncations, H.trims_ok, W->resets, W->frames, W->dropped, W->duplicated,
            H.dup_acks, H.conflicts,
            (double)(W->now - start) / 1e9);
+    if (W->logs > 1) {
+        char more[200];
+        hl_summary(more, sizeof more);
+        printf("seed %" PRIu64 " %s:%s\n", seed, sc->name, more);
+    }
     if (H.failure[0])
         printf("seed %" PRIu64 " %s: %s\n  replay: build/sim/sim --scenario %s --seed-start %" PRIu64
                " --seeds 1 -v\n",
@@ -3256,6 +3301,7 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
     fflush(stdout);
     int failed = H.failure[0] != 0;
     world_fini();
+    hl_free();
     for (size_t k = 0; k < H.n_att; k++)
         free(H.att[k]);
     free(H.att);
@@ -3289,17 +3335,24 @@ int main(int argc, char **argv)
             verbose = true;
         else if (!strcmp(argv[i], "--hold-jobs"))
             rl_hold_jobs_always = true; /* opening as on a shared loop: other schedules */
+        else if (!strcmp(argv[i], "--logs") && i + 1 < argc)
+            LOGS = atoi(argv[++i]); /* host mode: that many logs per node */
         else if (!strcmp(argv[i], "--quiet"))
             QT.on = true; /* every scenario's idle logs go quiet (with pulses) */
         else {
             fprintf(stderr, "usage: %s [--seeds N] [--seed-start S] [--scenario NAME|all] "
-                            "[--nodes 3|5] [--ms VIRTUAL_MS] [--hold-jobs] [--quiet] [-v]\nscenarios:",
+                            "[--nodes 3|5] [--ms VIRTUAL_MS] [--hold-jobs] [--quiet] [--logs K] [-v]\n"
+                            "scenarios:",
                     argv[0]);
             for (size_t k = 0; k < N_SCENARIOS; k++)
                 fprintf(stderr, " %s", scenarios[k].name);
             fprintf(stderr, "\n");
             return 2;
         }
+    }
+    if (LOGS < 1 || LOGS > SIM_MAX_LOGS) {
+        fprintf(stderr, "--logs must be 1..%d\n", SIM_MAX_LOGS);
+        return 2;
     }
     if (nodes && (nodes < 1 || nodes > SIM_MAX_NODES)) {
         fprintf(stderr, "--nodes must be 1..%d\n", SIM_MAX_NODES);

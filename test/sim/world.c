@@ -27,7 +27,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/bytes.h"
 #include "common/env.h"
+#include "host/mux.h"
+#include "net/hello.h"
 #include "raftio/io.h"
 #include "sm/sm.h"
 #include "wire/codec.h"
@@ -420,6 +423,47 @@ static void route(struct conn *c, int from, const unsigned char *frame, size_t l
     }
 }
 
+/* Host mode: the fate of one whole record of a host connection (mux.h).
+ * A DATA record is one whole message of one log, so it may be lost or
+ * doubled as a frame is above; OPEN and CLOSE change the state of both
+ * ends, and a stream loses nothing, so a cut link breaks the connection
+ * instead (as TCP does, later) and they are never dropped otherwise. The
+ * order is kept: a channel's data must not overtake its OPEN. */
+static void route_record(struct conn *c, int from, const unsigned char *rec, size_t len)
+{
+    int to = 1 - from;
+    W->frames++;
+    bool data = rl_get32(rec) == 2, keepalive = !data && rl_get64(rec + 8) == 0;
+    bool cut = !link_up(c->end[from], c->end[to]);
+    if (cut && !data && !keepalive) {
+        conn_kill(c);
+        return;
+    }
+    if (cut || (data && sim_chance(W->net.drop_pm))) {
+        W->dropped++;
+        return;
+    }
+    int copies = data && sim_chance(W->net.dup_pm) ? 2 : 1;
+    W->duplicated += copies - 1;
+    for (int k = 0; k < copies; k++) {
+        uint64_t due = W->now + W->net.delay_ns + sim_range(0, W->net.jitter_ns);
+        if (due < c->last_due[to])
+            due = c->last_due[to];
+        c->last_due[to] = due;
+        struct delivery *d = malloc(sizeof *d + len);
+        if (!d)
+            abort();
+        d->c = c;
+        d->to = to;
+        d->len = len;
+        memcpy(d->data, rec, len);
+        c->refs++;
+        sim_at(due, deliver, d);
+    }
+}
+
+#define MUX_REC_HDR 20
+
 /* Reads what end i wrote; returns true if anything moved. */
 static bool conn_pump(struct conn *c, int i)
 {
@@ -448,14 +492,17 @@ static bool conn_pump(struct conn *c, int i)
     }
     struct buf *b = &c->rx[i];
     size_t pos = 0;
-    while (b->len - pos >= RL_WIRE_HDR) {
+    bool hosts = W->logs > 1;
+    size_t hdr = hosts ? MUX_REC_HDR : RL_WIRE_HDR;
+    while (!c->dead && b->len - pos >= hdr) {
         const unsigned char *h = b->p + pos;
-        uint32_t body = (uint32_t)h[8] | (uint32_t)h[9] << 8 | (uint32_t)h[10] << 16 |
-                        (uint32_t)h[11] << 24;
-        size_t total = RL_WIRE_HDR + (size_t)body;
+        size_t total = hdr + (size_t)rl_get32(h + (hosts ? 4 : 8));
         if (b->len - pos < total)
             break;
-        route(c, i, h, total);
+        if (hosts)
+            route_record(c, i, h, total);
+        else
+            route(c, i, h, total);
         pos += total;
     }
     if (pos) {
@@ -497,6 +544,13 @@ void net_sever(struct sim_node *n)
             conn_kill(c);
 }
 
+/* The loop the node runs on: its host's (host mode) or its log's own;
+ * NULL while down. */
+static uv_loop_t *node_loop(const struct sim_node *n)
+{
+    return W->logs > 1 ? n->hloop : n->log ? n->log->loop : NULL;
+}
+
 /* A node-side stream over one end of a fresh socket pair; *world_fd gets
  * the other end. */
 static uv_stream_t *make_stream(struct sim_node *n, int *world_fd)
@@ -505,7 +559,7 @@ static uv_stream_t *make_stream(struct sim_node *n, int *world_fd)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
         abort();
     uv_pipe_t *p = malloc(sizeof *p);
-    if (!p || uv_pipe_init(n->log->loop, p, 0) != 0 || uv_pipe_open(p, sv[0]) != 0)
+    if (!p || uv_pipe_init(node_loop(n), p, 0) != 0 || uv_pipe_open(p, sv[0]) != 0)
         abort();
     *world_fd = sv[1];
     return (uv_stream_t *)p;
@@ -564,9 +618,18 @@ static void pending_unlink(struct pending *p)
         }
 }
 
+/* In host mode the host's transport accepts whether or not the primary
+ * log is up there. */
 static bool accepting(const struct sim_node *n, uint64_t inc)
 {
+    if (n && W->logs > 1)
+        return n->hloop && !n->host_closing && n->host_inc == inc && n->transport;
     return n && n->log && !n->closing && n->incarnation == inc && n->transport;
+}
+
+static uint64_t transport_inc(const struct sim_node *n)
+{
+    return W->logs > 1 ? n->host_inc : n->incarnation;
 }
 
 static void connect_attempt(void *arg)
@@ -579,7 +642,7 @@ static void connect_attempt(void *arg)
     pending_unlink(p);
     struct strans *s = p->t;
     struct sim_node *a = s->n, *b = node_by_id(p->target);
-    bool ok = accepting(a, s->inc) && b && accepting(b, b->incarnation) && link_up(a, b) &&
+    bool ok = accepting(a, s->inc) && b && accepting(b, transport_inc(b)) && link_up(a, b) &&
               link_up(b, a);
     if (!ok) {
         node_enter(a);
@@ -616,7 +679,7 @@ static void connect_attempt(void *arg)
 static void forger_connect(struct sim_node *from, struct sim_node *to)
 {
     int sv[2];
-    if (!accepting(to, to->incarnation) || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+    if (!accepting(to, transport_inc(to)) || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
         return;
     fcntl(sv[0], F_SETFL, O_NONBLOCK);
     struct conn *c = calloc(1, sizeof *c);
@@ -721,7 +784,7 @@ static int sim_transport_init(struct raft_uv_transport *t, uv_loop_t *loop)
     if (!s || !cur)
         abort();
     s->n = cur;
-    s->inc = cur->incarnation;
+    s->inc = transport_inc(cur);
     memset(t, 0, sizeof *t);
     t->impl = s;
     t->init = st_init;
@@ -783,7 +846,7 @@ static void watch_loop(struct sim_node *n, bool on)
     if (loops_ep < 0 && (loops_ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
         abort();
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)n->idx};
-    if (epoll_ctl(loops_ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, uv_backend_fd(n->log->loop), &ev) != 0)
+    if (epoll_ctl(loops_ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, uv_backend_fd(node_loop(n)), &ev) != 0)
         abort();
 }
 
@@ -798,12 +861,266 @@ static uint32_t loops_ready(void)
     return m;
 }
 
+/* ---- host mode: a node's host, and the logs beside the primary ---------------- */
+
+bool host_up(const struct sim_node *n)
+{
+    return n->hloop && !n->host_closing;
+}
+
+bool bg_up(const struct sim_node *n, int k)
+{
+    return host_up(n) && n->bg[k].log && !n->bg[k].closing;
+}
+
+static struct sim_node *node_of_bg(const struct sim_bg *b)
+{
+    return (struct sim_node *)((const char *)(b - b->k) - offsetof(struct sim_node, bg));
+}
+
+static void host_log_fn(void *arg, int level, const char *line)
+{
+    struct sim_node *n = arg;
+    (void)level;
+    if (W->verbose)
+        fprintf(stderr, "[%9.3f] host n%" PRIu64 ": %s\n", (double)W->now / 1e9, n->id, line);
+}
+
+static void bg_log_fn(void *arg, int level, const char *line)
+{
+    struct sim_bg *b = arg;
+    (void)level;
+    if (W->verbose)
+        fprintf(stderr, "[%9.3f] n%" PRIu64 "/%s: %s\n", (double)W->now / 1e9, node_of_bg(b)->id,
+                b->name, line);
+}
+
+/* The logs beside the primary: the first configuration's nodes, a plain
+ * configuration (no state machine, no retention), balanced as the primary
+ * is. */
+int node_bg_start(struct sim_node *n, int k)
+{
+    struct sim_bg *b = &n->bg[k];
+    if (b->log || !host_up(n) || n->idx >= W->first_n || W->finishing)
+        return 0;
+    struct rlog_peer peers[SIM_MAX_NODES];
+    for (int i = 0; i < W->first_n; i++)
+        peers[i] = (struct rlog_peer){.id = W->nodes[i].id, .address = W->nodes[i].address};
+    struct rlog_config cfg;
+    rlog_config_init(&cfg);
+    cfg.segment_size = 256 << 10;
+    cfg.batch_max_bytes = 64 << 10;
+    cfg.max_record_size = 16 << 10;
+    cfg.cache_bytes = 128 << 10;
+    cfg.snapshot_threshold = 32;
+    cfg.snapshot_trailing = 16;
+    cfg.balance_leaders = W->base.balance_leaders;
+    cfg.cluster_name = b->name;
+    cfg.id = n->id;
+    cfg.address = n->address;
+    cfg.data_dir = b->dir;
+    cfg.peers = peers;
+    cfg.n_peers = (unsigned)W->first_n;
+    cfg.log_fn = bg_log_fn;
+    cfg.log_arg = b;
+    char err[512];
+    b->fatal_seen = false;
+    node_enter(n);
+    int rv = rl_open_stepped_on(n->hloop, rl_mux_via(n->mux), &cfg, &b->log, err, sizeof err);
+    node_leave();
+    if (rv != 0) {
+        sim_log("n%" PRIu64 "/%s open failed: %s: %s", n->id, b->name, rlog_errname(rv), err);
+        b->log = NULL;
+    }
+    return rv;
+}
+
+static void bg_restart_ev(void *arg)
+{
+    struct sim_bg *b = arg;
+    struct sim_node *n = node_of_bg(b);
+    if (!host_up(n))
+        return; /* the host's start opens it */
+    if (b->log) { /* still closing */
+        sim_at(W->now + 50 * SIM_MS, bg_restart_ev, b);
+        return;
+    }
+    if (node_bg_start(n, b->k) != 0)
+        sim_at(W->now + sim_range(200, 1000) * SIM_MS, bg_restart_ev, b);
+}
+
+static void mux_closed(void *arg)
+{
+    ((struct sim_node *)arg)->mux_closed = true;
+}
+
+static void host_start(struct sim_node *n)
+{
+    uv_loop_t *loop = malloc(sizeof *loop);
+    if (!loop || uv_loop_init(loop) != 0)
+        abort();
+    n->hloop = loop;
+    n->host_inc++;
+    n->host_closing = n->mux_closed = false;
+    n->fault_scope = -1;
+    struct rl_mux_config mc = {
+        .loop = loop, .self = n->id, .address = n->address,
+        .cluster_hash = rl_hello_cluster_hash("sim-hosts"), .max_inbound = 64,
+        .max_per_address = 8, .handshake_timeout_ms = 5000, .log = host_log_fn, .log_arg = n};
+    char err[256];
+    node_enter(n);
+    int rv = rl_mux_start(&mc, &n->mux, err, sizeof err);
+    node_leave();
+    if (rv != 0) {
+        fprintf(stderr, "seed %" PRIu64 ": n%" PRIu64 "'s host does not start: %s\n", W->seed,
+                n->id, err);
+        abort();
+    }
+    watch_loop(n, true);
+    sim_log("host n%" PRIu64 " up (%" PRIu64 ")", n->id, n->host_inc);
+    for (int k = 1; k < W->logs; k++)
+        if (node_bg_start(n, k) != 0)
+            sim_at(W->now + sim_range(200, 1000) * SIM_MS, bg_restart_ev, &n->bg[k]);
+}
+
+static void bg_close_done(struct rl_op *op)
+{
+    struct sim_bg *b = op->done_arg;
+    free(op);
+    b->ended = b->log;
+    b->log = NULL;
+    b->closing = false;
+}
+
+/* Queues log's close on n (crash: as power loss, touching no disk). */
+static void submit_close(struct sim_node *n, rlog *log, bool crash, void (*done)(struct rl_op *),
+                         void *arg)
+{
+    struct rl_op *op = calloc(1, sizeof *op);
+    if (!op)
+        abort();
+    op->kind = RL_OP_CLOSE;
+    op->done = done;
+    op->done_arg = arg;
+    log->crash_close = crash;
+    node_enter(n);
+    if (rl_submit(log, op) != 0)
+        abort(); /* only a close makes a node refuse ops, and this is the one */
+    node_leave();
+}
+
+static void bg_begin_close(struct sim_node *n, int k, bool crash)
+{
+    struct sim_bg *b = &n->bg[k];
+    if (!b->log || b->closing)
+        return;
+    b->closing = true;
+    submit_close(n, b->log, crash, bg_close_done, b);
+}
+
+static void begin_close(struct sim_node *n, bool crash);
+
+/* A crash or stop of the host: every log, then the transport, then the
+ * loop (host_settle, after the turns that close them). */
+static void host_close(struct sim_node *n, bool crash)
+{
+    if (!host_up(n))
+        return;
+    n->host_closing = true;
+    begin_close(n, crash);
+    for (int k = 1; k < W->logs; k++)
+        bg_begin_close(n, k, crash);
+}
+
+/* A log that failed stop closed alone: a disk fault confined to it (or
+ * on the whole disk) is over, as an operator would have mended it before
+ * reopening it. */
+static void log_closed_alone(struct sim_node *n, int k)
+{
+    if (n->host_closing || !(n->fault_scope == k || n->fault_scope < 0))
+        return;
+    node_enter(n);
+    struct rl_fs_faults none = {0};
+    if (!rl_fs_crashed())
+        rl_fs_faults_set(&none);
+    node_leave();
+    n->fault_scope = -1;
+}
+
+static void reap_bg(struct sim_node *n)
+{
+    for (int k = 1; k < W->logs; k++) {
+        struct sim_bg *b = &n->bg[k];
+        if (b->ended) {
+            rl_free_stepped(b->ended);
+            b->ended = NULL;
+            log_closed_alone(n, k);
+        }
+    }
+}
+
+/* After a turn: a closing host's next step. */
+static void host_settle(struct sim_node *n)
+{
+    if (!n->host_closing || n->log)
+        return;
+    for (int k = 1; k < W->logs; k++)
+        if (n->bg[k].log)
+            return;
+    if (n->mux) {
+        struct rl_mux *m = n->mux;
+        n->mux = NULL;
+        node_enter(n);
+        rl_mux_close(m, mux_closed, n);
+        node_leave();
+        return;
+    }
+    if (!n->mux_closed)
+        return;
+    watch_loop(n, false);
+    node_enter(n);
+    uv_run(n->hloop, UV_RUN_NOWAIT);
+    if (uv_loop_close(n->hloop) != 0) {
+        fprintf(stderr, "seed %" PRIu64 ": n%" PRIu64 "'s host left handles open on its loop\n",
+                W->seed, n->id);
+        abort();
+    }
+    struct rl_fs_faults none = {0};
+    rl_fs_faults_set(&none); /* the machine comes back with what its disk kept */
+    node_leave();
+    free(n->hloop);
+    n->hloop = NULL;
+    n->host_closing = false;
+    n->transport = NULL;
+    n->accept_cb = NULL;
+    n->fault_scope = -1;
+    sim_log("host n%" PRIu64 " down", n->id);
+}
+
+void node_arm_fault(struct sim_node *n, int k, const struct rl_fs_faults *f)
+{
+    struct rl_fs_faults g = *f;
+    char under[330];
+    if (W->logs > 1 && k >= 0) {
+        snprintf(under, sizeof under, "%s/", k == 0 ? n->dir : n->bg[k].dir);
+        g.only_under = under;
+    }
+    node_enter(n);
+    rl_fs_faults_set(&g);
+    node_leave();
+    n->fault_scope = W->logs > 1 && k >= 0 ? k : -1;
+}
+
 int node_start(struct sim_node *n)
 {
     if (n->log)
         return 0;
     if (W->finishing)
         return RLOG_ECLOSED;
+    if (W->logs > 1 && n->host_closing)
+        return RLOG_ECLOSED; /* restarted once it is down */
+    if (W->logs > 1 && !n->hloop)
+        host_start(n);
     /* The first configuration; a joining node lists it and itself, as an
      * operator adding a node would. */
     struct rlog_peer peers[SIM_MAX_NODES];
@@ -826,6 +1143,8 @@ int node_start(struct sim_node *n)
     cfg.join = join;
     cfg.log_fn = node_log_fn;
     cfg.log_arg = n;
+    if (W->logs > 1 && !cfg.cluster_name)
+        cfg.cluster_name = "primary"; /* names its channels */
     if (W->base.sm) { /* one state machine per node: its arg is the node */
         n->sm = *W->base.sm;
         n->sm.arg = n;
@@ -835,14 +1154,17 @@ int node_start(struct sim_node *n)
     n->incarnation++;
     n->fatal_seen = false;
     node_enter(n);
-    int rv = rl_open_stepped(&cfg, &n->log, err, sizeof err);
+    int rv = W->logs > 1 ? rl_open_stepped_on(n->hloop, rl_mux_via(n->mux), &cfg, &n->log, err,
+                                              sizeof err)
+                         : rl_open_stepped(&cfg, &n->log, err, sizeof err);
     node_leave();
     if (rv != 0) {
         sim_log("n%" PRIu64 " open failed: %s: %s", n->id, rlog_errname(rv), err);
         n->log = NULL;
         return rv;
     }
-    watch_loop(n, true);
+    if (W->logs <= 1)
+        watch_loop(n, true);
     sim_log("n%" PRIu64 " up (incarnation %" PRIu64 ")", n->id, n->incarnation);
     return 0;
 }
@@ -852,18 +1174,21 @@ static void close_done_op(struct rl_op *op)
     struct sim_node *n = op->done_arg;
     free(op);
     rlog *log = n->log;
-    watch_loop(n, false);
+    if (W->logs <= 1)
+        watch_loop(n, false); /* its own loop, inside log */
     n->log = NULL;
     n->closing = false;
-    n->transport = NULL;
-    n->accept_cb = NULL;
     /* The close ends in a callback of the log's own loop, still running:
      * the loop (inside log) is freed once the turn is over (reap). */
     n->ended = log;
+    sim_log("n%" PRIu64 " down", n->id);
+    if (W->logs > 1)
+        return; /* the host and its disk go on (host_settle, log_closed_alone) */
+    n->transport = NULL;
+    n->accept_cb = NULL;
     /* The machine comes back with whatever its disk kept. */
     struct rl_fs_faults none = {0};
     rl_fs_faults_set(&none);
-    sim_log("n%" PRIu64 " down", n->id);
 }
 
 static void reap(struct sim_node *n)
@@ -871,6 +1196,8 @@ static void reap(struct sim_node *n)
     if (n->ended) {
         rl_free_stepped(n->ended);
         n->ended = NULL;
+        if (W->logs > 1)
+            log_closed_alone(n, 0);
     }
 }
 
@@ -879,36 +1206,34 @@ static void begin_close(struct sim_node *n, bool crash)
     if (!n->log || n->closing)
         return;
     n->closing = true;
-    struct rl_op *op = calloc(1, sizeof *op);
-    if (!op)
-        abort();
-    op->kind = RL_OP_CLOSE;
-    op->done = close_done_op;
-    op->done_arg = n;
-    n->log->crash_close = crash;
+    submit_close(n, n->log, crash, close_done_op, n);
     node_enter(n);
-    if (rl_submit(n->log, op) != 0)
-        abort(); /* only a close makes a node refuse ops, and this is the one */
     reap(n);
     node_leave();
 }
 
 void node_crash(struct sim_node *n, long tear_bytes)
 {
-    if (!n->log || n->closing)
+    if (W->logs > 1 ? !host_up(n) : !n->log || n->closing)
         return;
     sim_log("n%" PRIu64 " CRASH (tear %ld)", n->id, tear_bytes);
     node_enter(n);
     rl_fs_crash(tear_bytes);
     node_leave();
     net_sever(n);
-    begin_close(n, true);
+    if (W->logs > 1)
+        host_close(n, true);
+    else
+        begin_close(n, true);
 }
 
 void node_stop(struct sim_node *n)
 {
     sim_log("n%" PRIu64 " stop", n->id);
-    begin_close(n, false);
+    if (W->logs > 1)
+        host_close(n, false);
+    else
+        begin_close(n, false);
 }
 
 int node_submit(struct sim_node *n, struct rl_op *op)
@@ -999,6 +1324,19 @@ void world_dump(void)
 {
     for (int i = 0; i < W->n; i++) {
         struct sim_node *n = &W->nodes[i];
+        for (int k = 1; k < W->logs; k++) {
+            struct sim_bg *b = &n->bg[k];
+            if (!b->log) {
+                fprintf(stderr, "  n%" PRIu64 "/%s: down\n", n->id, b->name);
+                continue;
+            }
+            struct raft *r = &b->log->raft;
+            fprintf(stderr, "  n%" PRIu64 "/%s: %s term %llu commit %llu last %llu visible %" PRIu64
+                    " fatal %d closing %d\n", n->id, b->name, rlog_role_name(r->state),
+                    (unsigned long long)r->current_term, (unsigned long long)r->commit_index,
+                    (unsigned long long)raft_last_index(r), b->log->fence.visible_offset,
+                    b->log->fatal, b->closing);
+        }
         if (!n->log) {
             fprintf(stderr, "  n%" PRIu64 ": down\n", n->id);
             continue;
@@ -1046,7 +1384,7 @@ void world_dump(void)
 static void restart_ev(void *arg)
 {
     struct sim_node *n = arg;
-    if (n->log) { /* still closing */
+    if (n->log || n->host_closing) { /* still closing */
         sim_at(W->now + 50 * SIM_MS, restart_ev, n);
         return;
     }
@@ -1084,9 +1422,31 @@ static void check_fatal(void)
         if (W->fatal_stops < 16)
             W->fatal_codes[W->fatal_stops] = n->log->fatal;
         W->fatal_stops++;
+        if (W->on_fatal)
+            W->on_fatal(n, 0, n->log->fatal, n->log->fatal_msg);
         /* closed as its host would, restarted later as an operator would */
         begin_close(n, true);
         node_restart_after(n, sim_range(200, 2000) * SIM_MS);
+    }
+    for (int i = 0; i < W->n && W->logs > 1; i++) {
+        struct sim_node *n = &W->nodes[i];
+        for (int k = 1; k < W->logs; k++) {
+            struct sim_bg *b = &n->bg[k];
+            if (!bg_up(n, k) || !b->log->fatal || b->fatal_seen)
+                continue;
+            b->fatal_seen = true;
+            if (!b->log->fatal_msg[0]) {
+                fprintf(stderr, "seed %" PRIu64 ": n%" PRIu64 "/%s failed stop without a reason\n",
+                        W->seed, n->id, b->name);
+                abort();
+            }
+            sim_log("n%" PRIu64 "/%s failed stop: %s: %s", n->id, b->name,
+                    rlog_errname(b->log->fatal), b->log->fatal_msg);
+            if (W->on_fatal)
+                W->on_fatal(n, k, b->log->fatal, b->log->fatal_msg);
+            bg_begin_close(n, k, true);
+            sim_at(W->now + sim_range(200, 2000) * SIM_MS, bg_restart_ev, b);
+        }
     }
 }
 
@@ -1100,11 +1460,12 @@ static void rm_rf(const char *path)
         fprintf(stderr, "warning: could not remove %s\n", path);
 }
 
-void world_init(struct sim_world *w, uint64_t seed, int n, bool verbose)
+void world_init(struct sim_world *w, uint64_t seed, int n, int logs, bool verbose)
 {
     memset(w, 0, sizeof *w);
     W = w;
     w->seed = seed;
+    w->logs = logs > SIM_MAX_LOGS ? SIM_MAX_LOGS : logs;
     w->rng = seed * 0x2545f4914f6cdd1dull + 1;
     w->now = 1000 * SIM_MS * 1000ull; /* not 0: nothing should mistake it for unset */
     w->n = n;
@@ -1134,6 +1495,13 @@ void world_init(struct sim_world *w, uint64_t seed, int n, bool verbose)
         snprintf(nd->dir, sizeof nd->dir, "%s/n%d", w->root, i + 1);
         nd->fs = rl_fs_domain_new();
         nd->disk_ns = 150000;
+        nd->fault_scope = -1;
+        for (int k = 0; k < SIM_MAX_LOGS; k++) {
+            struct sim_bg *b = &nd->bg[k];
+            b->k = k;
+            snprintf(b->name, sizeof b->name, "log-%d", k);
+            snprintf(b->dir, sizeof b->dir, "%s/bg/n%d/%s", w->root, i + 1, b->name);
+        }
         node_enter(nd);
         struct rl_fs_faults none = {0};
         rl_fs_faults_set(&none); /* armed: power loss can happen any time */
@@ -1142,9 +1510,36 @@ void world_init(struct sim_world *w, uint64_t seed, int n, bool verbose)
     rl_env = &sim_env;
 }
 
+/* Host mode: one non-blocking turn of a host's loop (every log on it);
+ * true if it wants another now. */
+static bool host_turn(struct sim_node *n, bool io_ready)
+{
+    node_enter(n);
+    uv_loop_t *loop = n->hloop;
+    bool run = io_ready || loop->watcher_queue[0] != (void *)&loop->watcher_queue;
+    if (!run) {
+        uv_update_time(loop);
+        run = uv_backend_timeout(loop) == 0 || (n->mux && rl_mux_flush_due(n->mux));
+    }
+    if (run)
+        uv_run(loop, UV_RUN_NOWAIT);
+    reap(n);
+    reap_bg(n);
+    if (node_up(n))
+        rl_sm_step(n->log);
+    /* The transport writes what a turn queued just before the loop polls
+     * again: in the next turn, which must come before time moves on. */
+    bool again = uv_backend_timeout(loop) == 0 || (n->mux && rl_mux_flush_due(n->mux));
+    node_leave();
+    host_settle(n);
+    return again && n->hloop;
+}
+
 /* One non-blocking turn of a node's loop; true if it wants another now. */
 static bool node_turn(struct sim_node *n, bool io_ready)
 {
+    if (W->logs > 1)
+        return host_turn(n, io_ready);
     node_enter(n);
     uv_loop_t *loop = n->log->loop;
     /* Watchers started since the last turn reach epoll only in a turn. */
@@ -1170,10 +1565,11 @@ static bool node_turn(struct sim_node *n, bool io_ready)
 /* When n's next timer fires, on the world's clock; UINT64_MAX if none. */
 static uint64_t node_next_timer(struct sim_node *n)
 {
-    int t = uv_backend_timeout(n->log->loop);
+    uv_loop_t *loop = node_loop(n);
+    int t = uv_backend_timeout(loop);
     if (t < 0)
         return UINT64_MAX;
-    uint64_t local = (uv_now(n->log->loop) + (uint64_t)t) * SIM_MS;
+    uint64_t local = (uv_now(loop) + (uint64_t)t) * SIM_MS;
     int64_t g = (int64_t)local - n->clock_offset_ns;
     return g < 0 ? 0 : (uint64_t)g;
 }
@@ -1193,7 +1589,7 @@ bool world_run(uint64_t until, bool (*stop)(void))
             }
             uint32_t ready = loops_ready();
             for (int i = 0; i < W->n; i++)
-                if (W->nodes[i].log)
+                if (node_loop(&W->nodes[i]))
                     active |= node_turn(&W->nodes[i], ready >> i & 1);
             active |= net_pump();
             check_fatal();
@@ -1201,7 +1597,7 @@ bool world_run(uint64_t until, bool (*stop)(void))
         }
         uint64_t next = heap_n ? heap[0].at : UINT64_MAX;
         for (int i = 0; i < W->n; i++)
-            if (W->nodes[i].log) {
+            if (node_loop(&W->nodes[i])) {
                 uint64_t t = node_next_timer(&W->nodes[i]);
                 if (t < next)
                     next = t;
@@ -1228,13 +1624,13 @@ void world_fini(void)
     for (;;) {
         bool any = false;
         for (int i = 0; i < W->n; i++)
-            any |= W->nodes[i].log != NULL;
+            any |= node_loop(&W->nodes[i]) != NULL;
         if (!any || W->now > deadline)
             break;
         world_run(W->now + 100 * SIM_MS, NULL);
     }
     for (int i = 0; i < W->n; i++)
-        if (W->nodes[i].log) {
+        if (node_loop(&W->nodes[i])) {
             fprintf(stderr, "seed %" PRIu64 ": n%" PRIu64 " did not close\n", W->seed,
                     W->nodes[i].id);
             abort();

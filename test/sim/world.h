@@ -21,7 +21,19 @@
 #include "wire/codec.h"
 
 #define SIM_MAX_NODES 5
+#define SIM_MAX_LOGS 8    /* host mode: logs per node, the primary among them */
 #define SIM_MS 1000000ull /* nanoseconds */
+
+/* Host mode: a log beside the primary on a node's host. */
+struct sim_bg {
+    int k;                   /* 1 .. W->logs - 1 (0 is the primary) */
+    char name[32];           /* its cluster name: the key of its channels */
+    char dir[320];
+    rlog *log;               /* NULL while down */
+    bool closing;
+    rlog *ended;             /* closed inside a turn: freed after it */
+    bool fatal_seen;
+};
 
 struct sim_node {
     int idx;            /* 0-based; the raft id is idx + 1 */
@@ -50,6 +62,20 @@ struct sim_node {
     int64_t wall_offset_ns;
     /* -- liblog 0.4: state machines -- base.sm with arg = this node */
     struct rlog_sm sm;
+    /* -- host mode (W->logs > 1): the node is a host, one loop and one
+     * shared transport (lib/host/mux.c: a connection per peer host, each
+     * log in a channel of its own) for `log`, its replica of the primary
+     * log (the one every scenario drives and checks), and for bg[1 ..
+     * W->logs - 1], replicas of other logs. A log that fails stop closes
+     * and reopens alone; a crash or stop takes the whole host down. */
+    uv_loop_t *hloop;        /* NULL while the host is down */
+    struct rl_mux *mux;
+    bool host_closing;       /* its logs closing, then the mux, then the loop */
+    bool mux_closed;
+    uint64_t host_inc;       /* bumps at every host start */
+    int fault_scope;         /* the log an armed disk fault is confined to
+                                (0: the primary), or -1: the whole disk */
+    struct sim_bg bg[SIM_MAX_LOGS];
 };
 #define SIM_WALL_EPOCH 1780000000000000000ull /* ns: mid-2026 */
 
@@ -80,6 +106,10 @@ struct sim_world {
     unsigned fatal_stops;
     int fatal_codes[16];        /* the first failed stops' codes */
     struct rlog_config base;    /* every node's config (id/address/dir set per node) */
+    int logs;                   /* > 1: host mode (struct sim_node), logs per host */
+    /* Host mode: told when a log fails stop (k: 0 the primary, else bg[k]);
+     * the world then closes that log alone and reopens it later. */
+    void (*on_fatal)(struct sim_node *n, int k, int code, const char *msg);
 };
 
 extern struct sim_world *W;
@@ -89,7 +119,8 @@ uint64_t sim_rand(void);
 uint64_t sim_range(uint64_t lo, uint64_t hi);
 bool sim_chance(unsigned per_mille);
 
-void world_init(struct sim_world *w, uint64_t seed, int n, bool verbose);
+/* logs > 1: host mode, that many logs per node (world.h's sim_node). */
+void world_init(struct sim_world *w, uint64_t seed, int n, int logs, bool verbose);
 /* Closes every node (cleanly), frees everything, removes the data. */
 void world_fini(void);
 
@@ -136,6 +167,16 @@ uint64_t node_trimmed(const struct sim_node *n);
  * was reset past it (a wiped node caught up from a peer that had been
  * reset further itself). */
 uint64_t node_first(const struct sim_node *n);
+
+/* Host mode: whether the node's host is up (its loop and transport), and
+ * whether bg[k]'s log is up there. */
+bool host_up(const struct sim_node *n);
+bool bg_up(const struct sim_node *n, int k);
+/* Host mode: opens bg[k] on n's host if it is down there (0 or why not). */
+int node_bg_start(struct sim_node *n, int k);
+/* Host mode: arms f on n's disk, confined to log k's directory (0: the
+ * primary's), or the whole disk with k < 0. */
+void node_arm_fault(struct sim_node *n, int k, const struct rl_fs_faults *f);
 
 /* Each node's state, to stderr (after a failure). */
 void world_dump(void);
