@@ -1500,7 +1500,7 @@ void world_init(struct sim_world *w, uint64_t seed, int n, int logs, bool verbos
             struct sim_bg *b = &nd->bg[k];
             b->k = k;
             snprintf(b->name, sizeof b->name, "log-%d", k);
-            snprintf(b->dir, sizeof b->dir, "%s/bg/n%d/%s", w->root, i + 1, b->name);
+            snprintf(b->dir, sizeof b->dir, "%s/bg/n%d/log-%d", w->root, i + 1, k);
         }
         node_enter(nd);
         struct rl_fs_faults none = {0};
