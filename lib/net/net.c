@@ -35,7 +35,7 @@ int rl_net_new(const struct rl_net_config *cfg, struct rl_net **out)
     rl_hello_encode_flags(net->hello, cfg->self, cfg->cluster_hash, cfg->hello_flags);
     uv_timer_init(cfg->loop, &net->closer);
     net->closer.data = net;
-    if (rl_env && rl_env->transport_init) {
+    if (rl_env && rl_env->transport_init && !cfg->via) { /* a shared one's is the host's */
         int rv = rl_net__seam_init(net);
         if (rv != 0) {
             net->closing = true;
