@@ -10,8 +10,12 @@
  *            whose leaders are spread over the three hosts (16 calls of
  *            64 records of 1 KiB in flight per log), in MB/s, and the
  *            ratio to one log.
+ *   busy:    W1 on one log while BUSY others run batched producers over
+ *            the same connections (a small append among large ones:
+ *            what it waits for behind them), p50/p99 and the ratios to
+ *            W1 alone.
  *
- *   bench_hosts [-d DIR] [-i IDLE] [-s SECONDS] [-n W1_APPENDS]
+ *   bench_hosts [-d DIR] [-i IDLE] [-b BUSY] [-s SECONDS] [-n W1_APPENDS]
  *
  * One process on a 2-core machine: the three hosts share its cores, so the
  * figures compare with each other (ratios), not with bench_node's three
@@ -116,8 +120,11 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* W1 on log 0: n sequential appends through its leader; p50 and p99 in us. */
-static int w1(int n, double *p50, double *p99)
+/* W1 on log 0: n sequential appends through its leader (or as many as
+ * max_s seconds allow, 100 at least); p50 and p99 in us. */
+static int w1_done; /* appends the last w1 made */
+
+static int w1(int n, double max_s, double *p50, double *p99)
 {
     int l = leader_of(0);
     if (l < 0)
@@ -125,7 +132,12 @@ static int w1(int n, double *p50, double *p99)
     double *lat = malloc(sizeof *lat * (size_t)n);
     char rec[100];
     memset(rec, 'w', sizeof rec);
+    double start = hb_now_s();
     for (int i = 0; i < n; i++) {
+        if (i >= 100 && hb_now_s() - start > max_s) {
+            n = i;
+            break;
+        }
         uint64_t off;
         double t0 = hb_now_s();
         if (rlog_append(logs[0][l], rec, sizeof rec, &off) != 0) {
@@ -135,6 +147,7 @@ static int w1(int n, double *p50, double *p99)
         }
         lat[i] = (hb_now_s() - t0) * 1e6;
     }
+    w1_done = n;
     qsort(lat, (size_t)n, sizeof *lat, cmp_double);
     *p50 = lat[n / 2];
     *p99 = lat[n * 99 / 100];
@@ -210,36 +223,76 @@ static void *produce(void *arg)
     return NULL;
 }
 
+/* Producers on logs first .. first + n - 1, leaders spread. */
+struct crowd {
+    struct producer *ps;
+    pthread_t *th;
+    int n;
+};
+
+static void crowd_start(struct crowd *c, int first, int n)
+{
+    c->n = n;
+    c->ps = calloc((size_t)n, sizeof *c->ps);
+    c->th = calloc((size_t)n, sizeof *c->th);
+    for (int i = 0; i < n; i++) {
+        int k = first + i;
+        pthread_mutex_init(&c->ps[i].mu, NULL);
+        pthread_cond_init(&c->ps[i].cv, NULL);
+        lead_on(k, k % 3);
+        int l = leader_of(k);
+        c->ps[i].log = logs[k][l < 0 ? 0 : l];
+    }
+    stop = false;
+    for (int i = 0; i < n; i++)
+        pthread_create(&c->th[i], NULL, produce, &c->ps[i]);
+}
+
+static unsigned long long crowd_records(struct crowd *c)
+{
+    unsigned long long r = 0;
+    for (int i = 0; i < c->n; i++)
+        r += c->ps[i].records;
+    return r;
+}
+
+static void crowd_stop(struct crowd *c)
+{
+    stop = true;
+    for (int i = 0; i < c->n; i++)
+        pthread_join(c->th[i], NULL);
+    free(c->th);
+    free(c->ps);
+}
+
 /* MB/s of records committed with nl logs producing for secs seconds. */
 static double batched(int nl, int secs)
 {
-    struct producer *ps = calloc((size_t)nl, sizeof *ps);
-    pthread_t *th = calloc((size_t)nl, sizeof *th);
-    for (int k = 0; k < nl; k++) {
-        pthread_mutex_init(&ps[k].mu, NULL);
-        pthread_cond_init(&ps[k].cv, NULL);
-        lead_on(k, k % 3);
-        int l = leader_of(k);
-        ps[k].log = logs[k][l < 0 ? 0 : l];
-    }
-    stop = false;
-    for (int k = 0; k < nl; k++)
-        pthread_create(&th[k], NULL, produce, &ps[k]);
+    struct crowd c;
+    crowd_start(&c, 0, nl);
     sleep(1); /* warm-up */
-    unsigned long long before = 0, after = 0;
-    for (int k = 0; k < nl; k++)
-        before += ps[k].records;
+    unsigned long long before = crowd_records(&c);
     double t0 = hb_now_s();
     sleep((unsigned)secs);
-    for (int k = 0; k < nl; k++)
-        after += ps[k].records;
+    unsigned long long after = crowd_records(&c);
     double dt = hb_now_s() - t0;
-    stop = true;
-    for (int k = 0; k < nl; k++)
-        pthread_join(th[k], NULL);
-    free(th);
-    free(ps);
+    crowd_stop(&c);
     return (double)(after - before) * REC / dt / 1e6;
+}
+
+/* W1 on log 0 while logs 1 .. busy produce (for secs_busy seconds at
+ * most: they write ~0.3 GB a second); their MB/s meanwhile. */
+static int w1_among_busy(int busy, int n, double secs_busy, double *p50, double *p99, double *mbs)
+{
+    struct crowd c;
+    crowd_start(&c, 1, busy);
+    sleep(1);
+    unsigned long long before = crowd_records(&c);
+    double t0 = hb_now_s();
+    int rc = w1(n, secs_busy, p50, p99);
+    *mbs = (double)(crowd_records(&c) - before) * REC / (hb_now_s() - t0) / 1e6;
+    crowd_stop(&c);
+    return rc;
 }
 
 static atomic_int next_close;
@@ -256,20 +309,23 @@ static void *closer(void *arg)
 int main(int argc, char **argv)
 {
     const char *dir = "/tmp";
-    int idle = 999, secs = 5, n_w1 = 2000, opt;
-    while ((opt = getopt(argc, argv, "d:i:s:n:")) != -1) {
+    int idle = 999, busy = 15, secs = 5, n_w1 = 2000, opt;
+    while ((opt = getopt(argc, argv, "d:i:b:s:n:")) != -1) {
         switch (opt) {
         case 'd': dir = optarg; break;
         case 'i': idle = atoi(optarg); break;
+        case 'b': busy = atoi(optarg); break;
         case 's': secs = atoi(optarg); break;
         case 'n': n_w1 = atoi(optarg); break;
         default:
-            fprintf(stderr, "usage: bench_hosts [-d DIR] [-i IDLE] [-s SECONDS] [-n W1_APPENDS]\n");
+            fprintf(stderr, "usage: bench_hosts [-d DIR] [-i IDLE] [-b BUSY] [-s SECONDS] "
+                            "[-n W1_APPENDS]\n");
             return 2;
         }
     }
-    if (idle < 0 || idle + 1 > MAX_LOGS || secs < 1 || n_w1 < 100) {
-        fprintf(stderr, "bench_hosts: -i 0..%d, -s >= 1, -n >= 100\n", MAX_LOGS - 1);
+    if (idle < 0 || idle + 1 > MAX_LOGS || busy < 0 || busy + 1 > MAX_LOGS || secs < 1 ||
+        n_w1 < 100) {
+        fprintf(stderr, "bench_hosts: -i and -b 0..%d, -s >= 1, -n >= 100\n", MAX_LOGS - 1);
         return 2;
     }
     struct rlimit lim;
@@ -280,7 +336,7 @@ int main(int argc, char **argv)
     snprintf(top, sizeof top, "%s/liblog-bench-hosts-%d", dir, (int)getpid());
     int rc = open_hosts() || open_logs(1);
     double b[3] = {0, 0, 0}, a50 = 0, a99 = 0, i50 = 0, i99 = 0;
-    if (rc == 0 && (rc = w1(n_w1, &a50, &a99)) == 0) {
+    if (rc == 0 && (rc = w1(n_w1, 1e9, &a50, &a99)) == 0) {
         printf("w1: one log alone: p50 %.0f us, p99 %.0f us\n", a50, a99);
         fflush(stdout);
     }
@@ -293,9 +349,19 @@ int main(int argc, char **argv)
                b[c], b[0] > 0 ? b[c] / b[0] : 0);
         fflush(stdout);
     }
+    double b50 = 0, b99 = 0, bmbs = 0;
+    if (rc == 0 && busy > 0 && (rc = open_logs(busy + 1)) == 0) {
+        lead_on(0, 0);
+        if ((rc = w1_among_busy(busy, n_w1, secs, &b50, &b99, &bmbs)) == 0)
+            printf("w1: one log, %d others producing (%.1f MB/s): p50 %.0f us, p99 %.0f us "
+                   "(%.2fx, %.2fx alone; %d appends)\n",
+                   busy, bmbs, b50, b99, a50 > 0 ? b50 / a50 : 0, a99 > 0 ? b99 / a99 : 0,
+                   w1_done);
+        fflush(stdout);
+    }
     if (rc == 0 && (rc = open_logs(idle + 1)) == 0) {
         sleep(2);
-        if ((rc = w1(n_w1, &i50, &i99)) == 0)
+        if ((rc = w1(n_w1, 1e9, &i50, &i99)) == 0)
             printf("w1: one log, %d others open and idle: p50 %.0f us, p99 %.0f us "
                    "(%.2fx the p50 alone)\n",
                    n_logs - 1, i50, i99, a50 > 0 ? i50 / a50 : 0);
