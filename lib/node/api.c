@@ -11,6 +11,8 @@
 #include <time.h>
 
 #include "node/api.h"
+
+#include "common/env.h"
 #include "host/host.h"
 #include "node/config.h"
 #include "sm/sm.h"
@@ -138,6 +140,10 @@ static int open_log(const struct rlog_config *cfg, rlog **out, char *errbuf, siz
     if (rv != 0) {
         if (rv == RLOG_ENOMEM && !err[0])
             snprintf(err, sizeof err, "out of memory");
+        /* Stepped on the caller's loop, a failed start's closes run there:
+         * its last hold ends before log can go (node_ended). */
+        while (log && stepped && step_loop && log->ending && !log->open_done)
+            rl_block_turn(step_loop);
         if (log)
             free_log(log);
         if (counted) /* after free_log: its cache may be in the host's pool */

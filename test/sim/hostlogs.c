@@ -52,6 +52,7 @@ static struct {
     struct hl_attempt **att[SIM_MAX_LOGS];
     size_t n_att[SIM_MAX_LOGS], cap_att[SIM_MAX_LOGS];
     unsigned long acked, failed;
+    unsigned long acked_log[SIM_MAX_LOGS];
     /* isolation: per node, the logs a fault was confined to since its
      * host started (bit k), or the whole disk */
     uint32_t touched[SIM_MAX_NODES];
@@ -85,6 +86,8 @@ static void touched_now(struct sim_node *n)
 
 void hl_arm_fault(struct sim_node *n, int kind, int k)
 {
+    if (!host_up(n))
+        return; /* down or going down: its next start mends the disk */
     struct rl_fs_faults f = {0};
     if (kind == 0) {
         f.write_fail_at = (unsigned)sim_range(1, 30);
@@ -170,6 +173,7 @@ static void append_cb(void *arg, int status, uint64_t offset)
     c->busy = false;
     if (status == 0) {
         HL.acked++;
+        HL.acked_log[c->k]++;
         sim_at(W->now + sim_range(0, 20) * SIM_MS, client_tick, c);
         return;
     }
@@ -398,7 +402,12 @@ static void check_log(int k)
         struct hl_attempt *a = HL.att[k][j];
         if (a->status != 0)
             continue;
-        if (a->offset >= end || !rec_same(&R->recs[a->offset], &a->id) || known[a->offset]) {
+        if (a->offset < end && known[a->offset]) {
+            fail("%s: two appends were acknowledged at offset %" PRIu64 " (c%" PRIu64 "/%" PRIu64
+                 " the second)", name, a->offset, a->id.client, a->id.seq);
+            break;
+        }
+        if (a->offset >= end || !rec_same(&R->recs[a->offset], &a->id)) {
             fail("%s: append c%" PRIu64 "/%" PRIu64 " acknowledged at %" PRIu64 " is not there "
                  "(the log holds %" PRIu64 " records)", name, a->id.client, a->id.seq, a->offset,
                  end);
@@ -407,6 +416,25 @@ static void check_log(int k)
         known[a->offset] = true;
     }
     free(known);
+    /* Each appender waits for one append before the next: its records,
+     * acknowledged or in doubt, are in the log in its order. */
+    uint64_t last[HL_CLIENTS];
+    bool seen[HL_CLIENTS] = {false};
+    for (size_t j = 0; j < end; j++) {
+        uint64_t c = R->recs[j].client - (uint64_t)k * 100;
+        if (c >= HL_CLIENTS) {
+            fail("%s: offset %zu holds a record of no appender of this log (c%" PRIu64 ")", name,
+                 j, R->recs[j].client);
+            break;
+        }
+        if (seen[c] && R->recs[j].seq <= last[c]) {
+            fail("%s: c%" PRIu64 "/%" PRIu64 " at offset %zu after its /%" PRIu64, name,
+                 R->recs[j].client, R->recs[j].seq, j, last[c]);
+            break;
+        }
+        seen[c] = true;
+        last[c] = R->recs[j].seq;
+    }
     uint64_t *keys = malloc((end ? end : 1) * sizeof *keys);
     if (!keys)
         abort();
@@ -434,8 +462,9 @@ const char *hl_check(void)
 {
     for (int k = 1; k < W->logs; k++)
         check_log(k);
-    if (!HL.failure[0] && W->logs > 1 && HL.acked == 0)
-        fail("no append to the logs beside the primary was acknowledged");
+    for (int k = 1; k < W->logs && !HL.failure[0]; k++)
+        if (HL.acked_log[k] == 0)
+            fail("%s: no append was acknowledged", W->nodes[0].bg[k].name);
     return HL.failure[0] ? HL.failure : NULL;
 }
 

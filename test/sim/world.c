@@ -941,10 +941,12 @@ static void bg_restart_ev(void *arg)
     struct sim_node *n = node_of_bg(b);
     if (!host_up(n))
         return; /* the host's start opens it */
-    if (b->log) { /* still closing */
+    if (b->closing || b->ended) { /* still closing */
         sim_at(W->now + 50 * SIM_MS, bg_restart_ev, b);
         return;
     }
+    if (b->log)
+        return; /* reopened meanwhile (the host's start, a heal) */
     if (node_bg_start(n, b->k) != 0)
         sim_at(W->now + sim_range(200, 1000) * SIM_MS, bg_restart_ev, b);
 }
@@ -963,6 +965,10 @@ static void host_start(struct sim_node *n)
     n->host_inc++;
     n->host_closing = n->mux_closed = false;
     n->fault_scope = -1;
+    node_enter(n); /* the machine comes back: no fault armed while it was down */
+    struct rl_fs_faults none = {0};
+    rl_fs_faults_set(&none);
+    node_leave();
     struct rl_mux_config mc = {
         .loop = loop, .self = n->id, .address = n->address,
         .cluster_hash = rl_hello_cluster_hash("sim-hosts"), .max_inbound = 64,
@@ -1039,11 +1045,12 @@ static void log_closed_alone(struct sim_node *n, int k)
 {
     if (n->host_closing || !(n->fault_scope == k || n->fault_scope < 0))
         return;
+    struct sim_node *prev = cur; /* inside the host's turn: it stays entered */
     node_enter(n);
     struct rl_fs_faults none = {0};
     if (!rl_fs_crashed())
         rl_fs_faults_set(&none);
-    node_leave();
+    node_enter(prev);
     n->fault_scope = -1;
 }
 
@@ -1097,6 +1104,9 @@ static void host_settle(struct sim_node *n)
     sim_log("host n%" PRIu64 " down", n->id);
 }
 
+/* A fault confined to one log's store is mended when that log closes
+ * after failing stop (log_closed_alone) or the host restarts; damage it
+ * left on disk stays, as it would. */
 void node_arm_fault(struct sim_node *n, int k, const struct rl_fs_faults *f)
 {
     struct rl_fs_faults g = *f;
