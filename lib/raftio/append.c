@@ -205,5 +205,8 @@ int rl_io__cut_after(struct io *io, uint64_t keep, const char *why)
     uint64_t durable = rl_store_last_index(io->store);
     rl_io__log(io, 1, "%s: dropping entries %" PRIu64 "..%" PRIu64 "%s", why, keep + 1, end,
                end > durable ? " (some still being written)" : "");
-    return store_truncate(io, keep + 1);
+    int rv = store_truncate(io, keep + 1);
+    if (rv != 0)
+        rl_io__log(io, 2, "%s: could not drop them: %s", why, io->rio->errmsg);
+    return rv;
 }

@@ -672,8 +672,13 @@ int rl_io__fetch_start(struct io *io, struct raft_io_snapshot_put *req,
     uint64_t end = rl_store_next_index(io->store) - 1;
     uint64_t committed = rl_io__committed_here(io);
     uint64_t keep = end < committed ? end : committed;
-    if (keep < rl_store_first_index(io->store) - 1)
-        keep = rl_store_first_index(io->store) - 1;
+    /* An entry holding trimmed records is committed too, though the fence
+     * restored at a restart may lie below it (found by fresh simulator
+     * seed 1010032 with three logs a host: the cut was refused, the
+     * install failed, and libraft left the node unavailable for good). */
+    uint64_t floor = rl_store_cut_floor(io->store);
+    if (keep < floor - 1)
+        keep = floor - 1;
     /* Step 1: drop what may conflict, including appends still queued or
      * being written (keeping those and fetching after the durable end
      * appended the fetched range behind a stale suffix: nemesis seed

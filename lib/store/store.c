@@ -207,6 +207,14 @@ static int offset_of(struct rl_store *s, uint64_t index, uint64_t *offset)
     return rv;
 }
 
+uint64_t rl_store_cut_floor(struct rl_store *s)
+{
+    uint64_t offset;
+    if (s->first_index >= s->next_index || offset_of(s, s->first_index, &offset) != 0)
+        return s->first_index;
+    return offset < s->first_offset ? s->first_index + 1 : s->first_index;
+}
+
 int rl_store_truncate(struct rl_store *s, struct rl_store_req *req, uint64_t index, rl_store_cb cb)
 {
     int rv = check_usable(s);

@@ -240,6 +240,10 @@ uint64_t rl_store_first_offset(const struct rl_store *s);
 uint64_t rl_store_next_offset(const struct rl_store *s); /* after last durable */
 /* Index the next rl_store_append must start at (counts queued appends). */
 uint64_t rl_store_next_index(const struct rl_store *s);
+/* The lowest index a truncate may start at: past an entry that holds
+ * trimmed records (a trim only takes committed records, so that entry is
+ * committed). May read the first entry. */
+uint64_t rl_store_cut_floor(struct rl_store *s);
 
 /* True while any append is queued or being written. */
 bool rl_store_appending(const struct rl_store *s);

@@ -458,6 +458,15 @@ static bool start_truncate(struct rl_store *s, struct rl_store_req *req)
         /* A cut at the first entry of a damaged range (a damaged tail cut
          * at open): where it starts is known from the good frame before. */
         const struct rl_damage *d = rl_store_damage_at(s, b->index, false);
+        /* A cut just after a damaged range (a suffix replaced behind an
+         * entry awaiting repair): where it starts is where the range ends,
+         * and the frames of the range cannot be read to find it (fresh
+         * simulator seed 1010025 of repair: the cut failed stop at every
+         * start, for good). The last frame kept is taken to be the range's
+         * first: exact for one entry, and for more only the index file's
+         * fast path misses (it checks that frame at open and scans). */
+        const struct rl_damage *before =
+            b->index > seg->first_index ? rl_store_damage_at(s, b->index - 1, false) : NULL;
         if (d && d->first_index == b->index && d->seq == seg->seq && b->index > seg->first_index) {
             b->pos = d->pos;
             b->offset = d->first_offset;
@@ -465,6 +474,10 @@ static bool start_truncate(struct rl_store *s, struct rl_store_req *req)
                 rv = rl_segment_find(s, seg, b->index - 1, false, &e, &b->prev_pos, false);
             else
                 b->prev_pos = RL_SEG_HDR;
+        } else if (before && before->last_index == b->index - 1 && before->seq == seg->seq) {
+            b->pos = before->end_pos;
+            b->offset = before->end_offset;
+            b->prev_pos = before->pos;
         } else if (b->index > seg->first_index) {
             rv = rl_segment_find(s, seg, b->index, false, &e, &b->pos, false);
             b->offset = e.offset;

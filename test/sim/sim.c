@@ -394,7 +394,10 @@ static void sub_done(struct rl_op *op)
         H.corrupt_seen++;
     } else if (op->status == RLOG_ETRIMMED) {
         /* As a host would: what retention took is gone, go on from there. */
-        uint64_t t = WI.wipes ? node_first(&W->nodes[s->node]) : node_trimmed(&W->nodes[s->node]);
+        /* A log reset past its trim point (a wipe, or a catch-up from a
+         * peer that had trimmed further) begins later than it. */
+        bool later = WI.wipes || W->resets;
+        uint64_t t = later ? node_first(&W->nodes[s->node]) : node_trimmed(&W->nodes[s->node]);
         if (t <= s->cursor)
             fail_check("n%d says offset %" PRIu64 " is trimmed but its trim point is %" PRIu64,
                        s->node + 1, s->cursor, t);
