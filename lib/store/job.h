@@ -41,6 +41,7 @@ struct rl_batch {
     /* truncate / trim */
     struct rl_store_req *req;
     uint64_t index, offset, pos, prev_pos;
+    bool after_damage; /* truncate: cut right behind a damaged range */
     struct rl_segment *seg; /* truncate target / spare / segment to index */
     size_t drop_from, drop_to; /* segs[] range whose files go */
     bool drop_spare;

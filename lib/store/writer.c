@@ -478,6 +478,7 @@ static bool start_truncate(struct rl_store *s, struct rl_store_req *req)
             b->pos = before->end_pos;
             b->offset = before->end_offset;
             b->prev_pos = before->pos;
+            b->after_damage = true;
         } else if (b->index > seg->first_index) {
             rv = rl_segment_find(s, seg, b->index, false, &e, &b->pos, false);
             b->offset = e.offset;
@@ -540,7 +541,13 @@ static void truncate_done(struct rl_store *s, struct rl_batch *b)
         seg->last_pos = b->index > seg->first_index ? b->prev_pos : 0;
         while (seg->nsamples && seg->samples[seg->nsamples - 1].index >= b->index)
             seg->nsamples--;
+        /* Readers find what comes next from here, not by a walk through
+         * the damage (as the sample the scan put after it did). */
+        bool lost = b->after_damage &&
+                    rl_segment_add_sample(seg, b->index, b->offset, b->pos, 0) != 0;
         pthread_mutex_unlock(&s->segs_mu);
+        if (lost)
+            latch_fatal(s, RLOG_ENOMEM, "out of memory");
         s->stats.segments = s->nsegs;
     }
     queue_pop(s);

@@ -437,6 +437,40 @@ START_TEST(test_trim_drops_damage)
 }
 END_TEST
 
+/* A suffix replaced right behind a damaged entry (a follower's uncommitted
+ * entries after one awaiting repair): the cut starts where the damaged
+ * range ends, found without reading it (fresh simulator seed 1010025 of
+ * repair: the store failed stop at the cut, at every start). */
+START_TEST(test_cut_right_after_damage)
+{
+    build_log();
+    char name[NAME_MAX + 1], next[NAME_MAX + 1];
+    uint64_t victim = 300;
+    uint32_t len;
+    locate(victim + 1, next, sizeof next, &len);
+    damage(victim, false, name, sizeof name);
+    ck_assert_str_eq(name, next); /* the cut falls in the damaged entry's segment */
+    remove_index(name);
+    th_open_ok(&T);
+    struct rl_store_damage d = the_damage();
+    ck_assert_uint_eq(d.last_index, victim);
+    int rc = th_truncate(&T, victim + 1);
+    ck_assert_msg(rc == 0, "truncate after the damage: %s: %s", rlog_errname(rc),
+                  rl_store_errmsg(T.s));
+    ck_assert(!rl_store_is_fatal(T.s));
+    th_model_truncate(&M, victim + 1);
+    ck_assert_uint_eq(rl_store_last_index(T.s), victim);
+    th_append_ok(&T, 7, 2, SEED + 1);
+    th_model_append(&M, victim + 1, 7, 2, SEED + 1);
+    expect_corrupt(victim);
+    check_others(victim, victim);
+    th_reopen(&T);
+    expect_corrupt(victim);
+    check_others(victim, victim);
+    ck_assert_uint_eq(rl_store_last_index(T.s), victim + 7);
+}
+END_TEST
+
 static Suite *repair_suite(void)
 {
     Suite *s = suite_create("repair");
@@ -450,6 +484,7 @@ static Suite *repair_suite(void)
     tcase_add_test(tc, test_damage_at_segment_end);
     tcase_add_test(tc, test_repair_refuses_what_does_not_fit);
     tcase_add_test(tc, test_trim_drops_damage);
+    tcase_add_test(tc, test_cut_right_after_damage);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("write_back");
