@@ -296,8 +296,9 @@ $(BENCH_IDLE): bench/bench_idle.c bench/hostbench.h $(STATIC)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LIBS)
 
 # make bench-hosts: issue 16's figures over three hosts with an address
-# (in one process): W1 on one log alone and with HOSTS_IDLE others idle, and
-# batched producers on 1, 4 and 16 logs with their leaders spread.
+# (in one process): W1 on one log alone, with HOSTS_IDLE others idle and
+# with 15 others producing, and batched producers on 1, 4 and 16 logs with
+# their leaders spread.
 HOSTS_IDLE ?= 999
 BENCH_HOSTS := $(BUILD)/bench/bench_hosts
 $(BENCH_HOSTS): bench/bench_hosts.c bench/hostbench.h $(STATIC)
