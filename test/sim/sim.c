@@ -3370,10 +3370,17 @@ int main(int argc, char **argv)
             if (!all && strcmp(sc->name, name) != 0)
                 continue;
             known = true;
-            if (LOGS > 1 && sc->setup == forge_setup) {
-                if (s == first) /* frames forged into a host's connection are garbage there */
-                    printf("%s: not in host mode (a log's forged frames mean nothing on a "
-                           "host's connection; test_hosts attacks those)\n", sc->name);
+            const char *not_hosts =
+                sc->setup == forge_setup
+                    ? "a log's forged frames mean nothing on a host's connection; test_hosts "
+                      "attacks those"
+                : sc->setup == paused_setup
+                    ? "its disk, slowed to seconds a write for one log's writes, stays busy "
+                      "with three logs' past the 60 s the checker allows to converge"
+                    : NULL;
+            if (LOGS > 1 && not_hosts) {
+                if (s == first)
+                    printf("%s: not in host mode (%s)\n", sc->name, not_hosts);
                 continue;
             }
             failed += run_one(sc, s, nodes ? nodes : sc->nodes, ms ? ms : sc->ms, verbose);

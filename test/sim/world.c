@@ -1352,6 +1352,9 @@ void world_dump(void)
             continue;
         }
         struct raft *r = &n->log->raft;
+        if (n->disk_busy_until > W->now)
+            fprintf(stderr, "  n%" PRIu64 "'s disk is busy for %.1f s more (jobs queued)\n", n->id,
+                    (double)(n->disk_busy_until - W->now) / 1e9);
         fprintf(stderr, "  frames to n%" PRIu64 ":", n->id);
         for (int j = 0; j < W->n; j++)
             fprintf(stderr, " from n%d %lu", j + 1, W->delivered[j][i]);
