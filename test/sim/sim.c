@@ -3,7 +3,11 @@
  * workload, a fault schedule and a checker of the history.
  *
  *   sim [--seeds N] [--seed-start S] [--scenario NAME|random|all] [--nodes 3|5]
- *       [--ms VIRTUAL_MS] [-v]
+ *       [--ms VIRTUAL_MS] [--hold-jobs] [--quiet] [--logs K] [-v]
+ *
+ * --logs K (and the scenario hosts, with 4): every node is a host of K logs
+ * over one shared transport (world.h); the scenario drives the first, and
+ * hostlogs.c gives the others appenders and a checker each.
  *
  * Each seed: clients append through whichever node they think leads
  * (retrying elsewhere on failure), readers read random offsets on random
