@@ -360,6 +360,30 @@ static bool link_up(const struct sim_node *from, const struct sim_node *to)
     return !W->link_cut[from->idx][to->idx];
 }
 
+/* Delivers `copies` of bytes towards end `to`, each after the network's
+ * delay; in_order: none before what was delivered there already (a
+ * stream's order). */
+static void send_copies(struct conn *c, int to, const unsigned char *bytes, size_t len,
+                        int copies, bool in_order)
+{
+    W->duplicated += (unsigned long)copies - 1;
+    for (int k = 0; k < copies; k++) {
+        uint64_t due = W->now + W->net.delay_ns + sim_range(0, W->net.jitter_ns);
+        if (in_order && due < c->last_due[to])
+            due = c->last_due[to];
+        c->last_due[to] = due;
+        struct delivery *d = malloc(sizeof *d + len);
+        if (!d)
+            abort();
+        d->c = c;
+        d->to = to;
+        d->len = len;
+        memcpy(d->data, bytes, len);
+        c->refs++;
+        sim_at(due, deliver, d);
+    }
+}
+
 /* Decides the fate of one whole frame read from end `from`. */
 static void route(struct conn *c, int from, const unsigned char *frame, size_t len)
 {
@@ -404,23 +428,7 @@ static void route(struct conn *c, int from, const unsigned char *frame, size_t l
         W->dropped++;
         return;
     }
-    int copies = sim_chance(W->net.dup_pm) ? 2 : 1;
-    W->duplicated += copies - 1;
-    for (int k = 0; k < copies; k++) {
-        uint64_t due = W->now + W->net.delay_ns + sim_range(0, W->net.jitter_ns);
-        if (!W->net.reorder && due < c->last_due[to])
-            due = c->last_due[to]; /* a stream keeps its order */
-        c->last_due[to] = due;
-        struct delivery *d = malloc(sizeof *d + len);
-        if (!d)
-            abort();
-        d->c = c;
-        d->to = to;
-        d->len = len;
-        memcpy(d->data, frame, len);
-        c->refs++;
-        sim_at(due, deliver, d);
-    }
+    send_copies(c, to, frame, len, sim_chance(W->net.dup_pm) ? 2 : 1, !W->net.reorder);
 }
 
 /* Host mode: the fate of one whole record of a host connection (mux.h).
@@ -443,23 +451,7 @@ static void route_record(struct conn *c, int from, const unsigned char *rec, siz
         W->dropped++;
         return;
     }
-    int copies = data && sim_chance(W->net.dup_pm) ? 2 : 1;
-    W->duplicated += copies - 1;
-    for (int k = 0; k < copies; k++) {
-        uint64_t due = W->now + W->net.delay_ns + sim_range(0, W->net.jitter_ns);
-        if (due < c->last_due[to])
-            due = c->last_due[to];
-        c->last_due[to] = due;
-        struct delivery *d = malloc(sizeof *d + len);
-        if (!d)
-            abort();
-        d->c = c;
-        d->to = to;
-        d->len = len;
-        memcpy(d->data, rec, len);
-        c->refs++;
-        sim_at(due, deliver, d);
-    }
+    send_copies(c, to, rec, len, data && sim_chance(W->net.dup_pm) ? 2 : 1, true);
 }
 
 #define MUX_REC_HDR 20
