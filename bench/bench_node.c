@@ -1757,7 +1757,7 @@ static void run_liblog(const struct opts *o)
     run_tp(L, sys, "W2", 100, o->w2_secs, true);
     run_batched(L, sys, o->quick ? 3 : o->w2_secs);
     if (o->quick) {
-        run_w4(L, sys, 1);
+        run_w4(L, sys, 2);
         stop_cluster();
         return;
     }
@@ -2169,7 +2169,7 @@ static int run_main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     double t0 = now_s();
     printf("# liblog make bench%s: fsync on, 3 separate processes per cluster on 127.0.0.1, data in %s\n",
-           o.quick ? " (quick: floor, W1, W2, W4 at W1 rate)" : o.lng ? " (long: W6 at 10 GiB)" : "", g_top);
+           o.quick ? " (quick: floor, W1, W2, W4 at W1 rate and at half W2 rate)" : o.lng ? " (long: W6 at 10 GiB)" : "", g_top);
     printf("# W4: a follower thread reading with rlog_iter_next + rlog_iter_wait; W5: read cache on\n");
     run_floor(g_top, o.quick);
     run_liblog(&o);

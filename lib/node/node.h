@@ -228,6 +228,10 @@ struct rlog {
     struct raft_transfer member_transfer;
 
     struct rl_fence fence;      /* what may be shown (node/fence.h) */
+    /* The last early commit notice this leader sent (node/visible.c):
+     * entry early_index of term early_term, durable here. */
+    uint64_t early_index, early_term;
+    unsigned long early_notices; /* sent (the simulator checks they are) */
     /* Retention: records before trim_offset are gone for readers at once;
      * the store drops whole entries as far as libraft's snapshot allows
      * (trim_snap: the snapshot index of the last store trim). */
@@ -353,6 +357,9 @@ extern struct rl_host *(*rl_shared_host)(void);
 /* Tests: every log opens holding its store's jobs, as one on a shared loop
  * does (the simulator's --hold-jobs: other schedules at open). */
 extern bool rl_hold_jobs_always;
+/* The batcher's pipeline (node/batcher.c): entries in flight before a batch
+ * that is not full waits for a commit, and at most. The simulator deepens it. */
+extern unsigned rl_pipeline_depth, rl_pipeline_max;
 /* After a close op completed: tears the loop down (a loop of its own)
  * and frees log. */
 void rl_free_stepped(struct rlog *log);

@@ -44,6 +44,52 @@ void rl_visible_published(struct rlog *log)
     rl_fwd_poll(log); /* forwarded calls wait for this node's fence */
 }
 
+/* The early notice. A voter that holds an entry of this leader's term
+ * durably, while this leader does too, makes a majority of a configuration
+ * of two or three voters: the entry is then committed (stored on a majority
+ * by the leader of its term, which is Raft's definition, whatever libraft
+ * has heard yet). So as soon as its own write is durable, a leader of such
+ * a group tells its voters "entry `durable` of my term is committed": each
+ * shows what of it it holds durably, and the rest once its own write ends,
+ * without waiting for its acknowledgement to reach the leader and a commit
+ * notice to come back (one round trip and two wake-ups less to a follower's
+ * readers). The frame is the commit notice a 0.5 follower already knows,
+ * and its fence already shows a notice's entries only up to its own durable
+ * end and only of the notice's term (node/fence.h): the same rule, so the
+ * notice is safe for it too. Not sent while a configuration change is
+ * uncommitted (then which configuration counts is in flux), to non-voters
+ * (the leader and a non-voter are no majority), nor with more than three
+ * voters (the leader and one voter are not enough). */
+static void send_early_notice(struct rlog *log, uint64_t durable, uint64_t term)
+{
+    if (log->early_term != term) {
+        log->early_term = term;
+        log->early_index = 0;
+    }
+    const struct raft_configuration *conf = &log->raft.configuration;
+    if (durable <= log->early_index || durable <= log->fence.visible_index ||
+        log->raft.configuration_uncommitted_index != 0)
+        return;
+    unsigned voters = 0;
+    for (unsigned i = 0; i < conf->n; i++)
+        voters += conf->servers[i].role == RAFT_VOTER;
+    if (voters < 2 || voters > 3)
+        return;
+    /* Worth a frame only if it names an entry of this term (the fence
+     * shows nothing else by it). */
+    const struct rl_fence *f = &log->fence;
+    size_t k = f->n;
+    while (k > 0 && f->tail[k - 1].index > durable)
+        k--;
+    if (k == 0 || f->tail[k - 1].index != durable || f->tail[k - 1].term != term)
+        return;
+    log->early_index = durable;
+    log->early_notices++;
+    rl_io_send_commit(&log->io, conf,
+                      &(struct rl_wire_commit){.term = term, .index = durable, .entry_term = term},
+                      RL_NOTICE_VOTERS);
+}
+
 void rl_visible_update(struct rlog *log)
 {
     /* After a failed stop the fence stays where it was: readers get what
@@ -62,9 +108,13 @@ void rl_visible_update(struct rlog *log)
      * 859/980 after, W1 even.) */
     uint64_t to = leader ? rl_fence_reach(&log->fence, commit, term, durable) : 0;
     size_t passed = rl_fence_advance(&log->fence, commit, term, durable, entry_shown, log);
-    if (to)
+    if (leader)
+        send_early_notice(log, durable, term);
+    if (to) /* voters that had the early notice for it need no other */
         rl_io_send_commit(&log->io, &log->raft.configuration,
-                          &(struct rl_wire_commit){.term = term, .index = to, .entry_term = term});
+                          &(struct rl_wire_commit){.term = term, .index = to, .entry_term = term},
+                          log->early_term == term && log->early_index >= to ? RL_NOTICE_NON_VOTERS
+                                                                          : RL_NOTICE_ALL);
     /* A follower's write that becomes durable after the notice for its entry
      * came: without this it would wait for the next AppendEntries (the next
      * append, or a heartbeat) to learn the commit index again. */

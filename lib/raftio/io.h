@@ -138,12 +138,15 @@ struct rl_io_peer_stats {
     bool connected;
 };
 void rl_io_peer_stats(struct raft_io *io, uint64_t id, struct rl_io_peer_stats *st);
-/* Tells every other member of conf that entry c->index of term
- * c->entry_term is committed (this leader's term c->term), so followers can
- * show it without waiting for the next AppendEntries. Best effort: a lost
- * notice only costs latency. */
+/* Tells the other members of conf (`to`: all, its voters, or the rest) that
+ * entry c->index of term c->entry_term is committed (this leader's term
+ * c->term), or will be once the receiver holds it durably (the early
+ * notice, node/visible.c: sent to voters only, where the leader and any one
+ * of them are a majority), so followers can show it without waiting for
+ * the next AppendEntries. Best effort: a lost notice only costs latency. */
+enum rl_notice_to { RL_NOTICE_ALL, RL_NOTICE_VOTERS, RL_NOTICE_NON_VOTERS };
 void rl_io_send_commit(struct raft_io *io, const struct raft_configuration *conf,
-                       const struct rl_wire_commit *c);
+                       const struct rl_wire_commit *c, enum rl_notice_to to);
 /* Sends a forwarding frame to member `to` at `address`. 0: done(arg,
  * status) is called once the frame is written or has failed (possibly
  * before this returns): status 0; RLOG_EAGAIN if no byte of it reached a

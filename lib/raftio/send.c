@@ -404,13 +404,16 @@ int rl_io_send_fwd(struct raft_io *rio, uint64_t to, const char *address,
 }
 
 void rl_io_send_commit(struct raft_io *rio, const struct raft_configuration *conf,
-                       const struct rl_wire_commit *c)
+                       const struct rl_wire_commit *c, enum rl_notice_to to)
 {
     struct io *io = rio->impl;
     if (!io || io->closing || io->fatal)
         return;
     for (unsigned i = 0; i < conf->n; i++) {
         if (conf->servers[i].id == io->id)
+            continue;
+        bool voter = conf->servers[i].role == RAFT_VOTER;
+        if ((to == RL_NOTICE_VOTERS && !voter) || (to == RL_NOTICE_NON_VOTERS && voter))
             continue;
         /* Only over a connection that is up: a notice is not worth a connect. */
         struct peer *p = NULL;

@@ -49,6 +49,7 @@ struct attempt {
     bool cond;           /* conditional: expected offset `expect` */
     uint64_t expect;
     bool via_follower;   /* sent to a node that did not lead then */
+    int node;            /* the node it was sent to */
 };
 
 /* The forward scenario's state (its code: "forwarding" below). */
@@ -66,7 +67,7 @@ struct obs {              /* something a read or subscriber was shown */
     struct rec_id id;
 };
 
-#define MAX_CLIENTS 8
+#define MAX_CLIENTS 16
 
 struct client {
     int idx;
@@ -127,8 +128,24 @@ static struct {
     } flips[256];
     int n_flips;
     unsigned long tail_flips, tail_cuts; /* tail-damage */
+    /* The highest offset a successful callback reported on each node: a
+     * node's callbacks report committed offsets in order (pipeline). */
+    uint64_t last_ack_end[SIM_MAX_NODES];
     char failure[512];
 } H;
+
+/* The pipeline scenario (below): a deep pipeline, the lead changing in the
+ * middle of it. */
+static struct {
+    bool on;
+    bool due;                /* a leader change is wanted */
+    uint64_t due_since;
+    unsigned max_depth;      /* most entries seen in flight on a leader */
+    unsigned deep_changes;   /* changes made with PL_DEEP or more in flight */
+    unsigned transfers, kills, cuts;
+    bool early_seen;         /* a leader had sent an early commit notice */
+    unsigned long ahead;     /* samples: a follower showing past its leader */
+} PL;
 
 /* sm-install (below): wipes and the installs they led to. */
 static struct {
@@ -236,6 +253,17 @@ static int pick_up_node(int prefer)
 static void append_cb(void *arg, int status, uint64_t offset)
 {
     struct attempt *a = arg;
+    if (a->status != -1)
+        fail_check("client %" PRIu64 " seq %" PRIu64 ": a second callback (%s after %s)", a->id.client,
+                   a->id.seq, rlog_errname(status), rlog_errname(a->status));
+    if (status == 0 && PL.on) {
+        if (offset < H.last_ack_end[a->node])
+            fail_check("n%d acknowledged client %" PRIu64 " seq %" PRIu64 " at offset %" PRIu64
+                       " after an acknowledgement at %" PRIu64 ": callbacks out of log order",
+                       a->node + 1, a->id.client, a->id.seq, offset,
+                       H.last_ack_end[a->node] - 1);
+        H.last_ack_end[a->node] = offset + 1;
+    }
     a->status = status;
     a->offset = offset;
     struct client *c = &H.clients[a->id.client];
@@ -252,7 +280,7 @@ static void append_cb(void *arg, int status, uint64_t offset)
     if (status == 0) {
         H.acked++;
         H.cond_acks += a->cond;
-        sim_at(W->now + sim_range(0, 3) * SIM_MS, client_tick, c);
+        sim_at(W->now + (PL.on ? 0 : sim_range(0, 3)) * SIM_MS, client_tick, c);
         return;
     }
     H.failed++;
@@ -301,6 +329,7 @@ static void client_tick(void *arg)
     a->id = rec_identify(rec, len);
     a->status = -1;
     a->via_follower = !node_is_leader(&W->nodes[t]);
+    a->node = t;
     H.att = grow(H.att, &H.cap_att, H.n_att, sizeof *H.att);
     H.att[H.n_att++] = a;
     struct rlog_buf b = {.base = rec, .len = len};
@@ -2943,6 +2972,117 @@ static const char *hosts_verify(void)
                                     : NULL;
 }
 
+/* A deep pipeline (rl_pipeline_depth 8, rl_pipeline_max 12, two records a
+ * batch) under 15 clients that append again as soon as they are answered,
+ * and the lead taken away in the middle of it: handed over, killed, or cut
+ * off, each time the leader has PL_DEEP or more entries in flight. Entries
+ * in flight then commit under the next leader, are replaced, or end in
+ * doubt; the rules (every acknowledged record at its offset, once, in each
+ * client's order; one callback per append; each node's callbacks in log
+ * order) must hold through all of it. */
+#define PL_DEEP 4
+
+static void pl_transfer_done(struct rl_op *op)
+{
+    PL.transfers += op->status == 0;
+    free_op(op);
+}
+
+static void pl_change(int l)
+{
+    unsigned depth = W->nodes[l].log->n_inflight;
+    PL.deep_changes += depth >= PL_DEEP;
+    PL.due = false;
+    switch (sim_range(0, 2)) {
+    case 0: {
+        sim_log("pipeline: hand the lead over from n%d, %u entries in flight", l + 1, depth);
+        struct rl_op *op = new_op(RL_OP_MEMBER, 0, pl_transfer_done, NULL);
+        op->member_kind = RL_MEMBER_TRANSFER;
+        op->member_id = 0; /* the most up-to-date voter */
+        if (node_submit(&W->nodes[l], op) != 0)
+            free_op(op);
+        break;
+    }
+    case 1:
+        sim_log("pipeline: kill n%d, %u entries in flight", l + 1, depth);
+        PL.kills++;
+        crash_and_restart(&W->nodes[l], sim_range(100, 1000));
+        break;
+    default:
+        sim_log("pipeline: cut n%d off, %u entries in flight", l + 1, depth);
+        PL.cuts++;
+        isolate(l, sim_chance(500));
+        sim_at(W->now + sim_range(300, 800) * SIM_MS, heal_links, NULL);
+        break;
+    }
+}
+
+/* Every millisecond: how deep the leader's pipeline is, and a change that
+ * is due made once it is deep (or after 300 ms of waiting for that). */
+static void pl_sample(void *arg)
+{
+    (void)arg;
+    if (!H.load_on)
+        return;
+    int l = leader_idx();
+    if (l >= 0 && W->nodes[l].log) {
+        const struct rlog *lg = W->nodes[l].log;
+        unsigned depth = lg->n_inflight;
+        if (depth > PL.max_depth)
+            PL.max_depth = depth;
+        PL.early_seen |= lg->early_notices > 0;
+        for (int i = 0; i < W->n; i++)
+            if (i != l && node_up(&W->nodes[i]) && W->nodes[i].log &&
+                W->nodes[i].log->fence.visible_index > lg->fence.visible_index)
+                PL.ahead++;
+        if (PL.due && H.faults_on &&
+            (depth >= PL_DEEP || W->now - PL.due_since > 300 * SIM_MS))
+            pl_change(l);
+    }
+    sim_at(W->now + SIM_MS, pl_sample, NULL);
+}
+
+static void pl_round(void *arg)
+{
+    (void)arg;
+    if (!H.faults_on)
+        return;
+    if (!PL.due) {
+        PL.due = true;
+        PL.due_since = W->now;
+    }
+    sim_at(W->now + sim_range(400, 1200) * SIM_MS, pl_round, NULL);
+}
+
+static void pipeline_configure(void)
+{
+    rl_pipeline_depth = 8;
+    rl_pipeline_max = 12;
+    W->base.batch_max_records = 2;
+}
+
+static void pipeline_setup(void)
+{
+    sim_at(W->now + 1000 * SIM_MS, pl_sample, NULL);
+    sim_at(W->now + 1500 * SIM_MS, pl_round, NULL);
+}
+
+static const char *pipeline_verify(void)
+{
+    sim_log("pipeline: deepest %u in flight; %u changes with %u or more in flight "
+            "(%u hand-overs done, %u kills, %u cuts); a follower showed entries its "
+            "leader had not in %lu samples",
+            PL.max_depth, PL.deep_changes, PL_DEEP, PL.transfers, PL.kills, PL.cuts, PL.ahead);
+    if (!PL.early_seen)
+        return "no leader sent an early commit notice";
+    if (PL.max_depth < 6)
+        return "no leader had 6 entries in flight: the pipeline was never deep";
+    if (PL.deep_changes < 3)
+        return "fewer than 3 leader changes came with 4 or more entries in flight: the "
+               "scenario did not bite";
+    return NULL;
+}
+
 static const struct scenario scenarios[] = {
     {"random", 3, 12000, 2500, random_setup, NULL},
     {"random5", 5, 12000, 2500, random_setup, NULL},
@@ -2967,6 +3107,7 @@ static const struct scenario scenarios[] = {
     {"quiet", 3, 40000, 0, quiet_setup, quiet_verify},
     {"balance", 3, 40000, 0, balance_setup, balance_verify},
     {"hosts", 3, 20000, 0, hosts_setup, hosts_verify},
+    {"pipeline", 3, 6000, 0, pipeline_setup, pipeline_verify},
 };
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
@@ -3188,6 +3329,10 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
     bool quiet_all = QT.on;
     memset(&QT, 0, sizeof QT);
     QT.on = quiet_all;
+    memset(&PL, 0, sizeof PL);
+    PL.on = sc->setup == pipeline_setup;
+    rl_pipeline_depth = 2; /* the library's own, but in the pipeline scenario */
+    rl_pipeline_max = 8;
     rl_quiet_everywhere = QT.on || sc->setup == quiet_setup;
     /* host mode: --logs, or the hosts scenario's own four */
     world_init(&w, seed, nodes, sc->setup == hosts_setup && LOGS < 2 ? 4 : LOGS, verbose);
@@ -3204,6 +3349,8 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
         policy_config(); /* before the nodes open */
     if (sc->setup == balance_setup)
         balance_configure();
+    if (sc->setup == pipeline_setup)
+        pipeline_configure();
     for (int i = 0; i < W->boot_n; i++) /* a joining node opens when it is added */
         if (node_start(&W->nodes[i]) != 0) {
             fprintf(stderr, "seed %" PRIu64 ": n%d does not open\n", seed, i + 1);
@@ -3213,7 +3360,7 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
     H.load_on = H.faults_on = true;
     if (W->logs > 1)
         hl_start();
-    H.n_clients = strcmp(sc->name, "election-inflight") == 0 ? 8 : 4;
+    H.n_clients = PL.on ? 15 : strcmp(sc->name, "election-inflight") == 0 ? 8 : 4;
     for (int c = 0; c < H.n_clients; c++) {
         H.clients[c] = (struct client){.idx = c, .target = (int)sim_range(0, (uint64_t)W->n - 1)};
         sim_at(W->now + sim_range(1000, 1500) * SIM_MS, client_tick, &H.clients[c]);

@@ -1518,7 +1518,7 @@ START_TEST(test_failed_stop_sends_nothing)
     ck_assert_int_eq(st, RAFT_IOERR);
     struct raft_configuration conf;
     conf_123(&conf);
-    rl_io_send_commit(&F->rio, &conf, &(struct rl_wire_commit){1, 1, 1});
+    rl_io_send_commit(&F->rio, &conf, &(struct rl_wire_commit){1, 1, 1}, RL_NOTICE_ALL);
     raft_configuration_close(&conf);
     struct rl_wire_fwd fwd = {.type = RL_WIRE_BARRIER, .request = 1};
     ck_assert_int_eq(rl_io_send_fwd(&F->rio, 2, "n2", &fwd, NULL, NULL), RLOG_ECLOSED);
