@@ -33,8 +33,9 @@ static int make_append(rlog *log, const struct rlog_buf *recs, unsigned n, struc
     pthread_mutex_lock(&log->mu);
     int role = log->pub_role, fatal = log->pub_fatal;
     uint64_t leader = log->pub_leader_id;
-    char addr[64];
-    snprintf(addr, sizeof addr, "%s", log->pub_leader_addr);
+    char addr[64] = "";
+    if (role != RLOG_ROLE_LEADER && !log->cfg.forward_appends) /* for the error only */
+        snprintf(addr, sizeof addr, "%s", log->pub_leader_addr);
     pthread_mutex_unlock(&log->mu);
     if (fatal) /* before the role: a failed node is no one's to ask */
         return rl_fail_stopped(log, "append refused, nothing appended: this node failed stop: ");
