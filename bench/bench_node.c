@@ -5,7 +5,7 @@
  * /tmp, fsync on.
  *
  * One binary, three roles:
- *   bench_node run [--quick] [--long] [--dir DIR] [--out FILE] [--w2-secs S]
+ *   bench_node run [--quick] [--long] [--dir DIR] [--out FILE] [--w2-secs S] [--w4-rate R]
  *       the orchestrator: measures the floor, forks the clusters (this same
  *       binary in the node role, talking over pipes), drives the workloads on
  *       whichever node leads, and prints one `system=... workload=...` line
@@ -1618,6 +1618,7 @@ static double leader_appended(int leader)
 struct opts {
     bool quick, lng;
     double w2_secs;
+    double w4_rate; /* --w4-rate: W4 also at this fixed rate (comparable across builds) */
     const char *dir, *out;
 };
 
@@ -1715,15 +1716,20 @@ static void run_tp(int leader, const char *sys, const char *wl, size_t size, dou
 
 /* W4: a reader on a follower, appends paced on the leader; at W1's rate,
  * then (if `rates` is 2) at half W2's. */
-static void run_w4(int L, const char *sys, int rates)
+static void run_w4(int L, const char *sys, int rates, double fixed_rate)
 {
     char r[256];
     int F = (L + 1) % 3;
     struct {
         const char *label;
         double rate;
-    } w4[2] = {{"w1_rate", result(sys, "W1", NULL, "appends_s")},
-               {"half_w2_rate", result(sys, "W2", NULL, "records_s") / 2}};
+    } w4[3] = {{"w1_rate", result(sys, "W1", NULL, "appends_s")},
+               {"half_w2_rate", result(sys, "W2", NULL, "records_s") / 2},
+               {"fixed_rate", fixed_rate}};
+    /* W1's rate is its closed-loop maximum, so W4 there sits near
+     * saturation and moves with W1 itself; a fixed rate compares builds. */
+    if (fixed_rate > 0)
+        rates = 3;
     for (int k = 0; k < rates; k++) {
         double rate = w4[k].rate;
         if (rate <= 0)
@@ -1757,13 +1763,13 @@ static void run_liblog(const struct opts *o)
     run_tp(L, sys, "W2", 100, o->w2_secs, true);
     run_batched(L, sys, o->quick ? 3 : o->w2_secs);
     if (o->quick) {
-        run_w4(L, sys, 2);
+        run_w4(L, sys, 2, o->w4_rate);
         stop_cluster();
         return;
     }
     run_tp(L, sys, "W3", 1024, o->w2_secs, true);
 
-    run_w4(L, sys, 2);
+    run_w4(L, sys, 2, o->w4_rate);
 
     /* W5 on the leader: 1,000,000 fresh 100 B records from the read cache
      * (BENCH_CACHE_MB holds them), then W2's records from disk. The load
@@ -2153,8 +2159,10 @@ static int run_main(int argc, char **argv)
             o.out = argv[++i];
         else if (!strcmp(argv[i], "--w2-secs") && i + 1 < argc)
             o.w2_secs = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--w4-rate") && i + 1 < argc)
+            o.w4_rate = atof(argv[++i]);
         else
-            die("run: unknown option %s (use --quick, --long, --dir DIR, --out FILE, --w2-secs S)", argv[i]);
+            die("run: unknown option %s (use --quick, --long, --dir DIR, --out FILE, --w2-secs S, --w4-rate R)", argv[i]);
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 0; i < 3; i++)
@@ -2232,7 +2240,7 @@ int main(int argc, char **argv)
         rmdir(dir);
         return 0;
     }
-    fprintf(stderr, "usage: bench_node run [--quick] [--long] [--dir DIR] [--out FILE] [--w2-secs S]\n"
+    fprintf(stderr, "usage: bench_node run [--quick] [--long] [--dir DIR] [--out FILE] [--w2-secs S] [--w4-rate R]\n"
                     "       bench_node floor [--quick]\n"
                     "       bench_node tls [--secs S] [--dir DIR]\n"
                     "       bench_node node --system liblog|libraft-uv --id N --peers A1,A2,A3 --dir D\n");
