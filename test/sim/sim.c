@@ -144,6 +144,8 @@ static struct {
     unsigned deep_changes;   /* changes made with PL_DEEP or more in flight */
     unsigned transfers, kills, cuts;
     bool early_seen;         /* a leader had sent an early commit notice */
+    int leader;              /* the leader at the last sample, and since when */
+    uint64_t lead_since;
     unsigned long ahead;     /* samples: a follower showing past its leader */
 } PL;
 
@@ -3020,13 +3022,19 @@ static void pl_change(int l)
 }
 
 /* Every millisecond: how deep the leader's pipeline is, and a change that
- * is due made once it is deep (or after 600 ms of waiting for that). */
+ * is due made once it is deep (or after 600 ms of waiting for that), but
+ * not before the leader has led for 300 ms (else a leader is changed as
+ * soon as elected, its first entries in flight, and the log barely moves). */
 static void pl_sample(void *arg)
 {
     (void)arg;
     if (!H.load_on)
         return;
     int l = leader_idx();
+    if (l != PL.leader) { /* a new leader leads a while before it is changed */
+        PL.leader = l;
+        PL.lead_since = W->now;
+    }
     if (l >= 0 && W->nodes[l].log) {
         const struct rlog *lg = W->nodes[l].log;
         unsigned depth = lg->n_inflight;
@@ -3039,8 +3047,9 @@ static void pl_sample(void *arg)
             if (i != l && node_up(&W->nodes[i]) && W->nodes[i].log &&
                 W->nodes[i].log->fence.visible_index > lg->fence.visible_index)
                 PL.ahead++;
-        if (PL.due && H.faults_on &&
-            (depth >= PL_DEEP || W->now - PL.due_since > 600 * SIM_MS))
+        uint64_t led = W->now - PL.lead_since, waited = W->now - PL.due_since;
+        if (PL.due && H.faults_on && led >= 300 * SIM_MS &&
+            (depth >= PL_DEEP || waited > 600 * SIM_MS))
             pl_change(l);
     }
     sim_at(W->now + SIM_MS, pl_sample, NULL);
@@ -3338,6 +3347,7 @@ static int run_one(const struct scenario *sc, uint64_t seed, int nodes, uint64_t
     QT.on = quiet_all;
     memset(&PL, 0, sizeof PL);
     PL.on = sc->setup == pipeline_setup;
+    PL.leader = -1;
     rl_pipeline_depth = 2; /* the library's own, but in the pipeline scenario */
     rl_pipeline_max = 8;
     rl_quiet_everywhere = QT.on || sc->setup == quiet_setup;
