@@ -278,7 +278,7 @@ bench-append: deps $(BENCH_APPEND)
 
 # make bench: liblog vs. the floor vs. raw libraft (raft_uv), 3 processes per
 # cluster; prints result lines, a summary, and writes bench/results/latest.json.
-# make bench-quick: the floor, W1, W2 and W4 at W1's rate. BENCH_ARGS=--long: W6 at 10 GiB.
+# make bench-quick: the floor, W1, W2, the batched producer, W4 at W1's and at half W2's rate. BENCH_ARGS=--long: W6 at 10 GiB.
 BENCH_NODE := $(BUILD)/bench/bench_node
 $(BENCH_NODE): bench/bench_node.c $(STATIC)
 	@mkdir -p $(dir $@)
